@@ -1,1 +1,43 @@
-//! placeholder
+//! cairn-attestation — TDX evidence for Cairn.
+//!
+//! Everything in Cairn trusts a confidential VM only through its TDX quote. This crate
+//! holds the evidence model and its verification:
+//!
+//! - the RTMR3 runtime-event log (dstack-compatible digests, replay, JSON) and the
+//!   identities it carries (app id, compose hash, instance id, OS image hash, key provider);
+//! - identity derivations of DESIGN.md §2 (device id, mr_system, mr_aggregated);
+//! - [`Verifier`]: dcap-qvl 0.7.1 with an explicit trust root, collateral from files or a
+//!   PCCS, event-log replay, report-data binding, and a verified-result cache;
+//! - [`simulator`]: an in-process TDX with a mock Intel PKI whose quotes the real verifier
+//!   accepts — *only* when the verifier is explicitly configured with the simulator root.
+//!
+//! What it trusts: Intel's SGX root CA (or a simulator root when configured by name), and
+//! the clock value the caller passes. What it does **not** do: judge TCB status or
+//! advisories (returned for the on-chain policy), or decide whether an identity is allowed.
+//!
+//! # Layout
+//! - `consts` — size limits, event names, Intel's root CA.
+//! - `ids` — identity newtypes and derivations.
+//! - `eventlog` — runtime events, replay, JSON, boot order.
+//! - `collateral` — collateral loading, expiry, the PCCS client and its cache.
+//! - `verify` — [`Verifier`], [`VerifiedQuote`], the verified-result cache.
+//! - `simulator` — mock PKI, quotes, collateral, and a PCCS server.
+//! - `tee` — the [`Tee`] trait and the configfs-tsm backend.
+//! - `ratls` — RA-TLS certificates and rustls verifiers.
+
+pub mod consts;
+mod error;
+pub mod eventlog;
+pub mod ids;
+mod ratls;
+mod tee;
+
+pub use error::{Error, Result};
+pub use eventlog::{EventLog, RuntimeEvent};
+pub use tee::{Tee, TeeError};
+pub use tee::TdxTee;
+pub use ratls::{
+    consts as ratls_consts, generate_ra_tls_cert, parse_ra_tls_extensions, ra_tls_report_data,
+    Evidence, EvidenceVerifier, RaTlsCert, RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError,
+    RaTlsServerVerifier, Usage,
+};

@@ -1,0 +1,465 @@
+//! Building and parsing RA-TLS certificates (FORMATS.md "RA-TLS certificates").
+
+use std::fmt;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SigningKey, PKCS_ECDSA_P256_SHA256,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
+use zeroize::Zeroizing;
+
+use super::consts::{
+    CLOCK_SKEW, DEFAULT_VALIDITY, MAX_RA_TLS_CERT_LEN, MAX_USAGE_LEN, OID_APP_ID, OID_EVENT_LOG,
+    OID_QUOTE, OID_SPECIAL_USAGE,
+};
+use super::{ra_tls_report_data, Evidence, RaTlsError, Usage};
+use crate::tee::Tee;
+
+/// A freshly generated RA-TLS certificate and its private key.
+pub struct RaTlsCert {
+    /// The certificate, DER.
+    pub cert_der: CertificateDer<'static>,
+    /// The P-256 private key, PKCS#8 DER, wiped on drop.
+    key: Zeroizing<Vec<u8>>,
+}
+
+impl RaTlsCert {
+    /// The private key as PKCS#8 DER.
+    pub fn key_pkcs8_der(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The private key in the form rustls configs take.
+    pub fn private_key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.to_vec()))
+    }
+
+    /// The key as an rcgen key pair, e.g. to sign leaves with an `app:ca` certificate.
+    pub fn key_pair(&self) -> Result<KeyPair, RaTlsError> {
+        KeyPair::try_from(self.key.as_slice()).map_err(|e| RaTlsError::Generate(e.to_string()))
+    }
+}
+
+impl fmt::Debug for RaTlsCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RaTlsCert")
+            .field("cert_der", &format_args!("<{} bytes>", self.cert_der.len()))
+            .field("key", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+/// Builds an RA-TLS certificate: a new P-256 key, a quote over
+/// `SHA-512("ratls-cert:" ‖ SPKI)`, and the four extensions.
+///
+/// ```no_run
+/// # use cairn_attestation::{RaTlsCertBuilder, Usage, Tee};
+/// # fn f(tee: &dyn Tee, event_log_json: &[u8]) -> Result<(), cairn_attestation::RaTlsError> {
+/// let cert = RaTlsCertBuilder::new(Usage::AppCustom)
+///     .common_name("my-app")
+///     .alt_names(["my-app.example".to_owned()])
+///     .event_log(event_log_json)
+///     .app_id([0x11; 20])
+///     .build(tee)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RaTlsCertBuilder {
+    usage: Usage,
+    common_name: String,
+    alt_names: Vec<String>,
+    app_id: Option<[u8; 20]>,
+    event_log: Vec<u8>,
+    validity: Duration,
+    is_ca: bool,
+}
+
+impl RaTlsCertBuilder {
+    /// A builder for a certificate with this special usage, common name "Cairn RA-TLS",
+    /// no alt names, no app id, an empty event log and [`DEFAULT_VALIDITY`](super::consts::DEFAULT_VALIDITY).
+    pub fn new(usage: Usage) -> Self {
+        Self {
+            usage,
+            common_name: "Cairn RA-TLS".to_owned(),
+            alt_names: Vec::new(),
+            app_id: None,
+            event_log: b"[]".to_vec(),
+            validity: DEFAULT_VALIDITY,
+            is_ca: false,
+        }
+    }
+
+    /// Subject common name.
+    pub fn common_name(mut self, cn: impl Into<String>) -> Self {
+        self.common_name = cn.into();
+        self
+    }
+
+    /// Subject alternative names (DNS names or IP addresses).
+    pub fn alt_names(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.alt_names = names.into_iter().collect();
+        self
+    }
+
+    /// The app id extension (20 bytes).
+    pub fn app_id(mut self, app_id: [u8; 20]) -> Self {
+        self.app_id = Some(app_id);
+        self
+    }
+
+    /// The event log JSON (as the guest agent returns it) embedded beside the quote.
+    pub fn event_log(mut self, json: &[u8]) -> Self {
+        self.event_log = json.to_vec();
+        self
+    }
+
+    /// How long the certificate is valid from now.
+    pub fn validity(mut self, validity: Duration) -> Self {
+        self.validity = validity;
+        self
+    }
+
+    /// Make it a CA certificate (basic constraints CA, keyCertSign), e.g. for `app:ca`.
+    pub fn ca(mut self, is_ca: bool) -> Self {
+        self.is_ca = is_ca;
+        self
+    }
+
+    /// A self-signed certificate; the quote comes from `tee`.
+    pub fn build(&self, tee: &dyn Tee) -> Result<RaTlsCert, RaTlsError> {
+        self.build_inner(tee, None::<&Issuer<'_, KeyPair>>)
+    }
+
+    /// A certificate signed by `issuer` (e.g. the KMS's app CA); the quote still binds
+    /// the new certificate's own key.
+    pub fn build_signed_by<S: SigningKey>(
+        &self,
+        tee: &dyn Tee,
+        issuer: &Issuer<'_, S>,
+    ) -> Result<RaTlsCert, RaTlsError> {
+        self.build_inner(tee, Some(issuer))
+    }
+
+    fn build_inner<S: SigningKey>(
+        &self,
+        tee: &dyn Tee,
+        issuer: Option<&Issuer<'_, S>>,
+    ) -> Result<RaTlsCert, RaTlsError> {
+        if self.event_log.len() > MAX_RA_TLS_CERT_LEN {
+            return Err(RaTlsError::InvalidRequest(format!(
+                "event log of {} bytes cannot fit a certificate of at most {MAX_RA_TLS_CERT_LEN}",
+                self.event_log.len()
+            )));
+        }
+        let gen_err = |e: rcgen::Error| RaTlsError::Generate(e.to_string());
+
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let report_data = ra_tls_report_data(&key.subject_public_key_info());
+        let quote = tee.quote(&report_data)?;
+
+        let mut params = CertificateParams::new(self.alt_names.clone()).map_err(gen_err)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, self.common_name.as_str());
+        let now = time::OffsetDateTime::now_utc();
+        let validity = time::Duration::try_from(self.validity)
+            .map_err(|_| RaTlsError::InvalidRequest("validity out of range".to_owned()))?;
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now
+            .checked_add(validity)
+            .ok_or_else(|| RaTlsError::InvalidRequest("validity out of range".to_owned()))?;
+        if self.is_ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        } else {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        }
+        let ext = |oid: &[u64], bytes: &[u8]| {
+            CustomExtension::from_oid_content(oid, der_octet_string(bytes))
+        };
+        params.custom_extensions.push(ext(OID_QUOTE, &quote));
+        params
+            .custom_extensions
+            .push(ext(OID_EVENT_LOG, &self.event_log));
+        if let Some(app_id) = &self.app_id {
+            params.custom_extensions.push(ext(OID_APP_ID, app_id));
+        }
+        params
+            .custom_extensions
+            .push(ext(OID_SPECIAL_USAGE, self.usage.as_str().as_bytes()));
+
+        let cert = match issuer {
+            None => params.self_signed(&key),
+            Some(issuer) => params.signed_by(&key, issuer),
+        }
+        .map_err(gen_err)?;
+        let cert_der = cert.der().clone();
+        if cert_der.len() > MAX_RA_TLS_CERT_LEN {
+            return Err(RaTlsError::CertTooLarge {
+                len: cert_der.len(),
+                max: MAX_RA_TLS_CERT_LEN,
+            });
+        }
+        Ok(RaTlsCert {
+            cert_der,
+            key: Zeroizing::new(key.serialize_der()),
+        })
+    }
+}
+
+/// A self-signed RA-TLS certificate for `subject` (the common name) with the given
+/// evidence; the shorthand for [`RaTlsCertBuilder`].
+pub fn generate_ra_tls_cert(
+    tee: &dyn Tee,
+    event_log_json: &[u8],
+    app_id: Option<[u8; 20]>,
+    usage: Usage,
+    subject: &str,
+) -> Result<RaTlsCert, RaTlsError> {
+    let mut builder = RaTlsCertBuilder::new(usage)
+        .common_name(subject)
+        .event_log(event_log_json);
+    if let Some(app_id) = app_id {
+        builder = builder.app_id(app_id);
+    }
+    builder.build(tee)
+}
+
+/// Extracts the RA-TLS evidence from a certificate. Nothing is verified; the quote and
+/// event log extensions are required, app id and usage are optional.
+pub fn parse_ra_tls_extensions(cert_der: &[u8]) -> Result<Evidence, RaTlsError> {
+    Ok(ParsedCert::parse(cert_der)?.evidence)
+}
+
+/// What the verifier needs from a certificate.
+#[derive(Debug)]
+pub(crate) struct ParsedCert {
+    pub(crate) evidence: Evidence,
+    pub(crate) spki_der: Vec<u8>,
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+}
+
+impl ParsedCert {
+    /// Size check first, then X.509 (no trailing bytes), then the four extensions.
+    pub(crate) fn parse(cert_der: &[u8]) -> Result<Self, RaTlsError> {
+        if cert_der.len() > MAX_RA_TLS_CERT_LEN {
+            return Err(RaTlsError::CertTooLarge {
+                len: cert_der.len(),
+                max: MAX_RA_TLS_CERT_LEN,
+            });
+        }
+        // Duplicate extensions are rejected by x509-parser itself.
+        let (rest, cert) = x509_parser::parse_x509_certificate(cert_der)
+            .map_err(|e| RaTlsError::MalformedCert(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(RaTlsError::MalformedCert(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+
+        let mut quote = None;
+        let mut event_log = None;
+        let mut app_id = None;
+        let mut usage = None;
+        for ext in cert.extensions() {
+            let is = |oid: &[u64]| {
+                ext.oid
+                    .iter()
+                    .is_some_and(|arcs| arcs.eq(oid.iter().copied()))
+            };
+            if is(OID_QUOTE) {
+                quote = Some(octet_string(ext.value, "quote")?.to_vec());
+            } else if is(OID_EVENT_LOG) {
+                event_log = Some(octet_string(ext.value, "event log")?.to_vec());
+            } else if is(OID_APP_ID) {
+                let bytes = octet_string(ext.value, "app id")?;
+                app_id = Some(<[u8; 20]>::try_from(bytes).map_err(|_| {
+                    RaTlsError::MalformedExtension {
+                        name: "app id",
+                        reason: "not 20 bytes",
+                    }
+                })?);
+            } else if is(OID_SPECIAL_USAGE) {
+                let bytes = octet_string(ext.value, "usage")?;
+                if bytes.len() > MAX_USAGE_LEN {
+                    return Err(RaTlsError::MalformedExtension {
+                        name: "usage",
+                        reason: "too long",
+                    });
+                }
+                usage = Some(Usage::parse(bytes)?);
+            }
+        }
+
+        let spki = cert.public_key();
+        let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+            && spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .is_some_and(|curve| curve == OID_EC_P256);
+
+        let evidence = Evidence {
+            quote: quote.ok_or(RaTlsError::MissingExtension("quote"))?,
+            event_log: event_log.ok_or(RaTlsError::MissingExtension("event log"))?,
+            app_id,
+            usage,
+        };
+        if !is_p256 {
+            return Err(RaTlsError::UnsupportedKey);
+        }
+        let validity = cert.validity();
+        Ok(Self {
+            evidence,
+            spki_der: spki.raw.to_vec(),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+}
+
+/// DER OCTET STRING wrapping `bytes` (tag 0x04, definite minimal length).
+pub(crate) fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+    let len = bytes.len();
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(0x04);
+    if len < 0x80 {
+        out.push(len as u8); // < 0x80 checked above
+    } else {
+        let be = (len as u64).to_be_bytes();
+        let skip = be.iter().take_while(|b| **b == 0).count();
+        let n = be.len() - skip;
+        out.push(0x80 | n as u8); // n <= 8
+        out.extend_from_slice(&be[skip..]);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The content of a DER OCTET STRING that spans all of `der`: definite, minimal length,
+/// no trailing bytes.
+pub(crate) fn octet_string<'a>(der: &'a [u8], name: &'static str) -> Result<&'a [u8], RaTlsError> {
+    let bad = |reason| RaTlsError::MalformedExtension { name, reason };
+    let (&tag, rest) = der.split_first().ok_or(bad("empty"))?;
+    if tag != 0x04 {
+        return Err(bad("not an OCTET STRING"));
+    }
+    let (&first, rest) = rest.split_first().ok_or(bad("missing length"))?;
+    let (len, body) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return Err(bad("indefinite or oversized length"));
+        }
+        if rest.len() < n {
+            return Err(bad("truncated length"));
+        }
+        let (len_bytes, body) = rest.split_at(n);
+        if len_bytes[0] == 0 {
+            return Err(bad("non-minimal length"));
+        }
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if len < 0x80 {
+            return Err(bad("non-minimal length"));
+        }
+        (len, body)
+    };
+    if body.len() != len {
+        return Err(bad(if body.len() < len {
+            "truncated content"
+        } else {
+            "trailing bytes"
+        }));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octet_string_round_trips_at_length_boundaries() {
+        for len in [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000] {
+            let content = vec![0xA5; len];
+            let der = der_octet_string(&content);
+            assert_eq!(
+                octet_string(&der, "t").unwrap(),
+                content.as_slice(),
+                "len {len}"
+            );
+        }
+        assert_eq!(der_octet_string(&[1, 2]), [0x04, 2, 1, 2]);
+        assert_eq!(&der_octet_string(&[0; 0x80])[..3], [0x04, 0x81, 0x80]);
+    }
+
+    #[test]
+    fn octet_string_rejects_non_der_encodings() {
+        let cases: &[(&[u8], &str)] = &[
+            (&[], "empty"),
+            (&[0x0c, 0x01, 0x41], "not an OCTET STRING"),
+            (&[0x04], "missing length"),
+            (&[0x04, 0x80, 0x00, 0x00], "indefinite or oversized length"),
+            (
+                &[0x04, 0x85, 1, 1, 1, 1, 1],
+                "indefinite or oversized length",
+            ),
+            (&[0x04, 0x82, 0x01], "truncated length"),
+            (&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5], "non-minimal length"),
+            (&[0x04, 0x82, 0x00, 0x80], "non-minimal length"),
+            (&[0x04, 0x03, 1, 2], "truncated content"),
+            (&[0x04, 0x01, 1, 2], "trailing bytes"),
+        ];
+        for (der, want) in cases {
+            let err = octet_string(der, "t").unwrap_err();
+            assert!(
+                matches!(err, RaTlsError::MalformedExtension { name: "t", reason } if reason == *want),
+                "{der:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_strings_match_formats_md() {
+        for usage in [Usage::AppCustom, Usage::AppCa, Usage::KmsRpc] {
+            assert_eq!(Usage::parse(usage.as_str().as_bytes()).unwrap(), usage);
+        }
+        assert_eq!(Usage::KmsRpc.as_str(), "kms:rpc");
+        assert!(matches!(
+            Usage::parse(b"kms:admin"),
+            Err(RaTlsError::UnknownUsage(u)) if u == "kms:admin"
+        ));
+        assert!(matches!(
+            Usage::parse(&[0xff]),
+            Err(RaTlsError::UnknownUsage(_))
+        ));
+    }
+
+    #[test]
+    fn report_data_tag_check_value() {
+        // FORMATS.md: SHA-512("app-data:test content") begins 7ea0b744 — same shape as ours.
+        use sha2::{Digest, Sha512};
+        let d = Sha512::digest(b"app-data:test content");
+        assert_eq!(hex::encode(&d[..4]), "7ea0b744");
+        let spki = b"spki";
+        let want: [u8; 64] = Sha512::digest(b"ratls-cert:spki").into();
+        assert_eq!(ra_tls_report_data(spki), want);
+    }
+}
