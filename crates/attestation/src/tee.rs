@@ -318,13 +318,19 @@ mod tests {
                 let _ = f.write_all(bytes);
             };
             serve("generation", b"7\n");
-            // The reader opens outblob only after its inblob write returned.
+            // The reader opens outblob only after its inblob write returned, so once this
+            // open (which waits for the reader) succeeds, inblob holds the request.
+            let mut outblob = OpenOptions::new()
+                .write(true)
+                .open(dir.join("outblob"))
+                .unwrap();
             let inblob = fs::read(dir.join("inblob")).unwrap();
             let out = match kernel {
                 Kernel::Outblob(len) => vec![0xAB; len],
                 _ => [b"QUOTE:".as_slice(), &inblob].concat(),
             };
-            serve("outblob", &out);
+            let _ = outblob.write_all(&out);
+            drop(outblob);
             if let Kernel::Outblob(len) = kernel {
                 if len > MAX_TSM_OUTBLOB_LEN {
                     return inblob;
