@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Test} from "forge-std/Test.sol";
+
+import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
+import {AppAuth} from "../../src/AppAuth.sol";
+import {KmsAuth} from "../../src/KmsAuth.sol";
+import {KmsAuthHandler} from "./KmsAuthHandler.sol";
+
+contract KmsAuthInvariantTest is Test {
+    KmsAuthHandler internal handler;
+    KmsAuth internal kms;
+
+    function setUp() public {
+        vm.warp(1_700_000_000);
+        handler = new KmsAuthHandler();
+        kms = handler.kms();
+        bytes4[] memory selectors = new bytes4[](9);
+        selectors[0] = KmsAuthHandler.registerApp.selector;
+        selectors[1] = KmsAuthHandler.deregisterApp.selector;
+        selectors[2] = KmsAuthHandler.addComposeHash.selector;
+        selectors[3] = KmsAuthHandler.scheduleComposeHash.selector;
+        selectors[4] = KmsAuthHandler.removeComposeHash.selector;
+        selectors[5] = KmsAuthHandler.warp.selector;
+        selectors[6] = KmsAuthHandler.addKmsNode.selector;
+        selectors[7] = KmsAuthHandler.removeKmsNode.selector;
+        selectors[8] = KmsAuthHandler.anchorCheckpoint.selector;
+        targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
+        targetContract(address(handler));
+    }
+
+    function _boot(address app, bytes32 hash) internal view returns (IAppAuth.AppBootInfo memory b) {
+        b.appId = app;
+        b.composeHash = hash;
+        b.deviceId = keccak256("any-device");
+        b.osImageHash = handler.OS_IMAGE();
+        b.tcbStatus = "UpToDate";
+        b.advisoryIds = new string[](0);
+    }
+
+    /// An app that is not registered is never allowed, whatever its own policy says.
+    function invariant_UnregisteredAppNeverAllowed() public view {
+        for (uint256 i = 0; i < 4; ++i) {
+            AppAuth app = handler.appAt(i);
+            if (kms.isAppRegistered(address(app))) continue;
+            for (uint256 j = 0; j < 4; ++j) {
+                (bool ok, string memory reason) = kms.isAppAllowed(_boot(address(app), handler.hashAt(j)));
+                assertFalse(ok, "unregistered app allowed");
+                assertEq(reason, "App not registered", "reason");
+            }
+        }
+    }
+
+    /// A compose hash removed (and not listed again) is never allowed, by the app or the KMS.
+    function invariant_RemovedHashNeverAllowed() public view {
+        for (uint256 i = 0; i < 4; ++i) {
+            AppAuth app = handler.appAt(i);
+            for (uint256 j = 0; j < 4; ++j) {
+                bytes32 h = handler.hashAt(j);
+                if (!handler.ghostRemoved(address(app), h)) continue;
+                assertFalse(app.allowedComposeHashes(h), "removed hash allowed by app");
+                (bool ok,) = app.isAppAllowed(_boot(address(app), h));
+                assertFalse(ok, "removed hash allowed by app policy");
+                (ok,) = kms.isAppAllowed(_boot(address(app), h));
+                assertFalse(ok, "removed hash allowed by KMS");
+            }
+        }
+    }
+
+    /// A scheduled hash is allowed exactly from its activation time on.
+    function invariant_ActivationTimeRespected() public view {
+        for (uint256 i = 0; i < 4; ++i) {
+            AppAuth app = handler.appAt(i);
+            for (uint256 j = 0; j < 4; ++j) {
+                bytes32 h = handler.hashAt(j);
+                (bool listed, uint64 at) = app.composeHashActivation(h);
+                assertEq(app.allowedComposeHashes(h), listed && at <= block.timestamp, "activation");
+            }
+        }
+    }
+
+    /// Anchored sizes never shrink: each node's anchor is the largest size it ever anchored.
+    function invariant_AnchoredSizeNeverDecreases() public view {
+        assertFalse(handler.ghostBadAnchorAccepted(), "shrinking/conflicting anchor accepted or good one refused");
+        for (uint256 i = 0; i < 3; ++i) {
+            address n = handler.nodeAt(i);
+            (uint64 size,,) = kms.latestAnchor(n);
+            assertEq(size, handler.ghostMaxAnchored(n), "anchor equals max ever anchored");
+        }
+    }
+}
