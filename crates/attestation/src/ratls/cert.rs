@@ -452,6 +452,31 @@ mod tests {
         ));
     }
 
+    /// docs/ratls.md test vector: the P-256 key with secret scalar 1 (public key = G).
+    #[test]
+    fn report_data_known_answer_for_the_generator_key() {
+        use p256::pkcs8::EncodePublicKey;
+        let mut scalar = [0u8; 32];
+        scalar[31] = 1;
+        let sk = p256::SecretKey::from_slice(&scalar).unwrap();
+        let spki = sk.public_key().to_public_key_der().unwrap();
+        assert_eq!(
+            hex::encode(spki.as_bytes()),
+            "3059301306072a8648ce3d020106082a8648ce3d030107034200\
+             046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296\
+             4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+        );
+        assert_eq!(
+            hex::encode(ra_tls_report_data(spki.as_bytes())),
+            "8bf9513e7e20627726e7283dae3b581494058996c16138326a933b56438e2dea\
+             a400cca5c8028878093c1d96812f98d459de692a9a54a11ff0ec5c2bf5873b9a"
+        );
+        assert_eq!(
+            hex::encode(der_octet_string(b"kms:rpc")),
+            "04076b6d733a727063"
+        );
+    }
+
     #[test]
     fn report_data_tag_check_value() {
         // FORMATS.md: SHA-512("app-data:test content") begins 7ea0b744 — same shape as ours.

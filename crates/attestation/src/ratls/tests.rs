@@ -114,6 +114,12 @@ fn extensions_are_non_critical_octet_strings() {
         .filter(|e| e.oid.to_id_string().starts_with("1.3.6.1.4.1.62397.1."))
         .collect();
     assert_eq!(ours.len(), 4);
+    // OID 1.3.6.1.4.1.62397.1.1 in DER (docs/ratls.md).
+    let quote_oid = hex::decode("060a2b0601040183e73d0101").unwrap();
+    assert!(cert
+        .cert_der
+        .windows(quote_oid.len())
+        .any(|w| w == quote_oid));
     for e in ours {
         assert!(!e.critical);
         assert_eq!(e.value[0], 0x04, "{}", e.oid);
