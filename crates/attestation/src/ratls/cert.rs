@@ -27,6 +27,15 @@ pub struct RaTlsCert {
 }
 
 impl RaTlsCert {
+    /// An existing certificate and its PKCS#8 private key (e.g. loaded from disk, or a
+    /// certificate issued elsewhere). Nothing is checked: verifiers check certificates.
+    pub fn from_parts(cert_der: CertificateDer<'static>, key_pkcs8_der: Vec<u8>) -> Self {
+        Self {
+            cert_der,
+            key: Zeroizing::new(key_pkcs8_der),
+        }
+    }
+
     /// The private key as PKCS#8 DER.
     pub fn key_pkcs8_der(&self) -> &[u8] {
         &self.key
