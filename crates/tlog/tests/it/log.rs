@@ -1,0 +1,307 @@
+//! The durable log: append, read, reopen, limits, corruption and concurrency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cairn_tlog::{
+    leaf_hash, verify_consistency, verify_inclusion, Corruption, Error, Hash, Log, MemoryTree,
+    MAX_BATCH_LEN, MAX_ENTRIES_PER_READ, MAX_ENTRY_LEN,
+};
+
+use crate::support::{memory_tree, vector_entry};
+
+fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    range.map(vector_entry).collect()
+}
+
+#[test]
+fn empty_log_has_empty_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path()).expect("open");
+    assert_eq!(log.size(), 0);
+    assert_eq!(log.root(), Hash::EMPTY_ROOT);
+    assert_eq!(log.root_at(0).expect("root"), Hash::EMPTY_ROOT);
+    assert_eq!(
+        log.entries(0..0).expect("empty range"),
+        Vec::<Vec<u8>>::new()
+    );
+}
+
+#[test]
+fn appended_entries_are_readable_and_provable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path()).expect("open");
+    assert_eq!(log.append_batch(&entries(0..5)).expect("append"), 0);
+    assert_eq!(log.append_batch(&entries(5..6)).expect("append"), 5);
+    assert_eq!(log.append(vector_entry(6)).expect("append"), 6);
+    let mem = memory_tree(7);
+    assert_eq!(log.size(), 7);
+    assert_eq!(log.root(), mem.root());
+    assert_eq!(log.entries(2..7).expect("range"), entries(2..7));
+    assert_eq!(log.entry(6).expect("entry"), vector_entry(6));
+    for size in 1..=7 {
+        let root = log.root_at(size).expect("root");
+        assert_eq!(root, mem.root_at(size).expect("root"));
+        for index in 0..size {
+            let proof = log.inclusion_proof(index, size).expect("proof");
+            verify_inclusion(&leaf_hash(&vector_entry(index)), index, size, &proof, &root)
+                .expect("verifies");
+        }
+    }
+}
+
+#[test]
+fn reopening_recovers_exactly_the_committed_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (size, root) = {
+        let log = Log::open(dir.path()).expect("open");
+        log.append_batch(&entries(0..100)).expect("append");
+        log.append_batch(&entries(100..133)).expect("append");
+        log.head()
+    };
+    let log = Log::open(dir.path()).expect("reopen");
+    assert_eq!(log.head(), (size, root));
+    assert_eq!(root, memory_tree(133).root());
+    // Appending after a reopen continues the same tree.
+    assert_eq!(log.append_batch(&entries(133..140)).expect("append"), 133);
+    assert_eq!(log.root(), memory_tree(140).root());
+    let proof = log.consistency_proof(133, 140).expect("proof");
+    verify_consistency(133, 140, &root, &log.root(), &proof).expect("append-only");
+}
+
+#[test]
+fn reads_beyond_the_committed_size_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path()).expect("open");
+    log.append_batch(&entries(0..10)).expect("append");
+    assert!(matches!(
+        log.entry(10),
+        Err(Error::IndexOutOfRange {
+            index: 10,
+            size: 10
+        })
+    ));
+    assert!(matches!(
+        log.entries(5..11),
+        Err(Error::SizeOutOfRange {
+            requested: 11,
+            committed: 10
+        })
+    ));
+    assert!(matches!(
+        log.root_at(11),
+        Err(Error::SizeOutOfRange {
+            requested: 11,
+            committed: 10
+        })
+    ));
+    assert!(matches!(
+        log.inclusion_proof(3, 11),
+        Err(Error::SizeOutOfRange {
+            requested: 11,
+            committed: 10
+        })
+    ));
+    assert!(matches!(
+        log.inclusion_proof(10, 10),
+        Err(Error::IndexOutOfRange {
+            index: 10,
+            size: 10
+        })
+    ));
+    assert!(matches!(
+        log.consistency_proof(3, 11),
+        Err(Error::SizeOutOfRange {
+            requested: 11,
+            committed: 10
+        })
+    ));
+    assert!(matches!(
+        log.consistency_proof(8, 7),
+        Err(Error::SizesDecreasing { old: 8, new: 7 })
+    ));
+}
+
+#[test]
+fn batch_and_read_limits_are_enforced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path()).expect("open");
+    let none: [Vec<u8>; 0] = [];
+    assert!(matches!(log.append_batch(&none), Err(Error::EmptyBatch)));
+    let too_many = vec![vec![0u8]; MAX_BATCH_LEN + 1];
+    assert!(matches!(
+        log.append_batch(&too_many),
+        Err(Error::BatchTooLarge { len, max: MAX_BATCH_LEN }) if len == MAX_BATCH_LEN + 1
+    ));
+    let huge = vec![vec![0u8; MAX_ENTRY_LEN + 1]];
+    assert!(matches!(
+        log.append_batch(&huge),
+        Err(Error::EntryTooLarge {
+            max: MAX_ENTRY_LEN,
+            ..
+        })
+    ));
+    assert!(matches!(
+        log.append(vec![0u8; MAX_ENTRY_LEN + 1]),
+        Err(Error::EntryTooLarge {
+            max: MAX_ENTRY_LEN,
+            ..
+        })
+    ));
+    // Nothing was committed by the refused calls.
+    assert_eq!(log.size(), 0);
+    log.append_batch(&vec![vec![1u8]; MAX_BATCH_LEN])
+        .expect("max batch");
+    assert!(matches!(
+        log.entries(0..MAX_ENTRIES_PER_READ + 1),
+        Err(Error::RangeTooLarge { requested, max: MAX_ENTRIES_PER_READ }) if requested == MAX_ENTRIES_PER_READ + 1
+    ));
+    assert_eq!(
+        log.entries(0..MAX_ENTRIES_PER_READ)
+            .expect("max read")
+            .len() as u64,
+        MAX_ENTRIES_PER_READ
+    );
+}
+
+#[test]
+fn a_foreign_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+        tree.insert(b"m:format", b"something-else/v9".as_slice())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(Error::Corrupt {
+            what: Corruption::FormatMarker,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_missing_subtree_hash_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path()).expect("open");
+        log.append_batch(&entries(0..6)).expect("append");
+    }
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+        // Size 6 = subtree (level 2, index 0) ‖ (level 1, index 2).
+        let mut key = vec![b'h', 2];
+        key.extend_from_slice(&0u64.to_be_bytes());
+        assert!(tree.remove(key).expect("remove").is_some());
+        db.flush().expect("flush");
+    }
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(Error::Corrupt {
+            what: Corruption::MissingHash,
+            index: 0
+        })
+    ));
+}
+
+#[test]
+fn a_rewritten_last_entry_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path()).expect("open");
+        log.append_batch(&entries(0..6)).expect("append");
+    }
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&5u64.to_be_bytes());
+        tree.insert(key, b"rewritten".as_slice()).expect("insert");
+        db.flush().expect("flush");
+    }
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(Error::Corrupt {
+            what: Corruption::LeafHashMismatch,
+            index: 5
+        })
+    ));
+}
+
+#[test]
+fn concurrent_appenders_share_commits_and_get_unique_indices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(Log::open(dir.path()).expect("open"));
+    let threads = 8u64;
+    let per_thread = 40u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|i| {
+                        let entry = format!("thread {t} entry {i}").into_bytes();
+                        let index = log.append(entry.clone()).expect("append");
+                        (index, entry)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, Vec<u8>)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    all.sort();
+    let indices: Vec<u64> = all.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, (0..threads * per_thread).collect::<Vec<_>>());
+    // Each acknowledged index holds exactly the entry its caller appended.
+    let mut mem = MemoryTree::new();
+    for (index, entry) in &all {
+        assert_eq!(&log.entry(*index).expect("entry"), entry);
+        mem.push(entry);
+    }
+    assert_eq!(log.root(), mem.root());
+    drop(log);
+    let reopened = Log::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.root(), mem.root());
+}
+
+#[test]
+fn readers_only_ever_see_consistent_committed_heads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(Log::open(dir.path()).expect("open"));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (log, done) = (Arc::clone(&log), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut prev = (0u64, Hash::EMPTY_ROOT);
+            let mut checks = 0u32;
+            while !done.load(Ordering::Acquire) || checks == 0 {
+                let (size, root) = log.head();
+                let proof = log.consistency_proof(prev.0, size).expect("proof");
+                verify_consistency(prev.0, size, &prev.1, &root, &proof).expect("append-only");
+                if size > 0 {
+                    let last = size - 1;
+                    let entry = log.entry(last).expect("committed entry is readable");
+                    let proof = log.inclusion_proof(last, size).expect("proof");
+                    verify_inclusion(&leaf_hash(&entry), last, size, &proof, &root)
+                        .expect("included");
+                }
+                prev = (size, root);
+                checks += 1;
+            }
+            checks
+        })
+    };
+    for start in (0..600u64).step_by(20) {
+        log.append_batch(&entries(start..start + 20))
+            .expect("append");
+    }
+    done.store(true, Ordering::Release);
+    assert!(reader.join().expect("reader") > 0);
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `cairn-tlog`, one module per topic.
+
+mod checkpoint;
+mod crash;
+mod entry;
+mod log;
+mod proofs;
+mod support;
+mod vectors;
