@@ -107,6 +107,7 @@ contract DaoFlowTest is CairnTestBase {
             abi.encodeWithSelector(
                 TimelockController.TimelockUnexpectedOperationState.selector,
                 opId,
+                // forge-lint: disable-next-line(incorrect-shift) -- OpenZeppelin state bitmap: 1 << state
                 bytes32(1 << uint8(TimelockController.OperationState.Ready))
             )
         );
@@ -143,6 +144,7 @@ contract DaoFlowTest is CairnTestBase {
                 IGovernor.GovernorUnexpectedProposalState.selector,
                 id,
                 IGovernor.ProposalState.Defeated,
+                // forge-lint: disable-next-line(incorrect-shift) -- OpenZeppelin state bitmap: 1 << state
                 bytes32(1 << uint8(IGovernor.ProposalState.Succeeded))
             )
         );

@@ -136,6 +136,7 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
         uint64 size = uint64(bound(sizeSeed, 0, 1_000_000));
         bool shrinks = anchoredAt != 0 && size < anchored;
         bool conflicts = anchoredAt != 0 && size == anchored && root != anchoredRoot;
+        // forge-lint: disable-next-line(unsafe-typecast) -- short literals fit in 32 bytes
         calls[shrinks || conflicts ? bytes32("badAnchor") : bytes32("anchorCheckpoint")]++;
         vm.prank(n);
         try kms.anchorCheckpoint(size, root) {

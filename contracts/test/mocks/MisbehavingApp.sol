@@ -72,7 +72,7 @@ contract MisbehavingApp {
             }
         }
         if (m == Mode.BadLength) {
-            bytes memory enc = abi.encode(uint256(1), uint256(0x40), uint256(33), bytes32("short"));
+            bytes memory enc = abi.encode(uint256(1), uint256(0x40), uint256(33), keccak256("short"));
             assembly {
                 return(add(enc, 0x20), mload(enc))
             }

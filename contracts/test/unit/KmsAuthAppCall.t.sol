@@ -106,6 +106,7 @@ contract KmsAuthAppCallTest is CairnTestBase {
         bytes memory data = abi.encodeCall(KmsAuth.isAppAllowed, (_bootInfo(address(a), COMPOSE_HASH, DEVICE_ID)));
         (bool ok, bytes memory ret) = address(kms).staticcall{gas: 150_000}(data);
         assertFalse(ok, "reverts rather than blaming the app");
+        // forge-lint: disable-next-line(unsafe-typecast) -- the selector is the first 4 bytes
         assertEq(bytes4(ret), KmsAuth.KmsAuthInsufficientGas.selector, "error");
     }
 
