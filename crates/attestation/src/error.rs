@@ -75,7 +75,9 @@ pub enum Error {
     #[error("non-zero MRSIGNERSEAM {0}")]
     NonIntelTdxModule(String),
     /// The collateral's validity window does not contain the verification time.
-    #[error("collateral expired or not yet valid at {now}: valid from {not_before} until {not_after}")]
+    #[error(
+        "collateral expired or not yet valid at {now}: valid from {not_before} until {not_after}"
+    )]
     CollateralExpired {
         /// Verification time (unix seconds).
         now: u64,
@@ -122,6 +124,9 @@ impl Error {
     /// True when retrying later (e.g. after fetching fresh collateral) might succeed:
     /// fetch failures and expired collateral. Evidence failures are never retryable.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::CollateralFetch { .. } | Error::CollateralExpired { .. })
+        matches!(
+            self,
+            Error::CollateralFetch { .. } | Error::CollateralExpired { .. }
+        )
     }
 }

@@ -239,11 +239,10 @@ pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
         None
     };
     let (key_provider, key_provider_payload) = if boot_len > 6 {
-        let kp: KeyProvider =
-            serde_json::from_slice(p(6)).map_err(|e| Error::EventPayload {
-                name: EVENT_KEY_PROVIDER,
-                reason: e.to_string(),
-            })?;
+        let kp: KeyProvider = serde_json::from_slice(p(6)).map_err(|e| Error::EventPayload {
+            name: EVENT_KEY_PROVIDER,
+            reason: e.to_string(),
+        })?;
         (Some(kp), p(6).to_vec())
     } else {
         (None, Vec::new())
@@ -396,7 +395,10 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&to_json(&boot())).unwrap();
         v[1]["event_payload"] = serde_json::Value::String(hex::encode([9u8; 20]));
         let err = from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert!(matches!(err, Error::EventDigestMismatch { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, Error::EventDigestMismatch { index: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -412,7 +414,10 @@ mod tests {
         let big = vec![b' '; MAX_EVENT_LOG_LEN + 1];
         assert!(matches!(
             from_json(&big),
-            Err(Error::TooLarge { what: "event log", .. })
+            Err(Error::TooLarge {
+                what: "event log",
+                ..
+            })
         ));
     }
 
@@ -431,7 +436,11 @@ mod tests {
         e.swap(1, 2);
         assert!(matches!(
             decode_boot_identity(&e),
-            Err(Error::EventOrder { index: 1, expected: EVENT_APP_ID, .. })
+            Err(Error::EventOrder {
+                index: 1,
+                expected: EVENT_APP_ID,
+                ..
+            })
         ));
     }
 
@@ -478,7 +487,10 @@ mod tests {
         e[1].payload = vec![1; 19];
         assert!(matches!(
             decode_boot_identity(&e),
-            Err(Error::EventPayload { name: EVENT_APP_ID, .. })
+            Err(Error::EventPayload {
+                name: EVENT_APP_ID,
+                ..
+            })
         ));
     }
 }

@@ -25,19 +25,24 @@
 //! - `tee` — the [`Tee`] trait and the configfs-tsm backend.
 //! - `ratls` — RA-TLS certificates and rustls verifiers.
 
+mod collateral;
 pub mod consts;
 mod error;
 pub mod eventlog;
 pub mod ids;
 mod ratls;
+pub mod simulator;
 mod tee;
+mod verify;
 
+pub use collateral::{Collateral, PccsClient};
 pub use error::{Error, Result};
 pub use eventlog::{EventLog, RuntimeEvent};
-pub use tee::{Tee, TeeError};
-pub use tee::TdxTee;
 pub use ratls::{
     consts as ratls_consts, generate_ra_tls_cert, parse_ra_tls_extensions, ra_tls_report_data,
     Evidence, EvidenceVerifier, RaTlsCert, RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError,
     RaTlsServerVerifier, Usage,
 };
+pub use tee::TdxTee;
+pub use tee::{Tee, TeeError};
+pub use verify::{TrustRoot, VerifiedQuote, VerifiedReport, Verifier};

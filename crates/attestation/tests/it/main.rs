@@ -1,0 +1,8 @@
+//! Integration tests of cairn-attestation: one binary, one module per topic.
+
+mod cache;
+mod common;
+mod fixtures;
+mod negative;
+mod pccs;
+mod simulator;
