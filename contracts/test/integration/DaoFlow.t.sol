@@ -197,6 +197,22 @@ contract DaoFlowTest is CairnTestBase {
         _assertVerdict(ok, reason, true, "");
     }
 
+    function test_ProposerCancelsPendingProposal() public {
+        (address[] memory targets, uint256[] memory values, bytes[] memory calldatas) =
+            _proposal(abi.encodeCall(AppAuth.addComposeHash, (COMPOSE_HASH_2)));
+        string memory description = "Withdrawn upgrade";
+        bytes32 descriptionHash = keccak256(bytes(description));
+        vm.prank(voter);
+        uint256 id = governor.propose(targets, values, calldatas, description);
+        vm.expectEmit(address(governor));
+        emit IGovernor.ProposalCanceled(id);
+        vm.prank(voter);
+        governor.cancel(targets, values, calldatas, descriptionHash);
+        assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Canceled), "canceled");
+        (bool ok, string memory reason) = _kmsVerdict(COMPOSE_HASH_2);
+        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+    }
+
     function test_GovernorSettings() public view {
         assertEq(governor.votingDelay(), VOTING_DELAY, "votingDelay");
         assertEq(governor.votingPeriod(), VOTING_PERIOD, "votingPeriod");
