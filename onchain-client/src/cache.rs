@@ -1,0 +1,135 @@
+//! A bounded cache of policy verdicts keyed by (query, input, block hash).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use alloy::primitives::B256;
+
+/// Which policy question a verdict answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Query {
+    App,
+    Kms,
+}
+
+/// Cache key: the query, keccak256 of the ABI-encoded boot info, and the block hash the
+/// verdict was read at. Because the block hash is part of the key, a verdict never
+/// outlives the block it was read at: a later policy block is a different key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) query: Query,
+    pub(crate) input: B256,
+    pub(crate) block: B256,
+}
+
+/// What the contract said at that block: `None` = allowed, `Some(reason)` = denied.
+/// Errors are never cached.
+pub(crate) type Outcome = Option<String>;
+
+/// FIFO-bounded verdict cache. A capacity of 0 disables it.
+#[derive(Debug)]
+pub(crate) struct VerdictCache {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Key, Outcome>,
+    order: VecDeque<Key>,
+}
+
+impl VerdictCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &Key) -> Option<Outcome> {
+        if self.capacity == 0 {
+            return None;
+        }
+        // A poisoned lock only means another thread panicked mid-insert; the map is
+        // still a valid map, so keep serving from it.
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.map.get(key).cloned()
+    }
+
+    pub(crate) fn insert(&self, key: Key, outcome: Outcome) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.map.insert(key, outcome).is_none() {
+            inner.order.push_back(key);
+        }
+        while inner.order.len() > self.capacity {
+            if let Some(old) = inner.order.pop_front() {
+                inner.map.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(input: u8, block: u8) -> Key {
+        Key {
+            query: Query::App,
+            input: B256::repeat_byte(input),
+            block: B256::repeat_byte(block),
+        }
+    }
+
+    #[test]
+    fn verdict_is_not_reused_at_another_block() {
+        let cache = VerdictCache::new(8);
+        cache.insert(key(1, 1), None);
+        assert_eq!(cache.get(&key(1, 1)), Some(None));
+        assert_eq!(
+            cache.get(&key(1, 2)),
+            None,
+            "allow at block 1 must not answer block 2"
+        );
+        let kms = Key {
+            query: Query::Kms,
+            ..key(1, 1)
+        };
+        assert_eq!(
+            cache.get(&kms),
+            None,
+            "app verdict must not answer the KMS query"
+        );
+    }
+
+    #[test]
+    fn cache_is_bounded_and_evicts_oldest_first() {
+        let cache = VerdictCache::new(3);
+        for i in 0..10u8 {
+            cache.insert(key(i, 0), Some(format!("r{i}")));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&key(6, 0)), None);
+        assert_eq!(cache.get(&key(9, 0)), Some(Some("r9".into())));
+    }
+
+    #[test]
+    fn zero_capacity_disables_the_cache() {
+        let cache = VerdictCache::new(0);
+        cache.insert(key(1, 1), None);
+        assert_eq!(cache.get(&key(1, 1)), None);
+        assert_eq!(cache.len(), 0);
+    }
+}

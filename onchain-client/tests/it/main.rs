@@ -1,0 +1,10 @@
+//! Integration tests of cairn-onchain against a real anvil (the pinned npm binary).
+//! Every test spawns its own anvil on a free port.
+
+mod anchoring;
+mod common;
+mod connect;
+mod dao;
+mod history;
+mod pinning;
+mod policy;

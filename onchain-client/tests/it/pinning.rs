@@ -1,0 +1,129 @@
+//! Reads pinned to head − confirmations, and the verdict cache keyed by block.
+
+use cairn_onchain::alloy::providers::Provider;
+use cairn_onchain::{Check, Error, Verdict};
+
+use crate::common::{boot, devnet, COMPOSE};
+
+#[tokio::test]
+async fn policy_block_is_head_minus_confirmations_saturating() {
+    let net = devnet(3).await;
+    let head = net
+        .client
+        .connection()
+        .provider()
+        .get_block_number()
+        .await
+        .unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    assert_eq!(at.number, head - 3);
+    let block = net
+        .client
+        .connection()
+        .provider()
+        .get_block_by_number(at.number.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(block.header.hash, at.hash);
+
+    // Deep confirmations saturate at genesis instead of underflowing.
+    let deep = net.client_as(0, 1_000_000).await;
+    assert_eq!(deep.policy_block().await.unwrap().number, 0);
+}
+
+#[tokio::test]
+async fn removal_at_head_is_invisible_until_confirmations_pass() {
+    const CONFIRMATIONS: u64 = 2;
+    let net = devnet(CONFIRMATIONS).await;
+    let app = net.app_with_compose().await;
+    net.mine(CONFIRMATIONS).await; // the allow is now confirmed
+    let b = boot(app.app_id(), COMPOSE);
+    let before = net.client.policy_block().await.unwrap();
+    assert_eq!(
+        net.client.is_app_allowed(&b, before).await.unwrap(),
+        Verdict::Allowed
+    );
+
+    app.remove_compose_hash(COMPOSE).await.unwrap(); // mined at the new head
+    let at = net.client.policy_block().await.unwrap();
+    assert_eq!(at.number, before.number + 1);
+    assert_eq!(
+        net.client.is_app_allowed(&b, at).await.unwrap(),
+        Verdict::Allowed,
+        "a change at head must not be visible with {CONFIRMATIONS} confirmations"
+    );
+
+    net.mine(CONFIRMATIONS - 1).await;
+    let at = net.client.policy_block().await.unwrap();
+    assert_eq!(
+        net.client.is_app_allowed(&b, at).await.unwrap(),
+        Verdict::Allowed
+    );
+
+    net.mine(1).await;
+    let at = net.client.policy_block().await.unwrap();
+    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Denied {
+                check: Check::ComposeHash,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // The earlier block still answers as it did: reads are by block, not by "latest".
+    assert_eq!(
+        net.client.is_app_allowed(&b, before).await.unwrap(),
+        Verdict::Allowed
+    );
+}
+
+#[tokio::test]
+async fn cached_allow_is_not_reused_at_a_later_block() {
+    let net = devnet(0).await;
+    let app = net.app_with_compose().await;
+    let b = boot(app.app_id(), COMPOSE);
+    let at = net.client.policy_block().await.unwrap();
+    net.client.is_app_allowed(&b, at).await.unwrap();
+    let cached = net.client.cached_verdicts();
+    assert_eq!(
+        net.client.is_app_allowed(&b, at).await.unwrap(),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        net.client.cached_verdicts(),
+        cached,
+        "same (input, block) is a cache hit"
+    );
+
+    app.remove_compose_hash(COMPOSE).await.unwrap();
+    let later = net.client.policy_block().await.unwrap();
+    assert_ne!(later.hash, at.hash);
+    let err = net.client.is_app_allowed(&b, later).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Denied {
+                check: Check::ComposeHash,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Denials are cached per block too, and still answered as denials.
+    let err = net.client.is_app_allowed(&b, later).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Denied {
+                check: Check::ComposeHash,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
