@@ -26,6 +26,7 @@
 //! that is policy (the contracts), applied by the application to the identity returned.
 
 mod cert;
+mod evidence;
 mod verify;
 
 pub use cert::{generate_ra_tls_cert, parse_ra_tls_extensions, RaTlsCert, RaTlsCertBuilder};

@@ -5,4 +5,5 @@ mod common;
 mod fixtures;
 mod negative;
 mod pccs;
+mod ratls;
 mod simulator;

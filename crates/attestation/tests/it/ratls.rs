@@ -1,0 +1,607 @@
+//! RA-TLS over real loopback TCP: rustls client and server (tokio-rustls, port 0), with
+//! certificates whose quotes come from the TDX simulator and are checked by the real
+//! `Verifier` configured with the simulator root. Every rejection is asserted on both
+//! peers: the exact `RaTlsError` on the rejecting side, the alert on the other.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::{
+    ra_tls_report_data, ratls_consts, Collateral, Error, EventLog, RaTlsCert, RaTlsCertBuilder,
+    RaTlsClientVerifier, RaTlsError, RaTlsServerVerifier, Tee, Usage, VerifiedQuote, Verifier,
+};
+use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{AlertDescription, ClientConfig, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+// ---------------------------------------------------------------------------------------
+// The world: one simulated Intel PKI, CVMs booted on it, verifiers trusting its root.
+// ---------------------------------------------------------------------------------------
+
+type Identity = VerifiedQuote;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The mock Intel PKI, built once per test binary. Unlike `common::NOW`, its collateral
+/// is anchored at the wall clock: rustls hands verifiers the current time, and
+/// `impl EvidenceVerifier for Verifier` verifies at the current time.
+fn pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
+        .clone()
+}
+
+/// The real verifier, trusting the simulator root, with the simulator's collateral.
+fn sim_verifier() -> Verifier {
+    let pki = pki();
+    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+        .with_collateral(Collateral::new(pki.collateral()).unwrap())
+}
+
+fn evidence_error(err: &RaTlsError) -> &Error {
+    err.evidence_error::<Error>()
+        .unwrap_or_else(|| panic!("not a Verifier rejection: {err:?}"))
+}
+
+/// A booted CVM: its TEE and measured event log.
+struct Cvm {
+    tdx: SimTdx,
+    log: EventLog,
+    app_id: AppId,
+    compose_hash: ComposeHash,
+}
+
+impl Cvm {
+    fn boot(host_seed: u8, compose: &str) -> Self {
+        Self::boot_with(
+            SimHostConfig::new([host_seed; 32], OsImage::example("cairn-os", "1.0")),
+            compose,
+        )
+    }
+
+    fn boot_with(config: SimHostConfig, compose: &str) -> Self {
+        let os_hash = config.os_image.os_image_hash();
+        let tdx = SimTdx::new(pki(), config).unwrap();
+        let compose_hash = ComposeHash::of_compose(compose.as_bytes());
+        let app_id = AppId::from_compose_hash(&compose_hash);
+        let instance_id = InstanceId::derive(b"instance-seed", &app_id);
+        let mut log = EventLog::new();
+        log.measure_boot(&tdx, &app_id, &compose_hash, &instance_id)
+            .unwrap();
+        log.measure_system_ready(&tdx, &os_hash, &KeyProvider::kms(b"kms root spki"))
+            .unwrap();
+        Cvm {
+            tdx,
+            log,
+            app_id,
+            compose_hash,
+        }
+    }
+
+    fn cert(&self, usage: Usage) -> RaTlsCert {
+        RaTlsCertBuilder::new(usage)
+            .common_name("cvm")
+            .event_log(&self.log.to_json())
+            .app_id(self.app_id.0)
+            .build(&self.tdx)
+            .unwrap()
+    }
+}
+
+/// The KMS CVM whose `kms:rpc` certificate the server presents in the client-auth tests.
+fn kms() -> &'static (Cvm, RaTlsCert) {
+    static KMS: OnceLock<(Cvm, RaTlsCert)> = OnceLock::new();
+    KMS.get_or_init(|| {
+        let cvm = Cvm::boot(0x0B, r#"{"name":"kms"}"#);
+        let cert = cvm.cert(Usage::KmsRpc);
+        (cvm, cert)
+    })
+}
+
+const APP_COMPOSE: &str = r#"{"manifest_version":2,"name":"app","runner":"docker-compose"}"#;
+
+// ---------------------------------------------------------------------------------------
+// Certificates built by hand (for forgeries).
+// ---------------------------------------------------------------------------------------
+
+fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let len = bytes.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A self-signed certificate for `key` carrying exactly the given RA-TLS evidence.
+fn forged_cert(key: &KeyPair, quote: &[u8], event_log: &[u8], usage: Usage) -> RaTlsCert {
+    let mut params = CertificateParams::new(vec!["forged".to_owned()]).unwrap();
+    let ext = |oid: &[u64], b: &[u8]| CustomExtension::from_oid_content(oid, der_octet_string(b));
+    params.custom_extensions = vec![
+        ext(ratls_consts::OID_QUOTE, quote),
+        ext(ratls_consts::OID_EVENT_LOG, event_log),
+        ext(ratls_consts::OID_SPECIAL_USAGE, usage.as_str().as_bytes()),
+    ];
+    let der = params.self_signed(key).unwrap().der().clone();
+    raw_cert(der, key)
+}
+
+fn raw_cert(cert_der: CertificateDer<'static>, key: &KeyPair) -> RaTlsCert {
+    RaTlsCert::from_parts(cert_der, key.serialize_der())
+}
+
+// ---------------------------------------------------------------------------------------
+// Transport harness.
+// ---------------------------------------------------------------------------------------
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn server_config(
+    cert: &RaTlsCert,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ServerConfig {
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key_der())
+        .unwrap()
+}
+
+fn client_config(
+    cert: &RaTlsCert,
+    server_verifier: Arc<dyn ServerCertVerifier>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(server_verifier)
+        .with_client_auth_cert(vec![cert.cert_der.clone()], cert.private_key_der())
+        .unwrap()
+}
+
+/// What the server's request handler saw.
+#[derive(Debug)]
+struct Handled {
+    identity: Identity,
+}
+
+/// Accepts one connection; the handler answers with the peer's verified app id and
+/// compose hash, taken from `peer_identity` only.
+async fn serve_once(
+    config: ServerConfig,
+    verifier: Arc<RaTlsClientVerifier<Verifier>>,
+) -> (SocketAddr, JoinHandle<io::Result<Handled>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        let mut tls = acceptor.accept(tcp).await?;
+        let identity = verifier
+            .peer_identity(tls.get_ref().1)
+            .map_err(io::Error::other)?;
+        let (app_id, compose_hash) = (*identity.app_id(), *identity.compose_hash());
+        let reply = format!(
+            "hello app {} compose {}",
+            app_id.to_hex(),
+            compose_hash.to_hex()
+        );
+        tls.write_all(reply.as_bytes()).await?;
+        tls.shutdown().await?;
+        Ok(Handled { identity })
+    });
+    (addr, task)
+}
+
+/// Connects, completes the handshake and reads the reply to the end.
+async fn request(
+    config: ClientConfig,
+    addr: SocketAddr,
+) -> io::Result<(Vec<u8>, rustls::ClientConnection)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let connector = TlsConnector::from(Arc::new(config));
+    let mut tls = connector
+        .connect(ServerName::try_from("kms.cairn.test").unwrap(), tcp)
+        .await?;
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply).await?;
+    let (_, conn) = tls.into_inner();
+    Ok((reply, conn))
+}
+
+/// The rustls error inside an I/O error from tokio-rustls.
+fn tls_error(err: &io::Error) -> &rustls::Error {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .unwrap_or_else(|| panic!("not a rustls error: {err:?}"))
+}
+
+/// The RA-TLS rejection inside a rustls error.
+fn ratls_error(err: &io::Error) -> &RaTlsError {
+    match tls_error(err) {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
+            .0
+            .downcast_ref::<RaTlsError>()
+            .unwrap_or_else(|| panic!("not an RA-TLS rejection: {other:?}")),
+        e => panic!("not a certificate rejection: {e:?}"),
+    }
+}
+
+fn assert_alert(err: &io::Error, alert: AlertDescription) {
+    assert!(
+        matches!(tls_error(err), rustls::Error::AlertReceived(a) if *a == alert),
+        "expected alert {alert:?}, got {err:?}"
+    );
+}
+
+fn client_verifier(required: Option<Usage>) -> Arc<RaTlsClientVerifier<Verifier>> {
+    client_verifier_with(sim_verifier(), required)
+}
+
+fn client_verifier_with(
+    verifier: Verifier,
+    required: Option<Usage>,
+) -> Arc<RaTlsClientVerifier<Verifier>> {
+    let v = RaTlsClientVerifier::new(verifier);
+    Arc::new(match required {
+        Some(u) => v.require_usage(u),
+        None => v,
+    })
+}
+
+fn kms_server_verifier() -> Arc<RaTlsServerVerifier<Verifier>> {
+    Arc::new(RaTlsServerVerifier::new(sim_verifier()).require_usage(Usage::KmsRpc))
+}
+
+const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// Runs one connection whose client certificate the server must reject; checks the
+/// client received `certificate_unknown` and returns the server's handshake error.
+async fn client_cert_rejected(client_cert: &RaTlsCert, required: Option<Usage>) -> io::Error {
+    client_cert_rejected_by(client_verifier(required), client_cert).await
+}
+
+async fn client_cert_rejected_by(
+    verifier: Arc<RaTlsClientVerifier<Verifier>>,
+    client_cert: &RaTlsCert,
+) -> io::Error {
+    let (_, kms_cert) = kms();
+    let (addr, server) =
+        serve_once(server_config(kms_cert, verifier.clone(), TLS13), verifier).await;
+    let client = request(
+        client_config(client_cert, kms_server_verifier(), TLS13),
+        addr,
+    )
+    .await;
+    let server_err = server.await.unwrap().unwrap_err();
+    // TLS 1.3: the client's flight is complete before the server judges its certificate,
+    // so the alert arrives on the client's first read.
+    let client_err = client.unwrap_err();
+    assert_alert(&client_err, AlertDescription::CertificateUnknown);
+    server_err
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn client_with_simulator_ra_tls_cert_is_accepted_and_its_identity_reaches_the_handler() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let app_cert = app.cert(Usage::AppCustom);
+    let (_, kms_cert) = kms();
+
+    let server_side = client_verifier(Some(Usage::AppCustom));
+    let (addr, server) = serve_once(
+        server_config(kms_cert, server_side.clone(), TLS13),
+        server_side,
+    )
+    .await;
+    let client_side = kms_server_verifier();
+    let (reply, conn) = request(client_config(&app_cert, client_side.clone(), TLS13), addr)
+        .await
+        .unwrap();
+    let handled = server.await.unwrap().unwrap();
+
+    assert_eq!(*handled.identity.app_id(), app.app_id);
+    assert_eq!(*handled.identity.compose_hash(), app.compose_hash);
+    assert_eq!(handled.identity.tcb_status(), "UpToDate");
+    assert_eq!(*handled.identity.device_id(), app.tdx.device_id());
+    assert_eq!(
+        String::from_utf8(reply).unwrap(),
+        format!(
+            "hello app {} compose {}",
+            app.app_id.to_hex(),
+            app.compose_hash.to_hex()
+        )
+    );
+    // The client verified the server as the KMS CVM (kms:rpc).
+    let kms_identity = client_side.peer_identity(&conn).unwrap();
+    // A verifier that did not run this handshake has nothing cached: it re-verifies the
+    // peer's certificate and arrives at the same identity.
+    let fresh = kms_server_verifier().peer_identity(&conn).unwrap();
+    assert_eq!(fresh.app_id(), kms_identity.app_id());
+    assert_eq!(*kms_identity.app_id(), kms().0.app_id);
+}
+
+#[tokio::test]
+async fn tls12_handshake_checks_the_signature_with_the_attested_key_too() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let app_cert = app.cert(Usage::AppCustom);
+    let (_, kms_cert) = kms();
+    let v = client_verifier(None);
+    let (addr, server) = serve_once(server_config(kms_cert, v.clone(), TLS12), v).await;
+    request(client_config(&app_cert, kms_server_verifier(), TLS12), addr)
+        .await
+        .unwrap();
+    let handled = server.await.unwrap().unwrap();
+    assert_eq!(*handled.identity.app_id(), app.app_id);
+}
+
+#[tokio::test]
+async fn plain_self_signed_client_cert_is_rejected_during_the_handshake() {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = CertificateParams::new(vec!["plain".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .der()
+        .clone();
+    let server_err = client_cert_rejected(&raw_cert(der, &key), None).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(err, RaTlsError::MissingExtension("quote")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_cert_whose_quote_binds_another_key_is_rejected() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let presented = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    // A genuine quote from the CVM — but over the other key's report data.
+    let quote = app
+        .tdx
+        .quote(&ra_tls_report_data(&other.subject_public_key_info()))
+        .unwrap();
+    let cert = forged_cert(&presented, &quote, &app.log.to_json(), Usage::AppCustom);
+    let server_err = client_cert_rejected(&cert, None).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(evidence_error(err), Error::ReportDataMismatch),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn replayed_quote_copied_into_a_fresh_cert_is_rejected() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let genuine = app.cert(Usage::AppCustom);
+    let evidence = cairn_attestation::parse_ra_tls_extensions(&genuine.cert_der).unwrap();
+    let thief = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = forged_cert(
+        &thief,
+        &evidence.quote,
+        &evidence.event_log,
+        Usage::AppCustom,
+    );
+    let server_err = client_cert_rejected(&cert, None).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(evidence_error(err), Error::ReportDataMismatch),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_cert_with_the_wrong_usage_is_rejected() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let cert = app.cert(Usage::KmsRpc);
+    let server_err = client_cert_rejected(&cert, Some(Usage::AppCustom)).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(
+            err,
+            RaTlsError::WrongUsage {
+                required: Usage::AppCustom,
+                presented: Some(Usage::KmsRpc)
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_cert_claiming_another_app_id_is_rejected() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let cert = RaTlsCertBuilder::new(Usage::AppCustom)
+        .event_log(&app.log.to_json())
+        .app_id([0xEE; 20])
+        .build(&app.tdx)
+        .unwrap();
+    let server_err = client_cert_rejected(&cert, None).await;
+    let err = ratls_error(&server_err);
+    assert!(matches!(err, RaTlsError::AppIdMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn client_cert_with_another_cvms_event_log_is_rejected() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let evil = Cvm::boot(0x01, r#"{"name":"evil"}"#);
+    // The quote carries app's RTMR3; the event log claims evil's compose hash.
+    let cert = RaTlsCertBuilder::new(Usage::AppCustom)
+        .event_log(&evil.log.to_json())
+        .build(&app.tdx)
+        .unwrap();
+    let server_err = client_cert_rejected(&cert, None).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(evidence_error(err), Error::Rtmr3Mismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_cert_without_kms_rpc_usage_is_rejected_by_the_client() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let app_cert = app.cert(Usage::AppCustom);
+    let impostor = Cvm::boot(0x0C, r#"{"name":"not-kms"}"#).cert(Usage::AppCustom);
+    let v = client_verifier(None);
+    let (addr, server) = serve_once(server_config(&impostor, v.clone(), TLS13), v).await;
+    let client_err = request(client_config(&app_cert, kms_server_verifier(), TLS13), addr)
+        .await
+        .unwrap_err();
+    let server_err = server.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            ratls_error(&client_err),
+            RaTlsError::WrongUsage {
+                required: Usage::KmsRpc,
+                presented: Some(Usage::AppCustom)
+            }
+        ),
+        "{client_err:?}"
+    );
+    assert_alert(&server_err, AlertDescription::CertificateUnknown);
+}
+
+#[tokio::test]
+async fn plain_server_cert_is_rejected_by_the_client() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let app_cert = app.cert(Usage::AppCustom);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = CertificateParams::new(vec!["kms.cairn.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .der()
+        .clone();
+    let plain = raw_cert(der, &key);
+    let v = client_verifier(None);
+    let (addr, server) = serve_once(server_config(&plain, v.clone(), TLS13), v).await;
+    let client_err = request(client_config(&app_cert, kms_server_verifier(), TLS13), addr)
+        .await
+        .unwrap_err();
+    let server_err = server.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            ratls_error(&client_err),
+            RaTlsError::MissingExtension("quote")
+        ),
+        "{client_err:?}"
+    );
+    assert_alert(&server_err, AlertDescription::CertificateUnknown);
+}
+
+// Keep the helper used by forgeries honest.
+#[test]
+fn hand_built_octet_strings_match_the_library() {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = forged_cert(&key, &[7; 300], b"[]", Usage::AppCa);
+    let ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der).unwrap();
+    assert_eq!(ev.quote, vec![7; 300]);
+    assert_eq!(ev.usage, Some(Usage::AppCa));
+}
+
+#[tokio::test]
+async fn simulator_cert_is_rejected_by_a_verifier_trusting_intels_root() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let cert = app.cert(Usage::AppCustom);
+    let intel = Verifier::intel().with_collateral(Collateral::new(pki().collateral()).unwrap());
+    let server_err = client_cert_rejected_by(client_verifier_with(intel, None), &cert).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(evidence_error(err), Error::QuoteVerification(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_cert_from_a_debug_td_is_rejected() {
+    let mut config = SimHostConfig::new([0x01; 32], OsImage::example("cairn-os", "1.0"));
+    config.debug = true;
+    let app = Cvm::boot_with(config, APP_COMPOSE);
+    let server_err = client_cert_rejected(&app.cert(Usage::AppCustom), None).await;
+    let err = ratls_error(&server_err);
+    assert!(matches!(evidence_error(err), Error::DebugTd(_)), "{err:?}");
+}
+
+/// Presents a fixed certificate with a fixed signing key, without rustls' own check that
+/// they belong together — what a thief holding only a public certificate would do.
+#[derive(Debug)]
+struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Presents {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn stolen_genuine_cert_without_its_key_fails_the_handshake_signature() {
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let genuine = app.cert(Usage::AppCustom);
+    let thief = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let thief_key = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
+        PrivatePkcs8KeyDer::from(thief.serialize_der()),
+    ))
+    .unwrap();
+    let certified = rustls::sign::CertifiedKey::new(vec![genuine.cert_der.clone()], thief_key);
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(kms_server_verifier())
+        .with_client_cert_resolver(Arc::new(Presents(Arc::new(certified))));
+
+    let (_, kms_cert) = kms();
+    let verifier = client_verifier(None);
+    let (addr, server) =
+        serve_once(server_config(kms_cert, verifier.clone(), TLS13), verifier).await;
+    let client_err = request(client, addr).await.unwrap_err();
+    let server_err = server.await.unwrap().unwrap_err();
+    // The evidence is genuine; only the handshake signature betrays the thief.
+    assert!(
+        matches!(
+            tls_error(&server_err),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+        ),
+        "{server_err:?}"
+    );
+    assert_alert(&client_err, AlertDescription::DecryptError);
+}
