@@ -605,3 +605,68 @@ async fn stolen_genuine_cert_without_its_key_fails_the_handshake_signature() {
     );
     assert_alert(&client_err, AlertDescription::DecryptError);
 }
+
+#[tokio::test]
+async fn ca_issued_ra_tls_leaf_presented_with_its_chain_is_accepted() {
+    // E.g. an app certificate issued by the KMS's app CA: trust still comes from the
+    // leaf's own quote; the chain is carried but not a trust input.
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_der = ca_params.self_signed(&ca_key).unwrap().der().clone();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = RaTlsCertBuilder::new(Usage::AppCustom)
+        .event_log(&app.log.to_json())
+        .app_id(app.app_id.0)
+        .build_signed_by(&app.tdx, &issuer)
+        .unwrap();
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(kms_server_verifier())
+        .with_client_auth_cert(vec![leaf.cert_der.clone(), ca_der], leaf.private_key_der())
+        .unwrap();
+
+    let (_, kms_cert) = kms();
+    let verifier = client_verifier(Some(Usage::AppCustom));
+    let (addr, server) =
+        serve_once(server_config(kms_cert, verifier.clone(), TLS13), verifier).await;
+    request(client, addr).await.unwrap();
+    let handled = server.await.unwrap().unwrap();
+    assert_eq!(*handled.identity.app_id(), app.app_id);
+}
+
+#[tokio::test]
+async fn no_identity_is_served_for_a_connection_without_a_client_certificate() {
+    // A server that does not ask for client certificates: the RA-TLS verifier has
+    // nothing to vouch for, and says so instead of returning some cached identity.
+    let (_, kms_cert) = kms();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![kms_cert.cert_der.clone()], kms_cert.private_key_der())
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let verifier = client_verifier(None);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let identity = verifier.peer_identity(tls.get_ref().1);
+        tls.shutdown().await.unwrap();
+        identity
+    });
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(kms_server_verifier())
+        .with_no_client_auth();
+    request(client, addr).await.unwrap();
+    let err = server.await.unwrap().unwrap_err();
+    assert!(matches!(err, RaTlsError::NoPeerCertificate), "{err:?}");
+}
