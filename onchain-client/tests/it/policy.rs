@@ -317,3 +317,33 @@ async fn non_owner_admin_call_reverts_with_decoded_ownable_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn app_requiring_up_to_date_tcb_denies_other_acceptable_statuses() {
+    let net = devnet(0).await;
+    net.client
+        .set_tcb_status_acceptable("SWHardeningNeeded", true)
+        .await
+        .unwrap();
+    let app = net.app_with_compose().await;
+    let mut b = boot(app.app_id(), COMPOSE);
+    b.tcbStatus = "SWHardeningNeeded".into();
+    let at = net.client.policy_block().await.unwrap();
+    assert_eq!(
+        net.client.is_app_allowed(&b, at).await.unwrap(),
+        Verdict::Allowed
+    );
+
+    app.set_require_tcb_up_to_date(true).await.unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
+    match err {
+        Error::Denied {
+            check: Check::TcbNotUpToDate,
+            reason,
+        } => {
+            assert_eq!(reason, reasons::TCB_NOT_UP_TO_DATE)
+        }
+        other => panic!("expected TcbNotUpToDate, got {other:?}"),
+    }
+}
