@@ -51,7 +51,7 @@ pub enum TeeError {
         /// The only acceptable value of `after` (`before + 1`).
         expected: u64,
     },
-    /// The kernel returned a quote larger than [`MAX_TSM_OUTBLOB_LEN`].
+    /// The kernel returned a quote larger than [`TdxTee::MAX_OUTBLOB_LEN`].
     #[error("configfs-tsm outblob exceeds {limit} bytes")]
     OutblobTooLarge {
         /// The limit that was exceeded.
@@ -70,17 +70,6 @@ pub trait Tee: Send + Sync {
     fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError>;
 }
 
-/// Default configfs-tsm root (`/sys/kernel/config/tsm`); reports live under `report/`.
-pub const DEFAULT_TSM_ROOT: &str = "/sys/kernel/config/tsm";
-/// Default sysfs root.
-pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
-/// Path of the RTMR3 measurement attribute, relative to the sysfs root.
-pub const RTMR3_SYSFS_PATH: &str = "devices/virtual/misc/tdx_guest/measurements/rtmr3:sha384";
-/// The configfs-tsm `provider` value of the TDX guest driver.
-pub const TDX_TSM_PROVIDER: &str = "tdx_guest";
-/// Largest quote read from `outblob`. The kernel itself caps outblobs at 32 KiB
-/// (`TSM_REPORT_OUTBLOB_MAX`); a TDX v4 quote with its PCK chain is about 5 KB.
-pub const MAX_TSM_OUTBLOB_LEN: usize = 64 * 1024;
 /// Largest `generation` / `provider` attribute read (they are short text).
 const MAX_TSM_ATTR_LEN: usize = 64;
 
@@ -100,9 +89,23 @@ impl Default for TdxTee {
 }
 
 impl TdxTee {
-    /// The backend with the kernel's default paths ([`DEFAULT_TSM_ROOT`], [`DEFAULT_SYSFS_ROOT`]).
+    /// Default configfs-tsm root (`/sys/kernel/config/tsm`); reports live under `report/`.
+    pub const DEFAULT_TSM_ROOT: &'static str = "/sys/kernel/config/tsm";
+    /// Default sysfs root.
+    pub const DEFAULT_SYSFS_ROOT: &'static str = "/sys";
+    /// Path of the RTMR3 measurement attribute, relative to the sysfs root.
+    pub const RTMR3_SYSFS_PATH: &'static str =
+        "devices/virtual/misc/tdx_guest/measurements/rtmr3:sha384";
+    /// The configfs-tsm `provider` value of the TDX guest driver.
+    pub const TSM_PROVIDER: &'static str = "tdx_guest";
+    /// Largest quote read from `outblob`. The kernel itself caps outblobs at 32 KiB
+    /// (`TSM_REPORT_OUTBLOB_MAX`); a TDX v4 quote with its PCK chain is about 5 KB.
+    pub const MAX_OUTBLOB_LEN: usize = 64 * 1024;
+
+    /// The backend with the kernel's default paths ([`Self::DEFAULT_TSM_ROOT`],
+    /// [`Self::DEFAULT_SYSFS_ROOT`]).
     pub fn new() -> Self {
-        Self::with_roots(DEFAULT_TSM_ROOT, DEFAULT_SYSFS_ROOT)
+        Self::with_roots(Self::DEFAULT_TSM_ROOT, Self::DEFAULT_SYSFS_ROOT)
     }
 
     /// The backend with other roots, e.g. a fake tree in tests or a configfs mounted elsewhere.
@@ -121,7 +124,7 @@ impl TdxTee {
     }
 
     fn rtmr3_path(&self) -> PathBuf {
-        self.sysfs_root.join(RTMR3_SYSFS_PATH)
+        self.sysfs_root.join(Self::RTMR3_SYSFS_PATH)
     }
 
     /// A directory name no other call (in this or another process) uses concurrently.
@@ -189,7 +192,7 @@ impl Drop for RemoveDirOnDrop<'_> {
 /// Runs one report request in an existing configfs-tsm report directory `dir`.
 fn generate_report(dir: &Path, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
     let provider = read_attr(&dir.join("provider"))?;
-    if provider != TDX_TSM_PROVIDER {
+    if provider != TdxTee::TSM_PROVIDER {
         return Err(TeeError::WrongProvider(provider));
     }
 
@@ -213,10 +216,10 @@ fn generate_report(dir: &Path, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeErr
     drop(file);
 
     let outblob = dir.join("outblob");
-    let quote = read_capped(&outblob, MAX_TSM_OUTBLOB_LEN)
+    let quote = read_capped(&outblob, TdxTee::MAX_OUTBLOB_LEN)
         .map_err(|e| io_err("read", &outblob, e))?
         .ok_or(TeeError::OutblobTooLarge {
-            limit: MAX_TSM_OUTBLOB_LEN,
+            limit: TdxTee::MAX_OUTBLOB_LEN,
         })?;
 
     let after = read_generation(&generation_path)?;
@@ -332,7 +335,7 @@ mod tests {
             let _ = outblob.write_all(&out);
             drop(outblob);
             if let Kernel::Outblob(len) = kernel {
-                if len > MAX_TSM_OUTBLOB_LEN {
+                if len > TdxTee::MAX_OUTBLOB_LEN {
                     return inblob;
                 }
             }
@@ -380,14 +383,14 @@ mod tests {
     fn oversized_outblob_is_rejected_without_reading_it_all() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("report/r0");
-        let kernel = fake_report_dir(&dir, Kernel::Outblob(MAX_TSM_OUTBLOB_LEN + 1));
+        let kernel = fake_report_dir(&dir, Kernel::Outblob(TdxTee::MAX_OUTBLOB_LEN + 1));
         let err = generate_report(&dir, &[1; 64]).unwrap_err();
         kernel.join().unwrap();
         assert!(
             matches!(
                 err,
                 TeeError::OutblobTooLarge {
-                    limit: MAX_TSM_OUTBLOB_LEN
+                    limit: TdxTee::MAX_OUTBLOB_LEN
                 }
             ),
             "{err:?}"
@@ -398,10 +401,10 @@ mod tests {
     fn outblob_of_exactly_the_limit_is_accepted() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("report/r0");
-        let kernel = fake_report_dir(&dir, Kernel::Outblob(MAX_TSM_OUTBLOB_LEN));
+        let kernel = fake_report_dir(&dir, Kernel::Outblob(TdxTee::MAX_OUTBLOB_LEN));
         let quote = generate_report(&dir, &[1; 64]).unwrap();
         kernel.join().unwrap();
-        assert_eq!(quote.len(), MAX_TSM_OUTBLOB_LEN);
+        assert_eq!(quote.len(), TdxTee::MAX_OUTBLOB_LEN);
     }
 
     #[test]
@@ -447,7 +450,7 @@ mod tests {
     #[test]
     fn extend_rtmr3_writes_the_digest_in_one_48_byte_write() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(RTMR3_SYSFS_PATH);
+        let path = tmp.path().join(TdxTee::RTMR3_SYSFS_PATH);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, [0u8; 48]).unwrap();
         let tee = TdxTee::with_roots(tmp.path().join("tsm"), tmp.path());
