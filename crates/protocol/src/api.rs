@@ -1,0 +1,296 @@
+//! Wire types of the KMS HTTP API (DESIGN.md §5, docs/protocol.md).
+//!
+//! JSON over HTTPS, versioned paths, byte strings as `0x`-prefixed hex ([`crate::hex0x`]),
+//! errors as [`ErrorBody`]. Requests reject unknown fields; every variable-size field has a
+//! cap checked while deserializing.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::bounded;
+use crate::hex0x;
+use crate::sig::RecoverableSignature;
+
+/// `POST /v1/app-key`.
+pub const PATH_APP_KEY: &str = "/v1/app-key";
+/// `POST /v1/sign-cert`.
+pub const PATH_SIGN_CERT: &str = "/v1/sign-cert";
+/// `GET /v1/env-pubkey/{app_id}` (the app id as `0x` hex).
+pub const PATH_ENV_PUBKEY: &str = "/v1/env-pubkey/{app_id}";
+/// `GET /v1/meta`.
+pub const PATH_META: &str = "/v1/meta";
+
+/// Largest CSR (DER) accepted by `sign-cert`.
+pub const MAX_CSR_LEN: usize = 16 * 1024;
+/// Largest PEM certificate in a response.
+pub const MAX_CERT_PEM_LEN: usize = 64 * 1024;
+/// Most certificates in a chain.
+pub const MAX_CHAIN_LEN: usize = 8;
+/// Largest signed checkpoint text in a receipt (tlog's own parser limit).
+pub const MAX_CHECKPOINT_LEN: usize = 16 * 1024;
+/// Longest error code.
+pub const MAX_ERROR_CODE_LEN: usize = 128;
+/// Longest error message.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
+
+/// Every error response: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `denied.compose_hash`, `bad_request`, `unavailable.chain`.
+    #[serde(with = "bounded::Str::<MAX_ERROR_CODE_LEN>")]
+    pub code: String,
+    /// Human-readable message (for denials, the contract's reason).
+    #[serde(with = "bounded::Str::<MAX_ERROR_MESSAGE_LEN>")]
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// `POST /v1/app-key` request. Empty: the caller's identity comes from its RA-TLS client
+/// certificate, never from the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppKeyRequest {}
+
+/// Proof that a release was logged and under which policy block it was allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// Index of the release entry in the node's log.
+    pub log_index: u64,
+    /// The node's signed checkpoint (C2SP signed note) covering the entry.
+    #[serde(with = "bounded::Str::<MAX_CHECKPOINT_LEN>")]
+    pub checkpoint: String,
+    /// Block number at which the policy was read.
+    pub policy_block_number: u64,
+    /// Hash of that block.
+    #[serde(with = "hex0x::fixed")]
+    pub policy_block_hash: [u8; 32],
+}
+
+/// `POST /v1/app-key` response: the app's keys. `Debug` redacts every secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppKeyResponse {
+    /// The app's secp256k1 secret key (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub app_key: Zeroizing<[u8; 32]>,
+    /// KMS root signature over the app key (FORMATS.md, [`crate::sig::kms_app_key_message`]).
+    #[serde(with = "hex0x::fixed")]
+    pub kms_signature: RecoverableSignature,
+    /// The instance's disk encryption key (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub disk_key: Zeroizing<[u8; 32]>,
+    /// The app's env X25519 secret (32 bytes), decrypts `.encrypted-env`.
+    #[serde(with = "hex0x::secret")]
+    pub env_secret: Zeroizing<[u8; 32]>,
+    /// The gateway's app id from KmsAuth (all zero when unset).
+    #[serde(with = "hex0x::fixed")]
+    pub gateway_app_id: [u8; 20],
+    /// The KMS root CA certificate (PEM).
+    #[serde(with = "bounded::Str::<MAX_CERT_PEM_LEN>")]
+    pub root_ca_cert: String,
+    /// The OS image hash the KMS verified; the guest measures it as `os-image-hash`.
+    #[serde(with = "hex0x::fixed")]
+    pub os_image_hash: [u8; 32],
+    /// The key generation the keys were derived from.
+    pub key_generation: u64,
+    /// The log receipt of this release.
+    pub receipt: Receipt,
+}
+
+impl std::fmt::Debug for AppKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppKeyResponse")
+            .field("app_key", &"<redacted>")
+            .field("kms_signature", &hex0x::encode(&self.kms_signature))
+            .field("disk_key", &"<redacted>")
+            .field("env_secret", &"<redacted>")
+            .field("gateway_app_id", &hex0x::encode(&self.gateway_app_id))
+            .field("os_image_hash", &hex0x::encode(&self.os_image_hash))
+            .field("key_generation", &self.key_generation)
+            .field("receipt", &self.receipt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/sign-cert` request: a PKCS#10 CSR signed by the attested app's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignCertRequest {
+    /// The CSR, DER.
+    #[serde(with = "hex0x::Capped::<MAX_CSR_LEN>")]
+    pub csr: Vec<u8>,
+}
+
+/// `POST /v1/sign-cert` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignCertResponse {
+    /// PEM certificates, leaf first: leaf, app CA, root CA.
+    #[serde(with = "bounded::StrList::<MAX_CHAIN_LEN, MAX_CERT_PEM_LEN>")]
+    pub certificate_chain: Vec<String>,
+}
+
+/// `GET /v1/env-pubkey/{app_id}` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvPubkeyResponse {
+    /// The app's env X25519 public key.
+    #[serde(with = "hex0x::fixed")]
+    pub public_key: [u8; 32],
+    /// Seconds since the Unix epoch when the KMS signed.
+    pub timestamp: u64,
+    /// Root k256 signature over [`crate::sig::env_pubkey_message`].
+    #[serde(with = "hex0x::fixed")]
+    pub signature: RecoverableSignature,
+}
+
+/// `GET /v1/meta` response: the node's public identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaResponse {
+    /// Chain id the node reads policy from.
+    pub chain_id: u64,
+    /// The KmsAuth contract address.
+    #[serde(with = "hex0x::fixed")]
+    pub kms_auth: [u8; 20],
+    /// Root k256 public key, compressed SEC1 (33 bytes).
+    #[serde(with = "hex0x::fixed")]
+    pub root_k256_public_key: [u8; 33],
+    /// Root CA certificate (PEM).
+    #[serde(with = "bounded::Str::<MAX_CERT_PEM_LEN>")]
+    pub root_ca_cert: String,
+    /// This node's address (its k256 node key; signs checkpoints and anchors).
+    #[serde(with = "hex0x::fixed")]
+    pub node_address: [u8; 20],
+    /// Current key generation.
+    pub key_generation: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_key_response() -> AppKeyResponse {
+        AppKeyResponse {
+            app_key: Zeroizing::new([1; 32]),
+            kms_signature: [2; 65],
+            disk_key: Zeroizing::new([3; 32]),
+            env_secret: Zeroizing::new([4; 32]),
+            gateway_app_id: [5; 20],
+            root_ca_cert: "-----BEGIN CERTIFICATE-----\n".into(),
+            os_image_hash: [6; 32],
+            key_generation: 1,
+            receipt: Receipt {
+                log_index: 7,
+                checkpoint: "origin\n1\nroot\n".into(),
+                policy_block_number: 8,
+                policy_block_hash: [9; 32],
+            },
+        }
+    }
+
+    #[test]
+    fn app_key_response_round_trips_and_debug_redacts() {
+        let r = app_key_response();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(&format!("\"app_key\":\"0x{}\"", "01".repeat(32))));
+        let back: AppKeyResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains(&"01".repeat(32)), "{dbg}");
+        assert!(!dbg.contains(&"03".repeat(32)), "{dbg}");
+        assert!(!dbg.contains(&"04".repeat(32)), "{dbg}");
+    }
+
+    #[test]
+    fn requests_reject_unknown_fields() {
+        assert!(serde_json::from_str::<AppKeyRequest>("{}").is_ok());
+        let e = serde_json::from_str::<AppKeyRequest>(r#"{"app_id":"0x00"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = serde_json::from_str::<SignCertRequest>(r#"{"csr":"0x00","x":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn oversized_csr_is_rejected_while_parsing() {
+        let body = format!(r#"{{"csr":"0x{}"}}"#, "00".repeat(MAX_CSR_LEN + 1));
+        let e = serde_json::from_str::<SignCertRequest>(&body).unwrap_err();
+        assert!(e.to_string().contains("exceed the limit"), "{e}");
+        let body = format!(r#"{{"csr":"0x{}"}}"#, "00".repeat(MAX_CSR_LEN));
+        assert_eq!(
+            serde_json::from_str::<SignCertRequest>(&body)
+                .unwrap()
+                .csr
+                .len(),
+            MAX_CSR_LEN
+        );
+    }
+
+    #[test]
+    fn chain_length_and_error_sizes_are_capped() {
+        let nine = ["\"x\""; MAX_CHAIN_LEN + 1].join(",");
+        let e = serde_json::from_str::<SignCertResponse>(&format!(
+            r#"{{"certificate_chain":[{nine}]}}"#
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        let long = "a".repeat(MAX_ERROR_MESSAGE_LEN + 1);
+        let e = serde_json::from_str::<ErrorBody>(&format!(
+            r#"{{"error":{{"code":"x","message":"{long}"}}}}"#
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+    }
+
+    #[test]
+    fn error_body_has_the_documented_shape() {
+        let e = ErrorBody::new("denied.compose_hash", "compose hash not allowed");
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"error":{"code":"denied.compose_hash","message":"compose hash not allowed"}}"#
+        );
+    }
+
+    #[test]
+    fn env_pubkey_and_meta_round_trip() {
+        let r = EnvPubkeyResponse {
+            public_key: [1; 32],
+            timestamp: 1_700_000_000,
+            signature: [2; 65],
+        };
+        let back: EnvPubkeyResponse =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let m = MetaResponse {
+            chain_id: 31337,
+            kms_auth: [1; 20],
+            root_k256_public_key: [2; 33],
+            root_ca_cert: "pem".into(),
+            node_address: [3; 20],
+            key_generation: 0,
+        };
+        let back: MetaResponse = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,242 @@
+use super::*;
+
+const APP: [u8; 20] = [0x44; 20];
+
+fn recipient() -> StaticSecret {
+    StaticSecret::from([0x11; 32])
+}
+
+fn vars() -> EnvVars {
+    EnvVars::new(vec![
+        EnvVar {
+            key: "API_KEY".into(),
+            value: "s3cret".into(),
+        },
+        EnvVar {
+            key: "_DEBUG".into(),
+            value: "1".into(),
+        },
+    ])
+    .unwrap()
+}
+
+fn recipient_pk() -> [u8; 32] {
+    PublicKey::from(&recipient()).to_bytes()
+}
+
+/// The vector of docs/protocol.md ("Env encryption test vector").
+const VECTOR_HEX: &str = include_str!("vector.hex");
+
+#[test]
+fn cairn_format_round_trips() {
+    let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    assert!(blob.starts_with(MAGIC));
+    let (got, format) = decrypt(&recipient(), &APP, &blob).unwrap();
+    assert_eq!(got, vars());
+    assert_eq!(format, EnvFormat::Cairn);
+}
+
+#[test]
+fn cairn_format_matches_known_vector() {
+    let blob = encrypt_with(
+        StaticSecret::from([0x22; 32]),
+        [0x33; 12],
+        &recipient_pk(),
+        &APP,
+        &vars(),
+    )
+    .unwrap();
+    assert_eq!(hex::encode(&blob), VECTOR_HEX.trim());
+    let (got, _) = decrypt(&recipient(), &APP, &blob).unwrap();
+    assert_eq!(got, vars());
+}
+
+#[test]
+fn cairn_format_rejects_wrong_app_id() {
+    let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    assert_eq!(
+        decrypt(&recipient(), &[0x45; 20], &blob),
+        Err(Error::EnvDecrypt)
+    );
+}
+
+#[test]
+fn cairn_format_rejects_wrong_recipient() {
+    let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    assert_eq!(
+        decrypt(&StaticSecret::from([0x12; 32]), &APP, &blob),
+        Err(Error::EnvDecrypt)
+    );
+}
+
+#[test]
+fn every_flipped_bit_after_the_magic_is_detected() {
+    let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    for i in MAGIC.len()..blob.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut t = blob.clone();
+            t[i] ^= bit;
+            let err = decrypt(&recipient(), &APP, &t).unwrap_err();
+            // a flipped ephemeral key may land on a low-order point; all else is EnvDecrypt
+            assert!(
+                matches!(err, Error::EnvDecrypt | Error::EnvLowOrderKey),
+                "byte {i}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn damaged_magic_is_not_silently_decrypted_as_legacy() {
+    let mut blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    blob[0] ^= 1;
+    // without the magic the blob is parsed as legacy; its "ephemeral key" is garbage
+    let err = decrypt(&recipient(), &APP, &blob).unwrap_err();
+    assert!(matches!(err, Error::EnvDecrypt | Error::EnvLowOrderKey));
+}
+
+#[test]
+fn truncated_and_oversized_blobs_are_rejected() {
+    let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
+    assert_eq!(
+        decrypt(&recipient(), &APP, &blob[..MAGIC.len() + 32 + 12 + 15]),
+        Err(Error::EnvTruncated)
+    );
+    assert_eq!(
+        decrypt(&recipient(), &APP, &[0u8; 10]),
+        Err(Error::EnvTruncated)
+    );
+    let big = vec![0u8; MAX_ENCRYPTED_ENV_LEN + 1];
+    assert_eq!(
+        decrypt(&recipient(), &APP, &big),
+        Err(Error::EnvTooLarge {
+            len: MAX_ENCRYPTED_ENV_LEN + 1,
+            max: MAX_ENCRYPTED_ENV_LEN
+        })
+    );
+}
+
+#[test]
+fn low_order_ephemeral_key_is_rejected() {
+    // the all-zero public key is a low-order point: the shared secret is all zeros
+    let mut blob = MAGIC.to_vec();
+    blob.extend_from_slice(&[0u8; 32 + 12 + 16]);
+    assert_eq!(
+        decrypt(&recipient(), &APP, &blob),
+        Err(Error::EnvLowOrderKey)
+    );
+    assert_eq!(
+        decrypt(&recipient(), &APP, &[0u8; 32 + 12 + 16]),
+        Err(Error::EnvLowOrderKey)
+    );
+}
+
+#[test]
+fn legacy_format_round_trips_and_ignores_app_id() {
+    let blob = encrypt_legacy_with(
+        StaticSecret::from([0x22; 32]),
+        [0x33; 12],
+        &recipient_pk(),
+        &vars(),
+    )
+    .unwrap();
+    assert_eq!(blob.len(), 32 + 12 + vars().to_json().len() + 16);
+    let (got, format) = decrypt(&recipient(), &[0x99; 20], &blob).unwrap();
+    assert_eq!(got, vars());
+    assert_eq!(format, EnvFormat::DstackLegacy);
+    let mut t = blob.clone();
+    let last = t.len() - 1;
+    t[last] ^= 1;
+    assert_eq!(decrypt(&recipient(), &APP, &t), Err(Error::EnvDecrypt));
+}
+
+#[test]
+fn names_are_checked_against_the_pattern() {
+    for ok in ["A", "_", "a_1", "PATH", "_x9"] {
+        assert!(is_valid_env_name(ok), "{ok}");
+    }
+    for bad in ["", "1A", "A-B", "A B", "É", "A=B", "a.b"] {
+        assert!(!is_valid_env_name(bad), "{bad}");
+        let v = EnvVars::new(vec![EnvVar {
+            key: bad.into(),
+            value: String::new(),
+        }]);
+        assert_eq!(v, Err(Error::EnvInvalidName(bad.into())));
+    }
+    assert!(!is_valid_env_name(&"A".repeat(MAX_ENV_NAME_LEN + 1)));
+    assert!(is_valid_env_name(&"A".repeat(MAX_ENV_NAME_LEN)));
+}
+
+#[test]
+fn duplicates_and_too_many_vars_are_rejected() {
+    let dup = EnvVars::new(vec![
+        EnvVar {
+            key: "A".into(),
+            value: "1".into(),
+        },
+        EnvVar {
+            key: "A".into(),
+            value: "2".into(),
+        },
+    ]);
+    assert_eq!(dup, Err(Error::EnvDuplicateName("A".into())));
+    let many: Vec<EnvVar> = (0..=MAX_ENV_VARS)
+        .map(|i| EnvVar {
+            key: format!("V{i}"),
+            value: String::new(),
+        })
+        .collect();
+    assert_eq!(
+        EnvVars::new(many),
+        Err(Error::EnvTooManyVars {
+            count: MAX_ENV_VARS + 1,
+            max: MAX_ENV_VARS
+        })
+    );
+}
+
+#[test]
+fn plaintext_json_is_strict() {
+    assert!(matches!(
+        EnvVars::from_json(br#"{"env":[{"key":"A","value":"1","x":2}]}"#),
+        Err(Error::EnvJson(_))
+    ));
+    assert!(matches!(
+        EnvVars::from_json(br#"{"env":"nope"}"#),
+        Err(Error::EnvJson(_))
+    ));
+    assert_eq!(
+        EnvVars::from_json(br#"{"env":[{"key":"1A","value":"1"}]}"#),
+        Err(Error::EnvInvalidName("1A".into()))
+    );
+    let ok = EnvVars::from_json(br#"{"env":[{"key":"A","value":"1"}]}"#).unwrap();
+    assert_eq!(ok.env.len(), 1);
+}
+
+#[test]
+fn only_allowed_envs_pass_the_filter() {
+    let (kept, dropped) = vars().filter_allowed(&["API_KEY", "OTHER"]);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].key, "API_KEY");
+    assert_eq!(dropped, vec!["_DEBUG".to_owned()]);
+    let (kept, dropped) = vars().filter_allowed::<&str>(&[]);
+    assert!(kept.is_empty());
+    assert_eq!(dropped.len(), 2);
+}
+
+#[test]
+fn debug_never_prints_values() {
+    let s = format!("{:?}", vars());
+    assert!(!s.contains("s3cret"), "{s}");
+    assert!(s.contains("<redacted>"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_blobs_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = decrypt(&recipient(), &APP, &bytes);
+        let mut m = MAGIC.to_vec();
+        m.extend_from_slice(&bytes);
+        let _ = decrypt(&recipient(), &APP, &m);
+    }
+}

@@ -1,0 +1,63 @@
+//! The crate's error type.
+
+/// Errors of the signature chain and the env-var encryption.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A recoverable signature is not 65 bytes `r ‖ s ‖ v` with `v ∈ {0, 1}`, or `r`/`s`
+    /// are out of range or `s` is high.
+    #[error("malformed recoverable signature")]
+    MalformedSignature,
+    /// No public key could be recovered from the signature and message.
+    #[error("signature does not recover to a public key")]
+    RecoveryFailed,
+    /// The recovered signer is not the expected key.
+    #[error("signature was made by an unexpected key")]
+    WrongSigner,
+    /// A public key is not a valid SEC1 point.
+    #[error("invalid secp256k1 public key")]
+    InvalidPublicKey,
+    /// A derived secret is zero or not below the curve order (probability about 2^-128).
+    #[error("derived secret is not a valid secp256k1 scalar")]
+    DerivedKeyOutOfRange,
+    /// Signing failed inside the ECDSA implementation.
+    #[error("signing failed")]
+    Signing,
+    /// An encrypted env blob is larger than [`crate::env::MAX_ENCRYPTED_ENV_LEN`].
+    #[error("encrypted env of {len} bytes exceeds the limit of {max}")]
+    EnvTooLarge {
+        /// Size of the input.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An encrypted env blob is too short to hold its header and tag.
+    #[error("encrypted env is truncated")]
+    EnvTruncated,
+    /// The X25519 exchange produced the all-zero secret (a low-order ephemeral key).
+    #[error("ephemeral key is a low-order point")]
+    EnvLowOrderKey,
+    /// AES-GCM authentication failed: wrong key, wrong app id or tampered bytes.
+    #[error("env decryption failed (wrong key, wrong app id or tampered data)")]
+    EnvDecrypt,
+    /// The plaintext is not the JSON `{"env":[{"key","value"}]}`.
+    #[error("env plaintext is not valid: {0}")]
+    EnvJson(String),
+    /// An env var name does not match `^[A-Za-z_][A-Za-z0-9_]*$` or is too long.
+    #[error("invalid env var name {0:?}")]
+    EnvInvalidName(String),
+    /// The same env var name appears twice.
+    #[error("duplicate env var name {0:?}")]
+    EnvDuplicateName(String),
+    /// More env vars than [`crate::env::MAX_ENV_VARS`].
+    #[error("{count} env vars exceed the limit of {max}")]
+    EnvTooManyVars {
+        /// Number of vars in the input.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,28 @@
+//! cairn-protocol — the wire formats every Cairn component shares.
+//!
+//! - [`api`]: request/response types of the KMS HTTP API (DESIGN.md §5), byte strings as
+//!   `0x` hex, errors as `{"error":{"code","message"}}`;
+//! - [`sig`]: recoverable secp256k1 signatures, the dstack-compatible app-key signature
+//!   chain (FORMATS.md) and the KMS env-pubkey signature;
+//! - [`env`]: env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7).
+//!
+//! What it does **not** do: networking, key storage, or trusting anything. Verification
+//! helpers take the expected key from the caller (normally read from the chain).
+//! Byte layouts and test vectors: `docs/protocol.md`.
+//!
+//! # Layout
+//! - `hex0x` — serde helpers for `0x` hex (fixed, capped, secret).
+//! - `bounded` — serde helpers for capped strings and lists.
+//! - `api` — KMS API wire types.
+//! - `sig` — signatures and the app-key chain.
+//! - `env` — encrypted environment.
+//! - `error` — [`Error`].
+
+pub mod api;
+pub mod bounded;
+pub mod env;
+mod error;
+pub mod hex0x;
+pub mod sig;
+
+pub use error::{Error, Result};
