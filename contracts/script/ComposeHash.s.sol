@@ -20,10 +20,10 @@ contract ComposeHash is CairnScript {
         if (_eq(action, "add")) {
             app.addComposeHash(hash);
         } else if (_eq(action, "schedule")) {
-            uint256 at = vm.envUint("CAIRN_ACTIVATES_AT");
-            require(at <= type(uint64).max, "CAIRN_ACTIVATES_AT out of range");
+            uint256 activation = vm.envUint("CAIRN_ACTIVATES_AT");
+            require(activation <= type(uint64).max, "CAIRN_ACTIVATES_AT out of range");
             // forge-lint: disable-next-line(unsafe-typecast) -- range checked above
-            app.scheduleComposeHash(hash, uint64(at));
+            app.scheduleComposeHash(hash, uint64(activation));
         } else if (_eq(action, "remove")) {
             app.removeComposeHash(hash);
         } else {

@@ -28,16 +28,16 @@ contract AppLifecycleTest is CairnTestBase {
     }
 
     function test_NoticePeriodUpgradeThroughKms() public {
-        uint64 at = uint64(block.timestamp + 3 days);
+        uint64 activation = uint64(block.timestamp + 3 days);
         vm.prank(developer);
-        app.scheduleComposeHash(COMPOSE_HASH_2, at);
+        app.scheduleComposeHash(COMPOSE_HASH_2, activation);
 
         (bool ok, string memory reason) = _verdict(COMPOSE_HASH_2, DEVICE_ID);
         _assertVerdict(ok, reason, false, "Compose hash not yet active");
         (ok, reason) = _verdict(COMPOSE_HASH, DEVICE_ID);
         _assertVerdict(ok, reason, true, "");
 
-        vm.warp(at);
+        vm.warp(activation);
         (ok, reason) = _verdict(COMPOSE_HASH_2, DEVICE_ID);
         _assertVerdict(ok, reason, true, "");
 

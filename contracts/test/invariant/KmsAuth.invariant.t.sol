@@ -74,8 +74,8 @@ contract KmsAuthInvariantTest is Test {
             AppAuth app = handler.appAt(i);
             for (uint256 j = 0; j < 4; ++j) {
                 bytes32 h = handler.hashAt(j);
-                (bool listed, uint64 at) = app.composeHashActivation(h);
-                assertEq(app.allowedComposeHashes(h), listed && at <= block.timestamp, "activation");
+                (bool listed, uint64 activation) = app.composeHashActivation(h);
+                assertEq(app.allowedComposeHashes(h), listed && activation <= block.timestamp, "activation");
             }
         }
     }

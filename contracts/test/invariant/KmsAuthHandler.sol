@@ -89,11 +89,11 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
     function scheduleComposeHash(uint256 appSeed, uint256 hashSeed, uint256 delay) external {
         AppAuth a = apps[bound(appSeed, 0, N_APPS - 1)];
         bytes32 h = hashes[bound(hashSeed, 0, N_HASHES - 1)];
-        uint64 at = uint64(block.timestamp + bound(delay, 1, 10 days));
+        uint64 activation = uint64(block.timestamp + bound(delay, 1, 10 days));
         (bool listed, uint64 current) = a.composeHashActivation(h);
-        if (listed && current == at) return;
+        if (listed && current == activation) return;
         calls["scheduleComposeHash"]++;
-        a.scheduleComposeHash(h, at);
+        a.scheduleComposeHash(h, activation);
         ghostRemoved[address(a)][h] = false;
     }
 

@@ -24,9 +24,9 @@ contract AppAuthTest is CairnTestBase {
     function test_Initialize_SetsState() public view {
         assertEq(app.owner(), owner, "owner");
         assertTrue(app.allowedComposeHashes(COMPOSE_HASH), "initial hash active");
-        (bool listed, uint64 at) = app.composeHashActivation(COMPOSE_HASH);
+        (bool listed, uint64 activation) = app.composeHashActivation(COMPOSE_HASH);
         assertTrue(listed, "listed");
-        assertEq(at, uint64(block.timestamp), "activates now");
+        assertEq(activation, uint64(block.timestamp), "activates now");
         assertTrue(app.allowedDeviceIds(DEVICE_ID), "initial device");
         assertFalse(app.allowAnyDevice(), "allowAnyDevice");
         assertFalse(app.requireTcbUpToDate(), "requireTcb");
@@ -113,9 +113,9 @@ contract AppAuthTest is CairnTestBase {
         vm.prank(owner);
         app.scheduleComposeHash(COMPOSE_HASH_2, later);
 
-        (bool listed, uint64 at) = app.composeHashActivation(COMPOSE_HASH_2);
+        (bool listed, uint64 activation) = app.composeHashActivation(COMPOSE_HASH_2);
         assertTrue(listed, "listed");
-        assertEq(at, later, "activatesAt");
+        assertEq(activation, later, "activatesAt");
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH_2), "inactive before");
         (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
         _assertVerdict(ok, reason, false, "Compose hash not yet active");
@@ -133,8 +133,8 @@ contract AppAuthTest is CairnTestBase {
         vm.startPrank(owner);
         app.scheduleComposeHash(COMPOSE_HASH, later);
         vm.stopPrank();
-        (, uint64 at) = app.composeHashActivation(COMPOSE_HASH);
-        assertEq(at, later, "rescheduled");
+        (, uint64 activation) = app.composeHashActivation(COMPOSE_HASH);
+        assertEq(activation, later, "rescheduled");
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH), "paused until later");
     }
 
@@ -167,9 +167,9 @@ contract AppAuthTest is CairnTestBase {
         emit AppAuth.ComposeHashRemoved(COMPOSE_HASH);
         vm.prank(owner);
         app.removeComposeHash(COMPOSE_HASH);
-        (bool listed, uint64 at) = app.composeHashActivation(COMPOSE_HASH);
+        (bool listed, uint64 activation) = app.composeHashActivation(COMPOSE_HASH);
         assertFalse(listed, "unlisted");
-        assertEq(at, 0, "activation cleared");
+        assertEq(activation, 0, "activation cleared");
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH), "not allowed");
     }
 
@@ -390,14 +390,14 @@ contract AppAuthTest is CairnTestBase {
         (bool ok, string memory reason) = app.isAppAllowed(b);
         _assertVerdict(ok, reason, false, "Compose hash not allowed");
 
-        uint64 at = uint64(block.timestamp) + delay;
+        uint64 activation = uint64(block.timestamp) + delay;
         vm.prank(owner);
-        app.scheduleComposeHash(hash, at);
+        app.scheduleComposeHash(hash, activation);
         (ok, reason) = app.isAppAllowed(b);
         if (delay == 0) _assertVerdict(ok, reason, true, "");
         else _assertVerdict(ok, reason, false, "Compose hash not yet active");
 
-        vm.warp(at);
+        vm.warp(activation);
         (ok, reason) = app.isAppAllowed(b);
         _assertVerdict(ok, reason, true, "");
 
