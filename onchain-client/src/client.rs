@@ -185,12 +185,14 @@ impl ChainClient {
     ///
     /// `Ok(Verdict::Allowed)` only when the contract returned `true`; `(false, reason)` is
     /// [`Error::Denied`] with the exact reason; every RPC failure is an error (fail closed).
+    #[tracing::instrument(level = "debug", skip_all, fields(app_id = %boot.appId, block = at.number))]
     pub async fn is_app_allowed(&self, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
         self.verdict(Query::App, boot, at).await
     }
 
     /// `KmsAuth.isKmsAllowed(boot)` at `at` (for KMS nodes themselves); same contract as
     /// [`ChainClient::is_app_allowed`].
+    #[tracing::instrument(level = "debug", skip_all, fields(app_id = %boot.appId, block = at.number))]
     pub async fn is_kms_allowed(&self, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
         self.verdict(Query::Kms, boot, at).await
     }

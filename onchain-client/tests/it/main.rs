@@ -6,5 +6,6 @@ mod common;
 mod connect;
 mod dao;
 mod history;
+mod misbehaving;
 mod pinning;
 mod policy;

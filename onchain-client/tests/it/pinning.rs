@@ -127,3 +127,49 @@ async fn cached_allow_is_not_reused_at_a_later_block() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn read_at_a_reorged_out_block_fails_retryably_instead_of_answering() {
+    use cairn_onchain::alloy::providers::ext::AnvilApi;
+
+    let net = devnet(0).await;
+    let app = net.app_with_compose().await;
+    let b = boot(app.app_id(), COMPOSE);
+    // A reader without cache: the read must go to the chain.
+    let config = cairn_onchain::ChainConfig::new(
+        net.anvil.endpoint_url(),
+        net.anvil.chain_id(),
+        net.deployment.kms_auth,
+    )
+    .with_confirmations(0)
+    .with_verdict_cache_entries(0);
+    let reader = cairn_onchain::ChainClient::connect(&config, None)
+        .await
+        .unwrap();
+
+    net.mine(1).await;
+    let at = reader.policy_block().await.unwrap();
+    // Replace the head block by a different one at the same height.
+    let p = net.client.connection().provider();
+    p.anvil_rollback(Some(1)).await.unwrap();
+    app.remove_compose_hash(COMPOSE).await.unwrap();
+    let now = reader.policy_block().await.unwrap();
+    assert_eq!(now.number, at.number);
+    assert_ne!(now.hash, at.hash, "the block at that height was replaced");
+
+    let err = reader.is_app_allowed(&b, at).await.unwrap_err();
+    assert!(matches!(err, Error::Rpc { .. }), "{err:?}");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!err.is_denied());
+    let err = reader.is_app_allowed(&b, now).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Denied {
+                check: Check::ComposeHash,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
