@@ -288,9 +288,13 @@ contract AppAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable, ERC
         if (hash == bytes32(0)) revert AppAuthZeroComposeHash();
         AppAuthStorage storage $ = _getAppAuthStorage();
         ComposeHashEntry storage e = $.composeHashes[hash];
-        // A no-op: the same activation time again, or "active now" for a hash that already is.
-        bool noOp = e.activatesAt == activatesAt || (activatesAt == block.timestamp && e.activatesAt <= activatesAt);
-        if (e.listed && noOp) revert AppAuthComposeHashAlreadyAllowed(hash);
+        if (e.listed) {
+            // A no-op: the same activation time again, or "active now" for a hash that already is.
+            uint64 current = e.activatesAt;
+            if (current == activatesAt || (activatesAt == block.timestamp && current <= activatesAt)) {
+                revert AppAuthComposeHashAlreadyAllowed(hash);
+            }
+        }
         e.listed = true;
         e.activatesAt = activatesAt;
         emit ComposeHashAdded(hash, activatesAt);
