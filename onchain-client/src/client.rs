@@ -43,8 +43,10 @@ impl PolicyBlock {
 }
 
 /// A policy answer that allows. Denials are [`Error::Denied`].
+///
+/// Deliberately exhaustive: a caller's `match` must never route a new kind of answer
+/// into a wildcard arm that releases keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Verdict {
     /// The contracts allow the boot info at the policy block.
     Allowed,
@@ -269,6 +271,46 @@ impl ChainClient {
                 self.kms.rootKeys(generation).block(at.block_id()).call(),
             )
             .await?;
+        Ok(Some(RootKeys {
+            generation,
+            k256_pubkey: keys.k256Pubkey,
+            ca_pubkey: keys.caPubkey,
+        }))
+    }
+
+    /// The current key generation at `at` (0 = none set).
+    pub async fn key_generation(&self, at: PolicyBlock) -> Result<u32> {
+        let call = self.kms.keyGeneration().block(at.block_id());
+        self.conn
+            .view(
+                "KmsAuth.keyGeneration",
+                Target::KmsAuth,
+                self.kms_auth(),
+                call.call(),
+            )
+            .await
+    }
+
+    /// The root keys of a given (possibly older) `generation` at `at`, or `None` when that
+    /// generation was never set (e.g. for auditing releases made under it).
+    pub async fn root_keys_of_generation(
+        &self,
+        generation: u32,
+        at: PolicyBlock,
+    ) -> Result<Option<RootKeys>> {
+        let call = self.kms.rootKeys(generation).block(at.block_id());
+        let keys = self
+            .conn
+            .view(
+                "KmsAuth.rootKeys",
+                Target::KmsAuth,
+                self.kms_auth(),
+                call.call(),
+            )
+            .await?;
+        if keys.k256Pubkey.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(RootKeys {
             generation,
             k256_pubkey: keys.k256Pubkey,

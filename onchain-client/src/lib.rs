@@ -36,7 +36,35 @@
 //! - `error`: [`Error`], [`Check`], [`Revert`].
 //!
 //! # Feature flags
-//! - `test-utils`: adds [`testing`] (spawning the pinned anvil); changes nothing else.
+//! - `test-utils`: adds the `testing` module (spawning the pinned anvil); changes nothing
+//!   else.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use cairn_onchain::alloy::primitives::address;
+//! use cairn_onchain::{BootInfo, ChainClient, ChainConfig, Check, Error, Verdict};
+//!
+//! # async fn demo(boot: BootInfo) -> Result<(), Error> {
+//! let kms_auth = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
+//! let rpc = "http://127.0.0.1:8545".parse().expect("valid URL");
+//! let config = ChainConfig::new(rpc, 31337, kms_auth)
+//!     .with_confirmations(2)
+//!     .with_call_timeout(Duration::from_secs(3));
+//! let client = ChainClient::connect(&config, None).await?;
+//!
+//! let at = client.policy_block().await?; // head − 2, by hash
+//! match client.is_app_allowed(&boot, at).await {
+//!     Ok(Verdict::Allowed) => { /* release, recording `at` */ }
+//!     Err(Error::Denied { check: Check::ComposeHash, reason }) => { /* 403 with `reason` */ }
+//!     Err(e) if e.is_retryable() => { /* 503: chain unavailable, never an allow */ }
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod app;
 mod bindings;

@@ -266,6 +266,15 @@ async fn root_keys_and_gateway_app_id_are_read_at_the_policy_block() {
     assert_eq!(keys.k256_pubkey.as_ref(), k256.as_slice());
     assert_eq!(keys.ca_pubkey.as_ref(), ca.as_slice());
     assert_eq!(net.client.gateway_app_id(at).await.unwrap(), Some(gateway));
+    assert_eq!(net.client.key_generation(at).await.unwrap(), 1);
+    assert_eq!(
+        net.client.root_keys_of_generation(1, at).await.unwrap(),
+        Some(keys.clone())
+    );
+    assert_eq!(
+        net.client.root_keys_of_generation(2, at).await.unwrap(),
+        None
+    );
 
     // Generations only grow: the decoded custom error names both values.
     let err = net
