@@ -86,6 +86,9 @@ pub enum Error {
         /// End of the window (unix seconds).
         not_after: u64,
     },
+    /// [`crate::Verifier::verify`] was called on a verifier without collateral.
+    #[error("no collateral configured")]
+    NoCollateral,
     /// The collateral itself is malformed (bad JSON, bad CRL, bad PEM).
     #[error("malformed collateral: {0}")]
     MalformedCollateral(String),

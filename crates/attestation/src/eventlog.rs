@@ -365,6 +365,18 @@ mod tests {
         assert!(d.ends_with("72fff624"), "{d}");
     }
 
+    #[test]
+    fn known_answer_vectors_from_docs_attestation_md() {
+        assert_eq!(
+            hex::encode(RuntimeEvent::new(EVENT_SYSTEM_PREPARING, Vec::new()).digest()),
+            "f9974020ef507068183313d0ca808e0d1ca9b2d1ad0c61f5784e7157c362c06536f5ddacdad4451693f48fcc72fff624"
+        );
+        assert_eq!(
+            hex::encode(replay_rtmr3(&boot())),
+            "81366171ccbe27af1ce2ff7ca38435af23ae23e49dca6bb4806827f30d7d69e072f422a625e7c404f4cb7a06a1792ccf"
+        );
+    }
+
     fn boot() -> Vec<RuntimeEvent> {
         vec![
             RuntimeEvent::new(EVENT_SYSTEM_PREPARING, vec![]),

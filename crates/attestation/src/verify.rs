@@ -106,6 +106,7 @@ pub struct VerifiedQuote {
     mr_system: MrSystem,
     mr_aggregated: MrAggregated,
     collateral_version: [u8; 32],
+    valid_from: u64,
     valid_until: u64,
 }
 
@@ -267,10 +268,7 @@ impl Verifier {
         expected_report_data: &[u8; 64],
         now_unix: u64,
     ) -> Result<VerifiedQuote> {
-        let collateral = self
-            .collateral
-            .as_ref()
-            .ok_or_else(|| Error::MalformedCollateral("no collateral configured".into()))?;
+        let collateral = self.collateral.as_ref().ok_or(Error::NoCollateral)?;
         self.verify_with(
             quote,
             event_log_json,
@@ -349,6 +347,7 @@ impl Verifier {
             mr_system,
             mr_aggregated,
             collateral_version: collateral.version(),
+            valid_from: collateral.not_before(),
             valid_until: collateral.not_after(),
         };
         self.cache_put(key, &verified, now_unix);
@@ -413,7 +412,7 @@ impl Verifier {
     fn cache_get(&self, key: &CacheKey, now: u64) -> Option<VerifiedQuote> {
         let mut cache = self.lock_cache();
         let hit = cache.get(key)?;
-        if now < hit.valid_until {
+        if hit.valid_from <= now && now < hit.valid_until {
             return Some(hit.clone());
         }
         cache.remove(key);

@@ -68,3 +68,14 @@ fn cache_key_covers_report_data_and_event_log() {
     let err = v.verify(&ev.quote, &shorter, &rd(1), NOW).unwrap_err();
     assert!(matches!(err, Error::Rtmr3Mismatch { .. }), "{err}");
 }
+
+#[test]
+fn cache_never_serves_a_result_before_its_collateral_window() {
+    let ev = evidence();
+    let v = sim_verifier(&pki());
+    v.verify(&ev.quote, &ev.log, &rd(1), NOW).unwrap();
+    let err = v
+        .verify(&ev.quote, &ev.log, &rd(1), NOW - 2 * DAY)
+        .unwrap_err();
+    assert!(matches!(err, Error::CollateralExpired { .. }), "{err}");
+}

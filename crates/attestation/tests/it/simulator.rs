@@ -147,3 +147,12 @@ fn simulator_pki_is_deterministic_from_its_seed() {
         .expect("same seed, same root key");
     assert_eq!(tdx.ppid(), evidence().tdx.ppid());
 }
+
+#[test]
+fn verifier_without_collateral_says_so() {
+    let ev = evidence();
+    let err = Verifier::dangerous_with_simulator_root(pki().root_ca_der())
+        .verify(&ev.quote, &ev.log, &rd(1), NOW)
+        .unwrap_err();
+    assert!(matches!(err, Error::NoCollateral), "{err}");
+}
