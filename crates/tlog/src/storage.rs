@@ -9,7 +9,14 @@
 //! | `m:format`                       | `cairn-tlog/v1`               |
 //! | `m:size`                         | committed size, `u64`         |
 //! | `e` ‖ `u64 index`                | entry bytes                   |
-//! | `h` ‖ `u8 level` ‖ `u64 index`   | hash of complete subtree, 32 B |
+//! | `h` ‖ `u64 first leaf` ‖ `u8 level` | subtree hash, levels 0..=7, 32 B |
+//! | `u` ‖ `u8 level` ‖ `u64 index`   | subtree hash, levels 8..=63, 32 B |
+//!
+//! Low levels are keyed by their first leaf, so the low part of a proof
+//! (levels 0..=7, all inside one 256-leaf block) reads neighbouring keys.
+//! Levels 8 and up (one hash per 128 entries in total) are also kept in
+//! memory, loaded at open, so a proof costs at most 8 point reads plus the
+//! right edge of the tree.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -41,12 +48,41 @@ fn entry_key(index: u64) -> [u8; 9] {
     k
 }
 
+/// Subtree levels at or above this one are also held in memory.
+const CACHED_LEVEL: u8 = 8;
+
 fn hash_key(level: u8, index: u64) -> [u8; 10] {
     let mut k = [0u8; 10];
-    k[0] = b'h';
-    k[1] = level;
-    k[2..].copy_from_slice(&index.to_be_bytes());
+    if level < CACHED_LEVEL {
+        k[0] = b'h';
+        // The first leaf of a complete subtree below 2^64 leaves fits a u64.
+        k[1..9].copy_from_slice(&(index << level).to_be_bytes());
+        k[9] = level;
+    } else {
+        k[0] = b'u';
+        k[1] = level;
+        k[2..].copy_from_slice(&index.to_be_bytes());
+    }
     k
+}
+
+/// In-memory copy of the subtree hashes at levels >= [`CACHED_LEVEL`]:
+/// `upper[l - CACHED_LEVEL][i]` is the hash of `(l, i)`.
+type Upper = Vec<Vec<Hash>>;
+
+fn cache_insert(upper: &mut Upper, level: u8, index: u64, hash: Hash) -> Result<()> {
+    let l = usize::from(level - CACHED_LEVEL);
+    while upper.len() <= l {
+        upper.push(Vec::new());
+    }
+    if upper[l].len() as u64 != index {
+        return Err(Error::Corrupt {
+            what: Corruption::MissingHash,
+            index,
+        });
+    }
+    upper[l].push(hash);
+    Ok(())
 }
 
 /// State owned by the single writer: the committed size and the frontier
@@ -69,7 +105,12 @@ impl Writer {
 
     /// Adds one leaf, inserting its leaf hash and every subtree it completes
     /// into `batch`.
-    fn push(&mut self, entry: &[u8], batch: &mut sled::Batch) -> Result<()> {
+    fn push(
+        &mut self,
+        entry: &[u8],
+        batch: &mut sled::Batch,
+        upper: &mut Vec<(u8, u64, Hash)>,
+    ) -> Result<()> {
         let index = self.size;
         let mut h = leaf_hash(entry);
         batch.insert(&entry_key(index), entry);
@@ -86,6 +127,9 @@ impl Writer {
             level += 1;
             idx >>= 1;
             batch.insert(&hash_key(level, idx), &h.0);
+            if level >= CACHED_LEVEL {
+                upper.push((level, idx, h));
+            }
         }
         self.frontier.push((level, h));
         self.size = index.checked_add(1).ok_or(Error::SizeOverflow)?;
@@ -123,13 +167,17 @@ pub struct Log {
     tree: sled::Tree,
     writer: Mutex<Writer>,
     committed: RwLock<Snapshot>,
+    upper: RwLock<Upper>,
     poisoned: AtomicBool,
     group: Mutex<Group>,
     group_done: Condvar,
 }
 
-/// Reads subtree hashes straight from sled.
-struct Stored<'a>(&'a sled::Tree);
+/// Reads subtree hashes from the in-memory upper levels or from sled.
+struct Stored<'a> {
+    tree: &'a sled::Tree,
+    upper: &'a Upper,
+}
 
 impl HashReader for Stored<'_> {
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash> {
@@ -137,9 +185,59 @@ impl HashReader for Stored<'_> {
             what: Corruption::MissingHash,
             index,
         };
-        let value = self.0.get(hash_key(level, index))?.ok_or(missing.clone())?;
+        if level >= CACHED_LEVEL {
+            return self
+                .upper
+                .get(usize::from(level - CACHED_LEVEL))
+                .and_then(|l| usize::try_from(index).ok().and_then(|i| l.get(i)))
+                .copied()
+                .ok_or(missing);
+        }
+        let value = self
+            .tree
+            .get(hash_key(level, index))?
+            .ok_or(missing.clone())?;
         Hash::from_slice(&value).ok_or(missing)
     }
+}
+
+/// Loads the committed subtree hashes of levels >= [`CACHED_LEVEL`].
+fn load_upper(tree: &sled::Tree, size: u64) -> Result<Upper> {
+    let mut upper = Upper::new();
+    for level in CACHED_LEVEL..64 {
+        let complete = size >> level;
+        if complete == 0 {
+            break;
+        }
+        let from = hash_key(level, 0);
+        let to = hash_key(level, complete);
+        for item in tree.range(from..to) {
+            let (key, value) = item?;
+            let index = key
+                .get(2..10)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(Error::Corrupt {
+                    what: Corruption::MissingHash,
+                    index: 0,
+                })?;
+            let hash = Hash::from_slice(&value).ok_or(Error::Corrupt {
+                what: Corruption::MissingHash,
+                index,
+            })?;
+            cache_insert(&mut upper, level, index, hash)?;
+        }
+        let have = upper
+            .get(usize::from(level - CACHED_LEVEL))
+            .map_or(0, |l| l.len() as u64);
+        if have != complete {
+            return Err(Error::Corrupt {
+                what: Corruption::MissingHash,
+                index: have,
+            });
+        }
+    }
+    Ok(upper)
 }
 
 impl Log {
@@ -191,7 +289,11 @@ impl Log {
                 })
             }
         };
-        let reader = Stored(&tree);
+        let upper = load_upper(&tree, size)?;
+        let reader = Stored {
+            tree: &tree,
+            upper: &upper,
+        };
         let mut frontier = Vec::new();
         let mut start = 0u64;
         for level in (0..64u8).rev() {
@@ -223,9 +325,21 @@ impl Log {
             tree,
             writer: Mutex::new(writer),
             committed: RwLock::new(snapshot),
+            upper: RwLock::new(upper),
             poisoned: AtomicBool::new(false),
             group: Mutex::new(Group::default()),
             group_done: Condvar::new(),
+        })
+    }
+
+    /// Runs `f` with a reader of the committed hashes.
+    fn with_reader<T>(&self, f: impl FnOnce(&Stored<'_>) -> Result<T>) -> Result<T> {
+        // The cache only grows by whole commits; a poisoned lock still holds
+        // every hash of the committed size.
+        let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+        f(&Stored {
+            tree: &self.tree,
+            upper: &upper,
         })
     }
 
@@ -268,7 +382,7 @@ impl Log {
         if size == snap.size {
             return Ok(snap.root);
         }
-        proof::root_at(&Stored(&self.tree), size)
+        self.with_reader(|r| proof::root_at(r, size))
     }
 
     /// The entry at `index` (< [`Log::size`]).
@@ -330,14 +444,14 @@ impl Log {
     /// entries (RFC 9162 §2.1.3.1). O(log n) reads.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
         self.check_size(size)?;
-        proof::inclusion_proof(&Stored(&self.tree), index, size)
+        self.with_reader(|r| proof::inclusion_proof(r, index, size))
     }
 
     /// Consistency proof from the first `old` to the first `new` entries
     /// (RFC 9162 §2.1.4.1). O(log n) reads.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         self.check_size(new)?;
-        proof::consistency_proof(&Stored(&self.tree), old, new)
+        self.with_reader(|r| proof::consistency_proof(r, old, new))
     }
 
     /// A checkpoint of the committed tree, signed by `signer`.
@@ -377,8 +491,9 @@ impl Log {
         let first = writer.size;
         let mut next = writer.clone();
         let mut batch = sled::Batch::default();
+        let mut new_upper = Vec::new();
         for entry in entries {
-            next.push(entry.as_ref(), &mut batch)?;
+            next.push(entry.as_ref(), &mut batch, &mut new_upper)?;
         }
         batch.insert(SIZE_KEY, &next.size.to_be_bytes());
         let committed = self
@@ -389,6 +504,15 @@ impl Log {
         if let Err(e) = committed {
             self.poisoned.store(true, Ordering::Release);
             return Err(e);
+        }
+        {
+            let mut upper = self.upper.write().unwrap_or_else(|e| e.into_inner());
+            for (level, index, hash) in new_upper {
+                if let Err(e) = cache_insert(&mut upper, level, index, hash) {
+                    self.poisoned.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            }
         }
         let snapshot = Snapshot {
             size: next.size,

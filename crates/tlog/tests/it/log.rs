@@ -194,8 +194,9 @@ fn a_missing_subtree_hash_is_reported_as_corruption() {
         let db = sled::open(dir.path()).expect("sled");
         let tree = db.open_tree(b"cairn-tlog").expect("tree");
         // Size 6 = subtree (level 2, index 0) ‖ (level 1, index 2).
-        let mut key = vec![b'h', 2];
+        let mut key = vec![b'h'];
         key.extend_from_slice(&0u64.to_be_bytes());
+        key.push(2);
         assert!(tree.remove(key).expect("remove").is_some());
         db.flush().expect("flush");
     }
@@ -304,4 +305,32 @@ fn readers_only_ever_see_consistent_committed_heads() {
     }
     done.store(true, Ordering::Release);
     assert!(reader.join().expect("reader") > 0);
+}
+
+#[test]
+fn a_missing_upper_level_hash_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (size, root) = {
+        let log = Log::open(dir.path()).expect("open");
+        log.append_batch(&entries(0..600)).expect("append");
+        log.head()
+    };
+    // Reopening loads the in-memory upper levels and keeps the same head.
+    assert_eq!(Log::open(dir.path()).expect("reopen").head(), (size, root));
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+        // Subtree (level 8, index 1) covers leaves 256..512.
+        let mut key = vec![b'u', 8];
+        key.extend_from_slice(&1u64.to_be_bytes());
+        assert!(tree.remove(key).expect("remove").is_some());
+        db.flush().expect("flush");
+    }
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(Error::Corrupt {
+            what: Corruption::MissingHash,
+            index: 1
+        })
+    ));
 }
