@@ -1,6 +1,7 @@
 //! Integration tests of cairn-onchain against a real anvil (the pinned npm binary).
 //! Every test spawns its own anvil on a free port.
 
+mod admin;
 mod anchoring;
 mod common;
 mod connect;
