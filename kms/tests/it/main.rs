@@ -1,0 +1,24 @@
+//! Integration tests of cairn-kms: KDF known answers (docs/kdf.md) and derived certificates.
+
+mod certs;
+mod known_answer;
+
+use cairn_attestation::ids::{AppId, InstanceId, InstanceIdBytes};
+use cairn_kms::MasterSecret;
+
+/// The master secret of docs/kdf.md: bytes 0x01..=0x20.
+pub fn master() -> MasterSecret {
+    let mut m = [0u8; 32];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = u8::try_from(i + 1).unwrap();
+    }
+    MasterSecret::from_bytes(m)
+}
+
+/// The app id of docs/kdf.md.
+pub const APP_ID: AppId = AppId([0x11; 20]);
+
+/// The instance id of docs/kdf.md.
+pub fn instance() -> InstanceId {
+    InstanceId::Id(InstanceIdBytes([0x22; 20]))
+}
