@@ -41,7 +41,8 @@
 //! - `hash`: [`Hash`], [`leaf_hash`], [`node_hash`].
 //! - `proof`: proof generation over a [`HashReader`], storage-free verification.
 //! - `memory`: [`MemoryTree`], the same tree in memory.
-//! - `storage`: [`Log`], the durable log on sled, with group commit.
+//! - `storage`: [`Log`], the durable log on sled.
+//! - `group`: group commit for concurrent [`Log::append`] callers.
 //! - `checkpoint`: signed checkpoints (C2SP signed note, secp256k1 + keccak256).
 //! - `entry`: [`ReleaseRecord`], the ABI-encoded entry.
 //! - `error`: [`Error`] and its typed sub-errors.
@@ -49,6 +50,7 @@
 mod checkpoint;
 mod entry;
 mod error;
+mod group;
 mod hash;
 mod memory;
 mod proof;
