@@ -68,6 +68,19 @@ fn main() -> Result<(), cairn_kms::Error> {
     println!("app ca cert#    {}", sha(app.ca().cert_der()));
     println!("disk key        {}", hex::encode(app.disk_key().expose()));
     println!("env x25519 pub  {}", hex::encode(app.env_public()));
+    let env_sig = root.sign_env_pubkey(&app_id, 1_700_000_000, &app.env_public())?;
+    println!("env pubkey sig  {}", hex::encode(env_sig));
+    let derived = cairn_protocol::sig::derive_signed_key(
+        &app.k256_secret(),
+        b"/wallet/0",
+        "ethereum",
+        *app.kms_signature(),
+    )?;
+    println!(
+        "getkey pub      {}",
+        hex::encode(cairn_protocol::sig::compressed(derived.key.verifying_key()))
+    );
+    println!("getkey app sig  {}", hex::encode(derived.app_signature));
     println!();
     println!("{}", root.ca().cert_pem());
     Ok(())

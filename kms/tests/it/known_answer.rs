@@ -211,3 +211,70 @@ fn debug_output_never_contains_secrets() {
     }
     assert!(text.contains("<redacted>"));
 }
+
+#[test]
+fn env_pubkey_signature_matches_the_vector_and_verifies() {
+    let master = master();
+    let root = RootKeys::derive(&master).unwrap();
+    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let signature = root
+        .sign_env_pubkey(&APP_ID, 1_700_000_000, &app.env_public())
+        .unwrap();
+    assert_eq!(
+        hex::encode(signature),
+        "37d0f0efac3d426005c20c45fae5067e9d23a5bfefc3a92c16ee3a9a27b6fc7558b5fed5bb726ce1518713ed21e96feb867c1be6017d3d09973653a56ec08cf100"
+    );
+    sig::verify_env_pubkey_signature(
+        APP_ID.as_bytes(),
+        1_700_000_000,
+        &app.env_public(),
+        &signature,
+        root.k256().verifying_key(),
+    )
+    .unwrap();
+    // a replayed signature with a newer timestamp does not verify
+    assert_eq!(
+        sig::verify_env_pubkey_signature(
+            APP_ID.as_bytes(),
+            1_700_000_001,
+            &app.env_public(),
+            &signature,
+            root.k256().verifying_key(),
+        ),
+        Err(cairn_protocol::Error::WrongSigner)
+    );
+}
+
+#[test]
+fn get_key_signature_chain_matches_the_vector_and_verifies_to_the_root() {
+    let master = master();
+    let root = RootKeys::derive(&master).unwrap();
+    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let derived = sig::derive_signed_key(
+        &app.k256_secret(),
+        b"/wallet/0",
+        "ethereum",
+        *app.kms_signature(),
+    )
+    .unwrap();
+    let derived_pub = sig::compressed(derived.key.verifying_key());
+    // the derived public key agrees with kdf_reference.py ("getkey pub")
+    assert_eq!(
+        hex::encode(derived_pub),
+        "028191e9bfb918873b835a8e7c982f96820c6ea0b74200d9b34c373a8e607353e0"
+    );
+    assert_eq!(
+        hex::encode(derived.app_signature),
+        "e1344d740787467b1748ffc7f523db6a25e2fc4c1845b8fef112099bcc95616161dfd2ed57e75b8458963a2b78410d398b42876b8f3e25598844f6bb420aa67600"
+    );
+    let app_pub = sig::verify_signature_chain(
+        APP_ID.as_bytes(),
+        "ethereum",
+        &derived_pub,
+        &derived.app_signature,
+        &derived.kms_signature,
+        root.k256().verifying_key(),
+    )
+    .unwrap();
+    assert_eq!(sig::compressed(&app_pub), app.k256_public());
+}

@@ -55,6 +55,10 @@ for name, label, parts in rows:
     values[name] = okm(master, label, parts)
     print(f"okm {name:<11} {values[name].hex()}")
 
+# FORMATS.md: a GetKey derived key = HKDF-SHA256(ikm = app k256 secret, salt = "RATLS", info = path)
+getkey = hkdf_sha256(values["app-k256"], b"RATLS", b"/wallet/0")
+print(f"getkey secret   {getkey.hex()}")
+
 try:
     from cryptography.hazmat.primitives.asymmetric import ec, x25519
     from cryptography.hazmat.primitives import serialization as s
@@ -69,5 +73,6 @@ else:
     print(f"root ca pub     {ec_pub(ec.SECP256R1(), values['root-ca']).hex()}")
     print(f"app k256 pub    {ec_pub(ec.SECP256K1(), values['app-k256']).hex()}")
     print(f"app ca pub      {ec_pub(ec.SECP256R1(), values['app-ca']).hex()}")
+    print(f"getkey pub      {ec_pub(ec.SECP256K1(), getkey).hex()}")
     xk = x25519.X25519PrivateKey.from_private_bytes(values["env-x25519"])
     print(f"env x25519 pub  {xk.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw).hex()}")

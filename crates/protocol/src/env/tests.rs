@@ -26,6 +26,38 @@ fn recipient_pk() -> [u8; 32] {
 
 /// The vector of docs/protocol.md ("Env encryption test vector").
 const VECTOR_HEX: &str = include_str!("vector.hex");
+/// The legacy-format vector of docs/protocol.md, produced by
+/// `crates/protocol/tests/reference/env_vector.py` (Python `cryptography`).
+const LEGACY_VECTOR_HEX: &str = include_str!("legacy_vector.hex");
+
+#[test]
+fn legacy_format_matches_the_reference_vector() {
+    let blob = hex::decode(LEGACY_VECTOR_HEX.trim()).unwrap();
+    let (got, format) = decrypt(&recipient(), &APP, &blob).unwrap();
+    assert_eq!(got, vars());
+    assert_eq!(format, EnvFormat::DstackLegacy);
+    let ours = encrypt_legacy_with(
+        StaticSecret::from([0x22; 32]),
+        [0x33; 12],
+        &recipient_pk(),
+        &vars(),
+    )
+    .unwrap();
+    assert_eq!(ours, blob);
+}
+
+#[test]
+fn cairn_reference_vector_decrypts_only_for_its_app_id() {
+    let blob = hex::decode(VECTOR_HEX.trim()).unwrap();
+    assert_eq!(
+        decrypt(&recipient(), &APP, &blob).unwrap().1,
+        EnvFormat::Cairn
+    );
+    assert_eq!(
+        decrypt(&recipient(), &[0u8; 20], &blob),
+        Err(Error::EnvDecrypt)
+    );
+}
 
 #[test]
 fn cairn_format_round_trips() {
