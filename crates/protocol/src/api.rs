@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::bounded;
+use crate::error::{Error, Result};
 use crate::hex0x;
-use crate::sig::RecoverableSignature;
+use crate::sig::{self, RecoverableSignature};
 
 /// `POST /v1/app-key`.
 pub const PATH_APP_KEY: &str = "/v1/app-key";
@@ -165,6 +166,45 @@ pub struct EnvPubkeyResponse {
     pub signature: RecoverableSignature,
 }
 
+/// How far in the future an env-pubkey timestamp may lie (clock skew), in seconds.
+pub const MAX_ENV_PUBKEY_CLOCK_SKEW_SECS: u64 = 300;
+
+impl EnvPubkeyResponse {
+    /// Check the KMS signature against `kms_root` (the root k256 key registered on chain)
+    /// and the timestamp against `now` (seconds since the epoch): not older than `max_age`
+    /// seconds, not more than [`MAX_ENV_PUBKEY_CLOCK_SKEW_SECS`] ahead. Returns the public
+    /// key to encrypt to.
+    pub fn verify(
+        &self,
+        app_id: &[u8; 20],
+        kms_root: &k256::ecdsa::VerifyingKey,
+        now: u64,
+        max_age: u64,
+    ) -> Result<[u8; 32]> {
+        sig::verify_env_pubkey_signature(
+            app_id,
+            self.timestamp,
+            &self.public_key,
+            &self.signature,
+            kms_root,
+        )?;
+        if self.timestamp > now.saturating_add(MAX_ENV_PUBKEY_CLOCK_SKEW_SECS) {
+            return Err(Error::FutureTimestamp {
+                timestamp: self.timestamp,
+                now,
+            });
+        }
+        if now.saturating_sub(self.timestamp) > max_age {
+            return Err(Error::StaleTimestamp {
+                timestamp: self.timestamp,
+                now,
+                max_age,
+            });
+        }
+        Ok(self.public_key)
+    }
+}
+
 /// `GET /v1/meta` response: the node's public identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +310,78 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"error":{"code":"denied.compose_hash","message":"compose hash not allowed"}}"#
         );
+    }
+
+    #[test]
+    fn env_pubkey_response_verifies_signature_and_freshness() {
+        let root = k256::ecdsa::SigningKey::from_bytes((&[7u8; 32]).into()).unwrap();
+        let app_id = [0x11; 20];
+        let public_key = [0x22; 32];
+        let timestamp = 1_700_000_000;
+        let signature = sig::sign_recoverable(
+            &root,
+            &sig::env_pubkey_message(&app_id, timestamp, &public_key),
+        )
+        .unwrap();
+        let r = EnvPubkeyResponse {
+            public_key,
+            timestamp,
+            signature,
+        };
+        let vk = root.verifying_key();
+        assert_eq!(r.verify(&app_id, vk, timestamp + 60, 3600), Ok(public_key));
+        assert_eq!(
+            r.verify(&app_id, vk, timestamp + 3601, 3600),
+            Err(Error::StaleTimestamp {
+                timestamp,
+                now: timestamp + 3601,
+                max_age: 3600
+            })
+        );
+        assert_eq!(
+            r.verify(&app_id, vk, timestamp - 301, 3600),
+            Err(Error::FutureTimestamp {
+                timestamp,
+                now: timestamp - 301
+            })
+        );
+        // for another app, or under another root, the signature does not hold
+        assert_eq!(
+            r.verify(&[0x12; 20], vk, timestamp, 3600),
+            Err(Error::WrongSigner)
+        );
+        let other = k256::ecdsa::SigningKey::from_bytes((&[8u8; 32]).into()).unwrap();
+        assert_eq!(
+            r.verify(&app_id, other.verifying_key(), timestamp, 3600),
+            Err(Error::WrongSigner)
+        );
+        // a substituted public key (attacker's) is caught
+        let swapped = EnvPubkeyResponse {
+            public_key: [0x33; 32],
+            ..r
+        };
+        assert_eq!(
+            swapped.verify(&app_id, vk, timestamp, 3600),
+            Err(Error::WrongSigner)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_json_never_panics_the_parsers(s in "\\PC{0,256}") {
+            let _ = serde_json::from_str::<AppKeyResponse>(&s);
+            let _ = serde_json::from_str::<SignCertRequest>(&s);
+            let _ = serde_json::from_str::<MetaResponse>(&s);
+            let _ = serde_json::from_str::<ErrorBody>(&s);
+        }
+
+        #[test]
+        fn random_hex_fields_never_panic(s in "(0x)?[0-9a-fA-Fg-z]{0,80}") {
+            let body = format!(r#"{{"public_key":"{s}","timestamp":1,"signature":"{s}"}}"#);
+            let _ = serde_json::from_str::<EnvPubkeyResponse>(&body);
+            let _ = crate::hex0x::decode_capped(&s, 16);
+            let _ = crate::hex0x::decode_fixed::<20>(&s);
+        }
     }
 
     #[test]

@@ -136,9 +136,10 @@ impl EnvVars {
     }
 
     /// Serialize to the plaintext JSON.
-    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
-        // Serializing strings into a Vec cannot fail.
-        Zeroizing::new(serde_json::to_vec(self).unwrap_or_default())
+    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>> {
+        serde_json::to_vec(self)
+            .map(Zeroizing::new)
+            .map_err(|e| Error::EnvJson(e.to_string()))
     }
 
     /// Keep only the variables named in `allowed`; returns them and the names dropped.
@@ -208,7 +209,7 @@ pub fn encrypt_with(
     vars: &EnvVars,
 ) -> Result<Vec<u8>> {
     vars.validate()?;
-    let plaintext = vars.to_json();
+    let plaintext = vars.to_json()?;
     let eph_pk = PublicKey::from(&ephemeral).to_bytes();
     let shared = shared_secret(&ephemeral, recipient_pk)?;
     let key = cairn_key(&shared, &eph_pk, recipient_pk);
@@ -244,7 +245,7 @@ pub fn encrypt_legacy_with(
     vars: &EnvVars,
 ) -> Result<Vec<u8>> {
     vars.validate()?;
-    let plaintext = vars.to_json();
+    let plaintext = vars.to_json()?;
     let eph_pk = PublicKey::from(&ephemeral).to_bytes();
     let shared = shared_secret(&ephemeral, recipient_pk)?;
     let cipher = Aes256Gcm::new_from_slice(&shared[..]).map_err(|_| Error::EnvDecrypt)?;

@@ -23,6 +23,24 @@ pub enum Error {
     /// Signing failed inside the ECDSA implementation.
     #[error("signing failed")]
     Signing,
+    /// A signed timestamp is older than the caller accepts.
+    #[error("timestamp {timestamp} is more than {max_age}s older than now ({now})")]
+    StaleTimestamp {
+        /// The signed timestamp.
+        timestamp: u64,
+        /// The caller's clock.
+        now: u64,
+        /// The largest accepted age in seconds.
+        max_age: u64,
+    },
+    /// A signed timestamp lies further in the future than the allowed clock skew.
+    #[error("timestamp {timestamp} is in the future (now {now})")]
+    FutureTimestamp {
+        /// The signed timestamp.
+        timestamp: u64,
+        /// The caller's clock.
+        now: u64,
+    },
     /// An encrypted env blob is larger than [`crate::env::MAX_ENCRYPTED_ENV_LEN`].
     #[error("encrypted env of {len} bytes exceeds the limit of {max}")]
     EnvTooLarge {

@@ -172,7 +172,7 @@ fn legacy_format_round_trips_and_ignores_app_id() {
         &vars(),
     )
     .unwrap();
-    assert_eq!(blob.len(), 32 + 12 + vars().to_json().len() + 16);
+    assert_eq!(blob.len(), 32 + 12 + vars().to_json().unwrap().len() + 16);
     let (got, format) = decrypt(&recipient(), &[0x99; 20], &blob).unwrap();
     assert_eq!(got, vars());
     assert_eq!(format, EnvFormat::DstackLegacy);
