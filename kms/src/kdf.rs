@@ -290,6 +290,22 @@ mod tests {
         out
     }
 
+    proptest::proptest! {
+        /// Different (label, parts) never give the same `info`: the encoding is injective.
+        #[test]
+        fn info_encoding_is_injective(
+            a in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 0..4),
+            b in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 0..4),
+            la in "[a-z]{1,3}",
+            lb in "[a-z]{1,3}",
+        ) {
+            let pa: Vec<&[u8]> = a.iter().map(Vec::as_slice).collect();
+            let pb: Vec<&[u8]> = b.iter().map(Vec::as_slice).collect();
+            let same_input = la == lb && a == b;
+            proptest::prop_assert_eq!(info(&la, &pa).unwrap() == info(&lb, &pb).unwrap(), same_input);
+        }
+    }
+
     #[test]
     fn debug_is_redacted() {
         let m = master();
