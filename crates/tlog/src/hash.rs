@@ -70,6 +70,37 @@ impl fmt::Display for Hash {
     }
 }
 
+impl serde::Serialize for Hash {
+    /// Serialises as a `0x`-prefixed lower-case hex string (Cairn's API style).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("0x{}", self.to_hex()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hash {
+    /// Accepts exactly `0x` followed by 64 hex digits.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("0x followed by 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Hash, E> {
+                let digits = v
+                    .strip_prefix("0x")
+                    .filter(|d| d.len() == 2 * HASH_SIZE)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))?;
+                let mut out = [0u8; HASH_SIZE];
+                hex::decode_to_slice(digits, &mut out)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))?;
+                Ok(Hash(out))
+            }
+        }
+        deserializer.deserialize_str(HexVisitor)
+    }
+}
+
 impl From<[u8; HASH_SIZE]> for Hash {
     fn from(bytes: [u8; HASH_SIZE]) -> Self {
         Hash(bytes)
@@ -111,6 +142,23 @@ mod tests {
             assert_ne!(a, b, "byte {i}");
         }
         assert_eq!(a, Hash([7; 32]));
+    }
+
+    #[test]
+    fn serde_uses_0x_hex_and_rejects_anything_else() {
+        let h = Hash([0xab; 32]);
+        let json = serde_json::to_string(&h).expect("serialise");
+        assert_eq!(json, format!("\"0x{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<Hash>(&json).expect("round trip"), h);
+        for bad in [
+            format!("\"{}\"", "ab".repeat(32)),
+            format!("\"0x{}\"", "ab".repeat(31)),
+            format!("\"0x{}\"", "ab".repeat(33)),
+            format!("\"0x{}zz\"", "ab".repeat(31)),
+            "42".to_owned(),
+        ] {
+            assert!(serde_json::from_str::<Hash>(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@
 //! ```
 //!
 //! # Layout
-//! - `hash`: [`Hash`], [`leaf_hash`], [`node_hash`].
+//! - `hash`: [`Hash`](struct@Hash), [`leaf_hash`], [`node_hash`].
 //! - `proof`: proof generation over a [`HashReader`], storage-free verification.
 //! - `memory`: [`MemoryTree`], the same tree in memory.
 //! - `storage`: [`Log`], the durable log on sled.
