@@ -235,7 +235,26 @@ proptest! {
     ) {
         let proof: Vec<Hash> = (0..len).map(|i| { let mut h = seed; h[0] ^= i as u8; Hash(h) }).collect();
         let root = Hash(seed);
-        prop_assert!(verify_inclusion(&Hash([1; 32]), index, size, &proof, &root).is_err());
-        prop_assert!(verify_consistency(index.min(size), size, &Hash([2; 32]), &root, &proof).is_err());
+        let inclusion = verify_inclusion(&Hash([1; 32]), index, size, &proof, &root);
+        prop_assert!(
+            matches!(
+                inclusion,
+                Err(InclusionError::IndexOutOfRange { .. }
+                    | InclusionError::WrongProofLength { .. }
+                    | InclusionError::RootMismatch)
+            ),
+            "{:?}", inclusion
+        );
+        let consistency =
+            verify_consistency(index.min(size), size, &Hash([2; 32]), &root, &proof);
+        prop_assert!(
+            matches!(
+                consistency,
+                Err(ConsistencyError::WrongProofLength { .. }
+                    | ConsistencyError::OldRootMismatch
+                    | ConsistencyError::NewRootMismatch)
+            ),
+            "{:?}", consistency
+        );
     }
 }
