@@ -4,7 +4,10 @@
 //!   `0x` hex, errors as `{"error":{"code","message"}}`;
 //! - [`sig`]: recoverable secp256k1 signatures, the dstack-compatible app-key signature
 //!   chain (FORMATS.md) and the KMS env-pubkey signature;
-//! - [`env`]: env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7).
+//! - [`env`]: env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7);
+//! - [`compose`], [`sysconfig`]: the host share of a CVM (`app-compose.json`,
+//!   `sys-config.json`, `.instance-info`);
+//! - [`agent`]: the dstack-compatible guest-agent API.
 //!
 //! What it does **not** do: networking, key storage, or trusting anything. Verification
 //! helpers take the expected key from the caller (normally read from the chain).
@@ -18,11 +21,14 @@
 //! - `env` — encrypted environment.
 //! - `error` — [`Error`].
 
+pub mod agent;
 pub mod api;
 pub mod bounded;
+pub mod compose;
 pub mod env;
 mod error;
 pub mod hex0x;
 pub mod sig;
+pub mod sysconfig;
 
 pub use error::{Error, Result};

@@ -1,0 +1,256 @@
+//! The host share's other files: `sys-config.json` (where the KMS and gateways are) and
+//! `.instance-info` (app id and instance-id seed), dstack-compatible field names.
+//!
+//! Both come from the untrusted host. Nothing in them is trusted: the KMS is
+//! authenticated by its RA-TLS evidence (and the compose's `key_provider_id` pin), the
+//! app id and instance id are *measured* into RTMR3 so the KMS and the chain judge them.
+//! Hex fields take lowercase or uppercase digits with an optional `0x`.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest `sys-config.json`, in bytes.
+pub const MAX_SYS_CONFIG_LEN: usize = 64 * 1024;
+/// Largest `.instance-info`, in bytes.
+pub const MAX_INSTANCE_INFO_LEN: usize = 4 * 1024;
+/// Most URLs in one list.
+pub const MAX_URLS: usize = 16;
+/// Longest URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Longest instance-id seed, in bytes.
+pub const MAX_INSTANCE_ID_SEED_LEN: usize = 64;
+
+/// Why a share file other than the compose is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShareFileError {
+    /// Larger than its limit.
+    #[error("{file} of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Which file.
+        file: &'static str,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON of the documented shape.
+    #[error("{file} is malformed: {reason}")]
+    Json {
+        /// Which file.
+        file: &'static str,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A URL list is too long, a URL too long or not `https://` / `http://`.
+    #[error("{field}: {reason}")]
+    BadUrl {
+        /// Which list.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A hex field is not hex, or has the wrong length.
+    #[error(".instance-info field {0} is not valid hex of the right length")]
+    BadHex(&'static str),
+}
+
+/// `sys-config.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysConfig {
+    /// KMS base URLs, tried in order (`https://host:port`).
+    #[serde(default)]
+    pub kms_urls: Vec<String>,
+    /// Gateway base URLs.
+    #[serde(default)]
+    pub gateway_urls: Vec<String>,
+    /// A PCCS for collateral (dstack field; optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pccs_url: Option<String>,
+    /// dstack's docker registry mirror (accepted, ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_registry: Option<String>,
+    /// dstack's host API URL (accepted, ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_api_url: Option<String>,
+    /// The VM configuration as a JSON string (returned by the agent as `vm_config`).
+    #[serde(default)]
+    pub vm_config: String,
+}
+
+impl SysConfig {
+    /// Parse and validate (size first).
+    pub fn parse(bytes: &[u8]) -> Result<Self, ShareFileError> {
+        const FILE: &str = "sys-config.json";
+        if bytes.len() > MAX_SYS_CONFIG_LEN {
+            return Err(ShareFileError::TooLarge {
+                file: FILE,
+                len: bytes.len(),
+                max: MAX_SYS_CONFIG_LEN,
+            });
+        }
+        let c: SysConfig = serde_json::from_slice(bytes).map_err(|e| ShareFileError::Json {
+            file: FILE,
+            reason: e.to_string(),
+        })?;
+        check_urls(&c.kms_urls, "kms_urls")?;
+        check_urls(&c.gateway_urls, "gateway_urls")?;
+        if let Some(p) = &c.pccs_url {
+            check_urls(std::slice::from_ref(p), "pccs_url")?;
+        }
+        Ok(c)
+    }
+}
+
+fn check_urls(urls: &[String], field: &'static str) -> Result<(), ShareFileError> {
+    if urls.len() > MAX_URLS {
+        return Err(ShareFileError::BadUrl {
+            field,
+            reason: format!("{} entries, more than {MAX_URLS}", urls.len()),
+        });
+    }
+    for u in urls {
+        if u.len() > MAX_URL_LEN {
+            return Err(ShareFileError::BadUrl {
+                field,
+                reason: format!("URL of {} bytes, more than {MAX_URL_LEN}", u.len()),
+            });
+        }
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            return Err(ShareFileError::BadUrl {
+                field,
+                reason: format!(
+                    "{:?} is not an http(s) URL",
+                    u.chars().take(64).collect::<String>()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `.instance-info`: `{"instance_id_seed":"<hex>","app_id":"<hex 20 B>"}` (both optional).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Seed of the instance id (SHA-256(seed ‖ app_id)[0..20]); hex.
+    #[serde(default)]
+    pub instance_id_seed: String,
+    /// The app id (the AppAuth contract address); hex of 20 bytes, or empty for
+    /// `compose_hash[0..20]`.
+    #[serde(default)]
+    pub app_id: String,
+    /// dstack writes the derived instance id back here (accepted, not trusted).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance_id: String,
+}
+
+impl std::fmt::Debug for InstanceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceInfo")
+            .field("app_id", &self.app_id)
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_hex(s: &str, field: &'static str, max: usize) -> Result<Vec<u8>, ShareFileError> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    if digits.len() / 2 > max {
+        return Err(ShareFileError::BadHex(field));
+    }
+    hex::decode(digits).map_err(|_| ShareFileError::BadHex(field))
+}
+
+impl InstanceInfo {
+    /// Parse (size first); hex fields are checked by the accessors.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ShareFileError> {
+        const FILE: &str = ".instance-info";
+        if bytes.len() > MAX_INSTANCE_INFO_LEN {
+            return Err(ShareFileError::TooLarge {
+                file: FILE,
+                len: bytes.len(),
+                max: MAX_INSTANCE_INFO_LEN,
+            });
+        }
+        let info: InstanceInfo =
+            serde_json::from_slice(bytes).map_err(|e| ShareFileError::Json {
+                file: FILE,
+                reason: e.to_string(),
+            })?;
+        info.seed()?;
+        info.app_id()?;
+        Ok(info)
+    }
+
+    /// The seed bytes (empty when absent).
+    pub fn seed(&self) -> Result<Vec<u8>, ShareFileError> {
+        decode_hex(
+            &self.instance_id_seed,
+            "instance_id_seed",
+            MAX_INSTANCE_ID_SEED_LEN,
+        )
+    }
+
+    /// The app id, if set.
+    pub fn app_id(&self) -> Result<Option<[u8; 20]>, ShareFileError> {
+        let bytes = decode_hex(&self.app_id, "app_id", 20)?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        <[u8; 20]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| ShareFileError::BadHex("app_id"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_config_parses_and_rejects_non_http_urls() {
+        let c = SysConfig::parse(
+            br#"{"kms_urls":["https://kms:8000"],"gateway_urls":[],"vm_config":"{}"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.kms_urls, vec!["https://kms:8000"]);
+        let e = SysConfig::parse(br#"{"kms_urls":["file:///etc/passwd"]}"#).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ShareFileError::BadUrl {
+                    field: "kms_urls",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = SysConfig::parse(br#"{"kms_url":[]}"#).unwrap_err();
+        assert!(matches!(e, ShareFileError::Json { .. }), "{e}");
+        let big = vec![b' '; MAX_SYS_CONFIG_LEN + 1];
+        assert!(matches!(
+            SysConfig::parse(&big).unwrap_err(),
+            ShareFileError::TooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn instance_info_decodes_hex_and_rejects_bad_lengths() {
+        let i = InstanceInfo::parse(
+            format!(
+                r#"{{"instance_id_seed":"0102","app_id":"0x{}"}}"#,
+                "11".repeat(20)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(i.seed().unwrap(), vec![1, 2]);
+        assert_eq!(i.app_id().unwrap(), Some([0x11; 20]));
+        assert!(!format!("{i:?}").contains("0102"));
+        let e = InstanceInfo::parse(br#"{"app_id":"1111"}"#).unwrap_err();
+        assert_eq!(e, ShareFileError::BadHex("app_id"));
+        let e = InstanceInfo::parse(br#"{"instance_id_seed":"xx"}"#).unwrap_err();
+        assert_eq!(e, ShareFileError::BadHex("instance_id_seed"));
+        assert_eq!(InstanceInfo::parse(b"{}").unwrap().app_id().unwrap(), None);
+    }
+}
