@@ -453,9 +453,16 @@ impl PccsClient {
         let qe_identity_signature =
             hex::decode(&r.signature).map_err(|e| bad(&url, e.to_string()))?;
 
-        // PCCS serves the root CA CRL hex-encoded; Intel's PCS serves DER.
+        // A PCCS serves the root CA CRL at `rootcacrl`, hex-encoded. Intel's PCS does not:
+        // there it is at the root certificate's CRL distribution point (DER).
         let url = format!("{base}/sgx/certification/v4/rootcacrl");
-        let (_, body) = self.get(&url).await?;
+        let body = match self.get(&url).await {
+            Ok((_, body)) => body,
+            Err(first) => match root_crl_distribution_point(&qe_identity_issuer_chain) {
+                Some(dp) => self.get(&dp).await?.1,
+                None => return Err(first),
+            },
+        };
         let root_ca_crl = match std::str::from_utf8(&body)
             .ok()
             .and_then(|s| hex::decode(s.trim()).ok())
@@ -479,6 +486,29 @@ impl PccsClient {
     }
 }
 
+/// The first URI CRL distribution point of the last certificate (the root) in a PEM chain.
+fn root_crl_distribution_point(chain_pem: &str) -> Option<String> {
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let last = x509_parser::pem::Pem::iter_from_buffer(chain_pem.as_bytes())
+        .filter_map(|p| p.ok())
+        .last()?;
+    let cert = last.parse_x509().ok()?;
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for point in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                    for name in names {
+                        if let GeneralName::URI(uri) = name {
+                            return Some((*uri).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,5 +520,19 @@ mod tests {
         assert!(!enc.contains('\n'));
         assert_eq!(percent_decode(&enc).as_deref(), Some(pem));
         assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[test]
+    fn intel_root_crl_distribution_point_is_found_in_the_real_chain() {
+        let c = Collateral::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tdx_quote_collateral.json"
+        ))
+        .unwrap();
+        let dp = root_crl_distribution_point(&c.inner().qe_identity_issuer_chain).unwrap();
+        assert!(
+            dp.starts_with("https://") && dp.contains("IntelSGXRootCA"),
+            "{dp}"
+        );
     }
 }

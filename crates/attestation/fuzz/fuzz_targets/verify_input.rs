@@ -34,9 +34,14 @@ fn world() -> &'static World {
         let ch = ComposeHash::of_compose(b"{}");
         let app = AppId::from_compose_hash(&ch);
         let mut log = EventLog::new();
-        log.measure_boot(&tdx, &app, &ch, &InstanceId::None).expect("boot");
-        log.measure_system_ready(&tdx, &tdx.os_image().os_image_hash(), &KeyProvider::kms(&[1]))
-            .expect("ready");
+        log.measure_boot(&tdx, &app, &ch, &InstanceId::None)
+            .expect("boot");
+        log.measure_system_ready(
+            &tdx,
+            &tdx.os_image().os_image_hash(),
+            &KeyProvider::kms(&[1]),
+        )
+        .expect("ready");
         World {
             verifier: Verifier::dangerous_with_simulator_root(pki.root_ca_der()),
             collateral: Collateral::new(pki.collateral()).expect("collateral"),
@@ -58,14 +63,20 @@ fuzz_target!(|data: &[u8]| {
         let split = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
         let (quote, log) = rest[2..].split_at(split);
         let _ = eventlog::from_json(log);
-        let _ = w.verifier.verify_with(quote, log, &[1; 64], &w.collateral, NOW);
+        let _ = w
+            .verifier
+            .verify_with(quote, log, &[1; 64], &w.collateral, NOW);
     } else {
         let mut quote = w.quote.clone();
         let mut log = w.log.clone();
         // Pairs of (u16 LE offset, xor byte); the top offset bit picks the event log.
         for chunk in rest.chunks_exact(3) {
             let off = usize::from(u16::from_le_bytes([chunk[0], chunk[1]]));
-            let target = if off & 0x8000 != 0 { &mut log } else { &mut quote };
+            let target = if off & 0x8000 != 0 {
+                &mut log
+            } else {
+                &mut quote
+            };
             let len = target.len();
             if len > 0 {
                 target[(off & 0x7fff) % len] ^= chunk[2];
@@ -74,7 +85,9 @@ fuzz_target!(|data: &[u8]| {
         if rest.len() % 3 == 1 {
             quote.truncate(usize::from(rest[0]) * 24);
         }
-        let r = w.verifier.verify_with(&quote, &log, &[1; 64], &w.collateral, NOW);
+        let r = w
+            .verifier
+            .verify_with(&quote, &log, &[1; 64], &w.collateral, NOW);
         // Unmodified inputs must verify; modified ones may only verify if the
         // modification was a no-op on the bytes.
         if quote == w.quote && log == w.log {

@@ -90,3 +90,20 @@ fn collateral_json_round_trips_with_the_same_version() {
     let again = Collateral::from_json(&c.to_json()).unwrap();
     assert_eq!(again.version(), c.version());
 }
+
+/// 2026-10-09T12:53:20Z, inside the collateral window of `tdx_quote_td15ex`.
+const TD15_NOW: u64 = 1_791_500_000;
+
+#[test]
+fn real_intel_td15_sample_verifies_up_to_date() {
+    let (q, c) = load("tdx_quote_td15ex", "tdx_quote_td15ex_collateral.json");
+    let r = Verifier::intel()
+        .verify_quote(&q, &c, TD15_NOW)
+        .expect("verifies");
+    assert_eq!(r.tcb_status(), "UpToDate");
+    assert!(r.advisory_ids().is_empty());
+    let err = Verifier::intel()
+        .verify_quote(&q, &c, c.not_after())
+        .unwrap_err();
+    assert!(matches!(err, Error::CollateralExpired { .. }), "{err}");
+}
