@@ -35,7 +35,9 @@ pub mod simulator;
 mod tee;
 mod verify;
 
-pub use collateral::{Collateral, PccsClient};
+pub use collateral::{
+    Collateral, PccsClient, DEFAULT_PCCS_CONNECT_TIMEOUT, DEFAULT_PCCS_REQUEST_TIMEOUT,
+};
 pub use error::{Error, Result};
 pub use eventlog::{EventLog, RuntimeEvent};
 pub use ratls::{
@@ -45,4 +47,4 @@ pub use ratls::{
 };
 pub use tee::TdxTee;
 pub use tee::{Tee, TeeError};
-pub use verify::{TrustRoot, VerifiedQuote, VerifiedReport, Verifier};
+pub use verify::{TrustRoot, VerifiedQuote, VerifiedReport, Verifier, MAX_CACHE_ENTRIES};

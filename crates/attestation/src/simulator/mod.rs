@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-pub use os::{OsImage, OsImageManifest};
+pub use os::{OsImage, OsImageManifest, MAX_MANIFEST_LEN};
 pub use pccs::SimPccs;
 pub use pki::{
     SimPki, SimPkiConfig, SimTcbStatus, SIM_CPUSVN, SIM_FMSPC, SIM_PCESVN, SIM_QE_ISVSVN,

@@ -98,3 +98,18 @@ async fn pccs_serves_compact_json_that_round_trips_through_serde() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn revoked_collateral_fetched_over_http_is_rejected() {
+    let pki = pki_with(cairn_attestation::simulator::SimTcbStatus::Revoked);
+    let (url, stop, task) = start(SimPccs::new(Arc::clone(&pki))).await;
+    let client = PccsClient::new(&url).unwrap();
+    let ev = evidence_on(&pki, 5, false);
+    let err = cairn_attestation::Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+        .verify_with_pccs(&client, &ev.quote, &ev.log, &rd(1), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Revoked), "{err}");
+    let _ = stop.send(());
+    task.await.unwrap();
+}
