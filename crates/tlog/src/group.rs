@@ -73,3 +73,88 @@ impl GroupCommit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    impl GroupCommit {
+        fn pending_len(&self) -> usize {
+            self.queue.lock().map(|q| q.pending.len()).unwrap_or(0)
+        }
+    }
+
+    /// A fake commit that records batch sizes; the first call blocks until
+    /// released, so the test controls who waits for whom.
+    struct Recorder {
+        batches: Mutex<Vec<usize>>,
+        gate: Mutex<Option<mpsc::Receiver<()>>>,
+        next_index: Mutex<u64>,
+    }
+
+    impl Recorder {
+        fn commit(&self, batch: &[Vec<u8>]) -> Result<u64> {
+            // Take the receiver out first so the lock is not held while blocked.
+            let gate = self.gate.lock().expect("gate").take();
+            if let Some(gate) = gate {
+                gate.recv().expect("released");
+            }
+            self.batches.lock().expect("batches").push(batch.len());
+            let mut next = self.next_index.lock().expect("index");
+            let first = *next;
+            *next += batch.len() as u64;
+            Ok(first)
+        }
+    }
+
+    #[test]
+    fn callers_arriving_during_a_commit_share_the_next_commit() {
+        let (release, gate) = mpsc::channel();
+        let recorder = Arc::new(Recorder {
+            batches: Mutex::new(Vec::new()),
+            gate: Mutex::new(Some(gate)),
+            next_index: Mutex::new(0),
+        });
+        let group = Arc::new(GroupCommit::default());
+        let spawn = |entry: u8| {
+            let (group, recorder) = (Arc::clone(&group), Arc::clone(&recorder));
+            std::thread::spawn(move || group.submit(vec![entry], |b| recorder.commit(b)))
+        };
+        // The first caller leads and blocks inside its commit.
+        let leader = spawn(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while recorder.gate.lock().expect("gate").is_some() {
+            assert!(Instant::now() < deadline, "leader never started");
+            std::thread::yield_now();
+        }
+        // Four more callers queue up behind it.
+        let followers: Vec<_> = (1..=4).map(spawn).collect();
+        while group.pending_len() < 4 {
+            assert!(Instant::now() < deadline, "followers never queued");
+            std::thread::yield_now();
+        }
+        release.send(()).expect("release leader");
+        assert_eq!(leader.join().expect("leader").expect("committed"), 0);
+        let mut indices: Vec<u64> = followers
+            .into_iter()
+            .map(|f| f.join().expect("follower").expect("committed"))
+            .collect();
+        indices.sort_unstable();
+        assert_eq!(indices, vec![1, 2, 3, 4]);
+        // One commit for the leader, one shared by all four followers.
+        assert_eq!(*recorder.batches.lock().expect("batches"), vec![1, 4]);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_caller_of_the_group() {
+        let group = GroupCommit::default();
+        let outcome = group.submit(vec![1], |_| Err(Error::Poisoned));
+        assert!(matches!(outcome, Err(Error::Poisoned)));
+        // The queue is usable again afterwards.
+        assert_eq!(group.submit(vec![2], |_| Ok(7)).expect("committed"), 7);
+    }
+}
