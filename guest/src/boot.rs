@@ -1,0 +1,253 @@
+//! `cairn-guest boot` (DESIGN.md §7): from the host share to a running app.
+//!
+//! ```text
+//! read share (caps, no symlinks) ─► validate compose ─► app_id, instance_id
+//!   ─► measure system-preparing, app-id, compose-hash, instance-id, boot-mr-done
+//!   ─► RA-TLS client cert (usage app:custom, event log so far)
+//!   ─► for each kms_url: POST /v1/app-key over mutual RA-TLS (KMS: kms:rpc, evidence verified)
+//!   ─► root CA SPKI == key_provider_id (when pinned); app key matches its KMS signature
+//!   ─► measure os-image-hash, key-provider, system-ready
+//!   ─► decrypt .encrypted-env, keep only allowed_envs
+//!   ─► write keys (0700 dir, 0600 files) ─► start the app
+//! ```
+//!
+//! Any failure stops the boot before the app starts; keys reach the disk only after the
+//! env decrypted. Errors name the failing step; no secret is ever logged.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider, OsImageHash};
+use cairn_attestation::{EventLog, RaTlsCertBuilder, Tee, Usage};
+use cairn_protocol::api::AppKeyResponse;
+use cairn_protocol::env::{self, EnvVar};
+use cairn_protocol::sig;
+use cairn_protocol::sysconfig::InstanceInfo;
+use rand_core::{OsRng, RngCore};
+use tokio::process::Child;
+use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, KmsError, Result};
+use crate::keydir;
+use crate::kms_client::KmsClient;
+use crate::runner::{self, AppEnv};
+use crate::share::{self, HostShare};
+use crate::state::{AppSecrets, GuestState};
+
+/// What `boot` needs besides the TEE and the KMS client.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// The host share directory.
+    pub share_dir: PathBuf,
+    /// Where the keys are written (created `0700`).
+    pub keys_dir: PathBuf,
+    /// A private directory for runner files.
+    pub work_dir: PathBuf,
+    /// The agent socket the app is told about, if the agent is served.
+    pub agent_socket: Option<PathBuf>,
+    /// The device id, when the platform tells it (the simulator does).
+    pub device_id: Option<[u8; 32]>,
+    /// Start the app (false: stop after writing the keys).
+    pub start_app: bool,
+}
+
+/// A finished boot.
+#[derive(Debug)]
+pub struct Booted {
+    /// Everything the guest agent serves.
+    pub state: Arc<GuestState>,
+    /// The app process (`process` runner) or `docker compose up -d`.
+    pub app: Option<Child>,
+    /// How long boot took up to (and including) spawning the app.
+    pub elapsed: Duration,
+}
+
+/// Run the boot flow. See the module docs.
+pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Result<Booted> {
+    let started = Instant::now();
+    let share = HostShare::read(&config.share_dir)?;
+    if !share.compose.kms_enabled {
+        return Err(Error::KmsDisabled);
+    }
+    if share.sys_config.kms_urls.is_empty() {
+        return Err(Error::NoKmsUrls);
+    }
+    let runner = share.compose.runner()?;
+    let compose_hash = ComposeHash(share.compose_hash);
+    let app_id = match share
+        .instance_info
+        .as_ref()
+        .map(InstanceInfo::app_id)
+        .transpose()?
+    {
+        Some(Some(id)) => AppId(id),
+        _ => AppId::from_compose_hash(&compose_hash),
+    };
+    let instance_id = if share.compose.no_instance_id {
+        InstanceId::None
+    } else {
+        InstanceId::derive(&instance_seed(&share, &app_id)?, &app_id)
+    };
+    tracing::info!(app_id = %app_id, compose_hash = %compose_hash, name = %share.compose.name, "measuring boot");
+
+    let mut log = EventLog::new();
+    log.measure_boot(tee.as_ref(), &app_id, &compose_hash, &instance_id)?;
+
+    let client_cert = RaTlsCertBuilder::new(Usage::AppCustom)
+        .common_name(share.compose.name.clone())
+        .event_log(&log.to_json())
+        .app_id(app_id.0)
+        .build(tee.as_ref())?;
+    let pinned = share.compose.pinned_key_provider_id()?;
+    let mut failures: Vec<(String, KmsError)> = Vec::new();
+    let mut released = None;
+    for url in &share.sys_config.kms_urls {
+        match kms.app_key(url, &client_cert).await {
+            Ok((resp, kms_identity)) => {
+                tracing::info!(kms = %url, kms_app_id = %kms_identity.app_id(), kms_compose_hash = %kms_identity.compose_hash(), "KMS released keys");
+                released = Some((url.clone(), resp));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(kms = %url, error = %e, "KMS request failed");
+                failures.push((url.clone(), e));
+            }
+        }
+    }
+    let (kms_url, resp) = released.ok_or(Error::AllKmsFailed(failures))?;
+    let (secrets, env_secret) = check_release(&app_id, pinned.as_deref(), kms_url, resp)?;
+
+    log.measure_system_ready(
+        tee.as_ref(),
+        &OsImageHash(secrets.os_image_hash),
+        &secrets.key_provider,
+    )?;
+
+    let env_vars = match &share.encrypted_env {
+        None => Vec::new(),
+        Some(blob) => decrypt_env(&env_secret, &app_id, blob, &share.compose.allowed_envs)?,
+    };
+
+    keydir::write_keys(&config.keys_dir, &secrets)?;
+    tracing::info!(keys_dir = %config.keys_dir.display(), log_index = secrets.receipt.log_index, "keys written");
+
+    let app = if config.start_app {
+        let app_env = AppEnv {
+            keys_dir: config.keys_dir.clone(),
+            agent_socket: config.agent_socket.clone(),
+            work_dir: config.work_dir.clone(),
+        };
+        let child = runner::start(runner, &share.compose.name, &env_vars, &app_env).await?;
+        tracing::info!(pid = child.id(), runner = %share.compose.runner, "app started");
+        Some(child)
+    } else {
+        None
+    };
+    let elapsed = started.elapsed();
+    let state = GuestState::new(
+        tee,
+        share,
+        app_id,
+        instance_id,
+        config.device_id,
+        kms,
+        secrets,
+        log,
+    );
+    Ok(Booted {
+        state: Arc::new(state),
+        app,
+        elapsed,
+    })
+}
+
+/// The instance-id seed from `.instance-info`, or a fresh random one written back to the
+/// share (best effort: a read-only share only loses the seed across reboots).
+fn instance_seed(share: &HostShare, app_id: &AppId) -> Result<Vec<u8>> {
+    if let Some(info) = &share.instance_info {
+        let seed = info.seed()?;
+        if !seed.is_empty() {
+            return Ok(seed);
+        }
+    }
+    let mut seed = vec![0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let info = InstanceInfo {
+        instance_id_seed: hex::encode(&seed),
+        app_id: hex::encode(app_id.0),
+        instance_id: String::new(),
+    };
+    match serde_json::to_vec(&info) {
+        Ok(bytes) => {
+            if let Err(e) = std::fs::write(share.dir.join(share::INSTANCE_INFO), bytes) {
+                tracing::warn!(error = %e, "could not write the new instance seed back to the share");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not encode .instance-info"),
+    }
+    Ok(seed)
+}
+
+/// Check a KMS response against what the guest knows, and turn it into [`AppSecrets`].
+fn check_release(
+    app_id: &AppId,
+    pinned: Option<&[u8]>,
+    kms_url: String,
+    resp: AppKeyResponse,
+) -> Result<(AppSecrets, Zeroizing<[u8; 32]>)> {
+    let spki = root_ca_spki(&resp.root_ca_cert)?;
+    if let Some(pinned) = pinned {
+        if pinned != spki.as_slice() {
+            return Err(Error::KeyProviderMismatch {
+                pinned: hex::encode(pinned),
+                got: hex::encode(&spki),
+            });
+        }
+    }
+    // The KMS signature must be over *this* app key for *this* app id (the signer is the
+    // KMS root; whether that root is the on-chain one is checked by verifiers of the chain).
+    let app_key = k256::ecdsa::SigningKey::from_bytes((&*resp.app_key).into())
+        .map_err(|_| Error::BadKmsResponse("app key is not a secp256k1 scalar".to_owned()))?;
+    sig::recover_kms_app_key_signer(
+        &app_id.0,
+        &sig::compressed(app_key.verifying_key()),
+        &resp.kms_signature,
+    )
+    .map_err(|e| Error::BadKmsResponse(format!("KMS signature over the app key: {e}")))?;
+    let secrets = AppSecrets {
+        app_key: resp.app_key.clone(),
+        kms_signature: resp.kms_signature,
+        disk_key: resp.disk_key.clone(),
+        root_ca_cert: resp.root_ca_cert.clone(),
+        key_provider: KeyProvider::kms(&spki),
+        os_image_hash: resp.os_image_hash,
+        gateway_app_id: resp.gateway_app_id,
+        key_generation: resp.key_generation,
+        receipt: resp.receipt.clone(),
+        kms_url,
+    };
+    Ok((secrets, resp.env_secret))
+}
+
+fn decrypt_env(
+    secret: &Zeroizing<[u8; 32]>,
+    app_id: &AppId,
+    blob: &[u8],
+    allowed: &[String],
+) -> Result<Vec<EnvVar>> {
+    let (vars, format) = env::decrypt(&StaticSecret::from(**secret), &app_id.0, blob)?;
+    let (kept, dropped) = vars.filter_allowed(allowed);
+    tracing::info!(?format, kept = kept.len(), ?dropped, "env decrypted");
+    Ok(kept)
+}
+
+/// DER SubjectPublicKeyInfo of the root CA certificate (PEM).
+fn root_ca_spki(pem: &str) -> Result<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| Error::BadKmsResponse(format!("root CA PEM: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents)
+        .map_err(|e| Error::BadKmsResponse(format!("root CA certificate: {e}")))?;
+    Ok(cert.public_key().raw.to_vec())
+}

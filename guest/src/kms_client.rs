@@ -1,0 +1,213 @@
+//! The KMS client: JSON over HTTP/1.1 over mutual RA-TLS (DESIGN.md §3, §5).
+//!
+//! The guest presents an RA-TLS client certificate (its quote binds the certificate key;
+//! the embedded event log tells the KMS what the CVM measured). The KMS must present an
+//! RA-TLS certificate with usage `kms:rpc` whose evidence the configured [`Verifier`]
+//! accepts — checked by [`RaTlsServerVerifier`] during the handshake, before any request
+//! byte is sent. WebPKI is not used: the KMS is trusted for what it *runs*, not its name.
+//! Every request has one overall timeout; response bodies are capped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_attestation::{
+    RaTlsCert, RaTlsError, RaTlsServerVerifier, Usage, VerifiedQuote, Verifier,
+};
+use cairn_protocol::api::{
+    AppKeyRequest, AppKeyResponse, ErrorBody, SignCertRequest, SignCertResponse, PATH_APP_KEY,
+    PATH_SIGN_CERT,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::KmsError;
+
+/// Largest KMS response body read.
+pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
+/// Default timeout of one KMS request (connect, handshake, exchange).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client for one or more KMS nodes, verifying each node's RA-TLS evidence.
+#[derive(Clone)]
+pub struct KmsClient {
+    verifier: Arc<RaTlsServerVerifier<Verifier>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KmsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsClient {
+    /// A client that accepts KMS certificates whose evidence `verifier` accepts and whose
+    /// usage is `kms:rpc`.
+    pub fn new(verifier: Verifier, timeout: Duration) -> Self {
+        KmsClient {
+            verifier: Arc::new(RaTlsServerVerifier::new(verifier).require_usage(Usage::KmsRpc)),
+            timeout,
+        }
+    }
+
+    /// `POST /v1/app-key` with `client_cert`; returns the keys and the KMS's verified identity.
+    pub async fn app_key(
+        &self,
+        base_url: &str,
+        client_cert: &RaTlsCert,
+    ) -> Result<(AppKeyResponse, VerifiedQuote), KmsError> {
+        self.post(base_url, PATH_APP_KEY, client_cert, &AppKeyRequest {})
+            .await
+    }
+
+    /// `POST /v1/sign-cert`: have the app CA sign a CSR (DER).
+    pub async fn sign_cert(
+        &self,
+        base_url: &str,
+        client_cert: &RaTlsCert,
+        csr_der: Vec<u8>,
+    ) -> Result<SignCertResponse, KmsError> {
+        self.post(
+            base_url,
+            PATH_SIGN_CERT,
+            client_cert,
+            &SignCertRequest { csr: csr_der },
+        )
+        .await
+        .map(|(r, _)| r)
+    }
+
+    /// POST JSON to `base_url` + `path` over mutual RA-TLS.
+    pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        base_url: &str,
+        path: &str,
+        client_cert: &RaTlsCert,
+        body: &Req,
+    ) -> Result<(Resp, VerifiedQuote), KmsError> {
+        tokio::time::timeout(
+            self.timeout,
+            self.post_inner(base_url, path, client_cert, body),
+        )
+        .await
+        .map_err(|_| KmsError::Timeout(self.timeout))?
+    }
+
+    async fn post_inner<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        base_url: &str,
+        path: &str,
+        client_cert: &RaTlsCert,
+        body: &Req,
+    ) -> Result<(Resp, VerifiedQuote), KmsError> {
+        let url = url::Url::parse(base_url).map_err(|e| KmsError::BadUrl(e.to_string()))?;
+        if url.scheme() != "https" {
+            return Err(KmsError::BadUrl(format!(
+                "scheme {:?}: the KMS is only reached over RA-TLS (https)",
+                url.scheme()
+            )));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| KmsError::BadUrl("no host".to_owned()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port().unwrap_or(443);
+        let prefix = url.path().trim_end_matches('/');
+        let full_path = format!("{prefix}{path}");
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| KmsError::Handshake(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_auth_cert(
+                vec![client_cert.cert_der.clone()],
+                client_cert.private_key_der(),
+            )
+            .map_err(|e| KmsError::Handshake(format!("client certificate: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|e| KmsError::BadUrl(e.to_string()))?;
+
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| KmsError::Connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .map_err(handshake_error)?;
+        let identity = self
+            .verifier
+            .peer_identity(tls.get_ref().1)
+            .map_err(|e| KmsError::Handshake(e.to_string()))?;
+
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| KmsError::Http(e.to_string()))?;
+        let conn_task = tokio::spawn(conn);
+        let body = serde_json::to_vec(body).map_err(|e| KmsError::Http(e.to_string()))?;
+        let req = hyper::Request::post(full_path)
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| KmsError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| KmsError::Http(e.to_string()))?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_LEN)
+            .collect()
+            .await
+            .map_err(|e| KmsError::Body(format!("reading: {e}")))?
+            .to_bytes();
+        drop(sender);
+        conn_task.abort();
+        if !status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => (b.error.code, b.error.message),
+                Err(_) => (
+                    "unknown".to_owned(),
+                    format!("{} bytes of non-JSON body", bytes.len()),
+                ),
+            };
+            return Err(KmsError::Status {
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| KmsError::Body(e.to_string()))?;
+        Ok((parsed, identity))
+    }
+}
+
+/// The handshake failure, with the RA-TLS verifier's own reason when it rejected the KMS.
+fn handshake_error(e: std::io::Error) -> KmsError {
+    let ratls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                o.0.downcast_ref::<RaTlsError>()
+            }
+            _ => None,
+        });
+    match ratls {
+        Some(r) => KmsError::Handshake(format!("KMS certificate rejected: {r}")),
+        None => KmsError::Handshake(e.to_string()),
+    }
+}

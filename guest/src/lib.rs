@@ -1,0 +1,43 @@
+//! cairn-guest — what runs inside a Cairn CVM (DESIGN.md §7).
+//!
+//! [`boot`] takes the host share (`app-compose.json`, `sys-config.json`, `.instance-info`,
+//! `.encrypted-env`) to a running app: it measures the boot events into RTMR3 through a
+//! [`cairn_attestation::Tee`] (TDX or the simulator), asks each KMS in turn for the app's
+//! keys over mutual RA-TLS, pins the KMS root CA when the compose says so, measures the
+//! system events, decrypts the allowed env vars, writes the keys to a private directory
+//! and starts the app. [`agent`] then serves the dstack-compatible guest-agent API so the
+//! public dstack SDKs work unchanged.
+//!
+//! What it trusts: the TEE (its RTMR3 and quotes), the configured attestation
+//! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), and the KMS that
+//! passed that check. What it does **not** trust: anything in the host share — every file
+//! is size-capped, never followed through a symlink, validated, and whatever identifies the
+//! app is *measured* so the KMS and the chain judge it. It does not decide policy; a KMS
+//! refusal is a boot failure carrying the KMS's reason.
+//!
+//! # Layout
+//! - `share` — reading the host share.
+//! - `kms_client` — JSON over HTTP/1.1 over RA-TLS to the KMS.
+//! - `boot` — the boot flow, [`boot()`].
+//! - `keydir` — writing the keys (0700 dir, 0600 files).
+//! - `runner` — `process` and `docker-compose` runners.
+//! - `state` — [`GuestState`], shared by boot and agent.
+//! - `agent` — the guest-agent HTTP server.
+//! - `cli` — the `cairn-guest` command line.
+//! - `error` — [`Error`], [`KmsError`].
+
+pub mod agent;
+pub mod boot;
+pub mod cli;
+mod error;
+pub mod keydir;
+pub mod kms_client;
+pub mod runner;
+pub mod share;
+mod state;
+
+pub use boot::{boot, BootConfig, Booted};
+pub use error::{Error, KmsError, Result};
+pub use kms_client::KmsClient;
+pub use share::HostShare;
+pub use state::{AppSecrets, GuestState};

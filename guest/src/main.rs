@@ -1,0 +1,19 @@
+//! `cairn-guest`: the in-CVM boot flow and guest agent. See `docs/guest.md`.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cairn_guest::cli::run(std::env::args().skip(1).collect()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn-guest: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The guest agent, called through its router (no socket), after a real boot.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cairn_attestation::{RaTlsServerVerifier, Usage};
+use cairn_guest::{agent, boot, GuestState};
+use cairn_protocol::agent::*;
+use cairn_protocol::sig;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::world::*;
+
+pub async fn booted(
+    kms: &StubKms,
+) -> (
+    Share,
+    Arc<GuestState>,
+    Arc<cairn_attestation::simulator::SimTdx>,
+) {
+    let s = share(&[&kms.url], "");
+    let tee = guest_tee(1);
+    let mut cfg = s.config();
+    cfg.start_app = false;
+    cfg.device_id = Some(tee.device_id().0);
+    let b = boot(as_tee(&tee), kms_client(), &cfg).await.unwrap();
+    (s, b.state, tee)
+}
+
+async fn call(
+    state: &Arc<GuestState>,
+    method: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let resp = agent::router(state.clone())
+        .oneshot(
+            Request::post(format!("/{method}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn get_key_signature_chain_verifies_to_the_kms_root() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"wallet/0","purpose":"eth","algorithm":"secp256k1"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
+    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
+    let chain: Vec<[u8; 65]> = r
+        .signature_chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    let root = root_keys(MASTER);
+    sig::verify_signature_chain(
+        &s.app_id().0,
+        "eth",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root.k256().verifying_key(),
+    )
+    .unwrap();
+    // a different purpose does not verify with the same chain
+    assert!(sig::verify_signature_chain(
+        &s.app_id().0,
+        "other",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root.k256().verifying_key(),
+    )
+    .is_err());
+    let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"ed25519"}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("not supported"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetQuoteResponse = serde_json::from_value(v).unwrap();
+    let mut rd = [0u8; 64];
+    rd[..5].copy_from_slice(b"hello");
+    assert_eq!(r.report_data, hex::encode(rd));
+    let vq = verifier()
+        .verify(
+            &hex::decode(&r.quote).unwrap(),
+            r.event_log.as_bytes(),
+            &rd,
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(*vq.compose_hash(), s.compose_hash());
+    assert_eq!(vq.os_image_hash(), Some(&guest_os().os_image_hash()));
+    assert_eq!(r.vm_config, "{\"cpus\":1}");
+    let (st, _) = call(
+        &state,
+        "GetQuote",
+        &format!(r#"{{"report_data":"{}"}}"#, "00".repeat(65)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = call(&state, "GetQuote", "{not json").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn info_reports_the_measured_identity_and_tcb_info() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, tee) = booted(&kms).await;
+    let (st, v) = call(&state, "Info", "{}").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: InfoResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(r.app_id, hex::encode(s.app_id().0));
+    assert_eq!(r.instance_id, hex::encode(s.instance_id().as_bytes()));
+    assert_eq!(r.compose_hash, hex::encode(s.compose_hash().0));
+    assert_eq!(r.app_name, "demo");
+    assert_eq!(r.device_id, hex::encode(tee.device_id().0));
+    let tcb: TcbInfo = serde_json::from_str(&r.tcb_info).unwrap();
+    let m = guest_os().measurements();
+    assert_eq!(tcb.mrtd, m.mrtd.to_hex());
+    assert_eq!(tcb.rtmr3, tee.rtmr3().to_hex());
+    assert_eq!(tcb.app_compose, s.compose);
+    assert_eq!(tcb.event_log.as_array().unwrap().len(), 8);
+    assert_eq!(
+        r.key_provider_info,
+        format!(
+            r#"{{"name":"kms","id":"{}"}}"#,
+            hex::encode(root_keys(MASTER).ca().spki_der())
+        )
+    );
+}
+
+#[tokio::test]
+async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "GetTlsKey",
+        r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(r.certificate_chain.len(), 3);
+    assert!(r.key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    assert_eq!(r.certificate_chain[1], keys.ca().cert_pem());
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
+    // signed by the app CA
+    let (_, ca) = x509_parser::parse_x509_certificate(keys.ca().cert_der()).unwrap();
+    cert.verify_signature(Some(ca.public_key())).unwrap();
+    // the leaf key is the returned key, and its evidence verifies as an app:custom RA-TLS cert
+    let kp = rcgen::KeyPair::from_pem(&r.key).unwrap();
+    assert_eq!(
+        cert.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&kp).as_slice()
+    );
+    let id = RaTlsServerVerifier::new(verifier())
+        .require_usage(Usage::AppCustom)
+        .verify_cert_der(&leaf.contents, rustls_pki_types::UnixTime::now())
+        .unwrap();
+    assert_eq!(*id.app_id(), s.app_id());
+
+    // without usage_ra_tls: a plain leaf
+    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
+    assert!(matches!(
+        cairn_attestation::parse_ra_tls_extensions(&leaf.contents),
+        Err(cairn_attestation::RaTlsError::MissingExtension("quote"))
+    ));
+}
+
+#[tokio::test]
+async fn sign_and_verify_round_trip_and_reject_tampering() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (_s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "Sign",
+        r#"{"algorithm":"secp256k1","data":"616263"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: SignResponse = serde_json::from_value(v).unwrap();
+    let body = |data: &str| {
+        format!(
+            r#"{{"algorithm":"secp256k1","data":"{data}","signature":"{}","public_key":"{}"}}"#,
+            r.signature, r.public_key
+        )
+    };
+    let (_, v) = call(&state, "Verify", &body("616263")).await;
+    assert_eq!(v["valid"], true);
+    let (_, v) = call(&state, "Verify", &body("616264")).await;
+    assert_eq!(v["valid"], false);
+    let (st, _) = call(
+        &state,
+        "Sign",
+        r#"{"algorithm":"secp256k1_prehashed","data":"00"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, v) = call(&state, "Version", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(v["version"].is_string());
+}
+
+#[tokio::test]
+async fn emit_event_extends_rtmr3_after_system_ready() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (_s, state, tee) = booted(&kms).await;
+    let before = tee.rtmr3();
+    let (st, v) = call(
+        &state,
+        "EmitEvent",
+        r#"{"event":"app-started","payload":"01"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_ne!(tee.rtmr3(), before);
+    assert_eq!(tee.rtmr3(), state.event_log().rtmr3());
+    assert_eq!(
+        state.event_log().events().last().unwrap().name,
+        "app-started"
+    );
+}

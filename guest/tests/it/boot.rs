@@ -1,0 +1,358 @@
+//! The boot flow: keys, measurements, env, app start — and every refusal.
+
+use std::os::unix::fs::PermissionsExt;
+
+use cairn_attestation::eventlog::RuntimeEvent;
+use cairn_attestation::ids::KeyProvider;
+use cairn_guest::{boot, Error, KmsError};
+use cairn_protocol::env::{self, EnvVar, EnvVars};
+use x25519_dalek::StaticSecret;
+
+use crate::world::*;
+
+fn env_vars() -> EnvVars {
+    EnvVars::new(vec![
+        EnvVar {
+            key: "API_KEY".into(),
+            value: "s3cr3t-api-key".into(),
+        },
+        EnvVar {
+            key: "DROPPED".into(),
+            value: "not-allowed-value".into(),
+        },
+    ])
+    .unwrap()
+}
+
+fn encrypted_env(kms: &StubKms, s: &Share) -> Vec<u8> {
+    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    env::encrypt(&keys.env_public(), &s.app_id().0, &env_vars()).unwrap()
+}
+
+#[tokio::test]
+async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    s.write(".encrypted-env", &encrypted_env(&kms, &s));
+    let tee = guest_tee(1);
+    let mut booted = boot(as_tee(&tee), kms_client(), &s.config()).await.unwrap();
+    let status = booted.app.take().unwrap().wait().await.unwrap();
+    assert!(status.success());
+
+    // the app saw the allowed env var, its plain env, not the dropped one, and the keys dir
+    let out = std::fs::read_to_string(s.out()).unwrap();
+    assert_eq!(
+        out,
+        format!("s3cr3t-api-key|dev||{}", s.keys_dir().display())
+    );
+
+    // keys: a 0700 dir of 0600 files, holding exactly what the KMS derives
+    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.keys_dir()), 0o700);
+    for f in ["app.key", "disk.key", "root-ca.pem", "receipt.json"] {
+        assert_eq!(mode(&s.keys_dir().join(f)), 0o600, "{f}");
+    }
+    assert_eq!(
+        std::fs::read(s.keys_dir().join("app.key")).unwrap(),
+        keys.k256_secret().to_vec()
+    );
+    assert_eq!(
+        std::fs::read(s.keys_dir().join("disk.key")).unwrap(),
+        keys.disk_key().expose().to_vec()
+    );
+    assert_eq!(booted.state.secrets.receipt.log_index, 0);
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // measurements: the FORMATS.md order, replaying to the TD's RTMR3
+    let root = root_keys(MASTER);
+    let kp = KeyProvider::kms(&root.ca().spki_der());
+    let log = booted.state.event_log().events().to_vec();
+    let want = vec![
+        RuntimeEvent::new("system-preparing", vec![]),
+        RuntimeEvent::new("app-id", s.app_id().0.to_vec()),
+        RuntimeEvent::new("compose-hash", s.compose_hash().0.to_vec()),
+        RuntimeEvent::new("instance-id", s.instance_id().as_bytes().to_vec()),
+        RuntimeEvent::new("boot-mr-done", vec![]),
+        RuntimeEvent::new("os-image-hash", guest_os().os_image_hash().0.to_vec()),
+        RuntimeEvent::new("key-provider", kp.to_payload()),
+        RuntimeEvent::new("system-ready", vec![]),
+    ];
+    assert_eq!(log, want);
+    assert_eq!(tee.rtmr3(), booted.state.event_log().rtmr3());
+}
+
+#[tokio::test]
+async fn dstack_legacy_env_format_is_accepted() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let blob = env::encrypt_legacy_with(
+        StaticSecret::from([9u8; 32]),
+        [1; 12],
+        &keys.env_public(),
+        &env_vars(),
+    )
+    .unwrap();
+    s.write(".encrypted-env", &blob);
+    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    booted.app.take().unwrap().wait().await.unwrap();
+    assert!(std::fs::read_to_string(s.out())
+        .unwrap()
+        .starts_with("s3cr3t-api-key|dev||"));
+}
+
+#[tokio::test]
+async fn a_matching_key_provider_pin_boots() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let spki = hex::encode(root_keys(MASTER).ca().spki_der());
+    let s = share(
+        &[&kms.url],
+        &format!(r#","key_provider":"kms","key_provider_id":"{spki}""#),
+    );
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.secrets.key_provider.id, spki);
+}
+
+#[tokio::test]
+async fn a_kms_with_another_root_ca_than_the_pin_is_refused_and_nothing_starts() {
+    let kms = StubKms::start_with(Mode::Honest, [0x77; 32]).await;
+    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
+    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyProviderMismatch { pinned: p, got } if *p == pinned && *got == hex::encode(root_keys([0x77; 32]).ca().spki_der())),
+        "{err}"
+    );
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
+    let kms = StubKms::start(Mode::PlainCert).await;
+    let s = share(&[&kms.url], "");
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::AllKmsFailed(v) => {
+            assert_eq!(v.len(), 1);
+            assert!(
+                matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate")),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
+    let kms = StubKms::start(Mode::WrongUsage).await;
+    let s = share(&[&kms.url], "");
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("kms:rpc required"))),
+        "{err}"
+    );
+    assert!(is_empty_or_missing(&s.keys_dir()));
+}
+
+#[tokio::test]
+async fn the_next_kms_is_tried_when_the_first_is_down() {
+    let down = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down_url = format!("https://127.0.0.1:{}", down.local_addr().unwrap().port());
+    drop(down);
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&down_url, &kms.url], "");
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.secrets.kms_url, kms.url);
+}
+
+#[tokio::test]
+async fn a_kms_denial_fails_the_boot_with_the_kms_reason() {
+    let kms = StubKms::start(Mode::Deny).await;
+    let s = share(&[&kms.url], "");
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message } if code == "denied.compose_hash" && message == "compose hash not allowed")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("compose hash not allowed"));
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn a_tampered_encrypted_env_stops_the_boot_before_keys_reach_the_disk() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let mut blob = encrypted_env(&kms, &s);
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    s.write(".encrypted-env", &blob);
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Env(cairn_protocol::Error::EnvDecrypt)),
+        "{err}"
+    );
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn a_malformed_compose_fails_before_anything_is_measured() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    s.write(
+        "app-compose.json",
+        br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
+    );
+    let tee = guest_tee(1);
+    let err = boot(as_tee(&tee), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
+        "{err}"
+    );
+    assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn oversized_and_symlinked_share_files_are_refused() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    s.write(
+        ".encrypted-env",
+        &vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1],
+    );
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env"),
+        "{err}"
+    );
+
+    let s = share(&[&kms.url], "");
+    let real = s.dir.path().join("real-sys-config.json");
+    std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink")),
+        "{err}"
+    );
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn docker_compose_without_a_docker_engine_is_a_clear_error() {
+    if cairn_guest::runner::docker_available().await.is_ok() {
+        // A Docker engine exists here: the runner would really start containers, which
+        // this hermetic test must not do. The refusal path is what is under test.
+        eprintln!("docker engine present: skipping the no-docker refusal check");
+        return;
+    }
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    s.write(
+        "app-compose.json",
+        br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
+    );
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DockerUnavailable(_)), "{err}");
+}
+
+/// Captures everything logged during a boot, at every level.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process-wide log capture. A global subscriber (not a thread-local one): tracing
+/// caches per-callsite interest, and tests running in parallel on threads without a
+/// subscriber would otherwise make callsites skip this test's thread-local subscriber.
+fn global_capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let c2 = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || c2.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            capture
+        })
+        .clone()
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let capture = global_capture();
+
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    s.write(".encrypted-env", &encrypted_env(&kms, &s));
+    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    booted.app.take().unwrap().wait().await.unwrap();
+    // and a failing boot (tampered env)
+    let s2 = share(&[&kms.url], "");
+    let mut blob = encrypted_env(&kms, &s2);
+    blob[40] ^= 1;
+    s2.write(".encrypted-env", &blob);
+    let _ = boot(as_tee(&guest_tee(1)), kms_client(), &s2.config())
+        .await
+        .unwrap_err();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("keys written"), "logs: {logs:?}");
+    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    for secret in [
+        hex::encode(*keys.k256_secret()),
+        hex::encode(keys.disk_key().expose()),
+        hex::encode(keys.env_secret().to_bytes()),
+        "s3cr3t-api-key".to_owned(),
+        "not-allowed-value".to_owned(),
+    ] {
+        assert!(!logs.contains(&secret), "secret {secret} in logs");
+    }
+    assert!(!format!("{:?}", booted.state).contains(&hex::encode(*keys.k256_secret())));
+}

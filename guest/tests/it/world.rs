@@ -1,0 +1,423 @@
+//! The test world: one simulated Intel PKI, a stub KMS that releases keys derived by
+//! cairn-kms's real KDF (not canned bytes), and host shares in temp dirs.
+//!
+//! The stub stands in for the real KMS server (being built in parallel); it implements
+//! `POST /v1/app-key` and `POST /v1/sign-cert` over mutual RA-TLS with the real verifiers.
+//! The real KMS is exercised by the cairn-e2e tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::{
+    Collateral, EventLog, RaTlsCertBuilder, RaTlsClientVerifier, Tee, Usage, VerifiedQuote,
+    Verifier,
+};
+use cairn_guest::{BootConfig, KmsClient};
+use cairn_kms::{AppKeys, MasterSecret, RootKeys};
+use cairn_protocol::api::{AppKeyResponse, ErrorBody, Receipt, SignCertRequest, SignCertResponse};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use zeroize::Zeroizing;
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The mock Intel PKI (collateral anchored at the wall clock: RA-TLS verifies "now").
+pub fn pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
+        .clone()
+}
+
+/// The real verifier trusting the simulator root.
+pub fn verifier() -> Verifier {
+    let pki = pki();
+    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+        .with_collateral(Collateral::new(pki.collateral()).unwrap())
+}
+
+pub fn guest_os() -> OsImage {
+    OsImage::example("cairn-os", "1.0")
+}
+
+/// A fresh simulated guest TD.
+pub fn guest_tee(host_seed: u8) -> Arc<SimTdx> {
+    Arc::new(SimTdx::new(pki(), SimHostConfig::new([host_seed; 32], guest_os())).unwrap())
+}
+
+pub const MASTER: [u8; 32] = [0x5A; 32];
+
+pub fn root_keys(master: [u8; 32]) -> RootKeys {
+    RootKeys::derive(&MasterSecret::from_bytes(master)).unwrap()
+}
+
+/// How the stub KMS behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Releases keys.
+    Honest,
+    /// Presents a plain self-signed certificate (no evidence).
+    PlainCert,
+    /// Presents an RA-TLS certificate with usage `app:custom` instead of `kms:rpc`.
+    WrongUsage,
+    /// Refuses with 403 `denied.compose_hash`.
+    Deny,
+}
+
+pub struct StubKms {
+    pub url: String,
+    pub releases: Arc<AtomicU64>,
+    pub master: [u8; 32],
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StubKms {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Ctx {
+    master: MasterSecret,
+    root: RootKeys,
+    mode: Mode,
+    releases: Arc<AtomicU64>,
+}
+
+/// The KMS's own CVM certificate.
+fn kms_cert(usage: Usage) -> cairn_attestation::RaTlsCert {
+    let tdx = SimTdx::new(pki(), SimHostConfig::new([0x0B; 32], guest_os())).unwrap();
+    let compose_hash = ComposeHash::of_compose(br#"{"name":"kms"}"#);
+    let app_id = AppId::from_compose_hash(&compose_hash);
+    let mut log = EventLog::new();
+    log.measure_boot(&tdx, &app_id, &compose_hash, &InstanceId::None)
+        .unwrap();
+    log.measure_system_ready(
+        &tdx,
+        &guest_os().os_image_hash(),
+        &KeyProvider::kms(b"none"),
+    )
+    .unwrap();
+    RaTlsCertBuilder::new(usage)
+        .common_name("kms")
+        .event_log(&log.to_json())
+        .app_id(app_id.0)
+        .build(&tdx)
+        .unwrap()
+}
+
+impl StubKms {
+    pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, MASTER).await
+    }
+
+    pub async fn start_with(mode: Mode, master: [u8; 32]) -> Self {
+        let server_cert = match mode {
+            Mode::PlainCert => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+                let cert = rcgen::CertificateParams::new(vec!["kms".to_owned()])
+                    .unwrap()
+                    .self_signed(&key)
+                    .unwrap();
+                cairn_attestation::RaTlsCert::from_parts(cert.der().clone(), key.serialize_der())
+            }
+            Mode::WrongUsage => kms_cert(Usage::AppCustom),
+            _ => kms_cert(Usage::KmsRpc),
+        };
+        let client_verifier = Arc::new(RaTlsClientVerifier::new(verifier()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(client_verifier.clone())
+            .with_single_cert(
+                vec![server_cert.cert_der.clone()],
+                server_cert.private_key_der(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let releases = Arc::new(AtomicU64::new(0));
+        let ctx = Arc::new(Ctx {
+            master: MasterSecret::from_bytes(master),
+            root: root_keys(master),
+            mode,
+            releases: releases.clone(),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let verifier = client_verifier.clone();
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(identity) = verifier.peer_identity(tls.get_ref().1) else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| {
+                        let ctx = ctx.clone();
+                        let identity = identity.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(handle(&ctx, &identity, req).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        StubKms {
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            releases,
+            master,
+            task,
+        }
+    }
+
+    /// The app keys this KMS derives for a guest.
+    pub fn app_keys(&self, app_id: &AppId, instance_id: &InstanceId) -> AppKeys {
+        let m = MasterSecret::from_bytes(self.master);
+        AppKeys::derive(&m, &root_keys(self.master), app_id, instance_id).unwrap()
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        status,
+        serde_json::to_vec(&ErrorBody::new(code, message)).unwrap(),
+    )
+}
+
+async fn handle(ctx: &Ctx, id: &VerifiedQuote, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "body");
+    };
+    let body = body.to_bytes();
+    if ctx.mode == Mode::Deny {
+        return error(
+            StatusCode::FORBIDDEN,
+            "denied.compose_hash",
+            "compose hash not allowed",
+        );
+    }
+    let keys = AppKeys::derive(&ctx.master, &ctx.root, id.app_id(), id.instance_id()).unwrap();
+    match path.as_str() {
+        "/v1/app-key" => {
+            let n = ctx.releases.fetch_add(1, Ordering::SeqCst);
+            let resp = AppKeyResponse {
+                app_key: keys.k256_secret(),
+                kms_signature: *keys.kms_signature(),
+                disk_key: Zeroizing::new(*keys.disk_key().expose()),
+                env_secret: Zeroizing::new(keys.env_secret().to_bytes()),
+                gateway_app_id: [0; 20],
+                root_ca_cert: ctx.root.ca().cert_pem().to_owned(),
+                os_image_hash: guest_os().os_image_hash().0,
+                key_generation: 0,
+                receipt: Receipt {
+                    log_index: n,
+                    checkpoint: "stub-kms\n1\nroot\n".to_owned(),
+                    policy_block_number: 1,
+                    policy_block_hash: [0; 32],
+                },
+            };
+            json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
+        }
+        "/v1/sign-cert" => {
+            let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
+                return error(StatusCode::BAD_REQUEST, "bad_request", "json");
+            };
+            match sign_csr(&keys, &ctx.root, &req.csr) {
+                Ok(chain) => json(
+                    StatusCode::OK,
+                    serde_json::to_vec(&SignCertResponse {
+                        certificate_chain: chain,
+                    })
+                    .unwrap(),
+                ),
+                Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path"),
+    }
+}
+
+/// What a KMS's sign-cert does: check the CSR signature, copy subject, SANs, EKUs and the
+/// RA-TLS extensions, sign with the app CA.
+fn sign_csr(keys: &AppKeys, root: &RootKeys, csr_der: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::prelude::*;
+    let (_, csr) = X509CertificationRequest::from_der(csr_der).map_err(|e| e.to_string())?;
+    csr.verify_signature().map_err(|e| e.to_string())?;
+    let info = &csr.certification_request_info;
+    let mut params = rcgen::CertificateParams::default();
+    for cn in info.subject.iter_common_name() {
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            cn.as_str().map_err(|e| e.to_string())?,
+        );
+    }
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        match ext {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for n in &san.general_names {
+                    if let GeneralName::DNSName(d) = n {
+                        params
+                            .subject_alt_names
+                            .push(rcgen::SanType::DnsName((*d).try_into().map_err(|_| "san")?));
+                    }
+                }
+            }
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                if eku.server_auth {
+                    params
+                        .extended_key_usages
+                        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+                }
+                if eku.client_auth {
+                    params
+                        .extended_key_usages
+                        .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+                }
+            }
+            _ => {}
+        }
+    }
+    // RA-TLS extensions travel as unparsed extensions in the request.
+    for attr in csr.certification_request_info.iter_attributes() {
+        if let ParsedCriAttribute::ExtensionRequest(req) = attr.parsed_attribute() {
+            for ext in &req.extensions {
+                let arcs: Vec<u64> = ext.oid.iter().map(|a| a.collect()).unwrap_or_default();
+                if arcs.starts_with(&[1, 3, 6, 1, 4, 1, 62397, 1]) {
+                    params
+                        .custom_extensions
+                        .push(rcgen::CustomExtension::from_oid_content(
+                            &arcs,
+                            ext.value.to_vec(),
+                        ));
+                }
+            }
+        }
+    }
+    let spki =
+        rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(|e| e.to_string())?;
+    let cert = params
+        .signed_by(&spki, &keys.ca().issuer())
+        .map_err(|e| e.to_string())?;
+    Ok(vec![
+        cert.pem(),
+        keys.ca().cert_pem().to_owned(),
+        root.ca().cert_pem().to_owned(),
+    ])
+}
+
+/// A host share in a temp dir with a `process` compose.
+pub struct Share {
+    pub dir: tempfile::TempDir,
+    pub compose: String,
+}
+
+impl Share {
+    pub fn share_dir(&self) -> PathBuf {
+        self.dir.path().join("share")
+    }
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("app-out")
+    }
+    pub fn config(&self) -> BootConfig {
+        BootConfig {
+            share_dir: self.share_dir(),
+            keys_dir: self.keys_dir(),
+            work_dir: self.dir.path().join("work"),
+            agent_socket: Some(self.dir.path().join("agent.sock")),
+            device_id: None,
+            start_app: true,
+        }
+    }
+    pub fn write(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.share_dir().join(name), bytes).unwrap();
+    }
+    pub fn compose_hash(&self) -> ComposeHash {
+        ComposeHash::of_compose(self.compose.as_bytes())
+    }
+    pub fn app_id(&self) -> AppId {
+        AppId::from_compose_hash(&self.compose_hash())
+    }
+    pub fn instance_id(&self) -> InstanceId {
+        InstanceId::derive(b"seed-1", &self.app_id())
+    }
+}
+
+/// A share whose app writes `API_KEY|MODE|DROPPED|CAIRN_KEYS_DIR` to `app-out`.
+pub fn share(kms_urls: &[&str], extra: &str) -> Share {
+    let dir = tempfile::tempdir().unwrap();
+    let share_dir = dir.path().join("share");
+    std::fs::create_dir(&share_dir).unwrap();
+    let out = dir.path().join("app-out");
+    let script = format!(
+        "printf '%s|%s|%s|%s' \"$API_KEY\" \"$MODE\" \"$DROPPED\" \"$CAIRN_KEYS_DIR\" > {}",
+        out.display()
+    );
+    let compose = format!(
+        r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}],"env":{{"MODE":"dev"}}}},"kms_enabled":true,"allowed_envs":["API_KEY"]{extra}}}"#,
+        serde_json::to_string(&script).unwrap()
+    );
+    std::fs::write(share_dir.join("app-compose.json"), &compose).unwrap();
+    std::fs::write(
+        share_dir.join("sys-config.json"),
+        serde_json::to_vec(&serde_json::json!({"kms_urls": kms_urls, "vm_config": "{\"cpus\":1}"}))
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        share_dir.join(".instance-info"),
+        format!(r#"{{"instance_id_seed":"{}"}}"#, hex::encode(b"seed-1")),
+    )
+    .unwrap();
+    Share { dir, compose }
+}
+
+pub fn kms_client() -> KmsClient {
+    KmsClient::new(verifier(), Duration::from_secs(20))
+}
+
+pub fn is_empty_or_missing(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+pub fn as_tee(t: &Arc<SimTdx>) -> Arc<dyn Tee> {
+    t.clone()
+}
