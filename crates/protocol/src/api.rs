@@ -227,6 +227,107 @@ pub struct MetaResponse {
     pub key_generation: u64,
 }
 
+/// `POST /v1/onboard` (replication, DESIGN.md §5).
+pub const PATH_ONBOARD: &str = "/v1/onboard";
+/// `GET /v1/log/checkpoint`: the node's latest signed checkpoint.
+pub const PATH_LOG_CHECKPOINT: &str = "/v1/log/checkpoint";
+/// `GET /v1/log/entries?start&end`.
+pub const PATH_LOG_ENTRIES: &str = "/v1/log/entries";
+/// `GET /v1/log/proof/inclusion?index&size`.
+pub const PATH_LOG_INCLUSION: &str = "/v1/log/proof/inclusion";
+/// `GET /v1/log/proof/consistency?first&second`.
+pub const PATH_LOG_CONSISTENCY: &str = "/v1/log/proof/consistency";
+
+/// Most entries one `log/entries` response carries.
+pub const MAX_LOG_ENTRIES_PER_RESPONSE: u64 = 256;
+/// Largest log entry in a response (the tlog record cap is far below).
+pub const MAX_LOG_ENTRY_LEN: usize = 64 * 1024;
+/// Most hashes in a proof (a tree of 2^64 leaves needs at most 64 per side, 128 total).
+pub const MAX_PROOF_HASHES: usize = 128;
+
+/// A 32-byte hash as `0x` hex (log roots and proof nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Hash32(#[serde(with = "hex0x::fixed")] pub [u8; 32]);
+
+/// One log entry (an ABI-encoded release record) as `0x` hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LogEntry(#[serde(with = "hex0x::Capped::<MAX_LOG_ENTRY_LEN>")] pub Vec<u8>);
+
+/// `GET /v1/log/checkpoint` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointResponse {
+    /// The signed checkpoint (C2SP signed note text).
+    #[serde(with = "bounded::Str::<MAX_CHECKPOINT_LEN>")]
+    pub checkpoint: String,
+}
+
+/// `GET /v1/log/entries?start&end` response: entries `start..start + entries.len()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntriesResponse {
+    /// Index of the first entry.
+    pub start: u64,
+    /// The entries, in order (at most [`MAX_LOG_ENTRIES_PER_RESPONSE`]).
+    pub entries: Vec<LogEntry>,
+}
+
+/// `GET /v1/log/proof/inclusion?index&size` response (RFC 9162 §2.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProofResponse {
+    /// Leaf index.
+    pub index: u64,
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// Audit path, leaf to root (at most [`MAX_PROOF_HASHES`]).
+    pub hashes: Vec<Hash32>,
+}
+
+/// `GET /v1/log/proof/consistency?first&second` response (RFC 9162 §2.1.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProofResponse {
+    /// Older tree size.
+    pub first: u64,
+    /// Newer tree size.
+    pub second: u64,
+    /// The proof (at most [`MAX_PROOF_HASHES`]).
+    pub hashes: Vec<Hash32>,
+}
+
+/// `POST /v1/onboard` request. Empty: the new node is identified by its RA-TLS client
+/// certificate (usage `kms:rpc`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardRequest {}
+
+/// `POST /v1/onboard` response: the master secret of the current key generation.
+/// `Debug` redacts the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardResponse {
+    /// The master secret (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub master_secret: Zeroizing<[u8; 32]>,
+    /// Its key generation.
+    pub key_generation: u64,
+    /// The sender's log receipt of the onboarding (kind `kms-onboard`).
+    pub receipt: Receipt,
+}
+
+impl std::fmt::Debug for OnboardResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnboardResponse")
+            .field("master_secret", &"<redacted>")
+            .field("key_generation", &self.key_generation)
+            .field("receipt", &self.receipt)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
