@@ -58,6 +58,54 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A configuration value is missing, malformed or inconsistent.
+    #[error("config {key}: {reason}")]
+    Config {
+        /// The configuration key (e.g. `chain.kms_auth`).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The chain client failed (connect, chain id, reads, transactions).
+    #[error("chain: {0}")]
+    Chain(#[from] cairn_onchain::Error),
+    /// The transparency log failed.
+    #[error("log: {0}")]
+    Log(#[from] cairn_tlog::Error),
+    /// Attestation (verification, collateral, TEE) failed.
+    #[error("attestation: {0}")]
+    Attestation(#[from] cairn_attestation::Error),
+    /// Building or checking an RA-TLS certificate failed.
+    #[error("RA-TLS: {0}")]
+    RaTls(#[from] cairn_attestation::RaTlsError),
+    /// The node's own evidence does not pass its own checks (steps 1-2).
+    #[error("this node's own evidence was rejected: {0}")]
+    SelfAttestation(String),
+    /// The root keys registered on chain differ from the ones this node derives.
+    #[error("root keys on chain (generation {generation}) differ from this node's")]
+    RootKeysMismatch {
+        /// The generation compared.
+        generation: u64,
+    },
+    /// TLS setup or a TLS connection failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// An HTTP exchange with another node failed.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The source node refused onboarding with an API error.
+    #[error("onboarding refused: {status} {code}: {message}")]
+    OnboardRefused {
+        /// HTTP status.
+        status: u16,
+        /// The error code, e.g. `denied.kms_mr`.
+        code: String,
+        /// The message (the contract's reason for denials).
+        message: String,
+    },
+    /// Onboarding failed otherwise (the source's evidence, a bad response).
+    #[error("onboarding refused: {0}")]
+    Onboard(String),
 }
 
 /// `Result` with this crate's [`Error`].

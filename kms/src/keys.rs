@@ -100,7 +100,7 @@ impl rcgen::SigningKey for P256Signer {
 }
 
 /// DER `OCTET STRING` wrapping `bytes` (the value format of Cairn's X.509 extensions).
-fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
     let len = bytes.len();
     let mut out = Vec::with_capacity(len + 6);
     out.push(0x04);

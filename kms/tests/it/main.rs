@@ -1,7 +1,13 @@
-//! Integration tests of cairn-kms: KDF known answers (docs/kdf.md) and derived certificates.
+//! Integration tests of cairn-kms: KDF known answers (docs/kdf.md), derived certificates,
+//! and the node end to end (anvil + contracts + simulator evidence + RA-TLS).
 
 mod certs;
+mod denials;
 mod known_answer;
+mod onboard;
+mod release;
+mod robustness;
+mod world;
 
 use cairn_attestation::ids::{AppId, InstanceId, InstanceIdBytes};
 use cairn_kms::MasterSecret;

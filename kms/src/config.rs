@@ -1,0 +1,502 @@
+//! The node's configuration: one TOML file, then `CAIRN_KMS_*` environment overrides
+//! (e.g. `CAIRN_KMS_CHAIN_RPC_URL` for `chain.rpc_url`), then the binary's flags.
+//! Unknown keys are errors; every error names the key.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"
+//! data_dir = "/var/lib/cairn-kms"
+//!
+//! [chain]
+//! rpc_url = "http://127.0.0.1:8545"
+//! chain_id = 31337
+//! kms_auth = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+//! confirmations = 2          # policy is read at head − confirmations
+//! timeout_ms = 3000          # per RPC call
+//!
+//! [attestation]
+//! trust = "intel"            # or "simulator" (development only; needs simulator_seed)
+//! collateral_file = "/etc/cairn/collateral.json"   # or: pccs_url = "https://pccs…"
+//! os_images = ["/etc/cairn/os-images/cairn-os-1.0.json"]
+//!
+//! [tee]
+//! kind = "tdx"               # or "simulator" (needs attestation.trust = "simulator")
+//! event_log = "/run/cairn/event-log.json"         # tdx: this CVM's measured event log
+//!
+//! [log]
+//! origin = "cairn-kms/node-1"   # default: cairn-kms/0x<node address>
+//! anchor_interval_secs = 60
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
+use cairn_attestation::simulator::{
+    OsImage, OsImageManifest, SimHostConfig, SimPki, SimPkiConfig, SimTdx,
+};
+use cairn_attestation::{Collateral, EventLog, PccsClient, TdxTee, Tee, Verifier};
+use cairn_onchain::alloy::primitives::Address;
+use cairn_onchain::ChainConfig;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::evidence::CollateralSource;
+use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// Default policy confirmations.
+pub const DEFAULT_CONFIRMATIONS: u64 = 2;
+/// Default per-call RPC timeout, milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "CAIRN_KMS_";
+/// Largest config file read.
+pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+/// Largest OS image manifest or event log file read.
+pub const MAX_FILE_LEN: u64 = 1024 * 1024;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Data directory (`secrets/`, `log/`).
+    pub data_dir: PathBuf,
+    /// Chain settings.
+    pub chain: ChainSection,
+    /// Attestation settings.
+    pub attestation: AttestationSection,
+    /// This node's own TEE.
+    pub tee: TeeSection,
+    /// Log settings.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+/// `[chain]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// JSON-RPC URL (plain HTTP(S)).
+    pub rpc_url: url::Url,
+    /// Expected chain id (checked on connect).
+    pub chain_id: u64,
+    /// KmsAuth proxy address.
+    pub kms_auth: Address,
+    /// Policy is read at `head − confirmations`.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// Per-call RPC timeout in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_confirmations() -> u64 {
+    DEFAULT_CONFIRMATIONS
+}
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+/// Which root of trust quotes are verified against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Intel's SGX root CA.
+    Intel,
+    /// The TDX simulator's mock root (development only).
+    Simulator,
+}
+
+/// `[attestation]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationSection {
+    /// Trust root.
+    pub trust: Trust,
+    /// Simulator PKI seed (32 bytes hex), required with `trust = "simulator"`.
+    pub simulator_seed: Option<String>,
+    /// Collateral file (dcap-qvl JSON).
+    pub collateral_file: Option<PathBuf>,
+    /// PCCS base URL (Intel PCS v4 API).
+    pub pccs_url: Option<String>,
+    /// OS image manifests (canonical JSON) this node recognises.
+    #[serde(default)]
+    pub os_images: Vec<PathBuf>,
+}
+
+/// Kind of this node's own TEE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeeKind {
+    /// Linux configfs-tsm.
+    Tdx,
+    /// The in-process simulator (development only).
+    Simulator,
+}
+
+/// `[tee]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeeSection {
+    /// Backend.
+    pub kind: TeeKind,
+    /// tdx: this CVM's event log (JSON) as measured at boot.
+    pub event_log: Option<PathBuf>,
+    /// simulator: host seed (32 bytes hex).
+    pub simulator_host_seed: Option<String>,
+    /// simulator: OS image name and version (`OsImage::example`).
+    #[serde(default = "default_sim_image")]
+    pub simulator_os_image: (String, String),
+}
+
+fn default_sim_image() -> (String, String) {
+    ("cairn-os".to_owned(), "1.0".to_owned())
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Checkpoint origin line.
+    pub origin: Option<String>,
+    /// Seconds between anchoring attempts (default 60).
+    pub anchor_interval_secs: Option<u64>,
+}
+
+/// Every key that may be overridden from the environment, as a dotted path.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "chain.rpc_url",
+    "chain.chain_id",
+    "chain.kms_auth",
+    "chain.confirmations",
+    "chain.timeout_ms",
+    "attestation.trust",
+    "attestation.simulator_seed",
+    "attestation.collateral_file",
+    "attestation.pccs_url",
+    "tee.kind",
+    "tee.event_log",
+    "tee.simulator_host_seed",
+    "log.origin",
+    "log.anchor_interval_secs",
+];
+
+const INTEGER_KEYS: &[&str] = &[
+    "chain.chain_id",
+    "chain.confirmations",
+    "chain.timeout_ms",
+    "log.anchor_interval_secs",
+];
+
+fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .map_err(|e| cfg_err(key, format!("cannot open {}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| cfg_err(key, format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() as u64 > max {
+        return Err(cfg_err(
+            key,
+            format!("{} exceeds {max} bytes", path.display()),
+        ));
+    }
+    Ok(buf)
+}
+
+fn seed(key: &str, v: &Option<String>) -> Result<[u8; 32]> {
+    let v = v.as_deref().ok_or_else(|| cfg_err(key, "required"))?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v.strip_prefix("0x").unwrap_or(v), &mut out)
+        .map_err(|e| cfg_err(key, format!("need 32 bytes of hex: {e}")))?;
+    Ok(out)
+}
+
+impl Config {
+    /// Parse TOML text, then apply `env` overrides (`CAIRN_KMS_<KEY>` with dots as `_`).
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| cfg_err("(file)", e.to_string()))?;
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        for key in ENV_KEYS {
+            let name = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
+            let Some(value) = env.get(&name) else {
+                continue;
+            };
+            let value = if INTEGER_KEYS.contains(key) {
+                toml::Value::Integer(
+                    value
+                        .parse::<i64>()
+                        .map_err(|e| cfg_err(*key, format!("{name}: not an integer: {e}")))?,
+                )
+            } else {
+                toml::Value::String(value.clone())
+            };
+            let mut t = &mut table;
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let last = parts.pop().unwrap_or(key);
+            for p in parts {
+                let entry = t
+                    .entry(p.to_owned())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                t = entry
+                    .as_table_mut()
+                    .ok_or_else(|| cfg_err(p, "must be a table"))?;
+            }
+            t.insert(last.to_owned(), value);
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| cfg_err("(config)", e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Read `path` (bounded) and apply the process environment.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = read_bounded(path, "(file)", MAX_CONFIG_LEN)?;
+        let text = String::from_utf8(text).map_err(|_| cfg_err("(file)", "not UTF-8"))?;
+        Config::parse(&text, std::env::vars())
+    }
+
+    fn check(&self) -> Result<()> {
+        let a = &self.attestation;
+        if a.collateral_file.is_some() && a.pccs_url.is_some() {
+            return Err(cfg_err(
+                "attestation.collateral_file",
+                "set either collateral_file or pccs_url, not both",
+            ));
+        }
+        if a.trust == Trust::Intel && a.collateral_file.is_none() && a.pccs_url.is_none() {
+            return Err(cfg_err(
+                "attestation.pccs_url",
+                "trust = \"intel\" needs collateral_file or pccs_url",
+            ));
+        }
+        if a.trust == Trust::Simulator && a.simulator_seed.is_none() {
+            return Err(cfg_err(
+                "attestation.simulator_seed",
+                "required with trust = \"simulator\"",
+            ));
+        }
+        if self.tee.kind == TeeKind::Simulator && a.trust != Trust::Simulator {
+            return Err(cfg_err(
+                "tee.kind",
+                "a simulator TEE needs attestation.trust = \"simulator\"",
+            ));
+        }
+        if self.tee.kind == TeeKind::Tdx && self.tee.event_log.is_none() {
+            return Err(cfg_err("tee.event_log", "required with kind = \"tdx\""));
+        }
+        if self.tee.kind == TeeKind::Simulator {
+            seed("tee.simulator_host_seed", &self.tee.simulator_host_seed)?;
+        }
+        if a.os_images.is_empty() && self.tee.kind == TeeKind::Tdx {
+            return Err(cfg_err(
+                "attestation.os_images",
+                "list at least one OS image manifest",
+            ));
+        }
+        if self.chain.timeout_ms == 0 {
+            return Err(cfg_err("chain.timeout_ms", "must be > 0"));
+        }
+        if self.log.anchor_interval_secs == Some(0) {
+            return Err(cfg_err("log.anchor_interval_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The chain client settings.
+    pub fn chain_config(&self) -> ChainConfig {
+        ChainConfig::new(
+            self.chain.rpc_url.clone(),
+            self.chain.chain_id,
+            self.chain.kms_auth,
+        )
+        .with_confirmations(self.chain.confirmations)
+        .with_call_timeout(Duration::from_millis(self.chain.timeout_ms))
+    }
+
+    /// Build the node options: verifier, collateral, TEE, event log, OS images.
+    pub fn node_options(&self) -> Result<NodeOptions> {
+        let a = &self.attestation;
+        let now = crate::evidence::unix_now();
+        let sim_pki = match a.trust {
+            Trust::Simulator => {
+                let s = seed("attestation.simulator_seed", &a.simulator_seed)?;
+                Some(Arc::new(SimPki::new(SimPkiConfig::new(s, now)).map_err(
+                    |e| cfg_err("attestation.simulator_seed", e.to_string()),
+                )?))
+            }
+            Trust::Intel => None,
+        };
+        let mut verifier = match &sim_pki {
+            Some(pki) => Verifier::dangerous_with_simulator_root(pki.root_ca_der()),
+            None => Verifier::intel(),
+        };
+        let collateral = if let Some(path) = &a.collateral_file {
+            verifier = verifier.with_collateral(
+                Collateral::from_file(path)
+                    .map_err(|e| cfg_err("attestation.collateral_file", e.to_string()))?,
+            );
+            CollateralSource::Configured
+        } else if let Some(url) = &a.pccs_url {
+            CollateralSource::Pccs(
+                PccsClient::new(url).map_err(|e| cfg_err("attestation.pccs_url", e.to_string()))?,
+            )
+        } else if let Some(pki) = &sim_pki {
+            verifier = verifier.with_collateral(
+                Collateral::new(pki.collateral())
+                    .map_err(|e| cfg_err("attestation.simulator_seed", e.to_string()))?,
+            );
+            CollateralSource::Configured
+        } else {
+            return Err(cfg_err("attestation.pccs_url", "no collateral source"));
+        };
+        let mut os_images = Vec::new();
+        for (i, path) in a.os_images.iter().enumerate() {
+            let key = format!("attestation.os_images[{i}]");
+            let bytes = read_bounded(path, &key, MAX_FILE_LEN)?;
+            os_images
+                .push(OsImageManifest::parse(&bytes).map_err(|e| cfg_err(&key, e.to_string()))?);
+        }
+        let (tee, event_log): (Arc<dyn Tee>, Vec<u8>) = match self.tee.kind {
+            TeeKind::Tdx => {
+                let path = self
+                    .tee
+                    .event_log
+                    .as_deref()
+                    .ok_or_else(|| cfg_err("tee.event_log", "required"))?;
+                (
+                    Arc::new(TdxTee::new()),
+                    read_bounded(path, "tee.event_log", MAX_FILE_LEN)?,
+                )
+            }
+            TeeKind::Simulator => {
+                let pki = sim_pki
+                    .ok_or_else(|| cfg_err("tee.kind", "simulator needs trust = simulator"))?;
+                let host = seed("tee.simulator_host_seed", &self.tee.simulator_host_seed)?;
+                let (name, version) = &self.tee.simulator_os_image;
+                let image = OsImage::example(name, version);
+                os_images.push(image.manifest());
+                let tdx = SimTdx::new(pki, SimHostConfig::new(host, image))
+                    .map_err(|e| cfg_err("tee.simulator_host_seed", e.to_string()))?;
+                let log = simulated_kms_boot(&tdx, &host)?;
+                (Arc::new(tdx), log)
+            }
+        };
+        Ok(NodeOptions {
+            data_dir: self.data_dir.clone(),
+            chain: self.chain_config(),
+            verifier,
+            collateral,
+            os_images,
+            tee,
+            event_log,
+            log_origin: self.log.origin.clone(),
+            anchor_interval: self
+                .log
+                .anchor_interval_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_ANCHOR_INTERVAL),
+        })
+    }
+}
+
+/// The compose of a simulated KMS CVM (its app id is derived from it).
+pub const SIMULATED_KMS_COMPOSE: &[u8] =
+    br#"{"manifest_version":2,"name":"cairn-kms","runner":"process"}"#;
+
+/// Measure a simulated KMS CVM's boot events (up to `boot-mr-done`) into `tee`; returns
+/// the event log JSON.
+pub fn simulated_kms_boot(tee: &dyn Tee, host_seed: &[u8; 32]) -> Result<Vec<u8>> {
+    let compose_hash = ComposeHash::of_compose(SIMULATED_KMS_COMPOSE);
+    let app_id = AppId::from_compose_hash(&compose_hash);
+    let instance_id = InstanceId::derive(host_seed, &app_id);
+    let mut log = EventLog::new();
+    log.measure_boot(tee, &app_id, &compose_hash, &instance_id)?;
+    Ok(log.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+data_dir = "/tmp/x"
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+chain_id = 31337
+kms_auth = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+[attestation]
+trust = "simulator"
+simulator_seed = "0x4242424242424242424242424242424242424242424242424242424242424242"
+[tee]
+kind = "simulator"
+simulator_host_seed = "0x0101010101010101010101010101010101010101010101010101010101010101"
+"#;
+
+    fn key_of(e: Error) -> String {
+        match e {
+            Error::Config { key, .. } => key,
+            e => panic!("not a config error: {e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_env_overrides_win() {
+        let c = Config::parse(BASE, []).unwrap();
+        assert_eq!(c.chain.confirmations, DEFAULT_CONFIRMATIONS);
+        assert_eq!(c.listen, default_listen());
+        let c = Config::parse(
+            BASE,
+            [
+                ("CAIRN_KMS_CHAIN_CHAIN_ID".to_owned(), "5".to_owned()),
+                ("CAIRN_KMS_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.chain.chain_id, 5);
+        assert_eq!(c.listen.port(), 9);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::parse(&format!("{BASE}\n[log]\nbogus = 1\n"), []).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse(BASE, [("CAIRN_KMS_CHAIN_CONFIRMATIONS".into(), "x".into())])
+            .unwrap_err();
+        assert_eq!(key_of(e), "chain.confirmations");
+        let e =
+            Config::parse(&BASE.replace("kind = \"simulator\"", "kind = \"tdx\""), []).unwrap_err();
+        assert_eq!(key_of(e), "tee.event_log");
+        let e = Config::parse(
+            &BASE.replace("trust = \"simulator\"", "trust = \"intel\""),
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "attestation.pccs_url");
+        let e = Config::parse(&BASE.replace("chain_id = 31337\n", ""), []).unwrap_err();
+        assert!(e.to_string().contains("chain_id"), "{e}");
+    }
+}

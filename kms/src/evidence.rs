@@ -1,0 +1,222 @@
+//! Release-path steps 1 and 2: verify a peer's RA-TLS certificate and turn its evidence
+//! into the `AppBootInfo` the contracts judge.
+//!
+//! Step 1: the certificate is at most 64 KiB, parses (no trailing bytes), is inside its
+//! validity window and carries the quote and event-log extensions; the quote verifies
+//! (dcap-qvl with the configured trust root and collateral) and its report data equals
+//! `SHA-512("ratls-cert:" ‖ SPKI)` of *this* certificate. The TLS handshake has already
+//! proved that the peer holds the certificate key (see `server::tls`).
+//! Step 2: the event log replays to RTMR3 (inside `Verifier::verify`), the identities
+//! are decoded, and MRTD/RTMR0-2 must match one of the OS image manifests this node knows;
+//! an `os-image-hash` event, when already measured, must name that same image.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_attestation::ratls_consts::MAX_RA_TLS_CERT_LEN;
+use cairn_attestation::simulator::OsImageManifest;
+use cairn_attestation::{
+    parse_ra_tls_extensions, ra_tls_report_data, PccsClient, RaTlsError, Usage, VerifiedQuote,
+    Verifier,
+};
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::BootInfo;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::reject::{ApiError, Check, Dependency};
+
+/// A peer whose evidence verified.
+#[derive(Clone, Debug)]
+pub struct Attested {
+    /// The verified quote and identities.
+    pub quote: VerifiedQuote,
+    /// The OS image hash its measurements match.
+    pub os_image_hash: [u8; 32],
+    /// The boot info the contracts judge.
+    pub boot: BootInfo,
+    /// SHA-256 of the raw quote (logged).
+    pub quote_hash: [u8; 32],
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo DER (logged).
+    pub client_key_hash: [u8; 32],
+    /// The certificate key's raw public key bits (SEC1 point), for CSR binding.
+    pub public_key: Vec<u8>,
+    /// The usage the certificate declares.
+    pub usage: Option<Usage>,
+}
+
+/// Where collateral for quote verification comes from.
+#[derive(Debug)]
+pub enum CollateralSource {
+    /// The collateral configured in the [`Verifier`] (a file, or the simulator's).
+    Configured,
+    /// A PCCS (Intel PCS v4 API), cached until `nextUpdate`.
+    Pccs(PccsClient),
+}
+
+/// Seconds since the Unix epoch (0 on a clock before 1970, which fails every collateral
+/// window: fail closed).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn attestation_error(e: cairn_attestation::Error) -> ApiError {
+    use cairn_attestation::Error as E;
+    match e {
+        E::ReportDataMismatch => ApiError::denied(
+            Check::ReportData,
+            "the quote's report data does not bind the certificate key",
+        ),
+        e @ (E::MalformedEventLog(_)
+        | E::EventDigestMismatch { .. }
+        | E::EventOrder { .. }
+        | E::EventPayload { .. }
+        | E::Rtmr3Mismatch { .. }) => ApiError::denied(Check::EventLog, e.to_string()),
+        e @ (E::CollateralExpired { .. }
+        | E::CollateralFetch { .. }
+        | E::NoCollateral
+        | E::MalformedCollateral(_)) => ApiError::Unavailable {
+            dependency: Dependency::Collateral,
+            reason: e.to_string(),
+        },
+        // Everything else (bad signature, wrong root, debug TD, revoked, malformed or
+        // oversized quote, and any future variant) is a quote denial: fail closed.
+        e => ApiError::denied(Check::Quote, e.to_string()),
+    }
+}
+
+/// The OS image whose manifest matches the quote's MRTD and RTMR0-2.
+pub fn match_os_image(
+    quote: &VerifiedQuote,
+    images: &[OsImageManifest],
+) -> Result<[u8; 32], ApiError> {
+    let m = quote.measurements();
+    let found = images.iter().find(|img| {
+        img.mrtd == m.mrtd && img.rtmr0 == m.rtmr0 && img.rtmr1 == m.rtmr1 && img.rtmr2 == m.rtmr2
+    });
+    let Some(image) = found else {
+        return Err(ApiError::denied(
+            Check::OsImageMeasurements,
+            format!(
+                "MRTD/RTMR0-2 match no known OS image (mrtd {})",
+                m.mrtd.to_hex()
+            ),
+        ));
+    };
+    let hash = image.os_image_hash().0;
+    if let Some(measured) = quote.os_image_hash() {
+        if measured.0 != hash {
+            return Err(ApiError::denied(
+                Check::OsImageMeasurements,
+                format!(
+                    "measured os-image-hash {} differs from the image the measurements show ({})",
+                    hex::encode(measured.0),
+                    hex::encode(hash)
+                ),
+            ));
+        }
+    }
+    Ok(hash)
+}
+
+/// The `AppBootInfo` of a verified quote running `os_image_hash`.
+pub fn boot_info(quote: &VerifiedQuote, os_image_hash: [u8; 32]) -> BootInfo {
+    BootInfo {
+        appId: Address::from(quote.app_id().0),
+        composeHash: B256::from(quote.compose_hash().0),
+        instanceId: Address::from(quote.instance_id().to_address_bytes()),
+        deviceId: B256::from(quote.device_id().0),
+        mrAggregated: B256::from(quote.mr_aggregated().0),
+        mrSystem: B256::from(quote.mr_system().0),
+        osImageHash: B256::from(os_image_hash),
+        tcbStatus: quote.tcb_status().to_owned(),
+        advisoryIds: quote.advisory_ids().to_vec(),
+    }
+}
+
+/// Steps 1 and 2 on a peer certificate (DER). `None` (no certificate) is a denial.
+pub async fn attest(
+    cert_der: Option<&[u8]>,
+    verifier: &Verifier,
+    collateral: &CollateralSource,
+    images: &[OsImageManifest],
+) -> Result<Attested, ApiError> {
+    let cert_der = cert_der.ok_or_else(|| {
+        ApiError::denied(
+            Check::ClientCert,
+            "this endpoint requires an RA-TLS client certificate",
+        )
+    })?;
+    if cert_der.len() > MAX_RA_TLS_CERT_LEN {
+        return Err(ApiError::denied(
+            Check::ClientCert,
+            format!(
+                "client certificate of {} bytes exceeds {MAX_RA_TLS_CERT_LEN}",
+                cert_der.len()
+            ),
+        ));
+    }
+    let bad_cert = |e: &dyn std::fmt::Display| ApiError::denied(Check::ClientCert, e.to_string());
+    let (rest, cert) = X509Certificate::from_der(cert_der).map_err(|e| bad_cert(&e))?;
+    if !rest.is_empty() {
+        return Err(bad_cert(&"trailing bytes after the client certificate"));
+    }
+    let now = unix_now();
+    let validity = cert.validity();
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    if now_i < validity.not_before.timestamp() || now_i > validity.not_after.timestamp() {
+        return Err(bad_cert(&"client certificate is not valid now"));
+    }
+    let spki_der = cert.tbs_certificate.subject_pki.raw;
+    let public_key = cert
+        .tbs_certificate
+        .subject_pki
+        .subject_public_key
+        .data
+        .to_vec();
+    let evidence = parse_ra_tls_extensions(cert_der).map_err(|e: RaTlsError| bad_cert(&e))?;
+    let report_data = ra_tls_report_data(spki_der);
+
+    let verified = match collateral {
+        CollateralSource::Configured => {
+            verifier.verify(&evidence.quote, &evidence.event_log, &report_data, now)
+        }
+        CollateralSource::Pccs(pccs) => {
+            verifier
+                .verify_with_pccs(
+                    pccs,
+                    &evidence.quote,
+                    &evidence.event_log,
+                    &report_data,
+                    now,
+                )
+                .await
+        }
+    }
+    .map_err(attestation_error)?;
+    if let Some(claimed) = evidence.app_id {
+        if claimed != verified.app_id().0 {
+            return Err(ApiError::denied(
+                Check::EventLog,
+                format!(
+                    "app id extension 0x{} differs from the measured app id 0x{}",
+                    hex::encode(claimed),
+                    verified.app_id().to_hex()
+                ),
+            ));
+        }
+    }
+    let os_image_hash = match_os_image(&verified, images)?;
+    let boot = boot_info(&verified, os_image_hash);
+    Ok(Attested {
+        os_image_hash,
+        boot,
+        quote_hash: Sha256::digest(&evidence.quote).into(),
+        client_key_hash: Sha256::digest(spki_der).into(),
+        public_key,
+        usage: evidence.usage,
+        quote: verified,
+    })
+}

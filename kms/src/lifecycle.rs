@@ -1,0 +1,128 @@
+//! The binary's commands: `bootstrap` and `serve` (`onboard` is [`crate::onboard`]).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::evidence;
+use crate::keys::RootKeys;
+use crate::node::{own_cert, Node, SECRETS_DIR};
+use crate::store::SecretStore;
+
+/// The first key generation.
+pub const FIRST_GENERATION: u64 = 1;
+
+/// What `bootstrap` prints: everything needed to register the node on chain.
+#[derive(Debug, Serialize)]
+pub struct PublicIdentity {
+    /// Key generation.
+    pub key_generation: u64,
+    /// Root k256 public key, compressed, `0x` hex (`setKmsRootKeys`).
+    pub root_k256_public_key: String,
+    /// Root CA SubjectPublicKeyInfo DER, `0x` hex (`setKmsRootKeys`).
+    pub root_ca_spki: String,
+    /// Root CA certificate, PEM.
+    pub root_ca_cert: String,
+    /// Node address (`addKmsNode`; fund it for anchoring).
+    pub node_address: String,
+    /// This CVM's aggregated MR (`addKmsAggregatedMr`).
+    pub mr_aggregated: String,
+    /// This CVM's device id (`addKmsDevice`).
+    pub device_id: String,
+    /// The OS image hash its measurements match (`addOsImageHash`).
+    pub os_image_hash: String,
+    /// TCB status of its quote.
+    pub tcb_status: String,
+    /// Its quote (hex) over `SHA-512("ratls-cert:" ‖ SPKI)` of its server certificate.
+    pub quote: String,
+    /// Its event log (JSON).
+    pub event_log: serde_json::Value,
+}
+
+fn hex0x(b: &[u8]) -> String {
+    format!("0x{}", hex::encode(b))
+}
+
+/// Create the root secret (generation 1) and node key, then describe the node.
+pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
+    let opts = config.node_options()?;
+    let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
+    let identity = store.bootstrap(FIRST_GENERATION)?;
+    let root = RootKeys::derive(&identity.master)?;
+    let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+    let ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der)?;
+    let own = evidence::attest(
+        Some(cert.cert_der.as_ref()),
+        &opts.verifier,
+        &opts.collateral,
+        &opts.os_images,
+    )
+    .await
+    .map_err(|e| Error::SelfAttestation(e.to_string()))?;
+    Ok(PublicIdentity {
+        key_generation: identity.generation,
+        root_k256_public_key: hex0x(&root.k256_public()),
+        root_ca_spki: hex0x(&root.ca().spki_der()),
+        root_ca_cert: root.ca().cert_pem().to_owned(),
+        node_address: hex0x(&identity.node_key.address()),
+        mr_aggregated: hex0x(own.boot.mrAggregated.as_slice()),
+        device_id: hex0x(own.boot.deviceId.as_slice()),
+        os_image_hash: hex0x(&own.os_image_hash),
+        tcb_status: own.boot.tcbStatus.clone(),
+        quote: hex0x(&ev.quote),
+        event_log: serde_json::from_slice(&ev.event_log).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// This node's own evidence as a peer would see it: a fresh self-signed `kms:rpc`
+/// RA-TLS certificate from its TEE, verified by release-path steps 1-2. Its boot info is
+/// what `KmsAuth.isKmsAllowed` must allow (MR, device, OS image).
+pub async fn own_evidence(opts: &crate::node::NodeOptions) -> Result<crate::evidence::Attested> {
+    let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::KmsRpc)
+        .event_log(&opts.event_log)
+        .build(opts.tee.as_ref())?;
+    evidence::attest(
+        Some(cert.cert_der.as_ref()),
+        &opts.verifier,
+        &opts.collateral,
+        &opts.os_images,
+    )
+    .await
+    .map_err(|e| Error::SelfAttestation(e.to_string()))
+}
+
+/// Open the node and serve until SIGINT or SIGTERM.
+pub async fn serve(config: &Config) -> Result<()> {
+    let node: Arc<Node> = Node::open(config.node_options()?).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Config {
+            key: "listen".into(),
+            reason: format!("cannot bind {}: {e}", config.listen),
+        })?;
+    crate::run(listener, node, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,203 @@
+//! Why a request was not served: [`Check`] names the release-path step that refused,
+//! [`ApiError`] is what the HTTP layer answers (`{"error":{"code","message"}}`).
+//!
+//! Status mapping (DESIGN.md §5 API style): 400 bad input, 403 a denial carrying the
+//! failed check and (for policy denials) the contract's exact reason, 503 when a
+//! dependency (chain, collateral) is unavailable — retryable, never an allow.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cairn_protocol::api::ErrorBody;
+
+/// A named step of the release path that can deny a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Check {
+    /// Step 1: no client certificate, or one that is not a well-formed, currently valid
+    /// RA-TLS certificate.
+    ClientCert,
+    /// Step 1: the quote does not verify (signature, PCK chain, collateral, trust root,
+    /// debug TD, non-Intel TDX module, revoked TCB) or is malformed.
+    Quote,
+    /// Step 1: the quote's report data does not bind the certificate key.
+    ReportData,
+    /// Step 2: the event log does not replay to RTMR3 or its boot events are malformed.
+    EventLog,
+    /// Step 2: MRTD/RTMR0-2 match no OS image manifest this node knows, or the measured
+    /// `os-image-hash` differs from the image the measurements show.
+    OsImageMeasurements,
+    /// Step 3: the on-chain policy (`KmsAuth.isAppAllowed` / `isKmsAllowed`) denied.
+    Policy(cairn_onchain::Check),
+    /// `sign-cert`: the CSR does not verify or its key is not the attested client key.
+    Csr,
+}
+
+impl Check {
+    /// The stable error code, e.g. `denied.compose_hash`, `denied.quote`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Check::ClientCert => "denied.client_cert",
+            Check::Quote => "denied.quote",
+            Check::ReportData => "denied.report_data",
+            Check::EventLog => "denied.event_log",
+            Check::OsImageMeasurements => "denied.os_image_measurements",
+            Check::Policy(c) => c.code(),
+            Check::Csr => "denied.csr",
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A dependency whose failure makes the node answer 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dependency {
+    /// The chain RPC (unreachable, timeout, RPC error, reorged policy block).
+    Chain,
+    /// Attestation collateral (expired, PCCS unreachable).
+    Collateral,
+    /// The node's own policy self-check: this node is not (or no longer) allowed.
+    SelfCheck,
+}
+
+impl Dependency {
+    /// The error code, e.g. `unavailable.chain`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Dependency::Chain => "unavailable.chain",
+            Dependency::Collateral => "unavailable.collateral",
+            Dependency::SelfCheck => "unavailable.self_check",
+        }
+    }
+}
+
+/// An error answer of the KMS API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, bad query, oversized body…): 400 / 413.
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// Status to answer (400, or 413 for an oversized body).
+        status: StatusCode,
+        /// What is wrong.
+        message: String,
+    },
+    /// A release-path check denied the request: 403.
+    #[error("denied ({check}): {reason}")]
+    Denied {
+        /// The failed check.
+        check: Check,
+        /// Why; for policy denials, the contract's exact reason string.
+        reason: String,
+    },
+    /// A dependency is unavailable; retry later or elsewhere: 503.
+    #[error("{} unavailable: {reason}", dependency.code())]
+    Unavailable {
+        /// Which dependency.
+        dependency: Dependency,
+        /// What happened.
+        reason: String,
+    },
+    /// Not found (unknown path, entry beyond the log): 404.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A failure inside the node (storage, signing). The detail is logged, the answer is
+    /// generic: 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A 403 for `check`.
+    pub fn denied(check: Check, reason: impl Into<String>) -> Self {
+        ApiError::Denied {
+            check,
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Denied { .. } => StatusCode::FORBIDDEN,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                "bad_request.too_large"
+            }
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::Denied { check, .. } => check.code(),
+            ApiError::Unavailable { dependency, .. } => dependency.code(),
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The body sent to the client (internal details are not disclosed).
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            ApiError::BadRequest { message, .. } => message.clone(),
+            ApiError::Denied { reason, .. } => reason.clone(),
+            ApiError::Unavailable { reason, .. } => reason.clone(),
+            ApiError::NotFound(m) => m.clone(),
+            ApiError::Internal(_) => "internal error".to_owned(),
+        };
+        let max = cairn_protocol::api::MAX_ERROR_MESSAGE_LEN;
+        let message = if message.len() > max {
+            let mut cut = max;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message[..cut].to_owned()
+        } else {
+            message
+        };
+        ErrorBody::new(self.code(), message)
+    }
+}
+
+impl From<cairn_onchain::Error> for ApiError {
+    fn from(e: cairn_onchain::Error) -> Self {
+        match e {
+            cairn_onchain::Error::Denied { check, reason } => ApiError::Denied {
+                check: Check::Policy(check),
+                reason,
+            },
+            e if e.is_retryable() => ApiError::Unavailable {
+                dependency: Dependency::Chain,
+                reason: e.to_string(),
+            },
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}

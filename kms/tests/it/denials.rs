@@ -1,0 +1,249 @@
+//! Every denial names its check, answers 403 (503 for an unavailable chain) and leaves
+//! no log entry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_attestation::ids::{AppId, ComposeHash};
+use cairn_attestation::simulator::SimTdx;
+use cairn_attestation::{Tee, TeeError};
+use cairn_kms::client::ErrorAnswer;
+use cairn_onchain::alloy::primitives::B256;
+use cairn_onchain::AppParams;
+use hyper::StatusCode;
+
+use crate::release::app_key;
+use crate::world::{self, pki, Guest, Running, World, COMPOSE};
+
+/// The request is denied with `code` and the log did not grow.
+async fn assert_denied(
+    kms: &Running,
+    guest_cert: &cairn_attestation::RaTlsCert,
+    status: StatusCode,
+    code: &str,
+) -> ErrorAnswer {
+    let before = kms.node.log().size();
+    let mut client = kms.client(Some(guest_cert)).await;
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (status, code),
+        "{err:?}"
+    );
+    assert_eq!(
+        kms.node.log().size(),
+        before,
+        "a denied request must not be logged"
+    );
+    assert_eq!(
+        kms.node.metrics().releases("app_key", "released", "none"),
+        0
+    );
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_hash_not_allowed_is_denied_with_the_contract_reason() {
+    let w = World::new().await;
+    let kms = w.start(0xB1).await;
+    let guest = Guest::boot(pki(), 0x11, world::image(), w.app_id, br#"{"name":"evil"}"#);
+    let err = assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.compose_hash",
+    )
+    .await;
+    assert_eq!(err.body.error.message, cairn_onchain::reasons::COMPOSE_HASH);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn os_image_not_allowed_on_chain_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xB2).await;
+    let guest = Guest::boot(pki(), 0x12, world::unlisted_image(), w.app_id, COMPOSE);
+    assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.os_image",
+    )
+    .await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_of_an_unknown_os_image_are_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xB3).await;
+    let img = cairn_attestation::simulator::OsImage::example("homebrew", "6.6");
+    let guest = Guest::boot(pki(), 0x13, img, w.app_id, COMPOSE);
+    assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.os_image_measurements",
+    )
+    .await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_not_allowed_is_denied() {
+    let w = World::new().await;
+    let params = AppParams {
+        allow_any_device: false,
+        initial_device: Some(B256::repeat_byte(0xde)),
+        initial_compose_hash: Some(B256::from(ComposeHash::of_compose(COMPOSE).0)),
+        ..AppParams::new(w.owner)
+    };
+    let app = w.chain.deploy_app(&params).await.unwrap();
+    w.mine(world::CONFIRMATIONS).await;
+    let kms = w.start(0xB4).await;
+    let guest = Guest::boot(
+        pki(),
+        0x14,
+        world::image(),
+        AppId(app.app_id().into_array()),
+        COMPOSE,
+    );
+    assert_denied(&kms, &guest.cert(), StatusCode::FORBIDDEN, "denied.device").await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_date_tcb_is_denied() {
+    let w = World::new().await;
+    let kms = w.start_with(0xB5, &world::out_of_date_pki()).await;
+    let guest = w.guest(0x15);
+    let err = assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.tcb_status",
+    )
+    .await;
+    assert_eq!(err.body.error.message, cairn_onchain::reasons::TCB_STATUS);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_app_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xB6).await;
+    let guest = Guest::boot(pki(), 0x16, world::image(), AppId([0x77; 20]), COMPOSE);
+    assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.app_not_registered",
+    )
+    .await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_from_another_trust_root_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xB7).await;
+    let guest = Guest::boot(world::rogue_pki(), 0x17, world::image(), w.app_id, COMPOSE);
+    assert_denied(&kms, &guest.cert(), StatusCode::FORBIDDEN, "denied.quote").await;
+    kms.stop().await;
+}
+
+/// A TEE that quotes report data of another key than the one it is asked about.
+struct OtherKeyTee(Arc<SimTdx>);
+
+impl Tee for OtherKeyTee {
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<(), TeeError> {
+        self.0.extend_rtmr3(digest)
+    }
+    fn quote(&self, _report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
+        self.0
+            .quote(&cairn_attestation::ra_tls_report_data(b"some other key"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_whose_quote_binds_another_key_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xB8).await;
+    let guest = w.guest(0x18);
+    let forged = guest.cert_from(&OtherKeyTee(guest.tdx.clone()));
+    assert_denied(&kms, &forged, StatusCode::FORBIDDEN, "denied.report_data").await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_compose_hash_denies_after_the_confirmations() {
+    let w = World::new().await;
+    let kms = w.start(0xB9).await;
+    let guest = w.guest(0x19);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    w.app
+        .remove_compose_hash(B256::from(ComposeHash::of_compose(COMPOSE).0))
+        .await
+        .unwrap();
+    // Pinned reads: the removal is not final until it is CONFIRMATIONS deep.
+    app_key(&mut client).await.unwrap();
+    w.mine(world::CONFIRMATIONS).await;
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(err.body.error.code, "denied.compose_hash");
+    assert_eq!(kms.node.log().size(), size);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
+    let mut w = World::new().await;
+    let kms = w.start(0xBA).await;
+    let guest = w.guest(0x1A);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    drop(w.anvil.take());
+    let t = Instant::now();
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
+        "{err:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(kms.node.log().size(), size);
+    // Still serving.
+    let (status, _) = client
+        .request(hyper::Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_chain_id_is_a_startup_error() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::node::SECRETS_DIR))
+        .unwrap()
+        .install(cairn_kms::MasterSecret::from_bytes(world::MASTER), 1)
+        .unwrap();
+    let mut opts = w.options(dir.path(), 0xBB, &pki());
+    opts.chain = cairn_onchain::ChainConfig::new(w.endpoint.clone(), 1, w.kms_auth);
+    let err = cairn_kms::Node::open(opts).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_kms::Error::Chain(cairn_onchain::Error::ChainIdMismatch { expected: 1, .. })
+        ),
+        "{err}"
+    );
+}

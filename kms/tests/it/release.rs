@@ -1,0 +1,204 @@
+//! The release path end to end: anvil + contracts + simulator evidence + real RA-TLS.
+
+use std::time::{Duration, Instant};
+
+use cairn_kms::client::KmsClient;
+use cairn_onchain::alloy::primitives::Address;
+use cairn_protocol::api::{
+    AppKeyRequest, AppKeyResponse, InclusionProofResponse, LogEntriesResponse, MetaResponse,
+    PATH_APP_KEY, PATH_LOG_ENTRIES, PATH_LOG_INCLUSION, PATH_META,
+};
+use cairn_protocol::sig;
+use cairn_tlog::{
+    leaf_hash, verify_inclusion, CheckpointVerifier, Hash, ReleaseKind, ReleaseRecord,
+};
+use hyper::Method;
+
+use crate::world::{World, CONFIRMATIONS};
+
+pub async fn app_key(
+    client: &mut KmsClient,
+) -> Result<AppKeyResponse, cairn_kms::client::ErrorAnswer> {
+    client
+        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+        .await
+        .unwrap()
+}
+
+/// Check a receipt: the checkpoint is signed by the node, the entry at `log_index` is
+/// an app-key record for `app_id`, and its inclusion proof verifies against the
+/// checkpoint's root.
+pub async fn check_receipt(
+    client: &mut KmsClient,
+    node_address: [u8; 20],
+    r: &AppKeyResponse,
+    app_id: [u8; 20],
+) -> ReleaseRecord {
+    let meta: MetaResponse = client
+        .call(Method::GET, PATH_META, None::<&()>)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.node_address, node_address);
+    let origin = r.receipt.checkpoint.lines().next().unwrap();
+    let cp = CheckpointVerifier::new(origin, Address::from(node_address))
+        .unwrap()
+        .open(r.receipt.checkpoint.as_bytes())
+        .unwrap();
+    let i = r.receipt.log_index;
+    assert!(i < cp.size());
+    let entries: LogEntriesResponse = client
+        .call(
+            Method::GET,
+            &format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1),
+            None::<&()>,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let entry = &entries.entries[0].0;
+    let proof: InclusionProofResponse = client
+        .call(
+            Method::GET,
+            &format!("{PATH_LOG_INCLUSION}?index={i}&size={}", cp.size()),
+            None::<&()>,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let hashes: Vec<Hash> = proof.hashes.iter().map(|h| Hash(h.0)).collect();
+    verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root()).unwrap();
+    let record = ReleaseRecord::decode(entry).unwrap();
+    assert_eq!(record.kind, ReleaseKind::AppKey);
+    assert_eq!(record.app_id.into_array(), app_id);
+    assert_eq!(record.kms_node.into_array(), node_address);
+    assert_eq!(record.policy_block_number, r.receipt.policy_block_number);
+    assert_eq!(record.policy_block_hash.0, r.receipt.policy_block_hash);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
+    let w = World::new().await;
+    let kms = w.start(0xA1).await;
+    let guest = w.guest(0x01);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    let r = app_key(&mut client).await.unwrap();
+
+    // The KMS signature recovers to the k256 key registered on chain.
+    let app_pub = sig::compressed(
+        k256::ecdsa::SigningKey::from_bytes((&*r.app_key).into())
+            .unwrap()
+            .verifying_key(),
+    );
+    let recovered =
+        sig::recover_kms_app_key_signer(&guest.app_id.0, &app_pub, &r.kms_signature).unwrap();
+    let at = w.chain.policy_block().await.unwrap();
+    let on_chain = w.chain.root_keys(at).await.unwrap().unwrap();
+    assert_eq!(
+        on_chain.k256_pubkey.as_ref(),
+        sig::compressed(&recovered).as_slice()
+    );
+    assert_eq!(r.key_generation, 1);
+    assert_eq!(r.os_image_hash, crate::world::image().os_image_hash().0);
+
+    // Logged, with a verifiable receipt.
+    let record = check_receipt(&mut client, kms.node.address(), &r, guest.app_id.0).await;
+    assert_eq!(record.chain_id, w.chain_id);
+    assert_eq!(record.tcb_status, "UpToDate");
+    assert_eq!(
+        kms.node.metrics().releases("app_key", "released", "none"),
+        1
+    );
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_keys_across_requests_connections_and_a_restart() {
+    let w = World::new().await;
+    let kms = w.start(0xA2).await;
+    let guest = w.guest(0x02);
+    let cert = guest.cert();
+    let mut c1 = kms.client(Some(&cert)).await;
+    let a = app_key(&mut c1).await.unwrap();
+    let b = app_key(&mut c1).await.unwrap();
+    // A new certificate (new key, new quote) of the same instance.
+    let mut c2 = kms.client(Some(&guest.cert())).await;
+    let c = app_key(&mut c2).await.unwrap();
+    for other in [&b, &c] {
+        assert_eq!(*other.app_key, *a.app_key);
+        assert_eq!(*other.disk_key, *a.disk_key);
+        assert_eq!(*other.env_secret, *a.env_secret);
+        assert_eq!(other.kms_signature, a.kms_signature);
+    }
+    assert_eq!(
+        (
+            a.receipt.log_index,
+            b.receipt.log_index,
+            c.receipt.log_index
+        ),
+        (0, 1, 2)
+    );
+    drop((c1, c2));
+
+    let address = kms.node.address();
+    let dir = kms.stop().await;
+    let opts = w.options(dir.path(), 0xA2, &crate::world::pki());
+    let kms = w.serve(opts, dir).await;
+    assert_eq!(
+        kms.node.address(),
+        address,
+        "restart keeps the node identity"
+    );
+    assert_eq!(kms.node.log().size(), 3, "restart keeps the log");
+    let mut c3 = kms.client(Some(&cert)).await;
+    let d = app_key(&mut c3).await.unwrap();
+    assert_eq!(*d.app_key, *a.app_key);
+    assert_eq!(*d.disk_key, *a.disk_key);
+    assert_eq!(d.receipt.log_index, 3);
+    check_receipt(&mut c3, address, &d, guest.app_id.0).await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_of_the_app_gets_the_app_keys_but_its_own_disk_key() {
+    let w = World::new().await;
+    let kms = w.start(0xA3).await;
+    let a = app_key(&mut kms.client(Some(&w.guest(0x03).cert())).await)
+        .await
+        .unwrap();
+    let b = app_key(&mut kms.client(Some(&w.guest(0x04).cert())).await)
+        .await
+        .unwrap();
+    assert_eq!(*a.app_key, *b.app_key);
+    assert_eq!(*a.env_secret, *b.env_secret);
+    assert_ne!(*a.disk_key, *b.disk_key);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_gets_anchored_on_chain_from_the_node_address() {
+    let w = World::new().await;
+    let kms = w.start(0xA4).await;
+    let guest = w.guest(0x05);
+    let mut client = kms.client(Some(&guest.cert())).await;
+    app_key(&mut client).await.unwrap();
+    app_key(&mut client).await.unwrap();
+    let me = Address::from(kms.node.address());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        w.mine(1).await;
+        let at = w.chain.policy_block().await.unwrap();
+        if let Some(anchor) = w.chain.latest_anchor(me, at).await.unwrap() {
+            if anchor.tree_size == 2 {
+                assert_eq!(anchor.root_hash.0, kms.node.log().root_at(2).unwrap().0);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "checkpoint not anchored in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = CONFIRMATIONS;
+    kms.stop().await;
+}

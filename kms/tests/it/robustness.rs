@@ -1,0 +1,220 @@
+//! Bad input gets a 4xx in the API's error shape, and the server keeps serving.
+
+use std::sync::Arc;
+
+use cairn_attestation::ratls_consts::{OID_EVENT_LOG, OID_QUOTE};
+use cairn_attestation::{RaTlsCert, Tee};
+use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
+use cairn_protocol::api::{EnvPubkeyResponse, ErrorBody, MetaResponse, PATH_APP_KEY, PATH_META};
+use hyper::{Method, StatusCode};
+use rcgen::{CertificateParams, CustomExtension, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rustls_pki_types::CertificateDer;
+
+use crate::release::app_key;
+use crate::world::{pki, verifier_for, Running, World};
+
+fn der_octet_string(b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let n = b.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend([0x81, n as u8]);
+    } else {
+        out.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+    out.extend_from_slice(b);
+    out
+}
+
+/// A self-signed certificate with the given RA-TLS extensions (or none).
+fn hand_made(ext: &[(&[u64], Vec<u8>)]) -> RaTlsCert {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(vec!["guest".to_owned()]).unwrap();
+    for (oid, v) in ext {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(oid, der_octet_string(v)));
+    }
+    let cert = params.self_signed(&key).unwrap();
+    RaTlsCert::from_parts(cert.der().clone(), key.serialize_der())
+}
+
+async fn error_of(
+    client: &mut KmsClient,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, ErrorBody) {
+    let (status, bytes) = client.request(method, path, body).await.unwrap();
+    let body: ErrorBody =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
+    (status, body)
+}
+
+async fn healthy(kms: &Running) {
+    let mut c = kms.client(None).await;
+    let (status, body) = c.request(Method::GET, "/healthz", None).await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
+    let w = World::new().await;
+    let kms = w.start(0xC1).await;
+    let guest = w.guest(0x21);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+
+    let (s, b) = error_of(
+        &mut c,
+        Method::POST,
+        PATH_APP_KEY,
+        Some(vec![b' '; 70 * 1024]),
+    )
+    .await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "bad_request.too_large")
+    );
+    let mut c = kms.client(Some(&cert)).await;
+    let (s, b) = error_of(
+        &mut c,
+        Method::POST,
+        PATH_APP_KEY,
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (s, b) = error_of(
+        &mut c,
+        Method::POST,
+        PATH_APP_KEY,
+        Some(br#"{"app_id":"0x00"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{b:?}"
+    );
+    let (s, b) = error_of(&mut c, Method::GET, "/v1/log/entries?start=5&end=1", None).await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (s, b) = error_of(&mut c, Method::GET, "/v1/log/proof/inclusion?index=x", None).await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (s, b) = error_of(&mut c, Method::GET, "/v1/env-pubkey/0x1234", None).await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (s, b) = error_of(&mut c, Method::GET, "/v2/nothing", None).await;
+    assert_eq!(
+        (s, b.error.code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // The connection still works for a real release afterwards.
+    app_key(&mut c).await.unwrap();
+    assert_eq!(kms.node.log().size(), 1);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_endpoints_need_no_certificate_but_releases_do() {
+    let w = World::new().await;
+    let kms = w.start(0xC2).await;
+    let mut c = kms.client(None).await;
+    let meta: MetaResponse = c
+        .call(Method::GET, PATH_META, None::<&()>)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.node_address, kms.node.address());
+    assert_eq!(meta.chain_id, w.chain_id);
+    let env: EnvPubkeyResponse = c
+        .call(
+            Method::GET,
+            &format!("/v1/env-pubkey/0x{}", w.app_id.to_hex()),
+            None::<&()>,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&meta.root_k256_public_key).unwrap();
+    env.verify(&w.app_id.0, &root, cairn_kms::evidence::unix_now(), 300)
+        .unwrap();
+    let (status, text) = c.request(Method::GET, "/metrics", None).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(std::str::from_utf8(&text)
+        .unwrap()
+        .contains("cairn_kms_stage_duration_seconds"));
+
+    let err = app_key(&mut c).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.client_cert")
+    );
+    assert_eq!(kms.node.log().size(), 0);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_certificates_and_truncated_quotes_are_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xC3).await;
+    let guest = w.guest(0x23);
+
+    // A plain certificate: no evidence at all.
+    let mut c = kms.client(Some(&hand_made(&[]))).await;
+    let err = app_key(&mut c).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.client_cert")
+    );
+
+    // A truncated quote.
+    let quote = guest.tdx.quote(&[0u8; 64]).unwrap();
+    let cert = hand_made(&[
+        (OID_QUOTE, quote[..quote.len() / 2].to_vec()),
+        (OID_EVENT_LOG, guest.log.to_json()),
+    ]);
+    let mut c = kms.client(Some(&cert)).await;
+    let err = app_key(&mut c).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.quote"),
+        "{err:?}"
+    );
+
+    // Random bytes instead of a quote.
+    let cert = hand_made(&[
+        (OID_QUOTE, vec![0xab; 700]),
+        (OID_EVENT_LOG, b"[]".to_vec()),
+    ]);
+    let mut c = kms.client(Some(&cert)).await;
+    let err = app_key(&mut c).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::FORBIDDEN);
+
+    // Bytes that are not a certificate at all: the handshake fails, nothing else.
+    let junk = RaTlsCert::from_parts(
+        CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+        hand_made(&[]).key_pkcs8_der().to_vec(),
+    );
+    if let Ok(config) = client_config(kms_server_verifier(verifier_for(&pki())), Some(&junk)) {
+        if let Ok((mut c, _)) = KmsClient::connect(kms.addr, Arc::clone(&config)).await {
+            assert!(c.request(Method::GET, "/healthz", None).await.is_err());
+        }
+    }
+    healthy(&kms).await;
+    assert_eq!(kms.node.log().size(), 0);
+    kms.stop().await;
+}

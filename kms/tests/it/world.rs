@@ -1,0 +1,313 @@
+//! The KMS test world: anvil with a deployed Cairn system, a simulated Intel PKI, KMS
+//! nodes serving over real RA-TLS on free ports, and simulated guests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
+use cairn_attestation::simulator::{
+    OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTcbStatus, SimTdx,
+};
+use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
+use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
+use cairn_kms::evidence::unix_now;
+use cairn_kms::node::{NodeOptions, SECRETS_DIR};
+use cairn_kms::{CollateralSource, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_onchain::alloy::node_bindings::AnvilInstance;
+use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
+use cairn_onchain::alloy::providers::ext::AnvilApi;
+use cairn_onchain::alloy::signers::local::PrivateKeySigner;
+use cairn_onchain::testing::spawn_anvil;
+use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Policy is read this many blocks behind head.
+pub const CONFIRMATIONS: u64 = 2;
+/// The OS image every KMS and guest boots unless a test says otherwise.
+pub fn image() -> OsImage {
+    OsImage::example("cairn-os", "1.0")
+}
+/// An image the nodes recognise but the chain does not allow.
+pub fn unlisted_image() -> OsImage {
+    OsImage::example("cairn-os", "0.9-unlisted")
+}
+/// The app compose every guest runs unless a test says otherwise.
+pub const COMPOSE: &[u8] = br#"{"manifest_version":2,"name":"demo","runner":"process"}"#;
+/// The shared master secret of the test cluster.
+pub const MASTER: [u8; 32] = [0x5a; 32];
+
+/// The simulated Intel PKI (collateral anchored at the wall clock: rustls and the
+/// verifier check certificates at the current time).
+pub fn pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
+        .clone()
+}
+
+/// The same PKI (same keys and certificates) whose TCB info rates the platform OutOfDate.
+pub fn out_of_date_pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let mut c = pki().config().clone();
+        c.tcb_status = SimTcbStatus::OutOfDate;
+        Arc::new(SimPki::new(c).unwrap())
+    })
+    .clone()
+}
+
+/// Another vendor root entirely.
+pub fn rogue_pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x66; 32], unix_now())).unwrap()))
+        .clone()
+}
+
+pub fn verifier_for(pki: &SimPki) -> Verifier {
+    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+        .with_collateral(Collateral::new(pki.collateral()).unwrap())
+}
+
+/// A booted guest CVM: its TEE, event log (up to `boot-mr-done`), app id.
+pub struct Guest {
+    pub tdx: Arc<SimTdx>,
+    pub log: EventLog,
+    pub app_id: AppId,
+}
+
+impl Guest {
+    pub fn boot(
+        pki: Arc<SimPki>,
+        host_seed: u8,
+        image: OsImage,
+        app_id: AppId,
+        compose: &[u8],
+    ) -> Self {
+        let tdx = Arc::new(SimTdx::new(pki, SimHostConfig::new([host_seed; 32], image)).unwrap());
+        let compose_hash = ComposeHash::of_compose(compose);
+        let instance_id = InstanceId::derive(&[host_seed; 8], &app_id);
+        let mut log = EventLog::new();
+        log.measure_boot(tdx.as_ref(), &app_id, &compose_hash, &instance_id)
+            .unwrap();
+        Guest { tdx, log, app_id }
+    }
+
+    /// A fresh RA-TLS client certificate (usage `app:custom`).
+    pub fn cert(&self) -> RaTlsCert {
+        self.cert_from(self.tdx.as_ref())
+    }
+
+    pub fn cert_from(&self, tee: &dyn Tee) -> RaTlsCert {
+        RaTlsCertBuilder::new(Usage::AppCustom)
+            .common_name("guest")
+            .event_log(&self.log.to_json())
+            .app_id(self.app_id.0)
+            .build(tee)
+            .unwrap()
+    }
+}
+
+/// A KMS node serving on a free port.
+pub struct Running {
+    pub node: Arc<Node>,
+    pub addr: SocketAddr,
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<cairn_kms::Result<()>>>,
+}
+
+impl Running {
+    /// Shut down and wait until every handle on the node is gone (so it can reopen).
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Arc::strong_count(&self.node) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "node handles still alive after shutdown"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.dir.clone()
+    }
+
+    /// A client presenting `cert` (or none).
+    pub async fn client(&self, cert: Option<&RaTlsCert>) -> KmsClient {
+        let config = client_config(kms_server_verifier(verifier_for(&pki())), cert).unwrap();
+        KmsClient::connect(self.addr, config).await.unwrap().0
+    }
+}
+
+pub struct World {
+    pub anvil: Option<AnvilInstance>,
+    pub chain: ChainClient,
+    pub owner: Address,
+    pub kms_auth: Address,
+    pub app: AppAuthClient,
+    pub app_id: AppId,
+    pub endpoint: url::Url,
+    pub chain_id: u64,
+}
+
+impl World {
+    /// Anvil, the system deployed, the root keys of [`MASTER`] registered, image 1.0
+    /// allowed, an app with [`COMPOSE`] allowed on any device.
+    pub async fn new() -> World {
+        cairn_kms::node::install_crypto_provider();
+        let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
+        let conn = Connection::connect(
+            anvil.endpoint_url(),
+            anvil.chain_id(),
+            Duration::from_secs(20),
+            Some(signer),
+        )
+        .await
+        .unwrap();
+        let owner = conn.sender().unwrap();
+        let deployment = conn.deploy_system(owner).await.unwrap();
+        let chain = ChainClient::with_connection(conn, deployment.kms_auth, CONFIRMATIONS, 64)
+            .await
+            .unwrap();
+        let root = RootKeys::derive(&MasterSecret::from_bytes(MASTER)).unwrap();
+        chain
+            .set_kms_root_keys(
+                1,
+                Bytes::from(root.k256_public().to_vec()),
+                Bytes::from(root.ca().spki_der()),
+            )
+            .await
+            .unwrap();
+        chain
+            .add_os_image(B256::from(image().os_image_hash().0))
+            .await
+            .unwrap();
+        let params = AppParams {
+            initial_compose_hash: Some(B256::from(ComposeHash::of_compose(COMPOSE).0)),
+            ..AppParams::new(owner)
+        };
+        let app = chain.deploy_app(&params).await.unwrap();
+        let app_id = AppId(app.app_id().into_array());
+        let endpoint = anvil.endpoint_url();
+        let chain_id = anvil.chain_id();
+        let w = World {
+            anvil: Some(anvil),
+            chain,
+            owner,
+            kms_auth: deployment.kms_auth,
+            app,
+            app_id,
+            endpoint,
+            chain_id,
+        };
+        w.mine(CONFIRMATIONS).await;
+        w
+    }
+
+    pub async fn mine(&self, blocks: u64) {
+        self.chain
+            .connection()
+            .provider()
+            .anvil_mine(Some(blocks), None)
+            .await
+            .unwrap();
+    }
+
+    pub fn chain_config(&self) -> ChainConfig {
+        ChainConfig::new(self.endpoint.clone(), self.chain_id, self.kms_auth)
+            .with_confirmations(CONFIRMATIONS)
+            .with_call_timeout(Duration::from_secs(2))
+    }
+
+    /// Options of a KMS node on host `host_seed`, verifying with `pki`'s collateral.
+    pub fn options(&self, dir: &Path, host_seed: u8, collateral_pki: &SimPki) -> NodeOptions {
+        let tdx = SimTdx::new(pki(), SimHostConfig::new([host_seed; 32], image())).unwrap();
+        let event_log = cairn_kms::config::simulated_kms_boot(&tdx, &[host_seed; 32]).unwrap();
+        NodeOptions {
+            data_dir: dir.to_owned(),
+            chain: self.chain_config(),
+            verifier: verifier_for(collateral_pki),
+            collateral: CollateralSource::Configured,
+            os_images: vec![image().manifest(), unlisted_image().manifest()],
+            tee: Arc::new(tdx),
+            event_log,
+            log_origin: None,
+            anchor_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// Allow a KMS node's own evidence on chain (MR, device) and fund its address.
+    pub async fn register_kms(&self, opts: &NodeOptions, address: Option<[u8; 20]>) {
+        let own = cairn_kms::lifecycle::own_evidence(opts).await.unwrap();
+        self.chain
+            .add_kms_aggregated_mr(own.boot.mrAggregated)
+            .await
+            .unwrap();
+        self.chain.add_kms_device(own.boot.deviceId).await.unwrap();
+        if let Some(a) = address {
+            let a = Address::from(a);
+            self.chain.add_kms_node(a).await.unwrap();
+            self.chain
+                .connection()
+                .provider()
+                .anvil_set_balance(a, U256::from(10u128.pow(20)))
+                .await
+                .unwrap();
+        }
+        self.mine(CONFIRMATIONS).await;
+    }
+
+    /// A bootstrapped (with [`MASTER`]), registered node on host `host_seed`, serving.
+    pub async fn start(&self, host_seed: u8) -> Running {
+        self.start_with(host_seed, &pki()).await
+    }
+
+    pub async fn start_with(&self, host_seed: u8, collateral_pki: &SimPki) -> Running {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let address = {
+            let store = SecretStore::open(dir.path().join(SECRETS_DIR)).unwrap();
+            store
+                .install(MasterSecret::from_bytes(MASTER), 1)
+                .unwrap()
+                .node_key
+                .address()
+        };
+        let opts = self.options(dir.path(), host_seed, &pki());
+        self.register_kms(&opts, Some(address)).await;
+        let opts = self.options(dir.path(), host_seed, collateral_pki);
+        self.serve(opts, dir).await
+    }
+
+    /// Open and serve a node from `opts`.
+    pub async fn serve(&self, opts: NodeOptions, dir: Arc<TempDir>) -> Running {
+        let node = Node::open(opts).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
+            let _ = rx.await;
+        }));
+        Running {
+            node,
+            addr,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A guest of the world's app on host `host_seed`.
+    pub fn guest(&self, host_seed: u8) -> Guest {
+        Guest::boot(pki(), host_seed, image(), self.app_id, COMPOSE)
+    }
+}
