@@ -1,6 +1,6 @@
 //! Benchmarks of `cairn-tlog`: durable appends per second (one fsync per
 //! batch), group commit under concurrent appenders, and proof generation on
-//! a log of 1M entries. Numbers are recorded in docs/benchmarks-tlog.md.
+//! a log of 1M entries. Numbers are recorded in docs/benchmarks.md.
 //!
 //! Run: `cargo bench -p cairn-tlog --bench tlog`
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
