@@ -9,6 +9,16 @@ need cargo "install Rust with rustup"
 need cc "a C compiler (gcc) for ring"
 ensure_npm_tools
 
+# The public Python dstack SDK, pinned, for the guest-agent compatibility test
+# (guest/tests/it/python_sdk.rs uses .venv/bin/python).
+DSTACK_SDK_VERSION=0.5.4
+need python3 "Python 3.9+ with venv"
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('dstack-sdk') != '$DSTACK_SDK_VERSION')" 2>/dev/null; then
+  log "creating .venv with dstack-sdk==$DSTACK_SDK_VERSION"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "dstack-sdk==$DSTACK_SDK_VERSION"
+fi
+
 log "toolchain: $(cargo --version), node $(node --version), $("$FORGE" --version | head -n1)"
 
 log "building contracts (forge, solcjs via tools/solc)"

@@ -1,1 +1,120 @@
+//! The public Python `dstack-sdk` (PyPI, pinned in scripts/setup.sh) talks to the guest
+//! agent unchanged over its unix socket: get_key, get_quote, info, get_tls_key, version.
+//! The quote it receives verifies with Cairn's verifier, and the SDK's `replay_rtmrs()`
+//! equals the quoted RTMR3.
+//!
+//! Needs `.venv/bin/python` with dstack-sdk installed (`scripts/setup.sh`); fails loudly
+//! when it is missing.
 
+use std::path::PathBuf;
+
+use cairn_guest::agent;
+use cairn_protocol::sig;
+
+use crate::agent::booted;
+use crate::world::*;
+
+/// The SDK version `scripts/setup.sh` installs.
+const DSTACK_SDK_VERSION: &str = "0.5.4";
+
+fn venv_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh (it installs dstack-sdk=={DSTACK_SDK_VERSION} into .venv)",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
+    let python = venv_python();
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _tee) = booted(&kms).await;
+    let socket = s.dir.path().join("dstack.sock");
+    let listener = agent::bind_unix(&socket).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = agent::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/sdk_client.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(&socket)
+        .output()
+        .await
+        .unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sdk_version"], DSTACK_SDK_VERSION);
+
+    // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3
+    let mut rd = [0u8; 64];
+    rd[..15].copy_from_slice(b"dstack-sdk test");
+    assert_eq!(v["report_data"], hex::encode(rd));
+    let quote = hex::decode(v["quote"].as_str().unwrap()).unwrap();
+    let vq = verifier()
+        .verify(
+            &quote,
+            v["event_log"].as_str().unwrap().as_bytes(),
+            &rd,
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(v["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    assert_eq!(*vq.app_id(), s.app_id());
+
+    // info
+    assert_eq!(v["app_id"], hex::encode(s.app_id().0));
+    assert_eq!(v["compose_hash"], hex::encode(s.compose_hash().0));
+    assert_eq!(v["tcb_rtmr3"], vq.rtmrs()[3].to_hex());
+    assert_eq!(v["tcb_event_count"], 8);
+
+    // get_key: the signature chain verifies to the KMS root
+    let key =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(v["key"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let chain: Vec<[u8; 65]> = v["signature_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    sig::verify_signature_chain(
+        &s.app_id().0,
+        "eth",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root_keys(MASTER).k256().verifying_key(),
+    )
+    .unwrap();
+
+    // get_tls_key: leaf + app CA + root CA, leaf carries RA-TLS evidence
+    let chain = v["tls_chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 3);
+    let (_, leaf) =
+        x509_parser::pem::parse_x509_pem(chain[0].as_str().unwrap().as_bytes()).unwrap();
+    let ev = cairn_attestation::parse_ra_tls_extensions(&leaf.contents).unwrap();
+    assert_eq!(ev.app_id, Some(s.app_id().0));
+    assert!(v["tls_key"].as_str().unwrap().contains("PRIVATE KEY"));
+    assert!(v["agent_version"].is_string());
+}
