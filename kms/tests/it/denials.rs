@@ -247,3 +247,26 @@ async fn wrong_chain_id_is_a_startup_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
+    let w = World::new().await;
+    let kms = w.start(0xBC).await;
+    let guest = w.guest(0x1C);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    let mr = kms.node.own_evidence().boot.mrAggregated;
+    w.chain.remove_kms_aggregated_mr(mr).await.unwrap();
+    w.mine(world::CONFIRMATIONS).await;
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.self_check"),
+        "{err:?}"
+    );
+    assert!(err.body.error.message.contains(cairn_onchain::reasons::KMS_MR));
+    assert_eq!(kms.node.log().size(), size);
+    kms.stop().await;
+}

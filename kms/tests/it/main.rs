@@ -7,6 +7,7 @@ mod known_answer;
 mod onboard;
 mod release;
 mod robustness;
+mod sign_cert;
 mod world;
 
 use cairn_attestation::ids::{AppId, InstanceId, InstanceIdBytes};

@@ -1,0 +1,100 @@
+//! `sign-cert`: the app CA signs a CSR for the attested key only.
+
+use cairn_attestation::ratls_consts::{OID_APP_ID, OID_SPECIAL_USAGE};
+use cairn_protocol::api::{SignCertRequest, SignCertResponse, PATH_SIGN_CERT};
+use cairn_tlog::{ReleaseKind, ReleaseRecord};
+use hyper::{Method, StatusCode};
+use p256::ecdsa::signature::Verifier as _;
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
+use x509_parser::prelude::*;
+
+use crate::world::World;
+
+fn csr(key: &KeyPair) -> Vec<u8> {
+    let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "demo app");
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    p.contents
+}
+
+fn ext<'a>(cert: &'a X509Certificate<'_>, oid: &[u64]) -> &'a [u8] {
+    let oid = x509_parser::der_parser::oid::Oid::from(oid).unwrap();
+    let e = cert
+        .extensions()
+        .iter()
+        .find(|e| e.oid == oid)
+        .expect("extension present");
+    &e.value[2..]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
+    let w = World::new().await;
+    let kms = w.start(0xE1).await;
+    let guest = w.guest(0x41);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let req = SignCertRequest {
+        csr: csr(&cert.key_pair().unwrap()),
+    };
+    let resp: SignCertResponse = c
+        .call(Method::POST, PATH_SIGN_CERT, Some(&req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.certificate_chain.len(), 3);
+    let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
+    let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
+    let (_, app_ca) = X509Certificate::from_der(&ders[1]).unwrap();
+    assert_eq!(resp.certificate_chain[2], kms.node.root_keys().ca().cert_pem());
+    // leaf signed by the app CA key
+    let ca_key =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&app_ca.public_key().subject_public_key.data)
+            .unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&leaf.signature_value.data).unwrap();
+    ca_key
+        .verify(leaf.tbs_certificate.as_ref(), &sig)
+        .unwrap();
+    assert_eq!(leaf.issuer(), app_ca.subject());
+    assert_eq!(ext(&leaf, OID_APP_ID), &guest.app_id.0);
+    assert_eq!(ext(&leaf, OID_SPECIAL_USAGE), b"app:custom");
+    // the leaf certifies the attested key
+    let (_, client) = X509Certificate::from_der(&cert.cert_der).unwrap();
+    assert_eq!(
+        leaf.public_key().subject_public_key.data,
+        client.public_key().subject_public_key.data
+    );
+    let rec = ReleaseRecord::decode(&kms.node.log().entry(0).unwrap()).unwrap();
+    assert_eq!(rec.kind, ReleaseKind::SignCert);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
+    let w = World::new().await;
+    let kms = w.start(0xE2).await;
+    let guest = w.guest(0x42);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
+        let err = c
+            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&SignCertRequest { csr }))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (err.status, err.body.error.code.as_str()),
+            (StatusCode::FORBIDDEN, "denied.csr"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(kms.node.log().size(), 0);
+    kms.stop().await;
+}
