@@ -20,7 +20,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cairn_attestation::consts::{MAX_EVENT_NAME_LEN, MAX_EVENT_PAYLOAD_LEN};
 use cairn_attestation::ids::{Measurement48, TdMeasurements};
-use cairn_attestation::{ra_tls_report_data, ratls_consts, Usage};
+use cairn_attestation::{RaTlsCertBuilder, Usage};
 use cairn_protocol::agent::{
     decode_hex, AgentError, AttestResponse, Attestation, EmitEventRequest, GetKeyRequest,
     GetKeyResponse, GetQuoteResponse, GetTlsKeyRequest, GetTlsKeyResponse, InfoResponse,
@@ -28,10 +28,7 @@ use cairn_protocol::agent::{
     VersionResponse, ATTESTATION_VERSION, MAX_PATH_LEN, MAX_REQUEST_LEN, MAX_SIGN_DATA_LEN,
 };
 use cairn_protocol::sig;
-use rcgen::{
-    CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
-    PublicKeyData, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, UnixListener};
@@ -205,7 +202,7 @@ async fn get_key(State(s): State<Arc<GuestState>>, body: Bytes) -> AgentResult<G
         &req.purpose,
         s.secrets.kms_signature,
     )
-    .map_err(|e| AgentFailure(Error::Env(e)))?;
+    .map_err(|e| AgentFailure(Error::Signing(e)))?;
     Ok(Json(GetKeyResponse {
         key: hex::encode(d.key.to_bytes()),
         signature_chain: vec![hex::encode(d.app_signature), hex::encode(d.kms_signature)],
@@ -306,22 +303,6 @@ async fn info(State(s): State<Arc<GuestState>>) -> AgentResult<InfoResponse> {
     }))
 }
 
-/// DER OCTET STRING (definite, minimal length).
-fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
-    let len = bytes.len();
-    let mut out = vec![0x04];
-    if len < 0x80 {
-        out.push(len as u8); // < 0x80
-    } else {
-        let be = (len as u64).to_be_bytes();
-        let skip = be.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (be.len() - skip) as u8); // at most 8
-        out.extend_from_slice(&be[skip..]);
-    }
-    out.extend_from_slice(bytes);
-    out
-}
-
 /// Most alt names in a `GetTlsKey` request.
 pub const MAX_ALT_NAMES: usize = 32;
 
@@ -341,15 +322,28 @@ async fn get_tls_key(
         )));
     }
     let s2 = s.clone();
-    let (key, csr_der, client_cert) = blocking(move || {
+    let usage_ra_tls = req.usage_ra_tls;
+    let (client_cert, csr_der) = blocking(move || {
         let gen = |e: rcgen::Error| Error::BadRequest(format!("certificate request: {e}"));
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen)?;
-        let mut params = CertificateParams::new(req.alt_names.clone()).map_err(gen)?;
         let subject = if req.subject.is_empty() {
             s2.compose.name.clone()
         } else {
             req.subject.clone()
         };
+        // The new key's own RA-TLS certificate: its quote binds the key, and it is the
+        // client certificate of the sign-cert call (the KMS requires the CSR key to be
+        // the attested client key).
+        let cert = {
+            let log = s2.event_log();
+            RaTlsCertBuilder::new(Usage::AppCustom)
+                .common_name(subject.clone())
+                .alt_names(req.alt_names.clone())
+                .event_log(&log.to_json())
+                .app_id(s2.app_id.0)
+                .build(s2.tee.as_ref())?
+        };
+        let key = cert.key_pair()?;
+        let mut params = CertificateParams::new(req.alt_names.clone()).map_err(gen)?;
         params.distinguished_name.push(DnType::CommonName, subject);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if req.usage_server_auth {
@@ -362,24 +356,8 @@ async fn get_tls_key(
                 .extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
-        if req.usage_ra_tls {
-            let rd = ra_tls_report_data(&key.subject_public_key_info());
-            let (quote, log) = s2.quote_with_log(&rd)?;
-            let ext =
-                |oid: &[u64], b: &[u8]| CustomExtension::from_oid_content(oid, der_octet_string(b));
-            params.custom_extensions = vec![
-                ext(ratls_consts::OID_QUOTE, &quote),
-                ext(ratls_consts::OID_EVENT_LOG, &log),
-                ext(ratls_consts::OID_APP_ID, &s2.app_id.0),
-                ext(
-                    ratls_consts::OID_SPECIAL_USAGE,
-                    Usage::AppCustom.as_str().as_bytes(),
-                ),
-            ];
-        }
         let csr = params.serialize_request(&key).map_err(gen)?;
-        let client_cert = s2.client_cert()?;
-        Ok((key, csr.der().to_vec(), client_cert))
+        Ok((cert, csr.der().to_vec()))
     })
     .await?;
     let resp = s
@@ -387,8 +365,25 @@ async fn get_tls_key(
         .sign_cert(&s.secrets.kms_url, &client_cert, csr_der)
         .await
         .map_err(|e| AgentFailure(Error::Kms(e)))?;
+    let leaf = resp
+        .certificate_chain
+        .first()
+        .ok_or_else(|| AgentFailure(Error::BadKmsResponse("empty certificate chain".to_owned())))?;
+    if usage_ra_tls {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(leaf.as_bytes())
+            .map_err(|e| AgentFailure(Error::BadKmsResponse(format!("leaf PEM: {e}"))))?;
+        if let Err(e) = cairn_attestation::parse_ra_tls_extensions(&pem.contents) {
+            return Err(AgentFailure(Error::BadKmsResponse(format!(
+                "usage_ra_tls was requested but the KMS-issued leaf carries no RA-TLS evidence ({e})"
+            ))));
+        }
+    }
+    let key_pem = client_cert
+        .key_pair()
+        .map_err(|e| AgentFailure(Error::RaTls(e)))?
+        .serialize_pem();
     Ok(Json(GetTlsKeyResponse {
-        key: key.serialize_pem(),
+        key: key_pem,
         certificate_chain: resp.certificate_chain,
     }))
 }
@@ -415,9 +410,9 @@ async fn sign(State(s): State<Arc<GuestState>>, body: Bytes) -> AgentResult<Sign
         SIGN_KEY_PURPOSE,
         s.secrets.kms_signature,
     )
-    .map_err(|e| AgentFailure(Error::Env(e)))?;
+    .map_err(|e| AgentFailure(Error::Signing(e)))?;
     let signature =
-        sig::sign_recoverable(&d.key, &digest).map_err(|e| AgentFailure(Error::Env(e)))?;
+        sig::sign_recoverable(&d.key, &digest).map_err(|e| AgentFailure(Error::Signing(e)))?;
     Ok(Json(SignResponse {
         signature: hex::encode(signature),
         signature_chain: vec![hex::encode(d.app_signature), hex::encode(d.kms_signature)],

@@ -179,13 +179,21 @@ fn instance_seed(share: &HostShare, app_id: &AppId) -> Result<Vec<u8>> {
         app_id: hex::encode(app_id.0),
         instance_id: String::new(),
     };
-    match serde_json::to_vec(&info) {
-        Ok(bytes) => {
-            if let Err(e) = std::fs::write(share.dir.join(share::INSTANCE_INFO), bytes) {
-                tracing::warn!(error = %e, "could not write the new instance seed back to the share");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not encode .instance-info"),
+    // `create_new` (O_CREAT|O_EXCL) never follows a symlink the host may have planted
+    // since the share was read, and never overwrites anything.
+    let written = serde_json::to_vec(&info)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(share.dir.join(share::INSTANCE_INFO))
+                .and_then(|mut f| f.write_all(&bytes))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not write the new instance seed back to the share");
     }
     Ok(seed)
 }

@@ -64,6 +64,9 @@ pub enum Error {
     /// The encrypted env could not be decrypted or parsed.
     #[error("encrypted env: {0}")]
     Env(#[from] cairn_protocol::Error),
+    /// Deriving or signing with an app-derived key failed.
+    #[error("key derivation or signing: {0}")]
+    Signing(cairn_protocol::Error),
     /// Writing the keys directory failed.
     #[error("keys directory {path}: {reason}")]
     KeysDir {

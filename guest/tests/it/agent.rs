@@ -189,15 +189,41 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
         .unwrap();
     assert_eq!(*id.app_id(), s.app_id());
 
-    // without usage_ra_tls: a plain leaf
+    // without usage_ra_tls: still a leaf from the app CA for the returned key
     let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
-    assert!(matches!(
-        cairn_attestation::parse_ra_tls_extensions(&leaf.contents),
-        Err(cairn_attestation::RaTlsError::MissingExtension("quote"))
-    ));
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
+    cert.verify_signature(Some(ca.public_key())).unwrap();
+    let kp = rcgen::KeyPair::from_pem(&r.key).unwrap();
+    assert_eq!(
+        cert.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&kp).as_slice()
+    );
+}
+
+#[tokio::test]
+async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
+    let kms = StubKms::start(Mode::LeafWithoutEvidence).await;
+    let (_s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "GetTlsKey",
+        r#"{"subject":"x","usage_ra_tls":true}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("carries no RA-TLS evidence"),
+        "{v}"
+    );
+    // a plain TLS key still works with such a KMS
+    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }
 
 #[tokio::test]

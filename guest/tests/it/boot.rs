@@ -356,3 +356,65 @@ async fn no_secret_reaches_the_logs() {
     }
     assert!(!format!("{:?}", booted.state).contains(&hex::encode(*keys.k256_secret())));
 }
+
+#[tokio::test]
+async fn no_instance_id_measures_an_empty_instance_id() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], r#","no_instance_id":true"#);
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    let log = booted.state.event_log().events().to_vec();
+    assert_eq!(log[3], RuntimeEvent::new("instance-id", vec![]));
+    // the disk key is the one for an empty instance id
+    let keys = kms.app_keys(&s.app_id(), &cairn_attestation::ids::InstanceId::None);
+    assert_eq!(
+        std::fs::read(s.keys_dir().join("disk.key")).unwrap(),
+        keys.disk_key().expose().to_vec()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_instance_seed_is_generated_and_written_back_once() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    std::fs::remove_file(s.share_dir().join(".instance-info")).unwrap();
+    let first = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    let info = cairn_protocol::sysconfig::InstanceInfo::parse(
+        &std::fs::read(s.share_dir().join(".instance-info")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info.seed().unwrap().len(), 32);
+    // a reboot reads the same seed, hence the same instance id
+    let again = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(again.state.instance_id, first.state.instance_id);
+    assert_ne!(first.state.instance_id, s.instance_id());
+}
+
+#[tokio::test]
+async fn the_app_id_comes_from_instance_info_when_set() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let app_id = [0xAB; 20];
+    s.write(
+        ".instance-info",
+        format!(
+            r#"{{"instance_id_seed":"{}","app_id":"{}"}}"#,
+            hex::encode(b"seed-1"),
+            hex::encode(app_id)
+        )
+        .as_bytes(),
+    );
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.app_id.0, app_id);
+    assert_eq!(
+        booted.state.event_log().events()[1].payload,
+        app_id.to_vec()
+    );
+}

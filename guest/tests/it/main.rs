@@ -3,5 +3,6 @@
 
 mod agent;
 mod boot;
+mod cli;
 mod python_sdk;
 mod world;

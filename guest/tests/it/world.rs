@@ -75,6 +75,8 @@ pub enum Mode {
     WrongUsage,
     /// Refuses with 403 `denied.compose_hash`.
     Deny,
+    /// Issues sign-cert leaves without the quote and event log (the real KMS as of now).
+    LeafWithoutEvidence,
 }
 
 pub struct StubKms {
@@ -174,11 +176,22 @@ impl StubKms {
                     let Ok(identity) = verifier.peer_identity(tls.get_ref().1) else {
                         return;
                     };
+                    let peer_cert: Arc<Vec<u8>> = Arc::new(
+                        tls.get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.to_vec())
+                            .unwrap_or_default(),
+                    );
                     let svc = hyper::service::service_fn(move |req| {
                         let ctx = ctx.clone();
                         let identity = identity.clone();
+                        let peer_cert = peer_cert.clone();
                         async move {
-                            Ok::<_, std::convert::Infallible>(handle(&ctx, &identity, req).await)
+                            Ok::<_, std::convert::Infallible>(
+                                handle(&ctx, &identity, &peer_cert, req).await,
+                            )
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -217,7 +230,12 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
     )
 }
 
-async fn handle(ctx: &Ctx, id: &VerifiedQuote, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    ctx: &Ctx,
+    id: &VerifiedQuote,
+    peer_cert: &[u8],
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "body");
@@ -256,7 +274,13 @@ async fn handle(ctx: &Ctx, id: &VerifiedQuote, req: Request<Incoming>) -> Respon
             let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "json");
             };
-            match sign_csr(&keys, &ctx.root, &req.csr) {
+            match sign_csr(
+                &keys,
+                &ctx.root,
+                peer_cert,
+                &req.csr,
+                ctx.mode != Mode::LeafWithoutEvidence,
+            ) {
                 Ok(chain) => json(
                     StatusCode::OK,
                     serde_json::to_vec(&SignCertResponse {
@@ -271,72 +295,68 @@ async fn handle(ctx: &Ctx, id: &VerifiedQuote, req: Request<Incoming>) -> Respon
     }
 }
 
-/// What a KMS's sign-cert does: check the CSR signature, copy subject, SANs, EKUs and the
-/// RA-TLS extensions, sign with the app CA.
-fn sign_csr(keys: &AppKeys, root: &RootKeys, csr_der: &[u8]) -> Result<Vec<String>, String> {
-    use x509_parser::prelude::*;
-    let (_, csr) = X509CertificationRequest::from_der(csr_der).map_err(|e| e.to_string())?;
-    csr.verify_signature().map_err(|e| e.to_string())?;
-    let info = &csr.certification_request_info;
+/// What the real KMS's sign-cert does (kms/src/node.rs): parse the CSR with rcgen (which
+/// refuses unknown extensions), require the CSR key to be the attested client
+/// certificate's key, copy subject and SANs, add app id and usage `app:custom`, sign with
+/// the app CA. In addition — the behaviour `GetTlsKey{usage_ra_tls}` needs, proposed for
+/// the real KMS in docs/guest-agent.md — copy the client certificate's quote and event log
+/// (they bind the same key, so the leaf is a valid RA-TLS certificate).
+fn sign_csr(
+    keys: &AppKeys,
+    root: &RootKeys,
+    peer_cert: &[u8],
+    csr_der: &[u8],
+    copy_evidence: bool,
+) -> Result<Vec<String>, String> {
+    let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| e.to_string())?;
+    let (_, client) = x509_parser::parse_x509_certificate(peer_cert).map_err(|e| e.to_string())?;
+    use rcgen::PublicKeyData;
+    if csr.public_key.der_bytes() != client.public_key().subject_public_key.data.as_ref() {
+        return Err("the CSR key is not the key of the attested client certificate".to_owned());
+    }
+    let evidence =
+        cairn_attestation::parse_ra_tls_extensions(peer_cert).map_err(|e| e.to_string())?;
     let mut params = rcgen::CertificateParams::default();
-    for cn in info.subject.iter_common_name() {
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            cn.as_str().map_err(|e| e.to_string())?,
-        );
+    params.distinguished_name = csr.params.distinguished_name.clone();
+    params.subject_alt_names = csr.params.subject_alt_names.clone();
+    params.extended_key_usages = csr.params.extended_key_usages.clone();
+    let ext = |oid: &[u64], b: &[u8]| rcgen::CustomExtension::from_oid_content(oid, octet(b));
+    use cairn_attestation::ratls_consts as c;
+    if copy_evidence {
+        params.custom_extensions = vec![
+            ext(c::OID_QUOTE, &evidence.quote),
+            ext(c::OID_EVENT_LOG, &evidence.event_log),
+        ];
     }
-    for ext in csr.requested_extensions().into_iter().flatten() {
-        match ext {
-            ParsedExtension::SubjectAlternativeName(san) => {
-                for n in &san.general_names {
-                    if let GeneralName::DNSName(d) = n {
-                        params
-                            .subject_alt_names
-                            .push(rcgen::SanType::DnsName((*d).try_into().map_err(|_| "san")?));
-                    }
-                }
-            }
-            ParsedExtension::ExtendedKeyUsage(eku) => {
-                if eku.server_auth {
-                    params
-                        .extended_key_usages
-                        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-                }
-                if eku.client_auth {
-                    params
-                        .extended_key_usages
-                        .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
-                }
-            }
-            _ => {}
-        }
-    }
-    // RA-TLS extensions travel as unparsed extensions in the request.
-    for attr in csr.certification_request_info.iter_attributes() {
-        if let ParsedCriAttribute::ExtensionRequest(req) = attr.parsed_attribute() {
-            for ext in &req.extensions {
-                let arcs: Vec<u64> = ext.oid.iter().map(|a| a.collect()).unwrap_or_default();
-                if arcs.starts_with(&[1, 3, 6, 1, 4, 1, 62397, 1]) {
-                    params
-                        .custom_extensions
-                        .push(rcgen::CustomExtension::from_oid_content(
-                            &arcs,
-                            ext.value.to_vec(),
-                        ));
-                }
-            }
-        }
-    }
-    let spki =
-        rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(|e| e.to_string())?;
+    params
+        .custom_extensions
+        .push(ext(c::OID_APP_ID, &evidence.app_id.ok_or("no app id")?));
+    params
+        .custom_extensions
+        .push(ext(c::OID_SPECIAL_USAGE, c::USAGE_APP_CUSTOM.as_bytes()));
     let cert = params
-        .signed_by(&spki, &keys.ca().issuer())
+        .signed_by(&csr.public_key, &keys.ca().issuer())
         .map_err(|e| e.to_string())?;
     Ok(vec![
         cert.pem(),
         keys.ca().cert_pem().to_owned(),
         root.ca().cert_pem().to_owned(),
     ])
+}
+
+fn octet(b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let len = b.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(b);
+    out
 }
 
 /// A host share in a temp dir with a `process` compose.
