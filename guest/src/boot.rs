@@ -51,6 +51,8 @@ pub struct BootConfig {
     pub device_id: Option<[u8; 32]>,
     /// Start the app (false: stop after writing the keys).
     pub start_app: bool,
+    /// The docker CLI for the `docker-compose` runner ([`runner::DEFAULT_DOCKER`]).
+    pub docker: PathBuf,
 }
 
 /// A finished boot.
@@ -75,6 +77,15 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         return Err(Error::NoKmsUrls);
     }
     let runner = share.compose.runner()?;
+    if let cairn_protocol::compose::Runner::DockerCompose(_) = runner {
+        if config.start_app {
+            // Before anything is measured or released: a boot that cannot start its app
+            // must not leave keys behind.
+            runner::docker_available(&config.docker)
+                .await
+                .map_err(Error::DockerUnavailable)?;
+        }
+    }
     let compose_hash = ComposeHash(share.compose_hash);
     let app_id = match share
         .instance_info
@@ -138,6 +149,7 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
             keys_dir: config.keys_dir.clone(),
             agent_socket: config.agent_socket.clone(),
             work_dir: config.work_dir.clone(),
+            docker: config.docker.clone(),
         };
         let child = runner::start(runner, &share.compose.name, &env_vars, &app_env).await?;
         tracing::info!(pid = child.id(), runner = %share.compose.runner, "app started");

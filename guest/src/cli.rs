@@ -6,7 +6,7 @@
 //!                  [--tee tdx|simulator] [--kms-timeout SECS]
 //!                  [--kms-trust intel|simulator] [--kms-collateral FILE]
 //!                  [--sim-pki-seed HEX32] [--sim-pki-now SECS] [--sim-host-seed HEX32]
-//!                  [--sim-os NAME:VERSION]
+//!                  [--sim-os NAME:VERSION] [--docker PATH]
 //! ```
 //!
 //! Every option can also come from the environment as `CAIRN_GUEST_<OPTION>` (upper case,
@@ -175,6 +175,7 @@ pub async fn run(args: Vec<String>) -> Result<(), String> {
         agent_socket: socket.clone(),
         device_id,
         start_app: true,
+        docker: o.path("docker", crate::runner::DEFAULT_DOCKER),
     };
     let kms = KmsClient::new(verifier.with_collateral(collateral), timeout);
     let mut booted = boot(tee, kms, &config)

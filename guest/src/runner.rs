@@ -25,7 +25,12 @@ pub struct AppEnv {
     pub agent_socket: Option<PathBuf>,
     /// A private directory for runner files (docker-compose file, env file).
     pub work_dir: PathBuf,
+    /// The docker CLI to run (`docker` from PATH by default).
+    pub docker: PathBuf,
 }
+
+/// The docker CLI used unless configured otherwise.
+pub const DEFAULT_DOCKER: &str = "docker";
 
 /// Start the app. `env` holds the decrypted, allowed variables.
 pub async fn start(runner: Runner<'_>, name: &str, env: &[EnvVar], app: &AppEnv) -> Result<Child> {
@@ -68,9 +73,9 @@ fn start_process(spec: &ProcessSpec, env: &[EnvVar], app: &AppEnv) -> Result<Chi
         .map_err(|e| Error::Start(format!("spawning {program:?}: {e}")))
 }
 
-/// Whether a Docker engine answers `docker info`.
-pub async fn docker_available() -> std::result::Result<(), String> {
-    let probe = Command::new("docker")
+/// Whether a Docker engine answers `<docker> info`.
+pub async fn docker_available(docker: &Path) -> std::result::Result<(), String> {
+    let probe = Command::new(docker)
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -91,7 +96,9 @@ async fn start_docker_compose(
     env: &[EnvVar],
     app: &AppEnv,
 ) -> Result<Child> {
-    docker_available().await.map_err(Error::DockerUnavailable)?;
+    docker_available(&app.docker)
+        .await
+        .map_err(Error::DockerUnavailable)?;
     keydir::ensure_private_dir(&app.work_dir)?;
     keydir::write_private(&app.work_dir, "docker-compose.yaml", file.as_bytes())?;
     let mut env_file = String::new();
@@ -110,7 +117,7 @@ async fn start_docker_compose(
     }
     keydir::write_private(&app.work_dir, ".env", env_file.as_bytes())?;
     let compose_path: &Path = &app.work_dir.join("docker-compose.yaml");
-    let mut cmd = Command::new("docker");
+    let mut cmd = Command::new(&app.docker);
     cmd.args(["compose", "-p", &name.to_ascii_lowercase(), "-f"])
         .arg(compose_path)
         .arg("--env-file")

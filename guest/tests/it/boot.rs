@@ -270,22 +270,25 @@ async fn oversized_and_symlinked_share_files_are_refused() {
 
 #[tokio::test]
 async fn docker_compose_without_a_docker_engine_is_a_clear_error() {
-    if cairn_guest::runner::docker_available().await.is_ok() {
-        // A Docker engine exists here: the runner would really start containers, which
-        // this hermetic test must not do. The refusal path is what is under test.
-        eprintln!("docker engine present: skipping the no-docker refusal check");
-        return;
-    }
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
     s.write(
         "app-compose.json",
         br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
     );
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::DockerUnavailable(_)), "{err}");
+    // A docker CLI that does not exist stands for "no engine here", deterministically
+    // (whether or not this machine has Docker).
+    let mut cfg = s.config();
+    cfg.docker = s.dir.path().join("no-such-docker");
+    let tee = guest_tee(1);
+    let err = boot(as_tee(&tee), kms_client(), &cfg).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DockerUnavailable(m) if m.contains("No such file")),
+        "{err}"
+    );
+    assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
 /// Captures everything logged during a boot, at every level.

@@ -383,6 +383,7 @@ impl Share {
             agent_socket: Some(self.dir.path().join("agent.sock")),
             device_id: None,
             start_app: true,
+            docker: "docker".into(),
         }
     }
     pub fn write(&self, name: &str, bytes: &[u8]) {
