@@ -279,3 +279,26 @@ async fn emit_event_extends_rtmr3_after_system_ready() {
         "app-started"
     );
 }
+
+#[tokio::test]
+async fn the_agent_socket_never_replaces_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dstack.sock");
+    std::fs::write(&path, b"not a socket").unwrap();
+    let err = agent::bind_unix(&path).unwrap_err();
+    assert!(
+        matches!(&err, cairn_guest::Error::Io(m) if m.contains("is not a socket")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+    // a stale socket is replaced
+    std::fs::remove_file(&path).unwrap();
+    drop(agent::bind_unix(&path).unwrap());
+    let listener = agent::bind_unix(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    drop(listener);
+}

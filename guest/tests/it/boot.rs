@@ -421,3 +421,45 @@ async fn the_app_id_comes_from_instance_info_when_set() {
         app_id.to_vec()
     );
 }
+
+#[tokio::test]
+async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
+    // accepts TCP, never speaks TLS
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("https://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&silent_url, &kms.url], "");
+    let client = cairn_guest::KmsClient::new(verifier(), std::time::Duration::from_millis(500));
+    let booted = boot(as_tee(&guest_tee(1)), client.clone(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.secrets.kms_url, kms.url);
+
+    let s = share(&[&silent_url], "");
+    let err = boot(as_tee(&guest_tee(1)), client, &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout(_))),
+        "{err}"
+    );
+    hold.abort();
+}
+
+#[tokio::test]
+async fn an_http_kms_url_is_refused_without_connecting() {
+    let s = share(&["http://127.0.0.1:9"], "");
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl(m) if m.contains("RA-TLS"))),
+        "{err}"
+    );
+}
