@@ -463,3 +463,25 @@ async fn an_http_kms_url_is_refused_without_connecting() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let fake = tempfile::tempdir().unwrap();
+    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
+        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
+    );
+    let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Attestation(cairn_attestation::Error::Tee(
+                cairn_attestation::TeeError::Unsupported(m)
+            )) if m.contains("tdx_guest")
+        ),
+        "{err}"
+    );
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(is_empty_or_missing(&s.keys_dir()));
+}
