@@ -42,12 +42,17 @@ impl Connection {
         if call_timeout.is_zero() {
             return Err(Error::misconfigured("call timeout must be positive"));
         }
-        if rpc_url.scheme() != "http" {
+        if !matches!(rpc_url.scheme(), "http" | "https") {
             return Err(Error::misconfigured(format!(
-                "unsupported RPC URL scheme {:?} (only http is built in)",
+                "unsupported RPC URL scheme {:?} (expected http or https)",
                 rpc_url.scheme()
             )));
         }
+        // alloy's HTTP transport is reqwest built with `rustls-no-provider`: Cairn uses the
+        // ring provider everywhere (no aws-lc). reqwest panics when it builds a client with
+        // no process-wide provider installed, so install ring's first; an error only means
+        // a provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Fillers: gas estimation (a revert surfaces here, decoded), the chain id we were
         // configured with (signatures never target another chain), and a nonce read from
         // the node for every transaction: alloy's default cached nonce manager would skip
