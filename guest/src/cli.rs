@@ -182,7 +182,7 @@ pub async fn run(args: Vec<String>) -> Result<(), String> {
         .await
         .map_err(|e| format!("boot failed: {e}"))?;
     tracing::info!(
-        elapsed_ms = booted.elapsed.as_millis() as u64,
+        elapsed_ms = u64::try_from(booted.elapsed.as_millis()).unwrap_or(u64::MAX),
         "boot complete"
     );
 
