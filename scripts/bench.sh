@@ -4,6 +4,7 @@
 #   scripts/bench.sh            all benchmarks
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
+#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil (docs/benchmarks-kms.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -12,9 +13,15 @@ what="${1:-all}"
 case "$what" in
   tlog) cargo bench -p cairn-tlog ;;
   attestation) cargo bench -p cairn-attestation ;;
+  kms)
+    # closed loop at 64 clients (saturation), then 64 clients at an offered 1000/s
+    cargo run --release -p cairn-kms --example kms_bench -- 64 10
+    cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
+    "$0" kms
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, all)" ;;
 esac

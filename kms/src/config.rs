@@ -12,6 +12,7 @@
 //! kms_auth = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 //! confirmations = 2          # policy is read at head − confirmations
 //! timeout_ms = 3000          # per RPC call
+//! head_cache_ms = 250        # reuse the pinned block this long (0 = every request)
 //!
 //! [attestation]
 //! trust = "intel"            # or "simulator" (development only; needs simulator_seed)
@@ -43,7 +44,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::evidence::CollateralSource;
-use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL};
+use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -98,6 +99,8 @@ pub struct ChainSection {
     /// Per-call RPC timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// How long a looked-up policy block is reused, milliseconds (default 250; 0 = never).
+    pub head_cache_ms: Option<u64>,
 }
 
 fn default_confirmations() -> u64 {
@@ -182,6 +185,7 @@ const ENV_KEYS: &[&str] = &[
     "chain.kms_auth",
     "chain.confirmations",
     "chain.timeout_ms",
+    "chain.head_cache_ms",
     "attestation.trust",
     "attestation.simulator_seed",
     "attestation.collateral_file",
@@ -197,6 +201,7 @@ const INTEGER_KEYS: &[&str] = &[
     "chain.chain_id",
     "chain.confirmations",
     "chain.timeout_ms",
+    "chain.head_cache_ms",
     "log.anchor_interval_secs",
 ];
 
@@ -419,6 +424,11 @@ impl Config {
                 .anchor_interval_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_ANCHOR_INTERVAL),
+            head_ttl: self
+                .chain
+                .head_cache_ms
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_HEAD_TTL),
         })
     }
 }

@@ -41,6 +41,11 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
+/// Default reuse window of the pinned policy block. A request served with a block looked
+/// up at most this long ago is judged exactly as if it had arrived that much earlier;
+/// revocations take effect after `confirmations` blocks plus at most this window. Errors
+/// are never reused.
+pub const DEFAULT_HEAD_TTL: Duration = Duration::from_millis(250);
 /// Validity of a leaf certificate issued by `sign-cert`.
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Most subject alternative names a CSR may ask for.
@@ -66,6 +71,9 @@ pub struct NodeOptions {
     pub log_origin: Option<String>,
     /// How often the anchoring task looks for log growth.
     pub anchor_interval: Duration,
+    /// How long a looked-up policy block is reused ([`DEFAULT_HEAD_TTL`]; zero: look it
+    /// up for every request).
+    pub head_ttl: Duration,
 }
 
 impl std::fmt::Debug for NodeOptions {
@@ -96,6 +104,9 @@ pub struct Node {
     chain_id: u64,
     anchor_interval: Duration,
     gateway: Mutex<Option<(B256, [u8; 20])>>,
+    head_ttl: Duration,
+    head: Mutex<Option<(PolicyBlock, Instant)>>,
+    head_lookup: tokio::sync::Mutex<()>,
     metrics: Metrics,
 }
 
@@ -193,6 +204,9 @@ impl Node {
             own,
             anchor_interval: opts.anchor_interval,
             gateway: Mutex::new(None),
+            head_ttl: opts.head_ttl,
+            head: Mutex::new(None),
+            head_lookup: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         }))
     }
@@ -289,7 +303,7 @@ impl Node {
         self.metrics.observe(Stage::Verify, t.elapsed());
 
         let t = Instant::now();
-        let at = self.chain.policy_block().await?;
+        let at = self.policy_block().await?;
         match kind {
             ReleaseKind::KmsOnboard => self.chain.is_kms_allowed(&attested.boot, at).await?,
             ReleaseKind::AppKey | ReleaseKind::SignCert => {
@@ -299,6 +313,28 @@ impl Node {
         self.self_check(at).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
         Ok((attested, at))
+    }
+
+    /// The pinned policy block (`head − confirmations`), reused for at most `head_ttl`;
+    /// concurrent lookups are coalesced into one.
+    async fn policy_block(&self) -> Result<PolicyBlock, ApiError> {
+        if self.head_ttl.is_zero() {
+            return Ok(self.chain.policy_block().await?);
+        }
+        let fresh = |h: &Option<(PolicyBlock, Instant)>| {
+            h.filter(|(_, at)| at.elapsed() < self.head_ttl)
+                .map(|(b, _)| b)
+        };
+        if let Some(b) = fresh(&self.head.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(b);
+        }
+        let _single = self.head_lookup.lock().await;
+        if let Some(b) = fresh(&self.head.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(b);
+        }
+        let b = self.chain.policy_block().await?;
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some((b, Instant::now()));
+        Ok(b)
     }
 
     /// Step 4: this node itself is allowed at `at`.

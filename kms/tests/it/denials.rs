@@ -266,7 +266,11 @@ async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable.self_check"),
         "{err:?}"
     );
-    assert!(err.body.error.message.contains(cairn_onchain::reasons::KMS_MR));
+    assert!(err
+        .body
+        .error
+        .message
+        .contains(cairn_onchain::reasons::KMS_MR));
     assert_eq!(kms.node.log().size(), size);
     kms.stop().await;
 }

@@ -52,15 +52,16 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
     let (_, app_ca) = X509Certificate::from_der(&ders[1]).unwrap();
-    assert_eq!(resp.certificate_chain[2], kms.node.root_keys().ca().cert_pem());
+    assert_eq!(
+        resp.certificate_chain[2],
+        kms.node.root_keys().ca().cert_pem()
+    );
     // leaf signed by the app CA key
     let ca_key =
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&app_ca.public_key().subject_public_key.data)
             .unwrap();
     let sig = p256::ecdsa::Signature::from_der(&leaf.signature_value.data).unwrap();
-    ca_key
-        .verify(leaf.tbs_certificate.as_ref(), &sig)
-        .unwrap();
+    ca_key.verify(leaf.tbs_certificate.as_ref(), &sig).unwrap();
     assert_eq!(leaf.issuer(), app_ca.subject());
     assert_eq!(ext(&leaf, OID_APP_ID), &guest.app_id.0);
     assert_eq!(ext(&leaf, OID_SPECIAL_USAGE), b"app:custom");

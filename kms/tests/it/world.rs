@@ -243,6 +243,8 @@ impl World {
             event_log,
             log_origin: None,
             anchor_interval: Duration::from_millis(200),
+            // Tests mine blocks and expect the very next request to see them.
+            head_ttl: Duration::ZERO,
         }
     }
 

@@ -1,0 +1,148 @@
+//! Load benchmark of the KMS release path (`scripts/bench.sh kms`).
+//!
+//! One anvil with the contracts deployed, one KMS node on the simulator, N simulated
+//! guests (distinct hosts, so distinct instances), each over its own warm RA-TLS
+//! connection, calling `POST /v1/app-key` in a loop for a fixed time. Prints
+//! releases/s, client-side p50/p99/max latency, errors, the TLS handshake time and the
+//! per-stage means from the node's metrics histograms.
+//!
+//! `cargo run --release -p cairn-kms --example kms_bench -- [clients] [seconds] [rate/s]`
+
+#[path = "../tests/it/world.rs"]
+#[allow(dead_code)]
+mod world;
+
+use std::time::{Duration, Instant};
+
+use cairn_kms::metrics::Stage;
+use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, PATH_APP_KEY};
+use hyper::Method;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let clients: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    // Optional total offered rate (releases/s), spread evenly over the clients; without
+    // it every client sends its next request as soon as the last one is answered.
+    let rate: Option<f64> = args.next().and_then(|a| a.parse().ok());
+
+    let w = world::World::new().await;
+    let head_ttl = std::env::var("CAIRN_BENCH_HEAD_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(cairn_kms::node::DEFAULT_HEAD_TTL);
+    // Bootstrap and register a node, then reopen it with the benchmark's reuse window.
+    let dir = w.start(0xF0).await.stop().await;
+    let mut opts = w.options(dir.path(), 0xF0, &world::pki());
+    opts.head_ttl = head_ttl;
+    let kms = w.serve(opts, dir).await;
+    println!(
+        "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} head_ttl={head_ttl:?}",
+        world::CONFIRMATIONS
+    );
+
+    // Guests, their certificates and warm connections (one warm-up release each).
+    let mut conns = Vec::new();
+    let mut handshakes = Vec::new();
+    for i in 0..clients {
+        let guest = w.guest(u8::try_from(i % 200).unwrap_or(0).wrapping_add(1));
+        let cert = guest.cert();
+        let t = Instant::now();
+        let mut c = kms.client(Some(&cert)).await;
+        handshakes.push(t.elapsed());
+        let r: Result<AppKeyResponse, _> = c
+            .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+            .await
+            .expect("warm-up transport");
+        r.expect("warm-up release");
+        conns.push(c);
+    }
+    handshakes.sort();
+    let before: Vec<(u64, f64)> = STAGES
+        .iter()
+        .map(|s| kms.node.metrics().stage_summary(*s))
+        .collect();
+    let log_before = kms.node.log().size();
+
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, mut c) in conns.into_iter().enumerate() {
+        let period = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+        // Stagger the clients evenly over one period (no synchronized bursts).
+        let offset = period.map(|p| p.mul_f64(i as f64 / clients as f64));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut tick = period.zip(offset).map(|(p, o)| {
+                let mut i = tokio::time::interval_at(tokio::time::Instant::now() + o, p);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
+            while Instant::now() < deadline {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                let t = Instant::now();
+                let r: Result<Result<AppKeyResponse, _>, _> = c
+                    .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+                    .await;
+                match r {
+                    Ok(Ok(_)) => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("client task");
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "releases={} errors={errors} releases/s={:.0} p50={:.2}ms p99={:.2}ms max={:.2}ms",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "tls handshake (client side, incl. server-cert verification): p50={:.2}ms max={:.2}ms",
+        handshakes[handshakes.len() / 2].as_secs_f64() * 1e3,
+        handshakes.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!("server stage means over the run (from cairn_kms_stage_duration_seconds):");
+    for (s, (n0, sum0)) in STAGES.iter().zip(before) {
+        let (n1, sum1) = kms.node.metrics().stage_summary(*s);
+        let n = n1 - n0;
+        if n > 0 {
+            println!("  {s:?}: {:.3}ms (n={n})", (sum1 - sum0) / n as f64 * 1e3);
+        }
+    }
+    println!(
+        "log entries appended: {}",
+        kms.node.log().size() - log_before
+    );
+    kms.stop().await;
+}
+
+const STAGES: [Stage; 5] = [
+    Stage::Verify,
+    Stage::Chain,
+    Stage::Derive,
+    Stage::Log,
+    Stage::Total,
+];
