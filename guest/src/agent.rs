@@ -119,6 +119,8 @@ pub fn router(state: Arc<GuestState>) -> Router {
             MAX_CONCURRENT_REQUESTS,
         ))
         .layer(axum::middleware::from_fn(timeout_layer))
+        // method and path only: bodies (keys, report data) are never traced
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

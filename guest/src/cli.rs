@@ -10,17 +10,16 @@
 //! ```
 //!
 //! Every option can also come from the environment as `CAIRN_GUEST_<OPTION>` (upper case,
-//! `-` → `_`, e.g. `CAIRN_GUEST_TEE=simulator`); `TEE` is honoured too. The command line
-//! wins. `boot` runs the boot flow, then serves the guest agent until SIGTERM/Ctrl-C or
-//! until the app exits.
+//! `-` → `_`); the TEE is `TEE=tdx|simulator`. The command line wins. `boot` runs the boot
+//! flow, then serves the guest agent until SIGTERM/Ctrl-C or until the app exits.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{Collateral, TdxTee, Tee, Verifier};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{agent, boot, BootConfig, KmsClient};
 
@@ -32,150 +31,171 @@ pub const DEFAULT_KEYS: &str = "/run/cairn/keys";
 pub const DEFAULT_WORK: &str = "/run/cairn/app";
 /// Default agent socket (dstack's).
 pub const DEFAULT_AGENT_SOCKET: &str = "/var/run/dstack.sock";
+/// Default seed of the simulator's mock Intel PKI.
+pub const DEFAULT_SIM_PKI_SEED: &str =
+    "4242424242424242424242424242424242424242424242424242424242424242";
+/// Default seed of the simulated host.
+pub const DEFAULT_SIM_HOST_SEED: &str =
+    "0101010101010101010101010101010101010101010101010101010101010101";
 
-const OPTIONS: &[&str] = &[
-    "share",
-    "keys",
-    "work",
-    "agent-socket",
-    "agent-tcp",
-    "no-agent",
-    "tee",
-    "kms-timeout",
-    "kms-trust",
-    "kms-collateral",
-    "sim-pki-seed",
-    "sim-pki-now",
-    "sim-host-seed",
-    "sim-os",
-];
-
-struct Opts(HashMap<String, String>);
-
-impl Opts {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        for opt in OPTIONS {
-            let var = format!("CAIRN_GUEST_{}", opt.to_ascii_uppercase().replace('-', "_"));
-            if let Ok(v) = std::env::var(&var) {
-                map.insert((*opt).to_owned(), v);
-            }
-        }
-        if !map.contains_key("tee") {
-            if let Ok(v) = std::env::var("TEE") {
-                map.insert("tee".to_owned(), v);
-            }
-        }
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let name = a
-                .strip_prefix("--")
-                .filter(|n| OPTIONS.contains(n))
-                .ok_or_else(|| format!("unknown argument {a:?}"))?;
-            if name == "no-agent" {
-                map.insert(name.to_owned(), "1".to_owned());
-                continue;
-            }
-            let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-            map.insert(name.to_owned(), v.clone());
-        }
-        Ok(Opts(map))
-    }
-
-    fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
-    }
-
-    fn path(&self, k: &str, default: &str) -> PathBuf {
-        PathBuf::from(self.get(k).unwrap_or(default))
-    }
-
-    fn hex32(&self, k: &str, default: [u8; 32]) -> Result<[u8; 32], String> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(h) => hex::decode(h.trim_start_matches("0x"))
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("--{k} must be 32 bytes of hex")),
-        }
-    }
+/// `cairn-guest`: the in-CVM boot flow and guest agent.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Cairn guest: measured boot, keys from the KMS, guest agent"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
 }
 
-/// Run the command line `args` (without the program name).
-pub async fn run(args: Vec<String>) -> Result<(), String> {
-    let Some((cmd, rest)) = args.split_first() else {
-        return Err("usage: cairn-guest boot [options] (see docs/guest.md)".to_owned());
-    };
-    if cmd != "boot" {
-        return Err(format!("unknown command {cmd:?}: expected \"boot\""));
-    }
-    let o = Opts::parse(rest)?;
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Boot the app from the host share, then serve the guest agent until SIGTERM/Ctrl-C
+    /// or until the app exits.
+    Boot(BootArgs),
+}
+
+/// Which TEE backend measures and quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TeeKind {
+    /// Intel TDX: configfs-tsm quotes, tdx_guest sysfs RTMR extension.
+    Tdx,
+    /// The in-process TDX simulator (development and tests only).
+    Simulator,
+}
+
+/// Which root the verifier of the KMS's evidence trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KmsTrust {
+    /// Intel's SGX root CA.
+    Intel,
+    /// The simulator's mock Intel root (logs a WARN: proves nothing about hardware).
+    Simulator,
+}
+
+/// Options of `cairn-guest boot`.
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// The host share directory.
+    #[arg(long, env = "CAIRN_GUEST_SHARE", default_value = DEFAULT_SHARE)]
+    pub share: PathBuf,
+    /// Where the keys are written (0700 directory, 0600 files).
+    #[arg(long, env = "CAIRN_GUEST_KEYS", default_value = DEFAULT_KEYS)]
+    pub keys: PathBuf,
+    /// A private directory for runner files.
+    #[arg(long, env = "CAIRN_GUEST_WORK", default_value = DEFAULT_WORK)]
+    pub work: PathBuf,
+    /// The guest agent's unix socket.
+    #[arg(long, env = "CAIRN_GUEST_AGENT_SOCKET", default_value = DEFAULT_AGENT_SOCKET)]
+    pub agent_socket: PathBuf,
+    /// Also serve the agent on this TCP address (development only).
+    #[arg(long, env = "CAIRN_GUEST_AGENT_TCP")]
+    pub agent_tcp: Option<String>,
+    /// Do not serve the guest agent.
+    #[arg(long, env = "CAIRN_GUEST_NO_AGENT")]
+    pub no_agent: bool,
+    /// The TEE backend.
+    #[arg(long, env = "TEE", value_enum, default_value = "tdx")]
+    pub tee: TeeKind,
+    /// Timeout of one KMS request, in seconds.
+    #[arg(long, env = "CAIRN_GUEST_KMS_TIMEOUT", default_value_t = crate::kms_client::DEFAULT_TIMEOUT.as_secs())]
+    pub kms_timeout: u64,
+    /// The root the KMS's attestation is verified against.
+    #[arg(
+        long,
+        env = "CAIRN_GUEST_KMS_TRUST",
+        value_enum,
+        default_value = "intel"
+    )]
+    pub kms_trust: KmsTrust,
+    /// Collateral (JSON) for verifying the KMS's quote; required with `--kms-trust intel`.
+    #[arg(long, env = "CAIRN_GUEST_KMS_COLLATERAL")]
+    pub kms_collateral: Option<PathBuf>,
+    /// Seed of the simulator's mock Intel PKI (32 bytes hex; must match the KMS's).
+    #[arg(long, env = "CAIRN_GUEST_SIM_PKI_SEED", default_value = DEFAULT_SIM_PKI_SEED)]
+    pub sim_pki_seed: String,
+    /// Time the simulator PKI's validity windows are anchored at (unix seconds; must
+    /// match the KMS's). Default: now.
+    #[arg(long, env = "CAIRN_GUEST_SIM_PKI_NOW")]
+    pub sim_pki_now: Option<u64>,
+    /// Seed of the simulated host (32 bytes hex; gives the device id).
+    #[arg(long, env = "CAIRN_GUEST_SIM_HOST_SEED", default_value = DEFAULT_SIM_HOST_SEED)]
+    pub sim_host_seed: String,
+    /// The simulated OS image, NAME:VERSION.
+    #[arg(long, env = "CAIRN_GUEST_SIM_OS", default_value = "cairn-os:1.0")]
+    pub sim_os: String,
+    /// The docker CLI for the docker-compose runner.
+    #[arg(long, env = "CAIRN_GUEST_DOCKER", default_value = crate::runner::DEFAULT_DOCKER)]
+    pub docker: PathBuf,
+}
+
+fn hex32(name: &str, h: &str) -> Result<[u8; 32], String> {
+    hex::decode(h.trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("--{name} must be 32 bytes of hex"))
+}
+
+/// Run `cairn-guest boot`.
+pub async fn run(args: BootArgs) -> Result<(), String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let pki_seed = hex32("sim-pki-seed", &args.sim_pki_seed)?;
     let sim_pki = || -> Result<Arc<SimPki>, String> {
-        let mut cfg = SimPkiConfig::new(o.hex32("sim-pki-seed", [0x42; 32])?, now);
-        if let Some(t) = o.get("sim-pki-now") {
-            cfg.now = t
-                .parse()
-                .map_err(|_| "--sim-pki-now must be unix seconds")?;
+        let mut cfg = SimPkiConfig::new(pki_seed, now);
+        if let Some(t) = args.sim_pki_now {
+            cfg.now = t;
         }
         SimPki::new(cfg).map(Arc::new).map_err(|e| e.to_string())
     };
     let mut device_id = None;
-    let tee: Arc<dyn Tee> = match o.get("tee").unwrap_or("tdx") {
-        "tdx" => Arc::new(TdxTee::new()),
-        "simulator" => {
-            let (name, version) = o
-                .get("sim-os")
-                .unwrap_or("cairn-os:1.0")
+    let tee: Arc<dyn Tee> = match args.tee {
+        TeeKind::Tdx => Arc::new(TdxTee::new()),
+        TeeKind::Simulator => {
+            let (name, version) = args
+                .sim_os
                 .split_once(':')
                 .ok_or("--sim-os must be NAME:VERSION")?;
             let host = SimHostConfig::new(
-                o.hex32("sim-host-seed", [0x01; 32])?,
+                hex32("sim-host-seed", &args.sim_host_seed)?,
                 OsImage::example(name, version),
             );
             let tdx = SimTdx::new(sim_pki()?, host).map_err(|e| e.to_string())?;
             device_id = Some(tdx.device_id().0);
             Arc::new(tdx)
         }
-        other => return Err(format!("--tee must be tdx or simulator, not {other:?}")),
     };
-    let verifier = match o.get("kms-trust").unwrap_or("intel") {
-        "intel" => Verifier::intel(),
-        "simulator" => Verifier::dangerous_with_simulator_root(sim_pki()?.root_ca_der()),
-        other => {
-            return Err(format!(
-                "--kms-trust must be intel or simulator, not {other:?}"
-            ))
-        }
+    let verifier = match args.kms_trust {
+        KmsTrust::Intel => Verifier::intel(),
+        KmsTrust::Simulator => Verifier::dangerous_with_simulator_root(sim_pki()?.root_ca_der()),
     };
-    let collateral = match o.get("kms-collateral") {
-        Some(f) => Collateral::from_file(f).map_err(|e| format!("--kms-collateral: {e}"))?,
-        None if o.get("kms-trust") == Some("simulator") => {
+    let collateral = match (&args.kms_collateral, args.kms_trust) {
+        (Some(f), _) => Collateral::from_file(f).map_err(|e| format!("--kms-collateral: {e}"))?,
+        (None, KmsTrust::Simulator) => {
             Collateral::new(sim_pki()?.collateral()).map_err(|e| e.to_string())?
         }
-        None => {
+        (None, KmsTrust::Intel) => {
             return Err(
                 "--kms-collateral FILE is required to verify a KMS on Intel's root".to_owned(),
             )
         }
     };
-    let timeout = match o.get("kms-timeout") {
-        Some(t) => Duration::from_secs(t.parse().map_err(|_| "--kms-timeout must be seconds")?),
-        None => crate::kms_client::DEFAULT_TIMEOUT,
-    };
-    let serve_agent = o.get("no-agent").is_none();
-    let socket = serve_agent.then(|| o.path("agent-socket", DEFAULT_AGENT_SOCKET));
+    let timeout = Duration::from_secs(args.kms_timeout);
+    let serve_agent = !args.no_agent;
+    let socket = serve_agent.then(|| args.agent_socket.clone());
     let config = BootConfig {
-        share_dir: o.path("share", DEFAULT_SHARE),
-        keys_dir: o.path("keys", DEFAULT_KEYS),
-        work_dir: o.path("work", DEFAULT_WORK),
+        share_dir: args.share.clone(),
+        keys_dir: args.keys.clone(),
+        work_dir: args.work.clone(),
         agent_socket: socket.clone(),
         device_id,
         start_app: true,
-        docker: o.path("docker", crate::runner::DEFAULT_DOCKER),
+        docker: args.docker.clone(),
     };
     let kms = KmsClient::new(verifier.with_collateral(collateral), timeout);
     let mut booted = boot(tee, kms, &config)
@@ -201,7 +221,7 @@ pub async fn run(args: Vec<String>) -> Result<(), String> {
         }));
         tracing::info!(socket = %path.display(), "guest agent listening");
     }
-    if let Some(addr) = o.get("agent-tcp").filter(|_| serve_agent) {
+    if let Some(addr) = args.agent_tcp.as_deref().filter(|_| serve_agent) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("--agent-tcp {addr}: {e}"))?;

@@ -9,7 +9,11 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cairn_guest::cli::run(std::env::args().skip(1).collect()).await {
+    let cli = <cairn_guest::cli::Cli as clap::Parser>::parse();
+    let result = match cli.cmd {
+        cairn_guest::cli::Cmd::Boot(args) => cairn_guest::cli::run(args).await,
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cairn-guest: {e}");

@@ -344,8 +344,27 @@ async fn no_secret_reaches_the_logs() {
     let _ = boot(as_tee(&guest_tee(1)), kms_client(), &s2.config())
         .await
         .unwrap_err();
+    // and an agent call that returns a derived secret
+    let resp = {
+        use tower::ServiceExt;
+        cairn_guest::agent::router(booted.state.clone())
+            .oneshot(
+                axum::http::Request::post("/GetKey")
+                    .body(axum::body::Body::from(r#"{"path":"p","purpose":"x"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    };
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let derived: cairn_protocol::agent::GetKeyResponse = serde_json::from_slice(&body).unwrap();
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("/GetKey"), "the agent request is traced");
+    assert!(!logs.contains(&derived.key), "derived key in logs");
     assert!(logs.contains("keys written"), "logs: {logs:?}");
     let keys = kms.app_keys(&s.app_id(), &s.instance_id());
     for secret in [
