@@ -302,3 +302,25 @@ async fn the_agent_socket_never_replaces_a_regular_file() {
     );
     drop(listener);
 }
+
+#[tokio::test]
+async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(&state, "Attest", r#"{"report_data":"aa"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: AttestResponse = serde_json::from_value(v).unwrap();
+    let doc: Attestation = serde_json::from_slice(&hex::decode(&r.attestation).unwrap()).unwrap();
+    assert_eq!(doc.version, ATTESTATION_VERSION);
+    let mut rd = [0u8; 64];
+    rd[0] = 0xAA;
+    let vq = verifier()
+        .verify(
+            &hex::decode(&doc.quote).unwrap(),
+            doc.event_log.as_bytes(),
+            &rd,
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(*vq.app_id(), s.app_id());
+}
