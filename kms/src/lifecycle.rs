@@ -93,6 +93,84 @@ pub async fn own_evidence(opts: &crate::node::NodeOptions) -> Result<crate::evid
     .map_err(|e| Error::SelfAttestation(e.to_string()))
 }
 
+/// What `describe` prints: the evidence to register for a (new) node, no identity needed.
+#[derive(Debug, Serialize)]
+pub struct NodeEvidence {
+    /// Aggregated MR (`addKmsAggregatedMr`).
+    pub mr_aggregated: String,
+    /// Device id (`addKmsDevice`).
+    pub device_id: String,
+    /// OS image hash its measurements match (`addOsImageHash`).
+    pub os_image_hash: String,
+    /// TCB status of its quote.
+    pub tcb_status: String,
+}
+
+/// This node's evidence as registration data (`cairn-kms describe`).
+pub async fn describe(config: &Config) -> Result<NodeEvidence> {
+    let own = own_evidence(&config.node_options()?).await?;
+    Ok(NodeEvidence {
+        mr_aggregated: hex0x(own.boot.mrAggregated.as_slice()),
+        device_id: hex0x(own.boot.deviceId.as_slice()),
+        os_image_hash: hex0x(&own.os_image_hash),
+        tcb_status: own.boot.tcbStatus.clone(),
+    })
+}
+
+/// A command of the binary (parsed by clap in `main.rs`).
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Command {
+    /// Create the root secret and node key; print the public identity as JSON.
+    Bootstrap,
+    /// Print this node's evidence to register on chain (no identity needed).
+    Describe,
+    /// Serve the KMS API until SIGINT/SIGTERM.
+    Serve,
+    /// Receive the root secret from a running node at SOURCE (host:port).
+    Onboard {
+        /// The running node's address.
+        source: std::net::SocketAddr,
+    },
+}
+
+/// What `onboard` prints.
+#[derive(Debug, Serialize)]
+pub struct OnboardOutput {
+    /// The new node's address (`addKmsNode`, fund it).
+    pub node_address: String,
+    /// Key generation received.
+    pub key_generation: u64,
+    /// Index of the onboarding entry in the source node's log.
+    pub source_log_index: u64,
+    /// Index of the onboarding entry in this node's log.
+    pub local_log_index: u64,
+}
+
+fn pretty(v: &impl Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Http(e.to_string()))
+}
+
+/// Run `cmd`; returns what to print (JSON), if anything.
+pub async fn execute(config: &Config, cmd: Command) -> Result<Option<String>> {
+    Ok(match cmd {
+        Command::Bootstrap => Some(pretty(&bootstrap(config).await?)?),
+        Command::Describe => Some(pretty(&describe(config).await?)?),
+        Command::Serve => {
+            serve(config).await?;
+            None
+        }
+        Command::Onboard { source } => {
+            let r = crate::onboard(&config.node_options()?, source).await?;
+            Some(pretty(&OnboardOutput {
+                node_address: hex0x(&r.node_address),
+                key_generation: r.key_generation,
+                source_log_index: r.source_receipt.log_index,
+                local_log_index: r.local_log_index,
+            })?)
+        }
+    })
+}
+
 /// Open the node and serve until SIGINT or SIGTERM.
 pub async fn serve(config: &Config) -> Result<()> {
     let node: Arc<Node> = Node::open(config.node_options()?).await?;
