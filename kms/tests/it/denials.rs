@@ -274,3 +274,20 @@ async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
     assert_eq!(kms.node.log().size(), size);
     kms.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_keys_other_than_the_registered_ones_are_a_startup_error() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::node::SECRETS_DIR))
+        .unwrap()
+        .bootstrap(1)
+        .unwrap();
+    let err = cairn_kms::Node::open(w.options(dir.path(), 0xBD, &pki()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, cairn_kms::Error::RootKeysMismatch { generation: 1 }),
+        "{err}"
+    );
+}

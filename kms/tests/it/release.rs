@@ -202,3 +202,43 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
     let _ = CONFIRMATIONS;
     kms.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collateral_from_a_pccs_serves_releases() {
+    use cairn_attestation::simulator::SimPccs;
+    use cairn_attestation::{PccsClient, Verifier};
+    use cairn_kms::node::SECRETS_DIR;
+    use cairn_kms::{CollateralSource, MasterSecret, SecretStore};
+
+    let w = World::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pccs = SimPccs::new(crate::world::pki());
+    let (stop_pccs, stopped) = tokio::sync::oneshot::channel::<()>();
+    let pccs_task = tokio::spawn(pccs.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let address = SecretStore::open(dir.path().join(SECRETS_DIR))
+        .unwrap()
+        .install(MasterSecret::from_bytes(crate::world::MASTER), 1)
+        .unwrap()
+        .node_key
+        .address();
+    let opts = w.options(dir.path(), 0xA5, &crate::world::pki());
+    w.register_kms(&opts, Some(address)).await;
+    let mut opts = w.options(dir.path(), 0xA5, &crate::world::pki());
+    opts.verifier = Verifier::dangerous_with_simulator_root(crate::world::pki().root_ca_der());
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap());
+    let kms = w.serve(opts, dir).await;
+
+    let guest = w.guest(0x06);
+    let r = app_key(&mut kms.client(Some(&guest.cert())).await)
+        .await
+        .unwrap();
+    assert_eq!(r.receipt.log_index, 0);
+    kms.stop().await;
+    let _ = stop_pccs.send(());
+    pccs_task.await.unwrap().unwrap();
+}

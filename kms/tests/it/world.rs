@@ -163,6 +163,15 @@ impl World {
     /// Anvil, the system deployed, the root keys of [`MASTER`] registered, image 1.0
     /// allowed, an app with [`COMPOSE`] allowed on any device.
     pub async fn new() -> World {
+        Self::build(true).await
+    }
+
+    /// [`World::new`] without root keys registered (for a real bootstrap).
+    pub async fn without_root_keys() -> World {
+        Self::build(false).await
+    }
+
+    async fn build(register_root: bool) -> World {
         cairn_kms::node::install_crypto_provider();
         let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
         let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
@@ -180,14 +189,16 @@ impl World {
             .await
             .unwrap();
         let root = RootKeys::derive(&MasterSecret::from_bytes(MASTER)).unwrap();
-        chain
-            .set_kms_root_keys(
-                1,
-                Bytes::from(root.k256_public().to_vec()),
-                Bytes::from(root.ca().spki_der()),
-            )
-            .await
-            .unwrap();
+        if register_root {
+            chain
+                .set_kms_root_keys(
+                    1,
+                    Bytes::from(root.k256_public().to_vec()),
+                    Bytes::from(root.ca().spki_der()),
+                )
+                .await
+                .unwrap();
+        }
         chain
             .add_os_image(B256::from(image().os_image_hash().0))
             .await
