@@ -4,7 +4,7 @@
 //! cairn-guest boot [--share DIR] [--keys DIR] [--work DIR]
 //!                  [--agent-socket PATH] [--agent-tcp ADDR] [--no-agent]
 //!                  [--tee tdx|simulator] [--kms-timeout SECS]
-//!                  [--kms-trust intel|simulator] [--kms-collateral FILE]
+//!                  [--kms-trust intel|simulator] [--kms-collateral FILE] [--pccs-url URL]
 //!                  [--sim-pki-seed HEX32] [--sim-pki-now SECS] [--sim-host-seed HEX32]
 //!                  [--sim-os NAME:VERSION] [--docker PATH]
 //! ```
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
-use cairn_attestation::{Collateral, TdxTee, Tee, Verifier};
+use cairn_attestation::{Collateral, PccsClient, TdxTee, Tee, Verifier};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{agent, boot, BootConfig, KmsClient};
@@ -31,6 +31,8 @@ pub const DEFAULT_KEYS: &str = "/run/cairn/keys";
 pub const DEFAULT_WORK: &str = "/run/cairn/app";
 /// Default agent socket (dstack's).
 pub const DEFAULT_AGENT_SOCKET: &str = "/var/run/dstack.sock";
+/// Intel's PCS, the default source of collateral.
+pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 /// Default seed of the simulator's mock Intel PKI.
 pub const DEFAULT_SIM_PKI_SEED: &str =
     "4242424242424242424242424242424242424242424242424242424242424242";
@@ -111,9 +113,14 @@ pub struct BootArgs {
         default_value = "intel"
     )]
     pub kms_trust: KmsTrust,
-    /// Collateral (JSON) for verifying the KMS's quote; required with `--kms-trust intel`.
+    /// Collateral (JSON file) for verifying the KMS's quote. Without it, collateral is
+    /// fetched from `--pccs-url` (with `--kms-trust simulator`: the simulator's own,
+    /// unless `--pccs-url` is given).
     #[arg(long, env = "CAIRN_GUEST_KMS_COLLATERAL")]
     pub kms_collateral: Option<PathBuf>,
+    /// PCCS (Intel PCS v4 API) for the KMS quote's collateral; default Intel's PCS.
+    #[arg(long, env = "CAIRN_GUEST_PCCS_URL")]
+    pub pccs_url: Option<String>,
     /// Seed of the simulator's mock Intel PKI (32 bytes hex; must match the KMS's).
     #[arg(long, env = "CAIRN_GUEST_SIM_PKI_SEED", default_value = DEFAULT_SIM_PKI_SEED)]
     pub sim_pki_seed: String,
@@ -170,22 +177,30 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
             Arc::new(tdx)
         }
     };
-    let verifier = match args.kms_trust {
-        KmsTrust::Intel => Verifier::intel(),
-        KmsTrust::Simulator => Verifier::dangerous_with_simulator_root(sim_pki()?.root_ca_der()),
-    };
-    let collateral = match (&args.kms_collateral, args.kms_trust) {
-        (Some(f), _) => Collateral::from_file(f).map_err(|e| format!("--kms-collateral: {e}"))?,
-        (None, KmsTrust::Simulator) => {
-            Collateral::new(sim_pki()?.collateral()).map_err(|e| e.to_string())?
-        }
-        (None, KmsTrust::Intel) => {
-            return Err(
-                "--kms-collateral FILE is required to verify a KMS on Intel's root".to_owned(),
-            )
-        }
-    };
     let timeout = Duration::from_secs(args.kms_timeout);
+    let sim_root = match args.kms_trust {
+        KmsTrust::Intel => None,
+        KmsTrust::Simulator => Some(sim_pki()?.root_ca_der().to_vec()),
+    };
+    let make_verifier = move || match &sim_root {
+        None => Verifier::intel(),
+        Some(root) => Verifier::dangerous_with_simulator_root(root),
+    };
+    let kms = match (&args.kms_collateral, &args.pccs_url, args.kms_trust) {
+        (Some(f), _, _) => {
+            let c = Collateral::from_file(f).map_err(|e| format!("--kms-collateral: {e}"))?;
+            KmsClient::new(make_verifier().with_collateral(c), timeout)
+        }
+        (None, None, KmsTrust::Simulator) => {
+            let c = Collateral::new(sim_pki()?.collateral()).map_err(|e| e.to_string())?;
+            KmsClient::new(make_verifier().with_collateral(c), timeout)
+        }
+        (None, url, _) => {
+            let url = url.as_deref().unwrap_or(DEFAULT_PCCS_URL);
+            let pccs = PccsClient::new(url).map_err(|e| format!("--pccs-url: {e}"))?;
+            KmsClient::with_pccs(Arc::new(make_verifier), pccs, timeout)
+        }
+    };
     let serve_agent = !args.no_agent;
     let socket = serve_agent.then(|| args.agent_socket.clone());
     let config = BootConfig {
@@ -197,7 +212,6 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         start_app: true,
         docker: args.docker.clone(),
     };
-    let kms = KmsClient::new(verifier.with_collateral(collateral), timeout);
     let mut booted = boot(tee, kms, &config)
         .await
         .map_err(|e| format!("boot failed: {e}"))?;

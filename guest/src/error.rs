@@ -106,6 +106,9 @@ pub enum KmsError {
     /// rejected, its usage is not `kms:rpc`, or it refused our certificate.
     #[error("TLS handshake (KMS attestation): {0}")]
     Handshake(String),
+    /// The collateral for the KMS's quote could not be fetched from the PCCS.
+    #[error("collateral for the KMS quote: {0}")]
+    Collateral(String),
     /// HTTP exchange failed.
     #[error("http: {0}")]
     Http(String),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::{
-    RaTlsCert, RaTlsError, RaTlsServerVerifier, Usage, VerifiedQuote, Verifier,
+    PccsClient, RaTlsCert, RaTlsError, RaTlsServerVerifier, Usage, VerifiedQuote, Verifier,
 };
 use cairn_protocol::api::{
     AppKeyRequest, AppKeyResponse, ErrorBody, SignCertRequest, SignCertResponse, PATH_APP_KEY,
@@ -34,16 +34,39 @@ pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
 /// Default timeout of one KMS request (connect, handshake, exchange).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Builds a fresh [`Verifier`] for a trust root (Intel's, or a simulator root).
+pub type VerifierFactory = Arc<dyn Fn() -> Verifier + Send + Sync>;
+
+/// Where the collateral for the KMS's quote comes from.
+#[derive(Clone)]
+enum Trust {
+    /// A verifier with collateral configured up front (file, or the simulator's).
+    Fixed(Arc<RaTlsServerVerifier<Verifier>>),
+    /// Collateral fetched from a PCCS for each KMS's quote: a first handshake only reads
+    /// the KMS certificate (and is aborted), then the real one verifies it.
+    Pccs {
+        verifier: VerifierFactory,
+        pccs: Arc<PccsClient>,
+    },
+}
+
 /// A client for one or more KMS nodes, verifying each node's RA-TLS evidence.
 #[derive(Clone)]
 pub struct KmsClient {
-    verifier: Arc<RaTlsServerVerifier<Verifier>>,
+    trust: Trust,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for KmsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KmsClient")
+            .field(
+                "collateral",
+                &match &self.trust {
+                    Trust::Fixed(_) => "configured",
+                    Trust::Pccs { .. } => "pccs",
+                },
+            )
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -54,9 +77,48 @@ impl KmsClient {
     /// usage is `kms:rpc`.
     pub fn new(verifier: Verifier, timeout: Duration) -> Self {
         KmsClient {
-            verifier: Arc::new(RaTlsServerVerifier::new(verifier).require_usage(Usage::KmsRpc)),
+            trust: Trust::Fixed(kms_verifier(verifier)),
             timeout,
         }
+    }
+
+    /// A client that fetches the collateral for each KMS's quote from `pccs` and verifies
+    /// it with a verifier made by `verifier` (which fixes the trust root).
+    pub fn with_pccs(verifier: VerifierFactory, pccs: PccsClient, timeout: Duration) -> Self {
+        KmsClient {
+            trust: Trust::Pccs {
+                verifier,
+                pccs: Arc::new(pccs),
+            },
+            timeout,
+        }
+    }
+
+    /// The verifier for a connection to `host:port`.
+    async fn verifier_for(
+        &self,
+        host: &str,
+        port: u16,
+        server_name: &ServerName<'static>,
+    ) -> Result<Arc<RaTlsServerVerifier<Verifier>>, KmsError> {
+        let (factory, pccs) = match &self.trust {
+            Trust::Fixed(v) => return Ok(v.clone()),
+            Trust::Pccs { verifier, pccs } => (verifier, pccs),
+        };
+        let cert = fetch_server_cert(host, port, server_name).await?;
+        let evidence = cairn_attestation::parse_ra_tls_extensions(&cert)
+            .map_err(|e| KmsError::Handshake(format!("KMS certificate rejected: {e}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let collateral = pccs
+            .collateral_for_quote(&evidence.quote, now)
+            .await
+            .map_err(|e| KmsError::Collateral(e.to_string()))?;
+        Ok(kms_verifier(
+            factory().with_collateral((*collateral).clone()),
+        ))
     }
 
     /// `POST /v1/app-key` with `client_cert`; returns the keys and the KMS's verified identity.
@@ -126,12 +188,15 @@ impl KmsClient {
         let prefix = url.path().trim_end_matches('/');
         let full_path = format!("{prefix}{path}");
 
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|e| KmsError::BadUrl(e.to_string()))?;
+        let verifier = self.verifier_for(&host, port, &server_name).await?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| KmsError::Handshake(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_custom_certificate_verifier(verifier.clone())
             .with_client_auth_cert(
                 vec![client_cert.cert_der.clone()],
                 client_cert.private_key_der(),
@@ -149,8 +214,7 @@ impl KmsClient {
             .connect(server_name, tcp)
             .await
             .map_err(handshake_error)?;
-        let identity = self
-            .verifier
+        let identity = verifier
             .peer_identity(tls.get_ref().1)
             .map_err(|e| KmsError::Handshake(e.to_string()))?;
 
@@ -210,4 +274,76 @@ fn handshake_error(e: std::io::Error) -> KmsError {
         Some(r) => KmsError::Handshake(format!("KMS certificate rejected: {r}")),
         None => KmsError::Handshake(e.to_string()),
     }
+}
+
+fn kms_verifier(verifier: Verifier) -> Arc<RaTlsServerVerifier<Verifier>> {
+    Arc::new(RaTlsServerVerifier::new(verifier).require_usage(Usage::KmsRpc))
+}
+
+/// Records the server's end-entity certificate and aborts the handshake.
+#[derive(Debug)]
+struct CaptureCert(std::sync::Mutex<Option<Vec<u8>>>);
+
+impl rustls::client::danger::ServerCertVerifier for CaptureCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
+        // Never trusted: this handshake only reads the certificate.
+        Err(rustls::Error::General("certificate captured".to_owned()))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls_pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not used".to_owned()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls_pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not used".to_owned()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The KMS's certificate, read by a handshake that is aborted right after it.
+async fn fetch_server_cert(
+    host: &str,
+    port: u16,
+    server_name: &ServerName<'static>,
+) -> Result<Vec<u8>, KmsError> {
+    let capture = Arc::new(CaptureCert(std::sync::Mutex::new(None)));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| KmsError::Handshake(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| KmsError::Connect(e.to_string()))?;
+    // Fails by design once the certificate is captured.
+    let _ = TlsConnector::from(Arc::new(config))
+        .connect(server_name.clone(), tcp)
+        .await;
+    let cert = capture.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    cert.ok_or_else(|| KmsError::Handshake("the KMS presented no certificate".to_owned()))
 }

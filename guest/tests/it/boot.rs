@@ -504,3 +504,52 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
     assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
+    let pccs = cairn_attestation::simulator::SimPccs::new(pki());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pccs_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pccs.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let root = pki().root_ca_der().to_vec();
+    let client = cairn_guest::KmsClient::with_pccs(
+        std::sync::Arc::new(move || {
+            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
+        }),
+        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
+        std::time::Duration::from_secs(20),
+    );
+    let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    assert!(pccs.requests() > 0, "collateral was fetched");
+
+    // the probe handshake never trusts a plain certificate either
+    let plain = StubKms::start(Mode::PlainCert).await;
+    let s = share(&[&plain.url], "");
+    let root = pki().root_ca_der().to_vec();
+    let client = cairn_guest::KmsClient::with_pccs(
+        std::sync::Arc::new(move || {
+            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
+        }),
+        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
+        std::time::Duration::from_secs(20),
+    );
+    let err = boot(as_tee(&guest_tee(1)), client, &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate"))),
+        "{err}"
+    );
+    assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
