@@ -1,6 +1,6 @@
 //! cairn-guest — what runs inside a Cairn CVM (DESIGN.md §7).
 //!
-//! [`boot`] takes the host share (`app-compose.json`, `sys-config.json`, `.instance-info`,
+//! [`boot()`] takes the host share (`app-compose.json`, `sys-config.json`, `.instance-info`,
 //! `.encrypted-env`) to a running app: it measures the boot events into RTMR3 through a
 //! [`cairn_attestation::Tee`] (TDX or the simulator), asks each KMS in turn for the app's
 //! keys over mutual RA-TLS, pins the KMS root CA when the compose says so, measures the

@@ -4,7 +4,7 @@
 //!   `0x` hex, errors as `{"error":{"code","message"}}`;
 //! - [`sig`]: recoverable secp256k1 signatures, the dstack-compatible app-key signature
 //!   chain (FORMATS.md) and the KMS env-pubkey signature;
-//! - [`env`]: env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7);
+//! - [`env`](mod@env): env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7);
 //! - [`compose`], [`sysconfig`]: the host share of a CVM (`app-compose.json`,
 //!   `sys-config.json`, `.instance-info`);
 //! - [`agent`]: the dstack-compatible guest-agent API.
