@@ -26,7 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tower::limit::ConcurrencyLimitLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -77,7 +77,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(handlers::healthz))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        // Global: `Router::layer` wraps every route separately, and this layer shares one
+        // semaphore across all of them.
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

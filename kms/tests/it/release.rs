@@ -242,3 +242,34 @@ async fn collateral_from_a_pccs_serves_releases() {
     let _ = stop_pccs.send(());
     pccs_task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_certificate_is_a_kms_rpc_ra_tls_cert_issued_by_the_root_ca() {
+    use cairn_attestation::{parse_ra_tls_extensions, Usage};
+    use p256::ecdsa::signature::Verifier as _;
+    use x509_parser::prelude::*;
+
+    let w = World::new().await;
+    let kms = w.start(0xA6).await;
+    let config = cairn_kms::client::client_config(
+        cairn_kms::client::kms_server_verifier(crate::world::verifier_for(&crate::world::pki())),
+        None,
+    )
+    .unwrap();
+    let (_client, server_der) = KmsClient::connect(kms.addr, config).await.unwrap();
+    assert_eq!(server_der, kms.node.server_cert().cert_der.to_vec());
+    let ev = parse_ra_tls_extensions(&server_der).unwrap();
+    assert_eq!(ev.usage, Some(Usage::KmsRpc));
+    let (_, leaf) = X509Certificate::from_der(&server_der).unwrap();
+    let root_der = kms.node.root_keys().ca().cert_der().to_vec();
+    let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+    assert_eq!(leaf.issuer(), root.subject());
+    let root_key =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&root.public_key().subject_public_key.data)
+            .unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&leaf.signature_value.data).unwrap();
+    root_key
+        .verify(leaf.tbs_certificate.as_ref(), &sig)
+        .unwrap();
+    kms.stop().await;
+}
