@@ -1,5 +1,6 @@
 //! The public Python `dstack-sdk` (PyPI, pinned in scripts/setup.sh) talks to the guest
-//! agent unchanged over its unix socket: get_key, get_quote, info, get_tls_key, version.
+//! agent unchanged over its unix socket: get_key, get_quote, info, get_tls_key, version,
+//! sign and verify.
 //! The quote it receives verifies with Cairn's verifier, and the SDK's `replay_rtmrs()`
 //! equals the quoted RTMR3.
 //!
@@ -117,4 +118,9 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     assert_eq!(ev.app_id, Some(s.app_id().0));
     assert!(v["tls_key"].as_str().unwrap().contains("PRIVATE KEY"));
     assert!(v["agent_version"].is_string());
+
+    // sign / verify through the SDK
+    assert_eq!(v["sign_valid"], true);
+    assert_eq!(v["tampered_valid"], false);
+    assert_eq!(v["sign_chain_len"], 2);
 }

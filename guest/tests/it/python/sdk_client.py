@@ -14,6 +14,9 @@ quote = client.get_quote(b"dstack-sdk test")
 info = client.info()
 tls = client.get_tls_key(subject="demo.example", alt_names=["demo.example"], usage_ra_tls=True)
 version = client.version()
+signed = client.sign("secp256k1", b"hello cairn")
+verified = client.verify("secp256k1", b"hello cairn", signed.decode_signature(), signed.decode_public_key())
+tampered = client.verify("secp256k1", b"hello cairm", signed.decode_signature(), signed.decode_public_key())
 print(json.dumps({
     "sdk_version": importlib.metadata.version("dstack-sdk"),
     "key": key.key,
@@ -29,4 +32,7 @@ print(json.dumps({
     "tls_key": tls.key,
     "tls_chain": tls.certificate_chain,
     "agent_version": version.version,
+    "sign_valid": verified.valid,
+    "tampered_valid": tampered.valid,
+    "sign_chain_len": len(signed.signature_chain),
 }))
