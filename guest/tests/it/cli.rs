@@ -67,3 +67,33 @@ async fn the_binary_refuses_a_bad_share_with_a_clear_error_and_nonzero_exit() {
     assert!(stderr.contains("unknown runner \"podman\""), "{stderr}");
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor_time() {
+    // The simulator PKI's keys come from the seed alone; its certificates' validity
+    // windows come from the anchor time. Trust anchors are matched by subject and key,
+    // so a guest whose PKI was anchored 1000 s earlier still verifies the KMS (and the
+    // KMS the guest).
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let earlier = (pki().config().now - 1000).to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
+        .arg("boot")
+        .args(["--share", s.share_dir().to_str().unwrap()])
+        .args(["--keys", s.keys_dir().to_str().unwrap()])
+        .args(["--work", s.dir.path().join("work").to_str().unwrap()])
+        .args([
+            "--no-agent",
+            "--tee",
+            "simulator",
+            "--kms-trust",
+            "simulator",
+        ])
+        .args(["--sim-pki-now", &earlier])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(s.out().exists());
+}
