@@ -429,6 +429,13 @@ impl Node {
             Err(e) => ("error", e.code()),
         };
         self.metrics.count(kind, outcome, check);
+        match r {
+            Ok(_) => tracing::debug!(kind, "released"),
+            Err(ApiError::Denied { reason, .. }) => {
+                tracing::info!(kind, check, %reason, "release denied")
+            }
+            Err(e) => tracing::warn!(kind, check, error = %e, "release failed"),
+        }
     }
 
     /// `POST /v1/app-key`: the whole release path for the caller's certificate.
@@ -452,6 +459,13 @@ impl Node {
         let keys = self.derive(&a)?;
         let record = self.record(ReleaseKind::AppKey, &a, at)?;
         let receipt = self.log_release(record, at).await?;
+        tracing::info!(
+            app_id = %a.boot.appId,
+            instance_id = %a.boot.instanceId,
+            log_index = receipt.log_index,
+            block = at.number,
+            "app keys released"
+        );
         Ok(AppKeyResponse {
             app_key: keys.k256_secret(),
             kms_signature: *keys.kms_signature(),
