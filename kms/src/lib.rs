@@ -44,7 +44,7 @@ pub mod metrics;
 pub mod node;
 pub mod onboard;
 pub mod reject;
-mod server;
+pub mod server;
 pub mod store;
 
 pub use config::Config;

@@ -1,4 +1,4 @@
-//! The binary's commands: `bootstrap` and `serve` (`onboard` is [`crate::onboard`]).
+//! The binary's commands: `bootstrap`, `describe`, `serve` (`onboard` is [`crate::onboard()`]).
 
 use std::sync::Arc;
 
