@@ -220,3 +220,50 @@ pub async fn attest(
         quote: verified,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attest_blocking(cert: Option<&[u8]>) -> Result<Attested, ApiError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(attest(
+            cert,
+            &Verifier::intel(),
+            &CollateralSource::Configured,
+            &[],
+        ))
+    }
+
+    fn check_of(r: Result<Attested, ApiError>) -> Option<Check> {
+        match r {
+            Err(ApiError::Denied { check, .. }) => Some(check),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn missing_oversized_and_garbage_certificates_are_client_cert_denials() {
+        assert_eq!(check_of(attest_blocking(None)), Some(Check::ClientCert));
+        let big = vec![0x30; MAX_RA_TLS_CERT_LEN + 1];
+        assert_eq!(
+            check_of(attest_blocking(Some(&big))),
+            Some(Check::ClientCert)
+        );
+        assert_eq!(
+            check_of(attest_blocking(Some(&[0x30, 0x03, 0x02, 0x01, 0x00]))),
+            Some(Check::ClientCert)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_certificate_bytes_are_denied_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let r = attest_blocking(Some(&bytes));
+            let denied = matches!(r, Err(ApiError::Denied { .. }));
+            proptest::prop_assert!(denied);
+        }
+    }
+}

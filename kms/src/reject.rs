@@ -201,3 +201,41 @@ impl IntoResponse for ApiError {
         (self.status(), axum::Json(self.body())).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_errors_map_to_403_with_the_reason_or_503() {
+        let denied = ApiError::from(cairn_onchain::Error::Denied {
+            check: cairn_onchain::Check::ComposeHash,
+            reason: "Compose hash not allowed".into(),
+        });
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            denied.body(),
+            ErrorBody::new("denied.compose_hash", "Compose hash not allowed")
+        );
+        let down = ApiError::from(cairn_onchain::Error::Timeout {
+            op: "eth_call",
+            after: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.code(), "unavailable.chain");
+        let wrong = ApiError::from(cairn_onchain::Error::ChainIdMismatch {
+            expected: 1,
+            actual: 2,
+        });
+        assert_eq!(wrong.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(wrong.body().error.message, "internal error");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_char_boundary() {
+        let e = ApiError::denied(Check::Quote, "é".repeat(5000));
+        let body = e.body();
+        assert!(body.error.message.len() <= cairn_protocol::api::MAX_ERROR_MESSAGE_LEN);
+        assert!(body.error.message.chars().all(|c| c == 'é'));
+    }
+}
