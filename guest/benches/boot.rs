@@ -3,7 +3,7 @@
 //! `process` app (a `/bin/sh` one-liner). Each iteration uses a fresh share, a fresh
 //! simulated TD and a new TLS connection; `boot_to_app_start` reuses one KMS client (its
 //! verifier caches the KMS's verified evidence), `…_cold_verifier` builds a new one each
-//! time, as a real boot does. Results: `docs/benchmarks-guest.md`.
+//! time, as a real boot does. Results: `docs/benchmarks.md`.
 //!
 //! Run: `cargo bench -p cairn-guest --bench boot`
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
