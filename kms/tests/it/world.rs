@@ -121,11 +121,16 @@ pub struct Running {
 }
 
 impl Running {
-    /// Shut down and wait until every handle on the node is gone (so it can reopen).
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    /// Signal shutdown (as SIGTERM would) without waiting.
+    pub fn signal_stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+    }
+
+    /// Shut down and wait until every handle on the node is gone (so it can reopen).
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        self.signal_stop();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
@@ -322,5 +327,72 @@ impl World {
     /// A guest of the world's app on host `host_seed`.
     pub fn guest(&self, host_seed: u8) -> Guest {
         Guest::boot(pki(), host_seed, image(), self.app_id, COMPOSE)
+    }
+}
+
+/// A TCP proxy in front of anvil whose gate can hold every byte sent to the chain:
+/// requests stay in flight, deterministically, until the gate opens again.
+pub struct GateProxy {
+    pub url: url::Url,
+    open: tokio::sync::watch::Sender<bool>,
+    /// Receives one message each time a request is held at the closed gate.
+    pub held: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl GateProxy {
+    pub async fn start(target: &url::Url) -> GateProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = format!(
+            "{}:{}",
+            target.host_str().unwrap(),
+            target.port_or_known_default().unwrap()
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let (open, gate) = tokio::sync::watch::channel(true);
+        let (held_tx, held) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let mut gate = gate.clone();
+                let held_tx = held_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if !*gate.borrow() {
+                            let _ = held_tx.send(());
+                            if gate.wait_for(|open| *open).await.is_err() {
+                                return;
+                            }
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+            }
+        });
+        GateProxy { url, open, held }
+    }
+
+    pub fn close(&self) {
+        let _ = self.open.send(false);
+    }
+
+    pub fn open(&self) {
+        let _ = self.open.send(true);
     }
 }

@@ -1,0 +1,90 @@
+//! A chain that hangs, and shutdown with a release in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_kms::node::SECRETS_DIR;
+use cairn_kms::{MasterSecret, SecretStore};
+use hyper::StatusCode;
+
+use crate::release::app_key;
+use crate::world::{pki, GateProxy, Running, World, MASTER};
+
+/// A node whose chain RPC goes through `proxy`.
+async fn start_behind(w: &World, proxy: &GateProxy, host_seed: u8) -> Running {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let address = SecretStore::open(dir.path().join(SECRETS_DIR))
+        .unwrap()
+        .install(MasterSecret::from_bytes(MASTER), 1)
+        .unwrap()
+        .node_key
+        .address();
+    let opts = w.options(dir.path(), host_seed, &pki());
+    w.register_kms(&opts, Some(address)).await;
+    let mut opts = w.options(dir.path(), host_seed, &pki());
+    opts.chain = cairn_onchain::ChainConfig::new(proxy.url.clone(), w.chain_id, w.kms_auth)
+        .with_confirmations(crate::world::CONFIRMATIONS)
+        .with_call_timeout(Duration::from_secs(2));
+    w.serve(opts, dir).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_chain_answers_503_after_the_rpc_timeout_not_never() {
+    let w = World::new().await;
+    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let kms = start_behind(&w, &proxy, 0xF1).await;
+    let guest = w.guest(0x61);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    proxy.close();
+    let t = Instant::now();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
+        "{err:?}"
+    );
+    assert!(err.body.error.message.contains("timed out"), "{err:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        proxy.held.try_recv().is_ok(),
+        "the RPC was held at the gate"
+    );
+    assert_eq!(kms.node.log().size(), 0);
+    proxy.open();
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_release_finish() {
+    let w = World::new().await;
+    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let mut kms = start_behind(&w, &proxy, 0xF2).await;
+    let guest = w.guest(0x62);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    proxy.close();
+    let request = tokio::spawn(async move { app_key(&mut client).await });
+    // The release is now waiting on the chain: shut down while it is in flight.
+    proxy.held.recv().await.unwrap();
+    kms.signal_stop();
+    // Wait until the server stopped accepting (its listener is closed) ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(kms.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "server still accepting after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ... and only then let the chain answer: the in-flight release still completes.
+    proxy.open();
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.receipt.log_index, 0);
+    assert_eq!(kms.node.log().size(), 1);
+    kms.stop().await;
+}
