@@ -4,7 +4,7 @@
 #   scripts/bench.sh            all benchmarks
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
-#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil (docs/benchmarks-kms.md)
+#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil (docs/benchmarks.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
