@@ -42,6 +42,11 @@ pub struct Attested {
     pub public_key: Vec<u8>,
     /// The usage the certificate declares.
     pub usage: Option<Usage>,
+    /// The raw quote of the certificate (extension `…62397.1.1`), verified above; copied
+    /// into `sign-cert` leaves, which certify the same key.
+    pub raw_quote: Vec<u8>,
+    /// The certificate's event log JSON (extension `…62397.1.2`), replayed above.
+    pub event_log: Vec<u8>,
 }
 
 /// Where collateral for quote verification comes from.
@@ -218,6 +223,8 @@ pub async fn attest(
         public_key,
         usage: evidence.usage,
         quote: verified,
+        raw_quote: evidence.quote,
+        event_log: evidence.event_log,
     })
 }
 

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
-use cairn_attestation::ratls_consts::{OID_APP_ID, OID_SPECIAL_USAGE, USAGE_APP_CUSTOM};
+use cairn_attestation::ratls_consts::{
+    OID_APP_ID, OID_EVENT_LOG, OID_QUOTE, OID_SPECIAL_USAGE, USAGE_APP_CUSTOM,
+};
 use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
 use cairn_onchain::alloy::primitives::{Address, B256};
@@ -534,6 +536,12 @@ impl Node {
         params.use_authority_key_identifier_extension = true;
         let serial: [u8; 16] = rand_serial();
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        // The caller's RA-TLS evidence binds this same key (checked above), so the leaf
+        // is itself a valid RA-TLS certificate, issued by the app CA.
+        params.custom_extensions = vec![
+            rcgen::CustomExtension::from_oid_content(OID_QUOTE, der_octet_string(&a.raw_quote)),
+            rcgen::CustomExtension::from_oid_content(OID_EVENT_LOG, der_octet_string(&a.event_log)),
+        ];
         params
             .custom_extensions
             .push(rcgen::CustomExtension::from_oid_content(

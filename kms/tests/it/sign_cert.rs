@@ -8,7 +8,7 @@ use p256::ecdsa::signature::Verifier as _;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use x509_parser::prelude::*;
 
-use crate::world::World;
+use crate::world::{pki, verifier_for, World};
 
 fn csr(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
@@ -73,6 +73,43 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     );
     let rec = ReleaseRecord::decode(&kms.node.log().entry(0).unwrap()).unwrap();
     assert_eq!(rec.kind, ReleaseKind::SignCert);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
+    let w = World::new().await;
+    let kms = w.start(0xE3).await;
+    let guest = w.guest(0x43);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let req = SignCertRequest {
+        csr: csr(&cert.key_pair().unwrap()),
+    };
+    let resp: SignCertResponse = c
+        .call(Method::POST, PATH_SIGN_CERT, Some(&req))
+        .await
+        .unwrap()
+        .unwrap();
+    let leaf_der = der_of(&resp.certificate_chain[0]);
+    let ev = cairn_attestation::parse_ra_tls_extensions(&leaf_der).unwrap();
+    let client_ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der).unwrap();
+    assert_eq!(ev.quote, client_ev.quote);
+    assert_eq!(ev.event_log, client_ev.event_log);
+    assert_eq!(ev.app_id, Some(guest.app_id.0));
+    assert_eq!(ev.usage, Some(cairn_attestation::Usage::AppCustom));
+    // The quote binds the leaf's own key: it verifies against the leaf's SPKI.
+    let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+    let report_data = cairn_attestation::ra_tls_report_data(leaf.public_key().raw);
+    let verified = verifier_for(&pki())
+        .verify(
+            &ev.quote,
+            &ev.event_log,
+            &report_data,
+            cairn_kms::evidence::unix_now(),
+        )
+        .unwrap();
+    assert_eq!(*verified.app_id(), guest.app_id);
     kms.stop().await;
 }
 
