@@ -28,10 +28,11 @@ else
 fi
 cargo test --workspace --locked --doc
 
-log "devnet: scripts/devnet.sh comes up and answers policy (then exits)"
-devnet_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log "devnet: scripts/devnet.sh boots the demo app with keys, refuses the unapproved one (then exits)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 devnet_dir=$(mktemp -d)
-CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_PORT=$devnet_port CAIRN_DEVNET_DIR=$devnet_dir scripts/devnet.sh >"$devnet_dir/out.log" 2>&1 ||
+CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_PORT=$(free_port) CAIRN_DEVNET_KMS_PORT=$(free_port) CAIRN_DEVNET_DIR=$devnet_dir \
+  scripts/devnet.sh >"$devnet_dir/out.log" 2>&1 ||
   { cat "$devnet_dir/out.log" >&2; die "scripts/devnet.sh failed"; }
 rm -rf "$devnet_dir"
 
