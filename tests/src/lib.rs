@@ -1,0 +1,606 @@
+//! cairn-e2e — scenario plumbing shared by the end-to-end tests (`tests/it/`).
+//!
+//! Every scenario runs the real parts, in-process and hermetic:
+//!
+//! ```text
+//!  anvil (own process, free port) ◄── cairn-onchain: deploy KmsAuth + AppAuth factory,
+//!    ▲                                 root keys, KMS MR/device/node, OS image, apps, DAO
+//!    │ policy reads (head − confirmations)
+//!  cairn-kms Node + server (127.0.0.1:0, RA-TLS, simulator TEE, sled + tlog in a tempdir)
+//!    ▲ mutual RA-TLS: POST /v1/app-key, /v1/sign-cert; GET /v1/env-pubkey, /v1/log/*
+//!  cairn_guest::boot (SimTdx host, process runner, share/keys/work in a tempdir)
+//!    └─► app process ; guest agent on a unix socket ◄── the test (or the Python SDK)
+//! ```
+//!
+//! This is a test-only crate: its helpers panic (with a message) when the plumbing
+//! itself fails, because that is a failed test. What it does *not* do: mock anything that
+//! runs here — the chain is anvil, the KMS is `cairn_kms::run`, the guest is
+//! `cairn_guest::boot`, and quotes are the simulator's real TDX v4 quotes.
+//!
+//! # Layout
+//! - [`Devnet`] — anvil with the Cairn system deployed and the test cluster's root keys.
+//! - [`Kms`] — a registered KMS node serving on a free port.
+//! - [`Cvm`] — a host share + keys + work dir for one guest, and its boot.
+//! - [`encrypt_env_for_app`] — deploy-time env encryption: the KMS env key checked against
+//!   the root key registered on chain (issue 6, "env encryption tooling").
+//! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
+//! - [`verify_receipt`] — a release receipt checked as an auditor would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::{Collateral, Tee, Verifier};
+use cairn_kms::client::{client_config, kms_server_verifier, KmsClient as KmsHttp};
+use cairn_kms::evidence::unix_now;
+use cairn_kms::node::{NodeOptions, SECRETS_DIR};
+use cairn_kms::{CollateralSource, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_onchain::alloy::node_bindings::AnvilInstance;
+use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
+use cairn_onchain::alloy::providers::ext::AnvilApi;
+use cairn_onchain::alloy::signers::local::PrivateKeySigner;
+use cairn_onchain::testing::spawn_anvil;
+use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection};
+use cairn_protocol::api::{
+    EnvPubkeyResponse, InclusionProofResponse, LogEntriesResponse, Receipt, PATH_LOG_ENTRIES,
+    PATH_LOG_INCLUSION,
+};
+use cairn_protocol::env::EnvVars;
+use cairn_tlog::{
+    leaf_hash, verify_inclusion, CheckpointVerifier, Hash, ReleaseKind, ReleaseRecord,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes as HttpBytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Policy is read this many blocks behind head.
+pub const CONFIRMATIONS: u64 = 2;
+/// The test cluster's master secret (root keys derive from it).
+pub const MASTER: [u8; 32] = [0x5a; 32];
+/// The simulator PKI seed shared by the KMS and every guest.
+pub const PKI_SEED: [u8; 32] = [0x42; 32];
+/// The KMS node's simulated host.
+pub const KMS_HOST_SEED: u8 = 0xE0;
+/// How long a poll waits before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// How old an env-pubkey answer may be when encrypting for it.
+pub const ENV_PUBKEY_MAX_AGE_SECS: u64 = 600;
+
+/// The OS image the KMS and every guest boot (allowed on chain).
+pub fn image() -> OsImage {
+    OsImage::example("cairn-os", "1.0")
+}
+
+/// The mock Intel PKI (collateral anchored at the wall clock: RA-TLS verifies "now").
+pub fn pki() -> Arc<SimPki> {
+    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
+    PKI.get_or_init(|| {
+        Arc::new(SimPki::new(SimPkiConfig::new(PKI_SEED, unix_now())).expect("simulator PKI"))
+    })
+    .clone()
+}
+
+/// The real verifier trusting the simulator root, with the simulator's collateral.
+pub fn verifier() -> Verifier {
+    let pki = pki();
+    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+        .with_collateral(Collateral::new(pki.collateral()).expect("simulator collateral"))
+}
+
+/// The root keys of [`MASTER`].
+pub fn root_keys() -> RootKeys {
+    RootKeys::derive(&MasterSecret::from_bytes(MASTER)).expect("root keys")
+}
+
+/// Anvil with the Cairn system deployed, the root keys of [`MASTER`] registered as
+/// generation 1 and [`image`] allowed. Owned by anvil's first account.
+pub struct Devnet {
+    /// The anvil process (killed on drop).
+    pub anvil: AnvilInstance,
+    /// KmsAuth client sending as [`Devnet::owner`].
+    pub chain: ChainClient,
+    /// The deployer and KmsAuth owner.
+    pub owner: Address,
+    /// The KmsAuth proxy.
+    pub kms_auth: Address,
+}
+
+impl Devnet {
+    /// Spawn anvil (the npm-pinned binary) and deploy.
+    pub async fn new() -> Devnet {
+        cairn_kms::node::install_crypto_provider();
+        let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
+        let conn = Connection::connect(
+            anvil.endpoint_url(),
+            anvil.chain_id(),
+            Duration::from_secs(20),
+            Some(signer),
+        )
+        .await
+        .expect("connect to anvil");
+        let owner = conn.sender().expect("a sender");
+        let deployment = conn.deploy_system(owner).await.expect("deploy");
+        let chain = ChainClient::with_connection(conn, deployment.kms_auth, CONFIRMATIONS, 64)
+            .await
+            .expect("chain client");
+        let root = root_keys();
+        chain
+            .set_kms_root_keys(
+                1,
+                Bytes::from(root.k256_public().to_vec()),
+                Bytes::from(root.ca().spki_der()),
+            )
+            .await
+            .expect("register root keys");
+        chain
+            .add_os_image(B256::from(image().os_image_hash().0))
+            .await
+            .expect("allow OS image");
+        let net = Devnet {
+            anvil,
+            chain,
+            owner,
+            kms_auth: deployment.kms_auth,
+        };
+        net.mine(CONFIRMATIONS).await;
+        net
+    }
+
+    /// Mine `blocks` blocks.
+    pub async fn mine(&self, blocks: u64) {
+        self.chain
+            .connection()
+            .provider()
+            .anvil_mine(Some(blocks), None)
+            .await
+            .expect("anvil_mine");
+    }
+
+    /// Advance the chain clock by `secs` and mine a block.
+    pub async fn increase_time(&self, secs: u64) {
+        let p = self.chain.connection().provider();
+        p.anvil_increase_time(secs).await.expect("increase time");
+        p.anvil_mine(Some(1), None).await.expect("anvil_mine");
+    }
+
+    /// Deploy and register an app (`KmsAuth.deployAndRegisterApp`) owned by `owner`, any
+    /// device, optionally with a first compose hash; then mine past the confirmations.
+    pub async fn deploy_app(&self, owner: Address, compose: Option<&[u8]>) -> AppAuthClient {
+        let params = AppParams {
+            initial_compose_hash: compose.map(compose_hash),
+            ..AppParams::new(owner)
+        };
+        let app = self.chain.deploy_app(&params).await.expect("deploy app");
+        self.mine(CONFIRMATIONS).await;
+        app
+    }
+
+    /// A chain config for a reader of this devnet (the KMS node).
+    pub fn chain_config(&self) -> ChainConfig {
+        ChainConfig::new(
+            self.anvil.endpoint_url(),
+            self.anvil.chain_id(),
+            self.kms_auth,
+        )
+        .with_confirmations(CONFIRMATIONS)
+        .with_call_timeout(Duration::from_secs(5))
+    }
+
+    /// Bootstrap a KMS node with [`MASTER`] on host [`KMS_HOST_SEED`], register its
+    /// evidence (aggregated MR, device) and node address on chain, fund it, and serve it
+    /// on `127.0.0.1:0`.
+    pub async fn start_kms(&self) -> Kms {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let address = SecretStore::open(dir.path().join(SECRETS_DIR))
+            .expect("secret store")
+            .install(MasterSecret::from_bytes(MASTER), 1)
+            .expect("install master secret")
+            .node_key
+            .address();
+        let tdx =
+            SimTdx::new(pki(), SimHostConfig::new([KMS_HOST_SEED; 32], image())).expect("KMS TD");
+        let event_log = cairn_kms::config::simulated_kms_boot(&tdx, &[KMS_HOST_SEED; 32])
+            .expect("KMS boot log");
+        let opts = NodeOptions {
+            data_dir: dir.path().to_owned(),
+            chain: self.chain_config(),
+            verifier: verifier(),
+            collateral: CollateralSource::Configured,
+            os_images: vec![image().manifest()],
+            tee: Arc::new(tdx),
+            event_log,
+            log_origin: None,
+            anchor_interval: Duration::from_secs(3600),
+            // Scenarios change policy and expect the very next boot to see it.
+            head_ttl: Duration::ZERO,
+        };
+        let own = cairn_kms::lifecycle::own_evidence(&opts)
+            .await
+            .expect("KMS evidence");
+        self.chain
+            .add_kms_aggregated_mr(own.boot.mrAggregated)
+            .await
+            .expect("allow KMS MR");
+        self.chain
+            .add_kms_device(own.boot.deviceId)
+            .await
+            .expect("allow KMS device");
+        let node_address = Address::from(address);
+        self.chain
+            .add_kms_node(node_address)
+            .await
+            .expect("register KMS node");
+        self.chain
+            .connection()
+            .provider()
+            .anvil_set_balance(node_address, U256::from(10u128.pow(20)))
+            .await
+            .expect("fund KMS node");
+        self.mine(CONFIRMATIONS).await;
+
+        let node = Node::open(opts).await.expect("open KMS node");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
+            let _ = stopped.await;
+        }));
+        Kms {
+            node,
+            addr,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// SHA-256 of the exact compose bytes, as the chain stores it.
+pub fn compose_hash(compose: &[u8]) -> B256 {
+    B256::from(cairn_attestation::ids::ComposeHash::of_compose(compose).0)
+}
+
+/// A KMS node serving on a free port.
+pub struct Kms {
+    /// The node (its log, keys, address).
+    pub node: Arc<Node>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<cairn_kms::Result<()>>>,
+}
+
+impl Kms {
+    /// The URL a guest's `sys-config.json` lists.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A client without a certificate (public endpoints), verifying the KMS's RA-TLS
+    /// evidence and `kms:rpc` usage.
+    pub async fn public_client(&self) -> KmsHttp {
+        let config = client_config(kms_server_verifier(verifier()), None).expect("client config");
+        KmsHttp::connect(self.addr, config)
+            .await
+            .expect("connect to KMS")
+            .0
+    }
+
+    /// Stop serving and wait for the server task.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("KMS task").expect("KMS server");
+        }
+    }
+}
+
+/// Why deploy-time env encryption refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvToolError {
+    /// The chain could not be read.
+    #[error("chain: {0}")]
+    Chain(#[from] cairn_onchain::Error),
+    /// No KMS root key is registered on chain.
+    #[error("no KMS root key is registered on chain")]
+    NoRootKey,
+    /// The registered root key is not a valid k256 point.
+    #[error("the root key registered on chain is not a k256 public key")]
+    BadRootKey,
+    /// The KMS could not be reached or answered an error.
+    #[error("KMS: {0}")]
+    Kms(String),
+    /// The env public key's signature or timestamp does not verify against the root key
+    /// registered on chain; or the vars are invalid.
+    #[error("env: {0}")]
+    Protocol(#[from] cairn_protocol::Error),
+}
+
+/// Encrypt `vars` for `app_id` (Cairn format) the way a deployer must: fetch the app's env
+/// public key from the KMS, verify the KMS signature over it against the root k256 key
+/// **registered on chain** (read at the pinned block, not taken from the KMS), then
+/// encrypt to it.
+pub async fn encrypt_env_for_app(
+    kms: &mut KmsHttp,
+    chain: &ChainClient,
+    app_id: [u8; 20],
+    vars: &EnvVars,
+) -> Result<Vec<u8>, EnvToolError> {
+    let at = chain.policy_block().await?;
+    let root = chain.root_keys(at).await?.ok_or(EnvToolError::NoRootKey)?;
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey)
+        .map_err(|_| EnvToolError::BadRootKey)?;
+    let path = format!("/v1/env-pubkey/0x{}", hex::encode(app_id));
+    let resp: EnvPubkeyResponse = kms
+        .call(Method::GET, &path, None::<&()>)
+        .await
+        .map_err(|e| EnvToolError::Kms(e.to_string()))?
+        .map_err(|e| EnvToolError::Kms(format!("{}: {}", e.status, e.body.error.code)))?;
+    let public_key = resp.verify(&app_id, &root, unix_now(), ENV_PUBKEY_MAX_AGE_SECS)?;
+    Ok(cairn_protocol::env::encrypt(&public_key, &app_id, vars)?)
+}
+
+/// One guest CVM: its host share, keys and work dirs in a tempdir, and its TD.
+pub struct Cvm {
+    /// Holds `share/`, `keys/`, `work/`, `agent.sock`, `app-out`.
+    pub dir: TempDir,
+    /// The exact `app-compose.json` bytes.
+    pub compose: String,
+    /// The simulated host; every boot gets a fresh TD on it (a reboot resets RTMR3).
+    pub host_seed: u8,
+}
+
+/// A `process` compose whose app writes `started:$API_KEY` to `out` (`allowed_envs: API_KEY`).
+/// `tag` makes different versions (different compose hashes) of the same app.
+pub fn app_compose(out: &Path, tag: &str) -> String {
+    let script = format!("printf 'started:%s' \"$API_KEY\" > {}", out.display());
+    format!(
+        r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}],"env":{{"VERSION":{}}}}},"kms_enabled":true,"allowed_envs":["API_KEY"]}}"#,
+        serde_json::to_string(&script).expect("json string"),
+        serde_json::to_string(tag).expect("json string"),
+    )
+}
+
+impl Cvm {
+    /// A CVM of `app_id` on host `host_seed`, running [`app_compose`] with `tag`, pointed
+    /// at `kms_url`.
+    pub fn new(kms_url: &str, app_id: Address, host_seed: u8, tag: &str) -> Cvm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let share = dir.path().join("share");
+        std::fs::create_dir(&share).expect("share dir");
+        let compose = app_compose(&dir.path().join("app-out"), tag);
+        std::fs::write(share.join("app-compose.json"), &compose).expect("write compose");
+        std::fs::write(
+            share.join("sys-config.json"),
+            serde_json::to_vec(&serde_json::json!({"kms_urls": [kms_url]})).expect("json"),
+        )
+        .expect("write sys-config");
+        std::fs::write(
+            share.join(".instance-info"),
+            serde_json::to_vec(&serde_json::json!({
+                "instance_id_seed": hex::encode([host_seed; 8]),
+                "app_id": hex::encode(app_id),
+            }))
+            .expect("json"),
+        )
+        .expect("write instance info");
+        Cvm {
+            dir,
+            compose,
+            host_seed,
+        }
+    }
+
+    /// The compose hash of this CVM's compose.
+    pub fn compose_hash(&self) -> B256 {
+        compose_hash(self.compose.as_bytes())
+    }
+
+    /// Put `.encrypted-env` into the share.
+    pub fn set_encrypted_env(&self, blob: &[u8]) {
+        std::fs::write(self.dir.path().join("share/.encrypted-env"), blob).expect("write env");
+    }
+
+    /// The keys directory.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    /// The file the app writes.
+    pub fn app_out(&self) -> PathBuf {
+        self.dir.path().join("app-out")
+    }
+
+    /// The agent socket path.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    /// A freshly started TD on this CVM's host.
+    pub fn fresh_tee(&self) -> Arc<SimTdx> {
+        Arc::new(
+            SimTdx::new(pki(), SimHostConfig::new([self.host_seed; 32], image()))
+                .expect("guest TD"),
+        )
+    }
+
+    /// The boot configuration (app started, agent socket announced) for `tee`.
+    pub fn config(&self, tee: &SimTdx) -> cairn_guest::BootConfig {
+        cairn_guest::BootConfig {
+            share_dir: self.dir.path().join("share"),
+            keys_dir: self.keys_dir(),
+            work_dir: self.dir.path().join("work"),
+            agent_socket: Some(self.agent_socket()),
+            device_id: Some(tee.device_id().0),
+            start_app: true,
+            docker: "docker".into(),
+        }
+    }
+
+    /// (Re)boot: the real boot flow on a fresh TD against the KMS URLs of the share.
+    pub async fn boot(&self) -> cairn_guest::Result<cairn_guest::Booted> {
+        let tdx = self.fresh_tee();
+        let config = self.config(&tdx);
+        let tee: Arc<dyn Tee> = tdx;
+        let kms = cairn_guest::KmsClient::new(verifier(), Duration::from_secs(20));
+        cairn_guest::boot(tee, kms, &config).await
+    }
+}
+
+/// Poll until `path` exists and is non-empty, up to [`DEADLINE`].
+pub async fn wait_for_file(path: &Path) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(b) = std::fs::read(path) {
+            if !b.is_empty() {
+                return Some(b);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The guest agent served on a unix socket until dropped.
+pub struct Agent {
+    /// The socket path.
+    pub socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<cairn_guest::Result<()>>,
+}
+
+impl Agent {
+    /// Serve the agent for `state` at `socket`.
+    pub fn serve(socket: &Path, state: Arc<cairn_guest::GuestState>) -> Agent {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let path = socket.to_owned();
+        let task = tokio::spawn(async move {
+            cairn_guest::agent::serve_unix(&path, state, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Agent {
+            socket: socket.to_owned(),
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// `POST /<method>` with a JSON body over the unix socket, as an app would; polls
+    /// until the socket accepts (up to [`DEADLINE`]).
+    pub async fn call(
+        &self,
+        method: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let deadline = Instant::now() + DEADLINE;
+        let stream = loop {
+            match tokio::net::UnixStream::connect(&self.socket).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => panic!("agent socket: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("agent handshake");
+        tokio::spawn(conn);
+        let req = Request::post(format!("/{method}"))
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(HttpBytes::from(body.to_string())))
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("agent request");
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("agent body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Stop serving.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.expect("agent task").expect("agent server");
+    }
+}
+
+/// Check a release receipt as an auditor would, from the chain and the KMS's public log
+/// endpoints: the checkpoint is signed by a KMS node registered on chain, the entry at
+/// `log_index` is included in the checkpoint's tree (RFC 9162 inclusion proof), and it
+/// records an `app-key` release of `app_id` at the receipt's policy block.
+pub async fn verify_receipt(
+    kms: &mut KmsHttp,
+    chain: &ChainClient,
+    receipt: &Receipt,
+    app_id: [u8; 20],
+) -> ReleaseRecord {
+    let at = chain.policy_block().await.expect("policy block");
+    let nodes = chain.kms_nodes(at).await.expect("KMS nodes");
+    let origin = receipt.checkpoint.lines().next().expect("origin line");
+    let cp = nodes
+        .iter()
+        .find_map(|n| {
+            CheckpointVerifier::new(origin, *n)
+                .ok()?
+                .open(receipt.checkpoint.as_bytes())
+                .ok()
+        })
+        .expect("checkpoint signed by a KMS node registered on chain");
+    let i = receipt.log_index;
+    assert!(
+        i < cp.size(),
+        "entry {i} outside checkpoint of size {}",
+        cp.size()
+    );
+    let entries: LogEntriesResponse = kms
+        .call(
+            Method::GET,
+            &format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1),
+            None::<&()>,
+        )
+        .await
+        .expect("log entries")
+        .expect("log entries answer");
+    let entry = &entries.entries[0].0;
+    let proof: InclusionProofResponse = kms
+        .call(
+            Method::GET,
+            &format!("{PATH_LOG_INCLUSION}?index={i}&size={}", cp.size()),
+            None::<&()>,
+        )
+        .await
+        .expect("inclusion proof")
+        .expect("inclusion proof answer");
+    let hashes: Vec<Hash> = proof.hashes.iter().map(|h| Hash(h.0)).collect();
+    verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root())
+        .expect("inclusion proof verifies against the checkpoint");
+    let record = ReleaseRecord::decode(entry).expect("release record");
+    assert_eq!(record.kind, ReleaseKind::AppKey);
+    assert_eq!(record.app_id.into_array(), app_id);
+    assert_eq!(record.policy_block_number, receipt.policy_block_number);
+    assert_eq!(record.policy_block_hash.0, receipt.policy_block_hash);
+    record
+}

@@ -1,0 +1,197 @@
+//! Deploy → register app → allow compose hash → boot: keys, env, app, agent, receipt.
+//! And the refusals: a compose hash that was never allowed, and one that was removed.
+
+use std::os::unix::fs::PermissionsExt;
+
+use cairn_e2e::*;
+use cairn_guest::{Error, KmsError};
+use cairn_protocol::agent::GetKeyResponse;
+use cairn_protocol::env::{EnvVar, EnvVars};
+use cairn_protocol::sig;
+use hyper::StatusCode;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The boot failed because the KMS said 403 with `code` and the contract's `reason`.
+fn assert_denied(err: &Error, code: &str, reason: &str) {
+    match err {
+        Error::AllKmsFailed(v) => {
+            assert_eq!(v.len(), 1, "{err}");
+            match &v[0].1 {
+                KmsError::Status {
+                    status,
+                    code: c,
+                    message,
+                } => {
+                    assert_eq!((*status, c.as_str()), (403, code), "{err}");
+                    assert_eq!(message, reason, "{err}");
+                }
+                other => panic!("expected a 403 from the KMS, got {other:?}"),
+            }
+        }
+        other => panic!("expected AllKmsFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_onchain_root() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let app_id = app.app_id();
+    let cvm = Cvm::new(&kms.url(), app_id, 0x01, "v1");
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+
+    // Deploy-time env encryption, checked against the KMS root key on chain.
+    let mut public = kms.public_client().await;
+    let vars = EnvVars::new(vec![
+        EnvVar {
+            key: "API_KEY".into(),
+            value: "s3cret-api-key".into(),
+        },
+        EnvVar {
+            key: "NOT_ALLOWED".into(),
+            value: "dropped".into(),
+        },
+    ])
+    .unwrap();
+    let blob = encrypt_env_for_app(&mut public, &net.chain, app_id.into_array(), &vars)
+        .await
+        .unwrap();
+    cvm.set_encrypted_env(&blob);
+
+    let booted = cvm.boot().await.unwrap();
+
+    // Keys on disk, private.
+    assert_eq!(mode(&cvm.keys_dir()), 0o700);
+    for f in ["app.key", "disk.key", "root-ca.pem", "receipt.json"] {
+        assert_eq!(mode(&cvm.keys_dir().join(f)), 0o600, "{f}");
+    }
+    // The app ran with the decrypted, allowed env var.
+    assert_eq!(
+        wait_for_file(&cvm.app_out()).await.as_deref(),
+        Some(&b"started:s3cret-api-key"[..])
+    );
+
+    // The app calls its guest agent over the unix socket.
+    let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
+    let (st, v) = agent
+        .call(
+            "GetKey",
+            serde_json::json!({"path": "wallet/0", "purpose": "eth", "algorithm": "secp256k1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
+    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
+    let chain: Vec<[u8; 65]> = r
+        .signature_chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    // The root the chain holds, not the KMS's word for it.
+    let at = net.chain.policy_block().await.unwrap();
+    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
+    sig::verify_signature_chain(
+        &app_id.into_array(),
+        "eth",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        &root,
+    )
+    .unwrap();
+    agent.stop().await;
+
+    // The release receipt: included in the log at its signed checkpoint.
+    let record = verify_receipt(
+        &mut public,
+        &net.chain,
+        &booted.state.secrets.receipt,
+        app_id.into_array(),
+    )
+    .await;
+    assert_eq!(record.compose_hash, cvm.compose_hash());
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_of_a_compose_hash_never_allowed_fails_with_the_contracts_reason_and_starts_nothing() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x02, "v1");
+
+    let err = cvm.boot().await.unwrap_err();
+    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
+    assert!(!cvm.app_out().exists(), "the app must not start");
+    let no_keys = std::fs::read_dir(cvm.keys_dir())
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    assert!(no_keys, "no key may reach the disk");
+    assert_eq!(kms.node.log().size(), 0, "a denial is never logged");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_after_remove_compose_hash_is_refused() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x03, "v1");
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let first = cvm.boot().await.unwrap();
+    assert!(wait_for_file(&cvm.app_out()).await.is_some());
+    drop(first);
+    std::fs::remove_file(cvm.app_out()).unwrap();
+
+    app.remove_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let err = cvm.boot().await.unwrap_err();
+    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
+    assert!(!cvm.app_out().exists(), "the app must not start again");
+    assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy_time() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    // The chain now names another root (generation 2): the running KMS's signature over
+    // the env key no longer verifies against what the chain says.
+    let other =
+        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
+    net.chain
+        .set_kms_root_keys(
+            2,
+            other.k256_public().to_vec().into(),
+            other.ca().spki_der().into(),
+        )
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let vars = EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: "never-encrypted".into(),
+    }])
+    .unwrap();
+    let mut public = kms.public_client().await;
+    let err = encrypt_env_for_app(&mut public, &net.chain, app.app_id().into_array(), &vars)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EnvToolError::Protocol(cairn_protocol::Error::WrongSigner)
+        ),
+        "{err:?}"
+    );
+    kms.stop().await;
+}

@@ -1,0 +1,82 @@
+//! A DAO-owned app: a new compose hash is refused until `addComposeHash` executes
+//! through the governor and the timelock; then the new version boots.
+
+use cairn_e2e::*;
+use cairn_guest::{Error, KmsError};
+use cairn_onchain::{GovernanceParams, Proposal, ProposalState, Support};
+
+fn denial_code(err: &Error) -> Option<(u16, String)> {
+    match err {
+        Error::AllKmsFailed(v) => match &v.first()?.1 {
+            KmsError::Status { status, code, .. } => Some((*status, code.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let params = GovernanceParams::devnet(net.owner);
+    let dao = net
+        .chain
+        .connection()
+        .deploy_governance(&params)
+        .await
+        .unwrap();
+
+    // The app is owned by the DAO's timelock from the start, with no compose hash.
+    let app = net.deploy_app(dao.timelock(), None).await;
+    let v1 = Cvm::new(&kms.url(), app.app_id(), 0x11, "v1");
+    let v2 = Cvm::new(&kms.url(), app.app_id(), 0x11, "v2");
+    assert_ne!(v1.compose_hash(), v2.compose_hash());
+
+    // Nothing is allowed yet: even v1 must go through the DAO. Vote v2 in.
+    dao.delegate(net.owner).await.unwrap();
+    net.mine(1).await;
+    let err = v2.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+
+    let proposal = Proposal::add_compose_hash(app.app_id(), v2.compose_hash(), "release v2");
+    let id = dao.propose(&proposal).await.unwrap();
+    net.mine(u64::from(params.voting_delay_blocks) + 1).await;
+    dao.cast_vote(id, Support::For).await.unwrap();
+    net.mine(u64::from(params.voting_period_blocks) + 1).await;
+    assert_eq!(dao.state(id).await.unwrap(), ProposalState::Succeeded);
+    dao.queue(&proposal).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+
+    // Queued is not executed: still refused.
+    let err = v2.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+    assert!(!v2.app_out().exists());
+
+    net.increase_time(params.timelock_delay_secs + 1).await;
+    dao.execute(&proposal).await.unwrap();
+    assert_eq!(dao.state(id).await.unwrap(), ProposalState::Executed);
+    net.mine(CONFIRMATIONS).await;
+
+    let _booted = v2.boot().await.unwrap();
+    assert_eq!(
+        wait_for_file(&v2.app_out()).await.as_deref(),
+        Some(&b"started:"[..])
+    );
+    // v1 was never voted in.
+    let err = v1.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+    kms.stop().await;
+}

@@ -1,0 +1,8 @@
+//! cairn-e2e scenarios: each test runs its own anvil with the Cairn contracts, the real
+//! KMS in-process on a free port (simulator TEE, sled, transparency log) and the real
+//! guest boot on the TDX simulator with the `process` runner (see `cairn_e2e`).
+
+mod boot;
+mod governance;
+mod python_sdk;
+mod timing;

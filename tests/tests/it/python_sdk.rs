@@ -1,0 +1,129 @@
+//! The public Python `dstack-sdk` against the real stack: the guest SDK script
+//! (`guest/tests/it/python/sdk_client.py`, run unchanged) talks to the agent of a guest
+//! that booted against the real KMS; its `get_tls_key(usage_ra_tls=True)` leaf is a valid
+//! RA-TLS certificate issued by the KMS `sign-cert`.
+//!
+//! Needs `.venv/bin/python` with dstack-sdk (`scripts/setup.sh`); fails loudly without it.
+
+use std::path::PathBuf;
+
+use cairn_e2e::*;
+use cairn_kms::evidence::unix_now;
+use cairn_protocol::sig;
+use x509_parser::prelude::*;
+
+fn venv_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh (it installs dstack-sdk into .venv)",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
+    let python = venv_python();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest/tests/it/python/sdk_client.py");
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let app_id = app.app_id().into_array();
+    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x21, "v1");
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let booted = cvm.boot().await.unwrap();
+    let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
+    // The socket is bound inside the spawned task: wait until it answers.
+    let (st, _) = agent.call("Version", serde_json::json!({})).await;
+    assert_eq!(st, hyper::StatusCode::OK);
+
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(&agent.socket)
+        .output()
+        .await
+        .unwrap();
+    agent.stop().await;
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3.
+    let mut rd = [0u8; 64];
+    rd[..15].copy_from_slice(b"dstack-sdk test");
+    let quote = hex::decode(v["quote"].as_str().unwrap()).unwrap();
+    let vq = verifier()
+        .verify(
+            &quote,
+            v["event_log"].as_str().unwrap().as_bytes(),
+            &rd,
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(v["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    assert_eq!(vq.app_id().0, app_id);
+
+    // info
+    assert_eq!(v["app_id"], hex::encode(app_id));
+    assert_eq!(v["compose_hash"], hex::encode(cvm.compose_hash()));
+
+    // get_key: the chain verifies to the root key registered on chain.
+    let at = net.chain.policy_block().await.unwrap();
+    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
+    let key =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(v["key"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let chain: Vec<[u8; 65]> = v["signature_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    sig::verify_signature_chain(
+        &app_id,
+        "eth",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        &root,
+    )
+    .unwrap();
+
+    // get_tls_key(usage_ra_tls=True): [leaf, app CA, root CA] from the real KMS; the
+    // leaf's evidence verifies against the leaf's own key.
+    let tls = v["tls_chain"].as_array().unwrap();
+    assert_eq!(tls.len(), 3);
+    assert_eq!(
+        tls[2].as_str().unwrap(),
+        kms.node.root_keys().ca().cert_pem()
+    );
+    let (_, pem) = x509_parser::pem::parse_x509_pem(tls[0].as_str().unwrap().as_bytes()).unwrap();
+    let ev = cairn_attestation::parse_ra_tls_extensions(&pem.contents).unwrap();
+    assert_eq!(ev.app_id, Some(app_id));
+    let (_, leaf) = X509Certificate::from_der(&pem.contents).unwrap();
+    let leaf_vq = verifier()
+        .verify(
+            &ev.quote,
+            &ev.event_log,
+            &cairn_attestation::ra_tls_report_data(leaf.public_key().raw),
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(leaf_vq.app_id().0, app_id);
+
+    assert_eq!(v["sign_valid"], true);
+    assert_eq!(v["tampered_valid"], false);
+    kms.stop().await;
+}
