@@ -35,8 +35,13 @@ greeting="hello from the devnet's encrypted env"
 kms_bin="$CAIRN_ROOT/target/debug/cairn-kms"
 guest_bin="$CAIRN_ROOT/target/debug/cairn-guest"
 venv_python="$CAIRN_ROOT/.venv/bin/python"
-started=$SECONDS
-step() { log "[$((SECONDS - started)) s] $*"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+started_ms=$(now_ms)
+secs_since() { # <start ms>: elapsed seconds with one decimal
+  local t=$((($(now_ms) - $1 + 50) / 100))
+  echo "$((t / 10)).$((t % 10))"
+}
+step() { log "[$(secs_since "$started_ms") s] $*"; }
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
@@ -68,15 +73,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits until a command succeeds, or dies. <seconds> <what> <pid to watch> <command...>
+# Dies showing the end of a log. <log> <message>
+die_log() {
+  [ -f "$1" ] && { printf -- '--- last lines of %s:\n' "$1" >&2; tail -n 15 "$1" >&2; }
+  die "$2"
+}
+# Waits until a command succeeds, or dies. <seconds> <what> <pid to watch> <its log> <command...>
 wait_for() {
-  local secs=$1 what=$2 pid=$3
-  shift 3
+  local secs=$1 what=$2 pid=$3 plog=$4
+  shift 4
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || die "$what: the process exited"
-    [ "$SECONDS" -lt "$deadline" ] || die "$what: not ready within $secs s"
-    sleep 0.1
+    kill -0 "$pid" 2>/dev/null || die_log "$plog" "$what: the process exited"
+    [ "$SECONDS" -lt "$deadline" ] || die_log "$plog" "$what: not ready within $secs s"
+    sleep 0.05
   done
 }
 json_field() { # <file> <field>
@@ -109,7 +119,7 @@ cargo build --quiet -p cairn-kms -p cairn-guest
 step "starting anvil on $rpc (log: $dir/anvil.log)"
 "$ANVIL" --port "$port" --chain-id "$chain_id" >"$dir/anvil.log" 2>&1 &
 anvil_pid=$!
-wait_for 30 "anvil on $rpc" "$anvil_pid" "$CAST" chain-id --rpc-url "$rpc"
+wait_for 30 "anvil on $rpc" "$anvil_pid" "$dir/anvil.log" "$CAST" chain-id --rpc-url "$rpc"
 
 step "deploying KmsAuth + AppAuth implementation"
 PRIVATE_KEY=$deployer_key \
@@ -162,7 +172,7 @@ send "$kms_auth" "addKmsNode(address)" "$node_address"
 step "starting the KMS on $kms_url (log: $dir/kms/kms.log)"
 RUST_LOG="${RUST_LOG:-info}" "$kms_bin" --config "$dir/kms/kms.toml" serve >"$dir/kms/kms.log" 2>&1 &
 kms_pid=$!
-wait_for 30 "cairn-kms on $kms_url/healthz" "$kms_pid" curl -fsk --max-time 2 "$kms_url/healthz"
+wait_for 30 "cairn-kms on $kms_url/healthz" "$kms_pid" "$dir/kms/kms.log" curl -fsk --max-time 2 "$kms_url/healthz"
 
 # ---------------------------------------------------------------- demo app
 compose="scripts/devnet/app-compose.json"
@@ -194,13 +204,13 @@ fi
 guest_args=(--tee simulator --kms-trust simulator --sim-pki-seed "$sim_pki_seed" --sim-host-seed "$app_host_seed")
 agent_socket="$dir/app/agent.sock"
 step "booting the demo app on the simulator (cairn-guest boot; log: $dir/app/guest.log)"
-boot_started=$SECONDS
-step() { log "[$((SECONDS - started)) s] $*"; }
+boot_started_ms=$(now_ms)
 RUST_LOG="${RUST_LOG:-info}" setsid "$guest_bin" boot --share "$share" --keys "$dir/app/keys" --work "$dir/app/work" \
   --agent-socket "$agent_socket" "${guest_args[@]}" >"$dir/app/guest.log" 2>&1 &
 guest_pid=$!
-wait_for 30 "the demo app's greeting in $dir/app/guest.log" "$guest_pid" grep -q "hello from a Cairn CVM" "$dir/app/guest.log"
-wait_for 10 "the guest agent on $agent_socket" "$guest_pid" test -S "$agent_socket"
+wait_for 30 "the approved boot (the demo app's greeting in $dir/app/guest.log)" "$guest_pid" "$dir/app/guest.log" grep -q "hello from a Cairn CVM" "$dir/app/guest.log"
+wait_for 10 "the guest agent on $agent_socket" "$guest_pid" "$dir/app/guest.log" test -S "$agent_socket"
+boot_ms=$(($(now_ms) - boot_started_ms))
 for f in app.key disk.key root-ca.pem receipt.json; do
   [ -f "$dir/app/keys/$f" ] || die "the approved boot has no $f in $dir/app/keys"
 done
@@ -218,7 +228,6 @@ info_app_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["app_id
 [ "${info_app_id#0x}" = "$(echo "${app_id#0x}" | tr 'A-F' 'a-f')" ] || die "agent Info app_id $info_app_id != $app_id"
 key_summary=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("key %s…, signature chain of %d" % (r["key"][:16], len(r["signature_chain"])))' "$get_key")
 log_size=$(curl -fsk --max-time 5 "$kms_url/v1/log/checkpoint" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checkpoint"].splitlines()[1])')
-boot_secs=$((SECONDS - boot_started))
 
 # ---------------------------------------------------------------- refused boot
 step "booting an unapproved compose (expected to be refused)"
@@ -235,13 +244,20 @@ RUST_LOG="${RUST_LOG:-info}" setsid "$guest_bin" boot --share "$dir/refused/shar
   --work "$dir/refused/work" --agent-socket "$dir/refused/agent.sock" "${guest_args[@]}" \
   >"$dir/refused/guest.log" 2>&1 &
 refused_pid=$!
+deadline=$((SECONDS + 30))
+while kill -0 "$refused_pid" 2>/dev/null; do
+  grep -q "this must never run" "$dir/refused/guest.log" && die_log "$dir/refused/guest.log" "the unapproved app ran"
+  [ -n "$(ls -A "$dir/refused/keys" 2>/dev/null)" ] && die_log "$dir/refused/guest.log" "the unapproved boot got keys"
+  [ "$SECONDS" -lt "$deadline" ] || die_log "$dir/refused/guest.log" "the unapproved boot was not refused within 30 s"
+  sleep 0.05
+done
 wait "$refused_pid"
 refused_status=$?
 refused_pid=""
 set -e
-[ "$refused_status" -ne 0 ] || die "the unapproved compose booted (exit 0); see $dir/refused/guest.log"
+[ "$refused_status" -ne 0 ] || die_log "$dir/refused/guest.log" "the unapproved boot exited 0"
 grep -q "Compose hash not allowed" "$dir/refused/guest.log" ||
-  die "the refused boot does not name the contract's reason; see $dir/refused/guest.log"
+  die_log "$dir/refused/guest.log" "the refused boot does not name the contract's reason"
 if grep -q "this must never run" "$dir/refused/guest.log"; then die "the unapproved app ran"; fi
 if [ -n "$(ls -A "$dir/refused/keys" 2>/dev/null)" ]; then die "the refused boot left keys in $dir/refused/keys"; fi
 refusal=$(grep -o 'denied\.compose_hash[^"]*' "$dir/refused/guest.log" | head -n1)
@@ -269,9 +285,10 @@ export CAIRN_AGENT_SOCKET=$agent_socket
 export DSTACK_SIMULATOR_ENDPOINT=$agent_socket
 ENV
 
+up_secs=$(secs_since "$started_ms")
 cat <<TXT
 
-Cairn devnet is up (in $((SECONDS - started)) s; the app booted and got its keys in ${boot_secs} s).
+Cairn devnet is up in $up_secs s (the app booted, got its keys and ran within ${boot_ms} ms).
   chain          $rpc (chain id $chain_id; log $dir/anvil.log)
   KmsAuth        $kms_auth (owner = anvil account 0)
   KMS node       $kms_url  node $node_address  (simulator TEE)
