@@ -45,7 +45,7 @@ step() { log "[$(secs_since "$started_ms") s] $*"; }
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-rm -rf "$dir/kms" "$dir/app" "$dir/refused"
+rm -rf "$dir/kms" "$dir/app" "$dir/refused" "$dir/reboot"
 mkdir -p "$dir/kms" "$dir/app/share" "$dir/refused/share"
 
 anvil_pid="" kms_pid="" guest_pid="" refused_pid=""
