@@ -211,6 +211,8 @@ guest_pid=$!
 wait_for 30 "the approved boot (the demo app's greeting in $dir/app/guest.log)" "$guest_pid" "$dir/app/guest.log" grep -q "hello from a Cairn CVM" "$dir/app/guest.log"
 wait_for 10 "the guest agent on $agent_socket" "$guest_pid" "$dir/app/guest.log" test -S "$agent_socket"
 boot_ms=$(($(now_ms) - boot_started_ms))
+receipt=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("log index %d, policy block %d" % (r["log_index"], r["policy_block_number"]))' "$dir/app/keys/receipt.json") ||
+  die "unreadable release receipt $dir/app/keys/receipt.json"
 for f in app.key disk.key root-ca.pem receipt.json; do
   [ -f "$dir/app/keys/$f" ] || die "the approved boot has no $f in $dir/app/keys"
 done
@@ -306,6 +308,7 @@ The demo app got its keys:
   $greeting_line
   agent Info   -> app_id $info_app_id
   agent GetKey -> $key_summary
+  receipt      -> $receipt (keys/receipt.json; the KMS logged the release before answering)
 The unapproved compose $refused_hash was refused (exit $refused_status, no keys on disk):
   $refusal
 
