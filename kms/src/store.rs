@@ -142,7 +142,7 @@ impl SecretStore {
             .create(&dir)
             .map_err(io_err("create dir", &dir))?;
         restrict(&dir)?;
-        let db = sled::Config::new().path(&dir).open()?;
+        let db = cairn_tlog::open_sled(&dir)?;
         let tree = db.open_tree(SECRETS_TREE)?;
         restrict(&dir)?;
         Ok(SecretStore { dir, db, tree })

@@ -25,7 +25,7 @@ fn split_point(n: u64) -> u64 {
 /// `MTH(D[start:end])` for `start < end`, read from complete subtrees.
 fn range_hash<R: HashReader + ?Sized>(reader: &R, start: u64, end: u64) -> Result<Hash> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros();
         // `level` < 64 because n is a non-zero u64.
         return reader.subtree_hash(level as u8, start >> level);

@@ -29,6 +29,7 @@ use crate::error::{Corruption, Error, Result};
 use crate::group::GroupCommit;
 use crate::hash::{leaf_hash, node_hash, Hash};
 use crate::proof::{self, HashReader};
+use crate::sled_open::{open_sled, SLED_DATA_FILE};
 
 /// Largest entry [`Log::append_batch`] accepts, in bytes.
 pub const MAX_ENTRY_LEN: usize = 64 * 1024;
@@ -39,7 +40,6 @@ pub const MAX_ENTRIES_PER_READ: u64 = 1024;
 
 const TREE_NAME: &[u8] = b"cairn-tlog";
 /// The file sled 0.34 keeps its log-structured data in, inside the directory.
-const SLED_DATA_FILE: &str = "db";
 const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VALUE: &[u8] = b"cairn-tlog/v1";
 const SIZE_KEY: &[u8] = b"m:size";
@@ -241,7 +241,7 @@ impl Log {
     /// atomicity) are ignored and later overwritten.
     pub fn open(path: impl AsRef<Path>) -> Result<Log> {
         let path = path.as_ref();
-        let db = sled::Config::new().path(path).open()?;
+        let db = open_sled(path)?;
         let io = |e| Error::Storage(sled::Error::Io(e));
         let data_file = File::open(path.join(SLED_DATA_FILE)).map_err(io)?;
         // Make the creation of sled's files durable too.

@@ -1,0 +1,75 @@
+//! Opening a sled database when a previous handle was just dropped.
+//!
+//! sled 0.34 takes an exclusive `flock` on its data file and releases it when the last
+//! reference to its internal state goes away. Its background threads hold such a
+//! reference for a moment after the last `Db` is dropped, so an immediate reopen in the
+//! same process (a service restarted in-process, a test reopening a log) can fail with
+//! "could not acquire lock". [`open_sled`] waits for that lock, up to [`SLED_LOCK_WAIT`],
+//! before opening. A lock still held after the wait (another live handle or process) is
+//! left for sled to report as its usual error.
+
+use std::fs::{File, TryLockError};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long [`open_sled`] waits for a lingering lock of a dropped handle.
+pub const SLED_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The file sled locks inside its directory.
+pub(crate) const SLED_DATA_FILE: &str = "db";
+
+/// Opens (or creates) the sled database in `path`, first waiting up to
+/// [`SLED_LOCK_WAIT`] for a lock left by a handle that was just dropped.
+pub fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    wait_for_unlocked(&path.join(SLED_DATA_FILE))?;
+    sled::Config::new().path(path).open()
+}
+
+fn wait_for_unlocked(data_file: &Path) -> io::Result<()> {
+    let file = match File::open(data_file) {
+        Ok(f) => f,
+        // A new database: nothing holds a lock yet.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let deadline = Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            // Dropping `file` releases the probe's own lock before sled takes it.
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Still held: let sled report it with its own error.
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_right_after_drop_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..20 {
+            let db = open_sled(dir.path()).expect("open");
+            db.insert(b"k", b"v").expect("insert");
+            db.flush().expect("flush");
+            drop(db);
+        }
+        let db = open_sled(dir.path()).expect("open");
+        assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_live_handle_still_excludes_a_second_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _db = open_sled(dir.path()).expect("open");
+        let err = open_sled(dir.path()).expect_err("second open while the first is live");
+        assert!(matches!(err, sled::Error::Io(_)), "{err:?}");
+    }
+}
