@@ -386,20 +386,27 @@ impl Cvm {
             serde_json::to_vec(&serde_json::json!({"kms_urls": [kms_url]})).expect("json"),
         )
         .expect("write sys-config");
+        let cvm = Cvm {
+            dir,
+            compose,
+            host_seed,
+        };
+        cvm.set_app_id(app_id);
+        cvm
+    }
+
+    /// Point the share's `.instance-info` at `app_id` (the compose is unaffected, so a
+    /// CVM can be built before its app is deployed with the CVM's compose hash).
+    pub fn set_app_id(&self, app_id: Address) {
         std::fs::write(
-            share.join(".instance-info"),
+            self.dir.path().join("share/.instance-info"),
             serde_json::to_vec(&serde_json::json!({
-                "instance_id_seed": hex::encode([host_seed; 8]),
+                "instance_id_seed": hex::encode([self.host_seed; 8]),
                 "app_id": hex::encode(app_id),
             }))
             .expect("json"),
         )
         .expect("write instance info");
-        Cvm {
-            dir,
-            compose,
-            host_seed,
-        }
     }
 
     /// The compose hash of this CVM's compose.
