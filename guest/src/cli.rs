@@ -21,7 +21,7 @@ use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig,
 use cairn_attestation::{Collateral, PccsClient, TdxTee, Tee, Verifier};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{agent, boot, BootConfig, KmsClient};
+use crate::{agent, boot, runner, BootConfig, KmsClient};
 
 /// Default host share directory.
 pub const DEFAULT_SHARE: &str = "/var/lib/cairn/share";
@@ -259,10 +259,17 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = term.recv() => tracing::info!("terminated"),
-        status = app_exit => tracing::info!(status = ?status, "app exited"),
+    let stop_app = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); true }
+        _ = term.recv() => { tracing::info!("terminated"); true }
+        status = app_exit => { tracing::info!(status = ?status, "app exited"); false }
+    };
+    if stop_app {
+        if let Some(child) = booted.app.as_mut() {
+            if let Err(e) = runner::stop(child, runner::STOP_GRACE).await {
+                tracing::warn!(error = %e, "stopping the app");
+            }
+        }
     }
     let _ = stop_tx.send(());
     for s in servers {

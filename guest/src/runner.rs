@@ -69,8 +69,48 @@ fn start_process(spec: &ProcessSpec, env: &[EnvVar], app: &AppEnv) -> Result<Chi
     cmd.envs(env.iter().map(|v| (v.key.as_str(), v.value.as_str())));
     cmd.envs(cairn_env(app));
     cmd.stdin(Stdio::null());
+    // Its own process group, so stopping the app reaches everything it started.
+    cmd.process_group(0);
     cmd.spawn()
         .map_err(|e| Error::Start(format!("spawning {program:?}: {e}")))
+}
+
+/// How long [`stop`] waits after SIGTERM before it sends SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stop the app started by the `process` runner: SIGTERM to its whole process group,
+/// then SIGKILL if it has not exited within `grace`. Signals are sent with the
+/// system's `kill` command (no `unsafe` here).
+pub async fn stop(child: &mut Child, grace: Duration) -> Result<()> {
+    let Some(pid) = child.id() else {
+        return Ok(()); // already reaped
+    };
+    signal_group(pid, "TERM").await;
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        signal_group(pid, "KILL").await; // stragglers of the group, if any
+        return Ok(());
+    }
+    signal_group(pid, "KILL").await;
+    child
+        .wait()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::Start(format!("waiting for the stopped app: {e}")))
+}
+
+async fn signal_group(pgid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(e) = status {
+        tracing::warn!(error = %e, "could not run kill to stop the app");
+    }
 }
 
 /// Whether a Docker engine answers `<docker> info`.

@@ -97,3 +97,86 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
     assert!(out.status.success(), "{stderr}");
     assert!(s.out().exists());
 }
+
+/// The app's process group (here a shell and the `sleep` it started) must not outlive a
+/// guest that is stopped with SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_app_and_everything_it_started() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let pid_file = s.dir.path().join("grandchild.pid");
+    let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let compose = format!(
+        r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}]}},"kms_enabled":true}}"#,
+        serde_json::to_string(&script).unwrap()
+    );
+    s.write("app-compose.json", compose.as_bytes());
+    let pki_now = pki().config().now.to_string();
+    let mut guest = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
+        .arg("boot")
+        .args(["--share", s.share_dir().to_str().unwrap()])
+        .args(["--keys", s.keys_dir().to_str().unwrap()])
+        .args(["--work", s.dir.path().join("work").to_str().unwrap()])
+        .args([
+            "--no-agent",
+            "--tee",
+            "simulator",
+            "--kms-trust",
+            "simulator",
+        ])
+        .args(["--sim-pki-seed", &hex::encode([0x42u8; 32])])
+        .args(["--sim-pki-now", &pki_now])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let grandchild: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        is_running(grandchild),
+        "the app's sleep should run before the stop"
+    );
+
+    let guest_pid = guest.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &guest_pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), guest.wait())
+        .await
+        .expect("the guest exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // The stop waited for the group leader; give the kernel a deadline to finish the rest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while is_running(grandchild) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app's child {grandchild} outlived the guest"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A process exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}

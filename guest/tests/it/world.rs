@@ -75,7 +75,8 @@ pub enum Mode {
     WrongUsage,
     /// Refuses with 403 `denied.compose_hash`.
     Deny,
-    /// Issues sign-cert leaves without the quote and event log (the real KMS as of now).
+    /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
+    /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
 }
 
