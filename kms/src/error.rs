@@ -87,6 +87,30 @@ pub enum Error {
         /// The generation compared.
         generation: u64,
     },
+    /// No KMS root keys are registered on chain: register them before serving.
+    #[error("no KMS root keys are registered on chain (this node holds generation {node}); register them before serving (docs/operator.md)")]
+    NoRootKeysRegistered {
+        /// This node's key generation.
+        node: u64,
+    },
+    /// The chain's current key generation is not this node's.
+    #[error("the chain's current key generation is {chain} but this node holds generation {node}; refusing to serve")]
+    KeyGenerationMismatch {
+        /// The generation registered on chain (`KmsAuth.keyGeneration`).
+        chain: u64,
+        /// This node's generation.
+        node: u64,
+    },
+    /// The local log does not extend the checkpoint this node anchored on chain.
+    #[error("the local log (size {local_size}) does not extend the on-chain anchor (size {anchored_size}): {reason}; refusing to serve")]
+    LogBehindAnchor {
+        /// The local log's size.
+        local_size: u64,
+        /// The anchored tree size.
+        anchored_size: u64,
+        /// What differs.
+        reason: String,
+    },
     /// TLS setup or a TLS connection failed.
     #[error("TLS: {0}")]
     Tls(String),

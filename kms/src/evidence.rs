@@ -141,12 +141,25 @@ pub fn boot_info(quote: &VerifiedQuote, os_image_hash: [u8; 32]) -> BootInfo {
     }
 }
 
-/// Steps 1 and 2 on a peer certificate (DER). `None` (no certificate) is a denial.
+/// Steps 1 and 2 on a peer certificate (DER) at the current time. `None` (no
+/// certificate) is a denial.
 pub async fn attest(
     cert_der: Option<&[u8]>,
     verifier: &Verifier,
     collateral: &CollateralSource,
     images: &[OsImageManifest],
+) -> Result<Attested, ApiError> {
+    attest_at(cert_der, verifier, collateral, images, unix_now()).await
+}
+
+/// [`attest`] at `now` (seconds since the Unix epoch): the certificate's validity window
+/// and the collateral's are checked against it.
+pub async fn attest_at(
+    cert_der: Option<&[u8]>,
+    verifier: &Verifier,
+    collateral: &CollateralSource,
+    images: &[OsImageManifest],
+    now: u64,
 ) -> Result<Attested, ApiError> {
     let cert_der = cert_der.ok_or_else(|| {
         ApiError::denied(
@@ -168,7 +181,6 @@ pub async fn attest(
     if !rest.is_empty() {
         return Err(bad_cert(&"trailing bytes after the client certificate"));
     }
-    let now = unix_now();
     let validity = cert.validity();
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     if now_i < validity.not_before.timestamp() || now_i > validity.not_after.timestamp() {

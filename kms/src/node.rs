@@ -91,6 +91,10 @@ impl std::fmt::Debug for NodeOptions {
     }
 }
 
+/// The node's clock: seconds since the Unix epoch. Certificate and collateral validity
+/// windows (its own evidence's included) are judged against it.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// A running KMS node's state. Share as `Arc<Node>`.
 pub struct Node {
     identity: Identity,
@@ -102,7 +106,10 @@ pub struct Node {
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
     server_cert: RaTlsCert,
-    own: Attested,
+    own: Mutex<Arc<Attested>>,
+    own_refresh: tokio::sync::Mutex<()>,
+    clock: Clock,
+    generation_seen: Mutex<Option<(B256, u64)>>,
     chain_id: u64,
     anchor_interval: Duration,
     gateway: Mutex<Option<(B256, [u8; 20])>>,
@@ -141,9 +148,16 @@ pub(crate) fn own_cert(tee: &dyn Tee, event_log: &[u8], issuer: &RootKeys) -> Re
 impl Node {
     /// Open a bootstrapped (or onboarded) node: load its identity, open its log, connect
     /// to the chain (chain id checked), build its RA-TLS server certificate and verify its
-    /// own evidence. Root keys registered on chain for this generation must equal the
-    /// node's.
+    /// own evidence. Refuses to open unless the chain's current key generation is the
+    /// node's and the root keys registered for it equal the node's, and unless the local
+    /// log extends the checkpoint this node last anchored on chain.
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
+        Self::open_with_clock(opts, Arc::new(evidence::unix_now)).await
+    }
+
+    /// [`Node::open`] with `clock` instead of the system clock (tests drive validity
+    /// windows with it).
+    pub async fn open_with_clock(opts: NodeOptions, clock: Clock) -> Result<Arc<Node>> {
         install_crypto_provider();
         let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
         let identity = store.identity()?;
@@ -161,29 +175,35 @@ impl Node {
             })?;
         let chain = ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?;
         let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
-        let own = evidence::attest(
+        let own = evidence::attest_at(
             Some(server_cert.cert_der.as_ref()),
             &opts.verifier,
             &opts.collateral,
             &opts.os_images,
+            clock(),
         )
         .await
         .map_err(|e| Error::SelfAttestation(e.to_string()))?;
 
         let at = chain.policy_block().await?;
-        if let Some(keys) = chain.root_keys(at).await? {
-            if u64::from(keys.generation) == identity.generation
-                && (keys.k256_pubkey.as_ref() != root.k256_public().as_slice()
-                    || keys.ca_pubkey.as_ref() != root.ca().spki_der().as_slice())
-            {
-                return Err(Error::RootKeysMismatch {
-                    generation: identity.generation,
-                });
-            }
-        } else {
-            tracing::warn!(
-                "no KMS root keys registered on chain yet; register them (operator guide)"
-            );
+        let keys = chain
+            .root_keys(at)
+            .await?
+            .ok_or(Error::NoRootKeysRegistered {
+                node: identity.generation,
+            })?;
+        if u64::from(keys.generation) != identity.generation {
+            return Err(Error::KeyGenerationMismatch {
+                chain: u64::from(keys.generation),
+                node: identity.generation,
+            });
+        }
+        if keys.k256_pubkey.as_ref() != root.k256_public().as_slice()
+            || keys.ca_pubkey.as_ref() != root.ca().spki_der().as_slice()
+        {
+            return Err(Error::RootKeysMismatch {
+                generation: identity.generation,
+            });
         }
         tracing::info!(
             node = %format!("0x{}", hex::encode(identity.node_key.address())),
@@ -203,7 +223,10 @@ impl Node {
             collateral: opts.collateral,
             os_images: opts.os_images,
             server_cert,
-            own,
+            own: Mutex::new(Arc::new(own)),
+            own_refresh: tokio::sync::Mutex::new(()),
+            clock,
+            generation_seen: Mutex::new(None),
             anchor_interval: opts.anchor_interval,
             gateway: Mutex::new(None),
             head_ttl: opts.head_ttl,
@@ -228,9 +251,88 @@ impl Node {
         self.identity.node_key.address()
     }
 
-    /// The node's own verified evidence.
-    pub fn own_evidence(&self) -> &Attested {
-        &self.own
+    /// The node's own verified evidence (the latest verification of its server
+    /// certificate).
+    pub fn own_evidence(&self) -> Arc<Attested> {
+        Arc::clone(&self.own.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The node's own evidence, re-verified first if its verification is no longer valid
+    /// at the node's clock (collateral window passed). Concurrent callers share one
+    /// re-verification; the result is swapped in atomically.
+    async fn current_own_evidence(&self) -> Result<Arc<Attested>, ApiError> {
+        let valid = |a: &Attested, now: u64| now < a.quote.valid_until();
+        let own = self.own_evidence();
+        if valid(&own, (self.clock)()) {
+            return Ok(own);
+        }
+        let _single = self.own_refresh.lock().await;
+        let own = self.own_evidence();
+        let now = (self.clock)();
+        if valid(&own, now) {
+            return Ok(own);
+        }
+        let fresh = evidence::attest_at(
+            Some(self.server_cert.cert_der.as_ref()),
+            &self.verifier,
+            &self.collateral,
+            &self.os_images,
+            now,
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            dependency: Dependency::SelfCheck,
+            reason: format!("this KMS node's own evidence no longer verifies: {e}"),
+        })?;
+        if !valid(&fresh, now) {
+            return Err(ApiError::Unavailable {
+                dependency: Dependency::SelfCheck,
+                reason:
+                    "this KMS node's own evidence verified with collateral that is already expired"
+                        .into(),
+            });
+        }
+        let fresh = Arc::new(fresh);
+        *self.own.lock().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
+        tracing::info!(
+            valid_until = fresh.quote.valid_until(),
+            "own evidence re-verified"
+        );
+        Ok(fresh)
+    }
+
+    /// The chain's current key generation at `at` (cached per block) is this node's.
+    async fn check_generation(&self, at: PolicyBlock) -> Result<(), ApiError> {
+        let cached = *self
+            .generation_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let chain_generation = match cached {
+            Some((hash, g)) if hash == at.hash => g,
+            _ => {
+                let g = self
+                    .chain
+                    .root_keys(at)
+                    .await?
+                    .map(|k| u64::from(k.generation))
+                    .unwrap_or(0);
+                *self
+                    .generation_seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((at.hash, g));
+                g
+            }
+        };
+        if chain_generation != self.identity.generation {
+            return Err(ApiError::Unavailable {
+                dependency: Dependency::KeyGeneration,
+                reason: format!(
+                    "the chain's current key generation is {chain_generation}, this node holds generation {}",
+                    self.identity.generation
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The transparency log.
@@ -294,8 +396,14 @@ impl Node {
         peer_cert: Option<&[u8]>,
     ) -> Result<(Attested, PolicyBlock), ApiError> {
         let t = Instant::now();
-        let attested =
-            evidence::attest(peer_cert, &self.verifier, &self.collateral, &self.os_images).await?;
+        let attested = evidence::attest_at(
+            peer_cert,
+            &self.verifier,
+            &self.collateral,
+            &self.os_images,
+            (self.clock)(),
+        )
+        .await?;
         if kind == ReleaseKind::KmsOnboard && attested.usage != Some(Usage::KmsRpc) {
             return Err(ApiError::denied(
                 Check::ClientCert,
@@ -315,6 +423,14 @@ impl Node {
         self.self_check(at).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
         Ok((attested, at))
+    }
+
+    /// Step 4 alone, at the current pinned block: this node's own evidence still
+    /// verifies, the chain's key generation is this node's, and `isKmsAllowed` allows it.
+    /// The release path runs it after the peer's checks; readiness probes may run it alone.
+    pub async fn self_check_now(&self) -> Result<(), ApiError> {
+        let at = self.policy_block().await?;
+        self.self_check(at).await
     }
 
     /// The pinned policy block (`head − confirmations`), reused for at most `head_ttl`;
@@ -339,9 +455,13 @@ impl Node {
         Ok(b)
     }
 
-    /// Step 4: this node itself is allowed at `at`.
+    /// Step 4: this node itself is allowed at `at`: its own evidence still verifies
+    /// (re-verified when its collateral window has passed), the chain's current key
+    /// generation is this node's, and `isKmsAllowed` on its own boot info.
     async fn self_check(&self, at: PolicyBlock) -> Result<(), ApiError> {
-        match self.chain.is_kms_allowed(&self.own.boot, at).await {
+        let own = self.current_own_evidence().await?;
+        self.check_generation(at).await?;
+        match self.chain.is_kms_allowed(&own.boot, at).await {
             Ok(cairn_onchain::Verdict::Allowed) => Ok(()),
             Err(cairn_onchain::Error::Denied { check, reason }) => Err(ApiError::Unavailable {
                 dependency: Dependency::SelfCheck,

@@ -62,6 +62,8 @@ pub enum Dependency {
     Collateral,
     /// The node's own policy self-check: this node is not (or no longer) allowed.
     SelfCheck,
+    /// The chain's current key generation is no longer this node's (rotated out).
+    KeyGeneration,
 }
 
 impl Dependency {
@@ -71,6 +73,7 @@ impl Dependency {
             Dependency::Chain => "unavailable.chain",
             Dependency::Collateral => "unavailable.collateral",
             Dependency::SelfCheck => "unavailable.self_check",
+            Dependency::KeyGeneration => "unavailable.key_generation",
         }
     }
 }

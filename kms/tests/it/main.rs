@@ -8,6 +8,7 @@ mod known_answer;
 mod onboard;
 mod release;
 mod robustness;
+mod self_check;
 mod shutdown;
 mod sign_cert;
 mod world;

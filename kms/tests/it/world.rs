@@ -291,6 +291,16 @@ impl World {
     }
 
     pub async fn start_with(&self, host_seed: u8, collateral_pki: &SimPki) -> Running {
+        let (opts, dir) = self.prepare(host_seed, collateral_pki).await;
+        self.serve(opts, dir).await
+    }
+
+    /// A bootstrapped (with [`MASTER`]), registered node's options and directory.
+    pub async fn prepare(
+        &self,
+        host_seed: u8,
+        collateral_pki: &SimPki,
+    ) -> (NodeOptions, Arc<TempDir>) {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let address = {
             let store = SecretStore::open(dir.path().join(SECRETS_DIR)).unwrap();
@@ -303,12 +313,17 @@ impl World {
         let opts = self.options(dir.path(), host_seed, &pki());
         self.register_kms(&opts, Some(address)).await;
         let opts = self.options(dir.path(), host_seed, collateral_pki);
-        self.serve(opts, dir).await
+        (opts, dir)
     }
 
     /// Open and serve a node from `opts`.
     pub async fn serve(&self, opts: NodeOptions, dir: Arc<TempDir>) -> Running {
         let node = Node::open(opts).await.unwrap();
+        self.serve_node(node, dir).await
+    }
+
+    /// Serve an opened node.
+    pub async fn serve_node(&self, node: Arc<Node>, dir: Arc<TempDir>) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,0 +1,172 @@
+//! The node's own standing: its evidence is re-verified once its collateral window has
+//! passed, and the chain's key generation must be its own, at startup and per block.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_attestation::{RaTlsCertBuilder, Usage};
+use cairn_kms::evidence::unix_now;
+use cairn_kms::node::SECRETS_DIR;
+use cairn_kms::{ApiError, Dependency, Error, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_onchain::alloy::primitives::Bytes;
+use hyper::StatusCode;
+
+use crate::release::app_key;
+use crate::world::{pki, Running, World, CONFIRMATIONS, MASTER};
+
+/// A node on `host_seed` whose clock the test sets.
+async fn clocked(w: &World, host_seed: u8) -> (Running, Arc<AtomicU64>) {
+    let (opts, dir) = w.prepare(host_seed, &pki()).await;
+    let now = Arc::new(AtomicU64::new(unix_now()));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let node = Node::open_with_clock(opts, clock).await.unwrap();
+    (w.serve_node(node, dir).await, now)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_evidence_that_no_longer_verifies_fails_the_self_check_and_releases_nothing() {
+    let w = World::new().await;
+    let (kms, now) = clocked(&w, 0xE1).await;
+    let guest = w.guest(0x61);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    kms.node.self_check_now().await.unwrap();
+
+    // The collateral behind the node's own evidence expires: the self-check re-verifies
+    // it, fails, and keeps failing (no stale boot info is sent to isKmsAllowed).
+    let expired = kms.node.own_evidence().quote.valid_until() + 1;
+    now.store(expired, Ordering::SeqCst);
+    for _ in 0..2 {
+        match kms.node.self_check_now().await {
+            Err(ApiError::Unavailable {
+                dependency: Dependency::SelfCheck,
+                reason,
+            }) => assert!(reason.contains("no longer verifies"), "{reason}"),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    // At the KMS level the same expiry answers 503 (the caller's evidence hits the
+    // expired collateral first) and nothing is logged or released.
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.collateral"),
+        "{err:?}"
+    );
+    assert_eq!(kms.node.log().size(), size);
+    assert_eq!(
+        kms.node.metrics().releases("app_key", "released", "none"),
+        1
+    );
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_outside_its_validity_window_is_denied() {
+    let w = World::new().await;
+    let (kms, now) = clocked(&w, 0xE2).await;
+    let guest = w.guest(0x62);
+    let cert = RaTlsCertBuilder::new(Usage::AppCustom)
+        .common_name("guest")
+        .event_log(&guest.log.to_json())
+        .app_id(guest.app_id.0)
+        .validity(Duration::from_secs(60))
+        .build(guest.tdx.as_ref())
+        .unwrap();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    now.fetch_add(3600, Ordering::SeqCst);
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.client_cert"),
+        "{err:?}"
+    );
+    assert!(err.body.error.message.contains("not valid now"), "{err:?}");
+    assert_eq!(kms.node.log().size(), size);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_generation_than_the_chain_does_not_start() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::open(dir.path().join(SECRETS_DIR))
+        .unwrap()
+        .install(MasterSecret::from_bytes(MASTER), 2)
+        .unwrap();
+    let err = Node::open(w.options(dir.path(), 0xE3, &pki()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::KeyGenerationMismatch { chain: 1, node: 2 }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("generation is 1") && msg.contains("generation 2"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_does_not_start_before_root_keys_are_registered() {
+    let w = World::without_root_keys().await;
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::open(dir.path().join(SECRETS_DIR))
+        .unwrap()
+        .install(MasterSecret::from_bytes(MASTER), 1)
+        .unwrap();
+    let opts = w.options(dir.path(), 0xE4, &pki());
+    w.register_kms(&opts, None).await;
+    let err = Node::open(opts).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NoRootKeysRegistered { node: 1 }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_rotated_out_on_chain_stops_releasing() {
+    let w = World::new().await;
+    let kms = w.start(0xE5).await;
+    let guest = w.guest(0x65);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+
+    let next = RootKeys::derive(&MasterSecret::from_bytes([0x77; 32])).unwrap();
+    w.chain
+        .set_kms_root_keys(
+            2,
+            Bytes::from(next.k256_public().to_vec()),
+            Bytes::from(next.ca().spki_der()),
+        )
+        .await
+        .unwrap();
+    w.mine(CONFIRMATIONS).await;
+    let size = kms.node.log().size();
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable.key_generation"
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.body.error.message.contains("generation is 2"),
+        "{err:?}"
+    );
+    assert_eq!(kms.node.log().size(), size);
+    kms.stop().await;
+}
