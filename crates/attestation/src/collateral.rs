@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::consts::{MAX_COLLATERAL_LEN, MAX_QUOTE_LEN};
+use crate::consts::{INTEL_ROOT_CA_DER, MAX_COLLATERAL_LEN, MAX_QUOTE_LEN};
 use crate::error::{Error, Result};
 
 /// Timeout for connecting to a PCCS.
@@ -24,8 +24,8 @@ pub const DEFAULT_PCCS_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Verification collateral with its validity window and a version fingerprint.
 ///
 /// The window is the intersection of: TCB Info and QE Identity `issueDate`..`nextUpdate`,
-/// both CRLs' `nextUpdate`, and the validity of every certificate in the TCB Info and QE
-/// Identity signer chains. The version is SHA-256 over every field, so replaced
+/// both CRLs' `nextUpdate`, and the validity of every certificate in the PCK CRL, TCB
+/// Info and QE Identity issuer chains. The version is SHA-256 over every field, so replaced
 /// collateral always has a different version.
 #[derive(Clone, Debug)]
 pub struct Collateral {
@@ -93,6 +93,7 @@ impl Collateral {
             window(0, x509_time(next));
         }
         for (pem, what) in [
+            (&inner.pck_crl_issuer_chain, "PCK CRL issuer chain"),
             (&inner.tcb_info_issuer_chain, "TCB Info issuer chain"),
             (&inner.qe_identity_issuer_chain, "QE Identity issuer chain"),
         ] {
@@ -266,6 +267,29 @@ struct QeIdentityResponse<'a> {
 /// The cache key: FMSPC and PCK CA.
 type CacheKey = ([u8; 6], &'static str);
 
+/// A failed fetch, remembered for [`PccsClient::FAILURE_CACHE_SECS`].
+struct Failure {
+    at: u64,
+    error: Error,
+}
+
+/// A copy of a fetch error (the variants [`PccsClient`] fetches produce; others as text).
+fn replay_error(e: &Error) -> Error {
+    match e {
+        Error::CollateralFetch { url, reason } => Error::CollateralFetch {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        Error::MalformedCollateral(m) => Error::MalformedCollateral(m.clone()),
+        Error::TooLarge { what, len, max } => Error::TooLarge {
+            what,
+            len: *len,
+            max: *max,
+        },
+        other => Error::MalformedCollateral(other.to_string()),
+    }
+}
+
 /// A PCCS / Intel PCS v4 client that caches collateral per (FMSPC, CA) until it expires.
 ///
 /// TCB Info and QE Identity are kept as the exact bytes the server sent (they are what
@@ -274,6 +298,7 @@ pub struct PccsClient {
     base_url: String,
     http: reqwest::Client,
     cache: Mutex<HashMap<CacheKey, Arc<Collateral>>>,
+    failures: Mutex<HashMap<CacheKey, Failure>>,
 }
 
 impl std::fmt::Debug for PccsClient {
@@ -308,12 +333,31 @@ impl PccsClient {
             base_url,
             http,
             cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
+    /// How long (seconds of the caller's `now`) a failed fetch for an (FMSPC, CA) is
+    /// remembered: within it the same error is returned without contacting the PCCS, so
+    /// quotes from unauthenticated peers cannot drive repeated outbound fetches.
+    pub const FAILURE_CACHE_SECS: u64 = 30;
+
     /// Collateral for the platform that produced `quote`, from the cache when it is still
-    /// valid at `now`, else freshly fetched.
+    /// valid at `now`, else freshly fetched. When the PCCS has no root CA CRL, it is taken
+    /// from the CRL distribution point of Intel's SGX root CA.
     pub async fn collateral_for_quote(&self, quote: &[u8], now: u64) -> Result<Arc<Collateral>> {
+        self.collateral_for_quote_rooted(quote, INTEL_ROOT_CA_DER, now)
+            .await
+    }
+
+    /// [`Self::collateral_for_quote`] with the verifier's trust root, whose CRL
+    /// distribution point is the fallback for the root CA CRL.
+    pub(crate) async fn collateral_for_quote_rooted(
+        &self,
+        quote: &[u8],
+        root_der: &[u8],
+        now: u64,
+    ) -> Result<Arc<Collateral>> {
         if quote.len() > MAX_QUOTE_LEN {
             return Err(Error::TooLarge {
                 what: "quote",
@@ -329,15 +373,29 @@ impl PccsClient {
             .map_err(|e| Error::MalformedQuote(format!("PCK certificate: {e:#}")))?
             .as_id_str();
         let for_sgx = parsed.header.is_sgx();
-        self.collateral_for(fmspc, ca, for_sgx, now).await
+        self.collateral_for_rooted(fmspc, ca, for_sgx, root_der, now)
+            .await
     }
 
-    /// Collateral for `fmspc` under PCK CA `ca` (`"platform"` or `"processor"`).
+    /// Collateral for `fmspc` under PCK CA `ca` (`"platform"` or `"processor"`); the root
+    /// CA CRL fallback is Intel's SGX root CA's distribution point.
     pub async fn collateral_for(
         &self,
         fmspc: [u8; 6],
         ca: &'static str,
         for_sgx: bool,
+        now: u64,
+    ) -> Result<Arc<Collateral>> {
+        self.collateral_for_rooted(fmspc, ca, for_sgx, INTEL_ROOT_CA_DER, now)
+            .await
+    }
+
+    async fn collateral_for_rooted(
+        &self,
+        fmspc: [u8; 6],
+        ca: &'static str,
+        for_sgx: bool,
+        root_der: &[u8],
         now: u64,
     ) -> Result<Arc<Collateral>> {
         let key = (fmspc, ca);
@@ -346,7 +404,24 @@ impl PccsClient {
                 return Ok(Arc::clone(c));
             }
         }
-        let fetched = Arc::new(self.fetch(fmspc, ca, for_sgx).await?);
+        {
+            let mut failures = self.lock_failures();
+            if let Some(f) = failures.get(&key) {
+                if f.at <= now && now < f.at.saturating_add(Self::FAILURE_CACHE_SECS) {
+                    return Err(replay_error(&f.error));
+                }
+                failures.remove(&key);
+            }
+        }
+        let fetched = match self.fetch(fmspc, ca, for_sgx, root_der).await {
+            Ok(c) => Arc::new(c),
+            Err(error) => {
+                tracing::debug!(fmspc = %hex::encode(fmspc), ca, %error, "collateral fetch failed");
+                let copy = replay_error(&error);
+                self.lock_failures().insert(key, Failure { at: now, error });
+                return Err(copy);
+            }
+        };
         tracing::debug!(
             fmspc = %hex::encode(fmspc),
             ca,
@@ -357,9 +432,14 @@ impl PccsClient {
         Ok(fetched)
     }
 
-    /// Drop every cached collateral.
+    /// Drop every cached collateral and remembered fetch failure.
     pub fn clear_cache(&self) {
         self.lock().clear();
+        self.lock_failures().clear();
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Failure>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Arc<Collateral>>> {
@@ -416,7 +496,13 @@ impl PccsClient {
         })
     }
 
-    async fn fetch(&self, fmspc: [u8; 6], ca: &str, for_sgx: bool) -> Result<Collateral> {
+    async fn fetch(
+        &self,
+        fmspc: [u8; 6],
+        ca: &str,
+        for_sgx: bool,
+        root_der: &[u8],
+    ) -> Result<Collateral> {
         let tee = if for_sgx { "sgx" } else { "tdx" };
         let base = &self.base_url;
         let bad = |url: &str, reason: String| Error::CollateralFetch {
@@ -454,13 +540,22 @@ impl PccsClient {
             hex::decode(&r.signature).map_err(|e| bad(&url, e.to_string()))?;
 
         // A PCCS serves the root CA CRL at `rootcacrl`, hex-encoded. Intel's PCS does not:
-        // there it is at the root certificate's CRL distribution point (DER).
+        // there it is at the CRL distribution point of the root certificate (DER). That URL
+        // comes from the configured trust root, never from a chain the server sent.
         let url = format!("{base}/sgx/certification/v4/rootcacrl");
         let body = match self.get(&url).await {
             Ok((_, body)) => body,
-            Err(first) => match root_crl_distribution_point(&qe_identity_issuer_chain) {
+            Err(first) => match crl_distribution_point(root_der) {
                 Some(dp) => self.get(&dp).await?.1,
-                None => return Err(first),
+                None => {
+                    return Err(Error::CollateralFetch {
+                        url,
+                        reason: format!(
+                            "{first}; no fallback: the configured trust root certificate has \
+                             no CRL distribution point"
+                        ),
+                    })
+                }
             },
         };
         let root_ca_crl = match std::str::from_utf8(&body)
@@ -486,13 +581,10 @@ impl PccsClient {
     }
 }
 
-/// The first URI CRL distribution point of the last certificate (the root) in a PEM chain.
-fn root_crl_distribution_point(chain_pem: &str) -> Option<String> {
+/// The first URI CRL distribution point of a DER certificate (the trust root).
+fn crl_distribution_point(cert_der: &[u8]) -> Option<String> {
     use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
-    let last = x509_parser::pem::Pem::iter_from_buffer(chain_pem.as_bytes())
-        .filter_map(|p| p.ok())
-        .last()?;
-    let cert = last.parse_x509().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     for ext in cert.extensions() {
         if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
             for point in points.iter() {
@@ -523,16 +615,41 @@ mod tests {
     }
 
     #[test]
-    fn intel_root_crl_distribution_point_is_found_in_the_real_chain() {
-        let c = Collateral::from_file(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/tdx_quote_collateral.json"
-        ))
-        .unwrap();
-        let dp = root_crl_distribution_point(&c.inner().qe_identity_issuer_chain).unwrap();
+    fn intel_root_crl_distribution_point_comes_from_the_configured_root() {
+        let dp = crl_distribution_point(INTEL_ROOT_CA_DER).unwrap();
         assert!(
             dp.starts_with("https://") && dp.contains("IntelSGXRootCA"),
             "{dp}"
         );
+    }
+
+    #[test]
+    fn simulator_root_has_no_crl_distribution_point() {
+        let pki = crate::simulator::SimPki::new(crate::simulator::SimPkiConfig::new(
+            [7u8; 32],
+            1_790_000_000,
+        ))
+        .unwrap();
+        assert_eq!(crl_distribution_point(pki.root_ca_der()), None);
+    }
+
+    #[test]
+    fn window_includes_the_pck_crl_issuer_chain() {
+        let now = 1_790_000_000;
+        let pki =
+            crate::simulator::SimPki::new(crate::simulator::SimPkiConfig::new([7u8; 32], now))
+                .unwrap();
+        let mut inner = pki.collateral();
+        let base = Collateral::new(inner.clone()).unwrap().not_after();
+        // A PCK CRL issuer chain whose certificate expires before everything else.
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(now as i64 - 10).unwrap();
+        let short = now as i64 + 3600;
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(short).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        inner.pck_crl_issuer_chain = p.self_signed(&key).unwrap().pem();
+        let c = Collateral::new(inner).unwrap();
+        assert!(base > short as u64);
+        assert_eq!(c.not_after(), short as u64);
     }
 }

@@ -4,7 +4,8 @@
 //! Order of checks in [`Verifier::verify_with`] (first failure wins):
 //! 1. input sizes (quote ≤ [`MAX_QUOTE_LEN`], event log ≤ [`MAX_EVENT_LOG_LEN`]);
 //! 2. the verified-result cache (same quote, log, report data and collateral version,
-//!    collateral still valid) — a hit returns the earlier result;
+//!    collateral and the quote's PCK chain still valid; bounded by bytes, oldest evicted
+//!    first) — a hit returns the earlier result;
 //! 3. collateral validity window at `now` → [`Error::CollateralExpired`];
 //! 4. quote parse (→ [`Error::MalformedQuote`]; must be TDX → [`Error::NotTdx`]) and
 //!    event-log parse with per-event digest check;
@@ -17,7 +18,7 @@
 //! 9. event-log replay ≠ RTMR3 → [`Error::Rtmr3Mismatch`];
 //! 10. boot order and payloads → [`Error::EventOrder`] / [`Error::EventPayload`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -31,7 +32,7 @@ use crate::ids::{
     OsImageHash, ReportData, TdMeasurements,
 };
 
-/// Largest number of entries the verified-result cache holds before it is pruned.
+/// Largest number of entries the verified-result cache holds; the oldest is evicted first.
 pub const MAX_CACHE_ENTRIES: usize = 4096;
 
 /// Which root of trust a [`Verifier`] uses.
@@ -54,6 +55,10 @@ pub struct VerifiedReport {
     report_data: ReportData,
     ppid: Vec<u8>,
     device_id: DeviceId,
+    /// Validity of the quote's PCK certificate chain (leaf, PCK CA, root), unix seconds:
+    /// the latest `notBefore` and the earliest `notAfter`.
+    pck_not_before: u64,
+    pck_not_after: u64,
 }
 
 impl VerifiedReport {
@@ -185,7 +190,8 @@ impl VerifiedQuote {
     pub fn collateral_version(&self) -> &[u8; 32] {
         &self.collateral_version
     }
-    /// The result stops being valid when the collateral expires (unix seconds, exclusive).
+    /// The result stops being valid (unix seconds, exclusive) when the collateral expires
+    /// or a certificate of the quote's PCK chain does, whichever comes first.
     pub fn valid_until(&self) -> u64 {
         self.valid_until
     }
@@ -193,12 +199,117 @@ impl VerifiedQuote {
 
 type CacheKey = ([u8; 32], [u8; 32]);
 
+/// A size-bounded map evicting the oldest insertion first: at most `max_entries` entries
+/// whose declared sizes sum to at most `budget` bytes. An entry larger than the whole
+/// budget is not stored.
+#[derive(Debug)]
+struct BoundedCache<K, V> {
+    map: HashMap<K, (V, usize, u64)>,
+    order: BTreeMap<u64, K>,
+    next_seq: u64,
+    bytes: usize,
+    budget: usize,
+    max_entries: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> BoundedCache<K, V> {
+    fn new(budget: usize, max_entries: usize) -> Self {
+        BoundedCache {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+            budget,
+            max_entries,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|(v, _, _)| v)
+    }
+
+    fn remove(&mut self, key: &K) {
+        if let Some((_, size, seq)) = self.map.remove(key) {
+            self.bytes -= size;
+            self.order.remove(&seq);
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        match self.order.pop_first() {
+            Some((_, key)) => {
+                if let Some((_, size, _)) = self.map.remove(&key) {
+                    self.bytes -= size;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evict entries for which `dead` holds, then the oldest until `size` more bytes fit.
+    fn insert(&mut self, key: K, value: V, size: usize, dead: impl Fn(&V) -> bool) {
+        self.remove(&key);
+        if size > self.budget || self.max_entries == 0 {
+            return;
+        }
+        if self.bytes + size > self.budget || self.map.len() >= self.max_entries {
+            let dead_keys: Vec<K> = self
+                .map
+                .iter()
+                .filter(|(_, (v, _, _))| dead(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &dead_keys {
+                self.remove(k);
+            }
+        }
+        while self.bytes + size > self.budget || self.map.len() >= self.max_entries {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, key.clone());
+        self.bytes += size;
+        self.map.insert(key, (value, size, seq));
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Estimated memory held by a cached result: the struct, every event's name and payload,
+/// the strings and PPID, plus the quote's length (a conservative extra).
+fn cached_size(v: &VerifiedQuote, quote_len: usize) -> usize {
+    let events: usize = v
+        .events
+        .iter()
+        .map(|e| std::mem::size_of::<RuntimeEvent>() + e.name.len() + e.payload.len())
+        .sum();
+    let strings: usize = v.report.tcb_status.len()
+        + v.report
+            .advisory_ids
+            .iter()
+            .map(|a| std::mem::size_of::<String>() + a.len())
+            .sum::<usize>()
+        + v.report.ppid.len();
+    std::mem::size_of::<VerifiedQuote>()
+        + std::mem::size_of::<CacheKey>()
+        + 64
+        + events
+        + strings
+        + quote_len
+}
+
 /// Verifies TDX quotes and their event logs against one trust root.
 pub struct Verifier {
     root_der: Vec<u8>,
     root: TrustRoot,
     collateral: Option<Arc<Collateral>>,
-    cache: Mutex<HashMap<CacheKey, VerifiedQuote>>,
+    cache: Mutex<BoundedCache<CacheKey, VerifiedQuote>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -224,8 +335,21 @@ impl Verifier {
             root_der,
             root,
             collateral: None,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(BoundedCache::new(
+                Self::DEFAULT_CACHE_BUDGET_BYTES,
+                MAX_CACHE_ENTRIES,
+            )),
         }
+    }
+
+    /// Default byte budget of the verified-result cache (64 MiB, estimated from the
+    /// events, strings and quote of each entry).
+    pub const DEFAULT_CACHE_BUDGET_BYTES: usize = 64 << 20;
+
+    /// Set the verified-result cache's byte budget (clears the cache). `0` disables it.
+    pub fn with_cache_budget(self, bytes: usize) -> Self {
+        *self.lock_cache() = BoundedCache::new(bytes, MAX_CACHE_ENTRIES);
+        self
     }
 
     /// A verifier trusting Intel's SGX root CA only.
@@ -289,7 +413,9 @@ impl Verifier {
     ) -> Result<VerifiedQuote> {
         too_large("quote", quote.len(), MAX_QUOTE_LEN)?;
         too_large("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
-        let collateral = pccs.collateral_for_quote(quote, now_unix).await?;
+        let collateral = pccs
+            .collateral_for_quote_rooted(quote, &self.root_der, now_unix)
+            .await?;
         self.verify_with(
             quote,
             event_log_json,
@@ -337,7 +463,6 @@ impl Verifier {
         let mr_system = report.measurements.mr_system(&boot.key_provider_payload);
         let mr_aggregated = report.measurements.mr_aggregated();
         let verified = VerifiedQuote {
-            report,
             events,
             app_id: boot.app_id,
             compose_hash: boot.compose_hash,
@@ -347,10 +472,12 @@ impl Verifier {
             mr_system,
             mr_aggregated,
             collateral_version: collateral.version(),
-            valid_from: collateral.not_before(),
-            valid_until: collateral.not_after(),
+            valid_from: collateral.not_before().max(report.pck_not_before),
+            valid_until: collateral.not_after().min(report.pck_not_after),
+            report,
         };
-        self.cache_put(key, &verified, now_unix);
+        let size = cached_size(&verified, quote.len());
+        self.cache_put(key, &verified, size, now_unix);
         Ok(verified)
     }
 
@@ -382,6 +509,7 @@ impl Verifier {
         if td.mr_signer_seam != [0u8; 48] {
             return Err(Error::NonIntelTdxModule(hex::encode(td.mr_signer_seam)));
         }
+        let (pck_not_before, pck_not_after) = pck_chain_validity(&parsed)?;
         Ok(VerifiedReport {
             tcb_status: vr.status.clone(),
             advisory_ids: vr.advisory_ids.clone(),
@@ -397,6 +525,8 @@ impl Verifier {
             report_data: ReportData(td.report_data),
             device_id: DeviceId::from_ppid(&vr.ppid),
             ppid: vr.ppid,
+            pck_not_before,
+            pck_not_after,
         })
     }
 
@@ -405,7 +535,12 @@ impl Verifier {
         self.lock_cache().len()
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, VerifiedQuote>> {
+    /// Estimated bytes held by the verified-result cache (never above its budget).
+    pub fn cached_bytes(&self) -> usize {
+        self.lock_cache().bytes
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, BoundedCache<CacheKey, VerifiedQuote>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -419,16 +554,30 @@ impl Verifier {
         None
     }
 
-    fn cache_put(&self, key: CacheKey, v: &VerifiedQuote, now: u64) {
-        let mut cache = self.lock_cache();
-        if cache.len() >= MAX_CACHE_ENTRIES {
-            cache.retain(|_, e| now < e.valid_until);
-            if cache.len() >= MAX_CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key, v.clone());
+    fn cache_put(&self, key: CacheKey, v: &VerifiedQuote, size: usize, now: u64) {
+        self.lock_cache()
+            .insert(key, v.clone(), size, |e| now >= e.valid_until);
     }
+}
+
+/// Validity of the quote's PCK chain (dcap-qvl verified it at `now`): the latest
+/// `notBefore` and earliest `notAfter` over its certificates.
+fn pck_chain_validity(quote: &dcap_qvl::quote::Quote) -> Result<(u64, u64)> {
+    let bad = |e: &dyn std::fmt::Display| Error::QuoteVerification(format!("PCK chain: {e}"));
+    let chain = dcap_qvl::intel::extract_cert_chain(quote).map_err(|e| bad(&e))?;
+    if chain.is_empty() {
+        return Err(bad(&"no certificate"));
+    }
+    let mut window = (0u64, u64::MAX);
+    for der in &chain {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(&e))?;
+        let v = cert.validity();
+        let nb = u64::try_from(v.not_before.timestamp()).unwrap_or(0);
+        // Treated as exclusive, like the collateral window: never later than notAfter.
+        let na = u64::try_from(v.not_after.timestamp()).unwrap_or(0);
+        window = (window.0.max(nb), window.1.min(na));
+    }
+    Ok(window)
 }
 
 /// SHA-256(len ‖ quote ‖ len ‖ event log ‖ report data): unambiguous framing.
@@ -453,5 +602,52 @@ fn classify_dcap_error(e: &impl std::fmt::Display) -> Error {
         Error::Revoked
     } else {
         Error::QuoteVerification(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BoundedCache;
+
+    fn alive(_: &u32) -> bool {
+        false
+    }
+
+    #[test]
+    fn bounded_cache_evicts_the_oldest_first_and_stays_within_budget() {
+        let mut c = BoundedCache::new(100, 10);
+        c.insert(1, 10, 40, alive);
+        c.insert(2, 20, 40, alive);
+        c.insert(3, 30, 40, alive);
+        assert_eq!(c.get(&1), None, "oldest evicted");
+        assert_eq!((c.get(&2), c.get(&3)), (Some(&20), Some(&30)));
+        assert_eq!((c.len(), c.bytes), (2, 80));
+        // One big entry pushes out both.
+        c.insert(4, 40, 90, alive);
+        assert_eq!((c.len(), c.bytes), (1, 90));
+        assert_eq!(c.get(&4), Some(&40));
+        // Larger than the whole budget: not stored, nothing evicted.
+        c.insert(5, 50, 101, alive);
+        assert_eq!((c.len(), c.bytes, c.get(&5)), (1, 90, None));
+        // Re-inserting a key replaces it without double counting.
+        c.insert(4, 41, 30, alive);
+        assert_eq!((c.len(), c.bytes, c.get(&4)), (1, 30, Some(&41)));
+    }
+
+    #[test]
+    fn bounded_cache_drops_dead_entries_before_live_ones_and_caps_entries() {
+        let mut c = BoundedCache::new(100, 2);
+        c.insert(1, 1, 10, alive);
+        c.insert(2, 99, 10, alive);
+        // Full by count: the dead entry (2) goes, the older live one (1) stays.
+        c.insert(3, 3, 10, |v: &u32| *v == 99);
+        assert_eq!(
+            (c.get(&1), c.get(&2), c.get(&3)),
+            (Some(&1), None, Some(&3))
+        );
+        c.insert(4, 4, 10, alive);
+        assert_eq!((c.get(&1), c.len()), (None, 2));
+        c.remove(&3);
+        assert_eq!((c.bytes, c.len()), (10, 1));
     }
 }
