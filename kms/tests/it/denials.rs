@@ -291,3 +291,50 @@ async fn root_keys_other_than_the_registered_ones_are_a_startup_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_os_image_hash_event_naming_another_image_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xBE).await;
+    let mut guest = w.guest(0x1E);
+    // MRTD/RTMR0-2 are image 1.0's, the measured os-image-hash claims 0.9.
+    guest
+        .log
+        .measure(
+            guest.tdx.as_ref(),
+            cairn_attestation::consts::EVENT_OS_IMAGE_HASH,
+            world::unlisted_image().os_image_hash().0.to_vec(),
+        )
+        .unwrap();
+    let err = assert_denied(
+        &kms,
+        &guest.cert(),
+        StatusCode::FORBIDDEN,
+        "denied.os_image_measurements",
+    )
+    .await;
+    assert!(
+        err.body.error.message.contains("measured os-image-hash"),
+        "{err:?}"
+    );
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_id_extension_other_than_the_measured_app_id_is_denied() {
+    let w = World::new().await;
+    let kms = w.start(0xBF).await;
+    let guest = w.guest(0x1F);
+    let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::AppCustom)
+        .common_name("guest")
+        .event_log(&guest.log.to_json())
+        .app_id([0x99; 20])
+        .build(guest.tdx.as_ref())
+        .unwrap();
+    let err = assert_denied(&kms, &cert, StatusCode::FORBIDDEN, "denied.event_log").await;
+    assert!(
+        err.body.error.message.contains("app id extension"),
+        "{err:?}"
+    );
+    kms.stop().await;
+}

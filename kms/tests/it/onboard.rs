@@ -69,3 +69,104 @@ async fn a_node_whose_mr_is_not_allowed_is_refused_and_gets_nothing() {
     assert!(matches!(store.identity(), Err(Error::NotBootstrapped)));
     a.stop().await;
 }
+
+fn not_bootstrapped(dir: &std::path::Path) -> bool {
+    let store = SecretStore::open(dir.join(SECRETS_DIR)).unwrap();
+    matches!(store.identity(), Err(Error::NotBootstrapped))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_tee() {
+    use cairn_protocol::api::{OnboardRequest, OnboardResponse, PATH_ONBOARD};
+    let w = World::new().await;
+    let a = w.start(0xD5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = w.options(dir.path(), 0xD6, &pki());
+    // The TEE is an allowed KMS (isKmsAllowed would pass); only the usage is wrong.
+    w.register_kms(&opts, None).await;
+    let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::AppCustom)
+        .event_log(&opts.event_log)
+        .build(opts.tee.as_ref())
+        .unwrap();
+    let before = a.node.log().size();
+    let mut client = a.client(Some(&cert)).await;
+    let err = client
+        .call::<OnboardResponse>(hyper::Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (err.status.as_u16(), err.body.error.code.as_str()),
+        (403, "denied.client_cert"),
+        "{err:?}"
+    );
+    assert!(err.body.error.message.contains("kms:rpc"), "{err:?}");
+    assert_eq!(a.node.log().size(), before);
+    assert_eq!(a.node.metrics().releases("onboard", "released", "none"), 0);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_refuses_a_source_the_chain_does_not_allow() {
+    let w = World::new().await;
+    let a = w.start(0xD7).await;
+    w.chain
+        .remove_kms_device(a.node.own_evidence().boot.deviceId)
+        .await
+        .unwrap();
+    w.mine(crate::world::CONFIRMATIONS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = w.options(dir.path(), 0xD8, &pki());
+    w.register_kms(&opts, None).await;
+    let before = a.node.log().size();
+    let err = cairn_kms::onboard(&opts, a.addr).await.unwrap_err();
+    match &err {
+        Error::Chain(cairn_onchain::Error::Denied { reason, .. }) => {
+            assert_eq!(reason, cairn_onchain::reasons::KMS_DEVICE)
+        }
+        e => panic!("unexpected {e}"),
+    }
+    assert_eq!(a.node.log().size(), before);
+    assert!(not_bootstrapped(dir.path()));
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_secret_whose_root_keys_are_not_the_chains_is_not_stored() {
+    use cairn_onchain::alloy::primitives::Bytes;
+    let w = World::new().await;
+    let a = w.start(0xD9).await;
+    // B trusts another deployment, whose generation-1 root keys are another master's;
+    // A and B are both allowed there.
+    let other = World::without_root_keys().await;
+    let theirs =
+        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x33; 32])).unwrap();
+    other
+        .chain
+        .set_kms_root_keys(
+            1,
+            Bytes::from(theirs.k256_public().to_vec()),
+            Bytes::from(theirs.ca().spki_der()),
+        )
+        .await
+        .unwrap();
+    let a_dir = tempfile::tempdir().unwrap();
+    other
+        .register_kms(&other.options(a_dir.path(), 0xD9, &pki()), None)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = other.options(dir.path(), 0xDA, &pki());
+    other.register_kms(&opts, None).await;
+    w.register_kms(&w.options(dir.path(), 0xDA, &pki()), None)
+        .await;
+    let before = a.node.log().size();
+    let err = cairn_kms::onboard(&opts, a.addr).await.unwrap_err();
+    assert!(
+        matches!(err, Error::RootKeysMismatch { generation: 1 }),
+        "{err}"
+    );
+    // A released (and logged) the secret; B refused to store it.
+    assert_eq!(a.node.log().size(), before + 1);
+    assert!(not_bootstrapped(dir.path()));
+    a.stop().await;
+}
