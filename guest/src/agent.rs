@@ -362,9 +362,12 @@ async fn get_tls_key(
         Ok((cert, csr.der().to_vec()))
     })
     .await?;
+    // The root the guest booted with (checked then to have issued the KMS's TLS cert).
+    let root = crate::chain::KmsRoot::from_pem(&s.secrets.root_ca_cert)
+        .map_err(|e| AgentFailure(Error::BadKmsResponse(format!("root CA: {e}"))))?;
     let resp = s
         .kms
-        .sign_cert(&s.secrets.kms_url, &client_cert, csr_der)
+        .sign_cert(&s.secrets.kms_url, &client_cert, csr_der, &root)
         .await
         .map_err(|e| AgentFailure(Error::Kms(e)))?;
     let leaf = resp

@@ -29,6 +29,7 @@ use tokio::process::Child;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
+use crate::chain::KmsRoot;
 use crate::error::{Error, KmsError, Result};
 use crate::keydir;
 use crate::kms_client::KmsClient;
@@ -116,9 +117,9 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
     let mut released = None;
     for url in &share.sys_config.kms_urls {
         match kms.app_key(url, &client_cert).await {
-            Ok((resp, kms_identity)) => {
+            Ok((resp, kms_identity, root)) => {
                 tracing::info!(kms = %url, kms_app_id = %kms_identity.app_id(), kms_compose_hash = %kms_identity.compose_hash(), "KMS released keys");
-                released = Some((url.clone(), resp));
+                released = Some((url.clone(), resp, root));
                 break;
             }
             Err(e) => {
@@ -127,8 +128,8 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
             }
         }
     }
-    let (kms_url, resp) = released.ok_or(Error::AllKmsFailed(failures))?;
-    let (secrets, env_secret) = check_release(&app_id, pinned.as_deref(), kms_url, resp)?;
+    let (kms_url, resp, root) = released.ok_or(Error::AllKmsFailed(failures))?;
+    let (secrets, env_secret) = check_release(&app_id, pinned.as_deref(), kms_url, resp, &root)?;
 
     log.measure_system_ready(
         tee.as_ref(),
@@ -211,23 +212,30 @@ fn instance_seed(share: &HostShare, app_id: &AppId) -> Result<Vec<u8>> {
 }
 
 /// Check a KMS response against what the guest knows, and turn it into [`AppSecrets`].
+/// `root` is the root CA that issued the KMS's TLS certificate (checked by
+/// [`KmsClient::app_key`]); it is what the pin is compared with and what is measured.
 fn check_release(
     app_id: &AppId,
     pinned: Option<&[u8]>,
     kms_url: String,
     resp: AppKeyResponse,
+    root: &KmsRoot,
 ) -> Result<(AppSecrets, Zeroizing<[u8; 32]>)> {
-    let spki = root_ca_spki(&resp.root_ca_cert)?;
+    let spki = root.spki();
     if let Some(pinned) = pinned {
-        if pinned != spki.as_slice() {
+        if pinned != spki {
             return Err(Error::KeyProviderMismatch {
                 pinned: hex::encode(pinned),
-                got: hex::encode(&spki),
+                got: hex::encode(spki),
             });
         }
     }
-    // The KMS signature must be over *this* app key for *this* app id (the signer is the
-    // KMS root; whether that root is the on-chain one is checked by verifiers of the chain).
+    // The KMS signature must be over *this* app key for *this* app id. What it proves is
+    // limited: the root secp256k1 key is not in the root CA certificate nor in any other
+    // root-signed source the guest has, so the recovered signer is not compared here; it
+    // is what the dstack signature chain carries, and verifiers of that chain compare it
+    // with the root key registered on chain. It does catch a corrupted or mismatched
+    // response.
     let app_key = k256::ecdsa::SigningKey::from_bytes((&*resp.app_key).into())
         .map_err(|_| Error::BadKmsResponse("app key is not a secp256k1 scalar".to_owned()))?;
     sig::recover_kms_app_key_signer(
@@ -241,7 +249,7 @@ fn check_release(
         kms_signature: resp.kms_signature,
         disk_key: resp.disk_key.clone(),
         root_ca_cert: resp.root_ca_cert.clone(),
-        key_provider: KeyProvider::kms(&spki),
+        key_provider: KeyProvider::kms(spki),
         os_image_hash: resp.os_image_hash,
         gateway_app_id: resp.gateway_app_id,
         key_generation: resp.key_generation,
@@ -261,13 +269,4 @@ fn decrypt_env(
     let (kept, dropped) = vars.filter_allowed(allowed);
     tracing::info!(?format, kept = kept.len(), ?dropped, "env decrypted");
     Ok(kept)
-}
-
-/// DER SubjectPublicKeyInfo of the root CA certificate (PEM).
-fn root_ca_spki(pem: &str) -> Result<Vec<u8>> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| Error::BadKmsResponse(format!("root CA PEM: {e}")))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents)
-        .map_err(|e| Error::BadKmsResponse(format!("root CA certificate: {e}")))?;
-    Ok(cert.public_key().raw.to_vec())
 }

@@ -128,6 +128,14 @@ pub enum KmsError {
     /// The request did not finish in time.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The KMS's TLS certificate is not issued by the KMS root CA (a TDX VM with a valid
+    /// `kms:rpc` quote that is not a node of that KMS), or the root CA is malformed.
+    #[error("KMS not rooted in its root CA: {0}")]
+    NotRooted(String),
+    /// A `sign-cert` chain is not leaf → app CA → the KMS root CA, or its leaf does not
+    /// certify the requested key.
+    #[error("KMS certificate chain rejected: {0}")]
+    BadChain(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -5,6 +5,9 @@
 //! RA-TLS certificate with usage `kms:rpc` whose evidence the configured [`Verifier`]
 //! accepts — checked by [`RaTlsServerVerifier`] during the handshake, before any request
 //! byte is sent. WebPKI is not used: the KMS is trusted for what it *runs*, not its name.
+//! A valid quote alone does not say *which* KMS it is, so [`KmsClient::app_key`] and
+//! [`KmsClient::sign_cert`] also require the KMS's TLS certificate to be issued by the
+//! KMS root CA (see [`crate::chain`]).
 //! Every request has one overall timeout; response bodies are capped.
 
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::chain::KmsRoot;
 use crate::error::KmsError;
 
 /// Largest KMS response body read.
@@ -121,34 +125,66 @@ impl KmsClient {
         ))
     }
 
-    /// `POST /v1/app-key` with `client_cert`; returns the keys and the KMS's verified identity.
+    /// `POST /v1/app-key` with `client_cert`; returns the keys, the KMS's verified identity
+    /// and the KMS root CA, checked to be a self-signed P-256 CA that issued the KMS's TLS
+    /// certificate ([`KmsError::NotRooted`] otherwise). `resp.root_ca_cert` is that root.
     pub async fn app_key(
         &self,
         base_url: &str,
         client_cert: &RaTlsCert,
-    ) -> Result<(AppKeyResponse, VerifiedQuote), KmsError> {
-        self.post(base_url, PATH_APP_KEY, client_cert, &AppKeyRequest {})
-            .await
+    ) -> Result<(AppKeyResponse, VerifiedQuote, KmsRoot), KmsError> {
+        let (resp, peer): (AppKeyResponse, _) = self
+            .exchange(base_url, PATH_APP_KEY, client_cert, &AppKeyRequest {})
+            .await?;
+        let root = KmsRoot::from_pem(&resp.root_ca_cert).map_err(KmsError::NotRooted)?;
+        root.verify_issued(&peer.cert_der).map_err(|e| {
+            KmsError::NotRooted(format!(
+                "the KMS's TLS certificate is not issued by the root CA it returned: {e}"
+            ))
+        })?;
+        Ok((resp, peer.identity, root))
     }
 
-    /// `POST /v1/sign-cert`: have the app CA sign a CSR (DER).
+    /// `POST /v1/sign-cert`: have the app CA sign a CSR (DER) whose key is `client_cert`'s.
+    /// The KMS's TLS certificate must be issued by `root` ([`KmsError::NotRooted`]) and the
+    /// returned chain must be leaf → app CA → `root` with the leaf certifying the CSR key
+    /// ([`KmsError::BadChain`]).
     pub async fn sign_cert(
         &self,
         base_url: &str,
         client_cert: &RaTlsCert,
         csr_der: Vec<u8>,
+        root: &KmsRoot,
     ) -> Result<SignCertResponse, KmsError> {
-        self.post(
-            base_url,
-            PATH_SIGN_CERT,
-            client_cert,
-            &SignCertRequest { csr: csr_der },
-        )
-        .await
-        .map(|(r, _)| r)
+        let (resp, peer): (SignCertResponse, _) = self
+            .exchange(
+                base_url,
+                PATH_SIGN_CERT,
+                client_cert,
+                &SignCertRequest { csr: csr_der },
+            )
+            .await?;
+        root.verify_issued(&peer.cert_der).map_err(|e| {
+            KmsError::NotRooted(format!(
+                "the KMS's TLS certificate is not issued by the booted KMS root CA: {e}"
+            ))
+        })?;
+        let leaf_spki = root
+            .verify_app_chain(&resp.certificate_chain)
+            .map_err(KmsError::BadChain)?;
+        let own_spki =
+            crate::chain::spki(client_cert.cert_der.as_ref()).map_err(KmsError::BadChain)?;
+        if leaf_spki != own_spki {
+            return Err(KmsError::BadChain(
+                "the leaf does not certify the requested key".to_owned(),
+            ));
+        }
+        Ok(resp)
     }
 
-    /// POST JSON to `base_url` + `path` over mutual RA-TLS.
+    /// POST JSON to `base_url` + `path` over mutual RA-TLS. Only the KMS's evidence is
+    /// checked here, not that it belongs to a given root CA: prefer [`KmsClient::app_key`]
+    /// and [`KmsClient::sign_cert`].
     pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         base_url: &str,
@@ -156,6 +192,18 @@ impl KmsClient {
         client_cert: &RaTlsCert,
         body: &Req,
     ) -> Result<(Resp, VerifiedQuote), KmsError> {
+        self.exchange(base_url, path, client_cert, body)
+            .await
+            .map(|(r, peer)| (r, peer.identity))
+    }
+
+    async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        base_url: &str,
+        path: &str,
+        client_cert: &RaTlsCert,
+        body: &Req,
+    ) -> Result<(Resp, Peer), KmsError> {
         tokio::time::timeout(
             self.timeout,
             self.post_inner(base_url, path, client_cert, body),
@@ -170,7 +218,7 @@ impl KmsClient {
         path: &str,
         client_cert: &RaTlsCert,
         body: &Req,
-    ) -> Result<(Resp, VerifiedQuote), KmsError> {
+    ) -> Result<(Resp, Peer), KmsError> {
         let url = url::Url::parse(base_url).map_err(|e| KmsError::BadUrl(e.to_string()))?;
         if url.scheme() != "https" {
             return Err(KmsError::BadUrl(format!(
@@ -217,6 +265,13 @@ impl KmsClient {
         let identity = verifier
             .peer_identity(tls.get_ref().1)
             .map_err(|e| KmsError::Handshake(e.to_string()))?;
+        let cert_der = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .ok_or_else(|| KmsError::Handshake("the KMS presented no certificate".to_owned()))?;
 
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
@@ -255,8 +310,14 @@ impl KmsClient {
             });
         }
         let parsed = serde_json::from_slice(&bytes).map_err(|e| KmsError::Body(e.to_string()))?;
-        Ok((parsed, identity))
+        Ok((parsed, Peer { identity, cert_der }))
     }
+}
+
+/// The KMS peer of one exchange: its verified evidence and its TLS end-entity certificate.
+struct Peer {
+    identity: VerifiedQuote,
+    cert_der: Vec<u8>,
 }
 
 /// The handshake failure, with the RA-TLS verifier's own reason when it rejected the KMS.

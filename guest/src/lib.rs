@@ -18,6 +18,7 @@
 //! # Layout
 //! - `share` — reading the host share.
 //! - `kms_client` — JSON over HTTP/1.1 over RA-TLS to the KMS.
+//! - `chain` — the KMS TLS certificate and sign-cert chains must chain to the KMS root CA.
 //! - `boot` — the boot flow, [`boot()`].
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
@@ -28,6 +29,7 @@
 
 pub mod agent;
 pub mod boot;
+pub mod chain;
 pub mod cli;
 mod error;
 pub mod keydir;

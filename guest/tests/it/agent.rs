@@ -227,6 +227,25 @@ async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
 }
 
 #[tokio::test]
+async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
+    let kms = StubKms::start(Mode::ForeignChain).await;
+    let (_s, state, _) = booted(&kms).await;
+    for body in [
+        r#"{"subject":"x"}"#,
+        r#"{"subject":"x","usage_ra_tls":true}"#,
+    ] {
+        let (st, v) = call(&state, "GetTlsKey", body).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(
+            msg.contains("KMS certificate chain rejected: app CA:"),
+            "{v}"
+        );
+        assert!(v.get("key").is_none(), "{v}");
+    }
+}
+
+#[tokio::test]
 async fn sign_and_verify_round_trip_and_reject_tampering() {
     let kms = StubKms::start(Mode::Honest).await;
     let (_s, state, _) = booted(&kms).await;

@@ -134,6 +134,57 @@ async fn a_kms_with_another_root_ca_than_the_pin_is_refused_and_nothing_starts()
     assert!(!s.out().exists());
 }
 
+/// A fake KMS in some TDX VM: valid `kms:rpc` quote, self-signed TLS certificate, echoing
+/// the genuine (public) root CA certificate. It must not pass as that KMS.
+async fn fake_kms_is_refused(extra: &str) {
+    let kms = StubKms::start(Mode::SelfSignedTls).await;
+    let s = share(&[&kms.url], extra);
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::AllKmsFailed(v) => {
+            assert_eq!(v.len(), 1);
+            assert!(
+                matches!(&v[0].1, KmsError::NotRooted(m) if m.contains("not issued by the root CA it returned")),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn a_fake_kms_echoing_the_genuine_root_ca_is_refused_with_the_pin_set() {
+    let spki = hex::encode(root_keys(MASTER).ca().spki_der());
+    fake_kms_is_refused(&format!(
+        r#","key_provider":"kms","key_provider_id":"{spki}""#
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_fake_kms_echoing_the_genuine_root_ca_is_refused_without_a_pin() {
+    fake_kms_is_refused("").await;
+}
+
+#[tokio::test]
+async fn a_fake_kms_first_in_the_list_is_skipped_for_the_genuine_one() {
+    let fake = StubKms::start(Mode::SelfSignedTls).await;
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&fake.url, &kms.url], "");
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    assert_eq!(
+        booted.state.secrets.key_provider.id,
+        hex::encode(root_keys(MASTER).ca().spki_der())
+    );
+}
+
 #[tokio::test]
 async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
     let kms = StubKms::start(Mode::PlainCert).await;

@@ -78,6 +78,12 @@ pub enum Mode {
     /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
     /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
+    /// A fake KMS: a valid self-signed `kms:rpc` RA-TLS certificate (not issued by the root
+    /// CA) that returns the genuine root CA certificate, which is public.
+    SelfSignedTls,
+    /// A rooted TLS certificate, but sign-cert chains issued by another KMS's app CA (with
+    /// this KMS's genuine root CA appended).
+    ForeignChain,
 }
 
 pub struct StubKms {
@@ -100,8 +106,9 @@ struct Ctx {
     releases: Arc<AtomicU64>,
 }
 
-/// The KMS's own CVM certificate.
-fn kms_cert(usage: Usage) -> cairn_attestation::RaTlsCert {
+/// The KMS's own CVM certificate: issued by `root`'s CA like the real KMS's
+/// (kms/src/node.rs `own_cert`), or self-signed when `root` is `None`.
+fn kms_cert(usage: Usage, root: Option<&RootKeys>) -> cairn_attestation::RaTlsCert {
     let tdx = SimTdx::new(pki(), SimHostConfig::new([0x0B; 32], guest_os())).unwrap();
     let compose_hash = ComposeHash::of_compose(br#"{"name":"kms"}"#);
     let app_id = AppId::from_compose_hash(&compose_hash);
@@ -114,12 +121,14 @@ fn kms_cert(usage: Usage) -> cairn_attestation::RaTlsCert {
         &KeyProvider::kms(b"none"),
     )
     .unwrap();
-    RaTlsCertBuilder::new(usage)
+    let builder = RaTlsCertBuilder::new(usage)
         .common_name("kms")
         .event_log(&log.to_json())
-        .app_id(app_id.0)
-        .build(&tdx)
-        .unwrap()
+        .app_id(app_id.0);
+    match root {
+        Some(root) => builder.build_signed_by(&tdx, &root.ca().issuer()).unwrap(),
+        None => builder.build(&tdx).unwrap(),
+    }
 }
 
 impl StubKms {
@@ -137,8 +146,9 @@ impl StubKms {
                     .unwrap();
                 cairn_attestation::RaTlsCert::from_parts(cert.der().clone(), key.serialize_der())
             }
-            Mode::WrongUsage => kms_cert(Usage::AppCustom),
-            _ => kms_cert(Usage::KmsRpc),
+            Mode::WrongUsage => kms_cert(Usage::AppCustom, Some(&root_keys(master))),
+            Mode::SelfSignedTls => kms_cert(Usage::KmsRpc, None),
+            _ => kms_cert(Usage::KmsRpc, Some(&root_keys(master))),
         };
         let client_verifier = Arc::new(RaTlsClientVerifier::new(verifier()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -275,8 +285,22 @@ async fn handle(
             let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "json");
             };
+            let foreign;
+            let issuing = if ctx.mode == Mode::ForeignChain {
+                let other = [0x77; 32];
+                foreign = AppKeys::derive(
+                    &MasterSecret::from_bytes(other),
+                    &root_keys(other),
+                    id.app_id(),
+                    id.instance_id(),
+                )
+                .unwrap();
+                &foreign
+            } else {
+                &keys
+            };
             match sign_csr(
-                &keys,
+                issuing,
                 &ctx.root,
                 peer_cert,
                 &req.csr,
