@@ -4,10 +4,49 @@
 
 use std::sync::Arc;
 
-use cairn_onchain::alloy::primitives::B256;
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::{ChainClient, PolicyBlock};
+use cairn_tlog::Log;
 use tokio::sync::watch;
 
+use crate::error::{Error, Result};
 use crate::node::Node;
+
+/// Startup check: the local log must extend the checkpoint `node` last anchored on chain
+/// (as of `at`): at least as large, with the same root at the anchored size. A log that
+/// was lost, rolled back or forked is an error (logged) and the node refuses to serve.
+pub async fn check_log_extends_anchor(
+    chain: &ChainClient,
+    log: &Log,
+    node: [u8; 20],
+    at: PolicyBlock,
+) -> Result<()> {
+    let Some(anchor) = chain.latest_anchor(Address::from(node), at).await? else {
+        return Ok(());
+    };
+    let local_size = log.size();
+    let refuse = |reason: String| {
+        let e = Error::LogBehindAnchor {
+            local_size,
+            anchored_size: anchor.tree_size,
+            reason,
+        };
+        tracing::error!(error = %e, "local log does not match the on-chain anchor");
+        Err(e)
+    };
+    if local_size < anchor.tree_size {
+        return refuse("the local log is smaller than the anchored tree".into());
+    }
+    let root = log.root_at(anchor.tree_size)?;
+    if root.0 != anchor.root_hash.0 {
+        return refuse(format!(
+            "root at the anchored size is 0x{}, the anchor says {}",
+            hex::encode(root.0),
+            anchor.root_hash
+        ));
+    }
+    Ok(())
+}
 
 /// Anchor once if the log is larger than `anchored`; returns the size now anchored.
 pub async fn anchor_once(node: &Node, anchored: u64) -> Result<u64, cairn_onchain::Error> {

@@ -38,8 +38,10 @@ pub struct Attested {
     pub quote_hash: [u8; 32],
     /// SHA-256 of the certificate's SubjectPublicKeyInfo DER (logged).
     pub client_key_hash: [u8; 32],
-    /// The certificate key's raw public key bits (SEC1 point), for CSR binding.
+    /// The certificate key's raw public key bits (SEC1 point).
     pub public_key: Vec<u8>,
+    /// The certificate's SubjectPublicKeyInfo DER (algorithm and key), for CSR binding.
+    pub spki_der: Vec<u8>,
     /// The usage the certificate declares.
     pub usage: Option<Usage>,
     /// The raw quote of the certificate (extension `…62397.1.1`), verified above; copied
@@ -233,6 +235,7 @@ pub async fn attest_at(
         quote_hash: Sha256::digest(&evidence.quote).into(),
         client_key_hash: Sha256::digest(spki_der).into(),
         public_key,
+        spki_der: spki_der.to_vec(),
         usage: evidence.usage,
         quote: verified,
         raw_quote: evidence.quote,

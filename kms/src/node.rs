@@ -205,6 +205,8 @@ impl Node {
                 generation: identity.generation,
             });
         }
+        crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
+            .await?;
         tracing::info!(
             node = %format!("0x{}", hex::encode(identity.node_key.address())),
             generation = identity.generation,
@@ -629,7 +631,9 @@ impl Node {
         let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
         let csr = rcgen::CertificateSigningRequestParams::from_der(&der)
             .map_err(|e| ApiError::denied(Check::Csr, format!("CSR rejected: {e}")))?;
-        if csr.public_key.der_bytes() != a.public_key.as_slice() {
+        // The whole SubjectPublicKeyInfo (algorithm and parameters, not only the key
+        // bits) must be the attested certificate's.
+        if csr.public_key.subject_public_key_info() != a.spki_der {
             return Err(ApiError::denied(
                 Check::Csr,
                 "the CSR key is not the key of the attested client certificate",

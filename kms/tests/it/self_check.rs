@@ -170,3 +170,64 @@ async fn a_node_rotated_out_on_chain_stops_releasing() {
     assert_eq!(kms.node.log().size(), size);
     kms.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
+    let w = World::new().await;
+    let kms = w.start(0xE6).await;
+    let guest = w.guest(0x66);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    app_key(&mut client).await.unwrap();
+    cairn_kms::anchor::anchor_once(&kms.node, 0).await.unwrap();
+    let dir = kms.stop().await;
+    w.mine(CONFIRMATIONS).await;
+    let log_dir = dir.path().join(cairn_kms::node::LOG_DIR);
+
+    // Intact: opens.
+    drop(
+        Node::open(w.options(dir.path(), 0xE6, &pki()))
+            .await
+            .unwrap(),
+    );
+
+    // Forked: same size, other entries.
+    std::fs::rename(&log_dir, dir.path().join("log.orig")).unwrap();
+    {
+        let forked = cairn_tlog::Log::open(&log_dir).unwrap();
+        forked.append(b"forked-0".to_vec()).unwrap();
+        forked.append(b"forked-1".to_vec()).unwrap();
+    }
+    let err = Node::open(w.options(dir.path(), 0xE6, &pki()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LogBehindAnchor {
+                local_size: 2,
+                anchored_size: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Lost: empty.
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    let err = Node::open(w.options(dir.path(), 0xE6, &pki()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LogBehindAnchor {
+                local_size: 0,
+                anchored_size: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
