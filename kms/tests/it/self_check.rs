@@ -231,3 +231,52 @@ async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() {
+    use cairn_attestation::simulator::{SimPccs, SimPki};
+    use cairn_attestation::{PccsClient, Verifier};
+    use cairn_kms::CollateralSource;
+
+    let w = World::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pccs = SimPccs::new(pki());
+    let (stop_pccs, stopped) = tokio::sync::oneshot::channel::<()>();
+    let pccs_task = tokio::spawn(pccs.clone().serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let (mut opts, dir) = w.prepare(0xE7, &pki()).await;
+    opts.verifier = Verifier::dangerous_with_simulator_root(pki().root_ca_der());
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap());
+    let now = Arc::new(AtomicU64::new(unix_now()));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let node = Node::open_with_clock(opts, clock).await.unwrap();
+    let kms = w.serve_node(node, dir).await;
+    let guest = w.guest(0x67);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    let first = kms.node.own_evidence().quote.valid_until();
+
+    // Past the first collateral window, the PCCS serves renewed collateral (same PKI
+    // keys, a later window): the node re-verifies its own evidence and keeps serving.
+    let mut renewed = pki().config().clone();
+    renewed.now = first - 60;
+    pccs.set_pki(Arc::new(SimPki::new(renewed).unwrap()));
+    now.store(first + 1, Ordering::SeqCst);
+    app_key(&mut client).await.unwrap();
+    let second = kms.node.own_evidence().quote.valid_until();
+    assert!(
+        second > first + 1,
+        "own evidence not re-verified: {second} <= {first}"
+    );
+    assert_eq!(kms.node.log().size(), 2);
+    kms.stop().await;
+    let _ = stop_pccs.send(());
+    pccs_task.await.unwrap().unwrap();
+}
