@@ -16,6 +16,8 @@
 //!   generated custom-error enums ([`Revert`]).
 //! - **Event history**: [`AppAuthClient::policy_history`], [`ChainClient::kms_history`],
 //!   [`ChainClient::anchors`].
+//! - **Audit**: [`audit_app`] checks a node's anchors, checkpoint, inclusion of an app's
+//!   releases and re-evaluates each release's policy at its recorded block.
 //!
 //! What it does *not* do: verify quotes (cairn-attestation), keep the transparency log
 //! (cairn-tlog), retry (callers decide; errors say whether retrying makes sense), or
@@ -33,6 +35,7 @@
 //! - `kms_admin`, `app`: KmsAuth and AppAuth transactions.
 //! - `deploy`, `governance`: system and DAO deployment, proposals.
 //! - `history`: event queries.
+//! - [`audit`]: the auditing light client of a node's key-release log.
 //! - `error`: [`Error`], [`Check`], [`Revert`].
 //!
 //! # Feature flags
@@ -67,6 +70,7 @@
 //! ```
 
 mod app;
+pub mod audit;
 mod bindings;
 mod cache;
 mod client;
@@ -82,6 +86,7 @@ pub mod testing;
 
 // The public interface is:
 pub use app::{AppAuthClient, ComposeHashActivation};
+pub use audit::{audit_app, AuditReport, AuditedRelease, Finding, LogSource, SourceError};
 pub use bindings::{
     app_auth, governor, kms_auth, proxy, timelock, token, AppAuth, CairnGovernor, CairnToken,
     ERC1967Proxy, KmsAuth, TimelockController,
