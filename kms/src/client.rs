@@ -165,3 +165,70 @@ impl KmsClient {
         }
     }
 }
+
+impl KmsClient {
+    async fn log_get<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+    ) -> std::result::Result<T, cairn_onchain::SourceError> {
+        match self.call::<T>(Method::GET, path, None::<&()>).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(cairn_onchain::SourceError(format!(
+                "{path}: {} {}",
+                e.status, e.body.error.code
+            ))),
+            Err(e) => Err(cairn_onchain::SourceError(format!("{path}: {e}"))),
+        }
+    }
+}
+
+/// The KMS's public `/v1/log/*` endpoints as an audit [`cairn_onchain::LogSource`].
+impl cairn_onchain::LogSource for KmsClient {
+    async fn checkpoint(&mut self) -> std::result::Result<String, cairn_onchain::SourceError> {
+        let r: cairn_protocol::api::CheckpointResponse = self
+            .log_get(cairn_protocol::api::PATH_LOG_CHECKPOINT)
+            .await?;
+        Ok(r.checkpoint)
+    }
+
+    async fn entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> std::result::Result<cairn_protocol::api::LogEntriesResponse, cairn_onchain::SourceError>
+    {
+        let path = format!(
+            "{}?start={start}&end={end}",
+            cairn_protocol::api::PATH_LOG_ENTRIES
+        );
+        self.log_get(&path).await
+    }
+
+    async fn inclusion_proof(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> std::result::Result<cairn_protocol::api::InclusionProofResponse, cairn_onchain::SourceError>
+    {
+        let path = format!(
+            "{}?index={index}&size={size}",
+            cairn_protocol::api::PATH_LOG_INCLUSION
+        );
+        self.log_get(&path).await
+    }
+
+    async fn consistency_proof(
+        &mut self,
+        first: u64,
+        second: u64,
+    ) -> std::result::Result<
+        cairn_protocol::api::ConsistencyProofResponse,
+        cairn_onchain::SourceError,
+    > {
+        let path = format!(
+            "{}?first={first}&second={second}",
+            cairn_protocol::api::PATH_LOG_CONSISTENCY
+        );
+        self.log_get(&path).await
+    }
+}
