@@ -110,6 +110,30 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
+/// One request of a connection: count it, read its body (so it reaches a permit only
+/// once the body is in memory), then hand it to the router with the connection's peer.
+async fn serve_request(
+    app: Router,
+    node: Arc<Node>,
+    peer: Peer,
+    limits: ServerLimits,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<axum::response::Response, Infallible> {
+    let _in_flight = node.metrics().request_started();
+    let mut req = match limits::read_body(req, &limits, node.metrics()).await {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!(error = %e, "request body refused");
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
+    };
+    req.extensions_mut().insert(peer);
+    app.oneshot(req).await
+}
+
 /// Serve `node` on `listener` with the default [`ServerLimits`] until `shutdown`
 /// completes; also runs the checkpoint anchoring task. Returns after in-flight requests
 /// drained (or [`DRAIN_TIMEOUT`]).
@@ -194,27 +218,7 @@ pub async fn run_with(
             };
             let service = hyper::service::service_fn({
                 let node = Arc::clone(&node);
-                move |req: hyper::Request<hyper::body::Incoming>| {
-                    let app = app.clone();
-                    let peer = peer.clone();
-                    let node = Arc::clone(&node);
-                    async move {
-                        let _in_flight = node.metrics().request_started();
-                        // The body is in memory before the request reaches a permit.
-                        let mut req = match limits::read_body(req, &limits, node.metrics()).await {
-                            Ok(req) => req,
-                            Err(e) => {
-                                tracing::debug!(%remote, error = %e, "request body refused");
-                                let mut resp = e.into_response();
-                                resp.headers_mut()
-                                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                                return Ok::<_, Infallible>(resp);
-                            }
-                        };
-                        req.extensions_mut().insert(peer);
-                        app.oneshot(req).await
-                    }
-                }
+                move |req| serve_request(app.clone(), Arc::clone(&node), peer.clone(), limits, req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
