@@ -35,6 +35,7 @@
 //! handshake_timeout_ms = 5000
 //! body_idle_timeout_ms = 5000        # longest pause inside a request body
 //! body_timeout_ms = 10000            # a whole request body
+//! write_stall_timeout_ms = 10000     # a response write that makes no progress
 //! ```
 
 use std::net::SocketAddr;
@@ -213,6 +214,8 @@ pub struct ServerSection {
     pub body_idle_timeout_ms: Option<u64>,
     /// Time allowed for a whole request body, milliseconds (default 10000).
     pub body_timeout_ms: Option<u64>,
+    /// Longest a response write may make no progress, milliseconds (default 10000).
+    pub write_stall_timeout_ms: Option<u64>,
 }
 
 /// Every key that may be overridden from the environment, as a dotted path.
@@ -241,6 +244,7 @@ const ENV_KEYS: &[&str] = &[
     "server.handshake_timeout_ms",
     "server.body_idle_timeout_ms",
     "server.body_timeout_ms",
+    "server.write_stall_timeout_ms",
 ];
 
 const INTEGER_KEYS: &[&str] = &[
@@ -256,6 +260,7 @@ const INTEGER_KEYS: &[&str] = &[
     "server.handshake_timeout_ms",
     "server.body_idle_timeout_ms",
     "server.body_timeout_ms",
+    "server.write_stall_timeout_ms",
 ];
 
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -395,6 +400,7 @@ impl Config {
             ("server.handshake_timeout_ms", sv.handshake_timeout_ms),
             ("server.body_idle_timeout_ms", sv.body_idle_timeout_ms),
             ("server.body_timeout_ms", sv.body_timeout_ms),
+            ("server.write_stall_timeout_ms", sv.write_stall_timeout_ms),
         ] {
             if v == Some(0) {
                 return Err(cfg_err(key, "must be > 0"));
@@ -436,6 +442,7 @@ impl Config {
             handshake_timeout: ms(sv.handshake_timeout_ms, d.handshake_timeout),
             body_idle_timeout: ms(sv.body_idle_timeout_ms, d.body_idle_timeout),
             body_timeout: ms(sv.body_timeout_ms, d.body_timeout),
+            write_stall_timeout: ms(sv.write_stall_timeout_ms, d.write_stall_timeout),
         }
     }
 

@@ -90,6 +90,7 @@ pub use crate::{
     server::{
         router, run, run_with, Peer, ServerLimits, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT,
         DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+        DEFAULT_WRITE_STALL_TIMEOUT, MAX_IN_FLIGHT, MAX_PUBLIC_IN_FLIGHT,
     },
     store::{Identity, NodeKey, SecretStore},
 };

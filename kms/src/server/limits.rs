@@ -8,7 +8,7 @@
 //! ([`HEADER_TIMEOUT`](super::HEADER_TIMEOUT), hyper's header read timer runs whenever the
 //! connection waits for a request), the body ([`ServerLimits::body_idle_timeout`],
 //! [`ServerLimits::body_timeout`]), the handler ([`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT))
-//! and the response ([`WRITE_STALL_TIMEOUT`]). So a connection slot is held only as long
+//! and the response ([`ServerLimits::write_stall_timeout`]). So a connection slot is held only as long
 //! as its client makes progress, and one source holds at most
 //! [`ServerLimits::max_connections_per_source`] of them.
 
@@ -45,9 +45,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ServerLimits::body_timeout`]: 64 KiB in 10 s is 6.5 KB/s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// A write (response, TLS record) that makes no progress for this long ends the
-/// connection: a client that stops reading cannot hold its slot forever.
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ServerLimits::write_stall_timeout`].
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection and request-body limits of the server (config section `[server]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +64,9 @@ pub struct ServerLimits {
     pub body_idle_timeout: Duration,
     /// Time allowed for a whole request body (408 `bad_request.timeout` beyond it).
     pub body_timeout: Duration,
+    /// A write (response, TLS record) that makes no progress for this long ends the
+    /// connection: a client that stops reading cannot hold its slot forever.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -75,6 +77,7 @@ impl Default for ServerLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 }

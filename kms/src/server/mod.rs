@@ -41,7 +41,7 @@ use tower_http::trace::TraceLayer;
 
 pub use limits::{
     ServerLimits, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE, WRITE_STALL_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_WRITE_STALL_TIMEOUT,
 };
 
 use crate::error::Result;
@@ -194,7 +194,7 @@ pub async fn run_with(
         tokio::spawn(async move {
             let _slots = (permit, source);
             let _open = node.metrics().connection_opened();
-            let io = limits::WriteDeadline::new(tcp, WRITE_STALL_TIMEOUT);
+            let io = limits::WriteDeadline::new(tcp, limits.write_stall_timeout);
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
                     Ok(Ok(tls)) => tls,

@@ -1,6 +1,6 @@
 //! Slow or greedy clients cannot stall the KMS (issue 10 item 4): stalled request bodies
 //! hold no release permit, stalled TLS handshakes are cut, one source gets a bounded
-//! number of connections, and `/healthz` never waits behind releases.
+//! number of connections, and `/healthz` and `/metrics` never wait behind releases.
 //!
 //! The attackers are raw TCP/TLS clients of the test, bound to other loopback addresses
 //! (127.0.0.2…) than the honest client (127.0.0.1), so that the per-source limit does not
@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_kms::client::client_config;
+use cairn_kms::client::{client_config, KmsClient};
 use cairn_kms::{Refusal, ServerLimits};
 use cairn_protocol::api::{ErrorBody, PATH_SIGN_CERT};
 use hyper::{Method, StatusCode};
@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::release::app_key;
-use crate::world::{pki, Running, World};
+use crate::world::{pki, GateProxy, Running, World};
 
 /// Generous for a loaded 2-core CI machine, and well under the 30 s request timeout
 /// that a request stuck behind the stalled bodies needed before the fix.
@@ -344,5 +344,122 @@ async fn a_stalled_handshake_is_cut_at_the_handshake_timeout() {
     })
     .await;
     until("connection still counted", || m.connections_open() == 0).await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chain() {
+    // One more release than there are release permits.
+    const RELEASES: usize = 257;
+    let w = World::new().await;
+    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let (mut opts, dir) = w.prepare(0xFA, &pki()).await;
+    // Releases wait on the closed gate for as long as the test needs.
+    opts.chain = cairn_onchain::ChainConfig::new(proxy.url.clone(), w.chain_id, w.kms_auth)
+        .with_confirmations(crate::world::CONFIRMATIONS)
+        .with_call_timeout(Duration::from_secs(120));
+    let node = cairn_kms::Node::open(opts).await.unwrap();
+    let limits = ServerLimits {
+        // Every client of this test comes from 127.0.0.1.
+        max_connections_per_source: 1024,
+        ..ServerLimits::default()
+    };
+    let kms = w.serve_node_with(node, dir, limits).await;
+    let guest = w.guest(0x7A);
+    let cert = guest.cert();
+    let config = client_config(
+        Arc::new(AnyServer(
+            rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )),
+        Some(&cert),
+    )
+    .unwrap();
+
+    proxy.close();
+    let mut releases = Vec::new();
+    for _ in 0..RELEASES {
+        let config = Arc::clone(&config);
+        let addr = kms.addr;
+        releases.push(tokio::spawn(async move {
+            let (mut c, _) = KmsClient::connect(addr, config).await.unwrap();
+            app_key(&mut c).await
+        }));
+    }
+    // Every release permit is taken by a release waiting on the chain.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for held in 0..cairn_kms::MAX_IN_FLIGHT {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, proxy.held.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {held} releases reached the chain"))
+            .unwrap();
+    }
+    let m = kms.node.metrics();
+    until("the last release did not arrive", || {
+        m.requests_in_flight() >= RELEASES as u64
+    })
+    .await;
+
+    let took = healthz(&kms).await;
+    let t = Instant::now();
+    let (status, text) = kms
+        .client(None)
+        .await
+        .request(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    let took_metrics = t.elapsed();
+    eprintln!(
+        "{RELEASES} releases waiting on the chain: healthz {took:?}, metrics {took_metrics:?}"
+    );
+    assert!(took < DEADLINE, "healthz took {took:?}");
+    assert!(took_metrics < DEADLINE, "metrics took {took_metrics:?}");
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "\ncairn_kms_requests_in_flight {}\n",
+            RELEASES + 1
+        )),
+        "{text}"
+    );
+
+    proxy.open();
+    for r in releases {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(kms.node.log().size(), RELEASES as u64);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_is_disconnected() {
+    let w = World::new().await;
+    let (opts, dir) = w.prepare(0xFB, &pki()).await;
+    let node = cairn_kms::Node::open(opts).await.unwrap();
+    let limits = ServerLimits {
+        write_stall_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    };
+    let kms = w.serve_node_with(node, dir, limits).await;
+    let m = kms.node.metrics();
+    let mut tls = tls_from(2, kms.addr, AnyServer::config()).await;
+    until("connection not accepted", || m.connections_open() == 1).await;
+    // Pipelined requests whose responses are never read: once the socket buffers are
+    // full, the server's writes stall and it ends the connection.
+    let writer = tokio::spawn(async move {
+        let request = b"GET /metrics HTTP/1.1\r\nhost: cairn-kms\r\n\r\n";
+        while tls.write_all(request).await.is_ok() {}
+        tls
+    });
+    until(
+        "a connection whose client reads nothing is still open",
+        || m.connections_open() == 0,
+    )
+    .await;
+    // The writer's own writes stop once the server is gone.
+    let _ = tokio::time::timeout(DEADLINE, writer)
+        .await
+        .expect("the client can still write to a closed connection");
     kms.stop().await;
 }
