@@ -131,8 +131,8 @@ impl Drop for Slot<'_> {
 }
 
 impl AnchorState {
-    /// The state of a node whose chain anchor is at `anchored` and whose log has
-    /// `log_size` entries, opened at `now`.
+    /// The state of a node whose on-chain anchor is at tree size `anchored`, opened at
+    /// `now` (its age counts from there).
     pub(crate) fn new(limits: AnchorLimits, anchored: u64, now: Instant) -> Self {
         Self {
             limits,
