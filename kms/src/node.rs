@@ -24,7 +24,8 @@ use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
 use cairn_protocol::api::{
-    AppKeyResponse, EnvPubkeyResponse, MetaResponse, OnboardResponse, Receipt, SignCertResponse,
+    AppKeyResponse, EnvPubkeyResponse, MetaResponse, OnboardResponse, Receipt, SignCertRequest,
+    SignCertResponse,
 };
 use cairn_tlog::{CheckpointSigner, Log, ReleaseKind, ReleaseRecord};
 use rcgen::PublicKeyData as _;
@@ -50,6 +51,52 @@ pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_HEAD_TTL: Duration = Duration::from_millis(250);
 /// Validity of a leaf certificate issued by `sign-cert`.
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The validity of a sign-cert leaf issued at `now`: the requested bounds (guest agent
+/// `GetTlsKey` `not_before`/`not_after`), by default from five minutes ago to
+/// [`LEAF_VALIDITY`] from now. A notAfter beyond that, or not after the notBefore, is
+/// denied (`denied.csr`).
+fn leaf_validity(
+    now: time::OffsetDateTime,
+    req: &SignCertRequest,
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime), ApiError> {
+    let at = |what: &str, secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+            .ok_or_else(|| ApiError::denied(Check::Csr, format!("{what} {secs} is out of range")))
+    };
+    let latest = now + time::Duration::seconds(LEAF_VALIDITY.as_secs().min(i64::MAX as u64) as i64);
+    let not_before = match req.not_before {
+        Some(secs) => at("not_before", secs)?,
+        None => now - time::Duration::minutes(5),
+    };
+    let not_after = match req.not_after {
+        Some(secs) => at("not_after", secs)?,
+        None => latest,
+    };
+    if not_after > latest {
+        return Err(ApiError::denied(
+            Check::Csr,
+            format!(
+                "not_after {} is later than this KMS issues leaves for ({} s from now)",
+                not_after.unix_timestamp(),
+                LEAF_VALIDITY.as_secs()
+            ),
+        ));
+    }
+    if not_after <= not_before {
+        return Err(ApiError::denied(
+            Check::Csr,
+            format!(
+                "not_after {} is not later than not_before {}",
+                not_after.unix_timestamp(),
+                not_before.unix_timestamp()
+            ),
+        ));
+    }
+    Ok((not_before, not_after))
+}
 /// Most subject alternative names a CSR may ask for.
 pub const MAX_CSR_ALT_NAMES: usize = 32;
 
@@ -609,14 +656,16 @@ impl Node {
     /// certificate (the attested key), so a certificate is only ever issued for a key
     /// that a verified quote binds. The leaf gets the CSR's subject and SANs (at most
     /// [`MAX_CSR_ALT_NAMES`]), usage `app:custom`, the app id extension, serverAuth and
-    /// clientAuth, and [`LEAF_VALIDITY`]; every other CSR attribute is ignored.
+    /// clientAuth, and the requested validity (default: from a few minutes ago for
+    /// [`LEAF_VALIDITY`]; a notAfter later than [`LEAF_VALIDITY`] from now, or not after
+    /// notBefore, is denied); every other CSR attribute is ignored.
     pub async fn sign_cert(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
-        csr_der: &[u8],
+        req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
         let t = Instant::now();
-        let r = self.sign_cert_inner(peer_cert, csr_der).await;
+        let r = self.sign_cert_inner(peer_cert, req).await;
         self.count("sign_cert", &r);
         self.metrics.observe(Stage::Total, t.elapsed());
         r
@@ -625,10 +674,10 @@ impl Node {
     async fn sign_cert_inner(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
-        csr_der: &[u8],
+        req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
         let (a, at) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
-        let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
+        let der = rustls_pki_types::CertificateSigningRequestDer::from(req.csr.as_slice());
         let csr = rcgen::CertificateSigningRequestParams::from_der(&der)
             .map_err(|e| ApiError::denied(Check::Csr, format!("CSR rejected: {e}")))?;
         // The whole SubjectPublicKeyInfo (algorithm and parameters, not only the key
@@ -649,9 +698,9 @@ impl Node {
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = csr.params.distinguished_name.clone();
         params.subject_alt_names = csr.params.subject_alt_names.clone();
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + time::Duration::seconds(LEAF_VALIDITY.as_secs() as i64);
+        let (not_before, not_after) = leaf_validity(time::OffsetDateTime::now_utc(), req)?;
+        params.not_before = not_before;
+        params.not_after = not_after;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
