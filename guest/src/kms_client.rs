@@ -153,7 +153,7 @@ impl KmsClient {
         &self,
         base_url: &str,
         client_cert: &RaTlsCert,
-        csr_der: Vec<u8>,
+        request: SignCertRequest,
         root: &KmsRoot,
     ) -> Result<SignCertResponse, KmsError> {
         let (resp, peer): (SignCertResponse, _) = self
@@ -161,7 +161,7 @@ impl KmsClient {
                 base_url,
                 PATH_SIGN_CERT,
                 client_cert,
-                &SignCertRequest { csr: csr_der },
+                &request,
             )
             .await?;
         root.verify_issued(&peer.cert_der).map_err(|e| {

@@ -122,5 +122,6 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     // sign / verify through the SDK
     assert_eq!(v["sign_valid"], true);
     assert_eq!(v["tampered_valid"], false);
-    assert_eq!(v["sign_chain_len"], 2);
+    // dstack's shape: [signature, app signature, KMS signature]
+    assert_eq!(v["sign_chain_len"], 3);
 }

@@ -78,6 +78,9 @@ pub enum Mode {
     /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
     /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
+    /// Issues sign-cert leaves with the evidence but without the app id extension (the
+    /// guest must refuse them for `GetTlsKey{with_app_info: true}`).
+    LeafWithoutAppId,
     /// A fake KMS: a valid self-signed `kms:rpc` RA-TLS certificate (not issued by the root
     /// CA) that returns the genuine root CA certificate, which is public.
     SelfSignedTls,
@@ -305,6 +308,7 @@ async fn handle(
                 peer_cert,
                 &req.csr,
                 ctx.mode != Mode::LeafWithoutEvidence,
+                ctx.mode != Mode::LeafWithoutAppId,
             ) {
                 Ok(chain) => json(
                     StatusCode::OK,
@@ -332,6 +336,7 @@ fn sign_csr(
     peer_cert: &[u8],
     csr_der: &[u8],
     copy_evidence: bool,
+    add_app_id: bool,
 ) -> Result<Vec<String>, String> {
     let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
     let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| e.to_string())?;
@@ -354,9 +359,10 @@ fn sign_csr(
             ext(c::OID_EVENT_LOG, &evidence.event_log),
         ];
     }
-    params
-        .custom_extensions
-        .push(ext(c::OID_APP_ID, &evidence.app_id.ok_or("no app id")?));
+    let app_id = evidence.app_id.ok_or("no app id")?;
+    if add_app_id {
+        params.custom_extensions.push(ext(c::OID_APP_ID, &app_id));
+    }
     params
         .custom_extensions
         .push(ext(c::OID_SPECIAL_USAGE, c::USAGE_APP_CUSTOM.as_bytes()));
