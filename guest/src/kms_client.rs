@@ -157,12 +157,7 @@ impl KmsClient {
         root: &KmsRoot,
     ) -> Result<SignCertResponse, KmsError> {
         let (resp, peer): (SignCertResponse, _) = self
-            .exchange(
-                base_url,
-                PATH_SIGN_CERT,
-                client_cert,
-                &request,
-            )
+            .exchange(base_url, PATH_SIGN_CERT, client_cert, &request)
             .await?;
         root.verify_issued(&peer.cert_der).map_err(|e| {
             KmsError::NotRooted(format!(

@@ -248,9 +248,8 @@ pub(super) async fn sign(
     use ed25519_dalek::Signer as _;
     use k256::ecdsa::signature::hazmat::PrehashSigner as _;
     let req: SignRequest = parse(&body)?;
-    let algorithm = Algorithm::parse(&req.algorithm, false).ok_or_else(|| {
-        unsupported(&req.algorithm, "secp256k1, secp256k1_prehashed, ed25519")
-    })?;
+    let algorithm = Algorithm::parse(&req.algorithm, false)
+        .ok_or_else(|| unsupported(&req.algorithm, "secp256k1, secp256k1_prehashed, ed25519"))?;
     let data = hex_arg(&req.data, MAX_SIGN_DATA_LEN, "data")?;
     if algorithm == Algorithm::Secp256k1Prehashed && data.len() != 32 {
         return Err(bad(format!(
@@ -269,11 +268,17 @@ pub(super) async fn sign(
                 .key
                 .sign_prehash(&data)
                 .map_err(|_| signing(cairn_protocol::Error::Signing))?;
-            (sig.to_bytes().to_vec(), sig::compressed(d.key.verifying_key()).to_vec())
+            (
+                sig.to_bytes().to_vec(),
+                sig::compressed(d.key.verifying_key()).to_vec(),
+            )
         }
         (DerivedKey::Secp256k1(d), _) => {
             let sig: k256::ecdsa::Signature = d.key.sign(&data);
-            (sig.to_bytes().to_vec(), sig::compressed(d.key.verifying_key()).to_vec())
+            (
+                sig.to_bytes().to_vec(),
+                sig::compressed(d.key.verifying_key()).to_vec(),
+            )
         }
     };
     let signature = hex::encode(signature);
@@ -290,16 +295,15 @@ pub(super) async fn verify(body: Bytes) -> AgentResult<VerifyResponse> {
     use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
     use k256::ecdsa::signature::Verifier as _;
     let req: VerifyRequest = parse(&body)?;
-    let algorithm = Algorithm::parse(&req.algorithm, false).ok_or_else(|| {
-        unsupported(&req.algorithm, "secp256k1, secp256k1_prehashed, ed25519")
-    })?;
+    let algorithm = Algorithm::parse(&req.algorithm, false)
+        .ok_or_else(|| unsupported(&req.algorithm, "secp256k1, secp256k1_prehashed, ed25519"))?;
     let data = hex_arg(&req.data, MAX_SIGN_DATA_LEN, "data")?;
     let sig_bytes = hex_arg(&req.signature, 65, "signature")?;
     let pk = hex_arg(&req.public_key, 65, "public_key")?;
     let valid = match algorithm {
         Algorithm::Ed25519 => (|| {
-            let key = ed25519_dalek::VerifyingKey::from_bytes(pk.as_slice().try_into().ok()?)
-                .ok()?;
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(pk.as_slice().try_into().ok()?).ok()?;
             let sig = ed25519_dalek::Signature::from_slice(&sig_bytes).ok()?;
             key.verify_strict(&data, &sig).ok()
         })()
@@ -327,10 +331,7 @@ pub(super) async fn version() -> Json<VersionResponse> {
 
 /// `EmitEvent` answers JSON `null`, as dstack's agent encodes its empty reply (dstack's
 /// Rust SDK deserializes it as `()`).
-pub(super) async fn emit_event(
-    State(s): State<Arc<GuestState>>,
-    body: Bytes,
-) -> AgentResult<()> {
+pub(super) async fn emit_event(State(s): State<Arc<GuestState>>, body: Bytes) -> AgentResult<()> {
     let req: EmitEventRequest = parse(&body)?;
     if req.event.is_empty() || req.event.len() > MAX_EVENT_NAME_LEN {
         return Err(bad(format!(

@@ -46,10 +46,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use cairn_protocol::agent::{
-    AgentError, METHODS, METHOD_ATTEST, METHOD_EMIT_EVENT, METHOD_GET_KEY, METHOD_GET_QUOTE,
-    METHOD_GET_TLS_KEY, METHOD_INFO, METHOD_SIGN, METHOD_VERIFY, METHOD_VERSION,
-    MAX_REQUEST_LEN, TAPPD_DERIVE_K256_KEY, TAPPD_DERIVE_KEY, TAPPD_INFO, TAPPD_METHODS,
-    TAPPD_PREFIX, TAPPD_RAW_QUOTE, TAPPD_TDX_QUOTE, TAPPD_VERSION,
+    AgentError, MAX_REQUEST_LEN, METHODS, METHOD_ATTEST, METHOD_EMIT_EVENT, METHOD_GET_KEY,
+    METHOD_GET_QUOTE, METHOD_GET_TLS_KEY, METHOD_INFO, METHOD_SIGN, METHOD_VERIFY, METHOD_VERSION,
+    TAPPD_DERIVE_K256_KEY, TAPPD_DERIVE_KEY, TAPPD_INFO, TAPPD_METHODS, TAPPD_PREFIX,
+    TAPPD_RAW_QUOTE, TAPPD_TDX_QUOTE, TAPPD_VERSION,
 };
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -158,10 +158,16 @@ pub fn router(state: Arc<GuestState>) -> Router {
         )
         .route(&path(METHOD_EMIT_EVENT), post(methods::emit_event))
         .route(&tappd_path(TAPPD_DERIVE_KEY), post(tappd::derive_key))
-        .route(&tappd_path(TAPPD_DERIVE_K256_KEY), post(tappd::derive_k256_key))
+        .route(
+            &tappd_path(TAPPD_DERIVE_K256_KEY),
+            post(tappd::derive_k256_key),
+        )
         .route(&tappd_path(TAPPD_TDX_QUOTE), post(tappd::tdx_quote))
         .route(&tappd_path(TAPPD_RAW_QUOTE), post(tappd::raw_quote))
-        .route(&tappd_path(TAPPD_INFO), post(methods::info).get(methods::info))
+        .route(
+            &tappd_path(TAPPD_INFO),
+            post(methods::info).get(methods::info),
+        )
         .route(
             &tappd_path(TAPPD_VERSION),
             post(methods::version).get(methods::version),
@@ -269,7 +275,8 @@ async fn read_body(req: Request, next: Next) -> Response {
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Give every error response the agent's shape: axum's own rejections (405, extractor

@@ -170,10 +170,11 @@ fn check_leaf(s: &GuestState, o: &TlsKeyOptions, leaf_pem: &str) -> Result<(), A
 /// The app id extension (`…62397.1.3`, an OCTET STRING of 20 bytes) of a certificate.
 fn leaf_app_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<[u8; 20]> {
     let oid = cairn_attestation::ratls_consts::OID_APP_ID;
-    let ext = cert
-        .extensions()
-        .iter()
-        .find(|e| e.oid.iter().is_some_and(|arcs| arcs.eq(oid.iter().copied())))?;
+    let ext = cert.extensions().iter().find(|e| {
+        e.oid
+            .iter()
+            .is_some_and(|arcs| arcs.eq(oid.iter().copied()))
+    })?;
     match ext.value {
         [0x04, 20, rest @ ..] => <[u8; 20]>::try_from(rest).ok(),
         _ => None,

@@ -40,7 +40,11 @@ pub async fn call_raw(
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned());
-    (status, ct, resp.into_body().collect().await.unwrap().to_bytes())
+    (
+        status,
+        ct,
+        resp.into_body().collect().await.unwrap().to_bytes(),
+    )
 }
 
 /// `POST /<method>` (a leading `/` or `/prpc/…` path is used as is); the status and the
@@ -129,7 +133,12 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
     let r: GetKeyResponse = serde_json::from_value(v).unwrap();
     let seed: [u8; 32] = hex::decode(&r.key).unwrap().try_into().unwrap();
     // dstack: the ed25519 seed is the HKDF output the secp256k1 derivation also uses
-    let (_, secp) = call(&state, "GetKey", r#"{"path":"wallet/sol","purpose":"solana"}"#).await;
+    let (_, secp) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"wallet/sol","purpose":"solana"}"#,
+    )
+    .await;
     assert_eq!(secp["key"], r.key);
     let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
     let chain: Vec<[u8; 65]> = r
@@ -155,7 +164,12 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
 async fn ed25519_sign_and_verify_follow_dstack() {
     let kms = StubKms::start(Mode::Honest).await;
     let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(&state, "Sign", r#"{"algorithm":"ed25519","data":"68656c6c6f"}"#).await;
+    let (st, v) = call(
+        &state,
+        "Sign",
+        r#"{"algorithm":"ed25519","data":"68656c6c6f"}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: SignResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.signature_chain.len(), 3);
@@ -173,7 +187,9 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         .try_into()
         .unwrap();
     assert_eq!(
-        ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes(),
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes(),
         pk
     );
     // pure Ed25519 over the data
@@ -256,7 +272,7 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
     assert_eq!(tcb.mrtd, m.mrtd.to_hex());
     assert_eq!(tcb.rtmr3, tee.rtmr3().to_hex());
     assert_eq!(tcb.app_compose, s.compose);
-    assert_eq!(tcb.event_log.as_array().unwrap().len(), 8);
+    assert_eq!(tcb.event_log.as_array().unwrap().len(), 9);
     assert_eq!(
         r.key_provider_info,
         format!(
@@ -384,9 +400,13 @@ async fn sign_and_verify_round_trip_and_reject_tampering() {
     assert_eq!(r.signature_chain[0], r.signature);
     let (_, k) = call(&state, "GetKey", r#"{"path":"vms","purpose":"signing"}"#).await;
     assert_eq!(k["signature_chain"][0], r.signature_chain[1]);
-    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(k["key"].as_str().unwrap()).unwrap())
-        .unwrap();
-    assert_eq!(hex::encode(sig::compressed(key.verifying_key())), r.public_key);
+    let key =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(k["key"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(
+        hex::encode(sig::compressed(key.verifying_key())),
+        r.public_key
+    );
     {
         use k256::ecdsa::signature::Verifier;
         let s = k256::ecdsa::Signature::from_slice(&hex::decode(&r.signature).unwrap()).unwrap();
@@ -503,7 +523,10 @@ impl ServedAgent {
         // serve_unix binds before it serves: poll until the socket answers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while tokio::net::UnixStream::connect(&socket).await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "agent socket never came up");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent socket never came up"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         ServedAgent { socket, stop, task }

@@ -2,53 +2,18 @@
 //! for every rejection, unknown paths naming their replacement, the legacy tappd paths,
 //! and the `GetTlsKey` options checked against what the KMS issued.
 
-use std::sync::{Arc, Condvar, Mutex};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use cairn_attestation::simulator::SimTdx;
-use cairn_attestation::{Tee, TeeError};
-use cairn_guest::{agent, boot};
+use cairn_guest::agent;
 use cairn_protocol::agent::*;
 use tower::ServiceExt;
 
 use crate::agent::{booted, call, call_raw};
 use crate::world::*;
-
-/// A simulator TD whose quotes wait at a gate while it is closed.
-struct GatedTee {
-    inner: Arc<SimTdx>,
-    gate: Mutex<(bool, usize)>,
-    changed: Condvar,
-}
-
-impl GatedTee {
-    fn set_closed(&self, closed: bool) {
-        self.gate.lock().unwrap().0 = closed;
-        self.changed.notify_all();
-    }
-    fn waiting(&self) -> usize {
-        self.gate.lock().unwrap().1
-    }
-}
-
-impl Tee for GatedTee {
-    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<(), TeeError> {
-        self.inner.extend_rtmr3(digest)
-    }
-    fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
-        let mut g = self.gate.lock().unwrap();
-        g.1 += 1;
-        while g.0 {
-            g = self.changed.wait(g).unwrap();
-        }
-        g.1 -= 1;
-        drop(g);
-        self.inner.quote(report_data)
-    }
-}
 
 fn post(path: &str, body: &str) -> Request<Body> {
     Request::post(path)
@@ -59,42 +24,37 @@ fn post(path: &str, body: &str) -> Request<Body> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_concurrency_limit_covers_every_route() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let tee = Arc::new(GatedTee {
-        inner: guest_tee(1),
-        gate: Mutex::new((false, 0)),
-        changed: Condvar::new(),
-    });
-    let mut cfg = s.config();
-    cfg.start_app = false;
-    let b = boot(tee.clone() as Arc<dyn Tee>, kms_client(), &cfg)
-        .await
-        .unwrap();
-    let router = agent::router(b.state.clone());
-    tee.set_closed(true);
-    // Fill every permit with quotes held at the gate, over two routes.
+    // GetTlsKey requests held at the KMS fill every permit.
+    let kms = StubKms::start(Mode::StallSignCert).await;
+    let (_s, state, _) = booted(&kms).await;
+    let router = agent::router(state);
     let held: Vec<_> = (0..agent::MAX_CONCURRENT_REQUESTS)
-        .map(|i| {
-            let method = if i % 2 == 0 { "/GetQuote" } else { "/Attest" };
-            tokio::spawn(router.clone().oneshot(post(method, "{}")))
+        .map(|_| {
+            tokio::spawn(
+                router
+                    .clone()
+                    .oneshot(post("/GetTlsKey", r#"{"subject":"x"}"#)),
+            )
         })
         .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while tee.waiting() < agent::MAX_CONCURRENT_REQUESTS {
-        assert!(std::time::Instant::now() < deadline, "quotes never reached the gate");
+    while kms.sign_certs.load(Ordering::SeqCst) < agent::MAX_CONCURRENT_REQUESTS as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests never reached the KMS"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    // A third route, whose method never blocks, must wait for a permit: its first poll
+    // Another route, whose method never waits, must wait for a permit: its first poll
     // does not complete (with a limit per route it would answer at once).
     let mut next = Box::pin(router.clone().oneshot(post("/Version", "{}")));
     let mut cx = Context::from_waker(std::task::Waker::noop());
     assert!(
         matches!(next.as_mut().poll(&mut cx), Poll::Pending),
-        "a 65th request ran while {} were in flight",
+        "a request ran while {} were in flight",
         agent::MAX_CONCURRENT_REQUESTS
     );
-    tee.set_closed(false);
+    kms.release_sign_cert();
     assert_eq!(next.await.unwrap().status(), StatusCode::OK);
     for h in held {
         assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
@@ -107,10 +67,16 @@ async fn every_rejection_is_a_json_error() {
     let (_s, state, _) = booted(&kms).await;
     let cases = [
         // 405: a method the route does not take
-        (Request::get("/GetKey").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Request::get("/GetKey").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
         // 413: a body over the cap
         (
-            post("/GetKey", &format!(r#"{{"path":"{}"}}"#, "a".repeat(MAX_REQUEST_LEN))),
+            post(
+                "/GetKey",
+                &format!(r#"{{"path":"{}"}}"#, "a".repeat(MAX_REQUEST_LEN)),
+            ),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
         // 415: protobuf (dstack's prpc speaks it; this agent does not)
@@ -173,10 +139,18 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
     assert_eq!(v["k256_signature_chain"], k["signature_chain"]);
 
     // TdxQuote: report data = sha512("app-data:" ‖ content), verifiable with the log
-    let (st, v) = call(&state, "/prpc/Tappd.TdxQuote", r#"{"report_data":"68656c6c6f"}"#).await;
+    let (st, v) = call(
+        &state,
+        "/prpc/Tappd.TdxQuote",
+        r#"{"report_data":"68656c6c6f"}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
-    assert_eq!((r.hash_algorithm.as_str(), r.prefix.as_str()), ("sha512", "app-data"));
+    assert_eq!(
+        (r.hash_algorithm.as_str(), r.prefix.as_str()),
+        ("sha512", "app-data")
+    );
     let (rd, _, _) = tappd_report_data(b"hello", "sha512", "").unwrap();
     let vq = verifier()
         .verify(
@@ -198,7 +172,12 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
     let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.hash_algorithm, "raw");
     verifier()
-        .verify(&hex::decode(&r.quote).unwrap(), r.event_log.as_bytes(), &[7; 64], unix_now())
+        .verify(
+            &hex::decode(&r.quote).unwrap(),
+            r.event_log.as_bytes(),
+            &[7; 64],
+            unix_now(),
+        )
         .unwrap();
     let (st, _) = call(
         &state,
@@ -272,7 +251,10 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
     .await;
     assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
     let msg = v["error"].as_str().unwrap();
-    assert!(msg.contains("not_after") && msg.contains("KMS-issued leaf"), "{msg}");
+    assert!(
+        msg.contains("not_after") && msg.contains("KMS-issued leaf"),
+        "{msg}"
+    );
     assert!(v.get("key").is_none());
     // inverted bounds are bad input
     let (st, v) = call(
@@ -283,7 +265,12 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // with_app_info: the leaf carries this app's id (the stub, like the KMS, adds it)
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x","with_app_info":true}"#).await;
+    let (st, v) = call(
+        &state,
+        "GetTlsKey",
+        r#"{"subject":"x","with_app_info":true}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
 }
 
@@ -294,10 +281,18 @@ async fn with_app_info_refuses_a_leaf_without_the_app_id() {
     // without the option such a leaf is handed out (Cairn's KMS always adds the app id)
     let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x","with_app_info":true}"#).await;
+    let (st, v) = call(
+        &state,
+        "GetTlsKey",
+        r#"{"subject":"x","with_app_info":true}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
     assert!(
-        v["error"].as_str().unwrap().contains("with_app_info was requested"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("with_app_info was requested"),
         "{v}"
     );
 }

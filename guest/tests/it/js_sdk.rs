@@ -59,11 +59,7 @@ async fn the_public_js_sdk_makes_hundreds_of_calls_without_a_reset_connection() 
     let kms = StubKms::start(Mode::Honest).await;
     let (s, state, _tee) = booted(&kms).await;
     let agent = ServedAgent::unix(&s, state).await;
-    let v = node(
-        "stress.js",
-        &[agent.socket.to_str().unwrap(), "600", "300"],
-    )
-    .await;
+    let v = node("stress.js", &[agent.socket.to_str().unwrap(), "600", "300"]).await;
     agent.stop().await;
     for phase in ["sequential", "concurrent"] {
         assert!(v[phase]["calls"].as_u64().unwrap() >= 300, "{v}");

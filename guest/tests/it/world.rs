@@ -78,6 +78,9 @@ pub enum Mode {
     /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
     /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
+    /// Holds every sign-cert request until [`StubKms::release_sign_cert`], then answers
+    /// honestly (to keep agent requests in flight).
+    StallSignCert,
     /// Issues sign-cert leaves with the evidence but without the app id extension (the
     /// guest must refuse them for `GetTlsKey{with_app_info: true}`).
     LeafWithoutAppId,
@@ -92,6 +95,9 @@ pub enum Mode {
 pub struct StubKms {
     pub url: String,
     pub releases: Arc<AtomicU64>,
+    /// sign-cert requests received (counted on arrival).
+    pub sign_certs: Arc<AtomicU64>,
+    stall: tokio::sync::watch::Sender<bool>,
     pub master: [u8; 32],
     task: tokio::task::JoinHandle<()>,
 }
@@ -107,6 +113,8 @@ struct Ctx {
     root: RootKeys,
     mode: Mode,
     releases: Arc<AtomicU64>,
+    sign_certs: Arc<AtomicU64>,
+    stalled: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The KMS's own CVM certificate: issued by `root`'s CA like the real KMS's
@@ -169,11 +177,15 @@ impl StubKms {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let releases = Arc::new(AtomicU64::new(0));
+        let sign_certs = Arc::new(AtomicU64::new(0));
+        let (stall, stalled) = tokio::sync::watch::channel(mode == Mode::StallSignCert);
         let ctx = Arc::new(Ctx {
             master: MasterSecret::from_bytes(master),
             root: root_keys(master),
             mode,
             releases: releases.clone(),
+            sign_certs: sign_certs.clone(),
+            stalled,
         });
         let task = tokio::spawn(async move {
             loop {
@@ -217,9 +229,16 @@ impl StubKms {
         StubKms {
             url: format!("https://127.0.0.1:{}", addr.port()),
             releases,
+            sign_certs,
+            stall,
             master,
             task,
         }
+    }
+
+    /// Let the held sign-cert requests ([`Mode::StallSignCert`]) through.
+    pub fn release_sign_cert(&self) {
+        let _ = self.stall.send(false);
     }
 
     /// The app keys this KMS derives for a guest.
@@ -285,6 +304,9 @@ async fn handle(
             json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
         }
         "/v1/sign-cert" => {
+            ctx.sign_certs.fetch_add(1, Ordering::SeqCst);
+            let mut stalled = ctx.stalled.clone();
+            let _ = stalled.wait_for(|held| !*held).await;
             let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "json");
             };
