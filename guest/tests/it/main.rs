@@ -7,4 +7,5 @@ mod boot;
 mod cli;
 mod js_sdk;
 mod python_sdk;
+mod rust_sdk;
 mod world;
