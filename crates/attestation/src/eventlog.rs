@@ -498,6 +498,30 @@ mod tests {
         );
     }
 
+    /// docs/protocol.md "Encrypted env measurement" vector (computed with Python's
+    /// hashlib from the FORMATS.md digest formula).
+    #[test]
+    fn encrypted_env_hash_vector_from_docs_protocol_md() {
+        let payload = encrypted_env_hash_payload(Some(b"CAIRNENV1 example"));
+        assert_eq!(
+            hex::encode(&payload),
+            "37cacb606d740dfd72c1480203524bacd8e4d37a2d348f0be24899a39c5bfef6"
+        );
+        assert_eq!(
+            hex::encode(RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, payload).digest()),
+            "3542d4b092f60a70aab948927c3a73a0f769560ed7279fcec4aa28e6c133c3b3\
+             02610152d3eff3286b605fcfea485798"
+        );
+        assert_eq!(
+            hex::encode(
+                RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, encrypted_env_hash_payload(None))
+                    .digest()
+            ),
+            "070d11a709d99a98c74cf26b74a9e05fba5788226d2f3f444ca0bb0763cadb15\
+             5dbdcf9841c0ec10d21ff55db2b0bef6"
+        );
+    }
+
     #[test]
     fn the_encrypted_env_hash_anywhere_else_or_malformed_is_refused() {
         // after boot-mr-done, before system-ready
