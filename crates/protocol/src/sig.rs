@@ -332,8 +332,12 @@ mod tests {
         );
         // the seed is the secp256k1 derivation's bytes: one KDF for both algorithms
         assert_eq!(
-            derive_path_key(&[0x11; 32], b"wallet/sol").unwrap().to_bytes().as_slice(),
-            d.key.to_bytes().as_slice()
+            <[u8; 32]>::from(
+                derive_path_key(&[0x11; 32], b"wallet/sol")
+                    .unwrap()
+                    .to_bytes()
+            ),
+            d.key.to_bytes()
         );
     }
 

@@ -115,7 +115,7 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     // legacy client: the derived key is stable for a path and its raw scalar is dstack's
     let raw = v["tappd_derive_key"]["raw_key"].as_str().unwrap();
     let scalar = sig::derive_path_key(
-        &*kms.app_keys(&s.app_id(), &s.instance_id()).k256_secret(),
+        &kms.app_keys(&s.app_id(), &s.instance_id()).k256_secret(),
         b"legacy/path",
     )
     .map(|k| hex::encode(k.to_bytes()))
