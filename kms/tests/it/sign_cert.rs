@@ -127,7 +127,15 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
         let err = c
-            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&SignCertRequest { csr, not_before: None, not_after: None }))
+            .call::<SignCertResponse>(
+                Method::POST,
+                PATH_SIGN_CERT,
+                Some(&SignCertRequest {
+                    csr,
+                    not_before: None,
+                    not_after: None,
+                }),
+            )
             .await
             .unwrap()
             .unwrap_err();
