@@ -19,6 +19,21 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
   .venv/bin/pip install --quiet --disable-pip-version-check "dstack-sdk==$DSTACK_SDK_VERSION"
 fi
 
+# The public JavaScript dstack SDK, pinned with its lock file, for the guest-agent
+# interop test (guest/tests/it/js_sdk.rs).
+JS_SDK_DIR=guest/tests/it/node
+if [ ! -f "$JS_SDK_DIR/node_modules/.package-lock.json" ] ||
+  [ "$JS_SDK_DIR/package-lock.json" -nt "$JS_SDK_DIR/node_modules/.package-lock.json" ]; then
+  log "installing @phala/dstack-sdk in $JS_SDK_DIR (npm ci)"
+  (cd "$JS_SDK_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# dstack's Rust SDK in its own small crate outside the workspace (own Cargo.lock: it
+# brings alloy 1 and reqwest 0.12); guest/tests/it/rust_sdk.rs runs the binary.
+log "building the dstack Rust SDK interop client (guest/tests/rust-sdk)"
+cargo build --locked --quiet --manifest-path guest/tests/rust-sdk/Cargo.toml \
+  --target-dir "${CARGO_TARGET_DIR:-target}/dstack-rust-sdk"
+
 log "toolchain: $(cargo --version), node $(node --version), $("$FORGE" --version | head -n1)"
 
 log "building contracts (forge, solcjs via tools/solc)"

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! read share (caps, no symlinks) ─► validate compose ─► app_id, instance_id
-//!   ─► measure system-preparing, app-id, compose-hash, instance-id, boot-mr-done
+//!   ─► measure system-preparing, app-id, compose-hash, instance-id,
+//!      encrypted-env-hash (SHA-256 of .encrypted-env), boot-mr-done
 //!   ─► RA-TLS client cert (usage app:custom, event log so far)
 //!   ─► for each kms_url: POST /v1/app-key over mutual RA-TLS (KMS: kms:rpc, evidence verified)
 //!   ─► root CA SPKI == key_provider_id (when pinned); app key matches its KMS signature
@@ -105,7 +106,15 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
     tracing::info!(app_id = %app_id, compose_hash = %compose_hash, name = %share.compose.name, "measuring boot");
 
     let mut log = EventLog::new();
-    log.measure_boot(tee.as_ref(), &app_id, &compose_hash, &instance_id)?;
+    // The encrypted env's hash is measured before any key release (docs/security.md
+    // "Encrypted env"): a host that swaps the blob changes RTMR3 and mr_aggregated.
+    log.measure_boot_with_encrypted_env(
+        tee.as_ref(),
+        &app_id,
+        &compose_hash,
+        &instance_id,
+        share.encrypted_env.as_deref(),
+    )?;
 
     let client_cert = RaTlsCertBuilder::new(Usage::AppCustom)
         .common_name(share.compose.name.clone())

@@ -222,10 +222,12 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut servers = Vec::new();
+    // One router for every listener: its clones share one concurrency limit.
+    let agent_router = agent::router(booted.state.clone());
     if let Some(path) = &socket {
         let listener = agent::bind_unix(path).map_err(|e| e.to_string())?;
         let mut rx = stop_tx.subscribe();
-        let router = agent::router(booted.state.clone());
+        let router = agent_router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -240,7 +242,7 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("--agent-tcp {addr}: {e}"))?;
         let mut rx = stop_tx.subscribe();
-        let router = agent::router(booted.state.clone());
+        let router = agent_router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

@@ -153,16 +153,11 @@ impl KmsClient {
         &self,
         base_url: &str,
         client_cert: &RaTlsCert,
-        csr_der: Vec<u8>,
+        request: SignCertRequest,
         root: &KmsRoot,
     ) -> Result<SignCertResponse, KmsError> {
         let (resp, peer): (SignCertResponse, _) = self
-            .exchange(
-                base_url,
-                PATH_SIGN_CERT,
-                client_cert,
-                &SignCertRequest { csr: csr_der },
-            )
+            .exchange(base_url, PATH_SIGN_CERT, client_cert, &request)
             .await?;
         root.verify_issued(&peer.cert_der).map_err(|e| {
             KmsError::NotRooted(format!(

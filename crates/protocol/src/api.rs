@@ -141,6 +141,15 @@ pub struct SignCertRequest {
     /// The CSR, DER.
     #[serde(with = "hex0x::Capped::<MAX_CSR_LEN>")]
     pub csr: Vec<u8>,
+    /// The leaf's notBefore, seconds since the Unix epoch (guest agent `GetTlsKey`
+    /// `not_before`); absent: a few minutes before now. Sent only when set, so a KMS
+    /// without this field still accepts requests that do not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// The leaf's notAfter, seconds since the Unix epoch; absent: the KMS's leaf validity
+    /// from now, which is also the latest a KMS issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
 }
 
 /// `POST /v1/sign-cert` response.
@@ -371,6 +380,16 @@ mod tests {
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = serde_json::from_str::<SignCertRequest>(r#"{"csr":"0x00","x":1}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
+        // the validity fields are optional and only serialized when set
+        let r: SignCertRequest =
+            serde_json::from_str(r#"{"csr":"0x00","not_after":1700000000}"#).unwrap();
+        assert_eq!((r.not_before, r.not_after), (None, Some(1_700_000_000)));
+        let plain = SignCertRequest {
+            csr: vec![0],
+            not_before: None,
+            not_after: None,
+        };
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"csr":"0x00"}"#);
     }
 
     #[test]

@@ -73,6 +73,12 @@ async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() 
         RuntimeEvent::new("app-id", s.app_id().0.to_vec()),
         RuntimeEvent::new("compose-hash", s.compose_hash().0.to_vec()),
         RuntimeEvent::new("instance-id", s.instance_id().as_bytes().to_vec()),
+        RuntimeEvent::new(
+            "encrypted-env-hash",
+            cairn_attestation::eventlog::encrypted_env_hash_payload(Some(
+                &std::fs::read(s.share_dir().join(".encrypted-env")).unwrap(),
+            )),
+        ),
         RuntimeEvent::new("boot-mr-done", vec![]),
         RuntimeEvent::new("os-image-hash", guest_os().os_image_hash().0.to_vec()),
         RuntimeEvent::new("key-provider", kp.to_payload()),
@@ -603,4 +609,68 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// The host can encrypt other values of the allowed names to the app's public env key
+/// and swap `.encrypted-env`: the guest measures the blob's hash before any key
+/// release, so the swapped boot quotes another RTMR3 (and mr_aggregated) than the
+/// honest one, while the honest event log still replays to its quote.
+#[tokio::test]
+async fn a_replaced_encrypted_env_changes_the_attested_identity() {
+    use cairn_attestation::consts::EVENT_ENCRYPTED_ENV_HASH;
+    use sha2::Digest;
+    let kms = StubKms::start(Mode::Honest).await;
+    // One share (so one app id, compose and instance), booted three times.
+    let s = share(&[&kms.url], "");
+    let honest = encrypted_env(&kms, &s);
+    let swapped = {
+        let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+        let vars = env::EnvVars::new(vec![env::EnvVar {
+            key: "API_KEY".into(),
+            value: "the-hosts-value".into(),
+        }])
+        .unwrap();
+        env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap()
+    };
+    let mut runs = Vec::new();
+    for (n, blob) in [Some(&honest), Some(&swapped), None]
+        .into_iter()
+        .enumerate()
+    {
+        let path = s.share_dir().join(".encrypted-env");
+        match blob {
+            Some(blob) => s.write(".encrypted-env", blob),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        let tee = guest_tee(1);
+        let mut cfg = s.config();
+        cfg.start_app = false;
+        cfg.keys_dir = s.dir.path().join(format!("keys-{n}"));
+        cfg.work_dir = s.dir.path().join(format!("work-{n}"));
+        let b = boot(as_tee(&tee), kms_client(), &cfg).await.unwrap();
+        let (quote, log) = b.state.quote_with_log(&[0; 64]).unwrap();
+        // the honest verifier replays each log to its quote
+        let vq = verifier()
+            .verify(&quote, &log, &[0; 64], unix_now())
+            .unwrap();
+        runs.push((b, vq));
+    }
+    let [(a, va), (b, vb), (_c, vc)] = <[_; 3]>::try_from(runs).ok().unwrap();
+    // same app, compose and instance: only the env differs
+    assert_eq!(va.app_id(), vb.app_id());
+    assert_eq!(va.instance_id(), vb.instance_id());
+    assert_ne!(va.rtmrs()[3], vb.rtmrs()[3]);
+    assert_ne!(va.mr_aggregated(), vb.mr_aggregated());
+    assert_ne!(
+        va.rtmrs()[3],
+        vc.rtmrs()[3],
+        "deleting the env is visible too"
+    );
+    // the measured payload is SHA-256 of the exact blob, before boot-mr-done
+    let events = a.state.event_log().events().to_vec();
+    assert_eq!(events[4].name, EVENT_ENCRYPTED_ENV_HASH);
+    assert_eq!(events[4].payload, sha2::Sha256::digest(&honest).to_vec());
+    assert_eq!(events[5].name, "boot-mr-done");
+    let events = b.state.event_log().events().to_vec();
+    assert_eq!(events[4].payload, sha2::Sha256::digest(&swapped).to_vec());
 }

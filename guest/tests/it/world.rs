@@ -78,6 +78,12 @@ pub enum Mode {
     /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
     /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
+    /// Holds every sign-cert request until [`StubKms::release_sign_cert`], then answers
+    /// honestly (to keep agent requests in flight).
+    StallSignCert,
+    /// Issues sign-cert leaves with the evidence but without the app id extension (the
+    /// guest must refuse them for `GetTlsKey{with_app_info: true}`).
+    LeafWithoutAppId,
     /// A fake KMS: a valid self-signed `kms:rpc` RA-TLS certificate (not issued by the root
     /// CA) that returns the genuine root CA certificate, which is public.
     SelfSignedTls,
@@ -89,6 +95,9 @@ pub enum Mode {
 pub struct StubKms {
     pub url: String,
     pub releases: Arc<AtomicU64>,
+    /// sign-cert requests received (counted on arrival).
+    pub sign_certs: Arc<AtomicU64>,
+    stall: tokio::sync::watch::Sender<bool>,
     pub master: [u8; 32],
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,6 +113,8 @@ struct Ctx {
     root: RootKeys,
     mode: Mode,
     releases: Arc<AtomicU64>,
+    sign_certs: Arc<AtomicU64>,
+    stalled: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The KMS's own CVM certificate: issued by `root`'s CA like the real KMS's
@@ -166,11 +177,15 @@ impl StubKms {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let releases = Arc::new(AtomicU64::new(0));
+        let sign_certs = Arc::new(AtomicU64::new(0));
+        let (stall, stalled) = tokio::sync::watch::channel(mode == Mode::StallSignCert);
         let ctx = Arc::new(Ctx {
             master: MasterSecret::from_bytes(master),
             root: root_keys(master),
             mode,
             releases: releases.clone(),
+            sign_certs: sign_certs.clone(),
+            stalled,
         });
         let task = tokio::spawn(async move {
             loop {
@@ -214,9 +229,16 @@ impl StubKms {
         StubKms {
             url: format!("https://127.0.0.1:{}", addr.port()),
             releases,
+            sign_certs,
+            stall,
             master,
             task,
         }
+    }
+
+    /// Let the held sign-cert requests ([`Mode::StallSignCert`]) through.
+    pub fn release_sign_cert(&self) {
+        let _ = self.stall.send(false);
     }
 
     /// The app keys this KMS derives for a guest.
@@ -282,6 +304,9 @@ async fn handle(
             json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
         }
         "/v1/sign-cert" => {
+            ctx.sign_certs.fetch_add(1, Ordering::SeqCst);
+            let mut stalled = ctx.stalled.clone();
+            let _ = stalled.wait_for(|held| !*held).await;
             let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "json");
             };
@@ -305,6 +330,7 @@ async fn handle(
                 peer_cert,
                 &req.csr,
                 ctx.mode != Mode::LeafWithoutEvidence,
+                ctx.mode != Mode::LeafWithoutAppId,
             ) {
                 Ok(chain) => json(
                     StatusCode::OK,
@@ -332,6 +358,7 @@ fn sign_csr(
     peer_cert: &[u8],
     csr_der: &[u8],
     copy_evidence: bool,
+    add_app_id: bool,
 ) -> Result<Vec<String>, String> {
     let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
     let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| e.to_string())?;
@@ -354,9 +381,10 @@ fn sign_csr(
             ext(c::OID_EVENT_LOG, &evidence.event_log),
         ];
     }
-    params
-        .custom_extensions
-        .push(ext(c::OID_APP_ID, &evidence.app_id.ok_or("no app id")?));
+    let app_id = evidence.app_id.ok_or("no app id")?;
+    if add_app_id {
+        params.custom_extensions.push(ext(c::OID_APP_ID, &app_id));
+    }
     params
         .custom_extensions
         .push(ext(c::OID_SPECIAL_USAGE, c::USAGE_APP_CUSTOM.as_bytes()));

@@ -42,6 +42,8 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     let mut c = kms.client(Some(&cert)).await;
     let req = SignCertRequest {
         csr: csr(&cert.key_pair().unwrap()),
+        not_before: None,
+        not_after: None,
     };
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
@@ -85,6 +87,8 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
     let mut c = kms.client(Some(&cert)).await;
     let req = SignCertRequest {
         csr: csr(&cert.key_pair().unwrap()),
+        not_before: None,
+        not_after: None,
     };
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
@@ -123,7 +127,15 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
         let err = c
-            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&SignCertRequest { csr }))
+            .call::<SignCertResponse>(
+                Method::POST,
+                PATH_SIGN_CERT,
+                Some(&SignCertRequest {
+                    csr,
+                    not_before: None,
+                    not_after: None,
+                }),
+            )
             .await
             .unwrap()
             .unwrap_err();

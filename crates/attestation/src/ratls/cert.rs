@@ -84,6 +84,9 @@ pub struct RaTlsCertBuilder {
     event_log: Vec<u8>,
     validity: Duration,
     is_ca: bool,
+    /// The certificate key; a fresh P-256 key when `None`. (`KeyPair`'s `Debug` elides
+    /// the secret.)
+    key: Option<std::sync::Arc<KeyPair>>,
 }
 
 impl RaTlsCertBuilder {
@@ -98,7 +101,15 @@ impl RaTlsCertBuilder {
             event_log: b"[]".to_vec(),
             validity: DEFAULT_VALIDITY,
             is_ca: false,
+            key: None,
         }
+    }
+
+    /// Certify this P-256 key instead of a fresh one (e.g. a key derived from the app
+    /// key for a path, which must stay the same across calls).
+    pub fn key_pair(mut self, key: KeyPair) -> Self {
+        self.key = Some(std::sync::Arc::new(key));
+        self
     }
 
     /// Subject common name.
@@ -165,7 +176,19 @@ impl RaTlsCertBuilder {
         }
         let gen_err = |e: rcgen::Error| RaTlsError::Generate(e.to_string());
 
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let generated;
+        let key: &KeyPair = match &self.key {
+            Some(key) if key.algorithm() != &PKCS_ECDSA_P256_SHA256 => {
+                return Err(RaTlsError::InvalidRequest(
+                    "RA-TLS certificate keys are P-256".to_owned(),
+                ))
+            }
+            Some(key) => key,
+            None => {
+                generated = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+                &generated
+            }
+        };
         let report_data = ra_tls_report_data(&key.subject_public_key_info());
         let quote = tee.quote(&report_data)?;
 
@@ -209,8 +232,8 @@ impl RaTlsCertBuilder {
             .push(ext(OID_SPECIAL_USAGE, self.usage.as_str().as_bytes()));
 
         let cert = match issuer {
-            None => params.self_signed(&key),
-            Some(issuer) => params.signed_by(&key, issuer),
+            None => params.self_signed(key),
+            Some(issuer) => params.signed_by(key, issuer),
         }
         .map_err(gen_err)?;
         let cert_der = cert.der().clone();
