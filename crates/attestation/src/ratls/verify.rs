@@ -34,15 +34,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CommonState, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CommonState, DistinguishedName};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 use super::cert::ParsedCert;
 use super::consts::{VERIFIED_CACHE_CAPACITY, VERIFIED_CACHE_TTL};
+use super::danger::{handshake_signature_methods, peer_end_entity, ring_algorithms};
 use super::{ra_tls_report_data, RaTlsError, Usage};
 
 /// Verifies the evidence of an RA-TLS certificate and returns who the peer is.
@@ -154,27 +155,7 @@ impl<V: EvidenceVerifier> ServerCertVerifier for RaTlsServerVerifier<V> {
             .map_err(to_rustls)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.core.algorithms.supported_schemes()
-    }
+    handshake_signature_methods!(core.algorithms);
 }
 
 impl<V: EvidenceVerifier> ClientCertVerifier for RaTlsClientVerifier<V> {
@@ -198,27 +179,7 @@ impl<V: EvidenceVerifier> ClientCertVerifier for RaTlsClientVerifier<V> {
             .map_err(to_rustls)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.core.algorithms.supported_schemes()
-    }
+    handshake_signature_methods!(core.algorithms);
 }
 
 /// Every RA-TLS rejection becomes `InvalidCertificate(Other(..))` carrying the
@@ -243,7 +204,7 @@ impl<V: EvidenceVerifier> Core<V> {
         Self {
             evidence,
             required_usage: None,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            algorithms: ring_algorithms(),
             verified: Mutex::new(VerifiedCache::default()),
         }
     }
@@ -294,10 +255,7 @@ impl<V: EvidenceVerifier> Core<V> {
     }
 
     fn peer_identity(&self, conn: &CommonState) -> Result<V::Identity, RaTlsError> {
-        let cert = conn
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .ok_or(RaTlsError::NoPeerCertificate)?;
+        let cert = peer_end_entity(conn).ok_or(RaTlsError::NoPeerCertificate)?;
         let cached = self
             .verified
             .lock()

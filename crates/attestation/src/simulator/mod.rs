@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-pub use os::{OsImage, OsImageManifest, MAX_MANIFEST_LEN};
+/// Re-exported from [`crate::os_image`], where the product type lives.
+pub use crate::os_image::{OsImageManifest, MAX_MANIFEST_LEN};
+pub use os::OsImage;
 pub use pccs::SimPccs;
 pub use pki::{
     SimPki, SimPkiConfig, SimTcbStatus, SIM_CPUSVN, SIM_FMSPC, SIM_PCESVN, SIM_QE_ISVSVN,
