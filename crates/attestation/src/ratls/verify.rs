@@ -210,43 +210,16 @@ impl<V: EvidenceVerifier> Core<V> {
     }
 
     fn verify_cert(&self, cert_der: &[u8], now: UnixTime) -> Result<V::Identity, RaTlsError> {
-        let parsed = ParsedCert::parse(cert_der)?;
-        let now_secs = now.as_secs();
-        let now_i = i128::from(now_secs);
-        if now_i < i128::from(parsed.not_before) || now_i > i128::from(parsed.not_after) {
-            return Err(RaTlsError::NotValidAt {
-                now: now_secs,
-                not_before: parsed.not_before,
-                not_after: parsed.not_after,
-            });
-        }
-        if let Some(required) = self.required_usage {
-            if parsed.evidence.usage != Some(required) {
-                return Err(RaTlsError::WrongUsage {
-                    required,
-                    presented: parsed.evidence.usage,
-                });
-            }
-        }
-        let expected = ra_tls_report_data(&parsed.spki_der);
+        let parsed = precheck(cert_der, self.required_usage, now.as_secs())?;
         let identity = self
             .evidence
             .verify_evidence(
                 &parsed.evidence.quote,
                 &parsed.evidence.event_log,
-                &expected,
+                &ra_tls_report_data(&parsed.spki_der),
             )
             .map_err(|e| RaTlsError::Evidence(Box::new(e)))?;
-        if let (Some(claimed), Some(verified)) =
-            (parsed.evidence.app_id, self.evidence.app_id(&identity))
-        {
-            if claimed != verified {
-                return Err(RaTlsError::AppIdMismatch {
-                    cert: hex::encode(claimed),
-                    verified: hex::encode(verified),
-                });
-            }
-        }
+        check_app_id(&parsed, self.evidence.app_id(&identity))?;
         self.verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -266,6 +239,51 @@ impl<V: EvidenceVerifier> Core<V> {
             None => self.verify_cert(cert, UnixTime::now()),
         }
     }
+}
+
+/// Checks 1–5 on a certificate at `now` (unix seconds): size, DER, the quote and
+/// event-log extensions, a P-256 key, the validity window, the required usage. What the
+/// evidence check (step 6) needs comes back parsed.
+pub(crate) fn precheck(
+    cert_der: &[u8],
+    required_usage: Option<Usage>,
+    now: u64,
+) -> Result<ParsedCert, RaTlsError> {
+    let parsed = ParsedCert::parse(cert_der)?;
+    let t = i128::from(now);
+    if t < i128::from(parsed.not_before) || t > i128::from(parsed.not_after) {
+        return Err(RaTlsError::NotValidAt {
+            now,
+            not_before: parsed.not_before,
+            not_after: parsed.not_after,
+        });
+    }
+    if let Some(required) = required_usage {
+        if parsed.evidence.usage != Some(required) {
+            return Err(RaTlsError::WrongUsage {
+                required,
+                presented: parsed.evidence.usage,
+            });
+        }
+    }
+    Ok(parsed)
+}
+
+/// Check 7: a certificate's app-id extension, when present, equals the verified app id
+/// (when the evidence verifier can tell it).
+pub(crate) fn check_app_id(
+    parsed: &ParsedCert,
+    verified: Option<[u8; 20]>,
+) -> Result<(), RaTlsError> {
+    if let (Some(claimed), Some(verified)) = (parsed.evidence.app_id, verified) {
+        if claimed != verified {
+            return Err(RaTlsError::AppIdMismatch {
+                cert: hex::encode(claimed),
+                verified: hex::encode(verified),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn cert_key(cert_der: &[u8]) -> [u8; 32] {

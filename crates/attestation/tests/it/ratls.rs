@@ -657,3 +657,51 @@ async fn no_identity_is_served_for_a_connection_without_a_client_certificate() {
     let err = server.await.unwrap().unwrap_err();
     assert!(matches!(err, RaTlsError::NoPeerCertificate), "{err:?}");
 }
+
+#[tokio::test]
+async fn verify_ra_tls_cert_applies_the_verifiers_checks_outside_a_handshake() {
+    let (kms_cvm, kms_cert) = kms();
+    let v = sim_verifier();
+    let now = unix_now();
+    let id = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, Some(Usage::KmsRpc), None, now)
+        .await
+        .unwrap();
+    assert_eq!(*id.app_id(), kms_cvm.app_id);
+
+    let err = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, Some(Usage::AppCa), None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RaTlsError::WrongUsage {
+                required: Usage::AppCa,
+                presented: Some(Usage::KmsRpc)
+            }
+        ),
+        "{err:?}"
+    );
+    let two_years = now + 2 * 365 * 24 * 3600;
+    let err = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, None, None, two_years)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RaTlsError::NotValidAt { .. }), "{err:?}");
+
+    // Another CVM's event log in a certificate for this key: RTMR3 replay fails.
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let forged = RaTlsCertBuilder::new(Usage::KmsRpc)
+        .event_log(&app.log.to_json())
+        .build(&kms_cvm.tdx)
+        .unwrap();
+    let err = v
+        .verify_ra_tls_cert(&forged.cert_der, None, None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(evidence_error(&err), Error::Rtmr3Mismatch { .. }),
+        "{err:?}"
+    );
+}
