@@ -363,11 +363,17 @@ async fn get_tls_key(
     })
     .await?;
     // The root the guest booted with (checked then to have issued the KMS's TLS cert).
-    let root = crate::chain::KmsRoot::from_pem(&s.secrets.root_ca_cert)
-        .map_err(|e| AgentFailure(Error::BadKmsResponse(format!("root CA: {e}"))))?;
+    let root = cairn_attestation::RootCa::from_pem(&s.secrets.root_ca_cert)
+        .map_err(|e| AgentFailure(Error::RootCa(e)))?;
     let resp = s
         .kms
-        .sign_cert(&s.secrets.kms_url, &client_cert, csr_der, &root)
+        .sign_cert(
+            &s.secrets.kms_url,
+            &client_cert,
+            csr_der,
+            &root,
+            &s.app_id.0,
+        )
         .await
         .map_err(|e| AgentFailure(Error::Kms(e)))?;
     let leaf = resp

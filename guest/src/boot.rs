@@ -29,10 +29,11 @@ use tokio::process::Child;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::chain::KmsRoot;
-use crate::error::{Error, KmsError, Result};
+use cairn_attestation::RootCa;
+use cairn_kms_client::KmsClient;
+
+use crate::error::{Error, Result};
 use crate::keydir;
-use crate::kms_client::KmsClient;
 use crate::runner::{self, AppEnv};
 use crate::share::{self, HostShare};
 use crate::state::{AppSecrets, GuestState};
@@ -113,13 +114,13 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         .app_id(app_id.0)
         .build(tee.as_ref())?;
     let pinned = share.compose.pinned_key_provider_id()?;
-    let mut failures: Vec<(String, KmsError)> = Vec::new();
+    let mut failures: Vec<(String, cairn_kms_client::Error)> = Vec::new();
     let mut released = None;
     for url in &share.sys_config.kms_urls {
         match kms.app_key(url, &client_cert).await {
-            Ok((resp, kms_identity, root)) => {
-                tracing::info!(kms = %url, kms_app_id = %kms_identity.app_id(), kms_compose_hash = %kms_identity.compose_hash(), "KMS released keys");
-                released = Some((url.clone(), resp, root));
+            Ok(release) => {
+                tracing::info!(kms = %url, kms_app_id = %release.kms.app_id(), kms_compose_hash = %release.kms.compose_hash(), "KMS released keys");
+                released = Some((url.clone(), release.keys, release.root));
                 break;
             }
             Err(e) => {
@@ -219,7 +220,7 @@ fn check_release(
     pinned: Option<&[u8]>,
     kms_url: String,
     resp: AppKeyResponse,
-    root: &KmsRoot,
+    root: &RootCa,
 ) -> Result<(AppSecrets, Zeroizing<[u8; 32]>)> {
     let spki = root.spki();
     if let Some(pinned) = pinned {

@@ -17,29 +17,27 @@
 //!
 //! # Layout
 //! - `share` — reading the host share.
-//! - `kms_client` — JSON over HTTP/1.1 over RA-TLS to the KMS.
-//! - `chain` — the KMS TLS certificate and sign-cert chains must chain to the KMS root CA.
 //! - `boot` — the boot flow, [`boot()`].
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
 //! - `cli` — the `cairn-guest` command line.
-//! - `error` — [`Error`], [`KmsError`].
+//! - `error` — [`Error`].
+//!
+//! The KMS is reached through `cairn-kms-client` (RA-TLS, the KMS's evidence and root
+//! CA checked, timeouts); this crate only decides which KMS it trusts.
 
 pub mod agent;
 pub mod boot;
-pub mod chain;
 pub mod cli;
 mod error;
 pub mod keydir;
-pub mod kms_client;
 pub mod runner;
 pub mod share;
 mod state;
 
 pub use boot::{boot, BootConfig, Booted};
-pub use error::{Error, KmsError, Result};
-pub use kms_client::KmsClient;
+pub use error::{Error, Result};
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState};

@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use cairn_attestation::eventlog::RuntimeEvent;
 use cairn_attestation::ids::KeyProvider;
-use cairn_guest::{boot, Error, KmsError};
+use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
+use cairn_guest::{boot, Error};
+use cairn_kms_client::{Error as KmsError, Stage};
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 use x25519_dalek::StaticSecret;
 
@@ -146,7 +148,16 @@ async fn fake_kms_is_refused(extra: &str) {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::NotRooted(m) if m.contains("not issued by the root CA it returned")),
+                matches!(
+                    &v[0].1,
+                    KmsError::NotRooted {
+                        source: ChainError::IssuerName {
+                            role: CertRole::KmsServer,
+                            ..
+                        },
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }
@@ -196,7 +207,10 @@ async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate")),
+                matches!(
+                    v[0].1.ratls_error(),
+                    Some(RaTlsError::MissingExtension("quote"))
+                ),
                 "{err}"
             );
         }
@@ -215,7 +229,10 @@ async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("kms:rpc required"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(
+            v[0].1.ratls_error(),
+            Some(RaTlsError::WrongUsage { required: Usage::KmsRpc, presented: Some(Usage::AppCustom) })
+        )),
         "{err}"
     );
     assert!(is_empty_or_missing(&s.keys_dir()));
@@ -242,7 +259,7 @@ async fn a_kms_denial_fails_the_boot_with_the_kms_reason() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message } if code == "denied.compose_hash" && message == "compose hash not allowed")),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message, .. } if code == "denied.compose_hash" && message == "compose hash not allowed")),
         "{err}"
     );
     assert!(err.to_string().contains("compose hash not allowed"));
@@ -505,7 +522,9 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
     });
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&silent_url, &kms.url], "");
-    let client = cairn_guest::KmsClient::new(verifier(), std::time::Duration::from_millis(500));
+    let client = cairn_kms_client::KmsClient::new(verifier()).with_timeouts(
+        cairn_kms_client::Timeouts::uniform(std::time::Duration::from_millis(500)),
+    );
     let booted = boot(as_tee(&guest_tee(1)), client.clone(), &s.config())
         .await
         .unwrap();
@@ -516,7 +535,7 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout(_))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout { stage: Stage::Handshake, .. })),
         "{err}"
     );
     hold.abort();
@@ -529,7 +548,7 @@ async fn an_http_kms_url_is_refused_without_connecting() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl(m) if m.contains("RA-TLS"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl { reason, .. } if reason.contains("RA-TLS"))),
         "{err}"
     );
 }
@@ -569,12 +588,9 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
     let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
+    let client = cairn_kms_client::KmsClient::with_pccs(
+        cairn_attestation::Verifier::dangerous_with_simulator_root(&root),
         cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
     );
     let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
@@ -586,18 +602,15 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let plain = StubKms::start(Mode::PlainCert).await;
     let s = share(&[&plain.url], "");
     let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
+    let client = cairn_kms_client::KmsClient::with_pccs(
+        cairn_attestation::Verifier::dangerous_with_simulator_root(&root),
         cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
     );
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1.ratls_error(), Some(RaTlsError::MissingExtension("quote")))),
         "{err}"
     );
     assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);

@@ -16,8 +16,9 @@ use cairn_attestation::{
     Collateral, EventLog, RaTlsCertBuilder, RaTlsClientVerifier, Tee, Usage, VerifiedQuote,
     Verifier,
 };
-use cairn_guest::{BootConfig, KmsClient};
+use cairn_guest::BootConfig;
 use cairn_kms::{AppKeys, MasterSecret, RootKeys};
+use cairn_kms_client::KmsClient;
 use cairn_protocol::api::{AppKeyResponse, ErrorBody, Receipt, SignCertRequest, SignCertResponse};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -346,20 +347,14 @@ fn sign_csr(
     params.distinguished_name = csr.params.distinguished_name.clone();
     params.subject_alt_names = csr.params.subject_alt_names.clone();
     params.extended_key_usages = csr.params.extended_key_usages.clone();
-    let ext = |oid: &[u64], b: &[u8]| rcgen::CustomExtension::from_oid_content(oid, octet(b));
-    use cairn_attestation::ratls_consts as c;
-    if copy_evidence {
-        params.custom_extensions = vec![
-            ext(c::OID_QUOTE, &evidence.quote),
-            ext(c::OID_EVENT_LOG, &evidence.event_log),
-        ];
-    }
-    params
-        .custom_extensions
-        .push(ext(c::OID_APP_ID, &evidence.app_id.ok_or("no app id")?));
-    params
-        .custom_extensions
-        .push(ext(c::OID_SPECIAL_USAGE, c::USAGE_APP_CUSTOM.as_bytes()));
+    let app_id = evidence.app_id.ok_or("no app id")?;
+    params.custom_extensions =
+        cairn_attestation::ra_tls_extensions(cairn_attestation::ExtensionValues {
+            quote: copy_evidence.then_some(evidence.quote.as_slice()),
+            event_log: copy_evidence.then_some(evidence.event_log.as_slice()),
+            app_id: Some(&app_id),
+            usage: Some(Usage::AppCustom),
+        });
     let cert = params
         .signed_by(&csr.public_key, &keys.ca().issuer())
         .map_err(|e| e.to_string())?;
@@ -368,20 +363,6 @@ fn sign_csr(
         keys.ca().cert_pem().to_owned(),
         root.ca().cert_pem().to_owned(),
     ])
-}
-
-fn octet(b: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
-    let len = b.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(b);
-    out
 }
 
 /// A host share in a temp dir with a `process` compose.
@@ -455,7 +436,8 @@ pub fn share(kms_urls: &[&str], extra: &str) -> Share {
 }
 
 pub fn kms_client() -> KmsClient {
-    KmsClient::new(verifier(), Duration::from_secs(20))
+    KmsClient::new(verifier())
+        .with_timeouts(cairn_kms_client::Timeouts::uniform(Duration::from_secs(20)))
 }
 
 pub fn is_empty_or_missing(dir: &Path) -> bool {

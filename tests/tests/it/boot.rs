@@ -4,7 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use cairn_e2e::*;
-use cairn_guest::{Error, KmsError};
+use cairn_guest::Error;
+use cairn_kms_client::Error as KmsError;
 use cairn_protocol::agent::GetKeyResponse;
 use cairn_protocol::env::{EnvVar, EnvVars};
 use cairn_protocol::sig;
@@ -24,6 +25,7 @@ fn assert_denied(err: &Error, code: &str, reason: &str) {
                     status,
                     code: c,
                     message,
+                    ..
                 } => {
                     assert_eq!((*status, c.as_str()), (403, code), "{err}");
                     assert_eq!(message, reason, "{err}");
