@@ -11,10 +11,9 @@
 //! an `os-image-hash` event, when already measured, must name that same image.
 
 use cairn_attestation::ratls_consts::MAX_RA_TLS_CERT_LEN;
-use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{
-    parse_ra_tls_extensions, ra_tls_report_data, PccsClient, RaTlsError, Usage, VerifiedQuote,
-    Verifier,
+    parse_ra_tls_extensions, ra_tls_report_data, OsImageManifest, PccsClient, RaTlsError, Usage,
+    VerifiedQuote, Verifier,
 };
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::BootInfo;
@@ -55,7 +54,7 @@ pub enum CollateralSource {
     /// The collateral configured in the [`Verifier`] (a file, or the simulator's).
     Configured,
     /// A PCCS (Intel PCS v4 API), cached until `nextUpdate`.
-    Pccs(PccsClient),
+    Pccs(std::sync::Arc<PccsClient>),
 }
 
 fn attestation_error(e: cairn_attestation::Error) -> ApiError {

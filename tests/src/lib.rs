@@ -218,7 +218,7 @@ impl Devnet {
         let opts = NodeOptions {
             data_dir: dir.path().to_owned(),
             chain: self.chain_config(),
-            verifier: verifier(),
+            verifier: Arc::new(verifier()),
             collateral: CollateralSource::Configured,
             os_images: vec![image().manifest()],
             tee: Arc::new(tdx),

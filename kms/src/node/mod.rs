@@ -29,8 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
-use cairn_attestation::simulator::OsImageManifest;
-use cairn_attestation::{RaTlsCert, Tee, Verifier};
+use cairn_attestation::{OsImageManifest, RaTlsCert, Tee, Verifier};
 use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
@@ -68,7 +67,7 @@ pub struct NodeOptions {
     /// Chain RPC, chain id, KmsAuth, confirmations, timeout.
     pub chain: ChainConfig,
     /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// Where collateral comes from.
     pub collateral: CollateralSource,
     /// OS image manifests this node recognises (MRTD/RTMR0-2 → os_image_hash).
@@ -110,7 +109,7 @@ pub struct Node {
     log: Log,
     signer: CheckpointSigner,
     chain: ChainClient,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
     server_cert: RaTlsCert,

@@ -37,7 +37,6 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
             }),
         )
         .await
-        .unwrap()
         .unwrap();
 
     // Release records carry the node's clock.

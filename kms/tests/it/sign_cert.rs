@@ -8,7 +8,7 @@ use p256::ecdsa::signature::Verifier as _;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use x509_parser::prelude::*;
 
-use crate::world::{pki, verifier_for, World};
+use crate::world::{answer, pki, verifier_for, World};
 
 pub fn csr(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
@@ -46,7 +46,6 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(resp.certificate_chain.len(), 3);
     let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
@@ -89,7 +88,6 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
         .await
-        .unwrap()
         .unwrap();
     let leaf_der = der_of(&resp.certificate_chain[0]);
     let ev = cairn_attestation::parse_ra_tls_extensions(&leaf_der).unwrap();
@@ -123,9 +121,13 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
         let err = c
-            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&SignCertRequest { csr }))
+            .call::<_, SignCertResponse>(
+                Method::POST,
+                PATH_SIGN_CERT,
+                Some(&SignCertRequest { csr }),
+            )
             .await
-            .unwrap()
+            .map_err(answer)
             .unwrap_err();
         assert_eq!(
             (err.status, err.body.error.code.as_str()),
