@@ -138,3 +138,68 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
     assert_eq!(kms.node.log().size(), 0);
     kms.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relying_party_accepts_an_issued_leaf_for_its_app_only() {
+    use cairn_attestation::{verify_app_chain, CertRole, ChainError, RootCa};
+
+    let w = World::new().await;
+    let kms = w.start(0xE3).await;
+    let guest = w.guest(0x43);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let resp: SignCertResponse = c
+        .call(
+            Method::POST,
+            PATH_SIGN_CERT,
+            Some(&SignCertRequest {
+                csr: csr(&cert.key_pair().unwrap()),
+            }),
+        )
+        .await
+        .unwrap();
+    let chain: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
+    // The root a relying party trusts is the one registered on chain, not the response's.
+    let at = w.chain.policy_block().await.unwrap();
+    let registered = w.chain.root_keys(at).await.unwrap().unwrap();
+    let root = RootCa::from_der(kms.node.root_keys().ca().cert_der().to_vec()).unwrap();
+    assert_eq!(root.spki(), registered.ca_pubkey.as_ref());
+
+    let now = cairn_kms::unix_now();
+    let app_id = guest.app_id.0;
+    let ok = verify_app_chain(&root, &chain, &app_id, now).unwrap();
+    assert_eq!(ok.app_id, app_id);
+    assert_eq!(
+        ok.leaf_spki,
+        cairn_attestation::spki_of(&cert.cert_der, CertRole::Leaf).unwrap()
+    );
+
+    // The same chain presented for another app: refused at the app CA's app id.
+    let other = [0x99; 20];
+    let err = verify_app_chain(&root, &chain, &other, now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChainError::AppIdMismatch {
+                role: CertRole::AppCa,
+                expected,
+                found,
+            } if expected == other && found == app_id
+        ),
+        "{err:?}"
+    );
+    // And after the leaf's validity.
+    let later = now + cairn_kms::LEAF_VALIDITY.as_secs() + 3600;
+    let err = verify_app_chain(&root, &chain, &app_id, later).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChainError::NotValidAt {
+                role: CertRole::Leaf,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    kms.stop().await;
+}
