@@ -148,6 +148,31 @@ pub enum Error {
         /// Where.
         addr: String,
     },
+    /// The KMS's OS image manifest (`meta`) is malformed or not canonical.
+    #[error("the OS image manifest of the KMS at {addr}")]
+    KmsImage {
+        /// Where.
+        addr: String,
+        /// The manifest error.
+        #[source]
+        source: cairn_attestation::Error,
+    },
+    /// The KMS's OS image manifest does not match the MRTD/RTMR0-2 of its verified quote.
+    #[error("the OS image manifest of the KMS at {addr} does not match its quote")]
+    KmsImageMismatch {
+        /// Where.
+        addr: String,
+    },
+    /// `KmsAuth.isKmsAllowed` denied the KMS (the source carries the contract's check and
+    /// reason), or the chain could not be read (fail closed).
+    #[error("the chain does not allow the KMS at {addr}")]
+    KmsPolicy {
+        /// Where.
+        addr: String,
+        /// The chain client's error (`Denied { check, reason }` for a denial).
+        #[source]
+        source: Box<cairn_onchain::Error>,
+    },
     /// The call needs a client certificate and the connection was opened without one.
     #[error("this call needs a client certificate; the connection has none")]
     NoClientCert,
@@ -226,6 +251,7 @@ impl Error {
             | Error::Http { .. }
             | Error::Body { .. } => true,
             Error::Collateral { source, .. } => source.is_retryable(),
+            Error::KmsPolicy { source, .. } => source.is_retryable(),
             Error::Status { status, .. } => *status >= 500,
             _ => false,
         }

@@ -19,15 +19,18 @@
 //! ```
 //!
 //! What it trusts: the [`cairn_attestation::Verifier`] it is given (trust root and
-//! collateral) to judge the KMS's quote, and the root CA the caller pins or checks. What it
-//! does **not** do: decide whether a KMS is *allowed* (its measurements against KmsAuth:
-//! the guest does that with the identity [`KmsPeer::identity`] returns), compare a root
-//! with a pin (the caller's policy), retry (errors say whether retrying makes sense:
+//! collateral) to judge the KMS's quote, the root CA the caller pins or checks, and the
+//! chain client the caller passes to [`KmsConnection::check_kms_allowed`]. What it does
+//! **not** do: decide on its own whether a KMS is *allowed* (callers ask
+//! [`KmsConnection::check_kms_allowed`]), compare a root with a pin (the caller's
+//! policy), retry (errors say whether retrying makes sense:
 //! [`Error::is_retryable`]), or trust a response body before the KMS's evidence verified.
 //!
 //! # Layout
 //! - `client` — [`KmsClient`], [`Timeouts`]: trust, and opening a verified connection.
 //! - `connection` — [`KmsConnection`]: requests and the typed calls of the API.
+//! - `policy` — [`boot_info`], and a KMS's measurements judged by `KmsAuth.isKmsAllowed`
+//!   ([`KmsConnection::check_kms_allowed`]).
 //! - `audit` — [`KmsConnection`] as the audit's [`cairn_onchain::LogSource`].
 //! - `error` — [`Error`], [`Stage`].
 
@@ -35,6 +38,7 @@ mod audit;
 mod client;
 mod connection;
 mod error;
+mod policy;
 
 pub use client::{
     KmsClient, Timeouts, DEFAULT_ATTESTATION_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
@@ -42,3 +46,4 @@ pub use client::{
 };
 pub use connection::{AppKeyRelease, KmsConnection, KmsPeer};
 pub use error::{Error, Result, Stage};
+pub use policy::boot_info;

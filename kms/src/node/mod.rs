@@ -112,6 +112,8 @@ pub struct Node {
     verifier: Arc<Verifier>,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
+    /// The canonical manifest of the image this node's own evidence matched (`meta`).
+    own_image_manifest: String,
     server_cert: RaTlsCert,
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
@@ -175,6 +177,13 @@ impl Node {
         )
         .await
         .map_err(Error::SelfAttestation)?;
+        // `attest` matched one of these manifests, so one hashes to the image found.
+        let own_image_manifest = opts
+            .os_images
+            .iter()
+            .find(|m| m.os_image_hash().0 == own.os_image_hash)
+            .map(|m| String::from_utf8_lossy(&m.to_bytes()).into_owned())
+            .unwrap_or_default();
 
         let at = chain.policy_block().await?;
         let keys = chain
@@ -215,6 +224,7 @@ impl Node {
             verifier: opts.verifier,
             collateral: opts.collateral,
             os_images: opts.os_images,
+            own_image_manifest,
             server_cert,
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
@@ -289,6 +299,7 @@ impl Node {
             root_ca_cert: self.root.ca().cert_pem().to_owned(),
             node_address: self.address(),
             key_generation: self.identity.generation,
+            os_image_manifest: self.own_image_manifest.clone(),
         }
     }
 

@@ -167,4 +167,8 @@ impl Tee for SimTdx {
         };
         Ok(build_quote(&qe, &td))
     }
+
+    fn is_simulated(&self) -> bool {
+        true
+    }
 }
