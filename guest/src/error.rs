@@ -32,6 +32,17 @@ pub enum Error {
     /// The compose disables the KMS, which a Cairn guest needs for its keys.
     #[error("kms_enabled is false: a Cairn guest gets its keys from a KMS")]
     KmsDisabled,
+    /// Outside the simulator the compose must pin its KMS (`key_provider_id`): without a
+    /// pin any TDX machine could act as the KMS and hand out keys its operator knows.
+    #[error("app-compose.json sets no key_provider_id: outside the simulator a guest only boots with its KMS root CA pinned (docs/guest.md)")]
+    KmsPinRequired,
+    /// sys-config's `chain.rpc_url` is not a URL.
+    #[error("sys-config.json chain.rpc_url")]
+    ChainRpcUrl(#[source] url::ParseError),
+    /// The chain named in sys-config cannot be read (wrong chain id, no KmsAuth there,
+    /// unreachable): the guest cannot check its KMS and does not boot.
+    #[error("the chain in sys-config.json")]
+    Chain(#[source] cairn_onchain::Error),
     /// sys-config lists no KMS URL.
     #[error("sys-config.json lists no kms_urls")]
     NoKmsUrls,

@@ -18,6 +18,7 @@
 //! # Layout
 //! - `share` — reading the host share.
 //! - `boot` — the boot flow, [`boot()`].
+//! - `kms_trust` — which KMS the guest trusts: the pin, KmsAuth's verdict.
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
 //! - `state` — [`GuestState`], shared by boot and agent.
@@ -33,11 +34,13 @@ pub mod boot;
 pub mod cli;
 mod error;
 pub mod keydir;
+mod kms_trust;
 pub mod runner;
 pub mod share;
 mod state;
 
 pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, Result};
+pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState};

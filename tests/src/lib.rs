@@ -408,6 +408,23 @@ impl Cvm {
         .expect("write instance info");
     }
 
+    /// Have the guest check its KMS against KmsAuth on `net` (sys-config's `chain`
+    /// section) before trusting it.
+    pub fn check_kms_on_chain(&self, net: &Devnet) {
+        let path = self.dir.path().join("share/sys-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read sys-config"))
+                .expect("sys-config JSON");
+        config["chain"] = serde_json::json!({
+            "rpc_url": net.anvil.endpoint(),
+            "chain_id": net.anvil.chain_id(),
+            "kms_auth": format!("{:#x}", net.kms_auth),
+            "confirmations": CONFIRMATIONS,
+        });
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
+            .expect("write sys-config");
+    }
+
     /// The compose hash of this CVM's compose.
     pub fn compose_hash(&self) -> B256 {
         compose_hash(self.compose.as_bytes())

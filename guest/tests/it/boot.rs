@@ -554,9 +554,27 @@ async fn an_http_kms_url_is_refused_without_connecting() {
 }
 
 #[tokio::test]
-async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
+async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
+    let fake = tempfile::tempdir().unwrap();
+    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
+        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
+    );
+    let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
+    assert!(matches!(err, Error::KmsPinRequired), "{err}");
+    // Refused before anything was measured or asked.
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(std::fs::read_dir(fake.path()).unwrap().next().is_none());
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
+#[tokio::test]
+async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
+    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
     let fake = tempfile::tempdir().unwrap();
     let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
         cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),

@@ -4,5 +4,6 @@
 mod agent;
 mod boot;
 mod cli;
+mod kms_chain;
 mod python_sdk;
 mod world;

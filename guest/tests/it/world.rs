@@ -19,7 +19,9 @@ use cairn_attestation::{
 use cairn_guest::BootConfig;
 use cairn_kms::{AppKeys, MasterSecret, RootKeys};
 use cairn_kms_client::KmsClient;
-use cairn_protocol::api::{AppKeyResponse, ErrorBody, Receipt, SignCertRequest, SignCertResponse};
+use cairn_protocol::api::{
+    AppKeyResponse, ErrorBody, MetaResponse, Receipt, SignCertRequest, SignCertResponse,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -85,6 +87,8 @@ pub enum Mode {
     /// A rooted TLS certificate, but sign-cert chains issued by another KMS's app CA (with
     /// this KMS's genuine root CA appended).
     ForeignChain,
+    /// Serves the manifest of another OS image than the one its quote shows in `meta`.
+    WrongImage,
 }
 
 pub struct StubKms {
@@ -262,6 +266,22 @@ async fn handle(
     }
     let keys = AppKeys::derive(&ctx.master, &ctx.root, id.app_id(), id.instance_id()).unwrap();
     match path.as_str() {
+        "/v1/meta" => {
+            let image = match ctx.mode {
+                Mode::WrongImage => OsImage::example("cairn-os", "0.9"),
+                _ => guest_os(),
+            };
+            let meta = MetaResponse {
+                chain_id: 31337,
+                kms_auth: [0; 20],
+                root_k256_public_key: ctx.root.k256_public(),
+                root_ca_cert: ctx.root.ca().cert_pem().to_owned(),
+                node_address: [0; 20],
+                key_generation: 1,
+                os_image_manifest: String::from_utf8(image.manifest().to_bytes()).unwrap(),
+            };
+            json(StatusCode::OK, serde_json::to_vec(&meta).unwrap())
+        }
         "/v1/app-key" => {
             let n = ctx.releases.fetch_add(1, Ordering::SeqCst);
             let resp = AppKeyResponse {
@@ -365,6 +385,16 @@ fn sign_csr(
     ])
 }
 
+/// What the stub KMS's quote says about it (its identities, measurements, device), as
+/// any client verifies it.
+pub async fn stub_kms_identity() -> VerifiedQuote {
+    let cert = kms_cert(Usage::KmsRpc, Some(&root_keys(MASTER)));
+    verifier()
+        .verify_ra_tls_cert(&cert.cert_der, Some(Usage::KmsRpc), None, unix_now())
+        .await
+        .unwrap()
+}
+
 /// A host share in a temp dir with a `process` compose.
 pub struct Share {
     pub dir: tempfile::TempDir,
@@ -394,6 +424,14 @@ impl Share {
     }
     pub fn write(&self, name: &str, bytes: &[u8]) {
         std::fs::write(self.share_dir().join(name), bytes).unwrap();
+    }
+    /// Rewrite sys-config.json with `kms_urls` and a `chain` section.
+    pub fn set_chain(&self, kms_urls: &[&str], chain: serde_json::Value) {
+        self.write(
+            "sys-config.json",
+            &serde_json::to_vec(&serde_json::json!({"kms_urls": kms_urls, "chain": chain}))
+                .unwrap(),
+        );
     }
     pub fn compose_hash(&self) -> ComposeHash {
         ComposeHash::of_compose(self.compose.as_bytes())

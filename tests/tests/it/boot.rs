@@ -162,6 +162,45 @@ async fn reboot_after_remove_compose_hash_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_auth_revokes_it() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x04, "v1");
+    cvm.check_kms_on_chain(&net);
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    // The real KMS's meta serves its OS image manifest; its boot info is allowed.
+    let first = cvm.boot().await.unwrap();
+    assert!(wait_for_file(&cvm.app_out()).await.is_some());
+    drop(first);
+    std::fs::remove_file(cvm.app_out()).unwrap();
+
+    // Governance removes the KMS's measurements: the guest no longer trusts it, and asks
+    // it for nothing.
+    let mr = kms.node.own_evidence().boot.mrAggregated;
+    net.chain.remove_kms_aggregated_mr(mr).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let err = cvm.boot().await.unwrap_err();
+    match &err {
+        Error::AllKmsFailed(v) => assert!(
+            matches!(
+                &v[0].1,
+                KmsError::KmsPolicy { source, .. } if matches!(
+                    &**source,
+                    cairn_onchain::Error::Denied { check: cairn_onchain::Check::KmsMr, .. }
+                )
+            ),
+            "{err}"
+        ),
+        other => panic!("{other}"),
+    }
+    assert!(!cvm.app_out().exists(), "the app must not start again");
+    assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy_time() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
