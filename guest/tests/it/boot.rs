@@ -553,14 +553,22 @@ async fn an_http_kms_url_is_refused_without_connecting() {
     );
 }
 
+/// The real TDX backend on an empty fake kernel tree (nothing to measure or quote with).
+fn tdx_without_kernel() -> (
+    tempfile::TempDir,
+    std::sync::Arc<dyn cairn_attestation::Tee>,
+) {
+    let fake = tempfile::tempdir().unwrap();
+    let tdx =
+        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys"));
+    (fake, std::sync::Arc::new(tdx))
+}
+
 #[tokio::test]
 async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
-    let fake = tempfile::tempdir().unwrap();
-    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
-        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
-    );
+    let (fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(matches!(err, Error::KmsPinRequired), "{err}");
     // Refused before anything was measured or asked.
@@ -575,10 +583,7 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
     let kms = StubKms::start(Mode::Honest).await;
     let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
     let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
-    let fake = tempfile::tempdir().unwrap();
-    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
-        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
-    );
+    let (_fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(
         matches!(
@@ -593,6 +598,14 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
+/// A KMS client fetching the collateral of the KMS's quote from the PCCS at `url`.
+fn pccs_client(url: &str) -> cairn_kms_client::KmsClient {
+    cairn_kms_client::KmsClient::with_pccs(
+        cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
+        cairn_attestation::PccsClient::new(url).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let pccs = cairn_attestation::simulator::SimPccs::new(pki());
@@ -605,25 +618,17 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
 
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_kms_client::KmsClient::with_pccs(
-        cairn_attestation::Verifier::dangerous_with_simulator_root(&root),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-    );
+    let client = pccs_client(&pccs_url);
     let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap();
     assert_eq!(booted.state.secrets.kms_url, kms.url);
     assert!(pccs.requests() > 0, "collateral was fetched");
 
-    // the probe handshake never trusts a plain certificate either
+    // with PCCS collateral a plain certificate is refused just the same
     let plain = StubKms::start(Mode::PlainCert).await;
     let s = share(&[&plain.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_kms_client::KmsClient::with_pccs(
-        cairn_attestation::Verifier::dangerous_with_simulator_root(&root),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-    );
+    let client = pccs_client(&pccs_url);
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();

@@ -19,43 +19,98 @@
 //!   right after the handshake, before any request is written, so that its collateral can
 //!   be fetched from a PCCS (async) and a rejection is a typed error.
 
-use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CommonState, DistinguishedName};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CommonState, Error};
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::consts::MAX_RA_TLS_CERT_LEN;
 
-/// The three handshake-signature methods of a rustls verifier, delegating to rustls'
-/// own checks with the algorithms in the field at `$path` (written once for every
-/// verifier of this crate).
+/// What a Cairn rustls verifier decides. The rustls trait impls themselves are written
+/// once, by `impl_server_cert_verifier!` and `impl_client_cert_verifier!`, for the
+/// possession-only verifiers here and the RA-TLS verifiers (`verify.rs`).
+pub(crate) trait EndEntityCheck {
+    /// Judges the peer's end-entity certificate at `now` (the handshake signature is
+    /// checked separately, with [`Self::algorithms`]).
+    fn check_end_entity(&self, end_entity: &[u8], now: UnixTime) -> Result<(), Error>;
+    /// The algorithms the handshake signature may use (ring's).
+    fn algorithms(&self) -> &WebPkiSupportedAlgorithms;
+    /// Whether a client must present a certificate (client-certificate verifiers only).
+    fn requires_client_cert(&self) -> bool {
+        true
+    }
+}
+
+/// Shorthands the generated methods use (the invoking module imports them with
+/// `use super::danger::*`-style imports, as `verify.rs` does).
+pub(crate) type Cert<'a> = CertificateDer<'a>;
+pub(crate) type Dss = rustls::DigitallySignedStruct;
+pub(crate) type SigValid = rustls::client::danger::HandshakeSignatureValid;
+
+/// The handshake-signature methods of a rustls verifier: rustls' own checks with the
+/// type's [`EndEntityCheck::algorithms`] (written once for every verifier). Expects
+/// `Cert`, `Dss`, `SigValid` and `EndEntityCheck` in scope.
 macro_rules! handshake_signature_methods {
-    ($($path:ident).+) => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls_pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.$($path).+)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls_pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.$($path).+)
-        }
-
+    () => {
+        handshake_signature_method!(
+            verify_tls12_signature,
+            rustls::crypto::verify_tls12_signature
+        );
+        handshake_signature_method!(
+            verify_tls13_signature,
+            rustls::crypto::verify_tls13_signature
+        );
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.$($path).+.supported_schemes()
+            self.algorithms().supported_schemes()
         }
     };
 }
-pub(crate) use handshake_signature_methods;
+
+/// One handshake-signature method `$name`, checked by rustls' `$check`.
+macro_rules! handshake_signature_method {
+    ($name:ident, $check:path) => {
+        fn $name(&self, m: &[u8], c: &Cert<'_>, d: &Dss) -> Result<SigValid, Error> {
+            $check(m, c, d, self.algorithms())
+        }
+    };
+}
+
+/// `impl ServerCertVerifier` for a type that implements [`EndEntityCheck`] (same scope
+/// expectations as `handshake_signature_methods!`).
+macro_rules! impl_server_cert_verifier {
+    ($ty:ident $(<$g:ident: $b:path>)?) => {
+        impl$(<$g: $b>)? rustls::client::danger::ServerCertVerifier for $ty$(<$g>)? {
+            fn verify_server_cert(&self, end_entity: &Cert<'_>, _intermediates: &[Cert<'_>], _server_name: &rustls_pki_types::ServerName<'_>, _ocsp: &[u8], now: rustls_pki_types::UnixTime) -> Result<rustls::client::danger::ServerCertVerified, Error> {
+                EndEntityCheck::check_end_entity(self, end_entity, now)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            handshake_signature_methods!();
+        }
+    };
+}
+
+/// `impl ClientCertVerifier` for a type that implements [`EndEntityCheck`] (same scope
+/// expectations as `handshake_signature_methods!`).
+macro_rules! impl_client_cert_verifier {
+    ($ty:ident $(<$g:ident: $b:path>)?) => {
+        impl$(<$g: $b>)? rustls::server::danger::ClientCertVerifier for $ty$(<$g>)? {
+            fn client_auth_mandatory(&self) -> bool {
+                EndEntityCheck::requires_client_cert(self)
+            }
+            fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+                &[]
+            }
+            fn verify_client_cert(&self, end_entity: &Cert<'_>, _intermediates: &[Cert<'_>], now: rustls_pki_types::UnixTime) -> Result<rustls::server::danger::ClientCertVerified, Error> {
+                EndEntityCheck::check_end_entity(self, end_entity, now)?;
+                Ok(rustls::server::danger::ClientCertVerified::assertion())
+            }
+            handshake_signature_methods!();
+        }
+    };
+}
+pub(crate) use {
+    handshake_signature_method, handshake_signature_methods, impl_client_cert_verifier,
+    impl_server_cert_verifier,
+};
 
 /// ring's signature-verification algorithms: what every Cairn verifier accepts.
 pub(crate) fn ring_algorithms() -> WebPkiSupportedAlgorithms {
@@ -63,7 +118,7 @@ pub(crate) fn ring_algorithms() -> WebPkiSupportedAlgorithms {
 }
 
 /// The size bound every verifier applies before anything else.
-fn check_size(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+fn check_size(end_entity: &[u8]) -> Result<(), rustls::Error> {
     if end_entity.len() > MAX_RA_TLS_CERT_LEN {
         return Err(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
@@ -102,21 +157,17 @@ impl Default for PossessionServerVerifier {
     }
 }
 
-impl ServerCertVerifier for PossessionServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        check_size(end_entity)?;
-        Ok(ServerCertVerified::assertion())
+impl EndEntityCheck for PossessionServerVerifier {
+    fn check_end_entity(&self, end_entity: &[u8], _now: UnixTime) -> Result<(), Error> {
+        check_size(end_entity)
     }
 
-    handshake_signature_methods!(algorithms);
+    fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.algorithms
+    }
 }
+
+impl_server_cert_verifier!(PossessionServerVerifier);
 
 /// Whether a [`PossessionClientVerifier`] requires a client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,24 +203,18 @@ impl PossessionClientVerifier {
     }
 }
 
-impl ClientCertVerifier for PossessionClientVerifier {
-    fn client_auth_mandatory(&self) -> bool {
+impl EndEntityCheck for PossessionClientVerifier {
+    fn check_end_entity(&self, end_entity: &[u8], _now: UnixTime) -> Result<(), Error> {
+        check_size(end_entity)
+    }
+
+    fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.algorithms
+    }
+
+    fn requires_client_cert(&self) -> bool {
         self.auth == ClientAuth::Mandatory
     }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        check_size(end_entity)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    handshake_signature_methods!(algorithms);
 }
+
+impl_client_cert_verifier!(PossessionClientVerifier);

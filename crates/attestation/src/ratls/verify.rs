@@ -34,16 +34,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CommonState, DistinguishedName};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CommonState, Error};
+use rustls_pki_types::UnixTime;
 use sha2::{Digest, Sha256};
 
 use super::cert::ParsedCert;
 use super::consts::{VERIFIED_CACHE_CAPACITY, VERIFIED_CACHE_TTL};
-use super::danger::{handshake_signature_methods, peer_end_entity, ring_algorithms};
+use super::danger::{
+    handshake_signature_method, handshake_signature_methods, impl_client_cert_verifier,
+    impl_server_cert_verifier, peer_end_entity, ring_algorithms, Cert, Dss, EndEntityCheck,
+    SigValid,
+};
 use super::{ra_tls_report_data, RaTlsError, Usage};
 
 /// Verifies the evidence of an RA-TLS certificate and returns who the peer is.
@@ -126,6 +128,19 @@ macro_rules! common_api {
             }
         }
 
+        impl<V: EvidenceVerifier> EndEntityCheck for $ty<V> {
+            fn check_end_entity(&self, end_entity: &[u8], now: UnixTime) -> Result<(), Error> {
+                self.core
+                    .verify_cert(end_entity, now)
+                    .map(drop)
+                    .map_err(to_rustls)
+            }
+
+            fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+                &self.core.algorithms
+            }
+        }
+
         impl<V: EvidenceVerifier> fmt::Debug for $ty<V> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
@@ -140,47 +155,8 @@ macro_rules! common_api {
 common_api!(RaTlsServerVerifier);
 common_api!(RaTlsClientVerifier);
 
-impl<V: EvidenceVerifier> ServerCertVerifier for RaTlsServerVerifier<V> {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.core
-            .verify_cert(end_entity, now)
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(to_rustls)
-    }
-
-    handshake_signature_methods!(core.algorithms);
-}
-
-impl<V: EvidenceVerifier> ClientCertVerifier for RaTlsClientVerifier<V> {
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.core
-            .verify_cert(end_entity, now)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(to_rustls)
-    }
-
-    handshake_signature_methods!(core.algorithms);
-}
+impl_server_cert_verifier!(RaTlsServerVerifier<V: EvidenceVerifier>);
+impl_client_cert_verifier!(RaTlsClientVerifier<V: EvidenceVerifier>);
 
 /// Every RA-TLS rejection becomes `InvalidCertificate(Other(..))` carrying the
 /// [`RaTlsError`] (so the local side can match the exact reason), which rustls answers

@@ -8,16 +8,25 @@ use crate::stub::{
     app_key_response, client, guest, kms_cert, ok, pki, plain_cert, verifier, Root, StubKms,
 };
 
+/// `app-key` from a KMS presenting `tls_cert` and returning `root_pem` as its root CA.
+async fn app_key_from(
+    tls_cert: cairn_attestation::RaTlsCert,
+    root_pem: String,
+) -> (
+    StubKms,
+    cairn_kms_client::Result<cairn_kms_client::AppKeyRelease>,
+) {
+    let kms = StubKms::start(tls_cert, move |_| ok(&app_key_response(&root_pem))).await;
+    let (_, cert) = guest();
+    let release = client().app_key(&kms.url, &cert).await;
+    (kms, release)
+}
+
 #[tokio::test]
 async fn app_key_from_a_rooted_kms_returns_keys_identity_and_root() {
     let root = Root::new();
-    let pem = root.pem.clone();
-    let kms = StubKms::start(kms_cert(Usage::KmsRpc, Some(&root)), move |_| {
-        ok(&app_key_response(&pem))
-    })
-    .await;
-    let (_, cert) = guest();
-    let release = client().app_key(&kms.url, &cert).await.unwrap();
+    let (kms, release) = app_key_from(kms_cert(Usage::KmsRpc, Some(&root)), root.pem.clone()).await;
+    let release = release.unwrap();
     assert_eq!(*release.keys.app_key, [1; 32]);
     assert_eq!(
         release.root.der(),
@@ -34,13 +43,8 @@ async fn a_kms_whose_tls_cert_is_not_issued_by_the_returned_root_is_refused() {
     // A TDX VM with a genuine kms:rpc quote but its own self-signed certificate, echoing
     // the genuine (public) root CA.
     let root = Root::new();
-    let pem = root.pem.clone();
-    let kms = StubKms::start(kms_cert(Usage::KmsRpc, None), move |_| {
-        ok(&app_key_response(&pem))
-    })
-    .await;
-    let (_, cert) = guest();
-    let err = client().app_key(&kms.url, &cert).await.unwrap_err();
+    let (_kms, release) = app_key_from(kms_cert(Usage::KmsRpc, None), root.pem.clone()).await;
+    let err = release.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -62,13 +66,9 @@ async fn a_kms_returning_another_root_than_its_issuer_is_refused() {
     // Issued by one root, returns another with the very same name.
     let issuer = Root::new();
     let other = Root::new();
-    let pem = other.pem.clone();
-    let kms = StubKms::start(kms_cert(Usage::KmsRpc, Some(&issuer)), move |_| {
-        ok(&app_key_response(&pem))
-    })
-    .await;
-    let (_, cert) = guest();
-    let err = client().app_key(&kms.url, &cert).await.unwrap_err();
+    let (_kms, release) =
+        app_key_from(kms_cert(Usage::KmsRpc, Some(&issuer)), other.pem.clone()).await;
+    let err = release.unwrap_err();
     assert!(
         matches!(
             &err,

@@ -1,15 +1,17 @@
 //! `sign-cert` answers are checked as a relying party would: rooted KMS, chain under the
 //! root for the caller's app id, leaf for the caller's key.
 
-use cairn_attestation::{CertRole, ChainError, RootCa, Usage};
-use cairn_kms_client::Error;
-use cairn_protocol::api::SignCertRequest;
-use rcgen::CertificateParams;
+use std::sync::Arc;
 
-use crate::stub::{client, guest, kms_cert, ok, Root, StubKms};
+use cairn_attestation::{CertRole, ChainError, RaTlsCert, RootCa, Usage};
+use cairn_kms_client::{Error, Result};
+use cairn_protocol::api::{SignCertRequest, SignCertResponse};
+use rcgen::{CertificateParams, KeyPair};
+
+use crate::stub::{client, guest, kms_cert, ok, Cvm, Root, StubKms};
 
 /// A CSR for `key`.
-fn csr(key: &rcgen::KeyPair) -> Vec<u8> {
+fn csr(key: &KeyPair) -> Vec<u8> {
     CertificateParams::new(vec!["app.test".to_owned()])
         .unwrap()
         .serialize_request(key)
@@ -18,52 +20,63 @@ fn csr(key: &rcgen::KeyPair) -> Vec<u8> {
         .to_vec()
 }
 
-async fn signing_kms(root: &std::sync::Arc<Root>, app_id: [u8; 20]) -> StubKms {
-    let r = root.clone();
-    StubKms::start(kms_cert(Usage::KmsRpc, Some(root)), move |seen| {
-        let req: SignCertRequest = serde_json::from_slice(seen.body).unwrap();
-        ok(&cairn_protocol::api::SignCertResponse {
-            certificate_chain: r.sign_csr(&req.csr, &app_id),
+/// A guest, and a KMS under `root` whose app CA signs every CSR for `signs_for`.
+struct Setup {
+    root: Arc<Root>,
+    cvm: Cvm,
+    cert: RaTlsCert,
+    kms: StubKms,
+}
+
+impl Setup {
+    async fn new(signs_for: Option<[u8; 20]>) -> Setup {
+        let root = Arc::new(Root::new());
+        let (cvm, cert) = guest();
+        let app_id = signs_for.unwrap_or(cvm.app_id.0);
+        let r = root.clone();
+        let kms = StubKms::start(kms_cert(Usage::KmsRpc, Some(&root)), move |seen| {
+            let req: SignCertRequest = serde_json::from_slice(seen.body).unwrap();
+            ok(&SignCertResponse {
+                certificate_chain: r.sign_csr(&req.csr, &app_id),
+            })
         })
-    })
-    .await
+        .await;
+        Setup {
+            root,
+            cvm,
+            cert,
+            kms,
+        }
+    }
+
+    /// `sign-cert` for the CSR of `key` (the guest's own when `None`), trusting `root`
+    /// (the KMS's own when `None`).
+    async fn sign(&self, key: Option<&KeyPair>, root: Option<&RootCa>) -> Result<SignCertResponse> {
+        let own_key = self.cert.key_pair().unwrap();
+        let own_root = RootCa::from_pem(&self.root.pem).unwrap();
+        client()
+            .sign_cert(
+                &self.kms.url,
+                &self.cert,
+                csr(key.unwrap_or(&own_key)),
+                root.unwrap_or(&own_root),
+                &self.cvm.app_id.0,
+            )
+            .await
+    }
 }
 
 #[tokio::test]
 async fn a_chain_for_the_callers_app_and_key_is_accepted() {
-    let root = std::sync::Arc::new(Root::new());
-    let (cvm, cert) = guest();
-    let kms = signing_kms(&root, cvm.app_id.0).await;
-    let trusted = RootCa::from_pem(&root.pem).unwrap();
-    let resp = client()
-        .sign_cert(
-            &kms.url,
-            &cert,
-            csr(&cert.key_pair().unwrap()),
-            &trusted,
-            &cvm.app_id.0,
-        )
-        .await
-        .unwrap();
+    let s = Setup::new(None).await;
+    let resp = s.sign(None, None).await.unwrap();
     assert_eq!(resp.certificate_chain.len(), 3);
 }
 
 #[tokio::test]
 async fn a_chain_for_another_app_is_refused() {
-    let root = std::sync::Arc::new(Root::new());
-    let (cvm, cert) = guest();
-    let kms = signing_kms(&root, [0x77; 20]).await;
-    let trusted = RootCa::from_pem(&root.pem).unwrap();
-    let err = client()
-        .sign_cert(
-            &kms.url,
-            &cert,
-            csr(&cert.key_pair().unwrap()),
-            &trusted,
-            &cvm.app_id.0,
-        )
-        .await
-        .unwrap_err();
+    let s = Setup::new(Some([0x77; 20])).await;
+    let err = s.sign(None, None).await.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -82,34 +95,17 @@ async fn a_chain_for_another_app_is_refused() {
 
 #[tokio::test]
 async fn a_leaf_for_another_key_is_refused() {
-    let root = std::sync::Arc::new(Root::new());
-    let (cvm, cert) = guest();
-    let kms = signing_kms(&root, cvm.app_id.0).await;
-    let trusted = RootCa::from_pem(&root.pem).unwrap();
-    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let err = client()
-        .sign_cert(&kms.url, &cert, csr(&other), &trusted, &cvm.app_id.0)
-        .await
-        .unwrap_err();
+    let s = Setup::new(None).await;
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let err = s.sign(Some(&other), None).await.unwrap_err();
     assert!(matches!(err, Error::LeafKeyMismatch { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_kms_outside_the_callers_root_is_refused_before_the_csr_is_sent() {
-    let root = std::sync::Arc::new(Root::new());
-    let (cvm, cert) = guest();
-    let kms = signing_kms(&root, cvm.app_id.0).await;
+    let s = Setup::new(None).await;
     let booted = RootCa::from_pem(&Root::new().pem).unwrap();
-    let err = client()
-        .sign_cert(
-            &kms.url,
-            &cert,
-            csr(&cert.key_pair().unwrap()),
-            &booted,
-            &cvm.app_id.0,
-        )
-        .await
-        .unwrap_err();
+    let err = s.sign(None, Some(&booted)).await.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -122,5 +118,5 @@ async fn a_kms_outside_the_callers_root_is_refused_before_the_csr_is_sent() {
         ),
         "{err:?}"
     );
-    assert_eq!(kms.requests(), 0);
+    assert_eq!(s.kms.requests(), 0);
 }

@@ -17,13 +17,21 @@ fn short() -> KmsClient {
     })
 }
 
+/// The client's own failure, awaited under an outer deadline that fails the test instead
+/// of hanging it.
+async fn failure<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = cairn_kms_client::Result<T>>,
+) -> Error {
+    tokio::time::timeout(DEADLINE, call)
+        .await
+        .expect("the client gave up on its own")
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn a_silent_server_times_out_in_the_handshake() {
     let silent = SilentServer::start().await;
-    let err = tokio::time::timeout(DEADLINE, short().connect(&silent.url, None))
-        .await
-        .expect("the client gave up on its own")
-        .unwrap_err();
+    let err = failure(short().connect(&silent.url, None)).await;
     assert!(
         matches!(
             err,
@@ -43,10 +51,7 @@ async fn a_kms_that_never_answers_times_out_per_request() {
     let root = Root::new();
     let kms = StubKms::start(kms_cert(Usage::KmsRpc, Some(&root)), |_| Reply::Hang).await;
     let (_, cert) = guest();
-    let err = tokio::time::timeout(DEADLINE, short().app_key(&kms.url, &cert))
-        .await
-        .expect("the client gave up on its own")
-        .unwrap_err();
+    let err = failure(short().app_key(&kms.url, &cert)).await;
     assert!(
         matches!(
             err,

@@ -14,6 +14,14 @@ const APP_B: [u8; 20] = [0xBB; 20];
 /// 2030-01-01T00:00:00Z, inside every default validity window below.
 const NOW: u64 = 1_893_456_000;
 
+/// `$call` fails with an error matching the pattern (printed when it does not).
+macro_rules! refused {
+    ($call:expr, $($pat:tt)+) => {{
+        let err = $call.unwrap_err();
+        assert!(matches!(&err, $($pat)+), "{err:?}");
+    }};
+}
+
 fn key() -> KeyPair {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap()
 }
@@ -91,28 +99,20 @@ fn a_root_issued_cert_verifies_and_a_self_signed_one_does_not() {
     // Same subject name as the root, own key: the names match, the signature does not.
     let (other_issuer, _) = make_root("root");
     let (_, forged) = leaf(&other_issuer, &APP_A);
-    let err = root.verify_issued(&forged, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::BadSignature {
-                role: CertRole::KmsServer
-            }
-        ),
-        "{err:?}"
+    refused!(
+        root.verify_issued(&forged, NOW),
+        ChainError::BadSignature {
+            role: CertRole::KmsServer
+        }
     );
 
     let (_, other_pem) = make_root("other");
-    let err = root.verify_issued(&der(&other_pem), NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::IssuerName {
-                role: CertRole::KmsServer,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        root.verify_issued(&der(&other_pem), NOW),
+        ChainError::IssuerName {
+            role: CertRole::KmsServer,
+            ..
+        }
     );
 }
 
@@ -124,15 +124,11 @@ fn a_tampered_tbs_fails() {
     // Flip a byte of the SAN "app.example" inside the TBS.
     let i = issued.iter().rposition(|&b| b == b'x').unwrap();
     issued[i] = b'y';
-    let err = root.verify_issued(&issued, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::BadSignature {
-                role: CertRole::KmsServer
-            }
-        ),
-        "{err:?}"
+    refused!(
+        root.verify_issued(&issued, NOW),
+        ChainError::BadSignature {
+            role: CertRole::KmsServer
+        }
     );
 }
 
@@ -140,22 +136,14 @@ fn a_tampered_tbs_fails() {
 fn a_non_ca_issuer_and_a_non_self_signed_root_are_refused() {
     let (root_issuer, _) = make_root("root");
     let (_, leaf_der) = leaf(&root_issuer, &APP_A);
-    let err = RootCa::from_der(leaf_der).unwrap_err();
-    assert!(
-        matches!(&err, ChainError::RootNotSelfSigned { source } if matches!(**source, ChainError::IssuerNotCa { role: CertRole::Root })),
-        "{err:?}"
-    );
+    refused!(RootCa::from_der(leaf_der), ChainError::RootNotSelfSigned { source } if matches!(**source, ChainError::IssuerNotCa { role: CertRole::Root }));
 
     // A self-signed non-CA "root" that issued a certificate.
     let nk = key();
     let mut np = CertificateParams::default();
     np.distinguished_name.push(DnType::CommonName, "not a ca");
     let non_ca = np.self_signed(&nk).unwrap();
-    let err = RootCa::from_der(non_ca.der().to_vec()).unwrap_err();
-    assert!(
-        matches!(&err, ChainError::RootNotSelfSigned { source } if matches!(**source, ChainError::IssuerNotCa { .. })),
-        "{err:?}"
-    );
+    refused!(RootCa::from_der(non_ca.der().to_vec()), ChainError::RootNotSelfSigned { source } if matches!(**source, ChainError::IssuerNotCa { .. }));
 }
 
 #[test]
@@ -164,29 +152,21 @@ fn a_root_or_server_cert_outside_its_validity_is_refused() {
     let root = RootCa::from_pem(&root_pem).unwrap();
     let (_, issued) = leaf(&root_issuer, &APP_A);
     // Before the root's notBefore (2025): the root is checked first.
-    let err = root.verify_issued(&issued, 1_700_000_000).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::NotValidAt {
-                role: CertRole::Root,
-                now: 1_700_000_000,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        root.verify_issued(&issued, 1_700_000_000),
+        ChainError::NotValidAt {
+            role: CertRole::Root,
+            now: 1_700_000_000,
+            ..
+        }
     );
     // 2040: the root is valid, the server certificate (to 2035) is not.
-    let err = root.verify_issued(&issued, 2_208_988_800).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::NotValidAt {
-                role: CertRole::KmsServer,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        root.verify_issued(&issued, 2_208_988_800),
+        ChainError::NotValidAt {
+            role: CertRole::KmsServer,
+            ..
+        }
     );
 }
 
@@ -210,11 +190,14 @@ fn chains_must_have_the_documented_shape_and_end_at_the_trusted_root() {
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
     let (_, other_root) = make_root("root");
-    let err =
-        verify_app_chain(&root, &[&leaf_der, &ca_der, &der(&other_root)], &APP_A, NOW).unwrap_err();
-    assert!(matches!(err, ChainError::ForeignRoot), "{err:?}");
-    let err = verify_app_chain(&root, &[&leaf_der], &APP_A, NOW).unwrap_err();
-    assert!(matches!(err, ChainError::ChainLength { len: 1 }), "{err:?}");
+    refused!(
+        verify_app_chain(&root, &[&leaf_der, &ca_der, &der(&other_root)], &APP_A, NOW),
+        ChainError::ForeignRoot
+    );
+    refused!(
+        verify_app_chain(&root, &[&leaf_der], &APP_A, NOW),
+        ChainError::ChainLength { len: 1 }
+    );
 }
 
 #[test]
@@ -225,15 +208,11 @@ fn a_chain_under_a_wrong_root_is_refused() {
     // Another root with the same name: names match, the app CA's signature does not.
     let (_, other_pem) = make_root("root");
     let other = RootCa::from_pem(&other_pem).unwrap();
-    let err = verify_app_chain(&other, &[&leaf_der, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::BadSignature {
-                role: CertRole::AppCa
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&other, &[&leaf_der, &ca_der], &APP_A, NOW),
+        ChainError::BadSignature {
+            role: CertRole::AppCa
+        }
     );
 }
 
@@ -243,33 +222,25 @@ fn a_leaf_of_app_a_presented_for_app_b_is_refused() {
     let root = RootCa::from_pem(&root_pem).unwrap();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
-    let err = verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_B, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::AppIdMismatch {
-                role: CertRole::AppCa,
-                expected: APP_B,
-                found: APP_A
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_B, NOW),
+        ChainError::AppIdMismatch {
+            role: CertRole::AppCa,
+            expected: APP_B,
+            found: APP_A
+        }
     );
 
     // App B's genuine CA, but a leaf that says app A (a CA that signed for another app).
     let (b_issuer, b_der) = app_ca(&root_issuer, Some(&APP_B), Usage::AppCa);
     let (_, a_leaf) = leaf(&b_issuer, &APP_A);
-    let err = verify_app_chain(&root, &[&a_leaf, &b_der], &APP_B, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::AppIdMismatch {
-                role: CertRole::Leaf,
-                expected: APP_B,
-                found: APP_A
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&a_leaf, &b_der], &APP_B, NOW),
+        ChainError::AppIdMismatch {
+            role: CertRole::Leaf,
+            expected: APP_B,
+            found: APP_A
+        }
     );
 }
 
@@ -279,30 +250,22 @@ fn a_ca_without_app_id_or_with_another_usage_is_refused() {
     let root = RootCa::from_pem(&root_pem).unwrap();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, None, Usage::AppCa);
     let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
-    let err = verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::MissingAppId {
-                role: CertRole::AppCa
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW),
+        ChainError::MissingAppId {
+            role: CertRole::AppCa
+        }
     );
 
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::KmsRpc);
     let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
-    let err = verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::WrongUsage {
-                role: CertRole::AppCa,
-                expected: Usage::AppCa,
-                found: Some(Usage::KmsRpc)
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW),
+        ChainError::WrongUsage {
+            role: CertRole::AppCa,
+            expected: Usage::AppCa,
+            found: Some(Usage::KmsRpc)
+        }
     );
 }
 
@@ -312,29 +275,21 @@ fn an_expired_or_not_yet_valid_leaf_is_refused() {
     let root = RootCa::from_pem(&root_pem).unwrap();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, expired) = leaf_valid(&ca_issuer, &APP_A, 2025, 2026);
-    let err = verify_app_chain(&root, &[&expired, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::NotValidAt {
-                role: CertRole::Leaf,
-                now: NOW,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&expired, &ca_der], &APP_A, NOW),
+        ChainError::NotValidAt {
+            role: CertRole::Leaf,
+            now: NOW,
+            ..
+        }
     );
     let (_, future) = leaf_valid(&ca_issuer, &APP_A, 2031, 2032);
-    let err = verify_app_chain(&root, &[&future, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::NotValidAt {
-                role: CertRole::Leaf,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&future, &ca_der], &APP_A, NOW),
+        ChainError::NotValidAt {
+            role: CertRole::Leaf,
+            ..
+        }
     );
 }
 
@@ -345,15 +300,11 @@ fn a_leaf_signed_by_another_app_ca_or_claiming_to_be_a_ca_is_refused() {
     let (_, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (other_ca, _) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, leaf_der) = leaf(&other_ca, &APP_A);
-    let err = verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::BadSignature {
-                role: CertRole::Leaf
-            }
-        ),
-        "{err:?}"
+    refused!(
+        verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_A, NOW),
+        ChainError::BadSignature {
+            role: CertRole::Leaf
+        }
     );
 
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
@@ -368,44 +319,38 @@ fn a_leaf_signed_by_another_app_ca_or_claiming_to_be_a_ca_is_refused() {
         });
         params.signed_by(&key, &ca_issuer).unwrap().der().to_vec()
     };
-    let err = verify_app_chain(&root, &[&sub_ca_der, &ca_der], &APP_A, NOW).unwrap_err();
-    assert!(matches!(err, ChainError::LeafIsCa), "{err:?}");
+    refused!(
+        verify_app_chain(&root, &[&sub_ca_der, &ca_der], &APP_A, NOW),
+        ChainError::LeafIsCa
+    );
 }
 
 #[test]
 fn pem_and_der_inputs_are_bounded_and_typed() {
-    let err = pem_to_der(&"A".repeat(MAX_CERT_PEM_LEN + 1), CertRole::Root).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::PemTooLarge {
-                role: CertRole::Root,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        pem_to_der(&"A".repeat(MAX_CERT_PEM_LEN + 1), CertRole::Root),
+        ChainError::PemTooLarge {
+            role: CertRole::Root,
+            ..
+        }
     );
-    let err = pem_to_der("not pem", CertRole::Leaf).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ChainError::Pem {
-                role: CertRole::Leaf,
-                ..
-            }
-        ),
-        "{err:?}"
+    refused!(
+        pem_to_der("not pem", CertRole::Leaf),
+        ChainError::Pem {
+            role: CertRole::Leaf,
+            ..
+        }
     );
     let key_pem = key().serialize_pem();
-    let err = pem_to_der(&key_pem, CertRole::Leaf).unwrap_err();
-    assert!(
-        matches!(&err, ChainError::PemLabel { label, .. } if label == "PRIVATE KEY"),
-        "{err:?}"
+    refused!(pem_to_der(&key_pem, CertRole::Leaf), ChainError::PemLabel { label, .. } if label == "PRIVATE KEY");
+    refused!(
+        RootCa::from_der(vec![0x30; MAX_RA_TLS_CERT_LEN + 1]),
+        ChainError::TooLarge { .. }
     );
-    let err = RootCa::from_der(vec![0x30; MAX_RA_TLS_CERT_LEN + 1]).unwrap_err();
-    assert!(matches!(err, ChainError::TooLarge { .. }), "{err:?}");
-    let err = RootCa::from_der(vec![0x30, 0x03, 0x02, 0x01, 0x00]).unwrap_err();
-    assert!(matches!(err, ChainError::Malformed { .. }), "{err:?}");
+    refused!(
+        RootCa::from_der(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+        ChainError::Malformed { .. }
+    );
     let (_, root_pem) = make_root("root");
     let mut trailing = der(&root_pem);
     trailing.push(0);
