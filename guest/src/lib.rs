@@ -9,8 +9,9 @@
 //! public dstack SDKs work unchanged.
 //!
 //! What it trusts: the TEE (its RTMR3 and quotes), the configured attestation
-//! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), and the KMS that
-//! passed that check. What it does **not** trust: anything in the host share — every file
+//! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), the KMS root CA its
+//! measured compose pins (`key_provider_id`, required outside the simulator), and — when
+//! sys-config names one — KmsAuth's verdict on the KMS at a pinned block. What it does **not** trust: anything in the host share — every file
 //! is size-capped, never followed through a symlink, validated, and whatever identifies the
 //! app is *measured* so the KMS and the chain judge it. It does not decide policy; a KMS
 //! refusal is a boot failure carrying the KMS's reason.

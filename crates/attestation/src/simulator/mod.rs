@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-/// Re-exported from [`crate::os_image`], where the product type lives.
+/// Re-exported from the crate root ([`crate::OsImageManifest`]), where the product type lives.
 pub use crate::os_image::{OsImageManifest, MAX_MANIFEST_LEN};
 pub use os::OsImage;
 pub use pccs::SimPccs;
