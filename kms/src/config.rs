@@ -44,10 +44,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
-use cairn_attestation::simulator::{
-    OsImage, OsImageManifest, SimHostConfig, SimPki, SimPkiConfig, SimTdx,
-};
-use cairn_attestation::{Collateral, EventLog, PccsClient, TdxTee, Tee, Verifier};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::{Collateral, EventLog, OsImageManifest, PccsClient, TdxTee, Tee, Verifier};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
 use serde::Deserialize;
@@ -482,9 +480,9 @@ impl Config {
             );
             CollateralSource::Configured
         } else if let Some(url) = &a.pccs_url {
-            CollateralSource::Pccs(
+            CollateralSource::Pccs(Arc::new(
                 PccsClient::new(url).map_err(|e| cfg_err("attestation.pccs_url", e.to_string()))?,
-            )
+            ))
         } else if let Some(pki) = &sim_pki {
             verifier = verifier.with_collateral(
                 Collateral::new(pki.collateral())
@@ -529,7 +527,7 @@ impl Config {
         Ok(NodeOptions {
             data_dir: self.data_dir.clone(),
             chain: self.chain_config(),
-            verifier,
+            verifier: Arc::new(verifier),
             collateral,
             os_images,
             tee,

@@ -115,6 +115,17 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An OS image manifest is not JSON of the documented shape.
+    #[error("malformed OS image manifest")]
+    MalformedManifest {
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An OS image manifest is not in its canonical form (compact, fields in order), so
+    /// the hash of its bytes would not be its `os_image_hash`.
+    #[error("OS image manifest is not canonical")]
+    ManifestNotCanonical,
     /// The simulator could not build its PKI, quote or collateral.
     #[error("simulator: {0}")]
     Simulator(String),

@@ -9,7 +9,9 @@
 //! - [`Verifier`]: dcap-qvl 0.7.1 with an explicit trust root, collateral from files or a
 //!   PCCS, event-log replay, report-data binding, and a verified-result cache;
 //! - [`simulator`]: an in-process TDX with a mock Intel PKI whose quotes the real verifier
-//!   accepts — *only* when the verifier is explicitly configured with the simulator root.
+//!   accepts — *only* when the verifier is explicitly configured with the simulator root;
+//! - RA-TLS: certificates whose key a quote binds, the rustls verifiers that check them,
+//!   and the X.509 chain checks relying parties of KMS-issued certificates use.
 //!
 //! What it trusts: Intel's SGX root CA (or a simulator root when configured by name), and
 //! the clock value the caller passes. What it does **not** do: judge TCB status or
@@ -22,14 +24,21 @@
 //! - `collateral` — collateral loading, expiry, the PCCS client and its cache.
 //! - `verify` — [`Verifier`], [`VerifiedQuote`], the verified-result cache.
 //! - `simulator` — mock PKI, quotes, collateral, and a PCCS server.
+//! - `os_image` — [`OsImageManifest`]: what an OS image measures, and its hash.
 //! - `tee` — the [`Tee`] trait and the configfs-tsm backend.
-//! - `ratls` — RA-TLS certificates and rustls verifiers.
+//! - `der` — the one DER writer ([`der_octet_string`]) and OCTET STRING reader.
+//! - `ratls` — the RA-TLS trust module: certificates and their extensions
+//!   ([`RaTlsCertBuilder`], [`ra_tls_extensions`]), the RA-TLS rustls verifiers, the
+//!   possession-only verifiers ([`PossessionServerVerifier`], [`PossessionClientVerifier`]),
+//!   and X.509 chains under a KMS root CA ([`RootCa`], [`verify_app_chain`]).
 
 mod collateral;
 pub mod consts;
+mod der;
 mod error;
 pub mod eventlog;
 pub mod ids;
+mod os_image;
 mod ratls;
 pub mod simulator;
 mod tee;
@@ -38,12 +47,16 @@ mod verify;
 pub use collateral::{
     Collateral, PccsClient, DEFAULT_PCCS_CONNECT_TIMEOUT, DEFAULT_PCCS_REQUEST_TIMEOUT,
 };
+pub use der::der_octet_string;
 pub use error::{Error, Result};
 pub use eventlog::{EventLog, RuntimeEvent};
+pub use os_image::{OsImageManifest, MAX_MANIFEST_LEN};
 pub use ratls::{
-    consts as ratls_consts, generate_ra_tls_cert, parse_ra_tls_extensions, ra_tls_report_data,
-    Evidence, EvidenceVerifier, RaTlsCert, RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError,
-    RaTlsServerVerifier, Usage,
+    consts as ratls_consts, generate_ra_tls_cert, parse_ra_tls_extensions, peer_end_entity,
+    pem_to_der, ra_tls_extensions, ra_tls_report_data, spki_of, verify_app_chain, CertRole,
+    ChainError, Evidence, EvidenceVerifier, ExtensionValues, PossessionClientVerifier,
+    PossessionServerVerifier, RaTlsCert, RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError,
+    RaTlsServerVerifier, RootCa, Usage, VerifiedAppChain, MAX_CERT_PEM_LEN,
 };
 pub use tee::TdxTee;
 pub use tee::{Tee, TeeError};

@@ -29,6 +29,8 @@ pub const MAX_CERT_PEM_LEN: usize = 64 * 1024;
 pub const MAX_CHAIN_LEN: usize = 8;
 /// Largest signed checkpoint text in a receipt (tlog's own parser limit).
 pub const MAX_CHECKPOINT_LEN: usize = 16 * 1024;
+/// Largest OS image manifest (canonical JSON) in `meta` (cairn-attestation's own limit).
+pub const MAX_OS_IMAGE_MANIFEST_LEN: usize = 16 * 1024;
 /// Longest error code.
 pub const MAX_ERROR_CODE_LEN: usize = 128;
 /// Longest error message.
@@ -234,6 +236,12 @@ pub struct MetaResponse {
     pub node_address: [u8; 20],
     /// Current key generation.
     pub key_generation: u64,
+    /// The manifest of the OS image this node runs, as canonical JSON (its SHA-256 is the
+    /// node's `os_image_hash`): what a client needs to build the node's boot info for
+    /// `KmsAuth.isKmsAllowed`. Never trusted as such: a client checks it against the
+    /// MRTD/RTMR0-2 of the node's verified quote.
+    #[serde(with = "bounded::Str::<MAX_OS_IMAGE_MANIFEST_LEN>")]
+    pub os_image_manifest: String,
 }
 
 /// `POST /v1/onboard` (replication, DESIGN.md §5).
@@ -521,6 +529,7 @@ mod tests {
             root_ca_cert: "pem".into(),
             node_address: [3; 20],
             key_generation: 0,
+            os_image_manifest: "{}".into(),
         };
         let back: MetaResponse = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);

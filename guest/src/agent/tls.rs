@@ -101,8 +101,8 @@ pub(super) async fn issue(
     })
     .await?;
     // The root the guest booted with (checked then to have issued the KMS's TLS cert).
-    let root = crate::chain::KmsRoot::from_pem(&s.secrets.root_ca_cert)
-        .map_err(|e| kms_response(format!("root CA: {e}")))?;
+    let root = cairn_attestation::RootCa::from_pem(&s.secrets.root_ca_cert)
+        .map_err(|e| AgentFailure(Error::RootCa(e)))?;
     let request = SignCertRequest {
         csr: csr_der,
         not_before: o.not_before,
@@ -110,7 +110,13 @@ pub(super) async fn issue(
     };
     let resp = s
         .kms
-        .sign_cert(&s.secrets.kms_url, &client_cert, request, &root)
+        .sign_cert(
+            &s.secrets.kms_url,
+            &client_cert,
+            request,
+            &root,
+            &s.app_id.0,
+        )
         .await
         .map_err(|e| AgentFailure(Error::Kms(e)))?;
     let leaf = resp

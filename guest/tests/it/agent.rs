@@ -364,7 +364,7 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         let msg = v["error"].as_str().unwrap();
         assert!(
-            msg.contains("KMS certificate chain rejected: app CA:"),
+            msg.contains("is refused: app CA certificate signature does not verify"),
             "{v}"
         );
         assert!(v.get("key").is_none(), "{v}");

@@ -275,24 +275,22 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
 }
 
 #[tokio::test]
-async fn with_app_info_refuses_a_leaf_without_the_app_id() {
+async fn a_leaf_without_the_app_id_is_refused_with_or_without_with_app_info() {
     let kms = StubKms::start(Mode::LeafWithoutAppId).await;
     let (_s, state, _) = booted(&kms).await;
-    // without the option such a leaf is handed out (Cairn's KMS always adds the app id)
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = call(
-        &state,
-        "GetTlsKey",
+    // The guest checks every KMS-issued chain as a relying party would
+    // (cairn_attestation::verify_app_chain): the leaf must carry this app's id, so such a
+    // leaf is never handed out, whether or not the caller asked for the app info.
+    for body in [
+        r#"{"subject":"x"}"#,
         r#"{"subject":"x","with_app_info":true}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("with_app_info was requested"),
-        "{v}"
-    );
+    ] {
+        let (st, v) = call(&state, "GetTlsKey", body).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("no app id extension"),
+            "{v}"
+        );
+        assert!(v.get("key").is_none());
+    }
 }

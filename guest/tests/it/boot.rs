@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use cairn_attestation::eventlog::RuntimeEvent;
 use cairn_attestation::ids::KeyProvider;
-use cairn_guest::{boot, Error, KmsError};
+use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
+use cairn_guest::{boot, Error};
+use cairn_kms_client::{Error as KmsError, Stage};
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 use x25519_dalek::StaticSecret;
 
@@ -152,7 +154,16 @@ async fn fake_kms_is_refused(extra: &str) {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::NotRooted(m) if m.contains("not issued by the root CA it returned")),
+                matches!(
+                    &v[0].1,
+                    KmsError::NotRooted {
+                        source: ChainError::IssuerName {
+                            role: CertRole::KmsServer,
+                            ..
+                        },
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }
@@ -202,7 +213,10 @@ async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate")),
+                matches!(
+                    v[0].1.ratls_error(),
+                    Some(RaTlsError::MissingExtension("quote"))
+                ),
                 "{err}"
             );
         }
@@ -221,7 +235,10 @@ async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("kms:rpc required"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(
+            v[0].1.ratls_error(),
+            Some(RaTlsError::WrongUsage { required: Usage::KmsRpc, presented: Some(Usage::AppCustom) })
+        )),
         "{err}"
     );
     assert!(is_empty_or_missing(&s.keys_dir()));
@@ -248,7 +265,7 @@ async fn a_kms_denial_fails_the_boot_with_the_kms_reason() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message } if code == "denied.compose_hash" && message == "compose hash not allowed")),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message, .. } if code == "denied.compose_hash" && message == "compose hash not allowed")),
         "{err}"
     );
     assert!(err.to_string().contains("compose hash not allowed"));
@@ -511,7 +528,9 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
     });
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&silent_url, &kms.url], "");
-    let client = cairn_guest::KmsClient::new(verifier(), std::time::Duration::from_millis(500));
+    let client = cairn_kms_client::KmsClient::new(verifier()).with_timeouts(
+        cairn_kms_client::Timeouts::uniform(std::time::Duration::from_millis(500)),
+    );
     let booted = boot(as_tee(&guest_tee(1)), client.clone(), &s.config())
         .await
         .unwrap();
@@ -522,7 +541,7 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout(_))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout { stage: Stage::Handshake, .. })),
         "{err}"
     );
     hold.abort();
@@ -535,19 +554,42 @@ async fn an_http_kms_url_is_refused_without_connecting() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl(m) if m.contains("RA-TLS"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl { reason, .. } if reason.contains("RA-TLS"))),
         "{err}"
     );
+}
+
+/// The real TDX backend on an empty fake kernel tree (nothing to measure or quote with).
+fn tdx_without_kernel() -> (
+    tempfile::TempDir,
+    std::sync::Arc<dyn cairn_attestation::Tee>,
+) {
+    let fake = tempfile::tempdir().unwrap();
+    let tdx =
+        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys"));
+    (fake, std::sync::Arc::new(tdx))
+}
+
+#[tokio::test]
+async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let (fake, tdx) = tdx_without_kernel();
+    let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
+    assert!(matches!(err, Error::KmsPinRequired), "{err}");
+    // Refused before anything was measured or asked.
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(std::fs::read_dir(fake.path()).unwrap().next().is_none());
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
 }
 
 #[tokio::test]
 async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
     let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let fake = tempfile::tempdir().unwrap();
-    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
-        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
-    );
+    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
+    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
+    let (_fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(
         matches!(
@@ -562,6 +604,14 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
+/// A KMS client fetching the collateral of the KMS's quote from the PCCS at `url`.
+fn pccs_client(url: &str) -> cairn_kms_client::KmsClient {
+    cairn_kms_client::KmsClient::with_pccs(
+        cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
+        cairn_attestation::PccsClient::new(url).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let pccs = cairn_attestation::simulator::SimPccs::new(pki());
@@ -574,36 +624,22 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
 
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
-    );
+    let client = pccs_client(&pccs_url);
     let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap();
     assert_eq!(booted.state.secrets.kms_url, kms.url);
     assert!(pccs.requests() > 0, "collateral was fetched");
 
-    // the probe handshake never trusts a plain certificate either
+    // with PCCS collateral a plain certificate is refused just the same
     let plain = StubKms::start(Mode::PlainCert).await;
     let s = share(&[&plain.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
-    );
+    let client = pccs_client(&pccs_url);
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1.ratls_error(), Some(RaTlsError::MissingExtension("quote")))),
         "{err}"
     );
     assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);

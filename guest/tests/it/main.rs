@@ -6,6 +6,7 @@ mod agent_http;
 mod boot;
 mod cli;
 mod js_sdk;
+mod kms_chain;
 mod python_sdk;
 mod rust_sdk;
 mod world;

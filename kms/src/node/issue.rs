@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
-use cairn_attestation::ratls_consts::{
-    OID_APP_ID, OID_EVENT_LOG, OID_QUOTE, OID_SPECIAL_USAGE, USAGE_APP_CUSTOM,
+use cairn_attestation::{
+    ra_tls_extensions, ExtensionValues, RaTlsCert, RaTlsCertBuilder, Tee, Usage,
 };
-use cairn_attestation::{RaTlsCert, RaTlsCertBuilder, Tee, Usage};
 use cairn_protocol::api::SignCertRequest;
 use rcgen::PublicKeyData as _;
 
 use crate::error::{Error, Result};
 use crate::evidence::Attested;
-use crate::keys::{der_octet_string, AppKeys, RootKeys};
+use crate::keys::{AppKeys, RootKeys};
 use crate::reject::{ApiError, Check};
 
 /// Validity of a leaf certificate issued by `sign-cert`.
@@ -129,22 +128,12 @@ pub(super) fn app_leaf(
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     // The caller's RA-TLS evidence binds this same key (checked above), so the leaf
     // is itself a valid RA-TLS certificate, issued by the app CA.
-    params.custom_extensions = vec![
-        rcgen::CustomExtension::from_oid_content(OID_QUOTE, der_octet_string(&a.raw_quote)),
-        rcgen::CustomExtension::from_oid_content(OID_EVENT_LOG, der_octet_string(&a.event_log)),
-    ];
-    params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(
-            OID_APP_ID,
-            der_octet_string(&a.quote.app_id().0),
-        ));
-    params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(
-            OID_SPECIAL_USAGE,
-            der_octet_string(USAGE_APP_CUSTOM.as_bytes()),
-        ));
+    params.custom_extensions = ra_tls_extensions(ExtensionValues {
+        quote: Some(&a.raw_quote),
+        event_log: Some(&a.event_log),
+        app_id: Some(&a.quote.app_id().0),
+        usage: Some(Usage::AppCustom),
+    });
     Ok(params.signed_by(&csr.public_key, &keys.ca().issuer())?)
 }
 

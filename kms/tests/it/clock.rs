@@ -10,7 +10,7 @@ use x509_parser::prelude::*;
 
 use crate::release::app_key;
 use crate::sign_cert::{csr, der_of};
-use crate::world::{pki, World};
+use crate::world::{answer, pki, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() {
@@ -39,7 +39,6 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
             }),
         )
         .await
-        .unwrap()
         .unwrap();
 
     // Release records carry the node's clock.
@@ -95,7 +94,6 @@ async fn a_requested_leaf_window_is_issued_exactly_and_one_beyond_the_validity_i
             Some(&sign(Some(nb), Some(na))),
         )
         .await
-        .unwrap()
         .unwrap();
     let leaf_der = der_of(&resp.certificate_chain[0]);
     let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
@@ -113,9 +111,9 @@ async fn a_requested_leaf_window_is_issued_exactly_and_one_beyond_the_validity_i
     let too_late = fixed + LEAF_VALIDITY.as_secs() + 1;
     for (nb, na) in [(None, Some(too_late)), (Some(fixed), Some(fixed - 1))] {
         let err = client
-            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&sign(nb, na)))
+            .call::<_, SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&sign(nb, na)))
             .await
-            .unwrap()
+            .map_err(answer)
             .unwrap_err();
         assert_eq!(
             (err.status, err.body.error.code.as_str()),

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-pub use os::{OsImage, OsImageManifest, MAX_MANIFEST_LEN};
+/// Re-exported from the crate root ([`crate::OsImageManifest`]), where the product type lives.
+pub use crate::os_image::{OsImageManifest, MAX_MANIFEST_LEN};
+pub use os::OsImage;
 pub use pccs::SimPccs;
 pub use pki::{
     SimPki, SimPkiConfig, SimTcbStatus, SIM_CPUSVN, SIM_FMSPC, SIM_PCESVN, SIM_QE_ISVSVN,
@@ -164,5 +166,9 @@ impl Tee for SimTdx {
             pck_chain_pem: &self.pck_chain_pem,
         };
         Ok(build_quote(&qe, &td))
+    }
+
+    fn is_simulated(&self) -> bool {
+        true
     }
 }

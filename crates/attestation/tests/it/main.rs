@@ -5,5 +5,6 @@ mod common;
 mod fixtures;
 mod negative;
 mod pccs;
+mod possession;
 mod ratls;
 mod simulator;
