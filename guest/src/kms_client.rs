@@ -116,12 +116,14 @@ impl KmsClient {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let verifier = factory();
+        // Fetched only when the quote's PCK chain verifies to the verifier's root.
         let collateral = pccs
-            .collateral_for_quote(&evidence.quote, now)
+            .collateral_for_quote(&evidence.quote, verifier.trust_root_der(), now)
             .await
             .map_err(|e| KmsError::Collateral(e.to_string()))?;
         Ok(kms_verifier(
-            factory().with_collateral((*collateral).clone()),
+            verifier.with_collateral((*collateral).clone()),
         ))
     }
 

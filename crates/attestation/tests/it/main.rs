@@ -5,5 +5,6 @@ mod common;
 mod fixtures;
 mod negative;
 mod pccs;
+mod pccs_limits;
 mod ratls;
 mod simulator;
