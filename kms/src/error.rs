@@ -117,6 +117,14 @@ pub enum Error {
     /// An HTTP exchange with another node failed.
     #[error("HTTP: {0}")]
     Http(String),
+    /// An address (`host:port`) did not resolve.
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        /// The address as given.
+        address: String,
+        /// Why (timed out, unknown name, no address).
+        source: std::io::Error,
+    },
     /// The source node refused onboarding with an API error.
     #[error("onboarding refused: {status} {code}: {message}")]
     OnboardRefused {
