@@ -10,7 +10,7 @@ need cc "a C compiler (gcc) for ring"
 ensure_npm_tools
 
 # The public Python dstack SDK, pinned, for the guest-agent compatibility test
-# (guest/tests/it/python_sdk.rs uses .venv/bin/python).
+# (tests/tests/it/python_sdk.rs uses .venv/bin/python; scripts/devnet.sh too).
 DSTACK_SDK_VERSION=0.5.4
 need python3 "Python 3.9+ with venv"
 if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('dstack-sdk') != '$DSTACK_SDK_VERSION')" 2>/dev/null; then

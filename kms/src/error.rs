@@ -141,6 +141,14 @@ pub enum Error {
         /// The clock's reading, seconds since the Unix epoch.
         now: u64,
     },
+    /// An address (`host:port`) did not resolve.
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        /// The address as given.
+        address: String,
+        /// Why (timed out, unknown name, no address).
+        source: std::io::Error,
+    },
     /// The source node refused onboarding with an API error.
     #[error("onboarding refused: {status} {code}: {message}")]
     OnboardRefused {

@@ -70,13 +70,15 @@ fn attestation_error(e: cairn_attestation::Error) -> ApiError {
         | E::Rtmr3Mismatch { .. }) => ApiError::denied(Check::EventLog, e.to_string()),
         e @ (E::CollateralExpired { .. }
         | E::CollateralFetch { .. }
+        | E::PccsRateLimited { .. }
         | E::NoCollateral
         | E::MalformedCollateral(_)) => ApiError::Unavailable {
             dependency: Dependency::Collateral,
             reason: e.to_string(),
         },
-        // Everything else (bad signature, wrong root, debug TD, revoked, malformed or
-        // oversized quote, and any future variant) is a quote denial: fail closed.
+        // Everything else (bad signature, wrong root, a PCK chain that does not verify,
+        // debug TD, revoked, malformed or oversized quote, and any future variant) is a
+        // quote denial: fail closed.
         e => ApiError::denied(Check::Quote, e.to_string()),
     }
 }
@@ -241,6 +243,29 @@ mod tests {
             check_of(attest_blocking(Some(&[0x30, 0x03, 0x02, 0x01, 0x00]))),
             Some(Check::ClientCert)
         );
+    }
+
+    #[test]
+    fn pccs_rate_limit_is_unavailable_and_an_untrusted_pck_chain_a_quote_denial() {
+        use cairn_attestation::Error as E;
+        let limited = attestation_error(E::PccsRateLimited {
+            fmspc: [0; 6],
+            per_minute: 30,
+        });
+        assert!(
+            matches!(
+                limited,
+                ApiError::Unavailable {
+                    dependency: Dependency::Collateral,
+                    ..
+                }
+            ),
+            "{limited}"
+        );
+        let untrusted = attestation_error(E::UntrustedPckChain {
+            source: webpki::Error::UnknownIssuer,
+        });
+        assert_eq!(check_of(Err(untrusted)), Some(Check::Quote));
     }
 
     proptest::proptest! {

@@ -99,6 +99,25 @@ pub enum Error {
     /// QE identity, TCB level… The dcap-qvl error text is carried for diagnosis.
     #[error("quote verification failed: {0}")]
     QuoteVerification(String),
+    /// The quote's PCK certificate chain does not verify to the trust root. Checked before
+    /// any collateral is fetched for the platform the chain names, so nothing was fetched.
+    #[error("PCK certificate chain does not verify to the trust root: {source}")]
+    UntrustedPckChain {
+        /// rustls-webpki's reason.
+        source: webpki::Error,
+    },
+    /// Collateral had to be fetched, but the PCCS client's fetch budget
+    /// ([`crate::PccsLimits`]) is spent; retry later.
+    #[error(
+        "collateral fetch for FMSPC {} refused: over the limit of {per_minute} PCCS fetches per minute",
+        hex::encode_upper(.fmspc)
+    )]
+    PccsRateLimited {
+        /// The platform's FMSPC.
+        fmspc: [u8; 6],
+        /// The configured sustained rate.
+        per_minute: u32,
+    },
     /// Collateral could not be fetched from a PCCS.
     #[error("collateral fetch from {url} failed: {reason}")]
     CollateralFetch {
@@ -136,11 +155,14 @@ pub enum Error {
 
 impl Error {
     /// True when retrying later (e.g. after fetching fresh collateral) might succeed:
-    /// fetch failures and expired collateral. Evidence failures are never retryable.
+    /// fetch failures, rate-limited fetches and expired collateral. Evidence failures are
+    /// never retryable.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::CollateralFetch { .. } | Error::CollateralExpired { .. }
+            Error::CollateralFetch { .. }
+                | Error::PccsRateLimited { .. }
+                | Error::CollateralExpired { .. }
         )
     }
 }

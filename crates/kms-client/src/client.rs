@@ -272,6 +272,7 @@ fn evidence_error(addr: &str, err: RaTlsError) -> Error {
                 if matches!(
                     *e,
                     A::CollateralFetch { .. }
+                        | A::PccsRateLimited { .. }
                         | A::CollateralExpired { .. }
                         | A::NoCollateral
                         | A::MalformedCollateral(_)
