@@ -140,6 +140,10 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         None => Vec::new(),
         Some(blob) => decrypt_env(&env_secret, &app_id, blob, &share.compose.allowed_envs)?,
     };
+    if let cairn_protocol::compose::Runner::DockerCompose(_) = runner {
+        // An env the runner would refuse must not leave keys behind.
+        runner::check_env(&env_vars)?;
+    }
 
     keydir::write_keys(&config.keys_dir, &secrets)?;
     tracing::info!(keys_dir = %config.keys_dir.display(), log_index = secrets.receipt.log_index, "keys written");
