@@ -131,9 +131,34 @@ fn clean_command(mut c: Command) -> Command {
     c
 }
 
+/// Successful probes, by (docker CLI, docker-compose CLI): Compose v1 takes over a
+/// second to print its version, and a boot probes twice (before measuring, then to run).
+static PROBED: std::sync::Mutex<Vec<(PathBuf, PathBuf, ComposeCli)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Find a Compose CLI: `<docker> compose version` (v2) first, then
-/// `<docker_compose> version` (v1).
+/// `<docker_compose> version` (v1). A success is remembered for the process's lifetime
+/// (a CLI that disappears later fails the next command instead).
 pub async fn probe(docker: &Path, docker_compose: &Path) -> Result<ComposeCli, RunnerError> {
+    let cached = PROBED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(d, c, _)| d == docker && c == docker_compose)
+        .map(|(_, _, cli)| cli.clone());
+    if let Some(cli) = cached {
+        return Ok(cli);
+    }
+    let cli = probe_uncached(docker, docker_compose).await?;
+    PROBED.lock().unwrap_or_else(|p| p.into_inner()).push((
+        docker.to_owned(),
+        docker_compose.to_owned(),
+        cli.clone(),
+    ));
+    Ok(cli)
+}
+
+async fn probe_uncached(docker: &Path, docker_compose: &Path) -> Result<ComposeCli, RunnerError> {
     let v2 = ComposeCli::V2 {
         docker: docker.to_owned(),
     };
