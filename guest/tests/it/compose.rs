@@ -2,7 +2,7 @@
 //! machine's Docker engine (`scripts/setup.sh` starts one; without it these fail). The
 //! apps that run are in the cairn-e2e `docker_compose` scenarios.
 
-use cairn_guest::runner::RunnerError;
+use cairn_guest::runner::{AppExit, RunnerError};
 use cairn_guest::{boot, Error};
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 
@@ -125,4 +125,33 @@ async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
         matches!(&err, Error::Runner(RunnerError::NoAgentForMount(svc)) if svc == "app"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn the_exit_of_every_container_is_the_apps_exit_and_stop_removes_them() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = compose_share(
+        &kms,
+        "services:\n  one:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/sh\", \"-c\", \"exit 3\"]\n  two:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/true\"]\n",
+        &[],
+        &[],
+    );
+    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    let app = booted.app.as_mut().unwrap();
+    let exit = app.wait().await.unwrap();
+    let AppExit::Compose(containers) = &exit else {
+        panic!("expected a compose exit, got {exit:?}");
+    };
+    let mut codes: Vec<(&str, Option<i32>)> = containers
+        .iter()
+        .map(|c| (c.service.as_str(), c.exit_code))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, vec![("one", Some(3)), ("two", Some(0))]);
+    assert!(!exit.success());
+    app.stop(std::time::Duration::from_secs(1)).await.unwrap();
+    let left = app.compose().unwrap().containers().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
