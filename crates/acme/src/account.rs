@@ -108,6 +108,26 @@ mod tests {
         k.to_acme_key().unwrap();
     }
 
+    /// docs/gateway.md, "ACME account key": k = 00 01 … 1f (checked independently with
+    /// Python's hmac/hashlib HKDF).
+    #[test]
+    fn known_answer_vector() {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::try_from(i).unwrap();
+        }
+        let a = AccountKey::derive(&k).unwrap();
+        assert_eq!(
+            hex::encode(a.secret_scalar().as_ref()),
+            "c6896aeb3f04c9c829892b9924f61f1e37e08582f14fa66329af0d412e6f8554"
+        );
+        assert_eq!(
+            hex::encode(a.public_key_sec1()),
+            "041b71c6be72e86680c96cb7668715354473c2729b1a95a1cf8425db9e0de009b2\
+             d1fd664b32a2c29d93dd1b881dd31d1536f18a368b8d3a4027b74105016fa305"
+        );
+    }
+
     #[test]
     fn debug_never_shows_the_secret() {
         let k = AccountKey::derive(&[3u8; 32]).unwrap();
