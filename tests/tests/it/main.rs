@@ -2,6 +2,7 @@
 //! KMS in-process on a free port (simulator TEE, sled, transparency log) and the real
 //! guest boot on the TDX simulator with the `process` runner (see `cairn_e2e`).
 
+mod acme;
 mod audit;
 mod boot;
 mod governance;
