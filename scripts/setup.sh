@@ -19,6 +19,18 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
   .venv/bin/pip install --quiet --disable-pip-version-check "dstack-sdk==$DSTACK_SDK_VERSION"
 fi
 
+# Debian's pebble (an ACME test CA) and pebble-challtestsrv (its DNS server), for the
+# gateway's ACME tests (crates/acme/tests/it/pebble.rs starts both).
+if [ ! -x /usr/bin/pebble ] || [ ! -x /usr/bin/pebble-challtestsrv ]; then
+  need apt-get "Debian's apt, to install the pebble package"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  log "installing Debian's pebble (ACME test CA) with apt-get"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq pebble
+fi
+[ -x /usr/bin/pebble-challtestsrv ] || die "pebble-challtestsrv missing after installing the pebble package"
+
 log "toolchain: $(cargo --version), node $(node --version), $("$FORGE" --version | head -n1)"
 
 log "building contracts (forge, solcjs via tools/solc)"
