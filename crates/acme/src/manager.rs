@@ -163,8 +163,11 @@ impl AcmeManager {
             .transpose()?;
         if let Some(dir) = &state_dir {
             if let Some(saved) = dir.load_info()? {
+                // the history stays published across restarts (the CA logged those keys)
                 info.quoted_hist_keys = saved.quoted_hist_keys;
                 info.hist_keys = saved.hist_keys;
+                info.account_uri = saved.account_uri;
+                info.account_quote = saved.account_quote;
             }
             if let Some(cert) = dir.load_cert()? {
                 if cert.covers(&names) && cert.not_after() > parts.clock.now_unix() {

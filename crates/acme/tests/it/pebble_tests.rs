@@ -147,6 +147,23 @@ async fn served_leaf(store: Arc<cairn_acme::CertStore>, root: &[u8], sni: &str) 
     leaf
 }
 
+/// `GET /.dstack/acme-info` through the router the gateway mounts.
+async fn fetch_acme_info(manager: Arc<AcmeManager>) -> cairn_acme::AcmeInfo {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let resp = cairn_acme::acme_info_router(manager)
+        .oneshot(
+            axum::http::Request::get("/.dstack/acme-info")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    cairn_acme::AcmeInfo::parse(&body).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_issues_an_attested_wildcard_certificate_and_renewal_replaces_it() {
     let p = Pebble::start().await;
@@ -200,6 +217,17 @@ async fn pebble_issues_an_attested_wildcard_certificate_and_renewal_replaces_it(
     )
     .unwrap();
     assert_eq!(v.app_id(), &GATEWAY_APP);
+    // monitors fetch the document over HTTP and check the served certificate against it
+    let published = fetch_acme_info(n.manager.clone()).await;
+    assert_eq!(published, info);
+    verify_served_certificate(
+        &verifier(),
+        &published,
+        &first.chain()[0],
+        &GATEWAY_APP,
+        unix_now(),
+    )
+    .unwrap();
     // the TLS acceptor serves it
     let leaf = served_leaf(store.clone(), &root, "app1.gw.example.com").await;
     assert_eq!(leaf, first.chain()[0].to_vec());
@@ -341,8 +369,17 @@ async fn a_wrong_txt_record_fails_the_order_clearly_and_the_old_certificate_keep
     assert_eq!(s.next_attempt_unix, clock.now_unix() + 60);
     assert!(s.last_error.unwrap().contains("unauthorized"));
     assert_eq!(s.issued, 0);
-    // the key quoted for the failed order stays published (the CA saw its CSR)
-    assert_eq!(n.manager.acme_info().quoted_hist_keys.len(), 2);
+    // a second failure doubles the delay
+    n.manager.renew_now().await.unwrap_err();
+    let s = n.manager.status();
+    assert_eq!(s.consecutive_failures, 2);
+    assert_eq!(s.next_attempt_unix, clock.now_unix() + 120);
+    assert_eq!(
+        n.manager.store().current().unwrap().serial_hex(),
+        old.serial_hex()
+    );
+    // the keys quoted for the failed orders stay published
+    assert_eq!(n.manager.acme_info().quoted_hist_keys.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
