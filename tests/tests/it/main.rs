@@ -3,6 +3,7 @@
 //! guest boot on the TDX simulator with the `process` runner (see `cairn_e2e`), or the
 //! `docker-compose` runner on the machine's Docker engine (`docker_compose`).
 
+mod acme;
 mod audit;
 mod boot;
 mod docker_compose;
