@@ -8,20 +8,25 @@
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
-use cairn_tlog::{Log, ReleaseKind, ReleaseRecord};
+use cairn_tlog::{AppBootInfo, Log, RecordVersion, ReleaseKind, ReleaseRecord};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-/// A realistic entry: an encoded release record (640 bytes).
+/// A realistic entry: an encoded version-2 release record (960 bytes, two advisory ids).
 fn record(i: u64) -> Vec<u8> {
     ReleaseRecord {
+        version: RecordVersion::V2,
         kind: ReleaseKind::AppKey,
-        app_id: Address::repeat_byte(0xa1),
-        compose_hash: B256::repeat_byte(0xc0),
-        instance_id: Address::repeat_byte(0x1d),
-        device_id: B256::repeat_byte(0xde),
-        os_image_hash: B256::repeat_byte(0x05),
-        mr_aggregated: B256::repeat_byte(0x3a),
-        tcb_status: "UpToDate".into(),
+        boot: AppBootInfo {
+            app_id: Address::repeat_byte(0xa1),
+            compose_hash: B256::repeat_byte(0xc0),
+            instance_id: Address::repeat_byte(0x1d),
+            device_id: B256::repeat_byte(0xde),
+            mr_aggregated: B256::repeat_byte(0x3a),
+            mr_system: B256::repeat_byte(0x5e),
+            os_image_hash: B256::repeat_byte(0x05),
+            tcb_status: "SWHardeningNeeded".into(),
+            advisory_ids: vec!["INTEL-SA-00615".into(), "INTEL-SA-00837".into()],
+        },
         key_generation: 1,
         chain_id: 31337,
         policy_block_number: i,

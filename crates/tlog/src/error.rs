@@ -306,4 +306,27 @@ pub enum EntryError {
         /// The limit.
         max: usize,
     },
+    /// More advisory ids than [`crate::MAX_ADVISORY_IDS`].
+    #[error("{count} advisory ids exceed the limit of {max}")]
+    TooManyAdvisoryIds {
+        /// Ids found.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An advisory id is longer than [`crate::MAX_ADVISORY_ID_LEN`].
+    #[error("advisory id of {len} bytes exceeds the limit of {max}")]
+    AdvisoryIdTooLong {
+        /// Length found.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A [`crate::RecordVersion::V1`] record carries a field version 1 cannot hold
+    /// (a non-zero `mrSystem`, or advisory ids).
+    #[error("a version-1 record cannot hold {field}")]
+    NotInVersion1 {
+        /// The ABI name of the field.
+        field: &'static str,
+    },
 }

@@ -13,6 +13,7 @@
 //!                                   └─► flush (fsync, shared by a group) ──► index
 //!  Log::checkpoint(signer) ──► "origin\nsize\nroot\n\n— origin <sig>\n" ──► chain anchor
 //!  light client: verify_inclusion / verify_consistency / CheckpointVerifier::open
+//!                Frontier: stream entries, compare the root at each promised size
 //! ```
 //!
 //! What it trusts: the local disk and sled to keep what was flushed; the
@@ -41,17 +42,21 @@
 //! - `hash`: [`Hash`](struct@Hash), [`leaf_hash`], [`node_hash`].
 //! - `proof`: proof generation over a [`HashReader`], storage-free verification.
 //! - `memory`: [`MemoryTree`], the same tree in memory.
+//! - `frontier`: [`Frontier`], a tree kept as its complete subtrees: streaming roots,
+//!   and a start at any proven size.
 //! - `storage`: [`Log`], the durable log on sled.
 //! - `sled_open`: [`open_sled`], opening sled when a dropped handle still holds its lock;
 //!   [`sync_sled_dir`], fsyncing sled's files and directory.
 //! - `group`: group commit for concurrent [`Log::append`] callers.
 //! - `checkpoint`: signed checkpoints (C2SP signed note, secp256k1 + keccak256).
-//! - `entry`: [`ReleaseRecord`], the ABI-encoded entry.
+//! - `entry`: [`ReleaseRecord`] (versions 1 and 2) and its [`AppBootInfo`], the
+//!   ABI-encoded entry.
 //! - `error`: [`Error`] and its typed sub-errors.
 
 mod checkpoint;
 mod entry;
 mod error;
+mod frontier;
 mod group;
 mod hash;
 mod memory;
@@ -65,10 +70,14 @@ pub use checkpoint::{
     SignedCheckpoint, MAX_CHECKPOINT_LEN, MAX_NAME_LEN, MAX_SIGNATURES, SIGNATURE_TYPE,
     SIGNATURE_TYPE_ID,
 };
-pub use entry::{ReleaseKind, ReleaseRecord, MAX_RECORD_LEN, MAX_TCB_STATUS_LEN, RECORD_VERSION};
+pub use entry::{
+    AppBootInfo, RecordVersion, ReleaseKind, ReleaseRecord, MAX_ADVISORY_IDS, MAX_ADVISORY_ID_LEN,
+    MAX_RECORD_LEN, MAX_RECORD_V1_LEN, MAX_TCB_STATUS_LEN, RECORD_VERSION, RECORD_VERSION_V1,
+};
 pub use error::{
     CheckpointError, ConsistencyError, Corruption, EntryError, Error, InclusionError, Result,
 };
+pub use frontier::Frontier;
 pub use hash::{leaf_hash, node_hash, Hash, HASH_SIZE};
 pub use memory::MemoryTree;
 pub use proof::{

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod crash;
 mod entry;
+mod frontier;
 mod log;
 mod proofs;
 mod support;
