@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{self, CollateralSource};
 use crate::kdf::MasterSecret;
 use crate::keys::RootKeys;
-use crate::node::{release_record, NodeOptions, LOG_DIR, SECRETS_DIR};
+use crate::node::{Checked, NodeOptions, LOG_DIR, SECRETS_DIR};
 use crate::store::SecretStore;
 
 /// What onboarding produced.
@@ -87,7 +87,13 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     .await
     .map_err(Error::SourceEvidence)?;
     let at = chain.policy_block().await?;
-    chain.is_kms_allowed(&source_node.boot, at).await?;
+    let checked = Checked::allowed(
+        &chain,
+        ReleaseKind::KmsOnboard,
+        source_node.boot.clone(),
+        at,
+    )
+    .await?;
 
     let resp = conn.onboard().await.map_err(|e| match e {
         cairn_kms_client::Error::Status {
@@ -122,10 +128,8 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     drop(store);
 
     let log = Log::open(opts.data_dir.join(LOG_DIR))?;
-    let record = release_record(
-        ReleaseKind::KmsOnboard,
+    let record = checked.record(
         &source_node,
-        at,
         identity.generation,
         opts.chain.chain_id,
         identity.node_key.address(),

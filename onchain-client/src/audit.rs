@@ -25,9 +25,10 @@ use cairn_tlog::{
     ReleaseKind, ReleaseRecord,
 };
 
-use crate::client::{BootInfo, ChainClient, PolicyBlock, Verdict};
+use crate::client::{ChainClient, PolicyBlock, Verdict};
 use crate::error::Error;
 use crate::history::BlockRange;
+use crate::record::boot_info_of;
 
 /// Most log entries one audit reads (bounds time and memory against a huge claimed size).
 pub const MAX_AUDIT_ENTRIES: u64 = 1 << 20;
@@ -336,7 +337,7 @@ pub async fn audit_app<S: LogSource>(
                     continue;
                 }
             };
-            if record.app_id != app_id {
+            if record.boot.app_id != app_id {
                 continue;
             }
             let logged = match inclusion(source, &entry.0, index, size, &root).await {
@@ -390,22 +391,6 @@ async fn inclusion<S: LogSource>(
     }
     let proof = hashes(&proof.hashes)?;
     verify_inclusion(&leaf_hash(entry), index, size, &proof, root).map_err(|e| e.to_string())
-}
-
-/// The boot info a release record lets us rebuild. `mrSystem` and `advisoryIds` are not
-/// recorded (version 1): zero and empty.
-pub fn boot_info_of(record: &ReleaseRecord) -> BootInfo {
-    BootInfo {
-        appId: record.app_id,
-        composeHash: record.compose_hash,
-        instanceId: record.instance_id,
-        deviceId: record.device_id,
-        mrAggregated: record.mr_aggregated,
-        mrSystem: B256::ZERO,
-        osImageHash: record.os_image_hash,
-        tcbStatus: record.tcb_status.clone(),
-        advisoryIds: Vec::new(),
-    }
 }
 
 async fn reevaluate(

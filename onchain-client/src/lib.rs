@@ -35,6 +35,7 @@
 //! - `kms_admin`, `app`: KmsAuth and AppAuth transactions.
 //! - `deploy`, `governance`: system and DAO deployment, proposals.
 //! - `history`: event queries.
+//! - `record`: the release record's boot info ↔ the chain's `BootInfo`.
 //! - [`audit`]: the auditing light client of a node's key-release log.
 //! - `error`: [`Error`], [`Check`], [`Revert`].
 //!
@@ -81,6 +82,7 @@ mod error;
 mod governance;
 mod history;
 mod kms_admin;
+mod record;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 
@@ -101,6 +103,7 @@ pub use error::{reasons, Check, Error, Result, Revert};
 pub use governance::{Dao, Governance, GovernanceParams, Proposal, ProposalState, Support};
 pub use history::{BlockRange, Logged, MAX_LOG_BLOCK_SPAN};
 pub use kms_admin::AppParams;
+pub use record::{boot_info_of, recorded_boot_info};
 
 /// Re-export of the alloy crate this client is built on.
 pub use alloy;

@@ -645,7 +645,7 @@ pub async fn verify_receipt(
         .expect("inclusion proof verifies against the checkpoint");
     let record = ReleaseRecord::decode(entry).expect("release record");
     assert_eq!(record.kind, ReleaseKind::AppKey);
-    assert_eq!(record.app_id.into_array(), app_id);
+    assert_eq!(record.boot.app_id.into_array(), app_id);
     assert_eq!(record.policy_block_number, receipt.policy_block_number);
     assert_eq!(record.policy_block_hash.0, receipt.policy_block_hash);
     record

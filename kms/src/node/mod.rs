@@ -16,12 +16,15 @@
 //! - this file: [`NodeOptions`], the [`Node`] struct, [`Node::open`] (startup checks),
 //!   accessors and the public endpoints (`meta`, `env-pubkey`);
 //! - `release`: the release path (`release_app_key_inner` is its readable model),
-//!   `sign-cert` and `onboard`, metrics and the log record;
+//!   `sign-cert` and `onboard`, metrics;
+//! - `checked`: step 3's allow as a value (`Checked`), the only input of a log record,
+//!   so the log records exactly the boot info the chain judged;
 //! - `policy`: steps 3-4 and their per-block caches (pinned head, key generation, gateway
 //!   app id, the node's own evidence);
 //! - `issue`: certificates the node issues (its own RA-TLS server certificate, `sign-cert`
 //!   leaves).
 
+mod checked;
 mod issue;
 mod policy;
 mod release;
@@ -47,9 +50,9 @@ use crate::metrics::Metrics;
 use crate::reject::ApiError;
 use crate::store::{Identity, SecretStore};
 
+pub(crate) use checked::Checked;
 pub(crate) use issue::own_cert;
 pub use issue::{LEAF_VALIDITY, MAX_CSR_ALT_NAMES};
-pub(crate) use release::release_record;
 
 /// Sub-directory of the data directory holding the secret store.
 pub const SECRETS_DIR: &str = "secrets";

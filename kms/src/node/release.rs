@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_attestation::Usage;
-use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::PolicyBlock;
 use cairn_protocol::api::{
     AppKeyResponse, OnboardResponse, Receipt, SignCertRequest, SignCertResponse,
@@ -17,6 +16,7 @@ use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use tracing::instrument;
 use zeroize::Zeroizing;
 
+use super::checked::Checked;
 use super::{issue, Node};
 use crate::anchor::Slot;
 use crate::error::{Error, Result};
@@ -27,13 +27,15 @@ use crate::reject::{ApiError, Check};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
-    /// the chain policy at the pinned block, this node's self-check, and a slot under the
-    /// bound on unanchored log entries (held until the entry is appended).
+    /// the chain policy at the pinned block (a [`Checked`] holding the boot info the
+    /// chain allowed, the only input of the release record), this node's self-check,
+    /// and a slot under the bound on unanchored log entries (held until the entry is
+    /// appended).
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, PolicyBlock, Slot<'_>), ApiError> {
+    ) -> Result<(Attested, Checked, Slot<'_>), ApiError> {
         let t = Instant::now();
         let attested = evidence::attest(
             peer_cert,
@@ -54,28 +56,17 @@ impl Node {
 
         let t = Instant::now();
         let at = self.policy_block().await?;
-        match kind {
-            ReleaseKind::KmsOnboard => self.chain.is_kms_allowed(&attested.boot, at).await?,
-            ReleaseKind::AppKey | ReleaseKind::SignCert => {
-                self.chain.is_app_allowed(&attested.boot, at).await?
-            }
-        };
+        let checked = Checked::allowed(&self.chain, kind, attested.boot.clone(), at).await?;
         self.self_check(at).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
         let slot = self.anchor.admit(&self.log)?;
-        Ok((attested, at, slot))
+        Ok((attested, checked, slot))
     }
 
-    fn record(
-        &self,
-        kind: ReleaseKind,
-        a: &Attested,
-        at: PolicyBlock,
-    ) -> Result<ReleaseRecord, ApiError> {
-        Ok(release_record(
-            kind,
+    /// The log record of the release `checked` allowed to the holder of `a`.
+    fn record(&self, a: &Attested, checked: &Checked) -> Result<ReleaseRecord, ApiError> {
+        Ok(checked.record(
             a,
-            at,
             self.identity.generation,
             self.chain_id,
             self.address(),
@@ -158,10 +149,11 @@ impl Node {
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, at, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let (a, checked, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let at = checked.at();
         let gateway_app_id = self.gateway_app_id(at).await?;
         let keys = self.derive(&a)?;
-        let record = self.record(ReleaseKind::AppKey, &a, at)?;
+        let record = self.record(&a, &checked)?;
         let receipt = self.log_release(record, at, slot).await?;
         tracing::info!(
             app_id = %a.boot.appId,
@@ -211,12 +203,13 @@ impl Node {
         peer_cert: Option<&[u8]>,
         req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, at, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let (a, checked, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let at = checked.at();
         let csr = issue::bound_csr(&req.csr, &a)?;
         let window = issue::requested_window(self.clock.now(), req)?;
         let keys = self.derive(&a)?;
         let leaf = issue::app_leaf(&csr, &a, &keys, window)?;
-        let record = self.record(ReleaseKind::SignCert, &a, at)?;
+        let record = self.record(&a, &checked)?;
         self.log_release(record, at, slot).await?;
         Ok(SignCertResponse {
             certificate_chain: vec![
@@ -236,8 +229,9 @@ impl Node {
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, at, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
-            let record = self.record(ReleaseKind::KmsOnboard, &a, at)?;
+            let (a, checked, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let at = checked.at();
+            let record = self.record(&a, &checked)?;
             let receipt = self.log_release(record, at, slot).await?;
             tracing::info!(device = %a.boot.deviceId, "onboarded a KMS node");
             Ok(OnboardResponse {
@@ -251,37 +245,4 @@ impl Node {
         self.metrics.observe(Stage::Total, t.elapsed());
         r
     }
-}
-
-/// The log record of a release of `kind` to `a`, allowed at `at`, made at `timestamp`
-/// (seconds since the Unix epoch, the node's clock).
-pub(crate) fn release_record(
-    kind: ReleaseKind,
-    a: &Attested,
-    at: PolicyBlock,
-    generation: u64,
-    chain_id: u64,
-    node: [u8; 20],
-    timestamp: u64,
-) -> Result<ReleaseRecord> {
-    let key_generation =
-        u32::try_from(generation).map_err(|_| Error::KeyGenerationTooLarge { generation })?;
-    Ok(ReleaseRecord {
-        kind,
-        app_id: a.boot.appId,
-        compose_hash: a.boot.composeHash,
-        instance_id: a.boot.instanceId,
-        device_id: a.boot.deviceId,
-        os_image_hash: a.boot.osImageHash,
-        mr_aggregated: a.boot.mrAggregated,
-        tcb_status: a.boot.tcbStatus.clone(),
-        key_generation,
-        chain_id,
-        policy_block_number: at.number,
-        policy_block_hash: at.hash,
-        quote_hash: B256::from(a.quote_hash),
-        client_key_hash: B256::from(a.client_key_hash),
-        kms_node: Address::from(node),
-        timestamp,
-    })
 }

@@ -2,19 +2,41 @@
 
 use std::time::{Duration, Instant};
 
+use cairn_attestation::{parse_ra_tls_extensions, ra_tls_report_data, RaTlsCert};
+use cairn_kms::unix_now;
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::Address;
+use cairn_onchain::alloy::primitives::B256;
+use cairn_onchain::{recorded_boot_info, BootInfo};
 use cairn_protocol::api::{
     AppKeyRequest, AppKeyResponse, InclusionProofResponse, LogEntriesResponse, MetaResponse,
     PATH_APP_KEY, PATH_LOG_ENTRIES, PATH_LOG_INCLUSION, PATH_META,
 };
 use cairn_protocol::sig;
 use cairn_tlog::{
-    leaf_hash, verify_inclusion, CheckpointVerifier, Hash, ReleaseKind, ReleaseRecord,
+    leaf_hash, verify_inclusion, CheckpointVerifier, Hash, RecordVersion, ReleaseKind,
+    ReleaseRecord,
 };
 use hyper::Method;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::world::{answer, ErrorAnswer, World, CONFIRMATIONS};
+use crate::world::{answer, image, pki, verifier_for, ErrorAnswer, World, CONFIRMATIONS};
+
+/// The boot info of `cert`'s evidence, verified here (not by the KMS).
+fn boot_info_of_cert(cert: &RaTlsCert) -> BootInfo {
+    let (_, x509) = X509Certificate::from_der(cert.cert_der.as_ref()).unwrap();
+    let report_data = ra_tls_report_data(x509.tbs_certificate.subject_pki.raw);
+    let evidence = parse_ra_tls_extensions(cert.cert_der.as_ref()).unwrap();
+    let verified = verifier_for(&pki())
+        .verify(
+            &evidence.quote,
+            &evidence.event_log,
+            &report_data,
+            unix_now(),
+        )
+        .unwrap();
+    cairn_kms_client::boot_info(&verified, image().os_image_hash().0)
+}
 
 pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
     client
@@ -57,7 +79,7 @@ pub async fn check_receipt(
     verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root()).unwrap();
     let record = ReleaseRecord::decode(entry).unwrap();
     assert_eq!(record.kind, ReleaseKind::AppKey);
-    assert_eq!(record.app_id.into_array(), app_id);
+    assert_eq!(record.boot.app_id.into_array(), app_id);
     assert_eq!(record.kms_node.into_array(), node_address);
     assert_eq!(record.policy_block_number, r.receipt.policy_block_number);
     assert_eq!(record.policy_block_hash.0, r.receipt.policy_block_hash);
@@ -93,7 +115,12 @@ async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
     // Logged, with a verifiable receipt.
     let record = check_receipt(&mut client, kms.node.address(), &r, guest.app_id.0).await;
     assert_eq!(record.chain_id, w.chain_id);
-    assert_eq!(record.tcb_status, "UpToDate");
+    // Version 2: the whole boot info the chain judged, as an independent verification
+    // of the guest's certificate gives it (mrSystem and the advisory ids included).
+    assert_eq!(record.version, RecordVersion::V2);
+    assert_eq!(record.boot, recorded_boot_info(&boot_info_of_cert(&cert)));
+    assert_eq!(record.boot.tcb_status, "UpToDate");
+    assert_ne!(record.boot.mr_system, B256::ZERO);
     assert_eq!(
         kms.node.metrics().releases("app_key", "released", "none"),
         1

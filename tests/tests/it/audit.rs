@@ -41,7 +41,7 @@ impl LogSource for Liar {
             let mut record = ReleaseRecord::decode(&entry.0).unwrap();
             match self.lie {
                 Lie::ForkEntry(at) if at == index => {
-                    record.device_id = B256::repeat_byte(0x77);
+                    record.boot.device_id = B256::repeat_byte(0x77);
                 }
                 Lie::EarlierPolicyBlock(at, block) if at == index => {
                     record.policy_block_number = block.number;

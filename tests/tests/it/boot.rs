@@ -117,7 +117,7 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
         app_id.into_array(),
     )
     .await;
-    assert_eq!(record.compose_hash, cvm.compose_hash());
+    assert_eq!(record.boot.compose_hash, cvm.compose_hash());
     kms.stop().await;
 }
 
