@@ -12,4 +12,5 @@ mod misbehaving;
 mod pinning;
 mod policy;
 mod quorum;
+mod receipt;
 mod tls;
