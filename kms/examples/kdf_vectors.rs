@@ -2,7 +2,7 @@
 //! `cargo run -p cairn-kms --example kdf_vectors`.
 
 use cairn_attestation::ids::{AppId, InstanceId, InstanceIdBytes};
-use cairn_kms::kdf::{self, label, MasterSecret};
+use cairn_kms::{derive_bytes, label, MasterSecret};
 use cairn_kms::{AppKeys, RootKeys};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,7 @@ fn main() -> Result<(), cairn_kms::Error> {
     println!("instance_id     {}", hex::encode(i));
     println!();
     let okm = |l: &str, parts: &[&[u8]]| -> Result<String, cairn_kms::Error> {
-        Ok(hex::encode(kdf::derive_bytes(&master, l, parts)?.expose()))
+        Ok(hex::encode(derive_bytes(&master, l, parts)?.expose()))
     };
     println!("okm root-k256   {}", okm(label::ROOT_K256, &[])?);
     println!("okm root-ca     {}", okm(label::ROOT_CA, &[])?);

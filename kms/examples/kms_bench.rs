@@ -14,7 +14,7 @@ mod world;
 
 use std::time::{Duration, Instant};
 
-use cairn_kms::metrics::Stage;
+use cairn_kms::Stage;
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, PATH_APP_KEY};
 use hyper::Method;
 
@@ -32,7 +32,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
-        .unwrap_or(cairn_kms::node::DEFAULT_HEAD_TTL);
+        .unwrap_or(cairn_kms::DEFAULT_HEAD_TTL);
     // Bootstrap and register a node, then reopen it with the benchmark's reuse window.
     let dir = w.start(0xF0).await.stop().await;
     let mut opts = w.options(dir.path(), 0xF0, &world::pki());

@@ -42,12 +42,14 @@ use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::CollateralSource;
 use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL};
 
 /// Default listen address.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8443);
 /// Default policy confirmations.
 pub const DEFAULT_CONFIRMATIONS: u64 = 2;
 /// Default per-call RPC timeout, milliseconds.
@@ -80,7 +82,7 @@ pub struct Config {
 }
 
 fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8443))
+    DEFAULT_LISTEN
 }
 
 /// `[chain]`.
@@ -345,7 +347,8 @@ impl Config {
     /// Build the node options: verifier, collateral, TEE, event log, OS images.
     pub fn node_options(&self) -> Result<NodeOptions> {
         let a = &self.attestation;
-        let now = crate::evidence::unix_now();
+        let clock = Clock::system();
+        let now = clock.now();
         let sim_pki = match a.trust {
             Trust::Simulator => {
                 let s = seed("attestation.simulator_seed", &a.simulator_seed)?;
@@ -429,6 +432,7 @@ impl Config {
                 .head_cache_ms
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_HEAD_TTL),
+            clock,
         })
     }
 }

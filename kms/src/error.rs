@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Errors of key derivation, certificates and root-secret storage.
+/// Errors of the KMS node: key derivation, certificates, root-secret storage, startup
+/// checks, chain, log and attestation failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,7 +25,10 @@ pub enum Error {
     },
     /// Building or signing a certificate failed.
     #[error("certificate generation failed: {0}")]
-    Certificate(String),
+    Certificate(#[from] rcgen::Error),
+    /// Encoding a private key as PKCS#8 failed.
+    #[error("PKCS#8 encoding of a private key failed: {0}")]
+    KeyEncoding(#[source] p256::pkcs8::Error),
     /// A signature primitive failed.
     #[error("signature: {0}")]
     Signature(#[from] cairn_protocol::Error),
@@ -78,9 +82,10 @@ pub enum Error {
     /// Building or checking an RA-TLS certificate failed.
     #[error("RA-TLS: {0}")]
     RaTls(#[from] cairn_attestation::RaTlsError),
-    /// The node's own evidence does not pass its own checks (steps 1-2).
+    /// The node's own evidence does not pass its own checks (steps 1-2); the source is
+    /// the answer a peer with the same evidence would get.
     #[error("this node's own evidence was rejected: {0}")]
-    SelfAttestation(String),
+    SelfAttestation(#[source] crate::reject::ApiError),
     /// The root keys registered on chain differ from the ones this node derives.
     #[error("root keys on chain (generation {generation}) differ from this node's")]
     RootKeysMismatch {
@@ -114,9 +119,27 @@ pub enum Error {
     /// TLS setup or a TLS connection failed.
     #[error("TLS: {0}")]
     Tls(String),
-    /// An HTTP exchange with another node failed.
+    /// An HTTP exchange with another node failed (connection, transport).
     #[error("HTTP: {0}")]
     Http(String),
+    /// Encoding or decoding JSON failed.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A blocking task (log append, checkpoint signing) panicked or was cancelled.
+    #[error("blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The node's key generation does not fit the log record's `uint32` field.
+    #[error("key generation {generation} exceeds the log record's u32 range")]
+    KeyGenerationTooLarge {
+        /// The generation.
+        generation: u64,
+    },
+    /// The node's clock reads a time that a certificate cannot carry.
+    #[error("clock time {now} is outside the range of certificate dates")]
+    ClockOutOfRange {
+        /// The clock's reading, seconds since the Unix epoch.
+        now: u64,
+    },
     /// The source node refused onboarding with an API error.
     #[error("onboarding refused: {status} {code}: {message}")]
     OnboardRefused {

@@ -10,8 +10,6 @@
 //! are decoded, and MRTD/RTMR0-2 must match one of the OS image manifests this node knows;
 //! an `os-image-hash` event, when already measured, must name that same image.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use cairn_attestation::ratls_consts::MAX_RA_TLS_CERT_LEN;
 use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{
@@ -58,15 +56,6 @@ pub enum CollateralSource {
     Configured,
     /// A PCCS (Intel PCS v4 API), cached until `nextUpdate`.
     Pccs(PccsClient),
-}
-
-/// Seconds since the Unix epoch (0 on a clock before 1970, which fails every collateral
-/// window: fail closed).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn attestation_error(e: cairn_attestation::Error) -> ApiError {
@@ -143,20 +132,10 @@ pub fn boot_info(quote: &VerifiedQuote, os_image_hash: [u8; 32]) -> BootInfo {
     }
 }
 
-/// Steps 1 and 2 on a peer certificate (DER) at the current time. `None` (no
-/// certificate) is a denial.
+/// Steps 1 and 2 on a peer certificate (DER) at `now` (seconds since the Unix epoch, the
+/// node's [`Clock`](crate::Clock)): the certificate's validity window and the
+/// collateral's are checked against it. `None` (no certificate) is a denial.
 pub async fn attest(
-    cert_der: Option<&[u8]>,
-    verifier: &Verifier,
-    collateral: &CollateralSource,
-    images: &[OsImageManifest],
-) -> Result<Attested, ApiError> {
-    attest_at(cert_der, verifier, collateral, images, unix_now()).await
-}
-
-/// [`attest`] at `now` (seconds since the Unix epoch): the certificate's validity window
-/// and the collateral's are checked against it.
-pub async fn attest_at(
     cert_der: Option<&[u8]>,
     verifier: &Verifier,
     collateral: &CollateralSource,
@@ -256,6 +235,7 @@ mod tests {
             &Verifier::intel(),
             &CollateralSource::Configured,
             &[],
+            crate::clock::unix_now(),
         ))
     }
 

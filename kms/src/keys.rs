@@ -65,10 +65,7 @@ impl P256Signer {
 
     /// The private key as PKCS#8 DER (for a TLS server key).
     pub fn pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>> {
-        let doc = self
-            .key
-            .to_pkcs8_der()
-            .map_err(|e| Error::Certificate(e.to_string()))?;
+        let doc = self.key.to_pkcs8_der().map_err(Error::KeyEncoding)?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 }
@@ -150,7 +147,7 @@ fn ca_params(common_name: &str, spki_der: &[u8], path_len: Option<u8>) -> Certif
 }
 
 fn cert_err(e: rcgen::Error) -> Error {
-    Error::Certificate(e.to_string())
+    Error::Certificate(e)
 }
 
 /// A CA: its key, certificate and the parameters an [`Issuer`] needs.

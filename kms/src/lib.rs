@@ -20,40 +20,68 @@
 //! trust anything a caller says about itself outside its verified evidence.
 //!
 //! # Layout
+//! Private modules; the `pub use` block below is the whole API (plus `client`, kept
+//! public until the `cairn-kms-client` crate replaces it).
 //! - `kdf`, `keys`, `store` — derivation, root/app keys, the secret store.
+//! - `clock` — [`Clock`], the injected wall clock.
 //! - `config` — [`Config`] (TOML + `CAIRN_KMS_*`).
 //! - `evidence` — release-path steps 1-2.
-//! - `node` — [`Node`], the release path.
+//! - `node` — [`Node`]: `node/mod.rs` (state, open, public endpoints), `node/release.rs`
+//!   (the release path), `node/policy.rs` (steps 3-4 and per-block caches),
+//!   `node/issue.rs` (certificates the node issues).
 //! - `reject` — [`Check`], [`ApiError`].
 //! - `server` — [`run`], the TLS accept loop and router.
 //! - `anchor` — checkpoint anchoring task.
-//! - `lifecycle` — `bootstrap` and `serve`.
+//! - `lifecycle` — the binary's commands (`bootstrap`, `describe`, `serve`, `onboard`).
 //! - `onboard` — replication (new node side).
 //! - `client` — an RA-TLS client of the API.
 //! - `metrics` — Prometheus metrics.
 
-pub mod anchor;
+mod anchor;
 pub mod client;
-pub mod config;
+mod clock;
+mod config;
 mod error;
-pub mod evidence;
-pub mod kdf;
-pub mod keys;
-pub mod lifecycle;
-pub mod metrics;
-pub mod node;
-pub mod onboard;
-pub mod reject;
-pub mod server;
-pub mod store;
+mod evidence;
+mod kdf;
+mod keys;
+mod lifecycle;
+mod metrics;
+mod node;
+mod onboard;
+mod reject;
+mod server;
+mod store;
 
-pub use config::Config;
-pub use error::{Error, Result};
-pub use evidence::{Attested, CollateralSource};
-pub use kdf::{DerivedSecret, MasterSecret};
-pub use keys::{AppKeys, CaKeys, P256Signer, RootKeys};
-pub use node::{Node, NodeOptions};
-pub use onboard::{onboard, OnboardReport};
-pub use reject::{ApiError, Check, Dependency};
-pub use server::{router, run, Peer};
-pub use store::{Identity, NodeKey, SecretStore};
+// The public API, by concern. Users: the `cairn-kms` binary (`Config`, `Command`,
+// `execute`), the KMS integration tests and benchmark (`kms/tests`, `kms/examples`),
+// the e2e harness (`tests/`) and the guest's tests (derived keys for a stub KMS).
+pub use crate::{
+    // Running a node: options, the node, its server and anchoring, its clock.
+    anchor::anchor_once,
+    clock::{unix_now, Clock},
+    // Configuration and the binary's commands.
+    config::{
+        simulated_kms_boot, AttestationSection, ChainSection, Config, LogSection, TeeKind,
+        TeeSection, Trust,
+    },
+    // Errors: the crate's error and the API's error answer.
+    error::{Error, Result},
+    // Release-path steps 1-2 and what they produce.
+    evidence::{Attested, CollateralSource},
+    // Keys: KDF (docs/kdf.md), root and app keys, the secret store.
+    kdf::{derive_bytes, label, DerivedSecret, MasterSecret},
+    keys::{env_public_key, AppKeys, CaKeys, P256Signer, RootKeys},
+    lifecycle::{execute, own_evidence, Command},
+    // Metrics.
+    metrics::{Metrics, Stage},
+    node::{
+        install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL,
+        LEAF_VALIDITY, LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
+    },
+    // Replication (the new node's side).
+    onboard::{onboard, OnboardReport},
+    reject::{ApiError, Check, Dependency},
+    server::{router, run, Peer},
+    store::{Identity, NodeKey, SecretStore},
+};

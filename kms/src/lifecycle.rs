@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::evidence;
+use crate::evidence::{self, Attested};
 use crate::keys::RootKeys;
-use crate::node::{own_cert, Node, SECRETS_DIR};
+use crate::node::{own_cert, Node, NodeOptions, SECRETS_DIR};
 use crate::store::SecretStore;
 
 /// The first key generation.
@@ -58,9 +58,10 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
         &opts.verifier,
         &opts.collateral,
         &opts.os_images,
+        opts.clock.now(),
     )
     .await
-    .map_err(|e| Error::SelfAttestation(e.to_string()))?;
+    .map_err(Error::SelfAttestation)?;
     Ok(PublicIdentity {
         key_generation: identity.generation,
         root_k256_public_key: hex0x(&root.k256_public()),
@@ -72,14 +73,14 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
         os_image_hash: hex0x(&own.os_image_hash),
         tcb_status: own.boot.tcbStatus.clone(),
         quote: hex0x(&ev.quote),
-        event_log: serde_json::from_slice(&ev.event_log).unwrap_or(serde_json::Value::Null),
+        event_log: serde_json::from_slice(&ev.event_log)?,
     })
 }
 
 /// This node's own evidence as a peer would see it: a fresh self-signed `kms:rpc`
 /// RA-TLS certificate from its TEE, verified by release-path steps 1-2. Its boot info is
 /// what `KmsAuth.isKmsAllowed` must allow (MR, device, OS image).
-pub async fn own_evidence(opts: &crate::node::NodeOptions) -> Result<crate::evidence::Attested> {
+pub async fn own_evidence(opts: &NodeOptions) -> Result<Attested> {
     let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::KmsRpc)
         .event_log(&opts.event_log)
         .build(opts.tee.as_ref())?;
@@ -88,9 +89,10 @@ pub async fn own_evidence(opts: &crate::node::NodeOptions) -> Result<crate::evid
         &opts.verifier,
         &opts.collateral,
         &opts.os_images,
+        opts.clock.now(),
     )
     .await
-    .map_err(|e| Error::SelfAttestation(e.to_string()))
+    .map_err(Error::SelfAttestation)
 }
 
 /// What `describe` prints: the evidence to register for a (new) node, no identity needed.
@@ -147,7 +149,7 @@ pub struct OnboardOutput {
 }
 
 fn pretty(v: &impl Serialize) -> Result<String> {
-    serde_json::to_string_pretty(v).map_err(|e| Error::Http(e.to_string()))
+    Ok(serde_json::to_string_pretty(v)?)
 }
 
 /// Run `cmd`; returns what to print (JSON), if anything.

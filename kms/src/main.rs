@@ -9,7 +9,7 @@ struct Cli {
     #[arg(long, short, env = "CAIRN_KMS_CONFIG")]
     config: std::path::PathBuf,
     #[command(subcommand)]
-    cmd: cairn_kms::lifecycle::Command,
+    cmd: cairn_kms::Command,
 }
 
 #[tokio::main]
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let cli = Cli::parse();
     let config = cairn_kms::Config::load(&cli.config).context("loading config")?;
-    if let Some(out) = cairn_kms::lifecycle::execute(&config, cli.cmd).await? {
+    if let Some(out) = cairn_kms::execute(&config, cli.cmd).await? {
         println!("{out}");
     }
     Ok(())

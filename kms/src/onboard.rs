@@ -118,6 +118,7 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
         &opts.verifier,
         &opts.collateral,
         &opts.os_images,
+        opts.clock.now(),
     )
     .await
     .map_err(|e| Error::Onboard(format!("source node evidence rejected: {e}")))?;
@@ -163,6 +164,7 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
         identity.generation,
         opts.chain.chain_id,
         identity.node_key.address(),
+        opts.clock.now(),
     )?;
     let bytes = record
         .encode()

@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cairn_protocol::api::ErrorBody;
 
+use crate::error::Error;
+
 /// A named step of the release path that can deny a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -109,10 +111,10 @@ pub enum ApiError {
     /// Not found (unknown path, entry beyond the log): 404.
     #[error("not found: {0}")]
     NotFound(String),
-    /// A failure inside the node (storage, signing). The detail is logged, the answer is
-    /// generic: 500.
+    /// A failure inside the node (storage, signing, a non-retryable chain error). The
+    /// detail is logged, the answer is generic: 500.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<Error>),
 }
 
 impl ApiError {
@@ -191,8 +193,25 @@ impl From<cairn_onchain::Error> for ApiError {
                 dependency: Dependency::Chain,
                 reason: e.to_string(),
             },
-            e => ApiError::Internal(e.to_string()),
+            e => ApiError::Internal(Box::new(Error::Chain(e))),
         }
+    }
+}
+
+impl From<Error> for ApiError {
+    /// Chain errors keep their mapping (403 denial, 503 when retryable); everything else
+    /// is internal.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Chain(e) => ApiError::from(e),
+            e => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<cairn_tlog::Error> for ApiError {
+    fn from(e: cairn_tlog::Error) -> Self {
+        ApiError::Internal(Box::new(Error::Log(e)))
     }
 }
 

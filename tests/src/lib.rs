@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{Collateral, Tee, Verifier};
 use cairn_kms::client::{client_config, kms_server_verifier, KmsClient as KmsHttp};
-use cairn_kms::evidence::unix_now;
-use cairn_kms::node::{NodeOptions, SECRETS_DIR};
-use cairn_kms::{CollateralSource, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_kms::{
+    unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
+    SECRETS_DIR,
+};
 use cairn_onchain::alloy::node_bindings::AnvilInstance;
 use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
 use cairn_onchain::alloy::providers::ext::AnvilApi;
@@ -115,7 +116,7 @@ pub struct Devnet {
 impl Devnet {
     /// Spawn anvil (the npm-pinned binary) and deploy.
     pub async fn new() -> Devnet {
-        cairn_kms::node::install_crypto_provider();
+        cairn_kms::install_crypto_provider();
         let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
         let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
         let conn = Connection::connect(
@@ -207,8 +208,8 @@ impl Devnet {
             .address();
         let tdx =
             SimTdx::new(pki(), SimHostConfig::new([KMS_HOST_SEED; 32], image())).expect("KMS TD");
-        let event_log = cairn_kms::config::simulated_kms_boot(&tdx, &[KMS_HOST_SEED; 32])
-            .expect("KMS boot log");
+        let event_log =
+            cairn_kms::simulated_kms_boot(&tdx, &[KMS_HOST_SEED; 32]).expect("KMS boot log");
         let opts = NodeOptions {
             data_dir: dir.path().to_owned(),
             chain: self.chain_config(),
@@ -221,10 +222,9 @@ impl Devnet {
             anchor_interval: Duration::from_secs(3600),
             // Scenarios change policy and expect the very next boot to see it.
             head_ttl: Duration::ZERO,
+            clock: Clock::system(),
         };
-        let own = cairn_kms::lifecycle::own_evidence(&opts)
-            .await
-            .expect("KMS evidence");
+        let own = cairn_kms::own_evidence(&opts).await.expect("KMS evidence");
         self.chain
             .add_kms_aggregated_mr(own.boot.mrAggregated)
             .await

@@ -99,10 +99,7 @@ pub(crate) async fn meta(State(node): NodeState) -> Json<MetaResponse> {
 pub(crate) async fn checkpoint(
     State(node): NodeState,
 ) -> Result<Json<CheckpointResponse>, ApiError> {
-    let cp = node
-        .log()
-        .checkpoint(node.checkpoint_signer())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let cp = node.log().checkpoint(node.checkpoint_signer())?;
     Ok(Json(CheckpointResponse {
         checkpoint: cp.to_string(),
     }))
@@ -127,10 +124,7 @@ pub(crate) async fn entries(
         )));
     }
     let end = end.min(start.saturating_add(MAX_LOG_ENTRIES_PER_RESPONSE));
-    let entries = node
-        .log()
-        .entries(start..end)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let entries = node.log().entries(start..end)?;
     Ok(Json(LogEntriesResponse {
         start,
         entries: entries.into_iter().map(LogEntry).collect(),
@@ -155,10 +149,7 @@ pub(crate) async fn inclusion(
             "need index < size <= log size {log_size}, got index={index} size={size}"
         )));
     }
-    let hashes = node
-        .log()
-        .inclusion_proof(index, size)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hashes = node.log().inclusion_proof(index, size)?;
     Ok(Json(InclusionProofResponse {
         index,
         size,
@@ -184,10 +175,7 @@ pub(crate) async fn consistency(
             "need first <= second <= log size {log_size}, got first={first} second={second}"
         )));
     }
-    let hashes = node
-        .log()
-        .consistency_proof(first, second)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hashes = node.log().consistency_proof(first, second)?;
     Ok(Json(ConsistencyProofResponse {
         first,
         second,

@@ -89,7 +89,7 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Serve `node` on `listener` until `shutdown` completes; also runs the checkpoint
-/// anchoring task. Returns after in-flight requests drained (or [`DRAIN_TIMEOUT`]).
+/// anchoring task. Returns after in-flight requests drained (or `DRAIN_TIMEOUT`, 30 s).
 pub async fn run(
     listener: TcpListener,
     node: Arc<Node>,

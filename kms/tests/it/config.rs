@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cairn_attestation::Collateral;
-use cairn_kms::lifecycle::{execute, Command};
 use cairn_kms::Config;
+use cairn_kms::{execute, Command};
 
 use crate::release::app_key;
 use crate::world::{pki, World};

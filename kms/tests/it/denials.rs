@@ -232,7 +232,7 @@ async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
 async fn wrong_chain_id_is_a_startup_error() {
     let w = World::new().await;
     let dir = tempfile::tempdir().unwrap();
-    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::node::SECRETS_DIR))
+    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::SECRETS_DIR))
         .unwrap()
         .install(cairn_kms::MasterSecret::from_bytes(world::MASTER), 1)
         .unwrap();
@@ -279,7 +279,7 @@ async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
 async fn root_keys_other_than_the_registered_ones_are_a_startup_error() {
     let w = World::new().await;
     let dir = tempfile::tempdir().unwrap();
-    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::node::SECRETS_DIR))
+    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::SECRETS_DIR))
         .unwrap()
         .bootstrap(1)
         .unwrap();

@@ -2,7 +2,7 @@
 //! hashlib/hmac implementation in `kms/tests/reference/kdf_reference.py`, which also
 //! derives the same public keys with the `cryptography` package.
 
-use cairn_kms::kdf::{self, label};
+use cairn_kms::{derive_bytes, label};
 use cairn_kms::{AppKeys, RootKeys};
 use cairn_protocol::sig;
 use sha2::{Digest, Sha256};
@@ -13,7 +13,7 @@ const APP: &[u8] = &[0x11; 20];
 const INST: &[u8] = &[0x22; 20];
 
 fn okm(l: &str, parts: &[&[u8]]) -> String {
-    hex::encode(kdf::derive_bytes(&master(), l, parts).unwrap().expose())
+    hex::encode(derive_bytes(&master(), l, parts).unwrap().expose())
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn public_values_match_the_vectors() {
         "37126ff04edba37ae5b6bff8287432c225bb344ce3c6827ae758e52154cc0b1c"
     );
     assert_eq!(
-        cairn_kms::keys::env_public_key(&master, &APP_ID).unwrap(),
+        cairn_kms::env_public_key(&master, &APP_ID).unwrap(),
         app.env_public()
     );
 }

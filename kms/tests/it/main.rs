@@ -2,6 +2,7 @@
 //! and the node end to end (anvil + contracts + simulator evidence + RA-TLS).
 
 mod certs;
+mod clock;
 mod config;
 mod denials;
 mod known_answer;
@@ -11,6 +12,7 @@ mod robustness;
 mod self_check;
 mod shutdown;
 mod sign_cert;
+mod spans;
 mod world;
 
 use cairn_attestation::ids::{AppId, InstanceId, InstanceIdBytes};

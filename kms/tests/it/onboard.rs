@@ -1,7 +1,7 @@
 //! Replication: a second node onboarded from the first serves the same keys.
 
-use cairn_kms::node::{LOG_DIR, SECRETS_DIR};
 use cairn_kms::{Error, SecretStore};
+use cairn_kms::{LOG_DIR, SECRETS_DIR};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 
 use crate::release::app_key;

@@ -207,7 +207,7 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
 async fn collateral_from_a_pccs_serves_releases() {
     use cairn_attestation::simulator::SimPccs;
     use cairn_attestation::{PccsClient, Verifier};
-    use cairn_kms::node::SECRETS_DIR;
+    use cairn_kms::SECRETS_DIR;
     use cairn_kms::{CollateralSource, MasterSecret, SecretStore};
 
     let w = World::new().await;

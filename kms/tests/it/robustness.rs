@@ -150,7 +150,7 @@ async fn public_endpoints_need_no_certificate_but_releases_do() {
         .unwrap()
         .unwrap();
     let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&meta.root_k256_public_key).unwrap();
-    env.verify(&w.app_id.0, &root, cairn_kms::evidence::unix_now(), 300)
+    env.verify(&w.app_id.0, &root, cairn_kms::unix_now(), 300)
         .unwrap();
     let (status, text) = c.request(Method::GET, "/metrics", None).await.unwrap();
     assert_eq!(status, StatusCode::OK);

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::{RaTlsCertBuilder, Usage};
-use cairn_kms::evidence::unix_now;
-use cairn_kms::node::SECRETS_DIR;
-use cairn_kms::{ApiError, Dependency, Error, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_kms::{
+    unix_now, ApiError, Clock, Dependency, Error, MasterSecret, Node, RootKeys, SecretStore,
+    SECRETS_DIR,
+};
 use cairn_onchain::alloy::primitives::Bytes;
 use hyper::StatusCode;
 
@@ -17,13 +18,13 @@ use crate::world::{pki, Running, World, CONFIRMATIONS, MASTER};
 
 /// A node on `host_seed` whose clock the test sets.
 async fn clocked(w: &World, host_seed: u8) -> (Running, Arc<AtomicU64>) {
-    let (opts, dir) = w.prepare(host_seed, &pki()).await;
+    let (mut opts, dir) = w.prepare(host_seed, &pki()).await;
     let now = Arc::new(AtomicU64::new(unix_now()));
-    let clock = {
+    opts.clock = {
         let now = now.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
-    let node = Node::open_with_clock(opts, clock).await.unwrap();
+    let node = Node::open(opts).await.unwrap();
     (w.serve_node(node, dir).await, now)
 }
 
@@ -180,10 +181,10 @@ async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
     let mut client = kms.client(Some(&cert)).await;
     app_key(&mut client).await.unwrap();
     app_key(&mut client).await.unwrap();
-    cairn_kms::anchor::anchor_once(&kms.node, 0).await.unwrap();
+    cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
     let dir = kms.stop().await;
     w.mine(CONFIRMATIONS).await;
-    let log_dir = dir.path().join(cairn_kms::node::LOG_DIR);
+    let log_dir = dir.path().join(cairn_kms::LOG_DIR);
 
     // Intact: opens.
     drop(
@@ -251,11 +252,11 @@ async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() 
     opts.verifier = Verifier::dangerous_with_simulator_root(pki().root_ca_der());
     opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap());
     let now = Arc::new(AtomicU64::new(unix_now()));
-    let clock = {
+    opts.clock = {
         let now = now.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
-    let node = Node::open_with_clock(opts, clock).await.unwrap();
+    let node = Node::open(opts).await.unwrap();
     let kms = w.serve_node(node, dir).await;
     let guest = w.guest(0x67);
     let cert = guest.cert();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_kms::node::SECRETS_DIR;
+use cairn_kms::SECRETS_DIR;
 use cairn_kms::{MasterSecret, SecretStore};
 use hyper::StatusCode;
 

@@ -10,7 +10,7 @@ use x509_parser::prelude::*;
 
 use crate::world::{pki, verifier_for, World};
 
-fn csr(key: &KeyPair) -> Vec<u8> {
+pub fn csr(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
     params
         .distinguished_name
@@ -18,7 +18,7 @@ fn csr(key: &KeyPair) -> Vec<u8> {
     params.serialize_request(key).unwrap().der().to_vec()
 }
 
-fn der_of(pem: &str) -> Vec<u8> {
+pub fn der_of(pem: &str) -> Vec<u8> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
     p.contents
 }
@@ -106,7 +106,7 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
             &ev.quote,
             &ev.event_log,
             &report_data,
-            cairn_kms::evidence::unix_now(),
+            cairn_kms::unix_now(),
         )
         .unwrap();
     assert_eq!(*verified.app_id(), guest.app_id);

@@ -12,9 +12,10 @@ use cairn_attestation::simulator::{
 };
 use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
 use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
-use cairn_kms::evidence::unix_now;
-use cairn_kms::node::{NodeOptions, SECRETS_DIR};
-use cairn_kms::{CollateralSource, MasterSecret, Node, RootKeys, SecretStore};
+use cairn_kms::{
+    unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
+    SECRETS_DIR,
+};
 use cairn_onchain::alloy::node_bindings::AnvilInstance;
 use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
 use cairn_onchain::alloy::providers::ext::AnvilApi;
@@ -177,7 +178,7 @@ impl World {
     }
 
     async fn build(register_root: bool) -> World {
-        cairn_kms::node::install_crypto_provider();
+        cairn_kms::install_crypto_provider();
         let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
         let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
         let conn = Connection::connect(
@@ -248,7 +249,7 @@ impl World {
     /// Options of a KMS node on host `host_seed`, verifying with `pki`'s collateral.
     pub fn options(&self, dir: &Path, host_seed: u8, collateral_pki: &SimPki) -> NodeOptions {
         let tdx = SimTdx::new(pki(), SimHostConfig::new([host_seed; 32], image())).unwrap();
-        let event_log = cairn_kms::config::simulated_kms_boot(&tdx, &[host_seed; 32]).unwrap();
+        let event_log = cairn_kms::simulated_kms_boot(&tdx, &[host_seed; 32]).unwrap();
         NodeOptions {
             data_dir: dir.to_owned(),
             chain: self.chain_config(),
@@ -261,12 +262,13 @@ impl World {
             anchor_interval: Duration::from_millis(200),
             // Tests mine blocks and expect the very next request to see them.
             head_ttl: Duration::ZERO,
+            clock: Clock::system(),
         }
     }
 
     /// Allow a KMS node's own evidence on chain (MR, device) and fund its address.
     pub async fn register_kms(&self, opts: &NodeOptions, address: Option<[u8; 20]>) {
-        let own = cairn_kms::lifecycle::own_evidence(opts).await.unwrap();
+        let own = cairn_kms::own_evidence(opts).await.unwrap();
         self.chain
             .add_kms_aggregated_mr(own.boot.mrAggregated)
             .await

@@ -94,9 +94,7 @@ async fn scenario() -> (Devnet, Kms, Address, PolicyBlock, Vec<Cvm>) {
     for (i, cvm) in cvms.iter().enumerate() {
         cvm.boot().await.unwrap();
         if i == 1 || i == 2 {
-            anchored = cairn_kms::anchor::anchor_once(&kms.node, anchored)
-                .await
-                .unwrap();
+            anchored = cairn_kms::anchor_once(&kms.node, anchored).await.unwrap();
         }
     }
     assert_eq!(anchored, 3);

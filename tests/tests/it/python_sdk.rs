@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use cairn_e2e::*;
-use cairn_kms::evidence::unix_now;
+use cairn_kms::unix_now;
 use cairn_protocol::sig;
 use x509_parser::prelude::*;
 

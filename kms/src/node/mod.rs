@@ -1,0 +1,314 @@
+//! [`Node`]: one KMS node's state and its release path (DESIGN.md §5), independent of
+//! HTTP. The handlers in `server` only translate.
+//!
+//! Release path, in order; the first failure answers and nothing after it runs:
+//! 1-2. [`evidence::attest`]: RA-TLS certificate, quote, report data, event log, OS image;
+//! 3. `KmsAuth.isAppAllowed(bootInfo)` (or `isKmsAllowed` for onboarding) at the pinned
+//!    block `head − confirmations` (verdicts cached per (boot info, block) by the client);
+//! 4. self-check: `isKmsAllowed` on this node's own evidence at the same block (cached);
+//! 5. derive keys;
+//! 6. append the release record to the log, durably (fsync, group commit);
+//! 7. answer with the keys and the receipt (log index, signed checkpoint, policy block).
+//!
+//! # Layout
+//! - this file: [`NodeOptions`], the [`Node`] struct, [`Node::open`] (startup checks),
+//!   accessors and the public endpoints (`meta`, `env-pubkey`);
+//! - `release`: the release path (`release_app_key_inner` is its readable model),
+//!   `sign-cert` and `onboard`, metrics and the log record;
+//! - `policy`: steps 3-4 and their per-block caches (pinned head, key generation, gateway
+//!   app id, the node's own evidence);
+//! - `issue`: certificates the node issues (its own RA-TLS server certificate, `sign-cert`
+//!   leaves).
+
+mod issue;
+mod policy;
+mod release;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use cairn_attestation::ids::AppId;
+use cairn_attestation::simulator::OsImageManifest;
+use cairn_attestation::{RaTlsCert, Tee, Verifier};
+use cairn_onchain::alloy::primitives::B256;
+use cairn_onchain::alloy::signers::local::PrivateKeySigner;
+use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
+use cairn_protocol::api::{EnvPubkeyResponse, MetaResponse};
+use cairn_tlog::{CheckpointSigner, Log};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::evidence::{self, Attested, CollateralSource};
+use crate::keys::RootKeys;
+use crate::metrics::Metrics;
+use crate::reject::ApiError;
+use crate::store::{Identity, SecretStore};
+
+pub(crate) use issue::own_cert;
+pub use issue::{LEAF_VALIDITY, MAX_CSR_ALT_NAMES};
+pub(crate) use release::release_record;
+
+/// Sub-directory of the data directory holding the secret store.
+pub const SECRETS_DIR: &str = "secrets";
+/// Sub-directory of the data directory holding the transparency log.
+pub const LOG_DIR: &str = "log";
+/// Default anchoring interval.
+pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
+/// Default reuse window of the pinned policy block. A request served with a block looked
+/// up at most this long ago is judged exactly as if it had arrived that much earlier;
+/// revocations take effect after `confirmations` blocks plus at most this window. Errors
+/// are never reused.
+pub const DEFAULT_HEAD_TTL: Duration = Duration::from_millis(250);
+
+/// Everything a node is built from (the binary fills it from `Config`; tests directly).
+pub struct NodeOptions {
+    /// Data directory: `secrets/` (0700) and `log/`.
+    pub data_dir: PathBuf,
+    /// Chain RPC, chain id, KmsAuth, confirmations, timeout.
+    pub chain: ChainConfig,
+    /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
+    pub verifier: Verifier,
+    /// Where collateral comes from.
+    pub collateral: CollateralSource,
+    /// OS image manifests this node recognises (MRTD/RTMR0-2 → os_image_hash).
+    pub os_images: Vec<OsImageManifest>,
+    /// This node's own TEE (quotes for its server certificate and self-check).
+    pub tee: Arc<dyn Tee>,
+    /// This node's own event log (JSON), as measured at its boot.
+    pub event_log: Vec<u8>,
+    /// Log origin line; default `cairn-kms/0x<node address>`.
+    pub log_origin: Option<String>,
+    /// How often the anchoring task looks for log growth.
+    pub anchor_interval: Duration,
+    /// How long a looked-up policy block is reused ([`DEFAULT_HEAD_TTL`]; zero: look it
+    /// up for every request).
+    pub head_ttl: Duration,
+    /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
+    /// timestamps, leaf validity, the env-pubkey timestamp.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("data_dir", &self.data_dir)
+            .field("chain", &self.chain)
+            .field("verifier", &self.verifier)
+            .field("os_images", &self.os_images.len())
+            .field("log_origin", &self.log_origin)
+            .field("anchor_interval", &self.anchor_interval)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running KMS node's state. Share as `Arc<Node>`.
+pub struct Node {
+    identity: Identity,
+    root: RootKeys,
+    log: Log,
+    signer: CheckpointSigner,
+    chain: ChainClient,
+    verifier: Verifier,
+    collateral: CollateralSource,
+    os_images: Vec<OsImageManifest>,
+    server_cert: RaTlsCert,
+    own: Mutex<Arc<Attested>>,
+    own_refresh: tokio::sync::Mutex<()>,
+    clock: Clock,
+    generation_seen: Mutex<Option<(B256, u64)>>,
+    chain_id: u64,
+    anchor_interval: Duration,
+    gateway: Mutex<Option<(B256, [u8; 20])>>,
+    head_ttl: Duration,
+    head: Mutex<Option<(PolicyBlock, Instant)>>,
+    head_lookup: tokio::sync::Mutex<()>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("identity", &self.identity)
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An alloy signer for the node key (anchoring transactions).
+pub(crate) fn node_signer(identity: &Identity) -> PrivateKeySigner {
+    PrivateKeySigner::from_signing_key(identity.node_key.signing_key().clone())
+}
+
+impl Node {
+    /// Open a bootstrapped (or onboarded) node: load its identity, open its log, connect
+    /// to the chain (chain id checked), build its RA-TLS server certificate and verify its
+    /// own evidence. Refuses to open unless the chain's current key generation is the
+    /// node's and the root keys registered for it equal the node's, and unless the local
+    /// log extends the checkpoint this node last anchored on chain. Every validity window
+    /// and timestamp is judged by `opts.clock`.
+    pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
+        install_crypto_provider();
+        let clock = opts.clock;
+        let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
+        let identity = store.identity()?;
+        drop(store);
+        let root = RootKeys::derive(&identity.master)?;
+        let log = Log::open(opts.data_dir.join(LOG_DIR))?;
+        let origin = opts
+            .log_origin
+            .clone()
+            .unwrap_or_else(|| format!("cairn-kms/0x{}", hex::encode(identity.node_key.address())));
+        let signer = CheckpointSigner::new(&origin, identity.node_key.signing_key().clone())
+            .map_err(|e| Error::Config {
+                key: "log.origin".into(),
+                reason: e.to_string(),
+            })?;
+        let chain = ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?;
+        let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+        let own = evidence::attest(
+            Some(server_cert.cert_der.as_ref()),
+            &opts.verifier,
+            &opts.collateral,
+            &opts.os_images,
+            clock.now(),
+        )
+        .await
+        .map_err(Error::SelfAttestation)?;
+
+        let at = chain.policy_block().await?;
+        let keys = chain
+            .root_keys(at)
+            .await?
+            .ok_or(Error::NoRootKeysRegistered {
+                node: identity.generation,
+            })?;
+        if u64::from(keys.generation) != identity.generation {
+            return Err(Error::KeyGenerationMismatch {
+                chain: u64::from(keys.generation),
+                node: identity.generation,
+            });
+        }
+        if keys.k256_pubkey.as_ref() != root.k256_public().as_slice()
+            || keys.ca_pubkey.as_ref() != root.ca().spki_der().as_slice()
+        {
+            return Err(Error::RootKeysMismatch {
+                generation: identity.generation,
+            });
+        }
+        crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
+            .await?;
+        tracing::info!(
+            node = %format!("0x{}", hex::encode(identity.node_key.address())),
+            generation = identity.generation,
+            log_size = log.size(),
+            %origin,
+            "KMS node opened"
+        );
+        Ok(Arc::new(Node {
+            chain_id: opts.chain.chain_id,
+            identity,
+            root,
+            log,
+            signer,
+            chain,
+            verifier: opts.verifier,
+            collateral: opts.collateral,
+            os_images: opts.os_images,
+            server_cert,
+            own: Mutex::new(Arc::new(own)),
+            own_refresh: tokio::sync::Mutex::new(()),
+            clock,
+            generation_seen: Mutex::new(None),
+            anchor_interval: opts.anchor_interval,
+            gateway: Mutex::new(None),
+            head_ttl: opts.head_ttl,
+            head: Mutex::new(None),
+            head_lookup: tokio::sync::Mutex::new(()),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The RA-TLS server certificate (usage `kms:rpc`, issued by the root CA).
+    pub fn server_cert(&self) -> &RaTlsCert {
+        &self.server_cert
+    }
+
+    /// The root keys.
+    pub fn root_keys(&self) -> &RootKeys {
+        &self.root
+    }
+
+    /// The node's address (node key).
+    pub fn address(&self) -> [u8; 20] {
+        self.identity.node_key.address()
+    }
+
+    /// The node's own verified evidence (the latest verification of its server
+    /// certificate).
+    pub fn own_evidence(&self) -> Arc<Attested> {
+        Arc::clone(&self.own.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The transparency log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The checkpoint signer (node key).
+    pub fn checkpoint_signer(&self) -> &CheckpointSigner {
+        &self.signer
+    }
+
+    /// The chain client.
+    pub fn chain(&self) -> &ChainClient {
+        &self.chain
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The anchoring interval.
+    pub fn anchor_interval(&self) -> Duration {
+        self.anchor_interval
+    }
+
+    /// `GET /v1/meta`.
+    pub fn meta(&self) -> MetaResponse {
+        MetaResponse {
+            chain_id: self.chain_id,
+            kms_auth: self.chain.kms_auth().into_array(),
+            root_k256_public_key: self.root.k256_public(),
+            root_ca_cert: self.root.ca().cert_pem().to_owned(),
+            node_address: self.address(),
+            key_generation: self.identity.generation,
+        }
+    }
+
+    /// `GET /v1/env-pubkey/{app_id}`: the app's env X25519 public key, signed with a
+    /// timestamp (the node's clock) by the root k256 key.
+    pub fn env_pubkey(&self, app_id: &AppId) -> Result<EnvPubkeyResponse, ApiError> {
+        let public_key = crate::keys::env_public_key(&self.identity.master, app_id)?;
+        let timestamp = self.clock.now();
+        let signature = self.root.sign_env_pubkey(app_id, timestamp, &public_key)?;
+        Ok(EnvPubkeyResponse {
+            public_key,
+            timestamp,
+            signature,
+        })
+    }
+}
+
+/// Install ring as the process's rustls provider if none is (the chain client's HTTP
+/// stack builds its TLS config from the process default).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
