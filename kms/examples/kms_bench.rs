@@ -28,18 +28,33 @@ async fn main() {
     let rate: Option<f64> = args.next().and_then(|a| a.parse().ok());
 
     let w = world::World::new().await;
-    let head_ttl = std::env::var("CAIRN_BENCH_HEAD_TTL_MS")
+    // CAIRN_BENCH_QUORUM=k: the node reads the chain through k JSON-RPC proxies in front
+    // of anvil and needs all k to agree (default 1: anvil directly).
+    let quorum: usize = std::env::var("CAIRN_BENCH_QUORUM")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(cairn_kms::DEFAULT_HEAD_TTL);
-    // Bootstrap and register a node, then reopen it with the benchmark's reuse window.
+        .unwrap_or(1);
+    // A new block every 250 ms while the benchmark runs, so the policy head advances and
+    // re-reads the used verdicts in the background as it would on a live chain.
+    let block_time = Duration::from_millis(250);
+    // Bootstrap and register a node, then reopen it behind the quorum's endpoints.
     let dir = w.start(0xF0).await.stop().await;
     let mut opts = w.options(dir.path(), 0xF0, &world::pki());
-    opts.head_ttl = head_ttl;
+    let mut proxies = Vec::new();
+    if quorum > 1 {
+        for _ in 0..quorum {
+            proxies.push(cairn_onchain::testing::RpcProxy::start(w.endpoint()).await);
+        }
+        let urls = proxies.iter().map(|p| p.url()).collect();
+        opts.chain = opts.chain.with_rpc_urls(urls, quorum);
+    }
+    opts.chain = opts
+        .chain
+        .with_head_poll_interval(Duration::from_millis(100));
     let kms = w.serve(opts, dir).await;
     println!(
-        "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} head_ttl={head_ttl:?}",
+        "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} quorum={quorum} \
+         head_poll=100ms block_time={block_time:?}",
         world::CONFIRMATIONS
     );
 
@@ -67,6 +82,18 @@ async fn main() {
     let log_before = kms.node.log().size();
 
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let miner = {
+        use cairn_onchain::alloy::providers::ext::AnvilApi;
+        let conn = w.connect(0).await;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(block_time);
+            while Instant::now() < deadline {
+                tick.tick().await;
+                let _ = conn.provider().anvil_mine(Some(1), None).await;
+            }
+        })
+    };
+    let head_before = kms.node.policy_head().status();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, mut c) in conns.into_iter().enumerate() {
@@ -105,6 +132,8 @@ async fn main() {
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    miner.await.expect("miner task");
+    let head_after = kms.node.policy_head().status();
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -136,6 +165,16 @@ async fn main() {
         "log entries appended: {}",
         kms.node.log().size() - log_before
     );
+    println!(
+        "policy head: {} advances ({} failed), policy block {:?} -> {:?}, {} disagreements, {} tracked reads",
+        head_after.advances - head_before.advances,
+        head_after.failures - head_before.failures,
+        head_before.head.map(|h| h.pinned.number),
+        head_after.head.map(|h| h.pinned.number),
+        head_after.disagreements,
+        head_after.tracked,
+    );
+    drop(proxies);
     kms.stop().await;
 }
 

@@ -4,7 +4,9 @@
 //! Release path, in order; the first failure answers and nothing after it runs:
 //! 1-2. [`evidence::attest`]: RA-TLS certificate, quote, report data, event log, OS image;
 //! 3. `KmsAuth.isAppAllowed(bootInfo)` (or `isKmsAllowed` for onboarding) at the pinned
-//!    block `head − confirmations` (verdicts cached per (boot info, block) by the client);
+//!    block `head − confirmations`, as the node's [`PolicyHead`] publishes it (advanced in
+//!    the background, agreed by the RPC quorum, fresh); verdicts cached per (boot info,
+//!    block) and kept answered at each new block, so a repeated release makes no RPC;
 //! 4. self-check: `isKmsAllowed` on this node's own evidence at the same block (cached);
 //! 5. derive keys;
 //! 6. append the release record to the log, durably (fsync, group commit);
@@ -15,8 +17,8 @@
 //!   accessors and the public endpoints (`meta`, `env-pubkey`);
 //! - `release`: the release path (`release_app_key_inner` is its readable model),
 //!   `sign-cert` and `onboard`, metrics and the log record;
-//! - `policy`: steps 3-4 and their per-block caches (pinned head, key generation, gateway
-//!   app id, the node's own evidence);
+//! - `policy`: steps 3-4 (key generation, gateway app id and `isKmsAllowed` read through
+//!   the policy head; the node's own evidence);
 //! - `issue`: certificates the node issues (its own RA-TLS server certificate, `sign-cert`
 //!   leaves).
 
@@ -26,14 +28,13 @@ mod release;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{RaTlsCert, Tee, Verifier};
-use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
-use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
+use cairn_onchain::{ChainClient, ChainConfig, HeadOptions, PolicyHead};
 use cairn_protocol::api::{EnvPubkeyResponse, MetaResponse};
 use cairn_tlog::{CheckpointSigner, Log};
 
@@ -55,17 +56,13 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
-/// Default reuse window of the pinned policy block. A request served with a block looked
-/// up at most this long ago is judged exactly as if it had arrived that much earlier;
-/// revocations take effect after `confirmations` blocks plus at most this window. Errors
-/// are never reused.
-pub const DEFAULT_HEAD_TTL: Duration = Duration::from_millis(250);
 
 /// Everything a node is built from (the binary fills it from `Config`; tests directly).
 pub struct NodeOptions {
     /// Data directory: `secrets/` (0700) and `log/`.
     pub data_dir: PathBuf,
-    /// Chain RPC, chain id, KmsAuth, confirmations, timeout.
+    /// Chain RPC endpoints and quorum, chain id, KmsAuth, confirmations, timeout, head
+    /// age bound and poll interval.
     pub chain: ChainConfig,
     /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
     pub verifier: Verifier,
@@ -81,11 +78,8 @@ pub struct NodeOptions {
     pub log_origin: Option<String>,
     /// How often the anchoring task looks for log growth.
     pub anchor_interval: Duration,
-    /// How long a looked-up policy block is reused ([`DEFAULT_HEAD_TTL`]; zero: look it
-    /// up for every request).
-    pub head_ttl: Duration,
     /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
-    /// timestamps, leaf validity, the env-pubkey timestamp.
+    /// timestamps, leaf validity, the env-pubkey timestamp, the chain head's age.
     pub clock: Clock,
 }
 
@@ -109,7 +103,8 @@ pub struct Node {
     root: RootKeys,
     log: Log,
     signer: CheckpointSigner,
-    chain: ChainClient,
+    chain: Arc<ChainClient>,
+    head: PolicyHead,
     verifier: Verifier,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
@@ -117,13 +112,8 @@ pub struct Node {
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
     clock: Clock,
-    generation_seen: Mutex<Option<(B256, u64)>>,
     chain_id: u64,
     anchor_interval: Duration,
-    gateway: Mutex<Option<(B256, [u8; 20])>>,
-    head_ttl: Duration,
-    head: Mutex<Option<(PolicyBlock, Instant)>>,
-    head_lookup: tokio::sync::Mutex<()>,
     metrics: Metrics,
 }
 
@@ -147,7 +137,8 @@ impl Node {
     /// own evidence. Refuses to open unless the chain's current key generation is the
     /// node's and the root keys registered for it equal the node's, and unless the local
     /// log extends the checkpoint this node last anchored on chain. Every validity window
-    /// and timestamp is judged by `opts.clock`.
+    /// and timestamp, and the chain head's age, is judged by `opts.clock`. Starts the
+    /// policy head (it stops when the node is dropped).
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
         install_crypto_provider();
         let clock = opts.clock;
@@ -165,7 +156,17 @@ impl Node {
                 key: "log.origin".into(),
                 reason: e.to_string(),
             })?;
-        let chain = ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?;
+        let chain =
+            Arc::new(ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?);
+        let head_clock: cairn_onchain::Clock = {
+            let clock = clock.clone();
+            Arc::new(move || clock.now())
+        };
+        let head = PolicyHead::start(
+            Arc::clone(&chain),
+            HeadOptions::new(&opts.chain).with_clock(head_clock),
+        )
+        .await?;
         let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
         let own = evidence::attest(
             Some(server_cert.cert_der.as_ref()),
@@ -177,13 +178,11 @@ impl Node {
         .await
         .map_err(Error::SelfAttestation)?;
 
-        let at = chain.policy_block().await?;
-        let keys = chain
-            .root_keys(at)
-            .await?
-            .ok_or(Error::NoRootKeysRegistered {
-                node: identity.generation,
-            })?;
+        let view = head.view()?;
+        let at = view.block();
+        let keys = view.root_keys().await?.ok_or(Error::NoRootKeysRegistered {
+            node: identity.generation,
+        })?;
         if u64::from(keys.generation) != identity.generation {
             return Err(Error::KeyGenerationMismatch {
                 chain: u64::from(keys.generation),
@@ -213,6 +212,7 @@ impl Node {
             log,
             signer,
             chain,
+            head,
             verifier: opts.verifier,
             collateral: opts.collateral,
             os_images: opts.os_images,
@@ -220,12 +220,7 @@ impl Node {
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
             clock,
-            generation_seen: Mutex::new(None),
             anchor_interval: opts.anchor_interval,
-            gateway: Mutex::new(None),
-            head_ttl: opts.head_ttl,
-            head: Mutex::new(None),
-            head_lookup: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         }))
     }
@@ -269,6 +264,11 @@ impl Node {
     /// The chain client.
     pub fn chain(&self) -> &ChainClient {
         &self.chain
+    }
+
+    /// The policy head: the pinned block, advanced in the background.
+    pub fn policy_head(&self) -> &PolicyHead {
+        &self.head
     }
 
     /// The metrics.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cairn_attestation::Usage;
 use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::PolicyBlock;
+use cairn_onchain::{HeadView, PolicyBlock};
 use cairn_protocol::api::{AppKeyResponse, OnboardResponse, Receipt, SignCertResponse};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use tracing::instrument;
@@ -24,12 +24,13 @@ use crate::reject::{ApiError, Check};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
-    /// the chain policy at the pinned block, and this node's self-check.
+    /// the chain policy at the pinned block (the policy head's view, which later reads of
+    /// the same release use), and this node's self-check.
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, PolicyBlock), ApiError> {
+    ) -> Result<(Attested, HeadView<'_>), ApiError> {
         let t = Instant::now();
         let attested = evidence::attest(
             peer_cert,
@@ -49,16 +50,16 @@ impl Node {
         self.metrics.observe(Stage::Verify, t.elapsed());
 
         let t = Instant::now();
-        let at = self.policy_block().await?;
+        let view = self.policy_view()?;
         match kind {
-            ReleaseKind::KmsOnboard => self.chain.is_kms_allowed(&attested.boot, at).await?,
+            ReleaseKind::KmsOnboard => view.is_kms_allowed(&attested.boot).await?,
             ReleaseKind::AppKey | ReleaseKind::SignCert => {
-                self.chain.is_app_allowed(&attested.boot, at).await?
+                view.is_app_allowed(&attested.boot).await?
             }
         };
-        self.self_check(at).await?;
+        self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
-        Ok((attested, at))
+        Ok((attested, view))
     }
 
     fn record(
@@ -150,8 +151,9 @@ impl Node {
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, at) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
-        let gateway_app_id = self.gateway_app_id(at).await?;
+        let (a, view) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let at = view.block();
+        let gateway_app_id = self.gateway_app_id(&view).await?;
         let keys = self.derive(&a)?;
         let record = self.record(ReleaseKind::AppKey, &a, at)?;
         let receipt = self.log_release(record, at).await?;
@@ -201,7 +203,8 @@ impl Node {
         peer_cert: Option<&[u8]>,
         csr_der: &[u8],
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, at) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let (a, view) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let at = view.block();
         let csr = issue::bound_csr(csr_der, &a)?;
         let keys = self.derive(&a)?;
         let leaf = issue::app_leaf(&csr, &a, &keys, self.clock.now())?;
@@ -225,7 +228,8 @@ impl Node {
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, at) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let (a, view) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let at = view.block();
             let record = self.record(ReleaseKind::KmsOnboard, &a, at)?;
             let receipt = self.log_release(record, at).await?;
             tracing::info!(device = %a.boot.deviceId, "onboarded a KMS node");

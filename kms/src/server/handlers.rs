@@ -186,7 +186,8 @@ pub(crate) async fn consistency(
 pub(crate) async fn metrics(State(node): NodeState) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics().render(),
+        node.metrics().render()
+            + &crate::metrics::render_chain(&node.policy_head().status(), node.clock().now()),
     )
 }
 

@@ -2,6 +2,7 @@
 //! and the node end to end (anvil + contracts + simulator evidence + RA-TLS).
 
 mod certs;
+mod chain_head;
 mod clock;
 mod config;
 mod denials;

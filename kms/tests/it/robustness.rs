@@ -139,7 +139,7 @@ async fn public_endpoints_need_no_certificate_but_releases_do() {
         .unwrap()
         .unwrap();
     assert_eq!(meta.node_address, kms.node.address());
-    assert_eq!(meta.chain_id, w.chain_id);
+    assert_eq!(meta.chain_id, w.chain_id());
     let env: EnvPubkeyResponse = c
         .call(
             Method::GET,

@@ -217,6 +217,14 @@ impl AnvilChain {
             .unwrap_or_else(|e| panic!("fund {address}: {e}"));
     }
 
+    /// Kills anvil now (tests of a chain that stops answering); every later call to it
+    /// fails as unreachable. Dropping the fixture afterwards is fine.
+    pub fn kill_anvil(&mut self) {
+        let child = self.anvil.child_mut();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     fn provider(&self) -> &alloy::providers::DynProvider {
         self.client.connection().provider()
     }
