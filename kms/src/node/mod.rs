@@ -7,7 +7,9 @@
 //!    block `head − confirmations`, as the node's [`PolicyHead`] publishes it (advanced in
 //!    the background, agreed by the RPC quorum, fresh); verdicts cached per (boot info,
 //!    block) and kept answered at each new block, so a repeated release makes no RPC;
-//! 4. self-check: `isKmsAllowed` on this node's own evidence at the same block (cached);
+//! 4. self-check at the same block (through the same head): this node's own evidence,
+//!    the chain's key generation, its registration (`isKmsNode`), `isKmsAllowed` on its
+//!    own evidence; then the bound on unanchored log entries (`anchor`);
 //! 5. derive keys;
 //! 6. append the release record to the log, durably (fsync, group commit);
 //! 7. answer with the keys and the receipt (log index, signed checkpoint, policy block).
@@ -28,16 +30,18 @@ mod release;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{RaTlsCert, Tee, Verifier};
+use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, HeadOptions, PolicyHead};
 use cairn_protocol::api::{EnvPubkeyResponse, MetaResponse};
 use cairn_tlog::{CheckpointSigner, Log};
 
+use crate::anchor::{AnchorLimits, AnchorState};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Attested, CollateralSource};
@@ -78,6 +82,9 @@ pub struct NodeOptions {
     pub log_origin: Option<String>,
     /// How often the anchoring task looks for log growth.
     pub anchor_interval: Duration,
+    /// How far releases may run ahead of the log's on-chain anchor
+    /// ([`AnchorLimits::default`]; `max_age` must exceed `anchor_interval`).
+    pub anchor_limits: AnchorLimits,
     /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
     /// timestamps, leaf validity, the env-pubkey timestamp, the chain head's age.
     pub clock: Clock,
@@ -92,6 +99,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("os_images", &self.os_images.len())
             .field("log_origin", &self.log_origin)
             .field("anchor_interval", &self.anchor_interval)
+            .field("anchor_limits", &self.anchor_limits)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -112,6 +120,7 @@ pub struct Node {
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
     clock: Clock,
+    anchor: AnchorState,
     chain_id: u64,
     anchor_interval: Duration,
     metrics: Metrics,
@@ -138,9 +147,12 @@ impl Node {
     /// node's and the root keys registered for it equal the node's, and unless the local
     /// log extends the checkpoint this node last anchored on chain. Every validity window
     /// and timestamp, and the chain head's age, is judged by `opts.clock`. Starts the
-    /// policy head (it stops when the node is dropped).
+    /// policy head (it stops when the node is dropped). A node whose address is not
+    /// registered in KmsAuth opens (the operator may add it later) with a warning; it
+    /// releases nothing until it is registered.
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
         install_crypto_provider();
+        opts.anchor_limits.check(opts.anchor_interval)?;
         let clock = opts.clock;
         let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
         let identity = store.identity()?;
@@ -196,8 +208,16 @@ impl Node {
                 generation: identity.generation,
             });
         }
-        crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
-            .await?;
+        let anchored =
+            crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
+                .await?;
+        let address = Address::from(identity.node_key.address());
+        if !view.is_kms_node(address).await? {
+            tracing::warn!(
+                node = %address,
+                "this node is not a registered KMS node in KmsAuth (addKmsNode); it answers 503 self_check.not_registered until it is"
+            );
+        }
         tracing::info!(
             node = %format!("0x{}", hex::encode(identity.node_key.address())),
             generation = identity.generation,
@@ -220,6 +240,7 @@ impl Node {
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
             clock,
+            anchor: AnchorState::new(opts.anchor_limits, anchored, Instant::now()),
             anchor_interval: opts.anchor_interval,
             metrics: Metrics::default(),
         }))
@@ -279,6 +300,25 @@ impl Node {
     /// The anchoring interval.
     pub fn anchor_interval(&self) -> Duration {
         self.anchor_interval
+    }
+
+    /// The anchoring state (the bound on unanchored releases, readiness, gauges).
+    pub(crate) fn anchor_state(&self) -> &AnchorState {
+        &self.anchor
+    }
+
+    /// Readiness (`GET /healthz`), from local state only (no chain call): not ready while
+    /// releases would be refused for the anchoring bound or the last anchoring round
+    /// failed (`503 unavailable.anchor`, the message says why).
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        self.anchor.health(&self.log)
+    }
+
+    /// The Prometheus exposition (`GET /metrics`), anchoring gauges and the policy head
+    /// sampled now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.anchor.gauges(&self.log))
+            + &crate::metrics::render_chain(&self.head.status(), self.clock.now())
     }
 
     /// `GET /v1/meta`.

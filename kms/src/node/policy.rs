@@ -1,8 +1,9 @@
 //! Release-path steps 3-4: every chain read goes through the node's [`PolicyHead`]
 //! (`cairn_onchain`), whose view pins one block per decision and answers reads used before
-//! from its cache (refreshed in the background at each new block); the node's own
-//! evidence is re-verified once its collateral window has passed. Nothing here caches an
-//! error.
+//! from its cache (refreshed in the background at each new block): the chain's key
+//! generation, this node's registration, the gateway app id, `isKmsAllowed`; the node's
+//! own evidence is re-verified once its collateral window has passed. Nothing here caches
+//! an error.
 //!
 //! [`PolicyHead`]: cairn_onchain::PolicyHead
 
@@ -80,8 +81,28 @@ impl Node {
         Ok(())
     }
 
+    /// This node's address is a registered KMS node (`KmsAuth.isKmsNode`) at the view's
+    /// block (read through the policy head: cached per block, kept answered at each new
+    /// block): a node removed with `removeKmsNode`, or onboarded and never added, releases
+    /// nothing (`503 self_check.not_registered`).
+    async fn check_registered(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
+        let registered = view.is_kms_node(Address::from(self.address())).await?;
+        if !registered {
+            return Err(ApiError::Unavailable {
+                dependency: Dependency::Registration,
+                reason: format!(
+                    "this KMS node (0x{}) is not a registered KMS node in KmsAuth at block {} (isKmsNode is false)",
+                    hex::encode(self.address()),
+                    view.block().number
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Step 4 alone, at the current pinned block: this node's own evidence still
-    /// verifies, the chain's key generation is this node's, and `isKmsAllowed` allows it.
+    /// verifies, the chain's key generation is this node's, the node is registered, and
+    /// `isKmsAllowed` allows it.
     /// The release path runs it after the peer's checks; readiness probes may run it alone.
     pub async fn self_check_now(&self) -> Result<(), ApiError> {
         let view = self.policy_view()?;
@@ -96,10 +117,12 @@ impl Node {
 
     /// Step 4: this node itself is allowed at the view's block: its own evidence still
     /// verifies (re-verified when its collateral window has passed), the chain's current
-    /// key generation is this node's, and `isKmsAllowed` on its own boot info.
+    /// key generation is this node's, its address is registered (`isKmsNode`), and
+    /// `isKmsAllowed` on its own boot info.
     pub(super) async fn self_check(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
         let own = self.current_own_evidence().await?;
         self.check_generation(view).await?;
+        self.check_registered(view).await?;
         match view.is_kms_allowed(&own.boot).await {
             Ok(cairn_onchain::Verdict::Allowed) => Ok(()),
             Err(cairn_onchain::Error::Denied { check, reason }) => Err(ApiError::Unavailable {

@@ -1,6 +1,7 @@
 //! Integration tests of cairn-kms: KDF known answers (docs/kdf.md), derived certificates,
 //! and the node end to end (anvil + contracts + simulator evidence + RA-TLS).
 
+mod anchoring;
 mod certs;
 mod chain_head;
 mod clock;
@@ -8,11 +9,13 @@ mod config;
 mod denials;
 mod known_answer;
 mod onboard;
+mod registration;
 mod release;
 mod robustness;
 mod self_check;
 mod shutdown;
 mod sign_cert;
+mod slow_clients;
 mod spans;
 mod world;
 

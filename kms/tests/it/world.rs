@@ -14,8 +14,8 @@ use cairn_attestation::simulator::{
 use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
 use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
 use cairn_kms::{
-    unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
-    SECRETS_DIR,
+    unix_now, AnchorLimits, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys,
+    SecretStore, ServerLimits, SECRETS_DIR,
 };
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::testing::{AnvilChain, KmsNodeRegistration};
@@ -262,6 +262,7 @@ impl World {
             event_log,
             log_origin: None,
             anchor_interval: Duration::from_millis(200),
+            anchor_limits: AnchorLimits::default(),
             clock: Clock::system(),
         }
     }
@@ -319,11 +320,22 @@ impl World {
 
     /// Serve an opened node (its head is synced by [`World::mine`] from now on).
     pub async fn serve_node(&self, node: Arc<Node>, dir: Arc<TempDir>) -> Running {
+        self.serve_node_with(node, dir, ServerLimits::default())
+            .await
+    }
+
+    /// Serve an opened node with explicit server limits.
+    pub async fn serve_node_with(
+        &self,
+        node: Arc<Node>,
+        dir: Arc<TempDir>,
+        limits: ServerLimits,
+    ) -> Running {
         self.nodes.lock().unwrap().push(Arc::downgrade(&node));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
+        let task = tokio::spawn(cairn_kms::run_with(listener, node.clone(), limits, async {
             let _ = rx.await;
         }));
         Running {
