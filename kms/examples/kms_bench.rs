@@ -7,6 +7,12 @@
 //! per-stage means from the node's metrics histograms.
 //!
 //! `cargo run --release -p cairn-kms --example kms_bench -- [clients] [seconds] [rate/s]`
+//!
+//! `CAIRN_BENCH_QUORUM=k` (default 1): the node reads the chain through k JSON-RPC
+//! proxies in front of anvil (`cairn_onchain::testing::RpcProxy`) and needs all k to
+//! agree. While the clock runs anvil mines a block every 250 ms, so the policy head
+//! (polling every 100 ms) advances and re-reads the used verdicts in the background, as
+//! on a live chain.
 
 #[path = "../tests/it/world.rs"]
 #[allow(dead_code)]
