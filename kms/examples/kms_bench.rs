@@ -86,6 +86,10 @@ async fn main() {
         .map(|s| kms.node.metrics().stage_summary(*s))
         .collect();
     let log_before = kms.node.log().size();
+    let buckets_before: Vec<[u64; cairn_kms::BUCKETS.len()]> = STAGES
+        .iter()
+        .map(|s| kms.node.metrics().stage_buckets(*s))
+        .collect();
 
     let deadline = Instant::now() + Duration::from_secs(secs);
     let miner = {
@@ -160,11 +164,25 @@ async fn main() {
         handshakes.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     println!("server stage means over the run (from cairn_kms_stage_duration_seconds):");
-    for (s, (n0, sum0)) in STAGES.iter().zip(before) {
+    for ((s, (n0, sum0)), b0) in STAGES.iter().zip(before).zip(buckets_before) {
         let (n1, sum1) = kms.node.metrics().stage_summary(*s);
         let n = n1 - n0;
         if n > 0 {
-            println!("  {s:?}: {:.3}ms (n={n})", (sum1 - sum0) / n as f64 * 1e3);
+            // The p99 from the histogram: the upper bound of the bucket that holds it.
+            let b1 = kms.node.metrics().stage_buckets(*s);
+            let mut seen = 0u64;
+            let p99 = cairn_kms::BUCKETS
+                .iter()
+                .zip(b0.iter().zip(b1.iter()))
+                .find_map(|(bound, (c0, c1))| {
+                    seen += c1 - c0;
+                    (seen as f64 >= n as f64 * 0.99).then_some(*bound)
+                });
+            let p99 = p99.map_or("> 5 s".to_owned(), |b| format!("<= {:.2}ms", b * 1e3));
+            println!(
+                "  {s:?}: mean {:.3}ms, p99 {p99} (n={n})",
+                (sum1 - sum0) / n as f64 * 1e3
+            );
         }
     }
     println!(

@@ -81,7 +81,7 @@ pub use crate::{
     keys::{env_public_key, AppKeys, CaKeys, P256Signer, RootKeys},
     lifecycle::{execute, own_evidence, Command},
     // Metrics.
-    metrics::{GaugeGuard, Metrics, Refusal, Stage},
+    metrics::{GaugeGuard, Metrics, Refusal, Stage, BUCKETS},
     node::{
         install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, LEAF_VALIDITY,
         LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,

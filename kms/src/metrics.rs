@@ -271,6 +271,15 @@ impl Metrics {
         )
     }
 
+    /// Per-bucket (not cumulative) counts of a stage histogram, bucket `i` covering
+    /// `(BUCKETS[i-1], BUCKETS[i]]`; observations above the last bound are not in any
+    /// bucket (`count` minus the sum). For benchmarks' tail estimates.
+    pub fn stage_buckets(&self, stage: Stage) -> [u64; BUCKETS.len()] {
+        let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
+        let h = &self.stages[i];
+        std::array::from_fn(|b| h.counts[b].load(Ordering::Relaxed))
+    }
+
     /// The Prometheus text exposition, with the anchoring gauges sampled by the caller.
     pub fn render(&self, anchor: &AnchorGauges) -> String {
         let mut out = String::new();
