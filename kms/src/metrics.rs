@@ -487,6 +487,9 @@ mod tests {
         );
         assert!(text.contains("cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2"));
         assert_eq!(m.releases("app_key", "denied", "denied.compose_hash"), 2);
+        // 300 µs is in (250 µs, 500 µs], 30 ms in (25 ms, 50 ms]; not cumulative.
+        let b = m.stage_buckets(Stage::Log);
+        assert_eq!((b[2], b[8], b.iter().sum::<u64>()), (1, 1, 2));
         assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
         assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
         assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
