@@ -76,12 +76,10 @@
 //!
 //! # async fn demo(boot: BootInfo) -> Result<(), Error> {
 //! let kms_auth = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
-//! let urls = vec![
-//!     "https://rpc-a.example/".parse().expect("valid URL"),
-//!     "https://rpc-b.example/".parse().expect("valid URL"),
-//! ];
-//! let config = ChainConfig::new(urls[0].clone(), 1, kms_auth)
-//!     .with_rpc_urls(urls, 2) // both endpoints must agree on every read
+//! let url = |s: &str| s.parse().expect("valid URL");
+//! let config = ChainConfig::new(url("https://rpc-a.example/"), 1, kms_auth)
+//!     // both endpoints must agree on every read
+//!     .with_rpc_urls(vec![url("https://rpc-a.example/"), url("https://rpc-b.example/")], 2)
 //!     .with_confirmations(2)
 //!     .with_call_timeout(Duration::from_secs(3));
 //! let client = Arc::new(ChainClient::connect(&config, None).await?);
