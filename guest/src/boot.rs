@@ -1,10 +1,15 @@
 //! `cairn-guest boot` (DESIGN.md §7): from the host share to a running app.
 //!
 //! ```text
-//! read share (caps, no symlinks) ─► validate compose ─► app_id, instance_id
-//!   ─► measure system-preparing, app-id, compose-hash, instance-id, boot-mr-done
+//! read share (caps, no symlinks) ─► validate compose ─► KMS trust: the pin
+//!   (key_provider_id, required outside the simulator), KmsAuth when sys-config names it
+//!   ─► app_id, instance_id
+//!   ─► measure system-preparing, app-id, compose-hash, instance-id,
+//!      encrypted-env-hash (SHA-256 of .encrypted-env), boot-mr-done
 //!   ─► RA-TLS client cert (usage app:custom, event log so far)
-//!   ─► for each kms_url: POST /v1/app-key over mutual RA-TLS (KMS: kms:rpc, evidence verified)
+//!   ─► for each kms_url: connect over mutual RA-TLS (KMS: kms:rpc, evidence verified),
+//!      isKmsAllowed(KMS boot info) at a pinned block (with a chain), POST /v1/app-key
+//!      (root CA issued the KMS's TLS certificate)
 //!   ─► root CA SPKI == key_provider_id (when pinned); app key matches its KMS signature
 //!   ─► measure os-image-hash, key-provider, system-ready
 //!   ─► decrypt .encrypted-env, keep only allowed_envs
@@ -29,10 +34,12 @@ use tokio::process::Child;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::chain::KmsRoot;
-use crate::error::{Error, KmsError, Result};
+use cairn_attestation::RootCa;
+use cairn_kms_client::KmsClient;
+
+use crate::error::{Error, Result};
 use crate::keydir;
-use crate::kms_client::KmsClient;
+use crate::kms_trust::KmsTrust;
 use crate::runner::{self, AppEnv};
 use crate::share::{self, HostShare};
 use crate::state::{AppSecrets, GuestState};
@@ -87,6 +94,9 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
                 .map_err(Error::DockerUnavailable)?;
         }
     }
+    // Which KMS to trust is settled before anything is measured (no pin outside the
+    // simulator, an unreachable chain: no boot).
+    let trust = KmsTrust::for_boot(&share, tee.as_ref()).await?;
     let compose_hash = ComposeHash(share.compose_hash);
     let app_id = match share
         .instance_info
@@ -105,31 +115,31 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
     tracing::info!(app_id = %app_id, compose_hash = %compose_hash, name = %share.compose.name, "measuring boot");
 
     let mut log = EventLog::new();
-    log.measure_boot(tee.as_ref(), &app_id, &compose_hash, &instance_id)?;
+    // The encrypted env's hash is measured before any key release (docs/security.md
+    // "Encrypted env"): a host that swaps the blob changes RTMR3 and mr_aggregated.
+    log.measure_boot_with_encrypted_env(
+        tee.as_ref(),
+        &app_id,
+        &compose_hash,
+        &instance_id,
+        share.encrypted_env.as_deref(),
+    )?;
 
     let client_cert = RaTlsCertBuilder::new(Usage::AppCustom)
         .common_name(share.compose.name.clone())
         .event_log(&log.to_json())
         .app_id(app_id.0)
         .build(tee.as_ref())?;
-    let pinned = share.compose.pinned_key_provider_id()?;
-    let mut failures: Vec<(String, KmsError)> = Vec::new();
-    let mut released = None;
-    for url in &share.sys_config.kms_urls {
-        match kms.app_key(url, &client_cert).await {
-            Ok((resp, kms_identity, root)) => {
-                tracing::info!(kms = %url, kms_app_id = %kms_identity.app_id(), kms_compose_hash = %kms_identity.compose_hash(), "KMS released keys");
-                released = Some((url.clone(), resp, root));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(kms = %url, error = %e, "KMS request failed");
-                failures.push((url.clone(), e));
-            }
-        }
-    }
-    let (kms_url, resp, root) = released.ok_or(Error::AllKmsFailed(failures))?;
-    let (secrets, env_secret) = check_release(&app_id, pinned.as_deref(), kms_url, resp, &root)?;
+    let (kms_url, release) = trust
+        .request_keys(&kms, &share.sys_config.kms_urls, &client_cert)
+        .await?;
+    let (secrets, env_secret) = check_release(
+        &app_id,
+        trust.pin.as_deref(),
+        kms_url,
+        release.keys,
+        &release.root,
+    )?;
 
     log.measure_system_ready(
         tee.as_ref(),
@@ -219,7 +229,7 @@ fn check_release(
     pinned: Option<&[u8]>,
     kms_url: String,
     resp: AppKeyResponse,
-    root: &KmsRoot,
+    root: &RootCa,
 ) -> Result<(AppSecrets, Zeroizing<[u8; 32]>)> {
     let spki = root.spki();
     if let Some(pinned) = pinned {

@@ -23,9 +23,9 @@
 //!   see the new blocks.
 //! - [`Kms`] — a registered KMS node serving on a free port.
 //! - [`Cvm`] — a host share + keys + work dir for one guest, and its boot.
-//! - [`env_pubkey`], [`chain_root_k256`] — what deploy-time env encryption
-//!   (`cairn_protocol::env::encrypt_env_for_app`) takes: the KMS's signed env key and the
-//!   root key registered on chain.
+//! - [`chain_root_k256`] — the root key registered on chain, what deploy-time env
+//!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
+//!   key (`KmsConnection::env_pubkey`) against.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
 //!
 //! Receipts are checked with `cairn_onchain::verify_receipt`, the auditor's verifier.
@@ -38,18 +38,17 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{Collateral, Tee, Verifier};
-use cairn_kms::client::{client_config, kms_server_verifier, KmsClient as KmsHttp};
 use cairn_kms::{
     unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
     SECRETS_DIR,
 };
+use cairn_kms_client::{KmsClient, KmsConnection, Timeouts};
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::testing::{AnvilChain, KmsNodeRegistration};
 use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig};
-use cairn_protocol::api::EnvPubkeyResponse;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes as HttpBytes;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -88,6 +87,11 @@ pub fn verifier() -> Verifier {
     let pki = pki();
     Verifier::dangerous_with_simulator_root(pki.root_ca_der())
         .with_collateral(Collateral::new(pki.collateral()).expect("simulator collateral"))
+}
+
+/// The one KMS client of the scenarios: the real verifier, generous timeouts.
+pub fn kms_client() -> KmsClient {
+    KmsClient::new(verifier()).with_timeouts(Timeouts::uniform(DEADLINE))
 }
 
 /// The root keys of [`MASTER`].
@@ -200,7 +204,7 @@ impl Devnet {
         let opts = NodeOptions {
             data_dir: dir.path().to_owned(),
             chain: self.chain_config(),
-            verifier: verifier(),
+            verifier: Arc::new(verifier()),
             collateral: CollateralSource::Configured,
             os_images: vec![image().manifest()],
             tee: Arc::new(tdx),
@@ -270,12 +274,11 @@ impl Kms {
 
     /// A client without a certificate (public endpoints), verifying the KMS's RA-TLS
     /// evidence and `kms:rpc` usage.
-    pub async fn public_client(&self) -> KmsHttp {
-        let config = client_config(kms_server_verifier(verifier()), None).expect("client config");
-        KmsHttp::connect(self.addr, config)
+    pub async fn public_client(&self) -> KmsConnection {
+        kms_client()
+            .connect(&self.url(), None)
             .await
             .expect("connect to KMS")
-            .0
     }
 
     /// Stop serving and wait for the server task.
@@ -289,18 +292,9 @@ impl Kms {
     }
 }
 
-/// The KMS's signed answer to `GET /v1/env-pubkey/{app_id}` (what a deployer encrypts
-/// for, after checking it with `cairn_protocol::env::encrypt_env_for_app`).
-pub async fn env_pubkey(kms: &mut KmsHttp, app_id: [u8; 20]) -> EnvPubkeyResponse {
-    let path = format!("/v1/env-pubkey/0x{}", hex::encode(app_id));
-    kms.call(Method::GET, &path, None::<&()>)
-        .await
-        .expect("env-pubkey transport")
-        .expect("env-pubkey answer")
-}
-
 /// The root k256 public key registered on chain at the pinned block (SEC1 bytes): the
-/// deployer's reference, never the KMS's word for it.
+/// deployer's reference for `cairn_protocol::env::encrypt_env_for_app`, never the KMS's
+/// word for it.
 pub async fn chain_root_k256(chain: &ChainClient) -> Vec<u8> {
     let at = chain.policy_block().await.expect("policy block");
     chain
@@ -370,6 +364,23 @@ impl Cvm {
         .expect("write instance info");
     }
 
+    /// Have the guest check its KMS against KmsAuth on `net` (sys-config's `chain`
+    /// section) before trusting it.
+    pub fn check_kms_on_chain(&self, net: &Devnet) {
+        let path = self.dir.path().join("share/sys-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read sys-config"))
+                .expect("sys-config JSON");
+        config["chain"] = serde_json::json!({
+            "rpc_url": net.anvil.endpoint(),
+            "chain_id": net.anvil.chain_id(),
+            "kms_auth": format!("{:#x}", net.kms_auth()),
+            "confirmations": CONFIRMATIONS,
+        });
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
+            .expect("write sys-config");
+    }
+
     /// The compose hash of this CVM's compose.
     pub fn compose_hash(&self) -> B256 {
         compose_hash(self.compose.as_bytes())
@@ -421,8 +432,7 @@ impl Cvm {
         let tdx = self.fresh_tee();
         let config = self.config(&tdx);
         let tee: Arc<dyn Tee> = tdx;
-        let kms = cairn_guest::KmsClient::new(verifier(), Duration::from_secs(20));
-        cairn_guest::boot(tee, kms, &config).await
+        cairn_guest::boot(tee, kms_client(), &config).await
     }
 }
 

@@ -33,8 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
-use cairn_attestation::simulator::OsImageManifest;
-use cairn_attestation::{RaTlsCert, Tee, Verifier};
+use cairn_attestation::{OsImageManifest, RaTlsCert, Tee, Verifier};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, HeadOptions, PolicyHead};
@@ -69,7 +68,7 @@ pub struct NodeOptions {
     /// age bound and poll interval.
     pub chain: ChainConfig,
     /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// Where collateral comes from.
     pub collateral: CollateralSource,
     /// OS image manifests this node recognises (MRTD/RTMR0-2 → os_image_hash).
@@ -113,9 +112,11 @@ pub struct Node {
     signer: CheckpointSigner,
     chain: Arc<ChainClient>,
     head: PolicyHead,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
+    /// The canonical manifest of the image this node's own evidence matched (`meta`).
+    own_image_manifest: String,
     server_cert: RaTlsCert,
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
@@ -189,6 +190,13 @@ impl Node {
         )
         .await
         .map_err(Error::SelfAttestation)?;
+        // `attest` matched one of these manifests, so one hashes to the image found.
+        let own_image_manifest = opts
+            .os_images
+            .iter()
+            .find(|m| m.os_image_hash().0 == own.os_image_hash)
+            .map(|m| String::from_utf8_lossy(&m.to_bytes()).into_owned())
+            .unwrap_or_default();
 
         let view = head.view()?;
         let at = view.block();
@@ -236,6 +244,7 @@ impl Node {
             verifier: opts.verifier,
             collateral: opts.collateral,
             os_images: opts.os_images,
+            own_image_manifest,
             server_cert,
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
@@ -330,6 +339,7 @@ impl Node {
             root_ca_cert: self.root.ca().cert_pem().to_owned(),
             node_address: self.address(),
             key_generation: self.identity.generation,
+            os_image_manifest: self.own_image_manifest.clone(),
         }
     }
 
