@@ -30,7 +30,6 @@ use cairn_protocol::env::{self, EnvVar};
 use cairn_protocol::sig;
 use cairn_protocol::sysconfig::InstanceInfo;
 use rand_core::{OsRng, RngCore};
-use tokio::process::Child;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
@@ -68,8 +67,8 @@ pub struct BootConfig {
 pub struct Booted {
     /// Everything the guest agent serves.
     pub state: Arc<GuestState>,
-    /// The app process (`process` runner) or `docker compose up -d`.
-    pub app: Option<Child>,
+    /// The started app (`process` runner: the child; `docker-compose`: the project).
+    pub app: Option<runner::App>,
     /// How long boot took up to (and including) spawning the app.
     pub elapsed: Duration,
 }
@@ -151,6 +150,10 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         None => Vec::new(),
         Some(blob) => decrypt_env(&env_secret, &app_id, blob, &share.compose.allowed_envs)?,
     };
+    if let cairn_protocol::compose::Runner::DockerCompose(_) = runner {
+        // An env the runner would refuse must not leave keys behind.
+        runner::check_env(&env_vars)?;
+    }
 
     keydir::write_keys(&config.keys_dir, &secrets)?;
     tracing::info!(keys_dir = %config.keys_dir.display(), log_index = secrets.receipt.log_index, "keys written");
@@ -161,10 +164,16 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
             agent_socket: config.agent_socket.clone(),
             work_dir: config.work_dir.clone(),
             docker: config.docker.clone(),
+            project: runner::project_name(
+                &share.compose.name,
+                &app_id.0,
+                instance_id.as_bytes(),
+                &config.work_dir,
+            ),
         };
-        let child = runner::start(runner, &share.compose.name, &env_vars, &app_env).await?;
-        tracing::info!(pid = child.id(), runner = %share.compose.runner, "app started");
-        Some(child)
+        let app = runner::start(runner, &env_vars, &app_env).await?;
+        tracing::info!(pid = app.pid(), project = app.compose().map(|c| c.project()), runner = %share.compose.runner, "app started");
+        Some(app)
     } else {
         None
     };

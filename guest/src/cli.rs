@@ -261,7 +261,7 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let app_exit = async {
         match booted.app.as_mut() {
-            Some(child) => child.wait().await.map(|s| s.to_string()),
+            Some(app) => app.wait().await.map(|s| s.to_string()),
             None => std::future::pending().await,
         }
     };
@@ -271,8 +271,8 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         status = app_exit => { tracing::info!(status = ?status, "app exited"); false }
     };
     if stop_app {
-        if let Some(child) = booted.app.as_mut() {
-            if let Err(e) = runner::stop(child, runner::STOP_GRACE).await {
+        if let Some(app) = booted.app.as_mut() {
+            if let Err(e) = app.stop(runner::STOP_GRACE).await {
                 tracing::warn!(error = %e, "stopping the app");
             }
         }

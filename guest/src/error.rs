@@ -93,6 +93,9 @@ pub enum Error {
     /// Starting the app failed.
     #[error("starting the app: {0}")]
     Start(String),
+    /// The runner could not start, watch or stop the app.
+    #[error("runner: {0}")]
+    Runner(#[from] crate::runner::RunnerError),
     /// The compose uses `docker-compose` but no Docker engine answers here.
     #[error("runner docker-compose needs a Docker engine, and none answers here ({0}); use runner \"process\" on machines without Docker")]
     DockerUnavailable(String),

@@ -27,6 +27,9 @@
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
 //!   key (`KmsConnection::env_pubkey`) against.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
+//! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
+//!   [`agent_app_image`] (busybox + a static agent client), [`agent_app_compose`],
+//!   [`project_containers`] and [`ProjectGuard`] (independent looks at the engine).
 //!
 //! Receipts are checked with `cairn_onchain::verify_receipt`, the auditor's verifier.
 
@@ -54,6 +57,12 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod docker;
+pub use docker::{
+    agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
+    require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
+};
 
 /// Policy is read this many blocks behind head.
 pub const CONFIRMATIONS: u64 = 2;
@@ -332,9 +341,25 @@ impl Cvm {
     /// at `kms_url`.
     pub fn new(kms_url: &str, app_id: Address, host_seed: u8, tag: &str) -> Cvm {
         let dir = tempfile::tempdir().expect("tempdir");
+        let compose = app_compose(&dir.path().join("app-out"), tag);
+        Cvm::in_dir(dir, kms_url, app_id, host_seed, compose)
+    }
+
+    /// A CVM of `app_id` on host `host_seed` running the given `app-compose.json`,
+    /// pointed at `kms_url`.
+    pub fn with_compose(kms_url: &str, app_id: Address, host_seed: u8, compose: String) -> Cvm {
+        Cvm::in_dir(
+            tempfile::tempdir().expect("tempdir"),
+            kms_url,
+            app_id,
+            host_seed,
+            compose,
+        )
+    }
+
+    fn in_dir(dir: TempDir, kms_url: &str, app_id: Address, host_seed: u8, compose: String) -> Cvm {
         let share = dir.path().join("share");
         std::fs::create_dir(&share).expect("share dir");
-        let compose = app_compose(&dir.path().join("app-out"), tag);
         std::fs::write(share.join("app-compose.json"), &compose).expect("write compose");
         std::fs::write(
             share.join("sys-config.json"),
