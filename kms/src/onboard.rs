@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{self, CollateralSource};
 use crate::kdf::MasterSecret;
 use crate::keys::RootKeys;
-use crate::node::{Checked, NodeOptions, LOG_DIR, SECRETS_DIR};
+use crate::node::{Checked, NodeOptions, Policy, LOG_DIR, SECRETS_DIR};
 use crate::store::SecretStore;
 
 /// What onboarding produced.
@@ -88,10 +88,9 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     .map_err(Error::SourceEvidence)?;
     let at = chain.policy_block().await?;
     let checked = Checked::allowed(
-        &chain,
+        Policy::Block(&chain, at),
         ReleaseKind::KmsOnboard,
         source_node.boot.clone(),
-        at,
     )
     .await?;
 

@@ -158,8 +158,11 @@ impl AppBootInfo {
         self.to_abi().abi_encode()
     }
 
-    /// The size limits a record enforces on the strings.
-    fn check_bounds(&self) -> Result<(), EntryError> {
+    /// The bounds a record puts on the strings: the TCB status, the number and length
+    /// of advisory ids. [`ReleaseRecord::encode`] and [`ReleaseRecord::decode`] check
+    /// them; a KMS checks them before asking the chain, so an allowed release can
+    /// always be logged.
+    pub fn validate(&self) -> Result<(), EntryError> {
         if self.tcb_status.len() > MAX_TCB_STATUS_LEN {
             return Err(EntryError::TcbStatusTooLong {
                 len: self.tcb_status.len(),
@@ -248,7 +251,7 @@ impl ReleaseRecord {
     /// [`RecordVersion::V1`] record (which must then have a zero `mr_system` and no
     /// advisory ids: [`EntryError::NotInVersion1`]).
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
-        self.boot.check_bounds()?;
+        self.boot.validate()?;
         Ok(match self.version {
             RecordVersion::V2 => abi::ReleaseRecordV2 {
                 version: RECORD_VERSION,
@@ -324,7 +327,7 @@ impl ReleaseRecord {
             RECORD_VERSION_V1 => Self::decode_v1(bytes)?,
             _ => return Err(EntryError::UnsupportedVersion { version }),
         };
-        record.boot.check_bounds()?;
+        record.boot.validate()?;
         Ok(record)
     }
 

@@ -8,7 +8,7 @@
 //! is asked, so an allowed release can always be logged.
 
 use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::{recorded_boot_info, BootInfo, ChainClient, PolicyBlock};
+use cairn_onchain::{recorded_boot_info, BootInfo, ChainClient, HeadView, PolicyBlock};
 use cairn_tlog::{EntryError, RecordVersion, ReleaseKind, ReleaseRecord};
 
 use crate::error::{Error, Result};
@@ -21,6 +21,14 @@ pub(crate) struct Checked {
     kind: ReleaseKind,
     boot: BootInfo,
     at: PolicyBlock,
+}
+
+/// Where step 3 asks the chain.
+pub(crate) enum Policy<'a, 'v> {
+    /// The node's policy head (the release path), at the view's block.
+    View(&'a HeadView<'v>),
+    /// A client at a given block (onboarding, before the node has a head).
+    Block(&'a ChainClient, PolicyBlock),
 }
 
 /// Why [`Checked::allowed`] made no `Checked`.
@@ -54,22 +62,37 @@ impl From<CheckError> for Error {
 }
 
 impl Checked {
-    /// Step 3: asks the chain about `boot` for a release of `kind` at `at`; an allow
-    /// gives the `Checked` holding that same value.
+    /// Step 3: asks `policy` about `boot` for a release of `kind`; an allow gives the
+    /// `Checked` holding that same value and the block it was judged at.
     pub(crate) async fn allowed(
-        chain: &ChainClient,
+        policy: Policy<'_, '_>,
         kind: ReleaseKind,
         boot: BootInfo,
-        at: PolicyBlock,
     ) -> std::result::Result<Self, CheckError> {
         recorded_boot_info(&boot)
             .validate()
             .map_err(CheckError::Unloggable)?;
-        match kind {
-            ReleaseKind::KmsOnboard => chain.is_kms_allowed(&boot, at).await,
-            ReleaseKind::AppKey | ReleaseKind::SignCert => chain.is_app_allowed(&boot, at).await,
-        }
-        .map_err(CheckError::Chain)?;
+        let onboard = kind == ReleaseKind::KmsOnboard;
+        let at = match policy {
+            Policy::View(view) => {
+                if onboard {
+                    view.is_kms_allowed(&boot).await
+                } else {
+                    view.is_app_allowed(&boot).await
+                }
+                .map_err(CheckError::Chain)?;
+                view.block()
+            }
+            Policy::Block(chain, at) => {
+                if onboard {
+                    chain.is_kms_allowed(&boot, at).await
+                } else {
+                    chain.is_app_allowed(&boot, at).await
+                }
+                .map_err(CheckError::Chain)?;
+                at
+            }
+        };
         Ok(Checked { kind, boot, at })
     }
 
@@ -157,7 +180,7 @@ mod tests {
         let _ = anvil.child_mut().wait();
 
         let too_many = boot(vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS + 1]);
-        let err = Checked::allowed(&chain, ReleaseKind::AppKey, too_many, at)
+        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::AppKey, too_many)
             .await
             .unwrap_err();
         assert!(
@@ -175,7 +198,7 @@ mod tests {
             }
         ));
         let too_long = boot(vec!["x".repeat(MAX_ADVISORY_ID_LEN + 1)]);
-        let err = Checked::allowed(&chain, ReleaseKind::KmsOnboard, too_long, at)
+        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::KmsOnboard, too_long)
             .await
             .unwrap_err();
         assert!(
@@ -186,7 +209,7 @@ mod tests {
             "{err:?}"
         );
         let fine = boot(vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS]);
-        let err = Checked::allowed(&chain, ReleaseKind::AppKey, fine, at)
+        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::AppKey, fine)
             .await
             .unwrap_err();
         assert!(matches!(err, CheckError::Chain(_)), "{err:?}");

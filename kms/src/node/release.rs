@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_attestation::Usage;
-use cairn_onchain::PolicyBlock;
+use cairn_onchain::{HeadView, PolicyBlock};
 use cairn_protocol::api::{
     AppKeyResponse, OnboardResponse, Receipt, SignCertRequest, SignCertResponse,
 };
@@ -16,7 +16,7 @@ use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use tracing::instrument;
 use zeroize::Zeroizing;
 
-use super::checked::Checked;
+use super::checked::{Checked, Policy};
 use super::{issue, Node};
 use crate::anchor::Slot;
 use crate::error::{Error, Result};
@@ -25,19 +25,32 @@ use crate::keys::AppKeys;
 use crate::metrics::Stage;
 use crate::reject::{ApiError, Check};
 
+/// What steps 1-4 established for one release.
+struct Authorized<'a> {
+    /// The caller's verified evidence.
+    evidence: Attested,
+    /// The policy head's view the release reads the chain through.
+    view: HeadView<'a>,
+    /// The boot info the chain allowed at `view`'s block: the only input of the record.
+    checked: Checked,
+    /// A slot under the bound on unanchored log entries, held until the entry is in.
+    slot: Slot<'a>,
+}
+
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
-    /// the chain policy at the pinned block (a [`Checked`] holding the boot info the
-    /// chain allowed, the only input of the release record), this node's self-check,
-    /// and a slot under the bound on unanchored log entries (held until the entry is
+    /// the chain policy at the pinned block (the policy head's view, which later reads of
+    /// the same release use; the allow is a [`Checked`] holding the boot info the chain
+    /// judged, the only input of the release record), this node's self-check, and a
+    /// slot under the bound on unanchored log entries (held until the entry is
     /// appended).
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, Checked, Slot<'_>), ApiError> {
+    ) -> Result<Authorized<'_>, ApiError> {
         let t = Instant::now();
-        let attested = evidence::attest(
+        let evidence = evidence::attest(
             peer_cert,
             &self.verifier,
             &self.collateral,
@@ -45,8 +58,8 @@ impl Node {
             self.clock.now(),
         )
         .await?;
-        tracing::Span::current().record("app_id", tracing::field::display(&attested.boot.appId));
-        if kind == ReleaseKind::KmsOnboard && attested.usage != Some(Usage::KmsRpc) {
+        tracing::Span::current().record("app_id", tracing::field::display(&evidence.boot.appId));
+        if kind == ReleaseKind::KmsOnboard && evidence.usage != Some(Usage::KmsRpc) {
             return Err(ApiError::denied(
                 Check::ClientCert,
                 "onboarding requires a certificate with usage kms:rpc",
@@ -55,12 +68,17 @@ impl Node {
         self.metrics.observe(Stage::Verify, t.elapsed());
 
         let t = Instant::now();
-        let at = self.policy_block().await?;
-        let checked = Checked::allowed(&self.chain, kind, attested.boot.clone(), at).await?;
-        self.self_check(at).await?;
+        let view = self.policy_view()?;
+        let checked = Checked::allowed(Policy::View(&view), kind, evidence.boot.clone()).await?;
+        self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
         let slot = self.anchor.admit(&self.log)?;
-        Ok((attested, checked, slot))
+        Ok(Authorized {
+            evidence,
+            view,
+            checked,
+            slot,
+        })
     }
 
     /// The log record of the release `checked` allowed to the holder of `a`.
@@ -149,9 +167,14 @@ impl Node {
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, checked, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let Authorized {
+            evidence: a,
+            view,
+            checked,
+            slot,
+        } = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
         let at = checked.at();
-        let gateway_app_id = self.gateway_app_id(at).await?;
+        let gateway_app_id = self.gateway_app_id(&view).await?;
         let keys = self.derive(&a)?;
         let record = self.record(&a, &checked)?;
         let receipt = self.log_release(record, at, slot).await?;
@@ -203,7 +226,12 @@ impl Node {
         peer_cert: Option<&[u8]>,
         req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, checked, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let Authorized {
+            evidence: a,
+            checked,
+            slot,
+            ..
+        } = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
         let at = checked.at();
         let csr = issue::bound_csr(&req.csr, &a)?;
         let window = issue::requested_window(self.clock.now(), req)?;
@@ -229,7 +257,12 @@ impl Node {
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, checked, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let Authorized {
+                evidence: a,
+                checked,
+                slot,
+                ..
+            } = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
             let at = checked.at();
             let record = self.record(&a, &checked)?;
             let receipt = self.log_release(record, at, slot).await?;

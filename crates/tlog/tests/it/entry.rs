@@ -77,7 +77,10 @@ fn record_layout_is_abi_encode_of_a_tuple_with_version_first() {
     let bytes = sample().encode().expect("encode");
     // Word 0: offset of the dynamic tuple; word 1: version; word 2: kind.
     assert_eq!(bytes[..32], B256::left_padding_from(&[0x20]).0);
-    assert_eq!(bytes[32..64], B256::left_padding_from(&[RECORD_VERSION_V1]).0);
+    assert_eq!(
+        bytes[32..64],
+        B256::left_padding_from(&[RECORD_VERSION_V1]).0
+    );
     assert_eq!(bytes[64..96], B256::left_padding_from(&[0]).0);
     // 17 head words + offset word + string length + one padded word.
     assert_eq!(bytes.len(), 32 * (1 + 17 + 1 + 1));
@@ -195,7 +198,11 @@ fn v2_advisory_ids_are_bounded_in_count_and_length() {
     r.boot.advisory_ids = vec!["x".repeat(MAX_ADVISORY_ID_LEN); MAX_ADVISORY_IDS];
     r.boot.tcb_status = "y".repeat(MAX_TCB_STATUS_LEN);
     let max = r.encode().expect("the largest record encodes");
-    assert_eq!(max.len(), MAX_RECORD_LEN, "MAX_RECORD_LEN is the largest record");
+    assert_eq!(
+        max.len(),
+        MAX_RECORD_LEN,
+        "MAX_RECORD_LEN is the largest record"
+    );
     assert_eq!(ReleaseRecord::decode(&max), Ok(r.clone()));
 
     let mut too_many = r.clone();
@@ -296,7 +303,13 @@ fn every_kind_round_trips() {
         ReleaseKind::SignCert,
         ReleaseKind::KmsOnboard,
     ] {
-        for r in [ReleaseRecord { kind, ..sample() }, ReleaseRecord { kind, ..sample_v2() }] {
+        for r in [
+            ReleaseRecord { kind, ..sample() },
+            ReleaseRecord {
+                kind,
+                ..sample_v2()
+            },
+        ] {
             assert_eq!(ReleaseRecord::decode(&r.encode().expect("encode")), Ok(r));
         }
     }

@@ -14,7 +14,12 @@ fn streamed_roots_equal_the_tree_roots_at_every_size_up_to_600() {
     for i in 0..600u64 {
         f.push_entry(&vector_entry(i));
         assert_eq!(f.size(), i + 1);
-        assert_eq!(f.root(), tree.root_at(i + 1).expect("root"), "size {}", i + 1);
+        assert_eq!(
+            f.root(),
+            tree.root_at(i + 1).expect("root"),
+            "size {}",
+            i + 1
+        );
     }
 }
 
