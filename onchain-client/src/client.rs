@@ -79,6 +79,17 @@ pub struct Anchor {
     pub block_number: u64,
 }
 
+/// A block's number, hash and timestamp (what an audit compares a release record with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockHeader {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+    /// Block timestamp, seconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
 /// The chain head as the quorum sees it, and the block policy is pinned to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Head {
@@ -365,6 +376,40 @@ impl ChainClient {
             .agree(
                 || format!("block {number}"),
                 |ep| header_at(&ep.conn, number),
+            )
+            .await
+    }
+
+    /// The header of block `number` (hash and timestamp) as `quorum` endpoints agree it
+    /// is, or `None` when they agree it does not exist.
+    pub async fn block_header(&self, number: u64) -> Result<Option<BlockHeader>> {
+        self.endpoints
+            .agree(
+                || format!("the header of block {number}"),
+                |ep| async move {
+                    let header = ep
+                        .conn
+                        .rpc(
+                            "eth_getBlockByNumber",
+                            ep.conn
+                                .provider()
+                                .get_header_by_number(BlockNumberOrTag::Number(number)),
+                        )
+                        .await?;
+                    match header {
+                        None => Ok(None),
+                        Some(h) if h.number == number => Ok(Some(BlockHeader {
+                            number,
+                            hash: h.hash,
+                            timestamp: h.timestamp,
+                        })),
+                        Some(h) => Err(Error::Rpc {
+                            op: "eth_getBlockByNumber",
+                            code: 0,
+                            message: format!("asked for block {number}, got {}", h.number),
+                        }),
+                    }
+                },
             )
             .await
     }

@@ -118,15 +118,17 @@ pub mod testing;
 // The public interface is:
 pub use app::{AppAuthClient, ComposeHashActivation};
 pub use audit::{
-    audit_app, verify_receipt, AuditReport, AuditedRelease, Finding, LogSource, ReceiptError,
-    SourceError,
+    audit_all, audit_app, verify_receipt, AuditOptions, AuditOutcome, AuditReport, AuditStats,
+    AuditedRelease, Auditor, Finding, LogSource, LogSources, NodeSummary, ReceiptError,
+    SourceError, Staleness, TreeHead, DEFAULT_MAX_POLICY_AGE, MAX_AUDIT_ENTRIES,
 };
 pub use bindings::{
     app_auth, governor, kms_auth, proxy, timelock, token, AppAuth, CairnGovernor, CairnToken,
     ERC1967Proxy, KmsAuth, TimelockController,
 };
 pub use client::{
-    unix_now, Anchor, BootInfo, ChainClient, Head, PolicyBlock, RootKeys, Verdict, MAX_REASON_LEN,
+    unix_now, Anchor, BlockHeader, BootInfo, ChainClient, Head, PolicyBlock, RootKeys, Verdict,
+    MAX_REASON_LEN,
 };
 pub use config::{
     check_rpc_url, endpoint_label, is_loopback, ChainConfig, RpcTransport, DEFAULT_CALL_TIMEOUT,

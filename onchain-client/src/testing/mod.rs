@@ -11,7 +11,7 @@
 //!   apps, register a KMS identity and nodes.
 //! - `proxy`: [`RpcProxy`] — an HTTP(S) JSON-RPC proxy in front of anvil that forwards,
 //!   or lies ([`Behaviour`]): flips verdicts, changes block hashes, freezes the head,
-//!   stalls, fails.
+//!   rewinds anchor events, stalls, fails.
 
 mod anvil;
 mod fixture;

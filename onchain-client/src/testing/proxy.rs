@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use alloy::sol_types::SolCall;
+use alloy::sol_types::{SolCall, SolEvent};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -40,6 +40,11 @@ pub enum Behaviour {
     /// Answer as if the chain had stopped at this block: `eth_blockNumber` says it,
     /// `latest` means it (a stuck or lagging node).
     FreezeHead(u64),
+    /// In every `eth_getLogs` answer with two or more `CheckpointAnchored` events, the
+    /// last one reports the size of the one before it minus this many entries, and
+    /// another root (0: the same size with another root). KmsAuth never emits that; an
+    /// auditor reading it must flag an anchor rollback.
+    RewindAnchors(u64),
 }
 
 /// A running proxy on `127.0.0.1` (plain HTTP, or HTTPS as `localhost` with its own
@@ -326,8 +331,48 @@ fn lie(behaviour: Behaviour, call: &Value, resp: &mut Value) {
                 *data = flip_first_word(data);
             }
         }
+        (Behaviour::RewindAnchors(by), "eth_getLogs") => rewind_anchors(result, by),
         _ => {}
     }
+}
+
+/// `RewindAnchors`: the last `CheckpointAnchored` log of `logs` gets the size of the
+/// one before it minus `by` and a root with its last digit changed.
+fn rewind_anchors(logs: &mut Value, by: u64) {
+    let Value::Array(logs) = logs else {
+        return;
+    };
+    let topic = format!("{:#x}", KmsAuth::CheckpointAnchored::SIGNATURE_HASH);
+    let anchored: Vec<usize> = logs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.get("topics")
+                .and_then(|t| t.get(0))
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(&topic))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let [.., before, last] = anchored.as_slice() else {
+        return;
+    };
+    let data = |l: &Value| {
+        l.get("data")
+            .and_then(Value::as_str)
+            .and_then(|d| hex::decode(d.strip_prefix("0x").unwrap_or(d)).ok())
+            .filter(|d| d.len() == 64)
+    };
+    let (Some(prev), Some(mut data)) = (data(&logs[*before]), data(&logs[*last])) else {
+        return;
+    };
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&prev[24..32]);
+    let size = u64::from_be_bytes(size).saturating_sub(by);
+    data[..32].fill(0);
+    data[24..32].copy_from_slice(&size.to_be_bytes());
+    data[63] ^= 1;
+    logs[*last]["data"] = Value::String(format!("0x{}", hex::encode(data)));
 }
 
 fn is_verdict_call(call: &Value) -> bool {
@@ -407,5 +452,26 @@ mod tests {
         let other =
             serde_json::json!({"method":"eth_call","params":[{"input":"0xdeadbeef"}, "0x1"]});
         assert!(!is_verdict_call(&other));
+    }
+
+    #[test]
+    fn the_last_anchor_of_an_answer_is_rewound() {
+        let topic = format!("{:#x}", KmsAuth::CheckpointAnchored::SIGNATURE_HASH);
+        let anchored = |size: u8, root: u8| {
+            serde_json::json!({
+                "topics": [topic, format!("0x{}", "00".repeat(32))],
+                "data": format!("0x{}{:02x}{}", "00".repeat(31), size, format!("{root:02x}").repeat(32)),
+            })
+        };
+        let mut logs = serde_json::json!([anchored(5, 0xaa), {"topics": ["0x01"], "data": "0x"}, anchored(9, 0xbb)]);
+        rewind_anchors(&mut logs, 1);
+        let data = logs[2]["data"].as_str().unwrap();
+        assert_eq!(&data[2..66], format!("{}04", "00".repeat(31)));
+        assert_eq!(&data[66..128], "bb".repeat(31));
+        assert_eq!(&data[128..], "ba");
+        assert_eq!(logs[0], anchored(5, 0xaa), "only the last one changes");
+        let mut one = serde_json::json!([anchored(5, 0xaa)]);
+        rewind_anchors(&mut one, 1);
+        assert_eq!(one, serde_json::json!([anchored(5, 0xaa)]));
     }
 }

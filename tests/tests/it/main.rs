@@ -5,6 +5,7 @@
 
 mod acme;
 mod audit;
+mod audit_policy;
 mod boot;
 mod docker_compose;
 mod governance;

@@ -1,0 +1,296 @@
+//! Step 3 of the audit: each release against the chain at its recorded block — the
+//! block exists with the recorded hash and is not stale, the node was registered, and
+//! the policy allowed the recorded boot info.
+//!
+//! Every chain read is deduplicated for the whole audit: one header per block number,
+//! one `isKmsNode` per (node, block hash), one `isAppAllowed` / `isKmsAllowed` per
+//! (query, boot info, block hash); distinct reads of a batch run concurrently.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash as StdHash;
+
+use alloy::primitives::{keccak256, Address, B256};
+use alloy::sol_types::SolValue;
+use cairn_tlog::{ReleaseKind, ReleaseRecord};
+use futures_util::{stream, StreamExt, TryStreamExt};
+
+use super::finding::{AuditStats, Finding, Staleness};
+use super::AuditOptions;
+use crate::client::{BlockHeader, BootInfo, ChainClient, PolicyBlock, Verdict};
+use crate::error::{Check, Error};
+use crate::record::boot_info_of;
+
+/// Chain reads of one batch in flight at once.
+pub(super) const CHAIN_CONCURRENCY: usize = 16;
+/// Most answers each memo keeps; a full memo starts over (an audit stays correct, it
+/// only re-reads).
+const MEMO_CAP: usize = 1 << 16;
+
+/// A bounded map of chain answers.
+struct Memo<K, V>(HashMap<K, V>);
+
+impl<K: Eq + StdHash, V> Memo<K, V> {
+    fn new() -> Self {
+        Memo(HashMap::new())
+    }
+    fn get(&self, k: &K) -> Option<&V> {
+        self.0.get(k)
+    }
+    fn contains(&self, k: &K) -> bool {
+        self.0.contains_key(k)
+    }
+    fn insert(&mut self, k: K, v: V) {
+        if self.0.len() >= MEMO_CAP {
+            self.0.clear();
+        }
+        self.0.insert(k, v);
+    }
+}
+
+/// A release to check: the record, where it is, and whether the stream saw it trail
+/// the node's newest earlier policy block by more than the depth.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate {
+    pub(super) node: Address,
+    pub(super) index: u64,
+    pub(super) record: ReleaseRecord,
+    /// The newest policy block of the node's earlier entries, when this record's is
+    /// more than the confirmation depth behind it.
+    pub(super) behind: Option<u64>,
+}
+
+/// Which policy question a record answers.
+fn is_kms(record: &ReleaseRecord) -> bool {
+    record.kind == ReleaseKind::KmsOnboard
+}
+
+type VerdictKey = (bool, B256, B256);
+type Denial = Option<(Check, String)>;
+
+/// The deduplicated chain reads of one audit.
+pub(super) struct Checker {
+    headers: Memo<u64, Option<BlockHeader>>,
+    registered: Memo<(Address, B256), bool>,
+    verdicts: Memo<VerdictKey, Denial>,
+}
+
+impl Checker {
+    pub(super) fn new() -> Self {
+        Checker {
+            headers: Memo::new(),
+            registered: Memo::new(),
+            verdicts: Memo::new(),
+        }
+    }
+
+    /// Checks `batch` (log order), appending findings; returns whether each release is
+    /// clean against the chain. Errors only when the chain cannot be read.
+    pub(super) async fn check(
+        &mut self,
+        chain: &ChainClient,
+        options: &AuditOptions,
+        stats: &mut AuditStats,
+        batch: &[Candidate],
+        findings: &mut Vec<Finding>,
+    ) -> Result<Vec<bool>, Error> {
+        self.fetch_headers(chain, stats, batch).await?;
+        let chain_id = chain.chain_id();
+        let max_secs = options.max_policy_age.as_secs();
+
+        // Origin, block and staleness first: they need no more reads.
+        let mut out = Vec::with_capacity(batch.len());
+        let mut blocks: Vec<Option<PolicyBlock>> = Vec::with_capacity(batch.len());
+        for c in batch {
+            let (node, index, r) = (c.node, c.index, &c.record);
+            stats.releases += 1;
+            if !r.is_exact() {
+                stats.approximate += 1;
+            }
+            let mut pending = Vec::new();
+            let at = if r.chain_id != chain_id || r.kms_node != node {
+                pending.push(Finding::WrongOrigin {
+                    node,
+                    index,
+                    detail: format!(
+                        "record names chain {} node {}, the log is node {node} on chain {chain_id}",
+                        r.chain_id, r.kms_node
+                    ),
+                });
+                None
+            } else {
+                let number = r.policy_block_number;
+                let header = self.headers.get(&number).copied().flatten();
+                match header {
+                    Some(h) if h.hash == r.policy_block_hash => {
+                        if let Some(previous) = c.behind {
+                            pending.push(Finding::StalePolicyBlock {
+                                node,
+                                index,
+                                block: number,
+                                staleness: Staleness::BehindPrevious {
+                                    previous,
+                                    depth: options.confirmations,
+                                },
+                            });
+                        }
+                        if h.timestamp.abs_diff(r.timestamp) > max_secs {
+                            pending.push(Finding::StalePolicyBlock {
+                                node,
+                                index,
+                                block: number,
+                                staleness: Staleness::TimeGap {
+                                    block_timestamp: h.timestamp,
+                                    record_timestamp: r.timestamp,
+                                    max_secs,
+                                },
+                            });
+                        }
+                        Some(PolicyBlock {
+                            number,
+                            hash: h.hash,
+                        })
+                    }
+                    other => {
+                        pending.push(Finding::PolicyBlockMismatch {
+                            node,
+                            index,
+                            number,
+                            recorded: r.policy_block_hash,
+                            actual: other.map(|h| h.hash),
+                        });
+                        None
+                    }
+                }
+            };
+            out.push(pending);
+            blocks.push(at);
+        }
+
+        // Registration and policy at the blocks that exist as recorded.
+        let jobs: Vec<(&Candidate, PolicyBlock)> = batch
+            .iter()
+            .zip(&blocks)
+            .filter_map(|(c, b)| b.map(|b| (c, b)))
+            .collect();
+        self.fetch_registrations(chain, stats, &jobs).await?;
+        self.fetch_verdicts(chain, stats, &jobs).await?;
+
+        let mut clean = Vec::with_capacity(batch.len());
+        for ((c, at), mut pending) in batch.iter().zip(blocks).zip(out) {
+            if let Some(at) = at {
+                if self.registered.get(&(c.node, at.hash)) == Some(&false) {
+                    pending.push(Finding::UnregisteredNode {
+                        node: c.node,
+                        index: c.index,
+                        block: at.number,
+                    });
+                }
+                if let Some(Some((check, reason))) = self.verdicts.get(&verdict_key(c, at)) {
+                    pending.push(Finding::NotAllowed {
+                        node: c.node,
+                        index: c.index,
+                        block: at.number,
+                        check: *check,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            clean.push(pending.is_empty());
+            findings.append(&mut pending);
+        }
+        Ok(clean)
+    }
+
+    async fn fetch_headers(
+        &mut self,
+        chain: &ChainClient,
+        stats: &mut AuditStats,
+        batch: &[Candidate],
+    ) -> Result<(), Error> {
+        let missing: HashSet<u64> = batch
+            .iter()
+            .map(|c| c.record.policy_block_number)
+            .filter(|n| !self.headers.contains(n))
+            .collect();
+        stats.header_reads += missing.len() as u64;
+        let got: Vec<(u64, Option<BlockHeader>)> = stream::iter(missing)
+            .map(|n| async move { chain.block_header(n).await.map(|h| (n, h)) })
+            .buffer_unordered(CHAIN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (n, h) in got {
+            self.headers.insert(n, h);
+        }
+        Ok(())
+    }
+
+    async fn fetch_registrations(
+        &mut self,
+        chain: &ChainClient,
+        stats: &mut AuditStats,
+        jobs: &[(&Candidate, PolicyBlock)],
+    ) -> Result<(), Error> {
+        let missing: HashMap<(Address, B256), PolicyBlock> = jobs
+            .iter()
+            .map(|(c, at)| ((c.node, at.hash), *at))
+            .filter(|(k, _)| !self.registered.contains(k))
+            .collect();
+        stats.registration_calls += missing.len() as u64;
+        let got: Vec<((Address, B256), bool)> = stream::iter(missing)
+            .map(|((node, hash), at)| async move {
+                chain.is_kms_node(node, at).await.map(|r| ((node, hash), r))
+            })
+            .buffer_unordered(CHAIN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (k, r) in got {
+            self.registered.insert(k, r);
+        }
+        Ok(())
+    }
+
+    async fn fetch_verdicts(
+        &mut self,
+        chain: &ChainClient,
+        stats: &mut AuditStats,
+        jobs: &[(&Candidate, PolicyBlock)],
+    ) -> Result<(), Error> {
+        let mut missing: HashMap<VerdictKey, (bool, BootInfo, PolicyBlock)> = HashMap::new();
+        for (c, at) in jobs {
+            let key = verdict_key(c, *at);
+            if !self.verdicts.contains(&key) && !missing.contains_key(&key) {
+                missing.insert(key, (is_kms(&c.record), boot_info_of(&c.record), *at));
+            }
+        }
+        stats.policy_calls += missing.len() as u64;
+        let got: Vec<(VerdictKey, Denial)> = stream::iter(missing)
+            .map(|(key, (kms, boot, at))| async move {
+                let verdict = if kms {
+                    chain.is_kms_allowed(&boot, at).await
+                } else {
+                    chain.is_app_allowed(&boot, at).await
+                };
+                match verdict {
+                    Ok(Verdict::Allowed) => Ok((key, None)),
+                    Err(Error::Denied { check, reason }) => Ok((key, Some((check, reason)))),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(CHAIN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (k, v) in got {
+            self.verdicts.insert(k, v);
+        }
+        Ok(())
+    }
+}
+
+/// (query, keccak256 of the ABI-encoded boot info the record gives, block hash).
+fn verdict_key(c: &Candidate, at: PolicyBlock) -> VerdictKey {
+    (
+        is_kms(&c.record),
+        keccak256(boot_info_of(&c.record).abi_encode()),
+        at.hash,
+    )
+}

@@ -1,0 +1,355 @@
+//! The audit re-evaluates each release against the chain at its recorded block: a
+//! release after revocation, a policy block that is too old (behind the node's earlier
+//! ones, or far from the release's time), a release by a node no longer registered, a
+//! version-1 record (approximate), identical calls made once, and follow mode finding
+//! a bad release as soon as it is logged.
+//!
+//! A real KMS refuses all of these releases, so they are written the way a
+//! compromised KMS would: straight into the node's own log (`Forger`), which the node
+//! then serves and anchors as usual.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_e2e::*;
+use cairn_kms::Node;
+use cairn_onchain::alloy::primitives::{keccak256, B256};
+use cairn_onchain::alloy::sol_types::SolValue;
+use cairn_onchain::{
+    audit_all, audit_app, boot_info_of, reasons, AuditOptions, AuditOutcome, Auditor, Check,
+    Finding, Staleness,
+};
+use cairn_tlog::{RecordVersion, ReleaseRecord};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::audit::node_of;
+
+/// Writes records into a KMS node's own log, as a compromised node would.
+struct Forger {
+    node: Arc<Node>,
+    /// The last anchored size.
+    anchored: u64,
+}
+
+impl Forger {
+    fn new(kms: &Kms) -> Self {
+        Forger {
+            node: kms.node.clone(),
+            anchored: 0,
+        }
+    }
+
+    /// The honest record at `index`.
+    fn record(&self, index: u64) -> ReleaseRecord {
+        ReleaseRecord::decode(&self.node.log().entry(index).unwrap()).unwrap()
+    }
+
+    /// Appends `record`; returns its index.
+    async fn append(&self, record: &ReleaseRecord) -> u64 {
+        let bytes = record.encode().unwrap();
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.log().append(bytes))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Anchors the log as the node does.
+    async fn anchor(&mut self) {
+        self.anchored = cairn_kms::anchor_once(&self.node, self.anchored)
+            .await
+            .unwrap();
+    }
+}
+
+/// One app with a compose hash allowed, one KMS, `boots` boots of distinct CVMs, then an
+/// anchor.
+async fn world(boots: u8) -> (Devnet, Kms, cairn_onchain::AppAuthClient, Vec<Cvm>) {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let cvms: Vec<Cvm> = (0..boots)
+        .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x70 + i, "v1"))
+        .collect();
+    for cvm in &cvms {
+        app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    }
+    net.mine(CONFIRMATIONS).await;
+    for cvm in &cvms {
+        cvm.boot().await.unwrap();
+    }
+    (net, kms, app, cvms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_after_revocation_is_found_with_the_contracts_reason() {
+    let (net, kms, app, cvms) = world(1).await;
+    let node = node_of(&kms);
+    let mut forger = Forger::new(&kms);
+    forger.anchor().await;
+
+    // The DAO revokes the compose hash; a compromised node still releases (and logs)
+    // at the pinned block after the revocation.
+    app.remove_compose_hash(cvms[0].compose_hash())
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let after = net.client.policy_block().await.unwrap();
+    let mut record = forger.record(0);
+    record.policy_block_number = after.number;
+    record.policy_block_hash = after.hash;
+    let index = forger.append(&record).await;
+    forger.anchor().await;
+
+    let mut source = kms.public_client().await;
+    let report = audit_app(&net.client, &mut source, node, app.app_id())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [Finding::NotAllowed { node: n, index: i, block, check: Check::ComposeHash, reason }]
+                if *n == node && *i == index && *block == after.number && reason == reasons::COMPOSE_HASH
+        ),
+        "{:?}",
+        report.findings
+    );
+    assert!(report.releases[0].allowed);
+    assert!(!report.releases[1].allowed && report.releases[1].logged);
+    assert_eq!(report.outcome().exit_code(), 1);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_time_is_stale() {
+    let (net, kms, app, cvms) = world(1).await;
+    let node = node_of(&kms);
+    let mut forger = Forger::new(&kms);
+    let old = forger.record(0);
+    // Later, a new boot is judged at a newer block.
+    net.mine(10).await;
+    cvms[0].boot().await.unwrap();
+    let newer = forger.record(1);
+    assert!(newer.policy_block_number > old.policy_block_number + CONFIRMATIONS);
+
+    // A release judged at the first, long superseded block (still allowed there).
+    let mut stale = old.clone();
+    stale.timestamp = newer.timestamp;
+    let behind = forger.append(&stale).await;
+    // A release judged at the newer block but made an hour and more later.
+    let mut late = newer.clone();
+    late.timestamp = newer.timestamp + 3700;
+    let far = forger.append(&late).await;
+    forger.anchor().await;
+
+    let mut source = kms.public_client().await;
+    let report = audit_app(&net.client, &mut source, node, app.app_id())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [
+                Finding::StalePolicyBlock {
+                    index: i,
+                    block: b,
+                    staleness: Staleness::BehindPrevious { previous, depth: CONFIRMATIONS },
+                    ..
+                },
+                Finding::StalePolicyBlock {
+                    index: j,
+                    staleness: Staleness::TimeGap { max_secs: 600, record_timestamp, .. },
+                    ..
+                },
+            ] if *i == behind && *b == old.policy_block_number
+                && *previous == newer.policy_block_number
+                && *j == far && *record_timestamp == late.timestamp
+        ),
+        "{:?}",
+        report.findings
+    );
+    // The thresholds are the auditor's: a deeper tolerance and a longer age accept both.
+    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let lenient = AuditOptions::default()
+        .with_confirmations(100)
+        .with_max_policy_age(Duration::from_secs(7200));
+    let report = audit_all(&net.client, &mut sources, lenient).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_longer_listed() {
+    let (net, kms, _, _) = world(1).await;
+    let node = node_of(&kms);
+    let mut forger = Forger::new(&kms);
+    forger.anchor().await;
+
+    net.client.remove_kms_node(node).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let after = net.client.policy_block().await.unwrap();
+    let mut record = forger.record(0);
+    record.policy_block_number = after.number;
+    record.policy_block_hash = after.hash;
+    let index = forger.append(&record).await;
+
+    // The node is not in `kmsNodes` any more; its anchors and removal name it.
+    assert!(!net.client.kms_nodes(after).await.unwrap().contains(&node));
+    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let report = audit_all(&net.client, &mut sources, AuditOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [Finding::UnregisteredNode { node: n, index: i, block }]
+                if *n == node && *i == index && *block == after.number
+        ),
+        "{:?}",
+        report.findings
+    );
+    let summary = report.node(node).unwrap();
+    assert!(!summary.registered);
+    assert_eq!(summary.verified_size, Some(2));
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_record_is_audited_approximately_and_says_so() {
+    let (net, kms, app, _) = world(1).await;
+    let node = node_of(&kms);
+    let mut forger = Forger::new(&kms);
+    let mut v1 = forger.record(0);
+    assert_eq!(v1.version, RecordVersion::V2);
+    v1.version = RecordVersion::V1;
+    v1.boot.mr_system = B256::ZERO;
+    v1.boot.advisory_ids.clear();
+    forger.append(&v1).await;
+    forger.anchor().await;
+
+    let mut source = kms.public_client().await;
+    let report = audit_app(&net.client, &mut source, node, app.app_id())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(
+        report
+            .releases
+            .iter()
+            .map(|r| (r.exact, r.allowed))
+            .collect::<Vec<_>>(),
+        vec![(true, true), (false, true)]
+    );
+    assert_eq!(report.stats.approximate, 1);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_policy_calls_are_made_once() {
+    let (net, kms, app, cvms) = world(2).await;
+    let node = node_of(&kms);
+    // The same CVM again, at the same pinned block: the same boot info.
+    cvms[0].boot().await.unwrap();
+    let mut forger = Forger::new(&kms);
+    forger.anchor().await;
+
+    let records: Vec<ReleaseRecord> = (0..3).map(|i| forger.record(i)).collect();
+    let distinct: HashSet<(B256, B256)> = records
+        .iter()
+        .map(|r| (keccak256(boot_info_of(r).abi_encode()), r.policy_block_hash))
+        .collect();
+    let blocks: HashSet<u64> = records.iter().map(|r| r.policy_block_number).collect();
+    assert_eq!(records[0].boot, records[2].boot);
+    assert_eq!(
+        records[0].policy_block_hash, records[2].policy_block_hash,
+        "no block was mined between the two boots"
+    );
+
+    let mut source = kms.public_client().await;
+    let report = audit_app(&net.client, &mut source, node, app.app_id())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.stats.releases, 3);
+    assert_eq!(report.stats.policy_calls, distinct.len() as u64);
+    assert_eq!(report.stats.policy_calls, 2);
+    assert_eq!(report.stats.header_reads, blocks.len() as u64);
+    assert_eq!(report.stats.registration_calls, blocks.len() as u64);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
+    let (net, kms, app, cvms) = world(1).await;
+    let node = node_of(&kms);
+    let mut forger = Forger::new(&kms);
+    forger.anchor().await;
+    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut auditor = Auditor::monitor(&net.client, AuditOptions::default());
+
+    assert_eq!(auditor.poll(&mut sources).await.unwrap(), vec![]);
+    assert_eq!(auditor.report().stats.releases, 1);
+    // New honest releases and anchors: nothing to report, and nothing read twice.
+    cvms[0].boot().await.unwrap();
+    forger.anchor().await;
+    cvms[0].boot().await.unwrap();
+    assert_eq!(auditor.poll(&mut sources).await.unwrap(), vec![]);
+    let report = auditor.report();
+    assert_eq!((report.stats.releases, report.stats.entries), (3, 3));
+    assert_eq!(report.node(node).unwrap().verified_size, Some(3));
+    assert_eq!(
+        report.stats.proofs, 0,
+        "a late anchor is met from the kept roots"
+    );
+
+    // A revoked compose hash, then a release under it: the next poll reports it.
+    app.remove_compose_hash(cvms[0].compose_hash())
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let after = net.client.policy_block().await.unwrap();
+    let mut record = forger.record(0);
+    record.policy_block_number = after.number;
+    record.policy_block_hash = after.hash;
+    let revoked = forger.append(&record).await;
+    let found = auditor.poll(&mut sources).await.unwrap();
+    assert!(
+        matches!(found.as_slice(), [Finding::NotAllowed { index, .. }] if *index == revoked),
+        "{found:?}"
+    );
+    // Reported once.
+    assert_eq!(auditor.poll(&mut sources).await.unwrap(), vec![]);
+
+    // The loop: a finding reaches the callback while the monitor runs.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let follow = auditor.follow(
+        &mut sources,
+        Duration::from_millis(20),
+        async {
+            let _ = stopped.await;
+        },
+        move |f: &Finding| {
+            let _ = tx.send(f.clone());
+        },
+    );
+    let driver = async {
+        // The revoked release again, an hour later: a finding it had not yet.
+        let mut stale = forger.record(revoked);
+        stale.timestamp += 3700;
+        let index = forger.append(&stale).await;
+        let seen = tokio::time::timeout(DEADLINE, rx.recv()).await;
+        let _ = stop.send(());
+        (index, seen)
+    };
+    let (ended, (index, seen)) = tokio::join!(follow, driver);
+    ended.unwrap();
+    let seen = seen.expect("a finding within the deadline").unwrap();
+    assert!(
+        matches!(&seen, Finding::StalePolicyBlock { index: i, staleness: Staleness::TimeGap { .. }, .. } if *i == index),
+        "{seen:?}"
+    );
+    assert_eq!(auditor.report().outcome(), AuditOutcome::Findings);
+    kms.stop().await;
+}
