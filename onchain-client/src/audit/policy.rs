@@ -22,8 +22,8 @@ use crate::record::boot_info_of;
 
 /// Chain reads of one batch in flight at once.
 pub(super) const CHAIN_CONCURRENCY: usize = 16;
-/// Most answers each memo keeps; a full memo starts over (an audit stays correct, it
-/// only re-reads).
+/// Most answers each memo keeps; a memo that would overflow starts over before a batch
+/// (an audit stays correct, it only re-reads).
 const MEMO_CAP: usize = 1 << 16;
 
 /// A bounded map of chain answers.
@@ -36,13 +36,20 @@ impl<K: Eq + StdHash, V> Memo<K, V> {
     fn get(&self, k: &K) -> Option<&V> {
         self.0.get(k)
     }
-    fn contains(&self, k: &K) -> bool {
-        self.0.contains_key(k)
-    }
-    fn insert(&mut self, k: K, v: V) {
-        if self.0.len() >= MEMO_CAP {
+    /// The keys of `needed` not answered yet. A memo too full to keep every key of
+    /// `needed` is emptied first, so that after the batch's reads every key of `needed`
+    /// is answered (a batch is far smaller than the cap): the checks never find a
+    /// needed answer missing.
+    fn missing(&mut self, needed: HashSet<K>) -> HashSet<K> {
+        if self.0.len() + needed.len() > MEMO_CAP {
             self.0.clear();
         }
+        needed
+            .into_iter()
+            .filter(|k| !self.0.contains_key(k))
+            .collect()
+    }
+    fn insert(&mut self, k: K, v: V) {
         self.0.insert(k, v);
     }
 }
@@ -207,11 +214,9 @@ impl Checker {
         stats: &mut AuditStats,
         batch: &[Candidate],
     ) -> Result<(), Error> {
-        let missing: HashSet<u64> = batch
-            .iter()
-            .map(|c| c.record.policy_block_number)
-            .filter(|n| !self.headers.contains(n))
-            .collect();
+        let missing = self
+            .headers
+            .missing(batch.iter().map(|c| c.record.policy_block_number).collect());
         stats.header_reads += missing.len() as u64;
         let got: Vec<(u64, Option<BlockHeader>)> = stream::iter(missing)
             .map(|n| async move { chain.block_header(n).await.map(|h| (n, h)) })
@@ -230,10 +235,15 @@ impl Checker {
         stats: &mut AuditStats,
         jobs: &[(&Candidate, PolicyBlock)],
     ) -> Result<(), Error> {
-        let missing: HashMap<(Address, B256), PolicyBlock> = jobs
+        let blocks: HashMap<(Address, B256), PolicyBlock> = jobs
             .iter()
             .map(|(c, at)| ((c.node, at.hash), *at))
-            .filter(|(k, _)| !self.registered.contains(k))
+            .collect();
+        let missing: Vec<((Address, B256), PolicyBlock)> = self
+            .registered
+            .missing(blocks.keys().copied().collect())
+            .into_iter()
+            .filter_map(|k| blocks.get(&k).map(|at| (k, *at)))
             .collect();
         stats.registration_calls += missing.len() as u64;
         let got: Vec<((Address, B256), bool)> = stream::iter(missing)
@@ -255,13 +265,18 @@ impl Checker {
         stats: &mut AuditStats,
         jobs: &[(&Candidate, PolicyBlock)],
     ) -> Result<(), Error> {
-        let mut missing: HashMap<VerdictKey, (bool, BootInfo, PolicyBlock)> = HashMap::new();
+        let mut queries: HashMap<VerdictKey, (bool, BootInfo, PolicyBlock)> = HashMap::new();
         for (c, at) in jobs {
-            let key = verdict_key(c, *at);
-            if !self.verdicts.contains(&key) && !missing.contains_key(&key) {
-                missing.insert(key, (is_kms(&c.record), boot_info_of(&c.record), *at));
-            }
+            queries
+                .entry(verdict_key(c, *at))
+                .or_insert_with(|| (is_kms(&c.record), boot_info_of(&c.record), *at));
         }
+        let missing: Vec<(VerdictKey, (bool, BootInfo, PolicyBlock))> = self
+            .verdicts
+            .missing(queries.keys().copied().collect())
+            .into_iter()
+            .filter_map(|k| queries.remove(&k).map(|q| (k, q)))
+            .collect();
         stats.policy_calls += missing.len() as u64;
         let got: Vec<(VerdictKey, Denial)> = stream::iter(missing)
             .map(|(key, (kms, boot, at))| async move {
@@ -293,4 +308,32 @@ fn verdict_key(c: &Candidate, at: PolicyBlock) -> VerdictKey {
         keccak256(boot_info_of(&c.record).abi_encode()),
         at.hash,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_memo_starts_over_before_a_batch_and_keeps_every_answer_the_batch_needs() {
+        let mut memo: Memo<usize, ()> = Memo::new();
+        for k in 0..MEMO_CAP - 2 {
+            memo.insert(k, ());
+        }
+        // Fits: only the unanswered key is missing, and nothing is dropped.
+        let needed: HashSet<usize> = [0, MEMO_CAP - 2].into();
+        assert_eq!(memo.missing(needed), [MEMO_CAP - 2].into());
+        memo.insert(MEMO_CAP - 2, ());
+        assert!(memo.get(&0).is_some());
+        // Would overflow: emptied first, so every needed key is read again and all of
+        // them are answered once the batch is in (none lost mid-batch).
+        let needed: HashSet<usize> = [0, 1, MEMO_CAP].into();
+        let missing = memo.missing(needed.clone());
+        assert_eq!(missing, needed);
+        for k in missing {
+            memo.insert(k, ());
+        }
+        assert!(needed.iter().all(|k| memo.get(k).is_some()));
+        assert_eq!(memo.0.len(), 3);
+    }
 }
