@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use cairn_e2e::*;
 use cairn_onchain::alloy::primitives::Address;
-use cairn_onchain::{audit_all, audit_app, AuditOptions, AuditOutcome, AuditReport};
+use cairn_onchain::{audit_all, audit_app, AuditOptions, AuditOutcome, AuditReport, LogSource};
+use cairn_protocol::api::MAX_LOG_ENTRIES_PER_RESPONSE;
 use cairn_tlog::ReleaseRecord;
 
 /// Apps, and CVMs (distinct hosts, so distinct instances and devices) per app.
@@ -45,7 +46,9 @@ async fn main() {
         let app = net.deploy_app(net.owner, None).await;
         for c in 0..CVMS_PER_APP {
             let cvm = Cvm::new(&kms.url(), app.app_id(), 0x20 + a * CVMS_PER_APP + c, "v1");
-            app.add_compose_hash(cvm.compose_hash()).await.expect("allow");
+            app.add_compose_hash(cvm.compose_hash())
+                .await
+                .expect("allow");
             cvms.push(cvm);
         }
         apps.push(app);
@@ -115,6 +118,21 @@ async fn main() {
         APPS,
         blocks,
         setup.elapsed().as_secs_f64()
+    );
+
+    // The floor: reading the log's pages over RA-TLS, nothing checked.
+    let mut source = kms.public_client().await;
+    let t = Instant::now();
+    let mut start = 0;
+    while start < log.size() {
+        let end = (start + MAX_LOG_ENTRIES_PER_RESPONSE).min(log.size());
+        let page = source.entries(start, end).await.expect("entries");
+        start += page.entries.len() as u64;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "read only: {start} entries in {secs:.2} s = {:.0} entries/s",
+        start as f64 / secs
     );
 
     // The whole cluster: every node KmsAuth names, every release re-evaluated.

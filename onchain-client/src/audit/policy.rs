@@ -173,18 +173,22 @@ impl Checker {
             blocks.push(at);
         }
 
-        // Registration and policy at the blocks that exist as recorded.
-        let jobs: Vec<(&Candidate, PolicyBlock)> = batch
+        // Registration and policy at the blocks that exist as recorded (each record's
+        // verdict key computed once: an ABI encoding and a hash).
+        let jobs: Vec<(&Candidate, PolicyBlock, VerdictKey)> = batch
             .iter()
             .zip(&blocks)
-            .filter_map(|(c, b)| b.map(|b| (c, b)))
+            .filter_map(|(c, b)| b.map(|b| (c, b, verdict_key(c, b))))
             .collect();
         self.fetch_registrations(chain, stats, &jobs).await?;
         self.fetch_verdicts(chain, stats, &jobs).await?;
 
+        let mut keys = jobs.iter().map(|(_, _, k)| *k);
         let mut clean = Vec::with_capacity(batch.len());
         for ((c, at), mut pending) in batch.iter().zip(blocks).zip(out) {
             if let Some(at) = at {
+                // `jobs` holds exactly the candidates with a block, in batch order.
+                let key = keys.next();
                 if self.registered.get(&(c.node, at.hash)) == Some(&false) {
                     pending.push(Finding::UnregisteredNode {
                         node: c.node,
@@ -192,7 +196,7 @@ impl Checker {
                         block: at.number,
                     });
                 }
-                if let Some(Some((check, reason))) = self.verdicts.get(&verdict_key(c, at)) {
+                if let Some(Some((check, reason))) = key.and_then(|k| self.verdicts.get(&k)) {
                     pending.push(Finding::NotAllowed {
                         node: c.node,
                         index: c.index,
@@ -233,11 +237,11 @@ impl Checker {
         &mut self,
         chain: &ChainClient,
         stats: &mut AuditStats,
-        jobs: &[(&Candidate, PolicyBlock)],
+        jobs: &[(&Candidate, PolicyBlock, VerdictKey)],
     ) -> Result<(), Error> {
         let blocks: HashMap<(Address, B256), PolicyBlock> = jobs
             .iter()
-            .map(|(c, at)| ((c.node, at.hash), *at))
+            .map(|(c, at, _)| ((c.node, at.hash), *at))
             .collect();
         let missing: Vec<((Address, B256), PolicyBlock)> = self
             .registered
@@ -263,12 +267,12 @@ impl Checker {
         &mut self,
         chain: &ChainClient,
         stats: &mut AuditStats,
-        jobs: &[(&Candidate, PolicyBlock)],
+        jobs: &[(&Candidate, PolicyBlock, VerdictKey)],
     ) -> Result<(), Error> {
         let mut queries: HashMap<VerdictKey, (bool, BootInfo, PolicyBlock)> = HashMap::new();
-        for (c, at) in jobs {
+        for (c, at, key) in jobs {
             queries
-                .entry(verdict_key(c, *at))
+                .entry(*key)
                 .or_insert_with(|| (is_kms(&c.record), boot_info_of(&c.record), *at));
         }
         let missing: Vec<(VerdictKey, (bool, BootInfo, PolicyBlock))> = self
