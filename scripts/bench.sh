@@ -5,6 +5,7 @@
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
+#   scripts/bench.sh audit      the audit of a 100k-release KMS log anchored on anvil (docs/benchmarks.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -21,10 +22,17 @@ case "$what" in
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
+  audit)
+    # 100k releases of four apps (eight boot infos) judged over 100 policy blocks, then
+    # over 1000 (ten times the distinct eth_calls)
+    cargo run --release -p cairn-e2e --example audit_bench -- 100000 100
+    cargo run --release -p cairn-e2e --example audit_bench -- 100000 1000
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
+    "$0" audit
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, audit, all)" ;;
 esac
