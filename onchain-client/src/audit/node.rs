@@ -427,6 +427,9 @@ impl NodeAudit {
         target: u64,
     ) -> Result<(), Error> {
         let mut read = 0u64;
+        // The page asked for while the previous page's chain reads ran: (start, want,
+        // answer).
+        let mut fetched = None;
         while self.frontier.size() < target {
             if read >= MAX_AUDIT_ENTRIES {
                 ctx.findings.push(Finding::Truncated {
@@ -436,11 +439,15 @@ impl NodeAudit {
                 return Ok(());
             }
             let start = self.frontier.size();
-            let want = (target - start)
-                .min(MAX_LOG_ENTRIES_PER_RESPONSE)
-                .min(MAX_AUDIT_ENTRIES - read);
-            ctx.stats.entry_pages += 1;
-            let page = match source.entries(start, start + want).await {
+            let want = page_len(start, target, read);
+            let answer = match fetched.take() {
+                Some((s, w, answer)) if s == start && w == want => answer,
+                _ => {
+                    ctx.stats.entry_pages += 1;
+                    source.entries(start, start + want).await
+                }
+            };
+            let page = match answer {
                 Ok(page) if page.start != start => Err(format!("page starts at {}", page.start)),
                 Ok(page) if page.entries.is_empty() || page.entries.len() as u64 > want => {
                     Err(format!("{} entries for {want} asked", page.entries.len()))
@@ -502,10 +509,28 @@ impl NodeAudit {
                 }
                 self.meet(ctx.findings);
             }
-            let clean = ctx
-                .checker
-                .check(ctx.chain, ctx.options, ctx.stats, &batch, ctx.findings)
-                .await?;
+            // The next page is asked for while this page's releases are checked against
+            // the chain (a chain error drops it unread).
+            let (next, next_want) = (
+                self.frontier.size(),
+                page_len(self.frontier.size(), target, read),
+            );
+            let prefetch = async {
+                if next_want > 0 && read < MAX_AUDIT_ENTRIES {
+                    Some(source.entries(next, next + next_want).await)
+                } else {
+                    None
+                }
+            };
+            let checked =
+                ctx.checker
+                    .check(ctx.chain, ctx.options, ctx.stats, &batch, ctx.findings);
+            let (clean, answer) = tokio::join!(checked, prefetch);
+            let clean = clean?;
+            if let Some(answer) = answer {
+                ctx.stats.entry_pages += 1;
+                fetched = Some((next, next_want, answer));
+            }
             if ctx.options.collect_releases {
                 for (c, allowed) in batch.into_iter().zip(clean) {
                     self.unsettled.push(ctx.releases.len());
@@ -682,4 +707,13 @@ impl NodeAudit {
             None => false,
         });
     }
+}
+
+/// How many entries to ask for from `start` towards `target`, `read` read this round
+/// (0 when there is nothing left to read).
+fn page_len(start: u64, target: u64, read: u64) -> u64 {
+    target
+        .saturating_sub(start)
+        .min(MAX_LOG_ENTRIES_PER_RESPONSE)
+        .min(MAX_AUDIT_ENTRIES.saturating_sub(read))
 }
