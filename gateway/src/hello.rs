@@ -1,0 +1,215 @@
+//! Reading a connection's ClientHello without terminating it: rustls' `Acceptor` (through
+//! tokio-rustls' `LazyConfigAcceptor`) parses it, and a [`Recorder`] keeps the raw bytes
+//! read so that passthrough can replay them to the app untouched.
+//!
+//! Bounds: the whole read runs under a deadline (the hello timeout) and the recorder
+//! refuses more than `max_len` bytes, so a client that trickles or inflates its hello
+//! holds a connection slot for at most the timeout and a buffer of at most `max_len`.
+//! A malformed hello is answered by rustls' own alert; the caller answers the other
+//! refusals with [`alert`].
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::server::Accepted;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+/// TLS alert descriptions the gateway sends (RFC 8446 §6).
+pub mod alerts {
+    /// `handshake_failure` (40): an oversized ClientHello.
+    pub const HANDSHAKE_FAILURE: u8 = 40;
+    /// `access_denied` (49): the app's port policy refuses the port, or its connection
+    /// limit is reached.
+    pub const ACCESS_DENIED: u8 = 49;
+    /// `internal_error` (80): no backend answered (passthrough), or the gateway cannot
+    /// vouch for its policy right now.
+    pub const INTERNAL_ERROR: u8 = 80;
+    /// `unrecognized_name` (112): no SNI, or a name this gateway does not route.
+    pub const UNRECOGNIZED_NAME: u8 = 112;
+}
+
+/// A fatal TLS alert record (plaintext, as before any handshake): content type 21,
+/// legacy version 3.3, length 2, level fatal, `description`.
+pub fn alert(description: u8) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
+}
+
+/// Send a fatal alert and close; errors are irrelevant (the peer may be gone).
+pub(crate) async fn send_alert<S: AsyncWrite + Unpin>(stream: &mut S, description: u8) {
+    let _ = stream.write_all(&alert(description)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Why no ClientHello came.
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    /// It did not arrive within the hello timeout.
+    #[error("no ClientHello within {0:?}")]
+    Timeout(Duration),
+    /// More than the allowed bytes arrived before a complete ClientHello.
+    #[error("ClientHello larger than {0} bytes")]
+    TooLarge(usize),
+    /// It is not a TLS ClientHello (rustls' reason; rustls sent its alert).
+    #[error("malformed ClientHello: {0}")]
+    Malformed(String),
+    /// The client closed first.
+    #[error("connection closed before a ClientHello")]
+    Closed,
+    /// Reading failed.
+    #[error("reading the ClientHello: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl HelloError {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            HelloError::Timeout(_) => "hello_timeout",
+            HelloError::TooLarge(_) => "hello_too_large",
+            HelloError::Malformed(_) => "hello_malformed",
+            HelloError::Closed | HelloError::Io(_) => "hello_closed",
+        }
+    }
+}
+
+/// The refusal the recorder raises past its bound (carried inside an `io::Error`).
+#[derive(Debug)]
+struct OverBound(usize);
+
+impl std::fmt::Display for OverBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientHello larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for OverBound {}
+
+/// A stream that keeps a copy of everything read from it, up to `max` bytes (more is an
+/// error). Writes pass through (rustls writes its alert through it).
+#[derive(Debug)]
+pub(crate) struct Recorder<S> {
+    inner: S,
+    seen: Vec<u8>,
+    max: usize,
+}
+
+impl<S> Recorder<S> {
+    fn new(inner: S, max: usize) -> Self {
+        Recorder {
+            inner,
+            seen: Vec::with_capacity(max.min(2048)),
+            max,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                // The read is bounded by rustls' own buffer; past the bound, refuse.
+                if this.seen.len() + new.len() > this.max {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        OverBound(this.max),
+                    )));
+                }
+                this.seen.extend_from_slice(new);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recorder<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A ClientHello read off a connection.
+pub(crate) struct Hello {
+    /// rustls' parsed hello, ready to continue the handshake.
+    pub accepted: Accepted,
+    /// The connection (nothing read from it is lost: what rustls consumed is in
+    /// `accepted`, and a copy in `raw`).
+    pub stream: TcpStream,
+    /// Every byte read so far, for passthrough.
+    pub raw: Vec<u8>,
+}
+
+impl Hello {
+    /// The SNI, if the client sent one.
+    pub fn server_name(&self) -> Option<String> {
+        self.accepted
+            .client_hello()
+            .server_name()
+            .map(str::to_owned)
+    }
+}
+
+/// Read a ClientHello from `stream` within `timeout`, at most `max_len` bytes. On error
+/// the stream is handed back (when still open) so the caller can answer with an alert.
+pub(crate) async fn read_hello(
+    stream: TcpStream,
+    max_len: usize,
+    timeout: Duration,
+) -> Result<Hello, (HelloError, Option<TcpStream>)> {
+    let acceptor = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        Recorder::new(stream, max_len),
+    );
+    tokio::pin!(acceptor);
+    let result = tokio::time::timeout(timeout, acceptor.as_mut()).await;
+    let err = match result {
+        Ok(Ok(start)) => {
+            let Recorder { inner, seen, .. } = start.io;
+            return Ok(Hello {
+                accepted: start.accepted,
+                stream: inner,
+                raw: seen,
+            });
+        }
+        Err(_) => HelloError::Timeout(timeout),
+        Ok(Err(e)) => classify(e),
+    };
+    let stream = acceptor.take_io().map(|r| r.inner);
+    Err((err, stream))
+}
+
+fn classify(e: io::Error) -> HelloError {
+    if let Some(over) = e.get_ref().and_then(|i| i.downcast_ref::<OverBound>()) {
+        return HelloError::TooLarge(over.0);
+    }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return HelloError::Closed;
+    }
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return HelloError::Malformed(tls.to_string());
+    }
+    HelloError::Io(e)
+}
