@@ -530,7 +530,10 @@ mod tests {
                 ComposeError::PortPolicy("port 80 is listed twice".into()),
             ),
         ] {
-            assert_eq!(AppCompose::parse(with(policy).as_bytes()).unwrap_err(), want);
+            assert_eq!(
+                AppCompose::parse(with(policy).as_bytes()).unwrap_err(),
+                want
+            );
         }
         let e = AppCompose::parse(with(r#"{"ports":[],"restrict":true}"#).as_bytes()).unwrap_err();
         assert!(matches!(e, ComposeError::Json(m) if m.contains("unknown field")));
