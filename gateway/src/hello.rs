@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::server::Accepted;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 
@@ -38,10 +38,31 @@ pub fn alert(description: u8) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
 }
 
-/// Send a fatal alert and close; errors are irrelevant (the peer may be gone).
-pub(crate) async fn send_alert<S: AsyncWrite + Unpin>(stream: &mut S, description: u8) {
-    let _ = stream.write_all(&alert(description)).await;
+/// After an alert, how long what the client still sends is read and dropped before the
+/// socket closes (closing with unread data would reset the connection, and the client
+/// could lose the alert).
+pub const LINGER: Duration = Duration::from_millis(200);
+/// At most this much of it.
+const MAX_LINGER_BYTES: usize = 64 * 1024;
+
+/// Send a fatal alert and close (after [`LINGER`]); errors are irrelevant (the peer may
+/// be gone).
+pub(crate) async fn send_alert<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, description: u8) {
+    if stream.write_all(&alert(description)).await.is_err() {
+        return;
+    }
     let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < MAX_LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Why no ClientHello came.

@@ -31,6 +31,8 @@ use crate::sni::{self, Mode};
 
 /// The answer when no instance of the app answered (terminating mode).
 const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: 33\r\nconnection: close\r\n\r\nno instance of this app answered\n";
+/// Before a 502, how long the gateway waits for the client's request head.
+const REQUEST_HEAD_WAIT: Duration = Duration::from_secs(2);
 /// After a 502, how long the client's request is read and discarded before closing (so
 /// it reads the answer rather than a reset).
 const DRAIN_AFTER_502: Duration = Duration::from_millis(500);
@@ -262,18 +264,29 @@ fn finish(g: &Shared, mode: &'static str, ended: Ended, app_id: &[u8; 20]) {
     g.metrics.connection_ended(mode, ended.label());
 }
 
-/// Answer 502, then read and drop what the client still sends for a moment, so it sees
-/// the answer instead of a reset.
+/// Answer 502 to the client's request: wait for its request head (an HTTP client
+/// rejects an answer that comes before its request), answer, then read and drop what it
+/// still sends for a moment, so it reads the answer instead of a reset.
 async fn bad_gateway<S: Io>(client: &mut S) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(REQUEST_HEAD_WAIT, async {
+        while head.len() < MAX_DRAIN && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
     if client.write_all(BAD_GATEWAY).await.is_err() {
         return;
     }
     let _ = client.flush().await;
-    let mut sink = [0u8; 4096];
     let mut drained = 0;
     let _ = tokio::time::timeout(DRAIN_AFTER_502, async {
         while drained < MAX_DRAIN {
-            match client.read(&mut sink).await {
+            match client.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }

@@ -25,6 +25,8 @@
 //!   the root key registered on chain (issue 6, "env encryption tooling").
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
 //! - [`verify_receipt`] — a release receipt checked as an auditor would.
+//! - [`gateway`] — gateway scenarios: the gateway app and its CVM, in-process gateway
+//!   nodes, app CVMs running `cairn-echo-app` (`src/bin/`), clients through the gateway.
 //! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
 //!   [`agent_app_image`] (busybox + a static agent client), [`agent_app_compose`],
 //!   [`project_containers`] and [`ProjectGuard`] (independent looks at the engine).
@@ -65,6 +67,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod docker;
+pub mod gateway;
 pub use docker::{
     agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
     require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,

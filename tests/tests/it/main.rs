@@ -7,6 +7,7 @@ mod acme;
 mod audit;
 mod boot;
 mod docker_compose;
+mod gateway;
 mod governance;
 mod python_sdk;
 mod timing;
