@@ -921,3 +921,78 @@ async fn admission_refuses_each_failed_check_by_name() {
     enabled.stop().await;
     w.stop().await;
 }
+
+/// Pebble and pebble-challtestsrv, from cairn-acme's own test harness (one copy of it).
+#[path = "../../../crates/acme/tests/it/pebble.rs"]
+mod pebble;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_acme_certificate_source_the_gateway_serves_pebbles_wildcard_and_the_acme_document()
+{
+    let pebble = pebble::Pebble::start().await;
+    let mut acme = cairn_acme::AcmeConfig::new(
+        &pebble.directory_url,
+        BASE_DOMAIN,
+        cairn_acme::DnsConfig::Challtestsrv {
+            management_url: pebble.challtestsrv_url.clone(),
+        },
+    );
+    acme.ca_roots = Some(pebble.listener_ca.clone());
+    acme.dns_propagation_secs = 0;
+    acme.check_interval_secs = 1;
+    acme.order_timeout_secs = 60;
+    acme.request_timeout_secs = 10;
+    let w = world_with(move |o| o.certs = cairn_gateway::CertConfig::Acme(acme)).await;
+    let (_app, running) = w.admitted_app(0x50, false, None).await;
+    let a = running.app_id();
+
+    // a client that trusts only Pebble's issuing root
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pebble.issuing_root().await,
+        ))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = tokio_rustls::TlsConnector::from(Arc::new(config));
+
+    // once issued, the app is served under the ACME wildcard
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, _) = loop {
+        match get_once(w.node.proxy, &sni(&a, Some(443), false), &client, "/acme").await {
+            Ok(ok) => break ok,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no ACME certificate in time: {e:?}"),
+        }
+    };
+    assert_eq!(status, 200);
+    // the base domain itself serves the document monitors read, with the served key
+    // quoted
+    let mut own = KeepAlive::open(w.node.proxy, BASE_DOMAIN, &client)
+        .await
+        .unwrap();
+    let (status, body) = own.get("/.dstack/acme-info").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let info: cairn_acme::AcmeInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(info.base_domain, BASE_DOMAIN);
+    assert!(!info.active_cert.is_empty());
+    let served = cairn_acme::certificate_spki(&own.server_chain[0]).unwrap();
+    assert!(
+        info.quoted_hist_keys
+            .iter()
+            .any(|k| k.public_key == hex::encode(&served)),
+        "the served key is published with its quote"
+    );
+    running.stop().await;
+    w.stop().await;
+}
