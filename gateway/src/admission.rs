@@ -237,7 +237,67 @@ pub(crate) fn record_refusal(g: &Shared, peer: &Peer, e: &ApiError) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider, OsImageHash};
+    use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+    use cairn_attestation::{Collateral, EventLog, Tee, Verifier};
+
     use super::*;
+
+    /// A verified simulator quote of a TD booted on `image`, its log measured up to
+    /// `system-ready` with `measured` as the os-image-hash (none: boot events only).
+    fn quote_on(image: &OsImage, measured: Option<OsImageHash>) -> VerifiedQuote {
+        let now = unix_now();
+        let pki = Arc::new(SimPki::new(SimPkiConfig::new([7; 32], now)).unwrap());
+        let tdx =
+            SimTdx::new(Arc::clone(&pki), SimHostConfig::new([1; 32], image.clone())).unwrap();
+        let compose = ComposeHash::of_compose(b"{}");
+        let app = AppId::from_compose_hash(&compose);
+        let mut log = EventLog::new();
+        log.measure_boot(&tdx, &app, &compose, &InstanceId::derive(&[1], &app))
+            .unwrap();
+        if let Some(h) = measured {
+            log.measure_system_ready(&tdx, &h, &KeyProvider::kms(&[1, 2, 3]))
+                .unwrap();
+        }
+        let report_data = [9u8; 64];
+        let quote = tdx.quote(&report_data).unwrap();
+        Verifier::dangerous_with_simulator_root(pki.root_ca_der())
+            .with_collateral(Collateral::new(pki.collateral()).unwrap())
+            .verify(&quote, &log.to_json(), &report_data, now)
+            .unwrap()
+    }
+
+    fn check(r: Result<[u8; 32], ApiError>) -> Option<Check> {
+        match r {
+            Err(ApiError::Denied { check, .. }) => Some(check),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_known_os_image_matches_and_a_measured_hash_must_name_it() {
+        let ours = OsImage::example("cairn-os", "1.0");
+        let other = OsImage::example("other-os", "2.0");
+        let q = quote_on(&ours, None);
+        assert_eq!(
+            match_os_image(&q, &[other.manifest(), ours.manifest()]).unwrap(),
+            ours.os_image_hash().0
+        );
+        assert_eq!(
+            check(match_os_image(&q, &[other.manifest()])),
+            Some(Check::OsImageMeasurements)
+        );
+        // the TD measured the hash of another image than its measurements show
+        let lying = quote_on(&ours, Some(other.os_image_hash()));
+        assert_eq!(
+            check(match_os_image(&lying, &[ours.manifest(), other.manifest()])),
+            Some(Check::OsImageMeasurements)
+        );
+        let honest = quote_on(&ours, Some(ours.os_image_hash()));
+        assert!(match_os_image(&honest, &[ours.manifest()]).is_ok());
+    }
 
     #[test]
     fn evidence_failures_map_to_their_checks() {

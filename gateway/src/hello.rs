@@ -234,3 +234,121 @@ fn classify(e: io::Error) -> HelloError {
     }
     HelloError::Io(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls_pki_types::ServerName;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A rustls client sending a real ClientHello for `name` to `addr` (the handshake
+    /// never completes: the test only reads the hello).
+    fn client_hello_to(
+        addr: std::net::SocketAddr,
+        name: &'static str,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(
+                cairn_attestation::PossessionServerVerifier::new(),
+            ))
+            .with_no_client_auth();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let _ = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from(name).unwrap(), tcp)
+                .await;
+        })
+    }
+
+    async fn pair() -> (TcpListener, std::net::SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        (l, a)
+    }
+
+    #[tokio::test]
+    async fn a_real_hello_gives_its_sni_and_raw_bytes_that_replay_to_the_same_hello() {
+        let (l, addr) = pair().await;
+        let client = client_hello_to(addr, "app.example.com");
+        let (s, _) = l.accept().await.unwrap();
+        let hello = read_hello(s, 16 * 1024, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        assert_eq!(hello.server_name().as_deref(), Some("app.example.com"));
+        assert_eq!(hello.raw[0], 0x16, "a handshake record");
+        // the recorded bytes are the whole hello: a fresh acceptor reads the same SNI
+        let mut replay = rustls::server::Acceptor::default();
+        replay.read_tls(&mut hello.raw.as_slice()).unwrap();
+        let accepted = replay.accept().map_err(|(e, _)| e).unwrap().unwrap();
+        assert_eq!(
+            accepted.client_hello().server_name(),
+            Some("app.example.com")
+        );
+        client.abort();
+    }
+
+    #[tokio::test]
+    async fn garbage_a_closed_peer_and_an_oversized_hello_are_told_apart() {
+        let (l, addr) = pair().await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let (e, _) = read_hello(s, 16 * 1024, Duration::from_secs(10))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, HelloError::Malformed(_)), "{e}");
+
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        drop(c);
+        let (e, _) = read_hello(s, 16 * 1024, Duration::from_secs(10))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, HelloError::Closed), "{e}");
+
+        // a handshake record announcing a 64 KiB hello, fed past a 1 KiB bound
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let mut record = vec![0x16, 0x03, 0x01, 0x10, 0x00, 0x01, 0x00, 0xff, 0xff];
+        record.resize(5 + 0x1000, 0x41);
+        c.write_all(&record).await.unwrap();
+        let (e, stream) = read_hello(s, 1024, Duration::from_secs(10))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, HelloError::TooLarge(1024)), "{e}");
+        assert!(stream.is_some(), "handed back for the alert");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_hello_times_out() {
+        let (l, addr) = pair().await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        c.write_all(&[0x16, 0x03]).await.unwrap();
+        let (e, _) = read_hello(s, 16 * 1024, Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, HelloError::Timeout(_)), "{e}");
+    }
+
+    #[test]
+    fn alerts_are_fatal_plaintext_records() {
+        assert_eq!(
+            alert(alerts::UNRECOGNIZED_NAME),
+            [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]
+        );
+    }
+}
