@@ -183,6 +183,24 @@ impl ChainClient {
         })
     }
 
+    /// The timestamp (unix seconds) of the policy block `at` (chain time, which is what
+    /// an AppAuth activation time is compared with).
+    pub async fn block_timestamp(&self, at: PolicyBlock) -> Result<u64> {
+        let header = self
+            .conn
+            .rpc(
+                "eth_getBlockByHash",
+                self.conn.provider().get_header_by_hash(at.hash),
+            )
+            .await?
+            .ok_or_else(|| Error::Rpc {
+                op: "eth_getBlockByHash",
+                code: 0,
+                message: format!("block {} ({}) not found", at.number, at.hash),
+            })?;
+        Ok(header.timestamp)
+    }
+
     /// `KmsAuth.isAppAllowed(boot)` at `at`.
     ///
     /// `Ok(Verdict::Allowed)` only when the contract returned `true`; `(false, reason)` is
