@@ -22,6 +22,7 @@
 //! - `boot` — the boot flow, [`boot()`].
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
+//! - `host_api` — best-effort boot-progress reports to the host (the VMM).
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
 //! - `cli` — the `cairn-guest` command line.
@@ -32,6 +33,7 @@ pub mod boot;
 pub mod chain;
 pub mod cli;
 mod error;
+pub mod host_api;
 pub mod keydir;
 pub mod kms_client;
 pub mod runner;
@@ -40,6 +42,7 @@ mod state;
 
 pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, KmsError, Result};
+pub use host_api::Reporter;
 pub use kms_client::KmsClient;
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState};

@@ -4,5 +4,6 @@
 mod agent;
 mod boot;
 mod cli;
+mod host_api;
 mod python_sdk;
 mod world;
