@@ -353,10 +353,16 @@ impl VmmClient {
         })
     }
 
-    /// A `GET` of any path, the raw answer (status, body) — e.g. `/openapi.json`.
-    pub async fn get_raw(&self, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+    /// Any request, the raw answer (status, body) — e.g. `GET /openapi.json`, or a
+    /// deliberately malformed body in a test.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let work = async {
-            let resp = self.send(Method::GET, path, None).await?;
+            let resp = self.send(method, path, body).await?;
             let status = resp.status();
             Ok((status, read_body(resp.into_body()).await?.to_vec()))
         };

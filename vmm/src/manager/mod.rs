@@ -3,7 +3,7 @@
 //! Every lifecycle operation reads like the spec, one step a line:
 //!
 //! ```text
-//! create   validate → pre-flight (chain, pinned block) → allocate ports
+//! create   validate → pick ports → pre-flight (chain, pinned block)
 //!          → write the CVM directory atomically → [start]
 //! start    state allows it → pre-flight → ports free → sys-config → spawn → booting
 //! stop     SIGTERM → grace → SIGKILL the session → stopped
@@ -449,10 +449,8 @@ impl Vmm {
                 format!("a CVM named {:?} exists", req.name),
             ));
         }
-        // 3. The chain: would the KMS release keys to this? Refusal costs nothing.
-        self.require_allowed(app_id, compose_hash, image.os_image_hash)
-            .await?;
-        // 4. Ports (other CVMs' ports stay theirs, running or not).
+        // 3. Ports (other CVMs' ports stay theirs, running or not; nothing is reserved
+        //    until the CVM exists).
         let taken: BTreeSet<u16> = existing
             .iter()
             .flat_map(|c| {
@@ -466,6 +464,9 @@ impl Vmm {
             })
             .collect();
         let ports = crate::ports::allocate(&req.ports, self.config.cvm.port_range, &taken)?;
+        // 4. The chain: would the KMS release keys to this? Refusal costs nothing.
+        self.require_allowed(app_id, compose_hash, image.os_image_hash)
+            .await?;
         let vsock_cid = match self.backend.kind() {
             "qemu" => {
                 let used: BTreeSet<u32> = existing
