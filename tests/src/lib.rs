@@ -25,6 +25,8 @@
 //!   the root key registered on chain (issue 6, "env encryption tooling").
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
 //! - [`verify_receipt`] — a release receipt checked as an auditor would.
+//! - [`vmm`] — a real VMM (`cairn_vmm::run`) whose process backend runs the real
+//!   `cairn-guest` binary against the scenario's KMS and chain.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod vmm;
 
 /// Policy is read this many blocks behind head.
 pub const CONFIRMATIONS: u64 = 2;
