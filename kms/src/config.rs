@@ -26,6 +26,16 @@
 //! [log]
 //! origin = "cairn-kms/node-1"   # default: cairn-kms/0x<node address>
 //! anchor_interval_secs = 60
+//! max_unanchored = 10000     # refuse releases beyond this many unanchored entries
+//! max_anchor_age_secs = 600  # … or when the log was last fully anchored longer ago
+//!
+//! [server]
+//! max_connections = 1024
+//! max_connections_per_source = 128   # per IPv4 address / IPv6 /64
+//! handshake_timeout_ms = 5000
+//! body_idle_timeout_ms = 5000        # longest pause inside a request body
+//! body_timeout_ms = 10000            # a whole request body
+//! write_stall_timeout_ms = 10000     # a response write that makes no progress
 //! ```
 
 use std::net::SocketAddr;
@@ -42,10 +52,12 @@ use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
 use serde::Deserialize;
 
+use crate::anchor::AnchorLimits;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::CollateralSource;
 use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL};
+use crate::server::ServerLimits;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -79,6 +91,9 @@ pub struct Config {
     /// Log settings.
     #[serde(default)]
     pub log: LogSection,
+    /// Connection and request-body limits.
+    #[serde(default)]
+    pub server: ServerSection,
 }
 
 fn default_listen() -> SocketAddr {
@@ -176,6 +191,31 @@ pub struct LogSection {
     pub origin: Option<String>,
     /// Seconds between anchoring attempts (default 60).
     pub anchor_interval_secs: Option<u64>,
+    /// Most log entries not yet anchored on chain; releases beyond it answer 503
+    /// `unavailable.anchor` (default [`crate::DEFAULT_MAX_UNANCHORED`]).
+    pub max_unanchored: Option<u64>,
+    /// Seconds since the log was last fully anchored after which releases answer 503
+    /// `unavailable.anchor` while an entry is unanchored (default 600; must exceed
+    /// `anchor_interval_secs`).
+    pub max_anchor_age_secs: Option<u64>,
+}
+
+/// `[server]`: connection and request-body limits (defaults in [`ServerLimits`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Most open connections (default 1024).
+    pub max_connections: Option<usize>,
+    /// Most open connections per source IPv4 address or IPv6 /64 (default 128).
+    pub max_connections_per_source: Option<usize>,
+    /// TLS handshake timeout, milliseconds (default 5000).
+    pub handshake_timeout_ms: Option<u64>,
+    /// Longest pause inside a request body, milliseconds (default 5000).
+    pub body_idle_timeout_ms: Option<u64>,
+    /// Time allowed for a whole request body, milliseconds (default 10000).
+    pub body_timeout_ms: Option<u64>,
+    /// Longest a response write may make no progress, milliseconds (default 10000).
+    pub write_stall_timeout_ms: Option<u64>,
 }
 
 /// Every key that may be overridden from the environment, as a dotted path.
@@ -197,6 +237,14 @@ const ENV_KEYS: &[&str] = &[
     "tee.simulator_host_seed",
     "log.origin",
     "log.anchor_interval_secs",
+    "log.max_unanchored",
+    "log.max_anchor_age_secs",
+    "server.max_connections",
+    "server.max_connections_per_source",
+    "server.handshake_timeout_ms",
+    "server.body_idle_timeout_ms",
+    "server.body_timeout_ms",
+    "server.write_stall_timeout_ms",
 ];
 
 const INTEGER_KEYS: &[&str] = &[
@@ -205,6 +253,14 @@ const INTEGER_KEYS: &[&str] = &[
     "chain.timeout_ms",
     "chain.head_cache_ms",
     "log.anchor_interval_secs",
+    "log.max_unanchored",
+    "log.max_anchor_age_secs",
+    "server.max_connections",
+    "server.max_connections_per_source",
+    "server.handshake_timeout_ms",
+    "server.body_idle_timeout_ms",
+    "server.body_timeout_ms",
+    "server.write_stall_timeout_ms",
 ];
 
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -330,7 +386,64 @@ impl Config {
         if self.log.anchor_interval_secs == Some(0) {
             return Err(cfg_err("log.anchor_interval_secs", "must be > 0"));
         }
+        self.anchor_limits().check(self.anchor_interval())?;
+        let sv = &self.server;
+        for (key, v) in [
+            (
+                "server.max_connections",
+                sv.max_connections.map(|v| v as u64),
+            ),
+            (
+                "server.max_connections_per_source",
+                sv.max_connections_per_source.map(|v| v as u64),
+            ),
+            ("server.handshake_timeout_ms", sv.handshake_timeout_ms),
+            ("server.body_idle_timeout_ms", sv.body_idle_timeout_ms),
+            ("server.body_timeout_ms", sv.body_timeout_ms),
+            ("server.write_stall_timeout_ms", sv.write_stall_timeout_ms),
+        ] {
+            if v == Some(0) {
+                return Err(cfg_err(key, "must be > 0"));
+            }
+        }
         Ok(())
+    }
+
+    fn anchor_interval(&self) -> Duration {
+        self.log
+            .anchor_interval_secs
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_ANCHOR_INTERVAL)
+    }
+
+    /// The bound on unanchored releases (`log.max_unanchored`, `log.max_anchor_age_secs`).
+    pub fn anchor_limits(&self) -> AnchorLimits {
+        let d = AnchorLimits::default();
+        AnchorLimits {
+            max_unanchored: self.log.max_unanchored.unwrap_or(d.max_unanchored),
+            max_age: self
+                .log
+                .max_anchor_age_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.max_age),
+        }
+    }
+
+    /// The server's connection and body limits (`[server]`).
+    pub fn server_limits(&self) -> ServerLimits {
+        let d = ServerLimits::default();
+        let sv = &self.server;
+        let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+        ServerLimits {
+            max_connections: sv.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_source: sv
+                .max_connections_per_source
+                .unwrap_or(d.max_connections_per_source),
+            handshake_timeout: ms(sv.handshake_timeout_ms, d.handshake_timeout),
+            body_idle_timeout: ms(sv.body_idle_timeout_ms, d.body_idle_timeout),
+            body_timeout: ms(sv.body_timeout_ms, d.body_timeout),
+            write_stall_timeout: ms(sv.write_stall_timeout_ms, d.write_stall_timeout),
+        }
     }
 
     /// The chain client settings.
@@ -422,11 +535,8 @@ impl Config {
             tee,
             event_log,
             log_origin: self.log.origin.clone(),
-            anchor_interval: self
-                .log
-                .anchor_interval_secs
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_ANCHOR_INTERVAL),
+            anchor_interval: self.anchor_interval(),
+            anchor_limits: self.anchor_limits(),
             head_ttl: self
                 .chain
                 .head_cache_ms
@@ -512,5 +622,49 @@ simulator_host_seed = "0x0101010101010101010101010101010101010101010101010101010
         assert_eq!(key_of(e), "attestation.pccs_url");
         let e = Config::parse(&BASE.replace("chain_id = 31337\n", ""), []).unwrap_err();
         assert!(e.to_string().contains("chain_id"), "{e}");
+    }
+
+    #[test]
+    fn anchoring_and_server_limits_have_defaults_and_are_checked() {
+        let c = Config::parse(BASE, []).unwrap();
+        assert_eq!(c.anchor_limits(), AnchorLimits::default());
+        assert_eq!(c.server_limits(), ServerLimits::default());
+        let c = Config::parse(
+            &format!(
+                "{BASE}\n[log]\nmax_unanchored = 5\nmax_anchor_age_secs = 120\n[server]\nmax_connections_per_source = 3\nbody_idle_timeout_ms = 250\n"
+            ),
+            [("CAIRN_KMS_SERVER_BODY_TIMEOUT_MS".to_owned(), "900".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(
+            c.anchor_limits(),
+            AnchorLimits {
+                max_unanchored: 5,
+                max_age: Duration::from_secs(120)
+            }
+        );
+        let l = c.server_limits();
+        assert_eq!(l.max_connections_per_source, 3);
+        assert_eq!(l.body_idle_timeout, Duration::from_millis(250));
+        assert_eq!(l.body_timeout, Duration::from_millis(900));
+        assert_eq!(l.max_connections, ServerLimits::default().max_connections);
+        // The age must exceed the anchoring interval; zeros are refused, naming the key.
+        let e = Config::parse(
+            &format!("{BASE}\n[log]\nanchor_interval_secs = 60\nmax_anchor_age_secs = 60\n"),
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "log.max_anchor_age_secs");
+        let e = Config::parse(&format!("{BASE}\n[log]\nmax_unanchored = 0\n"), []).unwrap_err();
+        assert_eq!(key_of(e), "log.max_unanchored");
+        let e = Config::parse(
+            BASE,
+            [(
+                "CAIRN_KMS_SERVER_MAX_CONNECTIONS_PER_SOURCE".into(),
+                "0".into(),
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "server.max_connections_per_source");
     }
 }

@@ -8,7 +8,8 @@
 //! ```text
 //!  guest ──RA-TLS──► server (tls: possession) ──► Node::release_app_key
 //!    1-2 evidence::attest (quote, report data, event log, OS image)
-//!    3   ChainClient::is_app_allowed @ head − N      4 self-check is_kms_allowed
+//!    3   ChainClient::is_app_allowed @ head − N      4 self-check (is_kms_allowed,
+//!                                                      is_kms_node, anchoring bound)
 //!    5   AppKeys::derive                             6 Log::append (fsync) + checkpoint
 //!    7   keys + receipt ◄──────────────────────────────────────────────────────────
 //!  anchor task ──► KmsAuth.anchorCheckpoint(size, root) when the log grew
@@ -30,8 +31,10 @@
 //!   (the release path), `node/policy.rs` (steps 3-4 and per-block caches),
 //!   `node/issue.rs` (certificates the node issues).
 //! - `reject` — [`Check`], [`ApiError`].
-//! - `server` — [`run`], the TLS accept loop and router.
-//! - `anchor` — checkpoint anchoring task.
+//! - `server` — [`run`], [`run_with`], the TLS accept loop, router and the limits that
+//!   keep slow clients from stalling it ([`ServerLimits`]).
+//! - `anchor` — checkpoint anchoring task and the bound on unanchored releases
+//!   ([`AnchorLimits`]).
 //! - `lifecycle` — the binary's commands (`bootstrap`, `describe`, `serve`, `onboard`).
 //! - `onboard` — replication (new node side).
 //! - `client` — an RA-TLS client of the API.
@@ -58,12 +61,14 @@ mod store;
 // the e2e harness (`tests/`) and the guest's tests (derived keys for a stub KMS).
 pub use crate::{
     // Running a node: options, the node, its server and anchoring, its clock.
-    anchor::anchor_once,
+    anchor::{
+        anchor_once, AnchorGauges, AnchorLimits, DEFAULT_MAX_ANCHOR_AGE, DEFAULT_MAX_UNANCHORED,
+    },
     clock::{unix_now, Clock},
     // Configuration and the binary's commands.
     config::{
-        simulated_kms_boot, AttestationSection, ChainSection, Config, LogSection, TeeKind,
-        TeeSection, Trust,
+        simulated_kms_boot, AttestationSection, ChainSection, Config, LogSection, ServerSection,
+        TeeKind, TeeSection, Trust,
     },
     // Errors: the crate's error and the API's error answer.
     error::{Error, Result},
@@ -74,7 +79,7 @@ pub use crate::{
     keys::{env_public_key, AppKeys, CaKeys, P256Signer, RootKeys},
     lifecycle::{execute, own_evidence, Command},
     // Metrics.
-    metrics::{Metrics, Stage},
+    metrics::{GaugeGuard, Metrics, Refusal, Stage},
     node::{
         install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL,
         LEAF_VALIDITY, LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
@@ -82,6 +87,10 @@ pub use crate::{
     // Replication (the new node's side).
     onboard::{onboard, OnboardReport},
     reject::{ApiError, Check, Dependency},
-    server::{router, run, Peer},
+    server::{
+        router, run, run_with, Peer, ServerLimits, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT,
+        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+        DEFAULT_WRITE_STALL_TIMEOUT, MAX_IN_FLIGHT, MAX_PUBLIC_IN_FLIGHT,
+    },
     store::{Identity, NodeKey, SecretStore},
 };

@@ -182,7 +182,7 @@ pub async fn serve(config: &Config) -> Result<()> {
             key: "listen".into(),
             reason: format!("cannot bind {}: {e}", config.listen),
         })?;
-    crate::run(listener, node, shutdown_signal()).await
+    crate::run_with(listener, node, config.server_limits(), shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

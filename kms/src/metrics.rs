@@ -6,15 +6,34 @@
 //! - `cairn_kms_stage_duration_seconds{stage}`: latency of the release stages `verify`
 //!   (evidence), `chain` (policy block + policy reads), `derive` (key derivation),
 //!   `log` (durable append + checkpoint) and `total`.
+//! - `cairn_kms_anchor_failures_total`: anchoring rounds that failed (the transaction
+//!   reverted, ran out of gas money, timed out, …).
+//! - `cairn_kms_anchor_unanchored_entries` (gauge): log entries the chain does not hold.
+//! - `cairn_kms_anchor_last_success_age_seconds` (gauge): time since the log was last
+//!   fully anchored.
+//! - `cairn_kms_connections_open` (gauge): TCP connections being served (handshake
+//!   included).
+//! - `cairn_kms_connections_refused_total{reason}`: connections closed at accept,
+//!   `max_connections` or `max_per_source`.
+//! - `cairn_kms_tls_handshake_timeouts_total`: handshakes cut at the handshake timeout.
+//! - `cairn_kms_requests_in_flight` (gauge): requests whose headers were read and that
+//!   are not answered yet (body reading, waiting for a permit, processing).
+//! - `cairn_kms_requests_reading_body` (gauge): requests whose body is being read (no
+//!   release permit is held meanwhile).
+//! - `cairn_kms_request_body_timeouts_total`: requests answered 408 because their body
+//!   stalled or was too slow.
 //!
 //! Hand-written exposition: a handful of counters and fixed-bucket histograms behind one
-//! mutex each, no registry dependency.
+//! mutex each, no registry dependency. Gauges that depend on the node's state are sampled
+//! by the caller at scrape time ([`AnchorGauges`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::anchor::AnchorGauges;
 
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 14] = [
@@ -76,11 +95,48 @@ impl Histogram {
     }
 }
 
+/// Why a connection was closed at accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server already serves its maximum number of connections.
+    MaxConnections,
+    /// The source address already has its maximum number of connections.
+    MaxPerSource,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxPerSource => "max_per_source",
+        }
+    }
+}
+
 /// Counters and histograms of one node.
 #[derive(Default)]
 pub struct Metrics {
     releases: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     stages: [Histogram; 5],
+    anchor_failures: AtomicU64,
+    connections_open: AtomicU64,
+    refused_max_connections: AtomicU64,
+    refused_max_per_source: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    in_flight: AtomicU64,
+    reading_body: AtomicU64,
+    body_timeouts: AtomicU64,
+}
+
+/// Decrements a gauge when dropped.
+#[must_use = "the gauge is decremented when this is dropped"]
+pub struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +174,86 @@ impl Metrics {
         }
     }
 
+    /// Count one failed anchoring round.
+    pub fn anchor_failed(&self) {
+        self.anchor_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Anchoring rounds that failed so far.
+    pub fn anchor_failures(&self) -> u64 {
+        self.anchor_failures.load(Ordering::Relaxed)
+    }
+
+    /// Count one open connection until the guard drops.
+    pub fn connection_opened(&self) -> GaugeGuard<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.connections_open)
+    }
+
+    /// Connections being served now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Count one connection closed at accept.
+    pub fn connection_refused(&self, why: Refusal) {
+        self.refused(why).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed at accept for `why` so far.
+    pub fn connections_refused(&self, why: Refusal) -> u64 {
+        self.refused(why).load(Ordering::Relaxed)
+    }
+
+    fn refused(&self, why: Refusal) -> &AtomicU64 {
+        match why {
+            Refusal::MaxConnections => &self.refused_max_connections,
+            Refusal::MaxPerSource => &self.refused_max_per_source,
+        }
+    }
+
+    /// Count one TLS handshake cut at the timeout.
+    pub fn handshake_timed_out(&self) {
+        self.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// TLS handshakes cut at the timeout so far.
+    pub fn handshake_timeouts(&self) -> u64 {
+        self.handshake_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Count one request (headers read) until the guard drops.
+    pub fn request_started(&self) -> GaugeGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.in_flight)
+    }
+
+    /// Requests received and not answered yet.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Count one request whose body is being read until the guard drops.
+    pub fn body_reading(&self) -> GaugeGuard<'_> {
+        self.reading_body.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.reading_body)
+    }
+
+    /// Requests whose body is being read now.
+    pub fn requests_reading_body(&self) -> u64 {
+        self.reading_body.load(Ordering::Relaxed)
+    }
+
+    /// Count one request answered 408 because its body was too slow.
+    pub fn body_timed_out(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered 408 for a slow body so far.
+    pub fn body_timeouts(&self) -> u64 {
+        self.body_timeouts.load(Ordering::Relaxed)
+    }
+
     /// (count, sum in seconds) of a stage histogram.
     pub fn stage_summary(&self, stage: Stage) -> (u64, f64) {
         let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
@@ -128,8 +264,8 @@ impl Metrics {
         )
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the anchoring gauges sampled by the caller.
+    pub fn render(&self, anchor: &AnchorGauges) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP cairn_kms_releases_total Release-path requests by kind, outcome and check.\n",
@@ -173,6 +309,72 @@ impl Metrics {
                 "cairn_kms_stage_duration_seconds_count{{stage=\"{label}\"}} {count}"
             );
         }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut one = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        one(
+            "cairn_kms_anchor_failures_total",
+            "counter",
+            "Anchoring rounds that failed.",
+            load(&self.anchor_failures).to_string(),
+        );
+        one(
+            "cairn_kms_anchor_unanchored_entries",
+            "gauge",
+            "Log entries not yet anchored on chain.",
+            anchor.unanchored_entries.to_string(),
+        );
+        one(
+            "cairn_kms_anchor_last_success_age_seconds",
+            "gauge",
+            "Seconds since the log was last fully anchored on chain.",
+            anchor.last_success_age_seconds.to_string(),
+        );
+        one(
+            "cairn_kms_connections_open",
+            "gauge",
+            "Connections being served, TLS handshake included.",
+            load(&self.connections_open).to_string(),
+        );
+        one(
+            "cairn_kms_tls_handshake_timeouts_total",
+            "counter",
+            "TLS handshakes cut at the handshake timeout.",
+            load(&self.handshake_timeouts).to_string(),
+        );
+        one(
+            "cairn_kms_requests_in_flight",
+            "gauge",
+            "Requests whose headers were read and that are not answered yet.",
+            load(&self.in_flight).to_string(),
+        );
+        one(
+            "cairn_kms_requests_reading_body",
+            "gauge",
+            "Requests whose body is being read (no release permit held).",
+            load(&self.reading_body).to_string(),
+        );
+        one(
+            "cairn_kms_request_body_timeouts_total",
+            "counter",
+            "Requests answered 408 because their body stalled or was too slow.",
+            load(&self.body_timeouts).to_string(),
+        );
+        out.push_str(
+            "# HELP cairn_kms_connections_refused_total Connections closed at accept, by reason.\n",
+        );
+        out.push_str("# TYPE cairn_kms_connections_refused_total counter\n");
+        for why in [Refusal::MaxConnections, Refusal::MaxPerSource] {
+            let _ = writeln!(
+                out,
+                "cairn_kms_connections_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                self.connections_refused(why)
+            );
+        }
         out
     }
 }
@@ -189,7 +391,13 @@ mod tests {
         m.count("app_key", "denied", "denied.compose_hash");
         m.observe(Stage::Log, Duration::from_micros(300));
         m.observe(Stage::Log, Duration::from_millis(30));
-        let text = m.render();
+        m.anchor_failed();
+        m.connection_refused(Refusal::MaxPerSource);
+        let open = m.connection_opened();
+        let text = m.render(&AnchorGauges {
+            unanchored_entries: 7,
+            last_success_age_seconds: 1.5,
+        });
         assert!(text.contains(
             "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2"
         ));
@@ -201,5 +409,15 @@ mod tests {
         );
         assert!(text.contains("cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2"));
         assert_eq!(m.releases("app_key", "denied", "denied.compose_hash"), 2);
+        assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
+        assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
+        assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
+        assert!(text.contains("\ncairn_kms_connections_open 1\n"));
+        assert!(text.contains("cairn_kms_connections_refused_total{reason=\"max_per_source\"} 1\n"));
+        assert!(
+            text.contains("cairn_kms_connections_refused_total{reason=\"max_connections\"} 0\n")
+        );
+        drop(open);
+        assert_eq!(m.connections_open(), 0);
     }
 }

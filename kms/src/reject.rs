@@ -66,6 +66,12 @@ pub enum Dependency {
     SelfCheck,
     /// The chain's current key generation is no longer this node's (rotated out).
     KeyGeneration,
+    /// This node's address is not a registered KMS node (`KmsAuth.isKmsNode`) at the
+    /// pinned block: removed with `removeKmsNode`, or onboarded and never added.
+    Registration,
+    /// The log is too far ahead of its on-chain anchor (`log.max_unanchored`) or was
+    /// last fully anchored too long ago (`log.max_anchor_age_secs`).
+    Anchor,
 }
 
 impl Dependency {
@@ -76,6 +82,8 @@ impl Dependency {
             Dependency::Collateral => "unavailable.collateral",
             Dependency::SelfCheck => "unavailable.self_check",
             Dependency::KeyGeneration => "unavailable.key_generation",
+            Dependency::Registration => "self_check.not_registered",
+            Dependency::Anchor => "unavailable.anchor",
         }
     }
 }
@@ -84,10 +92,11 @@ impl Dependency {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The request is malformed (bad JSON, bad query, oversized body…): 400 / 413.
+    /// The request is malformed (bad JSON, bad query, oversized body…) or its body
+    /// arrived too slowly: 400 / 413 / 408.
     #[error("bad request: {message}")]
     BadRequest {
-        /// Status to answer (400, or 413 for an oversized body).
+        /// Status to answer (400, 413 for an oversized body, 408 for a slow body).
         status: StatusCode,
         /// What is wrong.
         message: String,
@@ -150,6 +159,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
                 "bad_request.too_large"
+            }
+            ApiError::BadRequest { status, .. } if *status == StatusCode::REQUEST_TIMEOUT => {
+                "bad_request.timeout"
             }
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Denied { check, .. } => check.code(),
@@ -251,6 +263,29 @@ mod tests {
         });
         assert_eq!(wrong.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(wrong.body().error.message, "internal error");
+    }
+
+    #[test]
+    fn self_check_and_anchor_refusals_are_503_with_their_codes() {
+        for (dependency, code) in [
+            (Dependency::Registration, "self_check.not_registered"),
+            (Dependency::Anchor, "unavailable.anchor"),
+        ] {
+            let e = ApiError::Unavailable {
+                dependency,
+                reason: "why".into(),
+            };
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.body(), ErrorBody::new(code, "why"));
+        }
+        let slow = ApiError::BadRequest {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: "slow".into(),
+        };
+        assert_eq!(
+            (slow.status(), slow.code()),
+            (StatusCode::REQUEST_TIMEOUT, "bad_request.timeout")
+        );
     }
 
     #[test]

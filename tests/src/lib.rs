@@ -226,6 +226,12 @@ impl Devnet {
             anchor_interval: Duration::from_secs(3600),
             // Scenarios change policy and expect the very next boot to see it.
             head_ttl: Duration::ZERO,
+            // Scenarios anchor by hand (`anchor_once`); the bound only has to exceed the
+            // interval.
+            anchor_limits: cairn_kms::AnchorLimits {
+                max_age: Duration::from_secs(7200),
+                ..cairn_kms::AnchorLimits::default()
+            },
             clock: Clock::system(),
         };
         let own = cairn_kms::own_evidence(&opts).await.expect("KMS evidence");

@@ -5,7 +5,9 @@
 //! 1-2. [`evidence::attest`]: RA-TLS certificate, quote, report data, event log, OS image;
 //! 3. `KmsAuth.isAppAllowed(bootInfo)` (or `isKmsAllowed` for onboarding) at the pinned
 //!    block `head − confirmations` (verdicts cached per (boot info, block) by the client);
-//! 4. self-check: `isKmsAllowed` on this node's own evidence at the same block (cached);
+//! 4. self-check at the same block (cached per block): this node's own evidence, the
+//!    chain's key generation, its registration (`isKmsNode`), `isKmsAllowed` on its own
+//!    evidence; then the bound on unanchored log entries (`anchor`);
 //! 5. derive keys;
 //! 6. append the release record to the log, durably (fsync, group commit);
 //! 7. answer with the keys and the receipt (log index, signed checkpoint, policy block).
@@ -31,12 +33,13 @@ use std::time::{Duration, Instant};
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{RaTlsCert, Tee, Verifier};
-use cairn_onchain::alloy::primitives::B256;
+use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
 use cairn_protocol::api::{EnvPubkeyResponse, MetaResponse};
 use cairn_tlog::{CheckpointSigner, Log};
 
+use crate::anchor::{AnchorLimits, AnchorState};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Attested, CollateralSource};
@@ -84,6 +87,9 @@ pub struct NodeOptions {
     /// How long a looked-up policy block is reused ([`DEFAULT_HEAD_TTL`]; zero: look it
     /// up for every request).
     pub head_ttl: Duration,
+    /// How far releases may run ahead of the log's on-chain anchor
+    /// ([`AnchorLimits::default`]; `max_age` must exceed `anchor_interval`).
+    pub anchor_limits: AnchorLimits,
     /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
     /// timestamps, leaf validity, the env-pubkey timestamp.
     pub clock: Clock,
@@ -98,6 +104,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("os_images", &self.os_images.len())
             .field("log_origin", &self.log_origin)
             .field("anchor_interval", &self.anchor_interval)
+            .field("anchor_limits", &self.anchor_limits)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -118,6 +125,8 @@ pub struct Node {
     own_refresh: tokio::sync::Mutex<()>,
     clock: Clock,
     generation_seen: Mutex<Option<(B256, u64)>>,
+    registered_seen: Mutex<Option<(B256, bool)>>,
+    anchor: AnchorState,
     chain_id: u64,
     anchor_interval: Duration,
     gateway: Mutex<Option<(B256, [u8; 20])>>,
@@ -147,9 +156,12 @@ impl Node {
     /// own evidence. Refuses to open unless the chain's current key generation is the
     /// node's and the root keys registered for it equal the node's, and unless the local
     /// log extends the checkpoint this node last anchored on chain. Every validity window
-    /// and timestamp is judged by `opts.clock`.
+    /// and timestamp is judged by `opts.clock`. A node whose address is not registered in
+    /// KmsAuth opens (the operator may add it later) with a warning; it releases nothing
+    /// until it is registered.
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
         install_crypto_provider();
+        opts.anchor_limits.check(opts.anchor_interval)?;
         let clock = opts.clock;
         let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
         let identity = store.identity()?;
@@ -197,8 +209,16 @@ impl Node {
                 generation: identity.generation,
             });
         }
-        crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
-            .await?;
+        let anchored =
+            crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
+                .await?;
+        let address = Address::from(identity.node_key.address());
+        if !chain.is_kms_node(address, at).await? {
+            tracing::warn!(
+                node = %address,
+                "this node is not a registered KMS node in KmsAuth (addKmsNode); it answers 503 self_check.not_registered until it is"
+            );
+        }
         tracing::info!(
             node = %format!("0x{}", hex::encode(identity.node_key.address())),
             generation = identity.generation,
@@ -221,6 +241,8 @@ impl Node {
             own_refresh: tokio::sync::Mutex::new(()),
             clock,
             generation_seen: Mutex::new(None),
+            registered_seen: Mutex::new(None),
+            anchor: AnchorState::new(opts.anchor_limits, anchored, Instant::now()),
             anchor_interval: opts.anchor_interval,
             gateway: Mutex::new(None),
             head_ttl: opts.head_ttl,
@@ -279,6 +301,23 @@ impl Node {
     /// The anchoring interval.
     pub fn anchor_interval(&self) -> Duration {
         self.anchor_interval
+    }
+
+    /// The anchoring state (the bound on unanchored releases, readiness, gauges).
+    pub(crate) fn anchor_state(&self) -> &AnchorState {
+        &self.anchor
+    }
+
+    /// Readiness (`GET /healthz`), from local state only (no chain call): not ready while
+    /// releases would be refused for the anchoring bound or the last anchoring round
+    /// failed (`503 unavailable.anchor`, the message says why).
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        self.anchor.health(&self.log)
+    }
+
+    /// The Prometheus exposition (`GET /metrics`), anchoring gauges sampled now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.anchor.gauges(&self.log))
     }
 
     /// `GET /v1/meta`.

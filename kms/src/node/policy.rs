@@ -1,7 +1,7 @@
 //! Release-path steps 3-4 and their per-block caches: the pinned policy block (reused for
-//! `head_ttl`), the chain's key generation and the gateway app id (cached per block hash),
-//! and the node's own evidence (re-verified once its collateral window has passed).
-//! Nothing here caches an error.
+//! `head_ttl`), the chain's key generation, this node's registration and the gateway app
+//! id (cached per block hash), and the node's own evidence (re-verified once its
+//! collateral window has passed). Nothing here caches an error.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
@@ -92,8 +92,44 @@ impl Node {
         Ok(())
     }
 
+    /// This node's address is a registered KMS node (`KmsAuth.isKmsNode`) at `at` (cached
+    /// per block): a node removed with `removeKmsNode`, or onboarded and never added,
+    /// releases nothing (`503 self_check.not_registered`).
+    async fn check_registered(&self, at: PolicyBlock) -> Result<(), ApiError> {
+        let cached = *self
+            .registered_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let registered = match cached {
+            Some((hash, r)) if hash == at.hash => r,
+            _ => {
+                let r = self
+                    .chain
+                    .is_kms_node(Address::from(self.address()), at)
+                    .await?;
+                *self
+                    .registered_seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((at.hash, r));
+                r
+            }
+        };
+        if !registered {
+            return Err(ApiError::Unavailable {
+                dependency: Dependency::Registration,
+                reason: format!(
+                    "this KMS node (0x{}) is not a registered KMS node in KmsAuth at block {} (isKmsNode is false)",
+                    hex::encode(self.address()),
+                    at.number
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Step 4 alone, at the current pinned block: this node's own evidence still
-    /// verifies, the chain's key generation is this node's, and `isKmsAllowed` allows it.
+    /// verifies, the chain's key generation is this node's, the node is registered, and
+    /// `isKmsAllowed` allows it.
     /// The release path runs it after the peer's checks; readiness probes may run it alone.
     pub async fn self_check_now(&self) -> Result<(), ApiError> {
         let at = self.policy_block().await?;
@@ -124,10 +160,12 @@ impl Node {
 
     /// Step 4: this node itself is allowed at `at`: its own evidence still verifies
     /// (re-verified when its collateral window has passed), the chain's current key
-    /// generation is this node's, and `isKmsAllowed` on its own boot info.
+    /// generation is this node's, its address is registered (`isKmsNode`), and
+    /// `isKmsAllowed` on its own boot info.
     pub(super) async fn self_check(&self, at: PolicyBlock) -> Result<(), ApiError> {
         let own = self.current_own_evidence().await?;
         self.check_generation(at).await?;
+        self.check_registered(at).await?;
         match self.chain.is_kms_allowed(&own.boot, at).await {
             Ok(cairn_onchain::Verdict::Allowed) => Ok(()),
             Err(cairn_onchain::Error::Denied { check, reason }) => Err(ApiError::Unavailable {

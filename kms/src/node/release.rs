@@ -16,6 +16,7 @@ use tracing::instrument;
 use zeroize::Zeroizing;
 
 use super::{issue, Node};
+use crate::anchor::Slot;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Attested};
 use crate::keys::AppKeys;
@@ -24,12 +25,13 @@ use crate::reject::{ApiError, Check};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
-    /// the chain policy at the pinned block, and this node's self-check.
+    /// the chain policy at the pinned block, this node's self-check, and a slot under the
+    /// bound on unanchored log entries (held until the entry is appended).
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, PolicyBlock), ApiError> {
+    ) -> Result<(Attested, PolicyBlock, Slot<'_>), ApiError> {
         let t = Instant::now();
         let attested = evidence::attest(
             peer_cert,
@@ -58,7 +60,8 @@ impl Node {
         };
         self.self_check(at).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
-        Ok((attested, at))
+        let slot = self.anchor.admit(&self.log)?;
+        Ok((attested, at, slot))
     }
 
     fn record(
@@ -78,11 +81,13 @@ impl Node {
         )?)
     }
 
-    /// Step 6: append durably and sign a checkpoint covering the entry.
+    /// Step 6: append durably and sign a checkpoint covering the entry; the anchoring
+    /// `slot` is freed once the entry is in the log.
     async fn log_release(
         self: &Arc<Self>,
         record: ReleaseRecord,
         at: PolicyBlock,
+        slot: Slot<'_>,
     ) -> Result<Receipt, ApiError> {
         let t = Instant::now();
         let bytes = record.encode().map_err(|e| Error::Log(e.into()))?;
@@ -95,6 +100,7 @@ impl Node {
         .await
         .map_err(Error::Task)?
         .map_err(Error::Log)?;
+        drop(slot);
         self.metrics.observe(Stage::Log, t.elapsed());
         Ok(Receipt {
             log_index,
@@ -150,11 +156,11 @@ impl Node {
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, at) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let (a, at, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
         let gateway_app_id = self.gateway_app_id(at).await?;
         let keys = self.derive(&a)?;
         let record = self.record(ReleaseKind::AppKey, &a, at)?;
-        let receipt = self.log_release(record, at).await?;
+        let receipt = self.log_release(record, at, slot).await?;
         tracing::info!(
             app_id = %a.boot.appId,
             instance_id = %a.boot.instanceId,
@@ -201,12 +207,12 @@ impl Node {
         peer_cert: Option<&[u8]>,
         csr_der: &[u8],
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, at) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let (a, at, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
         let csr = issue::bound_csr(csr_der, &a)?;
         let keys = self.derive(&a)?;
         let leaf = issue::app_leaf(&csr, &a, &keys, self.clock.now())?;
         let record = self.record(ReleaseKind::SignCert, &a, at)?;
-        self.log_release(record, at).await?;
+        self.log_release(record, at, slot).await?;
         Ok(SignCertResponse {
             certificate_chain: vec![
                 leaf.pem(),
@@ -225,9 +231,9 @@ impl Node {
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, at) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let (a, at, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
             let record = self.record(ReleaseKind::KmsOnboard, &a, at)?;
-            let receipt = self.log_release(record, at).await?;
+            let receipt = self.log_release(record, at, slot).await?;
             tracing::info!(device = %a.boot.deviceId, "onboarded a KMS node");
             Ok(OnboardResponse {
                 master_secret: Zeroizing::new(*self.identity.master.expose()),

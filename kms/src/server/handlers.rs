@@ -186,12 +186,13 @@ pub(crate) async fn consistency(
 pub(crate) async fn metrics(State(node): NodeState) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics().render(),
+        node.render_metrics(),
     )
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// `ok`, or 503 `unavailable.anchor` saying why the node is not ready (local state only).
+pub(crate) async fn healthz(State(node): NodeState) -> Result<&'static str, ApiError> {
+    node.readiness().map(|()| "ok")
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -2,19 +2,27 @@
 //! connection (hyper HTTP/1.1), with the peer's client certificate, if any, inserted
 //! into every request as a [`Peer`] extension.
 //!
-//! Limits (each documented at its const): connections, in-flight requests, body size,
-//! handshake, header and request timeouts. Shutdown: stop accepting, stop the anchoring
-//! task, let in-flight requests (releases included) finish for up to [`DRAIN_TIMEOUT`].
+//! Limits: connections in all and per source, the TLS handshake, headers, the request
+//! body (read in full before the request competes for a permit), stalled writes
+//! ([`ServerLimits`], `limits`); in-flight releases ([`MAX_IN_FLIGHT`]) and in-flight
+//! public API requests ([`MAX_PUBLIC_IN_FLIGHT`]) in separate pools, so neither waits
+//! behind the other, and `/healthz` and `/metrics` in none (they read local state only);
+//! body size ([`MAX_BODY`]) and the per-request timeout. Shutdown: stop accepting, stop
+//! the anchoring task, let in-flight requests (releases included) finish for up to
+//! [`DRAIN_TIMEOUT`].
 
 mod handlers;
+mod limits;
 pub(crate) mod tls;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::Router;
 use cairn_protocol::api::{
@@ -31,20 +39,26 @@ use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use limits::{
+    ServerLimits, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_WRITE_STALL_TIMEOUT,
+};
+
 use crate::error::Result;
+use crate::metrics::Refusal;
 use crate::node::Node;
 
-/// Most open connections; further ones are closed at once. Each costs a task and TLS
-/// state; guests keep one warm connection each.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Most requests processed at once across connections; more wait in line. Bounds the
-/// memory and the chain/verification work in flight.
+/// Most release requests (`app-key`, `sign-cert`, `onboard`) processed at once; more wait
+/// in line. Bounds the memory and the chain/verification work in flight. A request takes
+/// a permit only once its body is in memory.
 pub const MAX_IN_FLIGHT: usize = 256;
+/// Most public API requests (`meta`, `env-pubkey`, log endpoints) processed at once, in
+/// a pool of their own.
+pub const MAX_PUBLIC_IN_FLIGHT: usize = 256;
 /// Largest request body. The biggest request is a CSR (16 KiB as hex, 32 KiB + JSON).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Time allowed for a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed to read a request's headers.
+/// Time allowed to read a request's headers; hyper also runs it while a kept-alive
+/// connection waits for its next request, so idle connections close after it.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one request, release path included (the chain RPC timeout is
 /// shorter, so a dead chain answers 503 before this fires).
@@ -61,25 +75,33 @@ pub struct Peer {
 }
 
 /// The router with every endpoint and the limits; requests without a [`Peer`]
-/// extension are treated as having no client certificate.
+/// extension are treated as having no client certificate. Releases and the public API
+/// have separate concurrency pools; `/healthz` and `/metrics` have none.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+    // `Router::layer` wraps every route separately; a global layer shares one semaphore
+    // across the routes of its router.
+    let releases = Router::new()
         .route(PATH_APP_KEY, post(handlers::app_key))
         .route(PATH_SIGN_CERT, post(handlers::sign_cert))
+        .route(PATH_ONBOARD, post(handlers::onboard))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT));
+    let public = Router::new()
         .route(PATH_ENV_PUBKEY, get(handlers::env_pubkey))
         .route(PATH_META, get(handlers::meta))
-        .route(PATH_ONBOARD, post(handlers::onboard))
         .route(PATH_LOG_CHECKPOINT, get(handlers::checkpoint))
         .route(PATH_LOG_ENTRIES, get(handlers::entries))
         .route(PATH_LOG_INCLUSION, get(handlers::inclusion))
         .route(PATH_LOG_CONSISTENCY, get(handlers::consistency))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_PUBLIC_IN_FLIGHT));
+    let probes = Router::new()
         .route("/metrics", get(handlers::metrics))
-        .route("/healthz", get(handlers::healthz))
+        .route("/healthz", get(handlers::healthz));
+    Router::new()
+        .merge(releases)
+        .merge(public)
+        .merge(probes)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        // Global: `Router::layer` wraps every route separately, and this layer shares one
-        // semaphore across all of them.
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -88,11 +110,46 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Serve `node` on `listener` until `shutdown` completes; also runs the checkpoint
-/// anchoring task. Returns after in-flight requests drained (or `DRAIN_TIMEOUT`, 30 s).
+/// One request of a connection: count it, read its body (so it reaches a permit only
+/// once the body is in memory), then hand it to the router with the connection's peer.
+async fn serve_request(
+    app: Router,
+    node: Arc<Node>,
+    peer: Peer,
+    limits: ServerLimits,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<axum::response::Response, Infallible> {
+    let _in_flight = node.metrics().request_started();
+    let mut req = match limits::read_body(req, &limits, node.metrics()).await {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!(error = %e, "request body refused");
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
+    };
+    req.extensions_mut().insert(peer);
+    app.oneshot(req).await
+}
+
+/// Serve `node` on `listener` with the default [`ServerLimits`] until `shutdown`
+/// completes; also runs the checkpoint anchoring task. Returns after in-flight requests
+/// drained (or [`DRAIN_TIMEOUT`]).
 pub async fn run(
     listener: TcpListener,
     node: Arc<Node>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    run_with(listener, node, ServerLimits::default(), shutdown).await
+}
+
+/// [`run`] with explicit connection and body limits.
+pub async fn run_with(
+    listener: TcpListener,
+    node: Arc<Node>,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let acceptor = TlsAcceptor::from(tls::server_config(node.server_cert())?);
@@ -100,10 +157,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let anchor = tokio::spawn(crate::anchor::run(Arc::clone(&node), stop_rx));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = limits::Sources::new(limits.max_connections_per_source);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "KMS serving");
+        tracing::info!(%addr, ?limits, "KMS serving");
     }
     loop {
         let (tcp, remote) = tokio::select! {
@@ -119,26 +177,37 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            node.metrics().connection_refused(Refusal::MaxConnections);
             tracing::warn!(%remote, "connection limit reached; closing");
+            continue;
+        };
+        let Some(source) = sources.admit(remote.ip()) else {
+            node.metrics().connection_refused(Refusal::MaxPerSource);
+            tracing::debug!(%remote, "per-source connection limit reached; closing");
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let node = Arc::clone(&node);
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let _slots = (permit, source);
+            let _open = node.metrics().connection_opened();
+            let io = limits::WriteDeadline::new(tcp, limits.write_stall_timeout);
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        node.metrics().handshake_timed_out();
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let peer = Peer {
                 cert: tls
                     .get_ref()
@@ -147,12 +216,10 @@ pub async fn run(
                     .and_then(|c| c.first())
                     .map(|c| Arc::new(c.to_vec())),
             };
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(peer.clone());
-                    app.clone().oneshot(req)
-                },
-            );
+            let service = hyper::service::service_fn({
+                let node = Arc::clone(&node);
+                move |req| serve_request(app.clone(), Arc::clone(&node), peer.clone(), limits, req)
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)

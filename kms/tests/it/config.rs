@@ -38,6 +38,7 @@ kind = "simulator"
 simulator_host_seed = "0x{host}"
 [log]
 anchor_interval_secs = 3600
+max_anchor_age_secs = 7200
 "#,
         data = dir.path().join("data").display(),
         rpc = w.endpoint,

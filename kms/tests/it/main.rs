@@ -1,17 +1,20 @@
 //! Integration tests of cairn-kms: KDF known answers (docs/kdf.md), derived certificates,
 //! and the node end to end (anvil + contracts + simulator evidence + RA-TLS).
 
+mod anchoring;
 mod certs;
 mod clock;
 mod config;
 mod denials;
 mod known_answer;
 mod onboard;
+mod registration;
 mod release;
 mod robustness;
 mod self_check;
 mod shutdown;
 mod sign_cert;
+mod slow_clients;
 mod spans;
 mod world;
 

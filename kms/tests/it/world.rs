@@ -13,8 +13,8 @@ use cairn_attestation::simulator::{
 use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
 use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
 use cairn_kms::{
-    unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
-    SECRETS_DIR,
+    unix_now, AnchorLimits, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys,
+    SecretStore, ServerLimits, SECRETS_DIR,
 };
 use cairn_onchain::alloy::node_bindings::AnvilInstance;
 use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
@@ -262,6 +262,7 @@ impl World {
             anchor_interval: Duration::from_millis(200),
             // Tests mine blocks and expect the very next request to see them.
             head_ttl: Duration::ZERO,
+            anchor_limits: AnchorLimits::default(),
             clock: Clock::system(),
         }
     }
@@ -326,10 +327,21 @@ impl World {
 
     /// Serve an opened node.
     pub async fn serve_node(&self, node: Arc<Node>, dir: Arc<TempDir>) -> Running {
+        self.serve_node_with(node, dir, ServerLimits::default())
+            .await
+    }
+
+    /// Serve an opened node with explicit server limits.
+    pub async fn serve_node_with(
+        &self,
+        node: Arc<Node>,
+        dir: Arc<TempDir>,
+        limits: ServerLimits,
+    ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
+        let task = tokio::spawn(cairn_kms::run_with(listener, node.clone(), limits, async {
             let _ = rx.await;
         }));
         Running {

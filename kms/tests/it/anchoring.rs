@@ -1,0 +1,225 @@
+//! Releases are bounded by the log's on-chain anchor: when anchoring fails (here: the
+//! node key has no gas money), releases stop once `log.max_unanchored` entries are
+//! unanchored or the log was last fully anchored more than `log.max_anchor_age_secs`
+//! ago; `/healthz` and `/metrics` say why; once anchoring recovers, releases resume.
+
+use std::time::{Duration, Instant};
+
+use cairn_kms::AnchorLimits;
+use cairn_onchain::alloy::primitives::{Address, U256};
+use cairn_onchain::alloy::providers::ext::AnvilApi;
+use cairn_protocol::api::ErrorBody;
+use hyper::{Method, StatusCode};
+
+use crate::release::app_key;
+use crate::world::{pki, Running, World};
+
+const ANCHOR: &str = "unavailable.anchor";
+
+/// A node on `host_seed` with `limits`, anchoring every 200 ms.
+async fn node_with(w: &World, host_seed: u8, limits: AnchorLimits) -> Running {
+    let (mut opts, dir) = w.prepare(host_seed, &pki()).await;
+    opts.anchor_limits = limits;
+    w.serve(opts, dir).await
+}
+
+async fn set_balance(w: &World, kms: &Running, wei: u128) {
+    w.chain
+        .connection()
+        .provider()
+        .anvil_set_balance(Address::from(kms.node.address()), U256::from(wei))
+        .await
+        .unwrap();
+}
+
+/// `GET /healthz` on a fresh connection: `Ok(())` or the error body.
+async fn health(kms: &Running) -> Result<(), (StatusCode, ErrorBody)> {
+    let (status, body) = kms
+        .client(None)
+        .await
+        .request(Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    if status == StatusCode::OK {
+        assert_eq!(&body[..], b"ok");
+        return Ok(());
+    }
+    let err: ErrorBody =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {body:?} ({status})"));
+    Err((status, err))
+}
+
+/// Poll `/healthz` until `f` accepts its answer (deadline 60 s).
+async fn until_health(
+    kms: &Running,
+    what: &str,
+    f: impl Fn(&Result<(), (StatusCode, ErrorBody)>) -> bool,
+) -> Result<(), (StatusCode, ErrorBody)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health(kms).await;
+        if f(&h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer {h:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metric(kms: &Running, name: &str) -> f64 {
+    let (status, text) = kms
+        .client(None)
+        .await
+        .request(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_stop_at_the_unanchored_bound_while_anchoring_fails_and_resume_after() {
+    let w = World::new().await;
+    let kms = node_with(
+        &w,
+        0xF4,
+        AnchorLimits {
+            max_unanchored: 2,
+            max_age: Duration::from_secs(3600),
+        },
+    )
+    .await;
+    // A fresh node with an empty log is fully anchored: ready.
+    health(&kms).await.unwrap();
+    set_balance(&w, &kms, 0).await;
+    let guest = w.guest(0x74);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    app_key(&mut client).await.unwrap();
+    app_key(&mut client).await.unwrap();
+
+    // The third would leave 3 entries unanchored.
+    let err = app_key(&mut client).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR),
+        "{err:?}"
+    );
+    assert!(
+        err.body.error.message.contains("log.max_unanchored = 2"),
+        "{err:?}"
+    );
+    assert_eq!(kms.node.log().size(), 2, "a refused release was logged");
+    assert_eq!(
+        kms.node
+            .metrics()
+            .releases("app_key", "unavailable", ANCHOR),
+        1
+    );
+
+    // Not ready, with the failing anchoring named once a round has failed.
+    let (status, body) = until_health(
+        &kms,
+        "anchoring failure in /healthz",
+        |h| matches!(h, Err((_, b)) if b.error.message.contains("failed in a row")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR)
+    );
+    assert!(
+        body.error.message.contains("2 entries unanchored"),
+        "{body:?}"
+    );
+    assert!(metric(&kms, "cairn_kms_anchor_failures_total").await >= 1.0);
+    assert_eq!(
+        metric(&kms, "cairn_kms_anchor_unanchored_entries").await,
+        2.0
+    );
+
+    // Gas money again: the next round anchors both entries, releases resume.
+    set_balance(&w, &kms, 10u128.pow(20)).await;
+    until_health(&kms, "ready again", Result::is_ok)
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&kms, "cairn_kms_anchor_unanchored_entries").await,
+        0.0
+    );
+    let r = app_key(&mut kms.client(Some(&cert)).await).await.unwrap();
+    assert_eq!(r.receipt.log_index, 2);
+    w.mine(crate::world::CONFIRMATIONS).await;
+    let at = w.chain.policy_block().await.unwrap();
+    let anchor = w
+        .chain
+        .latest_anchor(Address::from(kms.node.address()), at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(anchor.tree_size >= 2, "{anchor:?}");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_stop_when_the_log_was_last_fully_anchored_too_long_ago() {
+    let w = World::new().await;
+    let kms = node_with(
+        &w,
+        0xF5,
+        AnchorLimits {
+            max_unanchored: 1000,
+            max_age: Duration::from_secs(1),
+        },
+    )
+    .await;
+    set_balance(&w, &kms, 0).await;
+    let guest = w.guest(0x75);
+    let cert = guest.cert();
+    app_key(&mut kms.client(Some(&cert)).await).await.unwrap();
+
+    // One unanchored entry, anchoring failing: after a second the age bound refuses.
+    let (status, body) = until_health(
+        &kms,
+        "age bound in /healthz",
+        |h| matches!(h, Err((_, b)) if b.error.message.contains("log.max_anchor_age_secs = 1")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR)
+    );
+    let err = app_key(&mut kms.client(Some(&cert)).await)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status, err.body.error.code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR),
+        "{err:?}"
+    );
+    assert!(
+        err.body
+            .error
+            .message
+            .contains("log.max_anchor_age_secs = 1"),
+        "{err:?}"
+    );
+    assert_eq!(kms.node.log().size(), 1);
+    assert!(metric(&kms, "cairn_kms_anchor_last_success_age_seconds").await > 1.0);
+
+    set_balance(&w, &kms, 10u128.pow(20)).await;
+    until_health(&kms, "ready again", Result::is_ok)
+        .await
+        .unwrap();
+    // Everything is anchored now, so the first release is admitted whatever the age.
+    let r = app_key(&mut kms.client(Some(&cert)).await).await.unwrap();
+    assert_eq!(r.receipt.log_index, 1);
+    kms.stop().await;
+}
