@@ -76,7 +76,12 @@ impl VmmNode {
     /// The configuration of a VMM for `net` and `kms`, with `extra` TOML appended (e.g.
     /// more `[[image]]`s), in `dir`.
     pub fn config(net: &Devnet, kms: &Kms, dir: &Path, extra: &str) -> Config {
-        let text = format!(
+        Config::parse(&VmmNode::config_text(net, kms, dir, extra), []).expect("VMM config")
+    }
+
+    /// [`VmmNode::config`] as TOML text (for a `cairn-vmm` process).
+    pub fn config_text(net: &Devnet, kms: &Kms, dir: &Path, extra: &str) -> String {
+        format!(
             r#"
 state_dir = "{state}"
 [chain]
@@ -110,8 +115,7 @@ kind = "simulator"
             guest = guest_bin().display(),
             pki = hex::encode(PKI_SEED),
             host = hex::encode([VMM_HOST_SEED; 32]),
-        );
-        Config::parse(&text, []).expect("VMM config")
+        )
     }
 
     /// Start a VMM for `net` and `kms`.
