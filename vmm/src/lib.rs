@@ -67,7 +67,7 @@ pub use crate::{
     // Errors.
     error::{Conflict, Error, Result},
     images::{BootFiles, Catalog, Image},
-    manager::{kill_all_guests, UpgradeOutcome, Vmm},
+    manager::{kill_all_guests, UpgradeOutcome, Vmm, MAX_SOCKET_PATH},
     // Metrics.
     metrics::Metrics,
     server::{bind_unix, openapi, route_table, router, run, Listeners, Transport},

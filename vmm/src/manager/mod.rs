@@ -43,6 +43,9 @@ use crate::preflight::{self, Chain};
 use crate::store::{self, CvmDir, Manifest, Persisted, CVMS_DIR, NEW_PREFIX};
 use crate::{hostapi, logs, supervisor};
 
+/// Longest unix socket path (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
 /// The VMM: the CVMs of one state directory.
 pub struct Vmm {
     config: Config,
@@ -79,7 +82,23 @@ impl Vmm {
     /// over the CVMs a previous VMM left: a guest still running (same pid, start time
     /// and boot) is re-adopted, one that is gone is reported `failed` and what it left
     /// of its session is killed; nothing is started twice. Pending upgrades resume.
-    pub async fn open(config: Config) -> Result<Arc<Vmm>> {
+    pub async fn open(mut config: Config) -> Result<Arc<Vmm>> {
+        // Guests run in their CVM's directory: a relative program path (one with a '/')
+        // must not be resolved there. Bare names are looked up in PATH.
+        for p in [
+            &mut config.backend.setsid,
+            &mut config.backend.process.guest_bin,
+            &mut config.backend.qemu.qemu,
+        ] {
+            if p.is_relative() && p.components().count() > 1 {
+                let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
+                *p = cwd.join(&*p);
+            }
+        }
+        if config.state_dir.is_relative() {
+            let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
+            config.state_dir = cwd.join(&config.state_dir);
+        }
         let catalog = Catalog::from_config(&config.images)?;
         let backend: Arc<dyn Backend> = match config.backend.kind {
             BackendKind::Process => Arc::new(ProcessBackend::new(
@@ -97,6 +116,17 @@ impl Vmm {
             }
         };
         backend.check_host()?;
+        // Unix socket paths are limited (108 bytes with the NUL): every CVM has two.
+        let longest = CvmDir::new(&config.state_dir, &"0".repeat(16)).host_api();
+        if longest.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(Error::config(
+                "state_dir",
+                format!(
+                    "too long: the CVMs' sockets ({}) would exceed {MAX_SOCKET_PATH} bytes",
+                    longest.display()
+                ),
+            ));
+        }
         let cvms_dir = config.state_dir.join(CVMS_DIR);
         std::fs::create_dir_all(&cvms_dir).map_err(|e| Error::io("create", &cvms_dir, e))?;
         let lock_path = config.state_dir.join("vmm.lock");
@@ -498,7 +528,14 @@ impl Vmm {
         };
         let dir = self.write_new_cvm(&manifest)?;
         let cvm = Arc::new(Cvm::new(dir, manifest, Persisted::created(unix_now())));
-        hostapi::serve(&cvm, self)?;
+        if let Err(e) = hostapi::serve(&cvm, self) {
+            // Not created after all: leave nothing behind.
+            cvm.abort_tasks();
+            if let Err(rm) = std::fs::remove_dir_all(&cvm.dir.root) {
+                tracing::warn!(dir = %cvm.dir.root.display(), error = %rm, "cannot clean up");
+            }
+            return Err(e);
+        }
         self.cvms
             .write()
             .unwrap_or_else(PoisonError::into_inner)

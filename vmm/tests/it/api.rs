@@ -274,3 +274,15 @@ async fn the_qemu_backend_refuses_a_host_without_tdx() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_state_dir_too_long_for_unix_sockets_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), "");
+    config.state_dir = dir.path().join("x".repeat(100));
+    let err = cairn_vmm::Vmm::open(config).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { key, .. } if key == "state_dir"),
+        "{err}"
+    );
+}
