@@ -28,3 +28,13 @@ ensure_npm_tools() {
   [ -x "$FORGE" ] || die "forge not found at $FORGE after npm ci"
   [ -x "$ANVIL" ] || die "anvil not found at $ANVIL after npm ci"
 }
+
+# The local base image of the docker-compose tests: a static busybox FROM scratch (no
+# registry is reachable here). Built by scripts/setup.sh.
+CAIRN_BUSYBOX_IMAGE="cairn/busybox:local"
+export CAIRN_BUSYBOX_IMAGE
+
+# Whether a Docker engine answers.
+docker_answers() {
+  command -v docker >/dev/null 2>&1 && docker info --format '{{.ServerVersion}}' >/dev/null 2>&1
+}

@@ -20,6 +20,11 @@ log "contracts: forge test"
 log "rust: clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "docker: an engine answers and $CAIRN_BUSYBOX_IMAGE exists (the docker-compose e2e tests need both)"
+docker_answers || die "no Docker engine answers (docker info): run scripts/setup.sh as root"
+docker image inspect "$CAIRN_BUSYBOX_IMAGE" >/dev/null 2>&1 ||
+  die "no image $CAIRN_BUSYBOX_IMAGE: run scripts/setup.sh"
+
 log "rust: tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

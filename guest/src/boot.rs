@@ -1,10 +1,15 @@
 //! `cairn-guest boot` (DESIGN.md §7): from the host share to a running app.
 //!
 //! ```text
-//! read share (caps, no symlinks) ─► validate compose ─► app_id, instance_id
-//!   ─► measure system-preparing, app-id, compose-hash, instance-id, boot-mr-done
+//! read share (caps, no symlinks) ─► validate compose ─► KMS trust: the pin
+//!   (key_provider_id, required outside the simulator), KmsAuth when sys-config names it
+//!   ─► app_id, instance_id
+//!   ─► measure system-preparing, app-id, compose-hash, instance-id,
+//!      encrypted-env-hash (SHA-256 of .encrypted-env), boot-mr-done
 //!   ─► RA-TLS client cert (usage app:custom, event log so far)
-//!   ─► for each kms_url: POST /v1/app-key over mutual RA-TLS (KMS: kms:rpc, evidence verified)
+//!   ─► for each kms_url: connect over mutual RA-TLS (KMS: kms:rpc, evidence verified),
+//!      isKmsAllowed(KMS boot info) at a pinned block (with a chain), POST /v1/app-key
+//!      (root CA issued the KMS's TLS certificate)
 //!   ─► root CA SPKI == key_provider_id (when pinned); app key matches its KMS signature
 //!   ─► measure os-image-hash, key-provider, system-ready
 //!   ─► decrypt .encrypted-env, keep only allowed_envs
@@ -28,15 +33,16 @@ use cairn_protocol::hostapi::{
 use cairn_protocol::sig;
 use cairn_protocol::sysconfig::InstanceInfo;
 use rand_core::{OsRng, RngCore};
-use tokio::process::Child;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::chain::KmsRoot;
-use crate::error::{Error, KmsError, Result};
+use cairn_attestation::RootCa;
+use cairn_kms_client::KmsClient;
+
+use crate::error::{Error, Result};
 use crate::host_api::Reporter;
 use crate::keydir;
-use crate::kms_client::KmsClient;
+use crate::kms_trust::KmsTrust;
 use crate::runner::{self, AppEnv};
 use crate::share::{self, HostShare};
 use crate::state::{AppSecrets, GuestState};
@@ -65,8 +71,8 @@ pub struct BootConfig {
 pub struct Booted {
     /// Everything the guest agent serves.
     pub state: Arc<GuestState>,
-    /// The app process (`process` runner) or `docker compose up -d`.
-    pub app: Option<Child>,
+    /// The started app (`process` runner: the child; `docker-compose`: the project).
+    pub app: Option<runner::App>,
     /// How long boot took up to (and including) spawning the app.
     pub elapsed: Duration,
     /// Reports to the host (`sys-config.json` `host_api_url`); for the app's exit.
@@ -117,6 +123,9 @@ async fn boot_share(
                 .map_err(Error::DockerUnavailable)?;
         }
     }
+    // Which KMS to trust is settled before anything is measured (no pin outside the
+    // simulator, an unreachable chain: no boot).
+    let trust = KmsTrust::for_boot(&share, tee.as_ref()).await?;
     let compose_hash = ComposeHash(share.compose_hash);
     let app_id = match share
         .instance_info
@@ -135,7 +144,15 @@ async fn boot_share(
     tracing::info!(app_id = %app_id, compose_hash = %compose_hash, name = %share.compose.name, "measuring boot");
 
     let mut log = EventLog::new();
-    log.measure_boot(tee.as_ref(), &app_id, &compose_hash, &instance_id)?;
+    // The encrypted env's hash is measured before any key release (docs/security.md
+    // "Encrypted env"): a host that swaps the blob changes RTMR3 and mr_aggregated.
+    log.measure_boot_with_encrypted_env(
+        tee.as_ref(),
+        &app_id,
+        &compose_hash,
+        &instance_id,
+        share.encrypted_env.as_deref(),
+    )?;
     for e in log.events() {
         reporter.report(EVENT_BOOT_PROGRESS, format!("measured {}", e.name));
     }
@@ -145,31 +162,23 @@ async fn boot_share(
         .event_log(&log.to_json())
         .app_id(app_id.0)
         .build(tee.as_ref())?;
-    let pinned = share.compose.pinned_key_provider_id()?;
-    let mut failures: Vec<(String, KmsError)> = Vec::new();
-    let mut released = None;
-    for url in &share.sys_config.kms_urls {
-        match kms.app_key(url, &client_cert).await {
-            Ok((resp, kms_identity, root)) => {
-                tracing::info!(kms = %url, kms_app_id = %kms_identity.app_id(), kms_compose_hash = %kms_identity.compose_hash(), "KMS released keys");
-                released = Some((url.clone(), resp, root));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(kms = %url, error = %e, "KMS request failed");
-                failures.push((url.clone(), e));
-            }
-        }
-    }
-    let (kms_url, resp, root) = released.ok_or(Error::AllKmsFailed(failures))?;
+    let (kms_url, release) = trust
+        .request_keys(&kms, &share.sys_config.kms_urls, &client_cert)
+        .await?;
     reporter.report(
         EVENT_BOOT_RECEIPT,
         format!(
             "kms={kms_url} log_index={} policy_block={}",
-            resp.receipt.log_index, resp.receipt.policy_block_number
+            release.keys.receipt.log_index, release.keys.receipt.policy_block_number
         ),
     );
-    let (secrets, env_secret) = check_release(&app_id, pinned.as_deref(), kms_url, resp, &root)?;
+    let (secrets, env_secret) = check_release(
+        &app_id,
+        trust.pin.as_deref(),
+        kms_url,
+        release.keys,
+        &release.root,
+    )?;
 
     let measured_before = log.events().len();
     log.measure_system_ready(
@@ -185,6 +194,10 @@ async fn boot_share(
         None => Vec::new(),
         Some(blob) => decrypt_env(&env_secret, &app_id, blob, &share.compose.allowed_envs)?,
     };
+    if let cairn_protocol::compose::Runner::DockerCompose(_) = runner {
+        // An env the runner would refuse must not leave keys behind.
+        runner::check_env(&env_vars)?;
+    }
 
     keydir::write_keys(&config.keys_dir, &secrets)?;
     tracing::info!(keys_dir = %config.keys_dir.display(), log_index = secrets.receipt.log_index, "keys written");
@@ -211,11 +224,17 @@ async fn boot_share(
             agent_socket: config.agent_socket.clone(),
             work_dir: config.work_dir.clone(),
             docker: config.docker.clone(),
+            project: runner::project_name(
+                &share.compose.name,
+                &app_id.0,
+                instance_id.as_bytes(),
+                &config.work_dir,
+            ),
         };
-        let child = runner::start(runner, &share.compose.name, &app_vars, &app_env).await?;
-        tracing::info!(pid = child.id(), runner = %share.compose.runner, "app started");
+        let app = runner::start(runner, &app_vars, &app_env).await?;
+        tracing::info!(pid = app.pid(), project = app.compose().map(|c| c.project()), runner = %share.compose.runner, "app started");
         reporter.report(EVENT_APP_STARTED, share.compose.runner.clone());
-        Some(child)
+        Some(app)
     } else {
         None
     };
@@ -281,7 +300,7 @@ fn check_release(
     pinned: Option<&[u8]>,
     kms_url: String,
     resp: AppKeyResponse,
-    root: &KmsRoot,
+    root: &RootCa,
 ) -> Result<(AppSecrets, Zeroizing<[u8; 32]>)> {
     let spki = root.spki();
     if let Some(pinned) = pinned {

@@ -21,9 +21,10 @@ use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig,
 use cairn_attestation::{Collateral, PccsClient, TdxTee, Tee, Verifier};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use cairn_kms_client::{KmsClient, Timeouts};
 use cairn_protocol::hostapi::EVENT_APP_EXITED;
 
-use crate::{agent, boot, runner, BootConfig, KmsClient};
+use crate::{agent, boot, runner, BootConfig};
 
 /// Default host share directory.
 pub const DEFAULT_SHARE: &str = "/var/lib/cairn/share";
@@ -104,8 +105,9 @@ pub struct BootArgs {
     /// The TEE backend.
     #[arg(long, env = "TEE", value_enum, default_value = "tdx")]
     pub tee: TeeKind,
-    /// Timeout of one KMS request, in seconds.
-    #[arg(long, env = "CAIRN_GUEST_KMS_TIMEOUT", default_value_t = crate::kms_client::DEFAULT_TIMEOUT.as_secs())]
+    /// Timeout of each stage of a KMS exchange (connect, handshake, attestation, each
+    /// request), in seconds.
+    #[arg(long, env = "CAIRN_GUEST_KMS_TIMEOUT", default_value_t = cairn_kms_client::DEFAULT_REQUEST_TIMEOUT.as_secs())]
     pub kms_timeout: u64,
     /// The root the KMS's attestation is verified against.
     #[arg(
@@ -191,18 +193,19 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
     let kms = match (&args.kms_collateral, &args.pccs_url, args.kms_trust) {
         (Some(f), _, _) => {
             let c = Collateral::from_file(f).map_err(|e| format!("--kms-collateral: {e}"))?;
-            KmsClient::new(make_verifier().with_collateral(c), timeout)
+            KmsClient::new(make_verifier().with_collateral(c))
         }
         (None, None, KmsTrust::Simulator) => {
             let c = Collateral::new(sim_pki()?.collateral()).map_err(|e| e.to_string())?;
-            KmsClient::new(make_verifier().with_collateral(c), timeout)
+            KmsClient::new(make_verifier().with_collateral(c))
         }
         (None, url, _) => {
             let url = url.as_deref().unwrap_or(DEFAULT_PCCS_URL);
             let pccs = PccsClient::new(url).map_err(|e| format!("--pccs-url: {e}"))?;
-            KmsClient::with_pccs(Arc::new(make_verifier), pccs, timeout)
+            KmsClient::with_pccs(make_verifier(), pccs)
         }
-    };
+    }
+    .with_timeouts(Timeouts::uniform(timeout));
     let serve_agent = !args.no_agent;
     let socket = serve_agent.then(|| args.agent_socket.clone());
     let config = BootConfig {
@@ -224,10 +227,12 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut servers = Vec::new();
+    // One router for every listener: its clones share one concurrency limit.
+    let agent_router = agent::router(booted.state.clone());
     if let Some(path) = &socket {
         let listener = agent::bind_unix(path).map_err(|e| e.to_string())?;
         let mut rx = stop_tx.subscribe();
-        let router = agent::router(booted.state.clone());
+        let router = agent_router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -242,7 +247,7 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("--agent-tcp {addr}: {e}"))?;
         let mut rx = stop_tx.subscribe();
-        let router = agent::router(booted.state.clone());
+        let router = agent_router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -257,7 +262,7 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let app_exit = async {
         match booted.app.as_mut() {
-            Some(child) => child.wait().await.map(|s| s.to_string()),
+            Some(app) => app.wait().await.map(|s| s.to_string()),
             None => std::future::pending().await,
         }
     };
@@ -269,8 +274,8 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
     let reporter = booted.reporter.clone();
     match exit {
         None => {
-            if let Some(child) = booted.app.as_mut() {
-                if let Err(e) = runner::stop(child, runner::STOP_GRACE).await {
+            if let Some(app) = booted.app.as_mut() {
+                if let Err(e) = app.stop(runner::STOP_GRACE).await {
                     tracing::warn!(error = %e, "stopping the app");
                 }
             }

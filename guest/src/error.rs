@@ -32,6 +32,17 @@ pub enum Error {
     /// The compose disables the KMS, which a Cairn guest needs for its keys.
     #[error("kms_enabled is false: a Cairn guest gets its keys from a KMS")]
     KmsDisabled,
+    /// Outside the simulator the compose must pin its KMS (`key_provider_id`): without a
+    /// pin any TDX machine could act as the KMS and hand out keys its operator knows.
+    #[error("app-compose.json sets no key_provider_id: outside the simulator a guest only boots with its KMS root CA pinned (docs/guest.md)")]
+    KmsPinRequired,
+    /// sys-config's `chain.rpc_url` is not a URL.
+    #[error("sys-config.json chain.rpc_url")]
+    ChainRpcUrl(#[source] url::ParseError),
+    /// The chain named in sys-config cannot be read (wrong chain id, no KmsAuth there,
+    /// unreachable): the guest cannot check its KMS and does not boot.
+    #[error("the chain in sys-config.json")]
+    Chain(#[source] cairn_onchain::Error),
     /// sys-config lists no KMS URL.
     #[error("sys-config.json lists no kms_urls")]
     NoKmsUrls,
@@ -44,12 +55,13 @@ pub enum Error {
     /// Building an RA-TLS certificate failed.
     #[error("ra-tls: {0}")]
     RaTls(#[from] cairn_attestation::RaTlsError),
-    /// A KMS request failed (connection, TLS/attestation, HTTP status, body).
-    #[error(transparent)]
-    Kms(#[from] KmsError),
+    /// A KMS request failed (connection, TLS/attestation, HTTP status, body, chain). The
+    /// message spells out the whole cause (agent answers and boot logs show it).
+    #[error("{}", with_causes(.0))]
+    Kms(#[from] cairn_kms_client::Error),
     /// Every KMS URL failed; the errors in order.
-    #[error("no KMS released keys: {}", .0.iter().map(|(u, e)| format!("{u}: {e}")).collect::<Vec<_>>().join("; "))]
-    AllKmsFailed(Vec<(String, KmsError)>),
+    #[error("no KMS released keys: {}", .0.iter().map(|(u, e)| format!("{u}: {}", with_causes(e))).collect::<Vec<_>>().join("; "))]
+    AllKmsFailed(Vec<(String, cairn_kms_client::Error)>),
     /// The KMS root CA does not match the compose's `key_provider_id` pin.
     #[error("KMS root CA key {got} does not match the pinned key_provider_id {pinned}")]
     KeyProviderMismatch {
@@ -58,9 +70,12 @@ pub enum Error {
         /// Presented SPKI, hex.
         got: String,
     },
-    /// The KMS response is inconsistent (root CA unparsable, signature wrong, …).
+    /// The KMS response is inconsistent (signature wrong, empty chain, …).
     #[error("KMS response rejected: {0}")]
     BadKmsResponse(String),
+    /// The KMS root CA the guest booted with no longer parses.
+    #[error("the booted KMS root CA")]
+    RootCa(#[source] cairn_attestation::ChainError),
     /// The encrypted env could not be decrypted or parsed.
     #[error("encrypted env: {0}")]
     Env(#[from] cairn_protocol::Error),
@@ -78,6 +93,9 @@ pub enum Error {
     /// Starting the app failed.
     #[error("starting the app: {0}")]
     Start(String),
+    /// The runner could not start, watch or stop the app.
+    #[error("runner: {0}")]
+    Runner(#[from] crate::runner::RunnerError),
     /// The compose uses `docker-compose` but no Docker engine answers here.
     #[error("runner docker-compose needs a Docker engine, and none answers here ({0}); use runner \"process\" on machines without Docker")]
     DockerUnavailable(String),
@@ -92,50 +110,16 @@ pub enum Error {
     Io(String),
 }
 
-/// Why one KMS request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KmsError {
-    /// The URL is not `https://host[:port]`.
-    #[error("bad KMS URL: {0}")]
-    BadUrl(String),
-    /// TCP connect failed.
-    #[error("connect: {0}")]
-    Connect(String),
-    /// The TLS handshake failed: the KMS certificate is not attested, its evidence is
-    /// rejected, its usage is not `kms:rpc`, or it refused our certificate.
-    #[error("TLS handshake (KMS attestation): {0}")]
-    Handshake(String),
-    /// The collateral for the KMS's quote could not be fetched from the PCCS.
-    #[error("collateral for the KMS quote: {0}")]
-    Collateral(String),
-    /// HTTP exchange failed.
-    #[error("http: {0}")]
-    Http(String),
-    /// The KMS answered with an error status.
-    #[error("KMS returned {status}: {code}: {message}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// Error code (`denied.compose_hash`, …).
-        code: String,
-        /// Message (for denials, the contract's reason).
-        message: String,
-    },
-    /// The response body is too large or not the documented JSON.
-    #[error("bad response body: {0}")]
-    Body(String),
-    /// The request did not finish in time.
-    #[error("timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    /// The KMS's TLS certificate is not issued by the KMS root CA (a TDX VM with a valid
-    /// `kms:rpc` quote that is not a node of that KMS), or the root CA is malformed.
-    #[error("KMS not rooted in its root CA: {0}")]
-    NotRooted(String),
-    /// A `sign-cert` chain is not leaf → app CA → the KMS root CA, or its leaf does not
-    /// certify the requested key.
-    #[error("KMS certificate chain rejected: {0}")]
-    BadChain(String),
+/// `err` and its `source()` chain, joined by `": "`.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// `Result` with this crate's [`Error`].

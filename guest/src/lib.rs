@@ -9,40 +9,42 @@
 //! public dstack SDKs work unchanged.
 //!
 //! What it trusts: the TEE (its RTMR3 and quotes), the configured attestation
-//! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), and the KMS that
-//! passed that check. What it does **not** trust: anything in the host share — every file
+//! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), the KMS root CA its
+//! measured compose pins (`key_provider_id`, required outside the simulator), and — when
+//! sys-config names one — KmsAuth's verdict on the KMS at a pinned block. What it does **not** trust: anything in the host share — every file
 //! is size-capped, never followed through a symlink, validated, and whatever identifies the
 //! app is *measured* so the KMS and the chain judge it. It does not decide policy; a KMS
 //! refusal is a boot failure carrying the KMS's reason.
 //!
 //! # Layout
 //! - `share` — reading the host share.
-//! - `kms_client` — JSON over HTTP/1.1 over RA-TLS to the KMS.
-//! - `chain` — the KMS TLS certificate and sign-cert chains must chain to the KMS root CA.
 //! - `boot` — the boot flow, [`boot()`].
+//! - `kms_trust` — which KMS the guest trusts: the pin, KmsAuth's verdict.
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
 //! - `host_api` — best-effort boot-progress reports to the host (the VMM).
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
 //! - `cli` — the `cairn-guest` command line.
-//! - `error` — [`Error`], [`KmsError`].
+//! - `error` — [`Error`].
+//!
+//! The KMS is reached through `cairn-kms-client` (RA-TLS, the KMS's evidence and root
+//! CA checked, timeouts); this crate only decides which KMS it trusts.
 
 pub mod agent;
 pub mod boot;
-pub mod chain;
 pub mod cli;
 mod error;
 pub mod host_api;
 pub mod keydir;
-pub mod kms_client;
+mod kms_trust;
 pub mod runner;
 pub mod share;
 mod state;
 
 pub use boot::{boot, BootConfig, Booted};
-pub use error::{Error, KmsError, Result};
+pub use error::{Error, Result};
 pub use host_api::Reporter;
-pub use kms_client::KmsClient;
+pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState};

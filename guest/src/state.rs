@@ -11,7 +11,7 @@ use cairn_protocol::sig::RecoverableSignature;
 use zeroize::Zeroizing;
 
 use crate::error::Result;
-use crate::kms_client::KmsClient;
+use cairn_kms_client::KmsClient;
 
 /// The app secrets the KMS released. `Debug` redacts the keys.
 #[derive(Clone)]

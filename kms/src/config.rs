@@ -1,6 +1,9 @@
 //! The node's configuration: one TOML file, then `CAIRN_KMS_*` environment overrides
 //! (e.g. `CAIRN_KMS_CHAIN_RPC_URL` for `chain.rpc_url`), then the binary's flags.
-//! Unknown keys are errors; every error names the key.
+//! Every key can be overridden (a test checks it); list-valued keys take comma-separated
+//! values (`CAIRN_KMS_ATTESTATION_OS_IMAGES=/a.json,/b.json`,
+//! `CAIRN_KMS_TEE_SIMULATOR_OS_IMAGE=cairn-os,1.0`). Unknown keys are errors; every error
+//! names the key.
 //!
 //! ```toml
 //! listen = "0.0.0.0:8443"
@@ -17,6 +20,8 @@
 //! [attestation]
 //! trust = "intel"            # or "simulator" (development only; needs simulator_seed)
 //! collateral_file = "/etc/cairn/collateral.json"   # or: pccs_url = "https://pccs…"
+//! # pccs_fetches_per_minute = 30  # with pccs_url: sustained collateral fetch rate
+//! # pccs_fetch_burst = 10          # with pccs_url: fetches allowed at once
 //! os_images = ["/etc/cairn/os-images/cairn-os-1.0.json"]
 //!
 //! [tee]
@@ -44,10 +49,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
-use cairn_attestation::simulator::{
-    OsImage, OsImageManifest, SimHostConfig, SimPki, SimPkiConfig, SimTdx,
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::{
+    Collateral, EventLog, OsImageManifest, PccsClient, PccsLimits, TdxTee, Tee, Verifier,
 };
-use cairn_attestation::{Collateral, EventLog, PccsClient, TdxTee, Tee, Verifier};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
 use serde::Deserialize;
@@ -149,6 +154,12 @@ pub struct AttestationSection {
     pub collateral_file: Option<PathBuf>,
     /// PCCS base URL (Intel PCS v4 API).
     pub pccs_url: Option<String>,
+    /// With `pccs_url`: collateral fetches per minute, sustained (default
+    /// [`cairn_attestation::DEFAULT_PCCS_FETCHES_PER_MINUTE`]).
+    pub pccs_fetches_per_minute: Option<u32>,
+    /// With `pccs_url`: collateral fetches allowed at once (default
+    /// [`cairn_attestation::DEFAULT_PCCS_FETCH_BURST`]).
+    pub pccs_fetch_burst: Option<u32>,
     /// OS image manifests (canonical JSON) this node recognises.
     #[serde(default)]
     pub os_images: Vec<PathBuf>,
@@ -232,9 +243,13 @@ const ENV_KEYS: &[&str] = &[
     "attestation.simulator_seed",
     "attestation.collateral_file",
     "attestation.pccs_url",
+    "attestation.pccs_fetches_per_minute",
+    "attestation.pccs_fetch_burst",
+    "attestation.os_images",
     "tee.kind",
     "tee.event_log",
     "tee.simulator_host_seed",
+    "tee.simulator_os_image",
     "log.origin",
     "log.anchor_interval_secs",
     "log.max_unanchored",
@@ -247,11 +262,16 @@ const ENV_KEYS: &[&str] = &[
     "server.write_stall_timeout_ms",
 ];
 
+/// Keys whose environment value is a comma-separated list (TOML arrays of strings).
+const LIST_KEYS: &[&str] = &["attestation.os_images", "tee.simulator_os_image"];
+
 const INTEGER_KEYS: &[&str] = &[
     "chain.chain_id",
     "chain.confirmations",
     "chain.timeout_ms",
     "chain.head_cache_ms",
+    "attestation.pccs_fetches_per_minute",
+    "attestation.pccs_fetch_burst",
     "log.anchor_interval_secs",
     "log.max_unanchored",
     "log.max_anchor_age_secs",
@@ -312,6 +332,14 @@ impl Config {
                         .parse::<i64>()
                         .map_err(|e| cfg_err(*key, format!("{name}: not an integer: {e}")))?,
                 )
+            } else if LIST_KEYS.contains(key) {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .filter(|item| !item.is_empty())
+                        .map(|item| toml::Value::String(item.to_owned()))
+                        .collect(),
+                )
             } else {
                 toml::Value::String(value.clone())
             };
@@ -355,6 +383,19 @@ impl Config {
                 "attestation.pccs_url",
                 "trust = \"intel\" needs collateral_file or pccs_url",
             ));
+        }
+        if a.pccs_url.is_none() {
+            for (key, set) in [
+                (
+                    "attestation.pccs_fetches_per_minute",
+                    a.pccs_fetches_per_minute,
+                ),
+                ("attestation.pccs_fetch_burst", a.pccs_fetch_burst),
+            ] {
+                if set.is_some() {
+                    return Err(cfg_err(key, "only meaningful with pccs_url"));
+                }
+            }
         }
         if a.trust == Trust::Simulator && a.simulator_seed.is_none() {
             return Err(cfg_err(
@@ -482,9 +523,19 @@ impl Config {
             );
             CollateralSource::Configured
         } else if let Some(url) = &a.pccs_url {
-            CollateralSource::Pccs(
-                PccsClient::new(url).map_err(|e| cfg_err("attestation.pccs_url", e.to_string()))?,
-            )
+            let defaults = PccsLimits::default();
+            let limits = PccsLimits {
+                fetches_per_minute: a
+                    .pccs_fetches_per_minute
+                    .unwrap_or(defaults.fetches_per_minute),
+                fetch_burst: a.pccs_fetch_burst.unwrap_or(defaults.fetch_burst),
+                ..defaults
+            };
+            CollateralSource::Pccs(Arc::new(
+                PccsClient::new(url)
+                    .map_err(|e| cfg_err("attestation.pccs_url", e.to_string()))?
+                    .with_limits(limits),
+            ))
         } else if let Some(pki) = &sim_pki {
             verifier = verifier.with_collateral(
                 Collateral::new(pki.collateral())
@@ -529,7 +580,7 @@ impl Config {
         Ok(NodeOptions {
             data_dir: self.data_dir.clone(),
             chain: self.chain_config(),
-            verifier,
+            verifier: Arc::new(verifier),
             collateral,
             os_images,
             tee,
@@ -602,6 +653,121 @@ simulator_host_seed = "0x0101010101010101010101010101010101010101010101010101010
         .unwrap();
         assert_eq!(c.chain.chain_id, 5);
         assert_eq!(c.listen.port(), 9);
+    }
+
+    /// The field names serde expects at `section` ("" = top level), read from the
+    /// unknown-field error of a config with one extra key there.
+    fn fields_of(section: &str) -> Vec<String> {
+        let header = format!("[{section}]\n");
+        let text = if section.is_empty() {
+            format!("bogus_key = 1\n{BASE}")
+        } else if BASE.contains(&header) {
+            BASE.replace(&header, &format!("{header}bogus_key = 1\n"))
+        } else {
+            format!("{BASE}\n{header}bogus_key = 1\n")
+        };
+        let e = Config::parse(&text, []).unwrap_err().to_string();
+        // "unknown field `bogus_key`, expected one of `a`, `b`\nin `section`"
+        let expected = e
+            .split_once("expected")
+            .and_then(|(_, rest)| rest.lines().next())
+            .unwrap_or_else(|| panic!("no field list in {e}"));
+        let fields: Vec<String> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        assert!(!fields.is_empty(), "{e}");
+        fields
+    }
+
+    #[test]
+    fn every_config_key_can_be_set_from_the_environment() {
+        let sections = ["chain", "attestation", "tee", "log", "server"];
+        let mut keys: Vec<String> = fields_of("")
+            .into_iter()
+            .filter(|k| !sections.contains(&k.as_str()))
+            .collect();
+        for section in sections {
+            keys.extend(
+                fields_of(section)
+                    .into_iter()
+                    .map(|k| format!("{section}.{k}")),
+            );
+        }
+        for key in &keys {
+            assert!(
+                ENV_KEYS.contains(&key.as_str()),
+                "{key} has no CAIRN_KMS_ override"
+            );
+        }
+        for key in ENV_KEYS {
+            assert!(keys.iter().any(|k| k == key), "{key} is not a config key");
+        }
+    }
+
+    #[test]
+    fn pccs_limits_come_from_the_config_and_need_a_pccs_url() {
+        let with_pccs = BASE.replace(
+            "[tee]",
+            "pccs_url = \"http://127.0.0.1:1\"\npccs_fetch_burst = 3\n[tee]",
+        );
+        let c = Config::parse(
+            &with_pccs,
+            [(
+                "CAIRN_KMS_ATTESTATION_PCCS_FETCHES_PER_MINUTE".to_owned(),
+                "12".to_owned(),
+            )],
+        )
+        .unwrap();
+        let opts = c.node_options().unwrap();
+        match &opts.collateral {
+            CollateralSource::Pccs(p) => {
+                assert_eq!(p.limits().fetches_per_minute, 12);
+                assert_eq!(p.limits().fetch_burst, 3);
+                assert_eq!(
+                    p.limits().max_failures,
+                    cairn_attestation::DEFAULT_PCCS_MAX_FAILURES
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let e =
+            Config::parse(&BASE.replace("[tee]", "pccs_fetch_burst = 3\n[tee]"), []).unwrap_err();
+        assert_eq!(key_of(e), "attestation.pccs_fetch_burst");
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_values_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::parse(
+            BASE,
+            env(&[
+                ("CAIRN_KMS_ATTESTATION_OS_IMAGES", "/a.json,/b.json"),
+                ("CAIRN_KMS_TEE_SIMULATOR_OS_IMAGE", "my-os,2.0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.attestation.os_images,
+            vec![PathBuf::from("/a.json"), PathBuf::from("/b.json")]
+        );
+        assert_eq!(
+            c.tee.simulator_os_image,
+            ("my-os".to_owned(), "2.0".to_owned())
+        );
+        let c = Config::parse(BASE, env(&[("CAIRN_KMS_ATTESTATION_OS_IMAGES", "")])).unwrap();
+        assert!(c.attestation.os_images.is_empty());
+        // A pair needs exactly two items.
+        let e =
+            Config::parse(BASE, env(&[("CAIRN_KMS_TEE_SIMULATOR_OS_IMAGE", "only")])).unwrap_err();
+        assert!(e.to_string().contains("simulator_os_image"), "{e}");
     }
 
     #[test]

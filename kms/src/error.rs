@@ -117,11 +117,12 @@ pub enum Error {
         reason: String,
     },
     /// TLS setup or a TLS connection failed.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// An HTTP exchange with another node failed (connection, transport).
-    #[error("HTTP: {0}")]
-    Http(String),
+    #[error("TLS")]
+    Tls(#[source] rustls::Error),
+    /// Talking to another KMS node failed (onboarding): connection, its evidence, its
+    /// answer.
+    #[error("KMS client")]
+    KmsClient(#[from] cairn_kms_client::Error),
     /// Encoding or decoding JSON failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -140,6 +141,14 @@ pub enum Error {
         /// The clock's reading, seconds since the Unix epoch.
         now: u64,
     },
+    /// An address (`host:port`) did not resolve.
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        /// The address as given.
+        address: String,
+        /// Why (timed out, unknown name, no address).
+        source: std::io::Error,
+    },
     /// The source node refused onboarding with an API error.
     #[error("onboarding refused: {status} {code}: {message}")]
     OnboardRefused {
@@ -150,9 +159,19 @@ pub enum Error {
         /// The message (the contract's reason for denials).
         message: String,
     },
-    /// Onboarding failed otherwise (the source's evidence, a bad response).
-    #[error("onboarding refused: {0}")]
-    Onboard(String),
+    /// The source node's evidence fails release-path steps 1-2 (its OS image is unknown
+    /// here, …); the source is the answer a peer with that evidence would get.
+    #[error("the source node's evidence is rejected")]
+    SourceEvidence(#[source] crate::reject::ApiError),
+    /// The source node's TLS certificate is not issued by the root CA of the master
+    /// secret it sent.
+    #[error("the source node is not rooted in the root CA of the secret it sent")]
+    SourceNotRooted(#[source] cairn_attestation::ChainError),
+    /// No KMS root keys are registered on chain, so a received secret cannot be checked.
+    #[error(
+        "no KMS root keys are registered on chain; a received master secret cannot be checked"
+    )]
+    NoRootKeysOnChain,
 }
 
 /// `Result` with this crate's [`Error`].

@@ -11,12 +11,10 @@
 //! an `os-image-hash` event, when already measured, must name that same image.
 
 use cairn_attestation::ratls_consts::MAX_RA_TLS_CERT_LEN;
-use cairn_attestation::simulator::OsImageManifest;
 use cairn_attestation::{
-    parse_ra_tls_extensions, ra_tls_report_data, PccsClient, RaTlsError, Usage, VerifiedQuote,
-    Verifier,
+    parse_ra_tls_extensions, ra_tls_report_data, OsImageManifest, PccsClient, RaTlsError, Usage,
+    VerifiedQuote, Verifier,
 };
-use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::BootInfo;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -55,7 +53,7 @@ pub enum CollateralSource {
     /// The collateral configured in the [`Verifier`] (a file, or the simulator's).
     Configured,
     /// A PCCS (Intel PCS v4 API), cached until `nextUpdate`.
-    Pccs(PccsClient),
+    Pccs(std::sync::Arc<PccsClient>),
 }
 
 fn attestation_error(e: cairn_attestation::Error) -> ApiError {
@@ -72,13 +70,15 @@ fn attestation_error(e: cairn_attestation::Error) -> ApiError {
         | E::Rtmr3Mismatch { .. }) => ApiError::denied(Check::EventLog, e.to_string()),
         e @ (E::CollateralExpired { .. }
         | E::CollateralFetch { .. }
+        | E::PccsRateLimited { .. }
         | E::NoCollateral
         | E::MalformedCollateral(_)) => ApiError::Unavailable {
             dependency: Dependency::Collateral,
             reason: e.to_string(),
         },
-        // Everything else (bad signature, wrong root, debug TD, revoked, malformed or
-        // oversized quote, and any future variant) is a quote denial: fail closed.
+        // Everything else (bad signature, wrong root, a PCK chain that does not verify,
+        // debug TD, revoked, malformed or oversized quote, and any future variant) is a
+        // quote denial: fail closed.
         e => ApiError::denied(Check::Quote, e.to_string()),
     }
 }
@@ -115,21 +115,6 @@ pub fn match_os_image(
         }
     }
     Ok(hash)
-}
-
-/// The `AppBootInfo` of a verified quote running `os_image_hash`.
-pub fn boot_info(quote: &VerifiedQuote, os_image_hash: [u8; 32]) -> BootInfo {
-    BootInfo {
-        appId: Address::from(quote.app_id().0),
-        composeHash: B256::from(quote.compose_hash().0),
-        instanceId: Address::from(quote.instance_id().to_address_bytes()),
-        deviceId: B256::from(quote.device_id().0),
-        mrAggregated: B256::from(quote.mr_aggregated().0),
-        mrSystem: B256::from(quote.mr_system().0),
-        osImageHash: B256::from(os_image_hash),
-        tcbStatus: quote.tcb_status().to_owned(),
-        advisoryIds: quote.advisory_ids().to_vec(),
-    }
 }
 
 /// Steps 1 and 2 on a peer certificate (DER) at `now` (seconds since the Unix epoch, the
@@ -207,7 +192,7 @@ pub async fn attest(
         }
     }
     let os_image_hash = match_os_image(&verified, images)?;
-    let boot = boot_info(&verified, os_image_hash);
+    let boot = cairn_kms_client::boot_info(&verified, os_image_hash);
     Ok(Attested {
         os_image_hash,
         boot,
@@ -258,6 +243,29 @@ mod tests {
             check_of(attest_blocking(Some(&[0x30, 0x03, 0x02, 0x01, 0x00]))),
             Some(Check::ClientCert)
         );
+    }
+
+    #[test]
+    fn pccs_rate_limit_is_unavailable_and_an_untrusted_pck_chain_a_quote_denial() {
+        use cairn_attestation::Error as E;
+        let limited = attestation_error(E::PccsRateLimited {
+            fmspc: [0; 6],
+            per_minute: 30,
+        });
+        assert!(
+            matches!(
+                limited,
+                ApiError::Unavailable {
+                    dependency: Dependency::Collateral,
+                    ..
+                }
+            ),
+            "{limited}"
+        );
+        let untrusted = attestation_error(E::UntrustedPckChain {
+            source: webpki::Error::UnknownIssuer,
+        });
+        assert_eq!(check_of(Err(untrusted)), Some(Check::Quote));
     }
 
     proptest::proptest! {

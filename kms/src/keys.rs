@@ -13,13 +13,13 @@
 use std::fmt;
 
 use cairn_attestation::ids::{AppId, InstanceId};
-use cairn_attestation::ratls_consts::{OID_APP_ID, OID_SPECIAL_USAGE, USAGE_APP_CA};
+use cairn_attestation::{ra_tls_extensions, ExtensionValues, Usage};
 use cairn_protocol::sig::{self, RecoverableSignature, COMPRESSED_PUBKEY_LEN};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePrivateKey as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
-    KeyUsagePurpose, PublicKeyData, SerialNumber, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
+    PublicKeyData, SerialNumber, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
 };
 use sha2::{Digest, Sha256};
 use x25519_dalek::StaticSecret;
@@ -94,23 +94,6 @@ impl rcgen::SigningKey for P256Signer {
         let sig: p256::ecdsa::Signature = self.key.sign(msg);
         Ok(sig.to_der().as_bytes().to_vec())
     }
-}
-
-/// DER `OCTET STRING` wrapping `bytes` (the value format of Cairn's X.509 extensions).
-pub(crate) fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
-    let len = bytes.len();
-    let mut out = Vec::with_capacity(len + 6);
-    out.push(0x04);
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let be = len.to_be_bytes();
-        let skip = be.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (be.len() - skip) as u8);
-        out.extend_from_slice(&be[skip..]);
-    }
-    out.extend_from_slice(bytes);
-    out
 }
 
 /// Serial number of a derived CA certificate: SHA-256(SPKI DER)[0..16], top bit cleared
@@ -308,18 +291,11 @@ impl AppKeys {
         let common_name = format!("{APP_CA_COMMON_NAME_PREFIX}0x{}", app_id.to_hex());
         let mut params = ca_params(&common_name, &signer.subject_public_key_info(), Some(0));
         params.use_authority_key_identifier_extension = true;
-        params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                OID_APP_ID,
-                der_octet_string(app),
-            ));
-        params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                OID_SPECIAL_USAGE,
-                der_octet_string(USAGE_APP_CA.as_bytes()),
-            ));
+        params.custom_extensions = ra_tls_extensions(ExtensionValues {
+            app_id: Some(app_id.as_bytes()),
+            usage: Some(Usage::AppCa),
+            ..ExtensionValues::default()
+        });
         let cert = params
             .signed_by(&signer, &root.ca.issuer())
             .map_err(cert_err)?;
@@ -386,19 +362,4 @@ impl AppKeys {
 pub fn env_public_key(master: &MasterSecret, app_id: &AppId) -> Result<[u8; 32]> {
     let env = kdf::derive_bytes(master, label::ENV_X25519, &[app_id.as_bytes()])?;
     Ok(x25519_dalek::PublicKey::from(&StaticSecret::from(*env.expose())).to_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_octet_string_encodes_short_and_long_lengths() {
-        assert_eq!(der_octet_string(b"ab"), vec![0x04, 2, b'a', b'b']);
-        let long = vec![7u8; 300];
-        let enc = der_octet_string(&long);
-        assert_eq!(&enc[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        assert_eq!(enc.len(), 304);
-        assert_eq!(der_octet_string(&[0u8; 0x80])[..3], [0x04, 0x81, 0x80]);
-    }
 }

@@ -21,8 +21,8 @@
 //! trust anything a caller says about itself outside its verified evidence.
 //!
 //! # Layout
-//! Private modules; the `pub use` block below is the whole API (plus `client`, kept
-//! public until the `cairn-kms-client` crate replaces it).
+//! Private modules; the `pub use` block below is the whole API. The KMS's API client is
+//! `cairn-kms-client` (also used here for onboarding): `kms/` keeps only the server.
 //! - `kdf`, `keys`, `store` — derivation, root/app keys, the secret store.
 //! - `clock` — [`Clock`], the injected wall clock.
 //! - `config` — [`Config`] (TOML + `CAIRN_KMS_*`).
@@ -37,11 +37,9 @@
 //!   ([`AnchorLimits`]).
 //! - `lifecycle` — the binary's commands (`bootstrap`, `describe`, `serve`, `onboard`).
 //! - `onboard` — replication (new node side).
-//! - `client` — an RA-TLS client of the API.
 //! - `metrics` — Prometheus metrics.
 
 mod anchor;
-pub mod client;
 mod clock;
 mod config;
 mod error;

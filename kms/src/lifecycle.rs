@@ -1,6 +1,8 @@
 //! The binary's commands: `bootstrap`, `describe`, `serve` (`onboard` is [`crate::onboard()`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -120,7 +122,7 @@ pub async fn describe(config: &Config) -> Result<NodeEvidence> {
 }
 
 /// A command of the binary (parsed by clap in `main.rs`).
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Create the root secret and node key; print the public identity as JSON.
     Bootstrap,
@@ -130,8 +132,9 @@ pub enum Command {
     Serve,
     /// Receive the root secret from a running node at SOURCE (host:port).
     Onboard {
-        /// The running node's address.
-        source: std::net::SocketAddr,
+        /// The running node's address: `host:port` with a hostname, an IPv4 address or a
+        /// bracketed IPv6 address (resolved within [`RESOLVE_TIMEOUT`]).
+        source: String,
     },
 }
 
@@ -148,6 +151,35 @@ pub struct OnboardOutput {
     pub local_log_index: u64,
 }
 
+/// How long `onboard` waits for its source's name to resolve.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolve `host:port` (hostname or IP literal) to its first address, within
+/// [`RESOLVE_TIMEOUT`]. The system resolver decides the order; onboarding never retries
+/// another address, so a refusal is never hidden by a second try.
+pub async fn resolve(source: &str) -> Result<SocketAddr> {
+    let err = |e: std::io::Error| Error::Resolve {
+        address: source.to_owned(),
+        source: e,
+    };
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(source))
+        .await
+        .map_err(|_| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {RESOLVE_TIMEOUT:?}"),
+            ))
+        })?
+        .map_err(err)?
+        .next();
+    found.ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name has no address",
+        ))
+    })
+}
+
 fn pretty(v: &impl Serialize) -> Result<String> {
     Ok(serde_json::to_string_pretty(v)?)
 }
@@ -162,6 +194,7 @@ pub async fn execute(config: &Config, cmd: Command) -> Result<Option<String>> {
             None
         }
         Command::Onboard { source } => {
+            let source = resolve(&source).await?;
             let r = crate::onboard(&config.node_options()?, source).await?;
             Some(pretty(&OnboardOutput {
                 node_address: hex0x(&r.node_address),
@@ -204,5 +237,54 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Command,
+    }
+
+    #[test]
+    fn onboard_takes_a_hostname_source() {
+        let cli = Cli::try_parse_from(["cairn-kms", "onboard", "kms-a.internal:8443"]).unwrap();
+        match cli.cmd {
+            Command::Onboard { source } => assert_eq!(source, "kms-a.internal:8443"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sources_resolve_from_names_and_literals() {
+        // `localhost` comes from the hosts file: no network needed.
+        let a = resolve("localhost:8443").await.unwrap();
+        assert!(a.ip().is_loopback() && a.port() == 8443, "{a}");
+        assert_eq!(
+            resolve("127.0.0.1:9").await.unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]:9").await.unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_without_a_port_is_a_resolve_error_naming_it() {
+        for bad in ["kms-a.internal", "127.0.0.1", "localhost:notaport"] {
+            match resolve(bad).await {
+                Err(Error::Resolve { address, source }) => {
+                    assert_eq!(address, bad);
+                    assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,34 +1,30 @@
 //! Replication (DESIGN.md §5): a new node B receives the master secret from a running
-//! node A over one mutual RA-TLS connection.
+//! node A over one mutual RA-TLS connection, through `cairn-kms-client`.
 //!
 //! B's side ([`onboard`]), in order:
 //! 1. refuse if B's store already holds an identity;
-//! 2. connect to A presenting B's own RA-TLS certificate (usage `kms:rpc`); the handshake
-//!    proves A holds its certificate key;
-//! 3. verify A's evidence (steps 1-2 of the release path, usage `kms:rpc` required) and
-//!    `isKmsAllowed(A)` at the pinned block;
+//! 2. connect to A presenting B's own RA-TLS certificate (usage `kms:rpc`); the client
+//!    checks that A holds its certificate key and that A's evidence verifies (usage
+//!    `kms:rpc`) before anything is sent;
+//! 3. run release-path steps 1-2 on A's certificate here too (A's OS image must be one B
+//!    knows: that gives A's boot info) and `isKmsAllowed(A)` at the pinned block;
 //! 4. `POST /v1/onboard`; A checks B the same way (`Node::onboard_peer`), logs a
 //!    `kms-onboard` entry, and answers with the master secret;
 //! 5. derive the root keys and require them to equal the ones registered in KmsAuth for
-//!    that generation — only then store the secret;
+//!    that generation, and A's TLS certificate to be issued by that root CA — only then
+//!    store the secret;
 //! 6. log the onboarding in B's own log (a `kms-onboard` entry naming A).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use cairn_attestation::{RaTlsCertBuilder, Usage};
+use cairn_attestation::{RaTlsCertBuilder, RootCa, Usage};
+use cairn_kms_client::KmsClient;
 use cairn_onchain::ChainClient;
-use cairn_protocol::api::{OnboardRequest, OnboardResponse, Receipt, PATH_ONBOARD};
+use cairn_protocol::api::Receipt;
 use cairn_tlog::{Log, ReleaseKind};
-use hyper::Method;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::client::{client_config, KmsClient};
 use crate::error::{Error, Result};
-use crate::evidence;
+use crate::evidence::{self, CollateralSource};
 use crate::kdf::MasterSecret;
 use crate::keys::RootKeys;
 use crate::node::{release_record, NodeOptions, LOG_DIR, SECRETS_DIR};
@@ -47,44 +43,15 @@ pub struct OnboardReport {
     pub local_log_index: u64,
 }
 
-/// Accepts the server certificate for the handshake only if the server signs with its
-/// key; the evidence is verified right after the handshake, before anything is sent.
-#[derive(Debug)]
-struct PossessionServerVerifier(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for PossessionServerVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+/// A client of other KMS nodes that trusts what this node trusts: its verifier, its
+/// collateral source and its clock.
+fn peer_client(opts: &NodeOptions) -> KmsClient {
+    let client = match &opts.collateral {
+        CollateralSource::Configured => KmsClient::new(opts.verifier.clone()),
+        CollateralSource::Pccs(pccs) => KmsClient::with_pccs(opts.verifier.clone(), pccs.clone()),
+    };
+    let clock = opts.clock.clone();
+    client.with_clock(move || clock.now())
 }
 
 /// Onboard the node described by `opts` from the node at `source` (see module docs).
@@ -106,45 +73,39 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
         .common_name("Cairn KMS (onboarding)")
         .event_log(&opts.event_log)
         .build(opts.tee.as_ref())?;
-    let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-    let config = client_config(
-        Arc::new(PossessionServerVerifier(algorithms)),
-        Some(&own_cert),
-    )?;
-    let (mut client, server_cert) = KmsClient::connect(source, config).await?;
+    let mut conn = peer_client(opts)
+        .connect(&format!("https://{source}"), Some(&own_cert))
+        .await?;
 
     let source_node = evidence::attest(
-        Some(&server_cert),
+        Some(conn.peer().cert_der()),
         &opts.verifier,
         &opts.collateral,
         &opts.os_images,
         opts.clock.now(),
     )
     .await
-    .map_err(|e| Error::Onboard(format!("source node evidence rejected: {e}")))?;
-    if source_node.usage != Some(Usage::KmsRpc) {
-        return Err(Error::Onboard(
-            "source node certificate is not a kms:rpc certificate".into(),
-        ));
-    }
+    .map_err(Error::SourceEvidence)?;
     let at = chain.policy_block().await?;
     chain.is_kms_allowed(&source_node.boot, at).await?;
 
-    let resp: OnboardResponse = client
-        .call(Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
-        .await?
-        .map_err(|e| Error::OnboardRefused {
-            status: e.status.as_u16(),
-            code: e.body.error.code,
-            message: e.body.error.message,
-        })?;
+    let resp = conn.onboard().await.map_err(|e| match e {
+        cairn_kms_client::Error::Status {
+            status,
+            code,
+            message,
+            ..
+        } => Error::OnboardRefused {
+            status,
+            code,
+            message,
+        },
+        e => Error::KmsClient(e),
+    })?;
 
     let master = MasterSecret::from_bytes(*resp.master_secret);
     let root = RootKeys::derive(&master)?;
-    let registered = chain
-        .root_keys(at)
-        .await?
-        .ok_or_else(|| Error::Onboard("no KMS root keys are registered on chain".into()))?;
+    let registered = chain.root_keys(at).await?.ok_or(Error::NoRootKeysOnChain)?;
     if u64::from(registered.generation) != resp.key_generation
         || registered.k256_pubkey.as_ref() != root.k256_public().as_slice()
         || registered.ca_pubkey.as_ref() != root.ca().spki_der().as_slice()
@@ -153,6 +114,10 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
             generation: resp.key_generation,
         });
     }
+    RootCa::from_der(root.ca().cert_der().to_vec())
+        .and_then(|ca| ca.verify_issued(conn.peer().cert_der(), opts.clock.now()))
+        .map_err(Error::SourceNotRooted)?;
+    drop(conn);
     let identity = store.install(master, resp.key_generation)?;
     drop(store);
 
@@ -169,9 +134,7 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     let bytes = record
         .encode()
         .map_err(|e| Error::Log(cairn_tlog::Error::from(e)))?;
-    let local_log_index = tokio::task::spawn_blocking(move || log.append(bytes))
-        .await
-        .map_err(|e| Error::Onboard(e.to_string()))??;
+    let local_log_index = tokio::task::spawn_blocking(move || log.append(bytes)).await??;
     tracing::info!(
         node = %format!("0x{}", hex::encode(identity.node_key.address())),
         generation = identity.generation,

@@ -9,8 +9,14 @@
 //! | `generation` | `u64be` key generation |
 //! | `node_key` | the node's own 32-byte secp256k1 secret (never shared) |
 //!
-//! All four are written in one sled transaction and flushed before [`SecretStore::bootstrap`]
-//! or [`SecretStore::install`] returns, so a crash leaves either no identity or a whole one.
+//! All four are written in one sled transaction, then made durable before
+//! [`SecretStore::bootstrap`] or [`SecretStore::install`] returns: sled's `flush`, then an
+//! fsync of every file sled keeps in the directory (its data file `db`, `conf`, snapshots)
+//! and of the directory itself ([`cairn_tlog::sync_sled_dir`]; sled's own flush is only
+//! `sync_file_range`, which survives a process crash but not a power loss). A crash or power
+//! loss therefore leaves either no identity or a whole one, and never loses an identity
+//! whose public keys were already printed (and maybe registered on chain). Directories that
+//! [`SecretStore::open`] creates are made durable in their parents too.
 //! Writing over an existing identity is refused. The data directory is created with mode
 //! 0700 and every file in it is set to 0600 after opening and after each write; because the
 //! directory itself is 0700, files sled creates later are unreachable to other users too.
@@ -95,6 +101,9 @@ pub struct SecretStore {
     dir: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
+    /// The paths fsynced by the last durable write (tests check the fsync happens).
+    #[cfg(test)]
+    synced: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl fmt::Debug for SecretStore {
@@ -131,21 +140,66 @@ fn restrict(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fsync the directory `dir` (its entries, e.g. a newly created subdirectory).
+fn sync_dir(dir: &Path) -> Result<()> {
+    // `Path::parent` of a relative one-component path is "".
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
 impl SecretStore {
     /// Open (creating if needed) the store in `dir`. The directory is created with mode
-    /// 0700; an existing one is tightened to 0700 and its files to 0600.
+    /// 0700, and each directory created is fsynced into its parent; an existing one is
+    /// tightened to 0700 and its files to 0600.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
+        let created: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(&dir)
             .map_err(io_err("create dir", &dir))?;
+        // Each new directory's entry is made durable in its parent.
+        for d in &created {
+            if let Some(parent) = d.parent() {
+                sync_dir(parent)?;
+            }
+        }
         restrict(&dir)?;
         let db = cairn_tlog::open_sled(&dir)?;
         let tree = db.open_tree(SECRETS_TREE)?;
         restrict(&dir)?;
-        Ok(SecretStore { dir, db, tree })
+        Ok(SecretStore {
+            dir,
+            db,
+            tree,
+            #[cfg(test)]
+            synced: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Flush sled, tighten the modes, then fsync every file of the store and its
+    /// directory (see the module docs).
+    fn make_durable(&self) -> Result<()> {
+        self.db.flush()?;
+        restrict(&self.dir)?;
+        let synced = cairn_tlog::sync_sled_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
+        tracing::debug!(dir = %self.dir.display(), files = synced.len(), "secret store durable");
+        #[cfg(test)]
+        {
+            *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = synced;
+        }
+        Ok(())
     }
 
     /// The data directory.
@@ -196,8 +250,7 @@ impl SecretStore {
             }
             Err(TransactionError::Storage(e)) => return Err(Error::Storage(e)),
         }
-        self.db.flush()?;
-        restrict(&self.dir)?;
+        self.make_durable()?;
         Ok(identity)
     }
 
@@ -252,6 +305,15 @@ impl SecretStore {
             generation,
             node_key: NodeKey(node_key),
         })
+    }
+
+    /// The paths fsynced by the last durable write (tests only).
+    #[cfg(test)]
+    pub(crate) fn last_synced(&self) -> Vec<PathBuf> {
+        self.synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Write a raw record, bypassing every check (tests of corruption handling only).

@@ -27,6 +27,9 @@
 //! - [`verify_receipt`] — a release receipt checked as an auditor would.
 //! - [`vmm`] — a real VMM (`cairn_vmm::run`) whose process backend runs the real
 //!   `cairn-guest` binary against the scenario's KMS and chain.
+//! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
+//!   [`agent_app_image`] (busybox + a static agent client), [`agent_app_compose`],
+//!   [`project_containers`] and [`ProjectGuard`] (independent looks at the engine).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{Collateral, Tee, Verifier};
-use cairn_kms::client::{client_config, kms_server_verifier, KmsClient as KmsHttp};
 use cairn_kms::{
     unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
     SECRETS_DIR,
 };
+use cairn_kms_client::{KmsClient, KmsConnection, Timeouts};
 use cairn_onchain::alloy::node_bindings::AnvilInstance;
 use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
 use cairn_onchain::alloy::providers::ext::AnvilApi;
@@ -56,14 +59,19 @@ use cairn_tlog::{
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes as HttpBytes;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod docker;
 pub mod vmm;
+pub use docker::{
+    agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
+    require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
+};
 
 /// Policy is read this many blocks behind head.
 pub const CONFIRMATIONS: u64 = 2;
@@ -97,6 +105,11 @@ pub fn verifier() -> Verifier {
     let pki = pki();
     Verifier::dangerous_with_simulator_root(pki.root_ca_der())
         .with_collateral(Collateral::new(pki.collateral()).expect("simulator collateral"))
+}
+
+/// The one KMS client of the scenarios: the real verifier, generous timeouts.
+pub fn kms_client() -> KmsClient {
+    KmsClient::new(verifier()).with_timeouts(Timeouts::uniform(DEADLINE))
 }
 
 /// The root keys of [`MASTER`].
@@ -217,7 +230,7 @@ impl Devnet {
         let opts = NodeOptions {
             data_dir: dir.path().to_owned(),
             chain: self.chain_config(),
-            verifier: verifier(),
+            verifier: Arc::new(verifier()),
             collateral: CollateralSource::Configured,
             os_images: vec![image().manifest()],
             tee: Arc::new(tdx),
@@ -297,12 +310,11 @@ impl Kms {
 
     /// A client without a certificate (public endpoints), verifying the KMS's RA-TLS
     /// evidence and `kms:rpc` usage.
-    pub async fn public_client(&self) -> KmsHttp {
-        let config = client_config(kms_server_verifier(verifier()), None).expect("client config");
-        KmsHttp::connect(self.addr, config)
+    pub async fn public_client(&self) -> KmsConnection {
+        kms_client()
+            .connect(&self.url(), None)
             .await
             .expect("connect to KMS")
-            .0
     }
 
     /// Stop serving and wait for the server task.
@@ -329,8 +341,8 @@ pub enum EnvToolError {
     #[error("the root key registered on chain is not a k256 public key")]
     BadRootKey,
     /// The KMS could not be reached or answered an error.
-    #[error("KMS: {0}")]
-    Kms(String),
+    #[error("KMS")]
+    Kms(#[from] cairn_kms_client::Error),
     /// The env public key's signature or timestamp does not verify against the root key
     /// registered on chain; or the vars are invalid.
     #[error("env: {0}")]
@@ -342,7 +354,7 @@ pub enum EnvToolError {
 /// **registered on chain** (read at the pinned block, not taken from the KMS), then
 /// encrypt to it.
 pub async fn encrypt_env_for_app(
-    kms: &mut KmsHttp,
+    kms: &mut KmsConnection,
     chain: &ChainClient,
     app_id: [u8; 20],
     vars: &EnvVars,
@@ -351,12 +363,7 @@ pub async fn encrypt_env_for_app(
     let root = chain.root_keys(at).await?.ok_or(EnvToolError::NoRootKey)?;
     let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey)
         .map_err(|_| EnvToolError::BadRootKey)?;
-    let path = format!("/v1/env-pubkey/0x{}", hex::encode(app_id));
-    let resp: EnvPubkeyResponse = kms
-        .call(Method::GET, &path, None::<&()>)
-        .await
-        .map_err(|e| EnvToolError::Kms(e.to_string()))?
-        .map_err(|e| EnvToolError::Kms(format!("{}: {}", e.status, e.body.error.code)))?;
+    let resp: EnvPubkeyResponse = kms.env_pubkey(&app_id).await?;
     let public_key = resp.verify(&app_id, &root, unix_now(), ENV_PUBKEY_MAX_AGE_SECS)?;
     Ok(cairn_protocol::env::encrypt(&public_key, &app_id, vars)?)
 }
@@ -387,9 +394,25 @@ impl Cvm {
     /// at `kms_url`.
     pub fn new(kms_url: &str, app_id: Address, host_seed: u8, tag: &str) -> Cvm {
         let dir = tempfile::tempdir().expect("tempdir");
+        let compose = app_compose(&dir.path().join("app-out"), tag);
+        Cvm::in_dir(dir, kms_url, app_id, host_seed, compose)
+    }
+
+    /// A CVM of `app_id` on host `host_seed` running the given `app-compose.json`,
+    /// pointed at `kms_url`.
+    pub fn with_compose(kms_url: &str, app_id: Address, host_seed: u8, compose: String) -> Cvm {
+        Cvm::in_dir(
+            tempfile::tempdir().expect("tempdir"),
+            kms_url,
+            app_id,
+            host_seed,
+            compose,
+        )
+    }
+
+    fn in_dir(dir: TempDir, kms_url: &str, app_id: Address, host_seed: u8, compose: String) -> Cvm {
         let share = dir.path().join("share");
         std::fs::create_dir(&share).expect("share dir");
-        let compose = app_compose(&dir.path().join("app-out"), tag);
         std::fs::write(share.join("app-compose.json"), &compose).expect("write compose");
         std::fs::write(
             share.join("sys-config.json"),
@@ -417,6 +440,23 @@ impl Cvm {
             .expect("json"),
         )
         .expect("write instance info");
+    }
+
+    /// Have the guest check its KMS against KmsAuth on `net` (sys-config's `chain`
+    /// section) before trusting it.
+    pub fn check_kms_on_chain(&self, net: &Devnet) {
+        let path = self.dir.path().join("share/sys-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read sys-config"))
+                .expect("sys-config JSON");
+        config["chain"] = serde_json::json!({
+            "rpc_url": net.anvil.endpoint(),
+            "chain_id": net.anvil.chain_id(),
+            "kms_auth": format!("{:#x}", net.kms_auth),
+            "confirmations": CONFIRMATIONS,
+        });
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
+            .expect("write sys-config");
     }
 
     /// The compose hash of this CVM's compose.
@@ -470,8 +510,7 @@ impl Cvm {
         let tdx = self.fresh_tee();
         let config = self.config(&tdx);
         let tee: Arc<dyn Tee> = tdx;
-        let kms = cairn_guest::KmsClient::new(verifier(), Duration::from_secs(20));
-        cairn_guest::boot(tee, kms, &config).await
+        cairn_guest::boot(tee, kms_client(), &config).await
     }
 }
 
@@ -569,7 +608,7 @@ impl Agent {
 /// `log_index` is included in the checkpoint's tree (RFC 9162 inclusion proof), and it
 /// records an `app-key` release of `app_id` at the receipt's policy block.
 pub async fn verify_receipt(
-    kms: &mut KmsHttp,
+    kms: &mut KmsConnection,
     chain: &ChainClient,
     receipt: &Receipt,
     app_id: [u8; 20],
@@ -593,24 +632,17 @@ pub async fn verify_receipt(
         cp.size()
     );
     let entries: LogEntriesResponse = kms
-        .call(
-            Method::GET,
-            &format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1),
-            None::<&()>,
-        )
+        .get(&format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1))
         .await
-        .expect("log entries")
-        .expect("log entries answer");
+        .expect("log entries");
     let entry = &entries.entries[0].0;
     let proof: InclusionProofResponse = kms
-        .call(
-            Method::GET,
-            &format!("{PATH_LOG_INCLUSION}?index={i}&size={}", cp.size()),
-            None::<&()>,
-        )
+        .get(&format!(
+            "{PATH_LOG_INCLUSION}?index={i}&size={}",
+            cp.size()
+        ))
         .await
-        .expect("inclusion proof")
-        .expect("inclusion proof answer");
+        .expect("inclusion proof");
     let hashes: Vec<Hash> = proof.hashes.iter().map(|h| Hash(h.0)).collect();
     verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root())
         .expect("inclusion proof verifies against the checkpoint");

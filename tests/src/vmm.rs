@@ -31,7 +31,33 @@ pub fn guest_bin() -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        let out = Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // Cargo gives a test process its package's variables (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, OUT_DIR, …). Some build scripts (ring's) track exactly those:
+        // passed on, they would make this build and every build from a shell invalidate
+        // each other's artifacts (ring, then everything above it) over and over.
+        for (k, _) in std::env::vars_os() {
+            let name = k.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || [
+                    "OUT_DIR",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                cmd.env_remove(&k);
+            }
+        }
+        let out = cmd
             .args([
                 "build",
                 "-p",
@@ -81,6 +107,10 @@ impl VmmNode {
 
     /// [`VmmNode::config`] as TOML text (for a `cairn-vmm` process).
     pub fn config_text(net: &Devnet, kms: &Kms, dir: &Path, extra: &str) -> String {
+        // A port range of its own, so VMMs of concurrent tests never hand out each
+        // other's ports: 16 ports from a port the kernel just found free.
+        let lo = crate::free_port().min(u16::MAX - 16);
+        let ports = [lo, lo + 15];
         format!(
             r#"
 state_dir = "{state}"
@@ -92,6 +122,7 @@ confirmations = {CONFIRMATIONS}
 timeout_ms = 5000
 [cvm]
 kms_urls = ["{kms_url}"]
+port_range = [{port_lo}, {port_hi}]
 approval_poll_ms = 100
 stop_grace_ms = 10000
 [backend]
@@ -115,6 +146,8 @@ kind = "simulator"
             guest = guest_bin().display(),
             pki = hex::encode(PKI_SEED),
             host = hex::encode([VMM_HOST_SEED; 32]),
+            port_lo = ports[0],
+            port_hi = ports[1],
         )
     }
 
@@ -274,25 +307,13 @@ pub fn sleeper_compose(tag: &str) -> String {
     .to_string()
 }
 
-/// `GET http://127.0.0.1:<port>/` polled until it answers (up to [`DEADLINE`]): the body.
-pub async fn http_get(port: u16) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+/// `GET http://127.0.0.1:<port>/` polled until it answers 200 (up to [`DEADLINE`]): the
+/// body.
+pub async fn app_answer(port: u16) -> String {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            let req = "GET / HTTP/1.0\r\nHost: app\r\n\r\n";
-            if s.write_all(req.as_bytes()).await.is_ok() {
-                let mut buf = Vec::new();
-                let read =
-                    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-                if read.is_ok() && !buf.is_empty() {
-                    let text = String::from_utf8_lossy(&buf).into_owned();
-                    return text
-                        .split_once("\r\n\r\n")
-                        .map(|(_, b)| b.to_owned())
-                        .unwrap_or(text);
-                }
-            }
+        if let Some((200, body)) = crate::http_get(port, "/").await {
+            return String::from_utf8_lossy(&body).into_owned();
         }
         assert!(
             Instant::now() < deadline,

@@ -39,7 +39,17 @@ pub const EVENT_KEY_PROVIDER: &str = "key-provider";
 /// End of the system events; events after it belong to the application.
 pub const EVENT_SYSTEM_READY: &str = "system-ready";
 
-/// The boot sequence of runtime events, in the order they must be measured.
+/// SHA-256 of the host share's `.encrypted-env` blob (empty payload: no such file),
+/// measured by Cairn guests between `instance-id` and `boot-mr-done`, so before any key
+/// release: a host that swaps the blob changes RTMR3, and so `mr_aggregated`. Optional
+/// for verifiers (dstack guests and Cairn's KMS nodes do not measure it); where present
+/// it must be at exactly that position. docs/protocol.md "Encrypted env measurement".
+pub const EVENT_ENCRYPTED_ENV_HASH: &str = "encrypted-env-hash";
+/// Index of [`EVENT_ENCRYPTED_ENV_HASH`] when measured.
+pub const ENCRYPTED_ENV_HASH_INDEX: usize = 4;
+
+/// The boot sequence of runtime events, in the order they must be measured (plus the
+/// optional [`EVENT_ENCRYPTED_ENV_HASH`] at [`ENCRYPTED_ENV_HASH_INDEX`]).
 pub const BOOT_EVENT_ORDER: [&str; 8] = [
     EVENT_SYSTEM_PREPARING,
     EVENT_APP_ID,

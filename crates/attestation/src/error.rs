@@ -99,6 +99,25 @@ pub enum Error {
     /// QE identity, TCB level… The dcap-qvl error text is carried for diagnosis.
     #[error("quote verification failed: {0}")]
     QuoteVerification(String),
+    /// The quote's PCK certificate chain does not verify to the trust root. Checked before
+    /// any collateral is fetched for the platform the chain names, so nothing was fetched.
+    #[error("PCK certificate chain does not verify to the trust root: {source}")]
+    UntrustedPckChain {
+        /// rustls-webpki's reason.
+        source: webpki::Error,
+    },
+    /// Collateral had to be fetched, but the PCCS client's fetch budget
+    /// ([`crate::PccsLimits`]) is spent; retry later.
+    #[error(
+        "collateral fetch for FMSPC {} refused: over the limit of {per_minute} PCCS fetches per minute",
+        hex::encode_upper(.fmspc)
+    )]
+    PccsRateLimited {
+        /// The platform's FMSPC.
+        fmspc: [u8; 6],
+        /// The configured sustained rate.
+        per_minute: u32,
+    },
     /// Collateral could not be fetched from a PCCS.
     #[error("collateral fetch from {url} failed: {reason}")]
     CollateralFetch {
@@ -115,6 +134,17 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An OS image manifest is not JSON of the documented shape.
+    #[error("malformed OS image manifest")]
+    MalformedManifest {
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An OS image manifest is not in its canonical form (compact, fields in order), so
+    /// the hash of its bytes would not be its `os_image_hash`.
+    #[error("OS image manifest is not canonical")]
+    ManifestNotCanonical,
     /// The simulator could not build its PKI, quote or collateral.
     #[error("simulator: {0}")]
     Simulator(String),
@@ -125,11 +155,14 @@ pub enum Error {
 
 impl Error {
     /// True when retrying later (e.g. after fetching fresh collateral) might succeed:
-    /// fetch failures and expired collateral. Evidence failures are never retryable.
+    /// fetch failures, rate-limited fetches and expired collateral. Evidence failures are
+    /// never retryable.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::CollateralFetch { .. } | Error::CollateralExpired { .. }
+            Error::CollateralFetch { .. }
+                | Error::PccsRateLimited { .. }
+                | Error::CollateralExpired { .. }
         )
     }
 }

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
 
 use crate::consts::{
-    BOOT_EVENT_ORDER, EVENT_APP_ID, EVENT_BOOT_MR_DONE, EVENT_COMPOSE_HASH, EVENT_INSTANCE_ID,
-    EVENT_KEY_PROVIDER, EVENT_OS_IMAGE_HASH, EVENT_SYSTEM_PREPARING, EVENT_SYSTEM_READY,
-    MAX_EVENTS, MAX_EVENT_LOG_LEN, MAX_EVENT_NAME_LEN, MAX_EVENT_PAYLOAD_LEN, MIN_BOOT_EVENTS,
-    RUNTIME_EVENT_IMR, RUNTIME_EVENT_TYPE,
+    BOOT_EVENT_ORDER, ENCRYPTED_ENV_HASH_INDEX, EVENT_APP_ID, EVENT_BOOT_MR_DONE,
+    EVENT_COMPOSE_HASH, EVENT_ENCRYPTED_ENV_HASH, EVENT_INSTANCE_ID, EVENT_KEY_PROVIDER,
+    EVENT_OS_IMAGE_HASH, EVENT_SYSTEM_PREPARING, EVENT_SYSTEM_READY, MAX_EVENTS, MAX_EVENT_LOG_LEN,
+    MAX_EVENT_NAME_LEN, MAX_EVENT_PAYLOAD_LEN, MIN_BOOT_EVENTS, RUNTIME_EVENT_IMR,
+    RUNTIME_EVENT_TYPE,
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, ComposeHash, InstanceId, KeyProvider, Measurement48, OsImageHash};
@@ -167,6 +168,9 @@ pub struct BootIdentity {
     pub key_provider_payload: Vec<u8>,
     /// Whether `system-ready` was measured.
     pub system_ready: bool,
+    /// The `encrypted-env-hash` payload when measured: SHA-256 of the `.encrypted-env`
+    /// blob, or empty when the guest had none. `None`: not measured (dstack guests).
+    pub encrypted_env_hash: Option<Vec<u8>>,
 }
 
 fn exact<const N: usize>(name: &'static str, payload: &[u8]) -> Result<[u8; N]> {
@@ -194,27 +198,29 @@ fn empty(name: &'static str, payload: &[u8]) -> Result<()> {
 /// events after `boot-mr-done` follow in order as far as they go; once `system-ready` is
 /// measured, any application events may follow.
 pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
+    // The optional `encrypted-env-hash` sits right before `boot-mr-done`.
+    let has_env = events
+        .get(ENCRYPTED_ENV_HASH_INDEX)
+        .is_some_and(|e| e.name == EVENT_ENCRYPTED_ENV_HASH);
+    let mut order: Vec<&'static str> = BOOT_EVENT_ORDER.to_vec();
+    if has_env {
+        order.insert(ENCRYPTED_ENV_HASH_INDEX, EVENT_ENCRYPTED_ENV_HASH);
+    }
+    let min_events = MIN_BOOT_EVENTS + usize::from(has_env);
     // Length of the boot prefix actually present.
     let mut boot_len = 0;
-    for (index, expected) in BOOT_EVENT_ORDER.iter().enumerate() {
+    for (index, expected) in order.iter().enumerate() {
         match events.get(index) {
             Some(e) if e.name == *expected => boot_len = index + 1,
-            Some(e) if index < MIN_BOOT_EVENTS || BOOT_EVENT_ORDER.contains(&e.name.as_str()) => {
-                return Err(Error::EventOrder {
-                    index,
-                    expected,
-                    found: e.name.clone(),
-                })
-            }
             Some(e) => {
-                // An application event before system-ready.
+                // A boot event out of order, or an application event before system-ready.
                 return Err(Error::EventOrder {
                     index,
                     expected,
                     found: e.name.clone(),
                 });
             }
-            None if index < MIN_BOOT_EVENTS => {
+            None if index < min_events => {
                 return Err(Error::EventOrder {
                     index,
                     expected,
@@ -224,7 +230,20 @@ pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
             None => break,
         }
     }
-    let p = |i: usize| events.get(i).map(|e| e.payload.as_slice()).unwrap_or(&[]);
+    // Position of the k-th event of BOOT_EVENT_ORDER in this log.
+    let at = |k: usize| {
+        if has_env && k >= ENCRYPTED_ENV_HASH_INDEX {
+            k + 1
+        } else {
+            k
+        }
+    };
+    let p = |k: usize| {
+        events
+            .get(at(k))
+            .map(|e| e.payload.as_slice())
+            .unwrap_or(&[])
+    };
     empty(EVENT_SYSTEM_PREPARING, p(0))?;
     let app_id = AppId(exact::<20>(EVENT_APP_ID, p(1))?);
     let compose_hash = ComposeHash(exact::<32>(EVENT_COMPOSE_HASH, p(2))?);
@@ -232,13 +251,28 @@ pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
         name: EVENT_INSTANCE_ID,
         reason: format!("expected 20 bytes or none, got {}", p(3).len()),
     })?;
+    let encrypted_env_hash = if has_env {
+        let payload = events
+            .get(ENCRYPTED_ENV_HASH_INDEX)
+            .map(|e| e.payload.clone())
+            .unwrap_or_default();
+        if !(payload.is_empty() || payload.len() == 32) {
+            return Err(Error::EventPayload {
+                name: EVENT_ENCRYPTED_ENV_HASH,
+                reason: format!("expected 32 bytes or none, got {}", payload.len()),
+            });
+        }
+        Some(payload)
+    } else {
+        None
+    };
     empty(EVENT_BOOT_MR_DONE, p(4))?;
-    let os_image_hash = if boot_len > 5 {
+    let os_image_hash = if boot_len > at(5) {
         Some(OsImageHash(exact::<32>(EVENT_OS_IMAGE_HASH, p(5))?))
     } else {
         None
     };
-    let (key_provider, key_provider_payload) = if boot_len > 6 {
+    let (key_provider, key_provider_payload) = if boot_len > at(6) {
         let kp: KeyProvider = serde_json::from_slice(p(6)).map_err(|e| Error::EventPayload {
             name: EVENT_KEY_PROVIDER,
             reason: e.to_string(),
@@ -247,7 +281,7 @@ pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
     } else {
         (None, Vec::new())
     };
-    let system_ready = boot_len > 7;
+    let system_ready = boot_len > at(7);
     if system_ready {
         empty(EVENT_SYSTEM_READY, p(7))?;
     }
@@ -259,7 +293,15 @@ pub fn decode_boot_identity(events: &[RuntimeEvent]) -> Result<BootIdentity> {
         key_provider,
         key_provider_payload,
         system_ready,
+        encrypted_env_hash,
     })
+}
+
+/// The `encrypted-env-hash` payload for a host share's `.encrypted-env`: SHA-256 of the
+/// blob's exact bytes, or empty when there is none.
+pub fn encrypted_env_hash_payload(blob: Option<&[u8]>) -> Vec<u8> {
+    blob.map(|b| sha2::Sha256::digest(b).to_vec())
+        .unwrap_or_default()
 }
 
 /// An event log that records each event and extends RTMR3 through a [`Tee`].
@@ -326,6 +368,28 @@ impl EventLog {
         self.measure(tee, EVENT_BOOT_MR_DONE, Vec::new())
     }
 
+    /// Measure the boot-time events with the `encrypted-env-hash` of the host share's
+    /// `.encrypted-env` (`None`: no such file) between `instance-id` and `boot-mr-done`.
+    pub fn measure_boot_with_encrypted_env(
+        &mut self,
+        tee: &dyn Tee,
+        app_id: &AppId,
+        compose_hash: &ComposeHash,
+        instance_id: &InstanceId,
+        encrypted_env: Option<&[u8]>,
+    ) -> Result<()> {
+        self.measure(tee, EVENT_SYSTEM_PREPARING, Vec::new())?;
+        self.measure(tee, EVENT_APP_ID, app_id.0.to_vec())?;
+        self.measure(tee, EVENT_COMPOSE_HASH, compose_hash.0.to_vec())?;
+        self.measure(tee, EVENT_INSTANCE_ID, instance_id.as_bytes().to_vec())?;
+        self.measure(
+            tee,
+            EVENT_ENCRYPTED_ENV_HASH,
+            encrypted_env_hash_payload(encrypted_env),
+        )?;
+        self.measure(tee, EVENT_BOOT_MR_DONE, Vec::new())
+    }
+
     /// Measure `os-image-hash`, `key-provider` and `system-ready`.
     pub fn measure_system_ready(
         &mut self,
@@ -385,6 +449,113 @@ mod tests {
             RuntimeEvent::new(EVENT_INSTANCE_ID, vec![3; 20]),
             RuntimeEvent::new(EVENT_BOOT_MR_DONE, vec![]),
         ]
+    }
+
+    fn with_env(payload: Vec<u8>) -> Vec<RuntimeEvent> {
+        let mut e = boot();
+        e.insert(
+            ENCRYPTED_ENV_HASH_INDEX,
+            RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, payload),
+        );
+        e
+    }
+
+    #[test]
+    fn the_encrypted_env_hash_before_boot_mr_done_decodes_and_keeps_the_identities() {
+        let mut events = with_env(vec![9; 32]);
+        events.push(RuntimeEvent::new(EVENT_OS_IMAGE_HASH, vec![4; 32]));
+        events.push(RuntimeEvent::new(
+            EVENT_KEY_PROVIDER,
+            br#"{"name":"kms","id":"00"}"#.to_vec(),
+        ));
+        events.push(RuntimeEvent::new(EVENT_SYSTEM_READY, vec![]));
+        // an app may emit the same name after system-ready; lookups stop before it
+        events.push(RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, vec![8; 32]));
+        let id = decode_boot_identity(&events).unwrap();
+        assert_eq!(id.encrypted_env_hash, Some(vec![9; 32]));
+        assert_eq!(id.app_id, AppId([1; 20]));
+        assert_eq!(id.os_image_hash, Some(OsImageHash([4; 32])));
+        assert!(id.system_ready);
+        // no env: an empty payload; not measured at all: None
+        assert_eq!(
+            decode_boot_identity(&with_env(vec![]))
+                .unwrap()
+                .encrypted_env_hash,
+            Some(vec![])
+        );
+        assert_eq!(
+            decode_boot_identity(&boot()).unwrap().encrypted_env_hash,
+            None
+        );
+        // a replaced blob is another event digest, so another RTMR3
+        assert_ne!(
+            replay_rtmr3(&with_env(encrypted_env_hash_payload(Some(b"honest")))),
+            replay_rtmr3(&with_env(encrypted_env_hash_payload(Some(b"swapped"))))
+        );
+        assert_ne!(
+            replay_rtmr3(&with_env(encrypted_env_hash_payload(Some(b"honest")))),
+            replay_rtmr3(&with_env(encrypted_env_hash_payload(None)))
+        );
+    }
+
+    /// docs/protocol.md "Encrypted env measurement" vector (computed with Python's
+    /// hashlib from the FORMATS.md digest formula).
+    #[test]
+    fn encrypted_env_hash_vector_from_docs_protocol_md() {
+        let payload = encrypted_env_hash_payload(Some(b"CAIRNENV1 example"));
+        assert_eq!(
+            hex::encode(&payload),
+            "37cacb606d740dfd72c1480203524bacd8e4d37a2d348f0be24899a39c5bfef6"
+        );
+        assert_eq!(
+            hex::encode(RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, payload).digest()),
+            "3542d4b092f60a70aab948927c3a73a0f769560ed7279fcec4aa28e6c133c3b3\
+             02610152d3eff3286b605fcfea485798"
+        );
+        assert_eq!(
+            hex::encode(
+                RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, encrypted_env_hash_payload(None))
+                    .digest()
+            ),
+            "070d11a709d99a98c74cf26b74a9e05fba5788226d2f3f444ca0bb0763cadb15\
+             5dbdcf9841c0ec10d21ff55db2b0bef6"
+        );
+    }
+
+    #[test]
+    fn the_encrypted_env_hash_anywhere_else_or_malformed_is_refused() {
+        // after boot-mr-done, before system-ready
+        let mut late = boot();
+        late.push(RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, vec![9; 32]));
+        let err = decode_boot_identity(&late).unwrap_err();
+        assert!(matches!(err, Error::EventOrder { index: 5, .. }), "{err}");
+        // before instance-id
+        let mut early = boot();
+        early.insert(3, RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, vec![9; 32]));
+        let err = decode_boot_identity(&early).unwrap_err();
+        assert!(matches!(err, Error::EventOrder { index: 3, .. }), "{err}");
+        // twice
+        let mut twice = with_env(vec![9; 32]);
+        twice.insert(5, RuntimeEvent::new(EVENT_ENCRYPTED_ENV_HASH, vec![9; 32]));
+        let err = decode_boot_identity(&twice).unwrap_err();
+        assert!(matches!(err, Error::EventOrder { index: 5, .. }), "{err}");
+        // not a SHA-256
+        let err = decode_boot_identity(&with_env(vec![9; 31])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::EventPayload {
+                    name: EVENT_ENCRYPTED_ENV_HASH,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // the env event does not replace boot-mr-done
+        let mut no_done = with_env(vec![9; 32]);
+        no_done.pop();
+        let err = decode_boot_identity(&no_done).unwrap_err();
+        assert!(matches!(err, Error::EventOrder { index: 5, .. }), "{err}");
     }
 
     #[test]

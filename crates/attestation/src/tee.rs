@@ -68,6 +68,13 @@ pub trait Tee: Send + Sync {
     fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<(), TeeError>;
     /// Produce a quote over 64 bytes of report data.
     fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError>;
+    /// Whether this TEE is a simulation whose quotes prove nothing about hardware
+    /// ([`crate::simulator::SimTdx`]). Only development shortcuts key on it (a guest on
+    /// the simulator may boot without a KMS pin); the default is `false`, so every other
+    /// backend gets the production rules.
+    fn is_simulated(&self) -> bool {
+        false
+    }
 }
 
 /// Largest `generation` / `provider` attribute read (they are short text).

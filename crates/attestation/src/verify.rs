@@ -18,12 +18,12 @@
 //! 9. event-log replay ≠ RTMR3 → [`Error::Rtmr3Mismatch`];
 //! 10. boot order and payloads → [`Error::EventOrder`] / [`Error::EventPayload`].
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::collateral::{Collateral, PccsClient};
+use crate::bounded::BoundedCache;
+use crate::collateral::Collateral;
 use crate::consts::{INTEL_ROOT_CA_DER, MAX_EVENT_LOG_LEN, MAX_QUOTE_LEN};
 use crate::error::{Error, Result};
 use crate::eventlog::{self, RuntimeEvent};
@@ -31,6 +31,7 @@ use crate::ids::{
     AppId, ComposeHash, DeviceId, InstanceId, KeyProvider, Measurement48, MrAggregated, MrSystem,
     OsImageHash, ReportData, TdMeasurements,
 };
+use crate::pccs::PccsClient;
 
 /// Largest number of entries the verified-result cache holds; the oldest is evicted first.
 pub const MAX_CACHE_ENTRIES: usize = 4096;
@@ -199,88 +200,6 @@ impl VerifiedQuote {
 
 type CacheKey = ([u8; 32], [u8; 32]);
 
-/// A size-bounded map evicting the oldest insertion first: at most `max_entries` entries
-/// whose declared sizes sum to at most `budget` bytes. An entry larger than the whole
-/// budget is not stored.
-#[derive(Debug)]
-struct BoundedCache<K, V> {
-    map: HashMap<K, (V, usize, u64)>,
-    order: BTreeMap<u64, K>,
-    next_seq: u64,
-    bytes: usize,
-    budget: usize,
-    max_entries: usize,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V> BoundedCache<K, V> {
-    fn new(budget: usize, max_entries: usize) -> Self {
-        BoundedCache {
-            map: HashMap::new(),
-            order: BTreeMap::new(),
-            next_seq: 0,
-            bytes: 0,
-            budget,
-            max_entries,
-        }
-    }
-
-    fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|(v, _, _)| v)
-    }
-
-    fn remove(&mut self, key: &K) {
-        if let Some((_, size, seq)) = self.map.remove(key) {
-            self.bytes -= size;
-            self.order.remove(&seq);
-        }
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        match self.order.pop_first() {
-            Some((_, key)) => {
-                if let Some((_, size, _)) = self.map.remove(&key) {
-                    self.bytes -= size;
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Evict entries for which `dead` holds, then the oldest until `size` more bytes fit.
-    fn insert(&mut self, key: K, value: V, size: usize, dead: impl Fn(&V) -> bool) {
-        self.remove(&key);
-        if size > self.budget || self.max_entries == 0 {
-            return;
-        }
-        if self.bytes + size > self.budget || self.map.len() >= self.max_entries {
-            let dead_keys: Vec<K> = self
-                .map
-                .iter()
-                .filter(|(_, (v, _, _))| dead(v))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in &dead_keys {
-                self.remove(k);
-            }
-        }
-        while self.bytes + size > self.budget || self.map.len() >= self.max_entries {
-            if !self.evict_oldest() {
-                break;
-            }
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.order.insert(seq, key.clone());
-        self.bytes += size;
-        self.map.insert(key, (value, size, seq));
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
 /// Estimated memory held by a cached result: the struct, every event's name and payload,
 /// the strings and PPID, plus the quote's length (a conservative extra).
 fn cached_size(v: &VerifiedQuote, quote_len: usize) -> usize {
@@ -384,6 +303,11 @@ impl Verifier {
         self.root
     }
 
+    /// The trust root certificate (DER), e.g. for [`PccsClient::collateral_for_quote`].
+    pub fn trust_root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
     /// Verify with the configured collateral (see [`Self::with_collateral`]).
     pub fn verify(
         &self,
@@ -402,7 +326,8 @@ impl Verifier {
         )
     }
 
-    /// Verify, fetching collateral from a PCCS (cached per FMSPC/CA until `nextUpdate`).
+    /// Verify, fetching collateral from a PCCS (cached per platform until `nextUpdate`;
+    /// fetched only when the quote's PCK chain verifies to this verifier's root).
     pub async fn verify_with_pccs(
         &self,
         pccs: &PccsClient,
@@ -414,7 +339,7 @@ impl Verifier {
         too_large("quote", quote.len(), MAX_QUOTE_LEN)?;
         too_large("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
         let collateral = pccs
-            .collateral_for_quote_rooted(quote, &self.root_der, now_unix)
+            .collateral_for_quote(quote, &self.root_der, now_unix)
             .await?;
         self.verify_with(
             quote,
@@ -537,7 +462,7 @@ impl Verifier {
 
     /// Estimated bytes held by the verified-result cache (never above its budget).
     pub fn cached_bytes(&self) -> usize {
-        self.lock_cache().bytes
+        self.lock_cache().bytes()
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, BoundedCache<CacheKey, VerifiedQuote>> {
@@ -602,52 +527,5 @@ fn classify_dcap_error(e: &impl std::fmt::Display) -> Error {
         Error::Revoked
     } else {
         Error::QuoteVerification(text)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BoundedCache;
-
-    fn alive(_: &u32) -> bool {
-        false
-    }
-
-    #[test]
-    fn bounded_cache_evicts_the_oldest_first_and_stays_within_budget() {
-        let mut c = BoundedCache::new(100, 10);
-        c.insert(1, 10, 40, alive);
-        c.insert(2, 20, 40, alive);
-        c.insert(3, 30, 40, alive);
-        assert_eq!(c.get(&1), None, "oldest evicted");
-        assert_eq!((c.get(&2), c.get(&3)), (Some(&20), Some(&30)));
-        assert_eq!((c.len(), c.bytes), (2, 80));
-        // One big entry pushes out both.
-        c.insert(4, 40, 90, alive);
-        assert_eq!((c.len(), c.bytes), (1, 90));
-        assert_eq!(c.get(&4), Some(&40));
-        // Larger than the whole budget: not stored, nothing evicted.
-        c.insert(5, 50, 101, alive);
-        assert_eq!((c.len(), c.bytes, c.get(&5)), (1, 90, None));
-        // Re-inserting a key replaces it without double counting.
-        c.insert(4, 41, 30, alive);
-        assert_eq!((c.len(), c.bytes, c.get(&4)), (1, 30, Some(&41)));
-    }
-
-    #[test]
-    fn bounded_cache_drops_dead_entries_before_live_ones_and_caps_entries() {
-        let mut c = BoundedCache::new(100, 2);
-        c.insert(1, 1, 10, alive);
-        c.insert(2, 99, 10, alive);
-        // Full by count: the dead entry (2) goes, the older live one (1) stays.
-        c.insert(3, 3, 10, |v: &u32| *v == 99);
-        assert_eq!(
-            (c.get(&1), c.get(&2), c.get(&3)),
-            (Some(&1), None, Some(&3))
-        );
-        c.insert(4, 4, 10, alive);
-        assert_eq!((c.get(&1), c.len()), (None, 2));
-        c.remove(&3);
-        assert_eq!((c.bytes, c.len()), (10, 1));
     }
 }

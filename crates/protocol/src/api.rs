@@ -29,6 +29,8 @@ pub const MAX_CERT_PEM_LEN: usize = 64 * 1024;
 pub const MAX_CHAIN_LEN: usize = 8;
 /// Largest signed checkpoint text in a receipt (tlog's own parser limit).
 pub const MAX_CHECKPOINT_LEN: usize = 16 * 1024;
+/// Largest OS image manifest (canonical JSON) in `meta` (cairn-attestation's own limit).
+pub const MAX_OS_IMAGE_MANIFEST_LEN: usize = 16 * 1024;
 /// Longest error code.
 pub const MAX_ERROR_CODE_LEN: usize = 128;
 /// Longest error message.
@@ -143,6 +145,15 @@ pub struct SignCertRequest {
     /// The CSR, DER.
     #[serde(with = "hex0x::Capped::<MAX_CSR_LEN>")]
     pub csr: Vec<u8>,
+    /// The leaf's notBefore, seconds since the Unix epoch (guest agent `GetTlsKey`
+    /// `not_before`); absent: a few minutes before now. Sent only when set, so a KMS
+    /// without this field still accepts requests that do not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// The leaf's notAfter, seconds since the Unix epoch; absent: the KMS's leaf validity
+    /// from now, which is also the latest a KMS issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
 }
 
 /// `POST /v1/sign-cert` response.
@@ -227,6 +238,12 @@ pub struct MetaResponse {
     pub node_address: [u8; 20],
     /// Current key generation.
     pub key_generation: u64,
+    /// The manifest of the OS image this node runs, as canonical JSON (its SHA-256 is the
+    /// node's `os_image_hash`): what a client needs to build the node's boot info for
+    /// `KmsAuth.isKmsAllowed`. Never trusted as such: a client checks it against the
+    /// MRTD/RTMR0-2 of the node's verified quote.
+    #[serde(with = "bounded::Str::<MAX_OS_IMAGE_MANIFEST_LEN>")]
+    pub os_image_manifest: String,
 }
 
 /// `POST /v1/onboard` (replication, DESIGN.md §5).
@@ -373,6 +390,16 @@ mod tests {
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = serde_json::from_str::<SignCertRequest>(r#"{"csr":"0x00","x":1}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
+        // the validity fields are optional and only serialized when set
+        let r: SignCertRequest =
+            serde_json::from_str(r#"{"csr":"0x00","not_after":1700000000}"#).unwrap();
+        assert_eq!((r.not_before, r.not_after), (None, Some(1_700_000_000)));
+        let plain = SignCertRequest {
+            csr: vec![0],
+            not_before: None,
+            not_after: None,
+        };
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"csr":"0x00"}"#);
     }
 
     #[test]
@@ -504,6 +531,7 @@ mod tests {
             root_ca_cert: "pem".into(),
             node_address: [3; 20],
             key_generation: 0,
+            os_image_manifest: "{}".into(),
         };
         let back: MetaResponse = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);

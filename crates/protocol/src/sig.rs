@@ -7,6 +7,10 @@
 //! derived key   = HKDF-SHA256(ikm = app secret, salt = "RATLS", info = path)
 //! ```
 //!
+//! An ed25519 derived key (dstack's guest agent, `GetKey` with `algorithm: "ed25519"`)
+//! uses the same 32 HKDF bytes as its seed; the app key then signs
+//! `keccak256(purpose ‖ ":" ‖ hex(ed25519 pubkey, 32 B))` the same way.
+//!
 //! A verifier recovers the app public key from the purpose signature, then the KMS root
 //! public key from the KMS signature, and compares the latter with the key registered on
 //! chain. The env-pubkey signature of Cairn's KMS (docs/protocol.md) uses the same
@@ -119,21 +123,96 @@ pub fn verify_kms_app_key_signature(
 /// secp256k1 scalar. Fails (instead of resampling, to stay bit-exact with dstack) in the
 /// negligible case that the output is zero or not below the curve order.
 pub fn derive_path_key(app_secret: &[u8; 32], path: &[u8]) -> Result<SigningKey> {
-    let hk = Hkdf::<Sha256>::new(Some(DERIVED_KEY_SALT), app_secret);
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(path, &mut okm[..])
-        .map_err(|_| Error::DerivedKeyOutOfRange)?;
+    let okm = derive_path_secret(app_secret, path)?;
     SigningKey::from_bytes((&*okm).into()).map_err(|_| Error::DerivedKeyOutOfRange)
 }
 
 /// The message the app key signs over a derived key:
 /// `keccak256(purpose ‖ ":" ‖ lowercase hex(compressed derived pubkey))`.
 pub fn purpose_message(purpose: &str, derived_pubkey: &[u8; COMPRESSED_PUBKEY_LEN]) -> [u8; 32] {
-    let mut msg = Vec::with_capacity(purpose.len() + 1 + 2 * COMPRESSED_PUBKEY_LEN);
+    purpose_message_for(purpose, derived_pubkey)
+}
+
+/// The derived 32 bytes for `path`: `HKDF-SHA256(ikm = app secret, salt = "RATLS",
+/// info = path)` (dstack's `derive_key(app_key, [path], 32)`).
+pub fn derive_path_secret(app_secret: &[u8; 32], path: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    let hk = Hkdf::<Sha256>::new(Some(DERIVED_KEY_SALT), app_secret);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    hk.expand(path, &mut okm[..])
+        .map_err(|_| Error::DerivedKeyOutOfRange)?;
+    Ok(okm)
+}
+
+/// The message the app key signs over a derived public key of any algorithm:
+/// `keccak256(purpose ‖ ":" ‖ lowercase hex(public key bytes))` — compressed SEC1 for
+/// secp256k1, the 32 raw bytes for ed25519.
+pub fn purpose_message_for(purpose: &str, derived_pubkey: &[u8]) -> [u8; 32] {
+    let mut msg = Vec::with_capacity(purpose.len() + 1 + 2 * derived_pubkey.len());
     msg.extend_from_slice(purpose.as_bytes());
     msg.push(b':');
     msg.extend_from_slice(hex::encode(derived_pubkey).as_bytes());
     keccak256(&msg).0
+}
+
+/// A derived ed25519 key and its signature chain `[app signature, KMS signature]`.
+#[derive(Clone)]
+pub struct DerivedEd25519Key {
+    /// The derived ed25519 key (seed = [`derive_path_secret`]).
+    pub key: ed25519_dalek::SigningKey,
+    /// `signature_chain[0]`: the app key's signature over [`purpose_message_for`] of the
+    /// 32-byte ed25519 public key.
+    pub app_signature: RecoverableSignature,
+    /// `signature_chain[1]`: the KMS signature over the app key.
+    pub kms_signature: RecoverableSignature,
+}
+
+impl std::fmt::Debug for DerivedEd25519Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedEd25519Key")
+            .field("key", &"<redacted>")
+            .field(
+                "public_key",
+                &hex::encode(self.key.verifying_key().as_bytes()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Derive the ed25519 key for `path` and sign its public key for `purpose` with the app
+/// key (guest agent `GetKey`/`Sign` with `ed25519`, as dstack's guest agent does).
+pub fn derive_signed_ed25519_key(
+    app_secret: &[u8; 32],
+    path: &[u8],
+    purpose: &str,
+    kms_signature: RecoverableSignature,
+) -> Result<DerivedEd25519Key> {
+    let app_key =
+        SigningKey::from_bytes(app_secret.into()).map_err(|_| Error::DerivedKeyOutOfRange)?;
+    let seed = derive_path_secret(app_secret, path)?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let msg = purpose_message_for(purpose, key.verifying_key().as_bytes());
+    let app_signature = sign_recoverable(&app_key, &msg)?;
+    Ok(DerivedEd25519Key {
+        key,
+        app_signature,
+        kms_signature,
+    })
+}
+
+/// Verify an ed25519 `GetKey` signature chain: recover the app key from `app_signature`
+/// over the 32-byte public key, then the KMS root, which must equal `kms_root`. Returns
+/// the app key.
+pub fn verify_ed25519_signature_chain(
+    app_id: &[u8; 20],
+    purpose: &str,
+    derived_pubkey: &[u8; 32],
+    app_signature: &RecoverableSignature,
+    kms_signature: &RecoverableSignature,
+    kms_root: &VerifyingKey,
+) -> Result<VerifyingKey> {
+    let app_key = recover_signer(&purpose_message_for(purpose, derived_pubkey), app_signature)?;
+    verify_kms_app_key_signature(app_id, &compressed(&app_key), kms_signature, kms_root)?;
+    Ok(app_key)
 }
 
 /// A derived key and its signature chain `[app signature, KMS signature]`.
@@ -230,6 +309,85 @@ mod tests {
 
     fn key(byte: u8) -> SigningKey {
         SigningKey::from_bytes((&[byte; 32]).into()).unwrap()
+    }
+
+    /// Known answer computed independently (Python `hmac` HKDF-SHA256 and
+    /// `cryptography`'s Ed25519) for app secret `[0x11; 32]`, path `wallet/sol`.
+    #[test]
+    fn ed25519_derivation_matches_an_independent_implementation() {
+        let d = derive_signed_ed25519_key(&[0x11; 32], b"wallet/sol", "solana", [0; 65]).unwrap();
+        assert_eq!(
+            hex::encode(d.key.to_bytes()),
+            "9ce96989c8f0a834dde1b4683ccd332e3d480e58751950731d047515590cc5f7"
+        );
+        assert_eq!(
+            hex::encode(d.key.verifying_key().as_bytes()),
+            "7fdc0c0ae63054660586e32ec349d58bbbcae9300a68f63b133e1fc142fbd4e3"
+        );
+        use ed25519_dalek::Signer;
+        assert_eq!(
+            hex::encode(d.key.sign(b"hello cairn").to_bytes()),
+            "8ae4061462e338f6ed5c7591c9ae68f34f1758ba0a34ccee61b7f25116d9bbb0\
+             b926feb51dfe1ed7eed6c249d10a5b5db2909226b12c6e9e9890667d028cea02"
+        );
+        // the seed is the secp256k1 derivation's bytes: one KDF for both algorithms
+        assert_eq!(
+            <[u8; 32]>::from(
+                derive_path_key(&[0x11; 32], b"wallet/sol")
+                    .unwrap()
+                    .to_bytes()
+            ),
+            d.key.to_bytes()
+        );
+    }
+
+    #[test]
+    fn ed25519_signature_chain_verifies_and_binds_purpose_and_app() {
+        let root = key(7);
+        let app_secret = [9u8; 32];
+        let app = key(9);
+        let app_id = [0x22; 20];
+        let kms_sig = sign_recoverable(
+            &root,
+            &kms_app_key_message(&app_id, &compressed(app.verifying_key())),
+        )
+        .unwrap();
+        let d = derive_signed_ed25519_key(&app_secret, b"p", "solana", kms_sig).unwrap();
+        let pk = *d.key.verifying_key().as_bytes();
+        let got = verify_ed25519_signature_chain(
+            &app_id,
+            "solana",
+            &pk,
+            &d.app_signature,
+            &d.kms_signature,
+            root.verifying_key(),
+        )
+        .unwrap();
+        assert_eq!(got, *app.verifying_key());
+        // another purpose recovers another "app key", which the KMS never signed
+        assert_eq!(
+            verify_ed25519_signature_chain(
+                &app_id,
+                "other",
+                &pk,
+                &d.app_signature,
+                &d.kms_signature,
+                root.verifying_key(),
+            ),
+            Err(Error::WrongSigner)
+        );
+        // another app id
+        assert_eq!(
+            verify_ed25519_signature_chain(
+                &[0x23; 20],
+                "solana",
+                &pk,
+                &d.app_signature,
+                &d.kms_signature,
+                root.verifying_key(),
+            ),
+            Err(Error::WrongSigner)
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub enum ShareFileError {
         reason: String,
     },
     /// A hex field is not hex, or has the wrong length.
-    #[error(".instance-info field {0} is not valid hex of the right length")]
+    #[error("field {0} is not valid hex of the right length")]
     BadHex(&'static str),
 }
 
@@ -104,6 +104,42 @@ pub struct SysConfig {
     /// The VM configuration as a JSON string (returned by the agent as `vm_config`).
     #[serde(default)]
     pub vm_config: String,
+    /// Cairn's own: where the guest reads KmsAuth to check its KMS's measurements
+    /// (`isKmsAllowed`) before trusting it. Optional; without it the guest relies on its
+    /// KMS pin alone (docs/guest.md "Which KMS a guest trusts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainSection>,
+}
+
+/// `sys-config.json`'s `chain` section: an RPC endpoint and the KmsAuth contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// JSON-RPC endpoint (`https://`, or `http://` for a local development chain).
+    pub rpc_url: String,
+    /// The chain id the endpoint must report.
+    pub chain_id: u64,
+    /// The KmsAuth contract address, hex (20 bytes, optional `0x`).
+    pub kms_auth: String,
+    /// Policy is read this many blocks behind head ([`DEFAULT_CONFIRMATIONS`] if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
+}
+
+/// Confirmations of a `chain` section that does not say.
+pub const DEFAULT_CONFIRMATIONS: u64 = 2;
+
+impl ChainSection {
+    /// The KmsAuth address.
+    pub fn kms_auth(&self) -> Result<[u8; 20], ShareFileError> {
+        let bytes = decode_hex(&self.kms_auth, "chain.kms_auth", 20)?;
+        <[u8; 20]>::try_from(bytes.as_slice()).map_err(|_| ShareFileError::BadHex("chain.kms_auth"))
+    }
+
+    /// The confirmations to read policy at.
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations.unwrap_or(DEFAULT_CONFIRMATIONS)
+    }
 }
 
 impl SysConfig {
@@ -143,6 +179,10 @@ impl SysConfig {
                 field: "host_api_url",
                 reason: format!("longer than {MAX_HOST_API_URL_LEN} bytes"),
             });
+        }
+        if let Some(chain) = &c.chain {
+            check_urls(std::slice::from_ref(&chain.rpc_url), "chain.rpc_url")?;
+            chain.kms_auth()?;
         }
         Ok(c)
     }
@@ -297,6 +337,45 @@ mod tests {
             SysConfig::parse(&many).unwrap_err(),
             ShareFileError::Json { .. }
         ));
+    }
+
+    #[test]
+    fn the_chain_section_is_optional_and_checked() {
+        assert_eq!(SysConfig::parse(b"{}").unwrap().chain, None);
+        let c = SysConfig::parse(
+            format!(
+                r#"{{"chain":{{"rpc_url":"https://rpc.example","chain_id":1,"kms_auth":"0x{}"}}}}"#,
+                "ab".repeat(20)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let chain = c.chain.unwrap();
+        assert_eq!(chain.kms_auth().unwrap(), [0xab; 20]);
+        assert_eq!(chain.confirmations(), DEFAULT_CONFIRMATIONS);
+        let e = SysConfig::parse(
+            br#"{"chain":{"rpc_url":"https://rpc.example","chain_id":1,"kms_auth":"0x12"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e, ShareFileError::BadHex("chain.kms_auth"));
+        let e =
+            SysConfig::parse(br#"{"chain":{"rpc_url":"ws://rpc","chain_id":1,"kms_auth":"0x12"}}"#)
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ShareFileError::BadUrl {
+                    field: "chain.rpc_url",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = SysConfig::parse(
+            br#"{"chain":{"rpc_url":"https://r","chain_id":1,"kms_auth":"","extra":1}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ShareFileError::Json { .. }), "{e}");
     }
 
     #[test]

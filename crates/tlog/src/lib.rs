@@ -42,7 +42,8 @@
 //! - `proof`: proof generation over a [`HashReader`], storage-free verification.
 //! - `memory`: [`MemoryTree`], the same tree in memory.
 //! - `storage`: [`Log`], the durable log on sled.
-//! - `sled_open`: [`open_sled`], opening sled when a dropped handle still holds its lock.
+//! - `sled_open`: [`open_sled`], opening sled when a dropped handle still holds its lock;
+//!   [`sync_sled_dir`], fsyncing sled's files and directory.
 //! - `group`: group commit for concurrent [`Log::append`] callers.
 //! - `checkpoint`: signed checkpoints (C2SP signed note, secp256k1 + keccak256).
 //! - `entry`: [`ReleaseRecord`], the ABI-encoded entry.
@@ -73,5 +74,5 @@ pub use memory::MemoryTree;
 pub use proof::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion, HashReader,
 };
-pub use sled_open::{open_sled, SLED_LOCK_WAIT};
+pub use sled_open::{open_sled, sync_sled_dir, SLED_LOCK_WAIT};
 pub use storage::{Log, MAX_BATCH_LEN, MAX_ENTRIES_PER_READ, MAX_ENTRY_LEN};

@@ -29,22 +29,44 @@ pub async fn booted(
     (s, b.state, tee)
 }
 
-async fn call(
+/// Send `req` through the router; the status, content type and raw body.
+pub async fn call_raw(
+    state: &Arc<GuestState>,
+    req: Request<Body>,
+) -> (StatusCode, Option<String>, axum::body::Bytes) {
+    let resp = agent::router(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        ct,
+        resp.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+/// `POST /<method>` (a leading `/` or `/prpc/…` path is used as is); the status and the
+/// JSON body (`Null` when the body is not JSON).
+pub async fn call(
     state: &Arc<GuestState>,
     method: &str,
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let resp = agent::router(state.clone())
-        .oneshot(
-            Request::post(format!("/{method}"))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_owned()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let path = if method.starts_with('/') {
+        method.to_owned()
+    } else {
+        format!("/{method}")
+    };
+    let (status, _, bytes) = call_raw(
+        state,
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
@@ -89,12 +111,116 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         root.k256().verifying_key(),
     )
     .is_err());
-    let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"ed25519"}"#).await;
+    let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"rsa"}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
         v["error"].as_str().unwrap().contains("not supported"),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms_root() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"wallet/sol","purpose":"solana","algorithm":"ed25519"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
+    let seed: [u8; 32] = hex::decode(&r.key).unwrap().try_into().unwrap();
+    // dstack: the ed25519 seed is the HKDF output the secp256k1 derivation also uses
+    let (_, secp) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"wallet/sol","purpose":"solana"}"#,
+    )
+    .await;
+    assert_eq!(secp["key"], r.key);
+    let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    let chain: Vec<[u8; 65]> = r
+        .signature_chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    let root = root_keys(MASTER);
+    sig::verify_ed25519_signature_chain(
+        &s.app_id().0,
+        "solana",
+        pk.as_bytes(),
+        &chain[0],
+        &chain[1],
+        root.k256().verifying_key(),
+    )
+    .unwrap();
+    // the app signature is over the ed25519 key, not the secp256k1 one of the same path
+    assert_ne!(secp["signature_chain"][0], r.signature_chain[0]);
+}
+
+#[tokio::test]
+async fn ed25519_sign_and_verify_follow_dstack() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _) = booted(&kms).await;
+    let (st, v) = call(
+        &state,
+        "Sign",
+        r#"{"algorithm":"ed25519","data":"68656c6c6f"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r: SignResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(r.signature_chain.len(), 3);
+    assert_eq!(r.signature_chain[0], r.signature);
+    let pk: [u8; 32] = hex::decode(&r.public_key).unwrap().try_into().unwrap();
+    // the key is GetKey(path "vms", purpose "signing", ed25519), as in dstack
+    let (_, k) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"vms","purpose":"signing","algorithm":"ed25519"}"#,
+    )
+    .await;
+    let seed: [u8; 32] = hex::decode(k["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes(),
+        pk
+    );
+    // pure Ed25519 over the data
+    let sig = ed25519_dalek::Signature::from_slice(&hex::decode(&r.signature).unwrap()).unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify_strict(b"hello", &sig)
+        .unwrap();
+    let chain: Vec<[u8; 65]> = r.signature_chain[1..]
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    sig::verify_ed25519_signature_chain(
+        &s.app_id().0,
+        "signing",
+        &pk,
+        &chain[0],
+        &chain[1],
+        root_keys(MASTER).k256().verifying_key(),
+    )
+    .unwrap();
+    let verify = |data: &str| {
+        format!(
+            r#"{{"algorithm":"ed25519","data":"{data}","signature":"{}","public_key":"{}"}}"#,
+            r.signature, r.public_key
+        )
+    };
+    let (_, v) = call(&state, "Verify", &verify("68656c6c6f")).await;
+    assert_eq!(v["valid"], true);
+    let (_, v) = call(&state, "Verify", &verify("68656c6c70")).await;
+    assert_eq!(v["valid"], false);
 }
 
 #[tokio::test]
@@ -146,7 +272,7 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
     assert_eq!(tcb.mrtd, m.mrtd.to_hex());
     assert_eq!(tcb.rtmr3, tee.rtmr3().to_hex());
     assert_eq!(tcb.app_compose, s.compose);
-    assert_eq!(tcb.event_log.as_array().unwrap().len(), 8);
+    assert_eq!(tcb.event_log.as_array().unwrap().len(), 9);
     assert_eq!(
         r.key_provider_info,
         format!(
@@ -238,7 +364,7 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         let msg = v["error"].as_str().unwrap();
         assert!(
-            msg.contains("KMS certificate chain rejected: app CA:"),
+            msg.contains("is refused: app CA certificate signature does not verify"),
             "{v}"
         );
         assert!(v.get("key").is_none(), "{v}");
@@ -267,6 +393,25 @@ async fn sign_and_verify_round_trip_and_reject_tampering() {
     assert_eq!(v["valid"], true);
     let (_, v) = call(&state, "Verify", &body("616264")).await;
     assert_eq!(v["valid"], false);
+    // dstack's shape: a 64-byte ECDSA-SHA256 signature, the chain [signature, app
+    // signature, KMS signature], the key GetKey(path "vms", purpose "signing")
+    assert_eq!(hex::decode(&r.signature).unwrap().len(), 64);
+    assert_eq!(r.signature_chain.len(), 3);
+    assert_eq!(r.signature_chain[0], r.signature);
+    let (_, k) = call(&state, "GetKey", r#"{"path":"vms","purpose":"signing"}"#).await;
+    assert_eq!(k["signature_chain"][0], r.signature_chain[1]);
+    let key =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(k["key"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(
+        hex::encode(sig::compressed(key.verifying_key())),
+        r.public_key
+    );
+    {
+        use k256::ecdsa::signature::Verifier;
+        let s = k256::ecdsa::Signature::from_slice(&hex::decode(&r.signature).unwrap()).unwrap();
+        key.verifying_key().verify(b"abc", &s).unwrap();
+    }
     let (st, _) = call(
         &state,
         "Sign",
@@ -291,6 +436,18 @@ async fn emit_event_extends_rtmr3_after_system_ready() {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    // dstack answers an empty reply with JSON null (its Rust SDK parses it as `()`)
+    assert_eq!(v, serde_json::Value::Null);
+    let (st, ct, raw) = call_raw(
+        &state,
+        Request::post("/EmitEvent")
+            .body(Body::from(r#"{"event":"app-started","payload":"02"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(&raw[..], b"null");
+    assert_eq!(ct.as_deref(), Some("application/json"));
     assert_ne!(tee.rtmr3(), before);
     assert_eq!(tee.rtmr3(), state.event_log().rtmr3());
     assert_eq!(
@@ -342,4 +499,41 @@ async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
         )
         .unwrap();
     assert_eq!(*vq.app_id(), s.app_id());
+}
+
+/// The agent served on a unix socket by the production serve loop
+/// ([`agent::serve_unix`]), stopped by [`ServedAgent::stop`].
+pub struct ServedAgent {
+    pub socket: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<cairn_guest::Result<()>>,
+}
+
+impl ServedAgent {
+    pub async fn unix(share: &Share, state: Arc<GuestState>) -> Self {
+        let socket = share.dir.path().join("dstack.sock");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let path = socket.clone();
+        let task = tokio::spawn(async move {
+            agent::serve_unix(&path, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        // serve_unix binds before it serves: poll until the socket answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent socket never came up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        ServedAgent { socket, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
 }

@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use cairn_attestation::eventlog::RuntimeEvent;
 use cairn_attestation::ids::KeyProvider;
-use cairn_guest::{boot, Error, KmsError};
+use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
+use cairn_guest::{boot, Error};
+use cairn_kms_client::{Error as KmsError, Stage};
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 use x25519_dalek::StaticSecret;
 
@@ -73,6 +75,12 @@ async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() 
         RuntimeEvent::new("app-id", s.app_id().0.to_vec()),
         RuntimeEvent::new("compose-hash", s.compose_hash().0.to_vec()),
         RuntimeEvent::new("instance-id", s.instance_id().as_bytes().to_vec()),
+        RuntimeEvent::new(
+            "encrypted-env-hash",
+            cairn_attestation::eventlog::encrypted_env_hash_payload(Some(
+                &std::fs::read(s.share_dir().join(".encrypted-env")).unwrap(),
+            )),
+        ),
         RuntimeEvent::new("boot-mr-done", vec![]),
         RuntimeEvent::new("os-image-hash", guest_os().os_image_hash().0.to_vec()),
         RuntimeEvent::new("key-provider", kp.to_payload()),
@@ -146,7 +154,16 @@ async fn fake_kms_is_refused(extra: &str) {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::NotRooted(m) if m.contains("not issued by the root CA it returned")),
+                matches!(
+                    &v[0].1,
+                    KmsError::NotRooted {
+                        source: ChainError::IssuerName {
+                            role: CertRole::KmsServer,
+                            ..
+                        },
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }
@@ -196,7 +213,10 @@ async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
         Error::AllKmsFailed(v) => {
             assert_eq!(v.len(), 1);
             assert!(
-                matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate")),
+                matches!(
+                    v[0].1.ratls_error(),
+                    Some(RaTlsError::MissingExtension("quote"))
+                ),
                 "{err}"
             );
         }
@@ -215,7 +235,10 @@ async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("kms:rpc required"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(
+            v[0].1.ratls_error(),
+            Some(RaTlsError::WrongUsage { required: Usage::KmsRpc, presented: Some(Usage::AppCustom) })
+        )),
         "{err}"
     );
     assert!(is_empty_or_missing(&s.keys_dir()));
@@ -242,7 +265,7 @@ async fn a_kms_denial_fails_the_boot_with_the_kms_reason() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message } if code == "denied.compose_hash" && message == "compose hash not allowed")),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message, .. } if code == "denied.compose_hash" && message == "compose hash not allowed")),
         "{err}"
     );
     assert!(err.to_string().contains("compose hash not allowed"));
@@ -505,7 +528,9 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
     });
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&silent_url, &kms.url], "");
-    let client = cairn_guest::KmsClient::new(verifier(), std::time::Duration::from_millis(500));
+    let client = cairn_kms_client::KmsClient::new(verifier()).with_timeouts(
+        cairn_kms_client::Timeouts::uniform(std::time::Duration::from_millis(500)),
+    );
     let booted = boot(as_tee(&guest_tee(1)), client.clone(), &s.config())
         .await
         .unwrap();
@@ -516,7 +541,7 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout(_))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::Timeout { stage: Stage::Handshake, .. })),
         "{err}"
     );
     hold.abort();
@@ -529,19 +554,42 @@ async fn an_http_kms_url_is_refused_without_connecting() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl(m) if m.contains("RA-TLS"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl { reason, .. } if reason.contains("RA-TLS"))),
         "{err}"
     );
+}
+
+/// The real TDX backend on an empty fake kernel tree (nothing to measure or quote with).
+fn tdx_without_kernel() -> (
+    tempfile::TempDir,
+    std::sync::Arc<dyn cairn_attestation::Tee>,
+) {
+    let fake = tempfile::tempdir().unwrap();
+    let tdx =
+        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys"));
+    (fake, std::sync::Arc::new(tdx))
+}
+
+#[tokio::test]
+async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = share(&[&kms.url], "");
+    let (fake, tdx) = tdx_without_kernel();
+    let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
+    assert!(matches!(err, Error::KmsPinRequired), "{err}");
+    // Refused before anything was measured or asked.
+    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(std::fs::read_dir(fake.path()).unwrap().next().is_none());
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
 }
 
 #[tokio::test]
 async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
     let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let fake = tempfile::tempdir().unwrap();
-    let tdx: std::sync::Arc<dyn cairn_attestation::Tee> = std::sync::Arc::new(
-        cairn_attestation::TdxTee::with_roots(fake.path().join("tsm"), fake.path().join("sys")),
-    );
+    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
+    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
+    let (_fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(
         matches!(
@@ -556,6 +604,14 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
+/// A KMS client fetching the collateral of the KMS's quote from the PCCS at `url`.
+fn pccs_client(url: &str) -> cairn_kms_client::KmsClient {
+    cairn_kms_client::KmsClient::with_pccs(
+        cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
+        cairn_attestation::PccsClient::new(url).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let pccs = cairn_attestation::simulator::SimPccs::new(pki());
@@ -568,39 +624,89 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
 
     let kms = StubKms::start(Mode::Honest).await;
     let s = share(&[&kms.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
-    );
+    let client = pccs_client(&pccs_url);
     let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap();
     assert_eq!(booted.state.secrets.kms_url, kms.url);
     assert!(pccs.requests() > 0, "collateral was fetched");
 
-    // the probe handshake never trusts a plain certificate either
+    // with PCCS collateral a plain certificate is refused just the same
     let plain = StubKms::start(Mode::PlainCert).await;
     let s = share(&[&plain.url], "");
-    let root = pki().root_ca_der().to_vec();
-    let client = cairn_guest::KmsClient::with_pccs(
-        std::sync::Arc::new(move || {
-            cairn_attestation::Verifier::dangerous_with_simulator_root(&root)
-        }),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-        std::time::Duration::from_secs(20),
-    );
+    let client = pccs_client(&pccs_url);
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Handshake(m) if m.contains("not an RA-TLS certificate"))),
+        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1.ratls_error(), Some(RaTlsError::MissingExtension("quote")))),
         "{err}"
     );
     assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// The host can encrypt other values of the allowed names to the app's public env key
+/// and swap `.encrypted-env`: the guest measures the blob's hash before any key
+/// release, so the swapped boot quotes another RTMR3 (and mr_aggregated) than the
+/// honest one, while the honest event log still replays to its quote.
+#[tokio::test]
+async fn a_replaced_encrypted_env_changes_the_attested_identity() {
+    use cairn_attestation::consts::EVENT_ENCRYPTED_ENV_HASH;
+    use sha2::Digest;
+    let kms = StubKms::start(Mode::Honest).await;
+    // One share (so one app id, compose and instance), booted three times.
+    let s = share(&[&kms.url], "");
+    let honest = encrypted_env(&kms, &s);
+    let swapped = {
+        let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+        let vars = env::EnvVars::new(vec![env::EnvVar {
+            key: "API_KEY".into(),
+            value: "the-hosts-value".into(),
+        }])
+        .unwrap();
+        env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap()
+    };
+    let mut runs = Vec::new();
+    for (n, blob) in [Some(&honest), Some(&swapped), None]
+        .into_iter()
+        .enumerate()
+    {
+        let path = s.share_dir().join(".encrypted-env");
+        match blob {
+            Some(blob) => s.write(".encrypted-env", blob),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        let tee = guest_tee(1);
+        let mut cfg = s.config();
+        cfg.start_app = false;
+        cfg.keys_dir = s.dir.path().join(format!("keys-{n}"));
+        cfg.work_dir = s.dir.path().join(format!("work-{n}"));
+        let b = boot(as_tee(&tee), kms_client(), &cfg).await.unwrap();
+        let (quote, log) = b.state.quote_with_log(&[0; 64]).unwrap();
+        // the honest verifier replays each log to its quote
+        let vq = verifier()
+            .verify(&quote, &log, &[0; 64], unix_now())
+            .unwrap();
+        runs.push((b, vq));
+    }
+    let [(a, va), (b, vb), (_c, vc)] = <[_; 3]>::try_from(runs).ok().unwrap();
+    // same app, compose and instance: only the env differs
+    assert_eq!(va.app_id(), vb.app_id());
+    assert_eq!(va.instance_id(), vb.instance_id());
+    assert_ne!(va.rtmrs()[3], vb.rtmrs()[3]);
+    assert_ne!(va.mr_aggregated(), vb.mr_aggregated());
+    assert_ne!(
+        va.rtmrs()[3],
+        vc.rtmrs()[3],
+        "deleting the env is visible too"
+    );
+    // the measured payload is SHA-256 of the exact blob, before boot-mr-done
+    let events = a.state.event_log().events().to_vec();
+    assert_eq!(events[4].name, EVENT_ENCRYPTED_ENV_HASH);
+    assert_eq!(events[4].payload, sha2::Sha256::digest(&honest).to_vec());
+    assert_eq!(events[5].name, "boot-mr-done");
+    let events = b.state.event_log().events().to_vec();
+    assert_eq!(events[4].payload, sha2::Sha256::digest(&swapped).to_vec());
 }

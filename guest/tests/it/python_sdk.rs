@@ -82,7 +82,7 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     assert_eq!(v["app_id"], hex::encode(s.app_id().0));
     assert_eq!(v["compose_hash"], hex::encode(s.compose_hash().0));
     assert_eq!(v["tcb_rtmr3"], vq.rtmrs()[3].to_hex());
-    assert_eq!(v["tcb_event_count"], 8);
+    assert_eq!(v["tcb_event_count"], 9);
 
     // get_key: the signature chain verifies to the KMS root
     let key =
@@ -122,5 +122,6 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     // sign / verify through the SDK
     assert_eq!(v["sign_valid"], true);
     assert_eq!(v["tampered_valid"], false);
-    assert_eq!(v["sign_chain_len"], 2);
+    // dstack's shape: [signature, app signature, KMS signature]
+    assert_eq!(v["sign_chain_len"], 3);
 }

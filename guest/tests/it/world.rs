@@ -16,9 +16,12 @@ use cairn_attestation::{
     Collateral, EventLog, RaTlsCertBuilder, RaTlsClientVerifier, Tee, Usage, VerifiedQuote,
     Verifier,
 };
-use cairn_guest::{BootConfig, KmsClient};
+use cairn_guest::BootConfig;
 use cairn_kms::{AppKeys, MasterSecret, RootKeys};
-use cairn_protocol::api::{AppKeyResponse, ErrorBody, Receipt, SignCertRequest, SignCertResponse};
+use cairn_kms_client::KmsClient;
+use cairn_protocol::api::{
+    AppKeyResponse, ErrorBody, MetaResponse, Receipt, SignCertRequest, SignCertResponse,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -78,17 +81,28 @@ pub enum Mode {
     /// Issues sign-cert leaves without the quote and event log (a KMS that does not copy the
     /// caller's evidence; the guest must refuse to hand such a leaf out as RA-TLS).
     LeafWithoutEvidence,
+    /// Holds every sign-cert request until [`StubKms::release_sign_cert`], then answers
+    /// honestly (to keep agent requests in flight).
+    StallSignCert,
+    /// Issues sign-cert leaves with the evidence but without the app id extension (the
+    /// guest must refuse them for `GetTlsKey{with_app_info: true}`).
+    LeafWithoutAppId,
     /// A fake KMS: a valid self-signed `kms:rpc` RA-TLS certificate (not issued by the root
     /// CA) that returns the genuine root CA certificate, which is public.
     SelfSignedTls,
     /// A rooted TLS certificate, but sign-cert chains issued by another KMS's app CA (with
     /// this KMS's genuine root CA appended).
     ForeignChain,
+    /// Serves the manifest of another OS image than the one its quote shows in `meta`.
+    WrongImage,
 }
 
 pub struct StubKms {
     pub url: String,
     pub releases: Arc<AtomicU64>,
+    /// sign-cert requests received (counted on arrival).
+    pub sign_certs: Arc<AtomicU64>,
+    stall: tokio::sync::watch::Sender<bool>,
     pub master: [u8; 32],
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,6 +118,8 @@ struct Ctx {
     root: RootKeys,
     mode: Mode,
     releases: Arc<AtomicU64>,
+    sign_certs: Arc<AtomicU64>,
+    stalled: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The KMS's own CVM certificate: issued by `root`'s CA like the real KMS's
@@ -166,11 +182,15 @@ impl StubKms {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let releases = Arc::new(AtomicU64::new(0));
+        let sign_certs = Arc::new(AtomicU64::new(0));
+        let (stall, stalled) = tokio::sync::watch::channel(mode == Mode::StallSignCert);
         let ctx = Arc::new(Ctx {
             master: MasterSecret::from_bytes(master),
             root: root_keys(master),
             mode,
             releases: releases.clone(),
+            sign_certs: sign_certs.clone(),
+            stalled,
         });
         let task = tokio::spawn(async move {
             loop {
@@ -214,9 +234,16 @@ impl StubKms {
         StubKms {
             url: format!("https://127.0.0.1:{}", addr.port()),
             releases,
+            sign_certs,
+            stall,
             master,
             task,
         }
+    }
+
+    /// Let the held sign-cert requests ([`Mode::StallSignCert`]) through.
+    pub fn release_sign_cert(&self) {
+        let _ = self.stall.send(false);
     }
 
     /// The app keys this KMS derives for a guest.
@@ -261,6 +288,22 @@ async fn handle(
     }
     let keys = AppKeys::derive(&ctx.master, &ctx.root, id.app_id(), id.instance_id()).unwrap();
     match path.as_str() {
+        "/v1/meta" => {
+            let image = match ctx.mode {
+                Mode::WrongImage => OsImage::example("cairn-os", "0.9"),
+                _ => guest_os(),
+            };
+            let meta = MetaResponse {
+                chain_id: 31337,
+                kms_auth: [0; 20],
+                root_k256_public_key: ctx.root.k256_public(),
+                root_ca_cert: ctx.root.ca().cert_pem().to_owned(),
+                node_address: [0; 20],
+                key_generation: 1,
+                os_image_manifest: String::from_utf8(image.manifest().to_bytes()).unwrap(),
+            };
+            json(StatusCode::OK, serde_json::to_vec(&meta).unwrap())
+        }
         "/v1/app-key" => {
             let n = ctx.releases.fetch_add(1, Ordering::SeqCst);
             let resp = AppKeyResponse {
@@ -282,6 +325,9 @@ async fn handle(
             json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
         }
         "/v1/sign-cert" => {
+            ctx.sign_certs.fetch_add(1, Ordering::SeqCst);
+            let mut stalled = ctx.stalled.clone();
+            let _ = stalled.wait_for(|held| !*held).await;
             let Ok(req) = serde_json::from_slice::<SignCertRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request", "json");
             };
@@ -305,6 +351,7 @@ async fn handle(
                 peer_cert,
                 &req.csr,
                 ctx.mode != Mode::LeafWithoutEvidence,
+                ctx.mode != Mode::LeafWithoutAppId,
             ) {
                 Ok(chain) => json(
                     StatusCode::OK,
@@ -332,6 +379,7 @@ fn sign_csr(
     peer_cert: &[u8],
     csr_der: &[u8],
     copy_evidence: bool,
+    add_app_id: bool,
 ) -> Result<Vec<String>, String> {
     let der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
     let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| e.to_string())?;
@@ -346,20 +394,14 @@ fn sign_csr(
     params.distinguished_name = csr.params.distinguished_name.clone();
     params.subject_alt_names = csr.params.subject_alt_names.clone();
     params.extended_key_usages = csr.params.extended_key_usages.clone();
-    let ext = |oid: &[u64], b: &[u8]| rcgen::CustomExtension::from_oid_content(oid, octet(b));
-    use cairn_attestation::ratls_consts as c;
-    if copy_evidence {
-        params.custom_extensions = vec![
-            ext(c::OID_QUOTE, &evidence.quote),
-            ext(c::OID_EVENT_LOG, &evidence.event_log),
-        ];
-    }
-    params
-        .custom_extensions
-        .push(ext(c::OID_APP_ID, &evidence.app_id.ok_or("no app id")?));
-    params
-        .custom_extensions
-        .push(ext(c::OID_SPECIAL_USAGE, c::USAGE_APP_CUSTOM.as_bytes()));
+    let app_id = evidence.app_id.ok_or("no app id")?;
+    params.custom_extensions =
+        cairn_attestation::ra_tls_extensions(cairn_attestation::ExtensionValues {
+            quote: copy_evidence.then_some(evidence.quote.as_slice()),
+            event_log: copy_evidence.then_some(evidence.event_log.as_slice()),
+            app_id: add_app_id.then_some(&app_id),
+            usage: Some(Usage::AppCustom),
+        });
     let cert = params
         .signed_by(&csr.public_key, &keys.ca().issuer())
         .map_err(|e| e.to_string())?;
@@ -370,18 +412,14 @@ fn sign_csr(
     ])
 }
 
-fn octet(b: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
-    let len = b.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(b);
-    out
+/// What the stub KMS's quote says about it (its identities, measurements, device), as
+/// any client verifies it.
+pub async fn stub_kms_identity() -> VerifiedQuote {
+    let cert = kms_cert(Usage::KmsRpc, Some(&root_keys(MASTER)));
+    verifier()
+        .verify_ra_tls_cert(&cert.cert_der, Some(Usage::KmsRpc), None, unix_now())
+        .await
+        .unwrap()
 }
 
 /// A host share in a temp dir with a `process` compose.
@@ -413,6 +451,14 @@ impl Share {
     }
     pub fn write(&self, name: &str, bytes: &[u8]) {
         std::fs::write(self.share_dir().join(name), bytes).unwrap();
+    }
+    /// Rewrite sys-config.json with `kms_urls` and a `chain` section.
+    pub fn set_chain(&self, kms_urls: &[&str], chain: serde_json::Value) {
+        self.write(
+            "sys-config.json",
+            &serde_json::to_vec(&serde_json::json!({"kms_urls": kms_urls, "chain": chain}))
+                .unwrap(),
+        );
     }
     pub fn compose_hash(&self) -> ComposeHash {
         ComposeHash::of_compose(self.compose.as_bytes())
@@ -455,7 +501,8 @@ pub fn share(kms_urls: &[&str], extra: &str) -> Share {
 }
 
 pub fn kms_client() -> KmsClient {
-    KmsClient::new(verifier(), Duration::from_secs(20))
+    KmsClient::new(verifier())
+        .with_timeouts(cairn_kms_client::Timeouts::uniform(Duration::from_secs(20)))
 }
 
 pub fn is_empty_or_missing(dir: &Path) -> bool {

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use cairn_attestation::ratls_consts::{
-    OID_APP_ID, OID_EVENT_LOG, OID_QUOTE, OID_SPECIAL_USAGE, USAGE_APP_CUSTOM,
+use cairn_attestation::{
+    ra_tls_extensions, ExtensionValues, RaTlsCert, RaTlsCertBuilder, Tee, Usage,
 };
-use cairn_attestation::{RaTlsCert, RaTlsCertBuilder, Tee, Usage};
+use cairn_protocol::api::SignCertRequest;
 use rcgen::PublicKeyData as _;
 
 use crate::error::{Error, Result};
 use crate::evidence::Attested;
-use crate::keys::{der_octet_string, AppKeys, RootKeys};
+use crate::keys::{AppKeys, RootKeys};
 use crate::reject::{ApiError, Check};
 
 /// Validity of a leaf certificate issued by `sign-cert`.
@@ -57,20 +57,65 @@ pub(super) fn bound_csr(
     Ok(csr)
 }
 
+/// The validity of a sign-cert leaf issued at `now` (seconds since the Unix epoch): the
+/// requested bounds (guest agent `GetTlsKey` `not_before`/`not_after`), by default from
+/// five minutes before `now` to [`LEAF_VALIDITY`] after it. A notAfter beyond that, or
+/// not after the notBefore, is denied ([`Check::Csr`]).
+pub(super) fn requested_window(
+    now: u64,
+    req: &SignCertRequest,
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime), ApiError> {
+    let (default_nb, latest) = leaf_window(now)?;
+    let at = |what: &str, secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+            .ok_or_else(|| ApiError::denied(Check::Csr, format!("{what} {secs} is out of range")))
+    };
+    let not_before = match req.not_before {
+        Some(secs) => at("not_before", secs)?,
+        None => default_nb,
+    };
+    let not_after = match req.not_after {
+        Some(secs) => at("not_after", secs)?,
+        None => latest,
+    };
+    if not_after > latest {
+        return Err(ApiError::denied(
+            Check::Csr,
+            format!(
+                "not_after {} is later than this KMS issues leaves for ({} s from now)",
+                not_after.unix_timestamp(),
+                LEAF_VALIDITY.as_secs()
+            ),
+        ));
+    }
+    if not_after <= not_before {
+        return Err(ApiError::denied(
+            Check::Csr,
+            format!(
+                "not_after {} is not later than not_before {}",
+                not_after.unix_timestamp(),
+                not_before.unix_timestamp()
+            ),
+        ));
+    }
+    Ok((not_before, not_after))
+}
+
 /// The leaf for a checked CSR: the CSR's subject and SANs, usage `app:custom`, the
-/// caller's evidence and app id, serverAuth + clientAuth, valid from `now` − 5 min for
-/// [`LEAF_VALIDITY`] (`now`: seconds since the Unix epoch), a random serial; issued by
-/// the app CA in `keys`.
+/// caller's evidence and app id, serverAuth + clientAuth, valid for `window` (from
+/// [`requested_window`]), a random serial; issued by the app CA in `keys`.
 pub(super) fn app_leaf(
     csr: &rcgen::CertificateSigningRequestParams,
     a: &Attested,
     keys: &AppKeys,
-    now: u64,
+    window: (time::OffsetDateTime, time::OffsetDateTime),
 ) -> Result<rcgen::Certificate> {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = csr.params.distinguished_name.clone();
     params.subject_alt_names = csr.params.subject_alt_names.clone();
-    let (not_before, not_after) = leaf_window(now)?;
+    let (not_before, not_after) = window;
     params.not_before = not_before;
     params.not_after = not_after;
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
@@ -83,22 +128,12 @@ pub(super) fn app_leaf(
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     // The caller's RA-TLS evidence binds this same key (checked above), so the leaf
     // is itself a valid RA-TLS certificate, issued by the app CA.
-    params.custom_extensions = vec![
-        rcgen::CustomExtension::from_oid_content(OID_QUOTE, der_octet_string(&a.raw_quote)),
-        rcgen::CustomExtension::from_oid_content(OID_EVENT_LOG, der_octet_string(&a.event_log)),
-    ];
-    params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(
-            OID_APP_ID,
-            der_octet_string(&a.quote.app_id().0),
-        ));
-    params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(
-            OID_SPECIAL_USAGE,
-            der_octet_string(USAGE_APP_CUSTOM.as_bytes()),
-        ));
+    params.custom_extensions = ra_tls_extensions(ExtensionValues {
+        quote: Some(&a.raw_quote),
+        event_log: Some(&a.event_log),
+        app_id: Some(&a.quote.app_id().0),
+        usage: Some(Usage::AppCustom),
+    });
     Ok(params.signed_by(&csr.public_key, &keys.ca().issuer())?)
 }
 

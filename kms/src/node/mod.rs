@@ -31,8 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
-use cairn_attestation::simulator::OsImageManifest;
-use cairn_attestation::{RaTlsCert, Tee, Verifier};
+use cairn_attestation::{OsImageManifest, RaTlsCert, Tee, Verifier};
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
@@ -71,7 +70,7 @@ pub struct NodeOptions {
     /// Chain RPC, chain id, KmsAuth, confirmations, timeout.
     pub chain: ChainConfig,
     /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// Where collateral comes from.
     pub collateral: CollateralSource,
     /// OS image manifests this node recognises (MRTD/RTMR0-2 → os_image_hash).
@@ -117,9 +116,11 @@ pub struct Node {
     log: Log,
     signer: CheckpointSigner,
     chain: ChainClient,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
+    /// The canonical manifest of the image this node's own evidence matched (`meta`).
+    own_image_manifest: String,
     server_cert: RaTlsCert,
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
@@ -188,6 +189,13 @@ impl Node {
         )
         .await
         .map_err(Error::SelfAttestation)?;
+        // `attest` matched one of these manifests, so one hashes to the image found.
+        let own_image_manifest = opts
+            .os_images
+            .iter()
+            .find(|m| m.os_image_hash().0 == own.os_image_hash)
+            .map(|m| String::from_utf8_lossy(&m.to_bytes()).into_owned())
+            .unwrap_or_default();
 
         let at = chain.policy_block().await?;
         let keys = chain
@@ -236,6 +244,7 @@ impl Node {
             verifier: opts.verifier,
             collateral: opts.collateral,
             os_images: opts.os_images,
+            own_image_manifest,
             server_cert,
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
@@ -329,6 +338,7 @@ impl Node {
             root_ca_cert: self.root.ca().cert_pem().to_owned(),
             node_address: self.address(),
             key_generation: self.identity.generation,
+            os_image_manifest: self.own_image_manifest.clone(),
         }
     }
 

@@ -10,7 +10,9 @@ use std::time::Instant;
 use cairn_attestation::Usage;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::PolicyBlock;
-use cairn_protocol::api::{AppKeyResponse, OnboardResponse, Receipt, SignCertResponse};
+use cairn_protocol::api::{
+    AppKeyResponse, OnboardResponse, Receipt, SignCertRequest, SignCertResponse,
+};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use tracing::instrument;
 use zeroize::Zeroizing;
@@ -187,16 +189,18 @@ impl Node {
     /// certificate (the attested key), so a certificate is only ever issued for a key
     /// that a verified quote binds. The leaf gets the CSR's subject and SANs (at most
     /// [`MAX_CSR_ALT_NAMES`](super::MAX_CSR_ALT_NAMES)), usage `app:custom`, the app id
-    /// extension, serverAuth and clientAuth, and [`LEAF_VALIDITY`](super::LEAF_VALIDITY)
-    /// from the node's clock; every other CSR attribute is ignored.
+    /// extension, serverAuth and clientAuth, and the requested validity judged by the
+    /// node's clock (default: from a few minutes ago for
+    /// [`LEAF_VALIDITY`](super::LEAF_VALIDITY); a notAfter later than that, or not after
+    /// notBefore, is denied); every other CSR attribute is ignored.
     #[instrument(name = "release", skip_all, fields(kind = "sign_cert", app_id))]
     pub async fn sign_cert(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
-        csr_der: &[u8],
+        req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
         let t = Instant::now();
-        let r = self.sign_cert_inner(peer_cert, csr_der).await;
+        let r = self.sign_cert_inner(peer_cert, req).await;
         self.count("sign_cert", &r);
         self.metrics.observe(Stage::Total, t.elapsed());
         r
@@ -205,12 +209,13 @@ impl Node {
     async fn sign_cert_inner(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
-        csr_der: &[u8],
+        req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
         let (a, at, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
-        let csr = issue::bound_csr(csr_der, &a)?;
+        let csr = issue::bound_csr(&req.csr, &a)?;
+        let window = issue::requested_window(self.clock.now(), req)?;
         let keys = self.derive(&a)?;
-        let leaf = issue::app_leaf(&csr, &a, &keys, self.clock.now())?;
+        let leaf = issue::app_leaf(&csr, &a, &keys, window)?;
         let record = self.record(ReleaseKind::SignCert, &a, at)?;
         self.log_release(record, at, slot).await?;
         Ok(SignCertResponse {

@@ -72,7 +72,7 @@ pub(crate) async fn sign_cert(
     peer: Option<Extension<Peer>>,
     ApiJson(req): ApiJson<SignCertRequest>,
 ) -> Result<Json<SignCertResponse>, ApiError> {
-    node.sign_cert(peer_cert(&peer), &req.csr).await.map(Json)
+    node.sign_cert(peer_cert(&peer), &req).await.map(Json)
 }
 
 pub(crate) async fn onboard(

@@ -171,11 +171,14 @@ pub(crate) async fn read_body(
         message: format!("the request body exceeds {MAX_BODY} bytes"),
     };
     let announced = body.size_hint().lower();
-    if announced > MAX_BODY as u64 {
-        return Err(too_large());
-    }
     let _reading = metrics.body_reading();
     let deadline = tokio::time::Instant::now() + limits.body_timeout;
+    if announced > MAX_BODY as u64 {
+        if announced <= MAX_DRAIN as u64 {
+            drain(&mut body, 0, deadline, limits.body_idle_timeout).await;
+        }
+        return Err(too_large());
+    }
     let mut buf = Vec::with_capacity(usize::try_from(announced).unwrap_or(MAX_BODY));
     loop {
         let until = deadline.min(tokio::time::Instant::now() + limits.body_idle_timeout);
@@ -202,12 +205,45 @@ pub(crate) async fn read_body(
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_BODY {
+                drain(
+                    &mut body,
+                    buf.len() + data.len(),
+                    deadline,
+                    limits.body_idle_timeout,
+                )
+                .await;
                 return Err(too_large());
             }
             buf.extend_from_slice(&data);
         }
     }
     Ok(axum::extract::Request::from_parts(parts, Body::from(buf)))
+}
+
+/// Most bytes of a refused (oversized) body read and discarded before the 413 is sent.
+pub(crate) const MAX_DRAIN: usize = 4 * MAX_BODY;
+
+/// Read and discard what is left of a refused body (`seen` bytes already read), up to
+/// [`MAX_DRAIN`] in all and under the body deadlines, so that a client still writing a
+/// moderately oversized body reads the 413 instead of a broken pipe (the connection is
+/// closed after the answer either way). Stops silently at any limit or error.
+async fn drain(
+    body: &mut Incoming,
+    mut seen: usize,
+    deadline: tokio::time::Instant,
+    idle: Duration,
+) {
+    while seen <= MAX_DRAIN {
+        let until = deadline.min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    seen = seen.saturating_add(data.len());
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// An I/O stream whose writes (and flushes, shutdowns) fail with `TimedOut` once they

@@ -1,8 +1,9 @@
 //! The TLS side of the server: rustls (ring) with the node's RA-TLS certificate and
 //! *optional* client authentication.
 //!
-//! The client-certificate verifier here proves only **possession**: rustls checks the
-//! client's handshake signature with the certificate key (`verify_tls1{2,3}_signature`,
+//! The client-certificate verifier here (`cairn_attestation::PossessionClientVerifier`,
+//! optional) proves only **possession**: a certificate of at most 64 KiB, and rustls
+//! checks the client's handshake signature with its key (`verify_tls1{2,3}_signature`,
 //! ring's algorithms), so the certificate handed to the handlers belongs to this
 //! connection's peer. Whether its evidence is good is release-path step 1
 //! (`evidence::attest`), run per request so that a bad quote is answered as data
@@ -12,84 +13,20 @@
 
 use std::sync::Arc;
 
-use cairn_attestation::ratls_consts::MAX_RA_TLS_CERT_LEN;
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use cairn_attestation::PossessionClientVerifier;
+use rustls::ServerConfig;
 
 use crate::error::{Error, Result};
-
-/// Accepts any client certificate of at most 64 KiB whose key signs the handshake.
-#[derive(Debug)]
-pub(crate) struct PossessionVerifier {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PossessionVerifier {
-    pub(crate) fn new() -> Self {
-        Self {
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
-    }
-}
-
-impl ClientCertVerifier for PossessionVerifier {
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        if end_entity.len() > MAX_RA_TLS_CERT_LEN {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::BadEncoding,
-            ));
-        }
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
 
 /// The server config: the node's RA-TLS certificate, optional client auth, HTTP/1.1.
 pub(crate) fn server_config(cert: &cairn_attestation::RaTlsCert) -> Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(PossessionVerifier::new()))
+        .map_err(Error::Tls)?
+        .with_client_cert_verifier(Arc::new(PossessionClientVerifier::optional()))
         .with_single_cert(vec![cert.cert_der.clone()], cert.private_key_der())
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(Error::Tls)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

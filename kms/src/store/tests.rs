@@ -1,3 +1,4 @@
+use sha2::Digest as _;
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
@@ -166,4 +167,119 @@ fn debug_never_shows_secrets() {
     assert!(s.contains("<redacted>"));
     let node_hex = hex::encode(id.node_key.signing_key().to_bytes());
     assert!(!s.contains(&node_hex), "{s}");
+}
+
+#[test]
+fn bootstrap_and_install_fsync_the_data_file_conf_and_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, op) in [("bootstrap", 0), ("install", 1)] {
+        let dir = tmp.path().join(name);
+        let store = SecretStore::open(&dir).unwrap();
+        assert!(store.last_synced().is_empty());
+        if op == 0 {
+            store.bootstrap(1).unwrap();
+        } else {
+            store.install(MasterSecret::from_bytes([5; 32]), 2).unwrap();
+        }
+        let synced = store.last_synced();
+        for file in ["db", "conf"] {
+            assert!(
+                synced.contains(&dir.join(file)),
+                "{name}: {file} not fsynced: {synced:?}"
+            );
+        }
+        assert_eq!(synced.last(), Some(&dir), "{name}: the directory last");
+    }
+}
+
+const CRASH_DIR_VAR: &str = "CAIRN_KMS_STORE_CRASH_DIR";
+
+/// Bootstraps, reports the identity on stdout, then blocks until killed. Does nothing
+/// unless started by `identity_survives_sigkill_right_after_bootstrap`.
+#[test]
+#[ignore = "helper process for identity_survives_sigkill_right_after_bootstrap"]
+fn bootstrap_then_wait_for_sigkill_child() {
+    use std::io::{BufRead as _, Write as _};
+    let Ok(dir) = std::env::var(CRASH_DIR_VAR) else {
+        return;
+    };
+    let store = SecretStore::open(&dir).expect("child opens the store");
+    let id = store.bootstrap(4).expect("bootstrap");
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "bootstrapped {} {}",
+        hex::encode(id.node_key.address()),
+        hex::encode(sha2::Sha256::digest(id.master.expose()))
+    )
+    .expect("stdout");
+    out.flush().expect("stdout");
+    // Block (no timer) until the parent kills this process; stdin is a pipe it holds.
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+#[test]
+fn identity_survives_sigkill_right_after_bootstrap() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("secrets");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "store::tests::bootstrap_then_wait_for_sigkill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR_VAR, &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // libtest may print the test's name on the same line first.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let found = BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find_map(|l| l.split_once("bootstrapped ").map(|(_, id)| id.to_owned()));
+        let _ = tx.send(found);
+    });
+    let reported = rx.recv_timeout(std::time::Duration::from_secs(120));
+    child.kill().unwrap();
+    let reported = reported
+        .expect("the child reports before the deadline")
+        .expect("the child reports its identity");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed, not exited");
+    reader.join().unwrap();
+
+    let store = SecretStore::open(&dir).unwrap();
+    let id = store.identity().unwrap();
+    assert_eq!(id.generation, 4);
+    assert_eq!(
+        reported,
+        format!(
+            "{} {}",
+            hex::encode(id.node_key.address()),
+            hex::encode(sha2::Sha256::digest(id.master.expose()))
+        )
+    );
+    // Modes after the restart: directory 0700, every file 0600.
+    let mut seen = Vec::new();
+    modes(&dir, &mut seen);
+    assert!(seen.iter().any(|(_, _, d)| !d));
+    for (path, mode, is_dir) in seen {
+        let want = if is_dir { DIR_MODE } else { FILE_MODE };
+        assert_eq!(mode, want, "{}", path.display());
+    }
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        DIR_MODE
+    );
 }

@@ -10,7 +10,7 @@ use x509_parser::prelude::*;
 
 use crate::release::app_key;
 use crate::sign_cert::{csr, der_of};
-use crate::world::{pki, World};
+use crate::world::{answer, pki, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() {
@@ -34,10 +34,11 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
             PATH_SIGN_CERT,
             Some(&SignCertRequest {
                 csr: csr(&cert.key_pair().unwrap()),
+                not_before: None,
+                not_after: None,
             }),
         )
         .await
-        .unwrap()
         .unwrap();
 
     // Release records carry the node's clock.
@@ -64,5 +65,62 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
     assert_eq!(env.timestamp, fixed);
     let root = *kms.node.root_keys().k256().verifying_key();
     env.verify(&w.app_id.0, &root, fixed, 300).unwrap();
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_leaf_window_is_issued_exactly_and_one_beyond_the_validity_is_denied() {
+    let w = World::new().await;
+    let fixed = unix_now() + 3600;
+    let (mut opts, dir) = w.prepare(0xD2, &pki()).await;
+    opts.clock = Clock::fixed(fixed);
+    let node = cairn_kms::Node::open(opts).await.unwrap();
+    let kms = w.serve_node(node, dir).await;
+    let guest = w.guest(0x72);
+    let cert = guest.cert();
+    let mut client = kms.client(Some(&cert)).await;
+    let sign = |not_before, not_after| SignCertRequest {
+        csr: csr(&cert.key_pair().unwrap()),
+        not_before,
+        not_after,
+    };
+
+    // Inside the KMS's window: issued exactly as asked (guest agent GetTlsKey options).
+    let (nb, na) = (fixed - 60, fixed + 7 * 24 * 3600);
+    let resp: SignCertResponse = client
+        .call(
+            Method::POST,
+            PATH_SIGN_CERT,
+            Some(&sign(Some(nb), Some(na))),
+        )
+        .await
+        .unwrap();
+    let leaf_der = der_of(&resp.certificate_chain[0]);
+    let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+    assert_eq!(
+        leaf.validity().not_before.timestamp(),
+        i64::try_from(nb).unwrap()
+    );
+    assert_eq!(
+        leaf.validity().not_after.timestamp(),
+        i64::try_from(na).unwrap()
+    );
+    let logged = kms.node.log().size();
+
+    // Past the KMS's longest validity, or an inverted window: denied.csr, nothing logged.
+    let too_late = fixed + LEAF_VALIDITY.as_secs() + 1;
+    for (nb, na) in [(None, Some(too_late)), (Some(fixed), Some(fixed - 1))] {
+        let err = client
+            .call::<_, SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&sign(nb, na)))
+            .await
+            .map_err(answer)
+            .unwrap_err();
+        assert_eq!(
+            (err.status, err.body.error.code.as_str()),
+            (hyper::StatusCode::FORBIDDEN, "denied.csr"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(kms.node.log().size(), logged);
     kms.stop().await;
 }

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 use cairn_attestation::ids::{AppId, ComposeHash};
 use cairn_attestation::simulator::SimTdx;
 use cairn_attestation::{Tee, TeeError};
-use cairn_kms::client::ErrorAnswer;
 use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::AppParams;
 use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{self, pki, Guest, Running, World, COMPOSE};
+use crate::world::{self, pki, ErrorAnswer, Guest, Running, World, COMPOSE};
 
 /// The request is denied with `code` and the log did not grow.
 async fn assert_denied(

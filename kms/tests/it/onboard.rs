@@ -5,7 +5,7 @@ use cairn_kms::{LOG_DIR, SECRETS_DIR};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 
 use crate::release::app_key;
-use crate::world::{pki, World};
+use crate::world::{answer, pki, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_onboarded_node_serves_the_same_keys_and_both_log_the_onboarding() {
@@ -91,9 +91,9 @@ async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_
     let before = a.node.log().size();
     let mut client = a.client(Some(&cert)).await;
     let err = client
-        .call::<OnboardResponse>(hyper::Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
+        .call::<_, OnboardResponse>(hyper::Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
         .await
-        .unwrap()
+        .map_err(answer)
         .unwrap_err();
     assert_eq!(
         (err.status.as_u16(), err.body.error.code.as_str()),

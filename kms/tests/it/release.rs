@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_kms::client::KmsClient;
+use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::Address;
 use cairn_protocol::api::{
     AppKeyRequest, AppKeyResponse, InclusionProofResponse, LogEntriesResponse, MetaResponse,
@@ -14,31 +14,25 @@ use cairn_tlog::{
 };
 use hyper::Method;
 
-use crate::world::{World, CONFIRMATIONS};
+use crate::world::{answer, ErrorAnswer, World, CONFIRMATIONS};
 
-pub async fn app_key(
-    client: &mut KmsClient,
-) -> Result<AppKeyResponse, cairn_kms::client::ErrorAnswer> {
+pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
     client
         .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
         .await
-        .unwrap()
+        .map_err(answer)
 }
 
 /// Check a receipt: the checkpoint is signed by the node, the entry at `log_index` is
 /// an app-key record for `app_id`, and its inclusion proof verifies against the
 /// checkpoint's root.
 pub async fn check_receipt(
-    client: &mut KmsClient,
+    client: &mut KmsConnection,
     node_address: [u8; 20],
     r: &AppKeyResponse,
     app_id: [u8; 20],
 ) -> ReleaseRecord {
-    let meta: MetaResponse = client
-        .call(Method::GET, PATH_META, None::<&()>)
-        .await
-        .unwrap()
-        .unwrap();
+    let meta: MetaResponse = client.get(PATH_META).await.unwrap();
     assert_eq!(meta.node_address, node_address);
     let origin = r.receipt.checkpoint.lines().next().unwrap();
     let cp = CheckpointVerifier::new(origin, Address::from(node_address))
@@ -48,23 +42,16 @@ pub async fn check_receipt(
     let i = r.receipt.log_index;
     assert!(i < cp.size());
     let entries: LogEntriesResponse = client
-        .call(
-            Method::GET,
-            &format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1),
-            None::<&()>,
-        )
+        .get(&format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1))
         .await
-        .unwrap()
         .unwrap();
     let entry = &entries.entries[0].0;
     let proof: InclusionProofResponse = client
-        .call(
-            Method::GET,
-            &format!("{PATH_LOG_INCLUSION}?index={i}&size={}", cp.size()),
-            None::<&()>,
-        )
+        .get(&format!(
+            "{PATH_LOG_INCLUSION}?index={i}&size={}",
+            cp.size()
+        ))
         .await
-        .unwrap()
         .unwrap();
     let hashes: Vec<Hash> = proof.hashes.iter().map(|h| Hash(h.0)).collect();
     verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root()).unwrap();
@@ -229,8 +216,9 @@ async fn collateral_from_a_pccs_serves_releases() {
     let opts = w.options(dir.path(), 0xA5, &crate::world::pki());
     w.register_kms(&opts, Some(address)).await;
     let mut opts = w.options(dir.path(), 0xA5, &crate::world::pki());
-    opts.verifier = Verifier::dangerous_with_simulator_root(crate::world::pki().root_ca_der());
-    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap());
+    opts.verifier =
+        Verifier::dangerous_with_simulator_root(crate::world::pki().root_ca_der()).into();
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap().into());
     let kms = w.serve(opts, dir).await;
 
     let guest = w.guest(0x06);
@@ -251,13 +239,14 @@ async fn the_server_certificate_is_a_kms_rpc_ra_tls_cert_issued_by_the_root_ca()
 
     let w = World::new().await;
     let kms = w.start(0xA6).await;
-    let config = cairn_kms::client::client_config(
-        cairn_kms::client::kms_server_verifier(crate::world::verifier_for(&crate::world::pki())),
-        None,
-    )
-    .unwrap();
-    let (_client, server_der) = KmsClient::connect(kms.addr, config).await.unwrap();
+    let client = kms.client(None).await;
+    let server_der = client.peer().cert_der().to_vec();
     assert_eq!(server_der, kms.node.server_cert().cert_der.to_vec());
+    // The one chain check every client of the KMS runs (cairn-kms-client's app_key).
+    cairn_attestation::RootCa::from_der(kms.node.root_keys().ca().cert_der().to_vec())
+        .unwrap()
+        .verify_issued(&server_der, cairn_kms::unix_now())
+        .unwrap();
     let ev = parse_ra_tls_extensions(&server_der).unwrap();
     assert_eq!(ev.usage, Some(Usage::KmsRpc));
     let (_, leaf) = X509Certificate::from_der(&server_der).unwrap();

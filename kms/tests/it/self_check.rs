@@ -249,8 +249,8 @@ async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() 
     }));
 
     let (mut opts, dir) = w.prepare(0xE7, &pki()).await;
-    opts.verifier = Verifier::dangerous_with_simulator_root(pki().root_ca_der());
-    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap());
+    opts.verifier = Verifier::dangerous_with_simulator_root(pki().root_ca_der()).into();
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap().into());
     let now = Arc::new(AtomicU64::new(unix_now()));
     opts.clock = {
         let now = now.clone();

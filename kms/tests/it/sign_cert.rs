@@ -8,7 +8,7 @@ use p256::ecdsa::signature::Verifier as _;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use x509_parser::prelude::*;
 
-use crate::world::{pki, verifier_for, World};
+use crate::world::{answer, pki, verifier_for, World};
 
 pub fn csr(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
@@ -42,11 +42,12 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     let mut c = kms.client(Some(&cert)).await;
     let req = SignCertRequest {
         csr: csr(&cert.key_pair().unwrap()),
+        not_before: None,
+        not_after: None,
     };
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(resp.certificate_chain.len(), 3);
     let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
@@ -85,11 +86,12 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
     let mut c = kms.client(Some(&cert)).await;
     let req = SignCertRequest {
         csr: csr(&cert.key_pair().unwrap()),
+        not_before: None,
+        not_after: None,
     };
     let resp: SignCertResponse = c
         .call(Method::POST, PATH_SIGN_CERT, Some(&req))
         .await
-        .unwrap()
         .unwrap();
     let leaf_der = der_of(&resp.certificate_chain[0]);
     let ev = cairn_attestation::parse_ra_tls_extensions(&leaf_der).unwrap();
@@ -123,9 +125,17 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
         let err = c
-            .call::<SignCertResponse>(Method::POST, PATH_SIGN_CERT, Some(&SignCertRequest { csr }))
+            .call::<_, SignCertResponse>(
+                Method::POST,
+                PATH_SIGN_CERT,
+                Some(&SignCertRequest {
+                    csr,
+                    not_before: None,
+                    not_after: None,
+                }),
+            )
             .await
-            .unwrap()
+            .map_err(answer)
             .unwrap_err();
         assert_eq!(
             (err.status, err.body.error.code.as_str()),
@@ -134,5 +144,72 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
         );
     }
     assert_eq!(kms.node.log().size(), 0);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relying_party_accepts_an_issued_leaf_for_its_app_only() {
+    use cairn_attestation::{verify_app_chain, CertRole, ChainError, RootCa};
+
+    let w = World::new().await;
+    let kms = w.start(0xE3).await;
+    let guest = w.guest(0x43);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let resp: SignCertResponse = c
+        .call(
+            Method::POST,
+            PATH_SIGN_CERT,
+            Some(&SignCertRequest {
+                csr: csr(&cert.key_pair().unwrap()),
+                not_before: None,
+                not_after: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let chain: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
+    // The root a relying party trusts is the one registered on chain, not the response's.
+    let at = w.chain.policy_block().await.unwrap();
+    let registered = w.chain.root_keys(at).await.unwrap().unwrap();
+    let root = RootCa::from_der(kms.node.root_keys().ca().cert_der().to_vec()).unwrap();
+    assert_eq!(root.spki(), registered.ca_pubkey.as_ref());
+
+    let now = cairn_kms::unix_now();
+    let app_id = guest.app_id.0;
+    let ok = verify_app_chain(&root, &chain, &app_id, now).unwrap();
+    assert_eq!(ok.app_id, app_id);
+    assert_eq!(
+        ok.leaf_spki,
+        cairn_attestation::spki_of(&cert.cert_der, CertRole::Leaf).unwrap()
+    );
+
+    // The same chain presented for another app: refused at the app CA's app id.
+    let other = [0x99; 20];
+    let err = verify_app_chain(&root, &chain, &other, now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChainError::AppIdMismatch {
+                role: CertRole::AppCa,
+                expected,
+                found,
+            } if expected == other && found == app_id
+        ),
+        "{err:?}"
+    );
+    // And after the leaf's validity.
+    let later = now + cairn_kms::LEAF_VALIDITY.as_secs() + 3600;
+    let err = verify_app_chain(&root, &chain, &app_id, later).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ChainError::NotValidAt {
+                role: CertRole::Leaf,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     kms.stop().await;
 }

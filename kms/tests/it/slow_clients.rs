@@ -10,14 +10,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_kms::client::{client_config, KmsClient};
+use cairn_attestation::PossessionServerVerifier;
 use cairn_kms::{Refusal, ServerLimits};
+use cairn_kms_client::{KmsClient, Timeouts};
 use cairn_protocol::api::{ErrorBody, PATH_SIGN_CERT};
 use hyper::{Method, StatusCode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
@@ -30,49 +28,22 @@ use crate::world::{pki, GateProxy, Running, World};
 /// that a request stuck behind the stalled bodies needed before the fix.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// An attacker's verifier: checks the handshake signature, trusts any certificate.
-#[derive(Debug)]
-struct AnyServer(WebPkiSupportedAlgorithms);
+/// An attacker's TLS config: checks the handshake signature, trusts any certificate
+/// (the shared possession-only verifier), no client certificate.
+struct AnyServer;
 
 impl AnyServer {
     fn config() -> Arc<rustls::ClientConfig> {
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        client_config(Arc::new(AnyServer(algorithms)), None).unwrap()
-    }
-}
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PossessionServerVerifier::new()))
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
     }
 }
 
@@ -367,21 +338,18 @@ async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chai
     let kms = w.serve_node_with(node, dir, limits).await;
     let guest = w.guest(0x7A);
     let cert = guest.cert();
-    let config = client_config(
-        Arc::new(AnyServer(
-            rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )),
-        Some(&cert),
-    )
-    .unwrap();
+    // One client (its verifier caches the KMS's verified evidence), patient enough to
+    // wait on the closed gate.
+    let client = KmsClient::new(crate::world::verifier_for(&pki()))
+        .with_timeouts(Timeouts::uniform(Duration::from_secs(300)));
+    let cert = Arc::new(cert);
 
     proxy.close();
     let mut releases = Vec::new();
     for _ in 0..RELEASES {
-        let config = Arc::clone(&config);
-        let addr = kms.addr;
+        let (client, cert, url) = (client.clone(), Arc::clone(&cert), kms.url());
         releases.push(tokio::spawn(async move {
-            let (mut c, _) = KmsClient::connect(addr, config).await.unwrap();
+            let mut c = client.connect(&url, Some(&cert)).await.unwrap();
             app_key(&mut c).await
         }));
     }

@@ -11,17 +11,19 @@ use cairn_attestation::simulator::{
     OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTcbStatus, SimTdx,
 };
 use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
-use cairn_kms::client::{client_config, kms_server_verifier, KmsClient};
 use cairn_kms::{
     unix_now, AnchorLimits, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys,
     SecretStore, ServerLimits, SECRETS_DIR,
 };
+use cairn_kms_client::{KmsClient, KmsConnection};
 use cairn_onchain::alloy::node_bindings::AnvilInstance;
 use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
 use cairn_onchain::alloy::providers::ext::AnvilApi;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
 use cairn_onchain::testing::spawn_anvil;
 use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection};
+use cairn_protocol::api::ErrorBody;
+use hyper::StatusCode;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -147,10 +149,17 @@ impl Running {
         self.dir.clone()
     }
 
-    /// A client presenting `cert` (or none).
-    pub async fn client(&self, cert: Option<&RaTlsCert>) -> KmsClient {
-        let config = client_config(kms_server_verifier(verifier_for(&pki())), cert).unwrap();
-        KmsClient::connect(self.addr, config).await.unwrap().0
+    /// The node's URL.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A connection presenting `cert` (or none); the node's evidence verified.
+    pub async fn client(&self, cert: Option<&RaTlsCert>) -> KmsConnection {
+        KmsClient::new(verifier_for(&pki()))
+            .connect(&self.url(), cert)
+            .await
+            .unwrap()
     }
 }
 
@@ -253,7 +262,7 @@ impl World {
         NodeOptions {
             data_dir: dir.to_owned(),
             chain: self.chain_config(),
-            verifier: verifier_for(collateral_pki),
+            verifier: Arc::new(verifier_for(collateral_pki)),
             collateral: CollateralSource::Configured,
             os_images: vec![image().manifest(), unlisted_image().manifest()],
             tee: Arc::new(tdx),
@@ -423,5 +432,28 @@ impl GateProxy {
 
     pub fn open(&self) {
         let _ = self.open.send(true);
+    }
+}
+
+/// An error answer of the KMS: its status and error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+/// The KMS's error answer in `err`; a transport failure fails the test.
+pub fn answer(err: cairn_kms_client::Error) -> ErrorAnswer {
+    match err {
+        cairn_kms_client::Error::Status {
+            status,
+            code,
+            message,
+            ..
+        } => ErrorAnswer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: ErrorBody::new(code, message),
+        },
+        other => panic!("expected an error answer from the KMS, got {other:?}"),
     }
 }

@@ -4,7 +4,7 @@
 //! was allowed).
 
 use cairn_e2e::*;
-use cairn_kms::client::KmsClient as KmsHttp;
+use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::{audit_app, reasons, Finding, LogSource, PolicyBlock, SourceError};
 use cairn_protocol::api::{
@@ -25,7 +25,7 @@ enum Lie {
 
 /// A log source that forwards to the real KMS and lies as told.
 struct Liar {
-    inner: KmsHttp,
+    inner: KmsConnection,
     lie: Lie,
 }
 

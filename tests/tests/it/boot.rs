@@ -4,7 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use cairn_e2e::*;
-use cairn_guest::{Error, KmsError};
+use cairn_guest::Error;
+use cairn_kms_client::Error as KmsError;
 use cairn_protocol::agent::GetKeyResponse;
 use cairn_protocol::env::{EnvVar, EnvVars};
 use cairn_protocol::sig;
@@ -24,6 +25,7 @@ fn assert_denied(err: &Error, code: &str, reason: &str) {
                     status,
                     code: c,
                     message,
+                    ..
                 } => {
                     assert_eq!((*status, c.as_str()), (403, code), "{err}");
                     assert_eq!(message, reason, "{err}");
@@ -154,6 +156,45 @@ async fn reboot_after_remove_compose_hash_is_refused() {
     net.mine(CONFIRMATIONS).await;
     let err = cvm.boot().await.unwrap_err();
     assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
+    assert!(!cvm.app_out().exists(), "the app must not start again");
+    assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_auth_revokes_it() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x04, "v1");
+    cvm.check_kms_on_chain(&net);
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    // The real KMS's meta serves its OS image manifest; its boot info is allowed.
+    let first = cvm.boot().await.unwrap();
+    assert!(wait_for_file(&cvm.app_out()).await.is_some());
+    drop(first);
+    std::fs::remove_file(cvm.app_out()).unwrap();
+
+    // Governance removes the KMS's measurements: the guest no longer trusts it, and asks
+    // it for nothing.
+    let mr = kms.node.own_evidence().boot.mrAggregated;
+    net.chain.remove_kms_aggregated_mr(mr).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let err = cvm.boot().await.unwrap_err();
+    match &err {
+        Error::AllKmsFailed(v) => assert!(
+            matches!(
+                &v[0].1,
+                KmsError::KmsPolicy { source, .. } if matches!(
+                    &**source,
+                    cairn_onchain::Error::Denied { check: cairn_onchain::Check::KmsMr, .. }
+                )
+            ),
+            "{err}"
+        ),
+        other => panic!("{other}"),
+    }
     assert!(!cvm.app_out().exists(), "the app must not start again");
     assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
     kms.stop().await;

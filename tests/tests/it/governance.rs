@@ -2,7 +2,8 @@
 //! through the governor and the timelock; then the new version boots.
 
 use cairn_e2e::*;
-use cairn_guest::{Error, KmsError};
+use cairn_guest::Error;
+use cairn_kms_client::Error as KmsError;
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::{GovernanceParams, Proposal, ProposalState, Support};
 

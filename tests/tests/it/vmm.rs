@@ -80,7 +80,7 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
     assert_eq!(created.ports[0].guest_port, 8080);
 
     let running = vmm.wait_state(&created.id, CvmState::Running).await;
-    let body = http_get(running.ports[0].host_port).await;
+    let body = app_answer(running.ports[0].host_port).await;
     assert!(
         body.starts_with("API_KEY=vmm-s3cret;log_index=") && body.ends_with(";version=v1"),
         "{body}"
@@ -261,7 +261,7 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
         .id;
     let running = vmm.wait_state(&id, CvmState::Running).await;
     let port = running.ports[0].host_port;
-    assert!(http_get(port).await.ends_with("version=v1"));
+    assert!(app_answer(port).await.ends_with("version=v1"));
 
     // Without waiting: refused now, nothing changes.
     let upgrade = |wait: bool, timeout: Option<u64>| UpgradeRequest {
@@ -310,7 +310,7 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
         UpgradeState::WaitingForApproval
     );
     assert_eq!(info.compose_hash, compose_hash(v1.as_bytes()).0);
-    assert!(http_get(port).await.ends_with("version=v1"));
+    assert!(app_answer(port).await.ends_with("version=v1"));
 
     net.increase_time(params.timelock_delay_secs + 1).await;
     dao.execute(&proposal).await.unwrap();
@@ -327,7 +327,7 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
         .await;
     assert_eq!(done.compose_hash, compose_hash(v2.as_bytes()).0);
     assert_eq!(done.ports[0].host_port, port);
-    assert!(http_get(port).await.ends_with("version=v2"));
+    assert!(app_answer(port).await.ends_with("version=v2"));
 
     // An upgrade nobody approves times out and leaves the CVM as it is.
     let v3 = web_compose("v3");

@@ -72,6 +72,8 @@ impl Backend for ProcessBackend {
                 })
                 .collect(),
             vm_config: vm_config(launch),
+            // Filled in by the VMM from its own `[chain]` (`Vmm::launch`).
+            chain: None,
         }
     }
 

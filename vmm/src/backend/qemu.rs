@@ -139,6 +139,8 @@ impl Backend for QemuBackend {
             // its guest port.
             port_map: Vec::new(),
             vm_config: vm_config(launch),
+            // Filled in by the VMM from its own `[chain]` (`Vmm::launch`).
+            chain: None,
         }
     }
 

@@ -3,6 +3,7 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use cairn_protocol::sysconfig::ChainSection;
 use cairn_protocol::vmm::{CvmInfo, CvmState};
 use tokio::sync::watch;
 
@@ -81,9 +82,16 @@ impl Vmm {
             manifest: &manifest,
             image: &image,
         };
-        let sys = self
+        let mut sys = self
             .backend
             .sys_config(launch, self.config.cvm.pccs_url.as_deref());
+        // Where the guest checks its KMS on chain (`isKmsAllowed`): the VMM's chain.
+        sys.chain = Some(ChainSection {
+            rpc_url: self.config.chain.rpc_url.to_string(),
+            chain_id: self.config.chain.chain_id,
+            kms_auth: format!("{:#x}", self.config.chain.kms_auth),
+            confirmations: Some(self.config.chain.confirmations),
+        });
         store::write_json(&cvm.dir.shared().join("sys-config.json"), &sys)?;
         let command = self.backend.command(launch)?;
         let spawned = supervisor::spawn(

@@ -4,17 +4,15 @@ use std::fmt;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SigningKey, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SigningKey, PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use zeroize::Zeroizing;
 
-use super::consts::{
-    CLOCK_SKEW, DEFAULT_VALIDITY, MAX_RA_TLS_CERT_LEN, MAX_USAGE_LEN, OID_APP_ID, OID_EVENT_LOG,
-    OID_QUOTE, OID_SPECIAL_USAGE,
-};
+use super::consts::{CLOCK_SKEW, DEFAULT_VALIDITY, MAX_RA_TLS_CERT_LEN};
+use super::extensions::{ra_tls_extensions, CertExtensions, ExtensionValues};
 use super::{ra_tls_report_data, Evidence, RaTlsError, Usage};
 use crate::tee::Tee;
 
@@ -84,6 +82,9 @@ pub struct RaTlsCertBuilder {
     event_log: Vec<u8>,
     validity: Duration,
     is_ca: bool,
+    /// The certificate key; a fresh P-256 key when `None`. (`KeyPair`'s `Debug` elides
+    /// the secret.)
+    key: Option<std::sync::Arc<KeyPair>>,
 }
 
 impl RaTlsCertBuilder {
@@ -98,7 +99,15 @@ impl RaTlsCertBuilder {
             event_log: b"[]".to_vec(),
             validity: DEFAULT_VALIDITY,
             is_ca: false,
+            key: None,
         }
+    }
+
+    /// Certify this P-256 key instead of a fresh one (e.g. a key derived from the app
+    /// key for a path, which must stay the same across calls).
+    pub fn key_pair(mut self, key: KeyPair) -> Self {
+        self.key = Some(std::sync::Arc::new(key));
+        self
     }
 
     /// Subject common name.
@@ -165,7 +174,19 @@ impl RaTlsCertBuilder {
         }
         let gen_err = |e: rcgen::Error| RaTlsError::Generate(e.to_string());
 
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let generated;
+        let key: &KeyPair = match &self.key {
+            Some(key) if key.algorithm() != &PKCS_ECDSA_P256_SHA256 => {
+                return Err(RaTlsError::InvalidRequest(
+                    "RA-TLS certificate keys are P-256".to_owned(),
+                ))
+            }
+            Some(key) => key,
+            None => {
+                generated = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+                &generated
+            }
+        };
         let report_data = ra_tls_report_data(&key.subject_public_key_info());
         let quote = tee.quote(&report_data)?;
 
@@ -194,23 +215,16 @@ impl RaTlsCertBuilder {
                 ExtendedKeyUsagePurpose::ClientAuth,
             ];
         }
-        let ext = |oid: &[u64], bytes: &[u8]| {
-            CustomExtension::from_oid_content(oid, der_octet_string(bytes))
-        };
-        params.custom_extensions.push(ext(OID_QUOTE, &quote));
-        params
-            .custom_extensions
-            .push(ext(OID_EVENT_LOG, &self.event_log));
-        if let Some(app_id) = &self.app_id {
-            params.custom_extensions.push(ext(OID_APP_ID, app_id));
-        }
-        params
-            .custom_extensions
-            .push(ext(OID_SPECIAL_USAGE, self.usage.as_str().as_bytes()));
+        params.custom_extensions = ra_tls_extensions(ExtensionValues {
+            quote: Some(&quote),
+            event_log: Some(&self.event_log),
+            app_id: self.app_id.as_ref(),
+            usage: Some(self.usage),
+        });
 
         let cert = match issuer {
-            None => params.self_signed(&key),
-            Some(issuer) => params.signed_by(&key, issuer),
+            None => params.self_signed(key),
+            Some(issuer) => params.signed_by(key, issuer),
         }
         .map_err(gen_err)?;
         let cert_der = cert.der().clone();
@@ -279,40 +293,7 @@ impl ParsedCert {
             )));
         }
 
-        let mut quote = None;
-        let mut event_log = None;
-        let mut app_id = None;
-        let mut usage = None;
-        for ext in cert.extensions() {
-            let is = |oid: &[u64]| {
-                ext.oid
-                    .iter()
-                    .is_some_and(|arcs| arcs.eq(oid.iter().copied()))
-            };
-            if is(OID_QUOTE) {
-                quote = Some(octet_string(ext.value, "quote")?.to_vec());
-            } else if is(OID_EVENT_LOG) {
-                event_log = Some(octet_string(ext.value, "event log")?.to_vec());
-            } else if is(OID_APP_ID) {
-                let bytes = octet_string(ext.value, "app id")?;
-                app_id = Some(<[u8; 20]>::try_from(bytes).map_err(|_| {
-                    RaTlsError::MalformedExtension {
-                        name: "app id",
-                        reason: "not 20 bytes",
-                    }
-                })?);
-            } else if is(OID_SPECIAL_USAGE) {
-                let bytes = octet_string(ext.value, "usage")?;
-                if bytes.len() > MAX_USAGE_LEN {
-                    return Err(RaTlsError::MalformedExtension {
-                        name: "usage",
-                        reason: "too long",
-                    });
-                }
-                usage = Some(Usage::parse(bytes)?);
-            }
-        }
-
+        let ext = CertExtensions::read(&cert)?;
         let spki = cert.public_key();
         let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
             && spki
@@ -323,10 +304,12 @@ impl ParsedCert {
                 .is_some_and(|curve| curve == OID_EC_P256);
 
         let evidence = Evidence {
-            quote: quote.ok_or(RaTlsError::MissingExtension("quote"))?,
-            event_log: event_log.ok_or(RaTlsError::MissingExtension("event log"))?,
-            app_id,
-            usage,
+            quote: ext.quote.ok_or(RaTlsError::MissingExtension("quote"))?,
+            event_log: ext
+                .event_log
+                .ok_or(RaTlsError::MissingExtension("event log"))?,
+            app_id: ext.app_id,
+            usage: ext.usage,
         };
         if !is_p256 {
             return Err(RaTlsError::UnsupportedKey);
@@ -341,109 +324,9 @@ impl ParsedCert {
     }
 }
 
-/// DER OCTET STRING wrapping `bytes` (tag 0x04, definite minimal length).
-pub(crate) fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
-    let len = bytes.len();
-    let mut out = Vec::with_capacity(len + 6);
-    out.push(0x04);
-    if len < 0x80 {
-        out.push(len as u8); // < 0x80 checked above
-    } else {
-        let be = (len as u64).to_be_bytes();
-        let skip = be.iter().take_while(|b| **b == 0).count();
-        let n = be.len() - skip;
-        out.push(0x80 | n as u8); // n <= 8
-        out.extend_from_slice(&be[skip..]);
-    }
-    out.extend_from_slice(bytes);
-    out
-}
-
-/// The content of a DER OCTET STRING that spans all of `der`: definite, minimal length,
-/// no trailing bytes.
-pub(crate) fn octet_string<'a>(der: &'a [u8], name: &'static str) -> Result<&'a [u8], RaTlsError> {
-    let bad = |reason| RaTlsError::MalformedExtension { name, reason };
-    let (&tag, rest) = der.split_first().ok_or(bad("empty"))?;
-    if tag != 0x04 {
-        return Err(bad("not an OCTET STRING"));
-    }
-    let (&first, rest) = rest.split_first().ok_or(bad("missing length"))?;
-    let (len, body) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return Err(bad("indefinite or oversized length"));
-        }
-        if rest.len() < n {
-            return Err(bad("truncated length"));
-        }
-        let (len_bytes, body) = rest.split_at(n);
-        if len_bytes[0] == 0 {
-            return Err(bad("non-minimal length"));
-        }
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        if len < 0x80 {
-            return Err(bad("non-minimal length"));
-        }
-        (len, body)
-    };
-    if body.len() != len {
-        return Err(bad(if body.len() < len {
-            "truncated content"
-        } else {
-            "trailing bytes"
-        }));
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn octet_string_round_trips_at_length_boundaries() {
-        for len in [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000] {
-            let content = vec![0xA5; len];
-            let der = der_octet_string(&content);
-            assert_eq!(
-                octet_string(&der, "t").unwrap(),
-                content.as_slice(),
-                "len {len}"
-            );
-        }
-        assert_eq!(der_octet_string(&[1, 2]), [0x04, 2, 1, 2]);
-        assert_eq!(&der_octet_string(&[0; 0x80])[..3], [0x04, 0x81, 0x80]);
-    }
-
-    #[test]
-    fn octet_string_rejects_non_der_encodings() {
-        let cases: &[(&[u8], &str)] = &[
-            (&[], "empty"),
-            (&[0x0c, 0x01, 0x41], "not an OCTET STRING"),
-            (&[0x04], "missing length"),
-            (&[0x04, 0x80, 0x00, 0x00], "indefinite or oversized length"),
-            (
-                &[0x04, 0x85, 1, 1, 1, 1, 1],
-                "indefinite or oversized length",
-            ),
-            (&[0x04, 0x82, 0x01], "truncated length"),
-            (&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5], "non-minimal length"),
-            (&[0x04, 0x82, 0x00, 0x80], "non-minimal length"),
-            (&[0x04, 0x03, 1, 2], "truncated content"),
-            (&[0x04, 0x01, 1, 2], "trailing bytes"),
-        ];
-        for (der, want) in cases {
-            let err = octet_string(der, "t").unwrap_err();
-            assert!(
-                matches!(err, RaTlsError::MalformedExtension { name: "t", reason } if reason == *want),
-                "{der:?}: {err:?}"
-            );
-        }
-    }
 
     #[test]
     fn usage_strings_match_formats_md() {
@@ -481,7 +364,7 @@ mod tests {
              a400cca5c8028878093c1d96812f98d459de692a9a54a11ff0ec5c2bf5873b9a"
         );
         assert_eq!(
-            hex::encode(der_octet_string(b"kms:rpc")),
+            hex::encode(crate::der::der_octet_string(b"kms:rpc")),
             "04076b6d733a727063"
         );
     }

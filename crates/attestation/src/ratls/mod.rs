@@ -26,10 +26,19 @@
 //! that is policy (the contracts), applied by the application to the identity returned.
 
 mod cert;
+mod chain;
+mod danger;
 mod evidence;
+mod extensions;
 mod verify;
 
 pub use cert::{generate_ra_tls_cert, parse_ra_tls_extensions, RaTlsCert, RaTlsCertBuilder};
+pub use chain::{
+    pem_to_der, spki_of, verify_app_chain, CertRole, ChainError, RootCa, VerifiedAppChain,
+    MAX_CERT_PEM_LEN,
+};
+pub use danger::{peer_end_entity, PossessionClientVerifier, PossessionServerVerifier};
+pub use extensions::{ra_tls_extensions, ExtensionValues};
 pub use verify::{EvidenceVerifier, RaTlsClientVerifier, RaTlsServerVerifier};
 
 use sha2::{Digest, Sha512};

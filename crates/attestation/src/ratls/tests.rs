@@ -6,9 +6,9 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData, PKCS_ECD
 use rustls_pki_types::UnixTime;
 use sha2::{Digest, Sha256};
 
-use super::cert::der_octet_string;
 use super::consts::*;
 use super::*;
+use crate::der::der_octet_string;
 use crate::tee::{Tee, TeeError};
 
 /// A TEE whose quote is `"FAKE" ‖ app_id ‖ report_data ‖ SHA-256(secret ‖ app_id ‖ report_data)`.

@@ -34,15 +34,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CommonState, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CommonState, Error};
+use rustls_pki_types::UnixTime;
 use sha2::{Digest, Sha256};
 
 use super::cert::ParsedCert;
 use super::consts::{VERIFIED_CACHE_CAPACITY, VERIFIED_CACHE_TTL};
+use super::danger::{
+    handshake_signature_method, handshake_signature_methods, impl_client_cert_verifier,
+    impl_server_cert_verifier, peer_end_entity, ring_algorithms, Cert, Dss, EndEntityCheck,
+    SigValid,
+};
 use super::{ra_tls_report_data, RaTlsError, Usage};
 
 /// Verifies the evidence of an RA-TLS certificate and returns who the peer is.
@@ -125,6 +128,19 @@ macro_rules! common_api {
             }
         }
 
+        impl<V: EvidenceVerifier> EndEntityCheck for $ty<V> {
+            fn check_end_entity(&self, end_entity: &[u8], now: UnixTime) -> Result<(), Error> {
+                self.core
+                    .verify_cert(end_entity, now)
+                    .map(drop)
+                    .map_err(to_rustls)
+            }
+
+            fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+                &self.core.algorithms
+            }
+        }
+
         impl<V: EvidenceVerifier> fmt::Debug for $ty<V> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
@@ -139,87 +155,8 @@ macro_rules! common_api {
 common_api!(RaTlsServerVerifier);
 common_api!(RaTlsClientVerifier);
 
-impl<V: EvidenceVerifier> ServerCertVerifier for RaTlsServerVerifier<V> {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.core
-            .verify_cert(end_entity, now)
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(to_rustls)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.core.algorithms.supported_schemes()
-    }
-}
-
-impl<V: EvidenceVerifier> ClientCertVerifier for RaTlsClientVerifier<V> {
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.core
-            .verify_cert(end_entity, now)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(to_rustls)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.core.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.core.algorithms.supported_schemes()
-    }
-}
+impl_server_cert_verifier!(RaTlsServerVerifier<V: EvidenceVerifier>);
+impl_client_cert_verifier!(RaTlsClientVerifier<V: EvidenceVerifier>);
 
 /// Every RA-TLS rejection becomes `InvalidCertificate(Other(..))` carrying the
 /// [`RaTlsError`] (so the local side can match the exact reason), which rustls answers
@@ -243,49 +180,22 @@ impl<V: EvidenceVerifier> Core<V> {
         Self {
             evidence,
             required_usage: None,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            algorithms: ring_algorithms(),
             verified: Mutex::new(VerifiedCache::default()),
         }
     }
 
     fn verify_cert(&self, cert_der: &[u8], now: UnixTime) -> Result<V::Identity, RaTlsError> {
-        let parsed = ParsedCert::parse(cert_der)?;
-        let now_secs = now.as_secs();
-        let now_i = i128::from(now_secs);
-        if now_i < i128::from(parsed.not_before) || now_i > i128::from(parsed.not_after) {
-            return Err(RaTlsError::NotValidAt {
-                now: now_secs,
-                not_before: parsed.not_before,
-                not_after: parsed.not_after,
-            });
-        }
-        if let Some(required) = self.required_usage {
-            if parsed.evidence.usage != Some(required) {
-                return Err(RaTlsError::WrongUsage {
-                    required,
-                    presented: parsed.evidence.usage,
-                });
-            }
-        }
-        let expected = ra_tls_report_data(&parsed.spki_der);
+        let parsed = precheck(cert_der, self.required_usage, now.as_secs())?;
         let identity = self
             .evidence
             .verify_evidence(
                 &parsed.evidence.quote,
                 &parsed.evidence.event_log,
-                &expected,
+                &ra_tls_report_data(&parsed.spki_der),
             )
             .map_err(|e| RaTlsError::Evidence(Box::new(e)))?;
-        if let (Some(claimed), Some(verified)) =
-            (parsed.evidence.app_id, self.evidence.app_id(&identity))
-        {
-            if claimed != verified {
-                return Err(RaTlsError::AppIdMismatch {
-                    cert: hex::encode(claimed),
-                    verified: hex::encode(verified),
-                });
-            }
-        }
+        check_app_id(&parsed, self.evidence.app_id(&identity))?;
         self.verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -294,10 +204,7 @@ impl<V: EvidenceVerifier> Core<V> {
     }
 
     fn peer_identity(&self, conn: &CommonState) -> Result<V::Identity, RaTlsError> {
-        let cert = conn
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .ok_or(RaTlsError::NoPeerCertificate)?;
+        let cert = peer_end_entity(conn).ok_or(RaTlsError::NoPeerCertificate)?;
         let cached = self
             .verified
             .lock()
@@ -308,6 +215,51 @@ impl<V: EvidenceVerifier> Core<V> {
             None => self.verify_cert(cert, UnixTime::now()),
         }
     }
+}
+
+/// Checks 1–5 on a certificate at `now` (unix seconds): size, DER, the quote and
+/// event-log extensions, a P-256 key, the validity window, the required usage. What the
+/// evidence check (step 6) needs comes back parsed.
+pub(crate) fn precheck(
+    cert_der: &[u8],
+    required_usage: Option<Usage>,
+    now: u64,
+) -> Result<ParsedCert, RaTlsError> {
+    let parsed = ParsedCert::parse(cert_der)?;
+    let t = i128::from(now);
+    if t < i128::from(parsed.not_before) || t > i128::from(parsed.not_after) {
+        return Err(RaTlsError::NotValidAt {
+            now,
+            not_before: parsed.not_before,
+            not_after: parsed.not_after,
+        });
+    }
+    if let Some(required) = required_usage {
+        if parsed.evidence.usage != Some(required) {
+            return Err(RaTlsError::WrongUsage {
+                required,
+                presented: parsed.evidence.usage,
+            });
+        }
+    }
+    Ok(parsed)
+}
+
+/// Check 7: a certificate's app-id extension, when present, equals the verified app id
+/// (when the evidence verifier can tell it).
+pub(crate) fn check_app_id(
+    parsed: &ParsedCert,
+    verified: Option<[u8; 20]>,
+) -> Result<(), RaTlsError> {
+    if let (Some(claimed), Some(verified)) = (parsed.evidence.app_id, verified) {
+        if claimed != verified {
+            return Err(RaTlsError::AppIdMismatch {
+                cert: hex::encode(claimed),
+                verified: hex::encode(verified),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn cert_key(cert_der: &[u8]) -> [u8; 32] {

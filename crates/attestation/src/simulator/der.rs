@@ -1,26 +1,14 @@
-//! A minimal DER writer for the PCK certificate's SGX extension (MOCK-PKI.md §8).
+//! The DER values of the PCK certificate's SGX extension (MOCK-PKI.md §8), built on the
+//! crate's one TLV writer ([`crate::der`]).
 
-pub(super) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
-}
+use crate::der::tlv;
 
 pub(super) fn seq(items: &[Vec<u8>]) -> Vec<u8> {
     tlv(0x30, &items.concat())
 }
 
 pub(super) fn octets(b: &[u8]) -> Vec<u8> {
-    tlv(0x04, b)
+    crate::der::der_octet_string(b)
 }
 
 /// A non-negative INTEGER in minimal two's-complement form.
@@ -80,6 +68,6 @@ mod tests {
         );
         assert_eq!(uint(200), vec![0x02, 0x02, 0x00, 0xc8]);
         assert_eq!(uint(0), vec![0x02, 0x01, 0x00]);
-        assert_eq!(tlv(0x04, &[0u8; 200])[..3], [0x04, 0x81, 200]);
+        assert_eq!(octets(&[0u8; 200])[..3], [0x04, 0x81, 200]);
     }
 }

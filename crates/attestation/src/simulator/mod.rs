@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-pub use os::{OsImage, OsImageManifest, MAX_MANIFEST_LEN};
+/// Re-exported from the crate root ([`crate::OsImageManifest`]), where the product type lives.
+pub use crate::os_image::{OsImageManifest, MAX_MANIFEST_LEN};
+pub use os::OsImage;
 pub use pccs::SimPccs;
 pub use pki::{
     SimPki, SimPkiConfig, SimTcbStatus, SIM_CPUSVN, SIM_FMSPC, SIM_PCESVN, SIM_QE_ISVSVN,
@@ -43,15 +45,21 @@ pub struct SimHostConfig {
     pub debug: bool,
     /// The OS image the TD boots; gives MRTD and RTMR0-2.
     pub os_image: OsImage,
+    /// FMSPC of the host's platform, carried in its PCK certificate. The PKI's collateral
+    /// (and [`SimPccs`]) covers only [`SIM_FMSPC`]: a host on another platform models a
+    /// platform the PCCS does not know.
+    pub fmspc: [u8; 6],
 }
 
 impl SimHostConfig {
-    /// A non-debug TD booting `os_image` on the host with `host_seed`.
+    /// A non-debug TD booting `os_image` on the host with `host_seed`, on the simulated
+    /// platform ([`SIM_FMSPC`]).
     pub fn new(host_seed: [u8; 32], os_image: OsImage) -> Self {
         SimHostConfig {
             host_seed,
             debug: false,
             os_image,
+            fmspc: SIM_FMSPC,
         }
     }
 }
@@ -62,8 +70,8 @@ pub struct SimTdx {
     config: SimHostConfig,
     ppid: [u8; 16],
     qe_id: [u8; 16],
-    pck_key: DerivedKey,
-    attestation_key: DerivedKey,
+    pck_key: Arc<DerivedKey>,
+    attestation_key: Arc<DerivedKey>,
     pck_chain_pem: String,
     rtmr3: Mutex<[u8; 48]>,
 }
@@ -97,16 +105,38 @@ impl SimTdx {
         let attestation_key = DerivedKey::derive(&config.host_seed, "attestation-key")?;
         // Positive 4-byte serial unique per host.
         let serial = u32::from_be_bytes([0x02, ppid[0], ppid[1], ppid[2]]);
-        let leaf = pki.issue_pck_leaf(&pck_key, &ppid, serial)?;
+        let leaf = pki.issue_pck_leaf(&pck_key, &ppid, serial, &config.fmspc)?;
         let pck_chain_pem = format!("{leaf}{}", pki.pck_chain_tail_pem());
         Ok(SimTdx {
             pki,
             config,
             ppid,
             qe_id,
-            pck_key,
-            attestation_key,
+            pck_key: Arc::new(pck_key),
+            attestation_key: Arc::new(attestation_key),
             pck_chain_pem,
+            rtmr3: Mutex::new([0u8; 48]),
+        })
+    }
+
+    /// The same host (keys, PPID) moved to the platform `fmspc`: a new PCK leaf signed by
+    /// the PKI's PCK CA, RTMR3 back at zero. Cheaper than [`Self::new`] (no key
+    /// derivation), for simulating many platforms.
+    pub fn on_platform(&self, fmspc: [u8; 6]) -> Result<Self> {
+        let serial = u32::from_be_bytes([0x02, self.ppid[0], self.ppid[1], self.ppid[2]]);
+        let leaf = self
+            .pki
+            .issue_pck_leaf(&self.pck_key, &self.ppid, serial, &fmspc)?;
+        let mut config = self.config.clone();
+        config.fmspc = fmspc;
+        Ok(SimTdx {
+            pki: Arc::clone(&self.pki),
+            config,
+            ppid: self.ppid,
+            qe_id: self.qe_id,
+            pck_key: Arc::clone(&self.pck_key),
+            attestation_key: Arc::clone(&self.attestation_key),
+            pck_chain_pem: format!("{leaf}{}", self.pki.pck_chain_tail_pem()),
             rtmr3: Mutex::new([0u8; 48]),
         })
     }
@@ -164,5 +194,9 @@ impl Tee for SimTdx {
             pck_chain_pem: &self.pck_chain_pem,
         };
         Ok(build_quote(&qe, &td))
+    }
+
+    fn is_simulated(&self) -> bool {
+        true
     }
 }

@@ -1,14 +1,11 @@
-//! Simulated OS images and their measurement manifests.
+//! Simulated OS images; their measurement manifests are [`OsImageManifest`]s.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
 
-use crate::error::{Error, Result};
 use crate::eventlog::extend;
 use crate::ids::{Measurement48, OsImageHash};
-
-/// Largest OS image manifest accepted by [`OsImageManifest::parse`].
-pub const MAX_MANIFEST_LEN: usize = 16 * 1024;
+use crate::os_image::OsImageManifest;
 
 /// A simulated OS image: what a real image's firmware, kernel, initrd and command line
 /// would measure into MRTD and RTMR0-2.
@@ -95,56 +92,5 @@ impl OsImage {
     /// SHA-256 of the manifest's canonical bytes.
     pub fn os_image_hash(&self) -> OsImageHash {
         self.manifest().os_image_hash()
-    }
-}
-
-/// An OS image's measurement manifest: what the image measures into MRTD and RTMR0-2.
-/// `os_image_hash` = SHA-256 of its canonical (compact, field-ordered) JSON.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OsImageManifest {
-    /// Image name.
-    pub name: String,
-    /// Image version.
-    pub version: String,
-    /// Expected MRTD.
-    pub mrtd: Measurement48,
-    /// Expected RTMR0.
-    pub rtmr0: Measurement48,
-    /// Expected RTMR1.
-    pub rtmr1: Measurement48,
-    /// Expected RTMR2.
-    pub rtmr2: Measurement48,
-}
-
-impl OsImageManifest {
-    /// Canonical bytes: compact JSON with fields in declaration order.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// SHA-256 of [`Self::to_bytes`].
-    pub fn os_image_hash(&self) -> OsImageHash {
-        OsImageHash::of_manifest(&self.to_bytes())
-    }
-
-    /// Parse a manifest (bounded by [`MAX_MANIFEST_LEN`]). The bytes must be canonical, so
-    /// that the hash of the bytes given equals [`Self::os_image_hash`].
-    pub fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > MAX_MANIFEST_LEN {
-            return Err(Error::TooLarge {
-                what: "OS image manifest",
-                len: bytes.len(),
-                max: MAX_MANIFEST_LEN,
-            });
-        }
-        let m: OsImageManifest = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Simulator(format!("OS image manifest: {e}")))?;
-        if m.to_bytes() != bytes {
-            return Err(Error::Simulator(
-                "OS image manifest is not canonical".into(),
-            ));
-        }
-        Ok(m)
     }
 }

@@ -27,7 +27,17 @@ use crate::collateral::percent_encode;
 struct PccsState {
     pki: RwLock<Arc<SimPki>>,
     requests: AtomicU64,
+    /// Requests per route, in the order of [`ROUTES`].
+    per_route: [AtomicU64; 4],
 }
+
+/// The routes served, in the order of [`PccsState::per_route`].
+const ROUTES: [&str; 4] = [
+    "/sgx/certification/v4/pckcrl",
+    "/sgx/certification/v4/rootcacrl",
+    "/tdx/certification/v4/tcb",
+    "/tdx/certification/v4/qe/identity",
+];
 
 /// A PCCS serving one [`SimPki`]'s collateral; the PKI can be swapped to simulate new
 /// collateral being published.
@@ -51,6 +61,7 @@ impl SimPccs {
             state: Arc::new(PccsState {
                 pki: RwLock::new(pki),
                 requests: AtomicU64::new(0),
+                per_route: Default::default(),
             }),
         }
     }
@@ -65,13 +76,22 @@ impl SimPccs {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// Number of requests served so far on `path` (one of the paths in the module docs,
+    /// without the query); 0 for any other path.
+    pub fn requests_to(&self, path: &str) -> u64 {
+        ROUTES
+            .iter()
+            .position(|r| *r == path)
+            .map_or(0, |i| self.state.per_route[i].load(Ordering::Relaxed))
+    }
+
     /// The axum router (for in-process tests with `oneshot`).
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/sgx/certification/v4/pckcrl", get(pck_crl))
-            .route("/sgx/certification/v4/rootcacrl", get(root_ca_crl))
-            .route("/tdx/certification/v4/tcb", get(tcb_info))
-            .route("/tdx/certification/v4/qe/identity", get(qe_identity))
+            .route(ROUTES[0], get(pck_crl))
+            .route(ROUTES[1], get(root_ca_crl))
+            .route(ROUTES[2], get(tcb_info))
+            .route(ROUTES[3], get(qe_identity))
             .with_state(Arc::clone(&self.state))
     }
 
@@ -87,8 +107,11 @@ impl SimPccs {
     }
 }
 
-fn pki(state: &PccsState) -> Arc<SimPki> {
+fn pki(state: &PccsState, route: usize) -> Arc<SimPki> {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(n) = state.per_route.get(route) {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
     Arc::clone(&state.pki.read().unwrap_or_else(|p| p.into_inner()))
 }
 
@@ -103,7 +126,7 @@ async fn pck_crl(
     State(s): State<Arc<PccsState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let pki = pki(&s);
+    let pki = pki(&s, 0);
     if q.get("ca").map(String::as_str) != Some("platform") {
         return (StatusCode::NOT_FOUND, "unknown ca").into_response();
     }
@@ -120,7 +143,7 @@ async fn pck_crl(
 }
 
 async fn root_ca_crl(State(s): State<Arc<PccsState>>) -> Response {
-    let pki = pki(&s);
+    let pki = pki(&s, 1);
     hex::encode(pki.root_ca_crl_der()).into_response()
 }
 
@@ -128,7 +151,7 @@ async fn tcb_info(
     State(s): State<Arc<PccsState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let pki = pki(&s);
+    let pki = pki(&s, 2);
     let wanted = q.get("fmspc").and_then(|f| hex::decode(f).ok());
     if wanted.as_deref() != Some(&SIM_FMSPC[..]) {
         return (StatusCode::NOT_FOUND, "unknown fmspc").into_response();
@@ -143,7 +166,7 @@ async fn tcb_info(
 }
 
 async fn qe_identity(State(s): State<Arc<PccsState>>) -> Response {
-    let pki = pki(&s);
+    let pki = pki(&s, 3);
     let body = format!(
         r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
         pki.qe_identity_json(),

@@ -365,12 +365,13 @@ impl SimPki {
         }
     }
 
-    /// Issue a PCK leaf for a simulated host, returning its PEM.
+    /// Issue a PCK leaf for a simulated host on the platform `fmspc`, returning its PEM.
     pub(crate) fn issue_pck_leaf(
         &self,
         host_key: &DerivedKey,
         ppid: &[u8; 16],
         serial: u32,
+        fmspc: &[u8; 6],
     ) -> Result<String> {
         let mut p = cert_params(
             "Cairn Simulated SGX PCK Certificate",
@@ -385,7 +386,7 @@ impl SimPki {
         p.extended_key_usages = Vec::<ExtendedKeyUsagePurpose>::new();
         p.custom_extensions = vec![CustomExtension::from_oid_content(
             &[1, 2, 840, 113741, 1, 13, 1],
-            sgx_extension(ppid, ppid),
+            sgx_extension(ppid, ppid, fmspc),
         )];
         let issuer = Issuer::from_params(&self.pck_ca_params, &self.pck_ca_key.rcgen);
         Ok(p.signed_by(&host_key.rcgen, &issuer).map_err(sim)?.pem())
@@ -393,7 +394,7 @@ impl SimPki {
 }
 
 /// The SGX extension value (MOCK-PKI.md §8): one SEQUENCE of `SEQUENCE{OID, value}`.
-fn sgx_extension(ppid: &[u8; 16], platform_instance_id: &[u8; 16]) -> Vec<u8> {
+fn sgx_extension(ppid: &[u8; 16], platform_instance_id: &[u8; 16], fmspc: &[u8; 6]) -> Vec<u8> {
     const BASE: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
     let sub = |arcs: &[u64]| {
         let mut v = BASE.to_vec();
@@ -411,7 +412,7 @@ fn sgx_extension(ppid: &[u8; 16], platform_instance_id: &[u8; 16]) -> Vec<u8> {
         der::seq(&[sub(&[1]), der::octets(ppid)]),
         der::seq(&[sub(&[2]), der::seq(&tcb_items)]),
         der::seq(&[sub(&[3]), der::octets(&SIM_PCE_ID)]),
-        der::seq(&[sub(&[4]), der::octets(&SIM_FMSPC)]),
+        der::seq(&[sub(&[4]), der::octets(fmspc)]),
         der::seq(&[sub(&[5]), der::enumerated(0)]),
         der::seq(&[sub(&[6]), der::octets(platform_instance_id)]),
         der::seq(&[

@@ -85,3 +85,86 @@ pub fn sim_verifier(pki: &SimPki) -> Verifier {
     Verifier::dangerous_with_simulator_root(pki.root_ca_der())
         .with_collateral(Collateral::new(pki.collateral()).expect("collateral"))
 }
+
+/// Forges the FMSPC in a quote's PCK leaf: the leaf keeps its length (so the quote's
+/// framing still parses) but its signature no longer verifies.
+pub struct FmspcForger {
+    quote: Vec<u8>,
+    /// Byte range of the leaf's base64 text in the quote.
+    pem: std::ops::Range<usize>,
+    der: Vec<u8>,
+    /// Offset of the FMSPC in `der`.
+    at: usize,
+}
+
+impl FmspcForger {
+    pub fn new(quote: &[u8]) -> Self {
+        use base64::Engine as _;
+        const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        const END: &[u8] = b"-----END CERTIFICATE-----";
+        let find = |hay: &[u8], needle: &[u8], from: usize| {
+            hay[from..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|p| p + from)
+                .expect("marker")
+        };
+        let start = find(quote, BEGIN, 0) + BEGIN.len();
+        let end = find(quote, END, start);
+        let b64: Vec<u8> = quote[start..end]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .expect("leaf base64");
+        let mut needle = vec![0x04, 0x06];
+        needle.extend_from_slice(&cairn_attestation::simulator::SIM_FMSPC);
+        let at = find(&der, &needle, 0) + 2;
+        FmspcForger {
+            quote: quote.to_vec(),
+            pem: start..end,
+            der,
+            at,
+        }
+    }
+
+    /// The quote with `fmspc` in its PCK leaf.
+    pub fn forge(&self, fmspc: [u8; 6]) -> Vec<u8> {
+        use base64::Engine as _;
+        let mut der = self.der.clone();
+        der[self.at..self.at + 6].copy_from_slice(&fmspc);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let mut chars = b64.bytes();
+        let mut out = self.quote.clone();
+        for b in &mut out[self.pem.clone()] {
+            if !b.is_ascii_whitespace() {
+                *b = chars.next().expect("same length");
+            }
+        }
+        assert!(chars.next().is_none(), "same length");
+        out
+    }
+}
+
+/// The FMSPC of the `i`-th platform of a flood (never [`SIM_FMSPC`](cairn_attestation::simulator::SIM_FMSPC)).
+pub fn nth_fmspc(i: u64) -> [u8; 6] {
+    let b = (i + 1).to_be_bytes();
+    [0xf0, b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// A quote over `rd(1)` from the host `host_seed` of `pki`, on the platform `fmspc`.
+pub fn quote_on_platform(pki: &Arc<SimPki>, host_seed: [u8; 32], fmspc: [u8; 6]) -> Vec<u8> {
+    let mut cfg = SimHostConfig::new(host_seed, os());
+    cfg.fmspc = fmspc;
+    let tdx = SimTdx::new(Arc::clone(pki), cfg).expect("tdx");
+    tdx.quote(&rd(1)).expect("quote")
+}
+
+/// This process's resident set size in KiB (Linux), for reports only.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

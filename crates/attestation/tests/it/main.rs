@@ -5,5 +5,7 @@ mod common;
 mod fixtures;
 mod negative;
 mod pccs;
+mod pccs_limits;
+mod possession;
 mod ratls;
 mod simulator;

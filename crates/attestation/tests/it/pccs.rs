@@ -41,7 +41,10 @@ async fn verifier_fetches_collateral_from_the_simulated_pccs_and_caches_it() {
     assert_eq!(pccs.requests(), 4, "pckcrl, tcb, qe identity, root crl");
 
     // The fetched collateral is byte-identical to the PKI's.
-    let fetched = client.collateral_for_quote(&ev.quote, NOW).await.unwrap();
+    let fetched = client
+        .collateral_for_quote(&ev.quote, pki.root_ca_der(), NOW)
+        .await
+        .unwrap();
     assert_eq!(fetched.inner(), &pki.collateral());
     assert_eq!(pccs.requests(), 4, "served from the cache");
 
@@ -50,7 +53,10 @@ async fn verifier_fetches_collateral_from_the_simulated_pccs_and_caches_it() {
     let mut cfg = SimPkiConfig::new([7u8; 32], later);
     cfg.collateral_validity_secs = 30 * DAY;
     pccs.set_pki(Arc::new(SimPki::new(cfg).unwrap()));
-    let refreshed = client.collateral_for_quote(&ev.quote, later).await.unwrap();
+    let refreshed = client
+        .collateral_for_quote(&ev.quote, pki.root_ca_der(), later)
+        .await
+        .unwrap();
     assert_eq!(pccs.requests(), 8);
     assert!(refreshed.is_valid_at(later));
     assert_ne!(refreshed.version(), fetched.version());
@@ -67,7 +73,7 @@ async fn unreachable_pccs_is_a_retryable_fetch_error() {
     let client = PccsClient::new(&format!("http://{addr}")).unwrap();
     let ev = evidence();
     let err = client
-        .collateral_for_quote(&ev.quote, NOW)
+        .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
@@ -202,15 +208,17 @@ async fn failed_fetch_is_remembered_for_thirty_seconds() {
     );
 
     // After it: fetched again.
+    let ttl = cairn_attestation::DEFAULT_PCCS_FAILURE_TTL_SECS;
+    assert_eq!(client.limits().failure_ttl_secs, ttl);
     let _ = client
-        .collateral_for_quote(&ev.quote, NOW + PccsClient::FAILURE_CACHE_SECS)
+        .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
         .await
         .unwrap_err();
     assert_eq!(paths.lock().unwrap().len(), 2);
     // clear_cache forgets failures too.
     client.clear_cache();
     let _ = client
-        .collateral_for_quote(&ev.quote, NOW + PccsClient::FAILURE_CACHE_SECS)
+        .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
         .await
         .unwrap_err();
     assert_eq!(paths.lock().unwrap().len(), 3);

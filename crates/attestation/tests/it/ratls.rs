@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{
-    ra_tls_report_data, ratls_consts, Collateral, Error, EventLog, RaTlsCert, RaTlsCertBuilder,
-    RaTlsClientVerifier, RaTlsError, RaTlsServerVerifier, Tee, Usage, VerifiedQuote, Verifier,
+    ra_tls_extensions, ra_tls_report_data, Collateral, Error, EventLog, ExtensionValues, RaTlsCert,
+    RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError, RaTlsServerVerifier, Tee, Usage,
+    VerifiedQuote, Verifier,
 };
-use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
+use rcgen::{CertificateParams, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{AlertDescription, ClientConfig, ServerConfig};
@@ -118,29 +119,15 @@ const APP_COMPOSE: &str = r#"{"manifest_version":2,"name":"app","runner":"docker
 // Certificates built by hand (for forgeries).
 // ---------------------------------------------------------------------------------------
 
-fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
-    let len = bytes.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(bytes);
-    out
-}
-
 /// A self-signed certificate for `key` carrying exactly the given RA-TLS evidence.
 fn forged_cert(key: &KeyPair, quote: &[u8], event_log: &[u8], usage: Usage) -> RaTlsCert {
     let mut params = CertificateParams::new(vec!["forged".to_owned()]).unwrap();
-    let ext = |oid: &[u64], b: &[u8]| CustomExtension::from_oid_content(oid, der_octet_string(b));
-    params.custom_extensions = vec![
-        ext(ratls_consts::OID_QUOTE, quote),
-        ext(ratls_consts::OID_EVENT_LOG, event_log),
-        ext(ratls_consts::OID_SPECIAL_USAGE, usage.as_str().as_bytes()),
-    ];
+    params.custom_extensions = ra_tls_extensions(ExtensionValues {
+        quote: Some(quote),
+        event_log: Some(event_log),
+        app_id: None,
+        usage: Some(usage),
+    });
     let der = params.self_signed(key).unwrap().der().clone();
     raw_cert(der, key)
 }
@@ -520,7 +507,7 @@ async fn plain_server_cert_is_rejected_by_the_client() {
     assert_alert(&server_err, AlertDescription::CertificateUnknown);
 }
 
-// Keep the helper used by forgeries honest.
+// Forgeries carry exactly the evidence they were given.
 #[test]
 fn hand_built_octet_strings_match_the_library() {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
@@ -669,4 +656,52 @@ async fn no_identity_is_served_for_a_connection_without_a_client_certificate() {
     request(client, addr).await.unwrap();
     let err = server.await.unwrap().unwrap_err();
     assert!(matches!(err, RaTlsError::NoPeerCertificate), "{err:?}");
+}
+
+#[tokio::test]
+async fn verify_ra_tls_cert_applies_the_verifiers_checks_outside_a_handshake() {
+    let (kms_cvm, kms_cert) = kms();
+    let v = sim_verifier();
+    let now = unix_now();
+    let id = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, Some(Usage::KmsRpc), None, now)
+        .await
+        .unwrap();
+    assert_eq!(*id.app_id(), kms_cvm.app_id);
+
+    let err = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, Some(Usage::AppCa), None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RaTlsError::WrongUsage {
+                required: Usage::AppCa,
+                presented: Some(Usage::KmsRpc)
+            }
+        ),
+        "{err:?}"
+    );
+    let two_years = now + 2 * 365 * 24 * 3600;
+    let err = v
+        .verify_ra_tls_cert(&kms_cert.cert_der, None, None, two_years)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RaTlsError::NotValidAt { .. }), "{err:?}");
+
+    // Another CVM's event log in a certificate for this key: RTMR3 replay fails.
+    let app = Cvm::boot(0x01, APP_COMPOSE);
+    let forged = RaTlsCertBuilder::new(Usage::KmsRpc)
+        .event_log(&app.log.to_json())
+        .build(&kms_cvm.tdx)
+        .unwrap();
+    let err = v
+        .verify_ra_tls_cert(&forged.cert_der, None, None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(evidence_error(&err), Error::Rtmr3Mismatch { .. }),
+        "{err:?}"
+    );
 }

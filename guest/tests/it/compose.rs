@@ -1,0 +1,157 @@
+//! The `docker-compose` runner's refusals, through the real boot (stub KMS) and this
+//! machine's Docker engine (`scripts/setup.sh` starts one; without it these fail). The
+//! apps that run are in the cairn-e2e `docker_compose` scenarios.
+
+use cairn_guest::runner::{AppExit, RunnerError};
+use cairn_guest::{boot, Error};
+use cairn_protocol::env::{self, EnvVar, EnvVars};
+
+use crate::world::*;
+
+/// A share whose compose runs `compose_yaml` with `allowed` env names, and `vars`
+/// encrypted for it.
+fn compose_share(
+    kms: &StubKms,
+    compose_yaml: &str,
+    allowed: &[&str],
+    vars: &[(&str, &str)],
+) -> Share {
+    let mut s = share(&[&kms.url], "");
+    s.compose = serde_json::json!({
+        "manifest_version": 2,
+        "name": "refused",
+        "runner": "docker-compose",
+        "docker_compose_file": compose_yaml,
+        "kms_enabled": true,
+        "allowed_envs": allowed,
+    })
+    .to_string();
+    s.write("app-compose.json", s.compose.as_bytes());
+    if !vars.is_empty() {
+        let vars = EnvVars::new(
+            vars.iter()
+                .map(|(k, v)| EnvVar {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+        let blob = env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap();
+        s.write(".encrypted-env", &blob);
+    }
+    s
+}
+
+const SECRET: &str = "s3cr3t-api-key";
+
+#[tokio::test]
+async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_files_are_written() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = compose_share(
+        &kms,
+        "services:\n  a:\n    image: cairn/busybox:local\n",
+        &["COMPOSE_PROJECT_NAME"],
+        &[("COMPOSE_PROJECT_NAME", "someone-elses-project")],
+    );
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Runner(RunnerError::ReservedEnvName(n)) if n == "COMPOSE_PROJECT_NAME"),
+        "{err:?}"
+    );
+    assert!(
+        !s.dir.path().join("work/docker-compose.yaml").exists(),
+        "nothing may be written"
+    );
+    assert!(
+        is_empty_or_missing(&s.keys_dir()),
+        "no key may reach the disk"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = compose_share(&kms, "services:\n  a: [\n", &[], &[]);
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Runner(RunnerError::Command { what: "compose config", stderr, .. }) if !stderr.is_empty()),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn compose_cli_errors_never_carry_env_values() {
+    let kms = StubKms::start(Mode::Honest).await;
+    // Compose echoes the substituted value in its error ("... is not a valid float").
+    let s = compose_share(
+        &kms,
+        "services:\n  a:\n    image: cairn/busybox:local\n    cpus: \"${API_KEY}\"\n",
+        &["API_KEY"],
+        &[("API_KEY", SECRET)],
+    );
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap_err();
+    let Error::Runner(RunnerError::Command { what, stderr, .. }) = &err else {
+        panic!("expected a compose config failure, got {err:?}");
+    };
+    assert_eq!(*what, "compose config");
+    assert!(stderr.contains("<redacted>"), "{stderr}");
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = compose_share(
+        &kms,
+        "services:\n  app:\n    image: cairn/busybox:local\n    volumes:\n      - /var/run/dstack.sock:/var/run/dstack.sock\n",
+        &[],
+        &[],
+    );
+    let mut cfg = s.config();
+    cfg.agent_socket = None; // --no-agent
+    let err = boot(as_tee(&guest_tee(1)), kms_client(), &cfg)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Runner(RunnerError::NoAgentForMount(svc)) if svc == "app"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_exit_of_every_container_is_the_apps_exit_and_stop_removes_them() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let s = compose_share(
+        &kms,
+        "services:\n  one:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/sh\", \"-c\", \"exit 3\"]\n  two:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/true\"]\n",
+        &[],
+        &[],
+    );
+    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .unwrap();
+    let app = booted.app.as_mut().unwrap();
+    let exit = app.wait().await.unwrap();
+    let AppExit::Compose(containers) = &exit else {
+        panic!("expected a compose exit, got {exit:?}");
+    };
+    let mut codes: Vec<(&str, Option<i32>)> = containers
+        .iter()
+        .map(|c| (c.service.as_str(), c.exit_code))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, vec![("one", Some(3)), ("two", Some(0))]);
+    assert!(!exit.success());
+    app.stop(std::time::Duration::from_secs(1)).await.unwrap();
+    let left = app.compose().unwrap().containers().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

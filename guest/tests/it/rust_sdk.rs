@@ -1,0 +1,137 @@
+//! dstack's public Rust SDK (crates.io `dstack-sdk` 0.1.3) drives the agent over its unix
+//! socket with every method it offers (`DstackClient`, `TappdClient`,
+//! `ethereum::to_account`). The SDK lives in `guest/tests/rust-sdk/`, a crate outside the
+//! workspace with its own `Cargo.lock` (it brings alloy 1 and reqwest 0.12 beside the
+//! workspace's alloy 2 and reqwest 0.13); this test builds it with `--locked` (fast once
+//! `scripts/setup.sh` built it) and runs it.
+
+use std::path::PathBuf;
+
+use cairn_protocol::sig;
+
+use crate::agent::{booted, ServedAgent};
+use crate::world::*;
+
+fn interop_binary() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rust-sdk/Cargo.toml");
+    // `<target>/tmp/..` is the workspace target dir; setup.sh builds into the same place.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../dstack-rust-sdk");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cargo must run");
+    assert!(
+        out.status.success(),
+        "building {} failed (run scripts/setup.sh): {}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/cairn-dstack-rust-sdk-interop")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_rust_dstack_sdk_works_with_every_method() {
+    let bin = interop_binary();
+    let kms = StubKms::start(Mode::Honest).await;
+    let (s, state, _tee) = booted(&kms).await;
+    let agent = ServedAgent::unix(&s, state).await;
+    let out = tokio::process::Command::new(&bin)
+        .arg(&agent.socket)
+        .output()
+        .await
+        .unwrap();
+    agent.stop().await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (method, result) in v.as_object().unwrap() {
+        assert!(
+            result.get("error").is_none(),
+            "{method} failed through the Rust SDK: {result}"
+        );
+    }
+    // emit_event: the SDK parses the reply as `()`, so the agent answered JSON null
+    assert_eq!(v["emit_event"], "ok");
+    // get_key: the chain verifies to the KMS root; to_account is the same key's address
+    let key = &v["get_key"];
+    let sk =
+        k256::ecdsa::SigningKey::from_slice(&hex::decode(key["key"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let chain: Vec<[u8; 65]> = key["signature_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    sig::verify_signature_chain(
+        &s.app_id().0,
+        "eth",
+        &sig::compressed(sk.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root_keys(MASTER).k256().verifying_key(),
+    )
+    .unwrap();
+    assert_eq!(
+        v["to_account"].as_str().unwrap().to_lowercase(),
+        format!("0x{}", hex::encode(sig::eth_address(sk.verifying_key())))
+    );
+    // get_quote: verifies, and the SDK's replay equals the quoted RTMR3
+    let q = &v["get_quote"];
+    let mut rd = [0u8; 64];
+    rd[..8].copy_from_slice(b"rust-sdk");
+    let vq = verifier()
+        .verify(
+            &hex::decode(q["quote"].as_str().unwrap()).unwrap(),
+            q["event_log"].as_str().unwrap().as_bytes(),
+            &rd,
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(q["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    assert_eq!(v["info"]["app_id"], hex::encode(s.app_id().0));
+    // sign/verify round trip through the SDK
+    assert_eq!(v["verify"]["valid"], true);
+    assert_eq!(v["verify"]["tampered"], false);
+    assert_eq!(
+        v["get_tls_key"]["certificate_chain"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // legacy client: the derived key is stable for a path and its raw scalar is dstack's
+    let raw = v["tappd_derive_key"]["raw_key"].as_str().unwrap();
+    let scalar = sig::derive_path_key(
+        &kms.app_keys(&s.app_id(), &s.instance_id()).k256_secret(),
+        b"legacy/path",
+    )
+    .map(|k| hex::encode(k.to_bytes()))
+    .unwrap();
+    assert_eq!(raw, scalar);
+    assert_eq!(v["tappd_get_quote"]["hash_algorithm"], "raw");
+    verifier()
+        .verify(
+            &hex::decode(v["tappd_get_quote"]["quote"].as_str().unwrap()).unwrap(),
+            v["tappd_get_quote"]["event_log"]
+                .as_str()
+                .unwrap()
+                .as_bytes(),
+            &[7; 64],
+            unix_now(),
+        )
+        .unwrap();
+    assert_eq!(v["tappd_info"]["app_id"], hex::encode(s.app_id().0));
+}

@@ -1,0 +1,218 @@
+//! docker-compose apps end to end: anvil + the real KMS + `cairn_guest::boot` with the
+//! `docker-compose` runner on this machine's Docker engine (`scripts/setup.sh` starts
+//! one; without it these tests fail, they never skip).
+//!
+//! The app's container does what a dstack app does: it mounts `/var/run/dstack.sock`
+//! (the runner points that mount at this CVM's agent socket), asks the agent for a key,
+//! and gets the decrypted env through `${VAR}` substitution. It serves both over HTTP on
+//! the host network, and the test compares them with what the KMS derives and what the
+//! deployer encrypted.
+
+use std::time::Duration;
+
+use cairn_attestation::ids::{AppId, InstanceId};
+use cairn_e2e::*;
+use cairn_protocol::agent::GetKeyResponse;
+use cairn_protocol::env::{EnvVar, EnvVars};
+use cairn_protocol::sig;
+
+/// The containers' stop grace in these tests.
+const GRACE: Duration = Duration::from_secs(2);
+
+fn env(api_key: &str, port: u16) -> EnvVars {
+    EnvVars::new(vec![
+        EnvVar {
+            key: "API_KEY".into(),
+            value: api_key.into(),
+        },
+        EnvVar {
+            key: "PORT".into(),
+            value: port.to_string(),
+        },
+    ])
+    .expect("env vars")
+}
+
+/// The key the KMS derives for this app, then the dstack `GetKey` derivation for `path`.
+fn kms_derived_key(app_id: [u8; 20], path: &str) -> k256::ecdsa::SigningKey {
+    let app = cairn_kms::AppKeys::derive(
+        &cairn_kms::MasterSecret::from_bytes(MASTER),
+        &root_keys(),
+        &AppId(app_id),
+        &InstanceId::None,
+    )
+    .expect("KMS derivation");
+    sig::derive_path_key(&app.k256_secret(), path.as_bytes()).expect("path key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_down_leaves_nothing(
+) {
+    let image = agent_app_image();
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let app_id = app.app_id();
+    let cvm = Cvm::with_compose(
+        &kms.url(),
+        app_id,
+        0x21,
+        agent_app_compose("compose-demo", &image),
+    );
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let port = free_port();
+    let mut public = kms.public_client().await;
+    let blob = encrypt_env_for_app(
+        &mut public,
+        &net.chain,
+        app_id.into_array(),
+        &env("s3cret in a container $HOME", port),
+    )
+    .await
+    .unwrap();
+    cvm.set_encrypted_env(&blob);
+
+    let mut booted = cvm.boot().await.unwrap();
+    let running = booted.app.as_mut().expect("the app started");
+    let project = running
+        .compose()
+        .expect("a compose app")
+        .project()
+        .to_owned();
+    let _cleanup = ProjectGuard(project.clone());
+    // The agent is served after boot returns, as by the binary; `up` waits for it.
+    let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
+    running.compose_mut().unwrap().ready().await.unwrap();
+
+    // The decrypted env reached the container through `${API_KEY}`, byte-exact.
+    let served_env = wait_for_http(port, "/env", &project).await;
+    assert_eq!(served_env, b"s3cret in a container $HOME");
+
+    // The container's GetKey over /var/run/dstack.sock equals the KMS-derived key...
+    let got: GetKeyResponse =
+        serde_json::from_slice(&wait_for_http(port, "/getkey.json", &project).await).unwrap();
+    let expected = kms_derived_key(app_id.into_array(), "e2e/docker");
+    assert_eq!(got.key, hex::encode(expected.to_bytes()));
+    // ...and its signature chain ends at the root key registered on chain.
+    let at = net.chain.policy_block().await.unwrap();
+    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
+    let chain: Vec<[u8; 65]> = got
+        .signature_chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    sig::verify_signature_chain(
+        &app_id.into_array(),
+        "signing",
+        &sig::compressed(expected.verifying_key()),
+        &chain[0],
+        &chain[1],
+        &root,
+    )
+    .unwrap();
+
+    // The runner sees the running container under this instance's project.
+    let containers = running.compose().unwrap().containers().await.unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].service, "app");
+    assert!(containers[0].is_running(), "{containers:?}");
+    assert!(project.starts_with("cairn-compose-demo-"), "{project}");
+
+    // Stop = compose down: no container of the project is left, nothing serves.
+    running.stop(GRACE).await.unwrap();
+    assert_eq!(project_containers(&project), Vec::<(String, String)>::new());
+    assert!(
+        http_get(port, "/env").await.is_none(),
+        "the app still answers"
+    );
+    agent.stop().await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_of_one_compose_app_on_one_host_do_not_collide() {
+    let image = agent_app_image();
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let app_id = app.app_id();
+    let compose = agent_app_compose("twins", &image);
+    // One compose hash, two CVMs (different hosts and instance seeds).
+    let a = Cvm::with_compose(&kms.url(), app_id, 0x22, compose.clone());
+    let b = Cvm::with_compose(&kms.url(), app_id, 0x23, compose);
+    assert_eq!(a.compose_hash(), b.compose_hash());
+    app.add_compose_hash(a.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let mut public = kms.public_client().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    for (cvm, key, port) in [(&a, "key-a", port_a), (&b, "key-b", port_b)] {
+        let blob = encrypt_env_for_app(
+            &mut public,
+            &net.chain,
+            app_id.into_array(),
+            &env(key, port),
+        )
+        .await
+        .unwrap();
+        cvm.set_encrypted_env(&blob);
+    }
+
+    let mut boot_a = a.boot().await.unwrap();
+    let mut boot_b = b.boot().await.unwrap();
+    let app_a = boot_a.app.as_mut().unwrap();
+    let app_b = boot_b.app.as_mut().unwrap();
+    let project_a = app_a.compose().unwrap().project().to_owned();
+    let project_b = app_b.compose().unwrap().project().to_owned();
+    let _cleanup = (
+        ProjectGuard(project_a.clone()),
+        ProjectGuard(project_b.clone()),
+    );
+    assert_ne!(project_a, project_b);
+    let agent_a = Agent::serve(&a.agent_socket(), boot_a.state.clone());
+    let agent_b = Agent::serve(&b.agent_socket(), boot_b.state.clone());
+    app_a.compose_mut().unwrap().ready().await.unwrap();
+    app_b.compose_mut().unwrap().ready().await.unwrap();
+
+    // Each container reached its own CVM's agent (its own instance id) and got its own env.
+    for (port, project, state, key) in [
+        (port_a, &project_a, &boot_a.state, "key-a"),
+        (port_b, &project_b, &boot_b.state, "key-b"),
+    ] {
+        assert_eq!(wait_for_http(port, "/env", project).await, key.as_bytes());
+        let info: serde_json::Value =
+            serde_json::from_slice(&wait_for_http(port, "/info.json", project).await).unwrap();
+        assert_eq!(
+            info["instance_id"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            hex::encode(state.instance_id.as_bytes()),
+            "{project}"
+        );
+    }
+    assert_ne!(
+        boot_a.state.instance_id.as_bytes(),
+        boot_b.state.instance_id.as_bytes()
+    );
+    assert_eq!(project_containers(&project_a).len(), 1);
+    assert_eq!(project_containers(&project_b).len(), 1);
+
+    // Stopping one leaves the other running.
+    app_a.stop(GRACE).await.unwrap();
+    assert!(project_containers(&project_a).is_empty());
+    assert!(http_get(port_a, "/env").await.is_none());
+    let b_left = project_containers(&project_b);
+    assert_eq!(b_left.len(), 1);
+    assert_eq!(b_left[0].1, "running");
+    assert_eq!(
+        http_get(port_b, "/env").await,
+        Some((200, b"key-b".to_vec()))
+    );
+    app_b.stop(GRACE).await.unwrap();
+    assert!(project_containers(&project_b).is_empty());
+    agent_a.stop().await;
+    agent_b.stop().await;
+    kms.stop().await;
+}
