@@ -34,11 +34,14 @@
 //! - `hostapi` — the per-CVM guest → host socket.
 //! - `server` — the router, auth, handlers, OpenAPI, [`run`].
 //! - `client` — [`VmmClient`], the API's client (CLI, tests).
+//! - `envcrypt` — [`encrypt_env`]: the KMS env key checked against the chain, then
+//!   encryption (what clients do before they send `encrypted_env`).
 //! - `metrics` — Prometheus metrics.
 
 mod backend;
 mod client;
 mod config;
+mod envcrypt;
 mod error;
 mod hostapi;
 mod images;
@@ -57,13 +60,14 @@ mod supervisor;
 pub use crate::{
     // Backends (the trait, and the qemu host check and command line for operators).
     backend::{check_tdx, Backend, Launch, ProcessBackend, QemuBackend},
-    // The API's client.
-    client::{ClientError, Endpoint, VmmClient},
+    // The API's client, and deploy-time env encryption for its users.
+    client::{ClientError, Endpoint, Streaming, VmmClient},
     // Running a VMM: configuration, listeners, the server, the manager.
     config::{
         ApiSection, BackendKind, BackendSection, ChainSection, Config, CvmSection, ImageKindConfig,
         ImageSection, LogsSection, ProcessSection, QemuSection, ENV_PREFIX,
     },
+    envcrypt::{encrypt_env, encrypt_env_over, EnvError, ENV_PUBKEY_MAX_AGE_SECS},
     // Errors.
     error::{Conflict, Error, Result},
     images::{BootFiles, Catalog, Image},

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cairn_e2e::vmm::{sleeper_compose, VmmNode};
+use cairn_e2e::vmm::{app_answer, sleeper_compose, web_compose, VmmNode};
 use cairn_e2e::{compose_hash, Devnet, CONFIRMATIONS};
 use cairn_protocol::api::ErrorBody;
 use cairn_protocol::vmm::{CvmInfo, CvmList, CvmState, UpgradeState};
@@ -15,7 +15,16 @@ async fn cairn(vmm: &VmmNode, args: &[&str]) -> (bool, String, String) {
         .arg("--vmm")
         .arg(format!("unix:{}", vmm.socket.display()))
         .args(args)
+        // Hermetic: nothing from a developer's shell (e.g. a sourced devnet.env).
         .env_remove("CAIRN_VMM")
+        .env_remove("CAIRN_VMM_TOKEN_FILE")
+        .env_remove("CAIRN_RPC_URL")
+        .env_remove("CAIRN_CHAIN_ID")
+        .env_remove("CAIRN_KMS_AUTH")
+        .env_remove("CAIRN_KMS_URL")
+        .env_remove("CAIRN_KMS_TRUST")
+        .env_remove("CAIRN_PCCS_URL")
+        .env_remove("CAIRN_SIM_PKI_SEED")
         .output()
         .await
         .expect("run cairn");
@@ -219,5 +228,88 @@ async fn human_output_shows_state_progress_and_why_an_upgrade_did_not_happen() {
     let (ok, out, _) = cairn(&vmm, &["logs", "sleeper"]).await;
     assert!(ok);
     assert!(out.contains("sleeper up"), "{out}");
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_with_env_encrypts_it_here_for_the_key_the_chain_vouches_for() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = web_compose("v1");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    let files = tempfile::tempdir().unwrap();
+    let compose_file = write(files.path(), "web.json", &compose);
+    let env_file = write(
+        files.path(),
+        "app.env",
+        "# the app's secret\nAPI_KEY=from-the-cli\n",
+    );
+    let app_id = format!("{}", app.app_id());
+    let rpc = net.anvil.endpoint_url().to_string();
+    let chain_id = net.anvil.chain_id().to_string();
+    let kms_auth = format!("{}", net.kms_auth);
+    let kms_url = kms.url();
+    let chain = [
+        "--rpc-url",
+        rpc.as_str(),
+        "--chain-id",
+        chain_id.as_str(),
+        "--kms-auth",
+        kms_auth.as_str(),
+        "--kms-trust",
+        "simulator",
+        "--env-kms-url",
+        kms_url.as_str(),
+    ];
+
+    // Without the chain the CLI refuses to encrypt (and sends nothing).
+    let (ok, _, err) = cairn(
+        &vmm,
+        &[
+            "deploy",
+            "--name",
+            "web",
+            "--compose",
+            &compose_file,
+            "--app-id",
+            &app_id,
+            "--env",
+            "API_KEY=x",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("--env needs the chain"), "{err}");
+    assert!(vmm.client().list().await.unwrap().cvms.is_empty());
+
+    let mut args = vec![
+        "deploy",
+        "--name",
+        "web",
+        "--compose",
+        &compose_file,
+        "--app-id",
+        &app_id,
+        "--port",
+        "8080",
+        "--env-file",
+        &env_file,
+    ];
+    args.extend_from_slice(&chain);
+    let info: CvmInfo = cairn_json(&vmm, &args).await;
+    assert!(info.has_encrypted_env);
+    let running = vmm.wait_state(&info.id, CvmState::Running).await;
+    let body = app_answer(running.ports[0].host_port).await;
+    assert!(body.starts_with("API_KEY=from-the-cli;"), "{body}");
+    // The VMM holds only ciphertext.
+    let manifest = std::fs::read_to_string(
+        vmm.state_dir()
+            .join("cvms")
+            .join(&info.id)
+            .join("manifest.json"),
+    )
+    .unwrap();
+    assert!(!manifest.contains("from-the-cli"));
     kms.stop().await;
 }

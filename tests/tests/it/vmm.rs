@@ -62,16 +62,24 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
     let vmm = VmmNode::start(&net, &kms, "").await;
     let c = vmm.client();
 
-    // The client encrypts the env for the app's KMS key, checked against the chain.
+    // The client encrypts the env for the app's KMS key, checked against the chain
+    // (the library function the CLI uses).
     let mut public = kms.public_client().await;
     let vars = EnvVars::new(vec![EnvVar {
         key: "API_KEY".into(),
         value: "vmm-s3cret".into(),
     }])
     .unwrap();
-    let env = encrypt_env_for_app(&mut public, &net.chain, app_id.into_array(), &vars)
-        .await
-        .unwrap();
+    let env = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.chain,
+        app_id.into_array(),
+        &vars,
+        cairn_kms::unix_now(),
+    )
+    .await
+    .unwrap();
     let mut req = create("web", app_id, &compose, &[8080]);
     req.encrypted_env = Some(env);
     let created = c.create(&req).await.unwrap();
@@ -515,5 +523,66 @@ async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop(
     let (status, _, _) = api_err(c.get(&id).await.unwrap_err());
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(cvm_dirs(&vmm), 0);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_sign() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let vars = EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: "never-encrypted".into(),
+    }])
+    .unwrap();
+    let app_id = app.app_id().into_array();
+    // A stale answer is refused too (the KMS signed "now"; we are an hour later).
+    let err = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.chain,
+        app_id,
+        &vars,
+        cairn_kms::unix_now() + 3600,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_vmm::EnvError::Protocol(cairn_protocol::Error::StaleTimestamp { .. })
+        ),
+        "{err:?}"
+    );
+    // The chain now names another root: the running KMS's signature no longer verifies.
+    let other =
+        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
+    net.chain
+        .set_kms_root_keys(
+            2,
+            other.k256_public().to_vec().into(),
+            other.ca().spki_der().into(),
+        )
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let err = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.chain,
+        app_id,
+        &vars,
+        cairn_kms::unix_now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_vmm::EnvError::Protocol(cairn_protocol::Error::WrongSigner)
+        ),
+        "{err:?}"
+    );
     kms.stop().await;
 }

@@ -17,6 +17,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod env;
+
 use anyhow::{anyhow, bail, Context as _};
 use cairn_protocol::vmm::{
     CreateCvmRequest, CvmInfo, CvmList, CvmState, PortRequest, UpgradeRequest, UpgradeState,
@@ -112,8 +114,10 @@ struct DeployArgs {
     #[arg(long, default_value_t = 1024)]
     memory_mb: u32,
     /// The encrypted env (binary ciphertext for the app's KMS env key).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["env", "env_file"])]
     encrypted_env: Option<PathBuf>,
+    #[command(flatten)]
+    env: env::EnvArgs,
     /// KMS URL (repeatable; default: the VMM's).
     #[arg(long = "kms-url")]
     kms_urls: Vec<String>,
@@ -136,8 +140,13 @@ struct UpgradeArgs {
     #[arg(long)]
     image: Option<String>,
     /// A new encrypted env (binary ciphertext).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["env", "env_file"])]
     encrypted_env: Option<PathBuf>,
+    /// The app id the new env is for (required with --env: it must be the CVM's).
+    #[arg(long)]
+    app_id: Option<String>,
+    #[command(flatten)]
+    env: env::EnvArgs,
     /// If the chain does not allow the new compose yet, wait for a vote/timelock.
     #[arg(long)]
     wait: bool,
@@ -159,7 +168,7 @@ fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+pub(crate) fn read_text(path: &PathBuf) -> anyhow::Result<String> {
     String::from_utf8(read_file(path)?).map_err(|_| anyhow!("{} is not UTF-8", path.display()))
 }
 
@@ -224,9 +233,14 @@ async fn execute(client: &VmmClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             }
         }
         VmCommand::Deploy(d) => {
+            let app_id = d.app_id.as_deref().map(parse_app_id).transpose()?;
+            let encrypted_env = match d.env.encrypt(app_id, &d.kms_urls).await? {
+                Some(blob) => Some(blob),
+                None => d.encrypted_env.as_ref().map(read_file).transpose()?,
+            };
             let req = CreateCvmRequest {
                 name: d.name,
-                app_id: d.app_id.as_deref().map(parse_app_id).transpose()?,
+                app_id,
                 compose: read_text(&d.compose)?,
                 image: d.image,
                 vcpus: d.vcpus,
@@ -236,7 +250,7 @@ async fn execute(client: &VmmClient, cmd: VmCommand, json: bool) -> anyhow::Resu
                     .iter()
                     .map(|p| parse_port(p))
                     .collect::<anyhow::Result<_>>()?,
-                encrypted_env: d.encrypted_env.as_ref().map(read_file).transpose()?,
+                encrypted_env,
                 kms_urls: (!d.kms_urls.is_empty()).then_some(d.kms_urls),
                 gateway_urls: (!d.gateway_urls.is_empty()).then_some(d.gateway_urls),
                 start: !d.no_start,
@@ -263,9 +277,24 @@ async fn execute(client: &VmmClient, cmd: VmCommand, json: bool) -> anyhow::Resu
 }
 
 async fn upgrade(client: &VmmClient, u: UpgradeArgs, json: bool) -> anyhow::Result<()> {
+    let app_id = u.app_id.as_deref().map(parse_app_id).transpose()?;
+    let mut encrypted_env = u.encrypted_env.as_ref().map(read_file).transpose()?;
+    if !u.env.env.is_empty() || u.env.env_file.is_some() {
+        // The env is encrypted for the app id given here, never for one a VMM reports
+        // (a VMM naming an app it controls would get the plaintext to it); the CVM must
+        // be that app's.
+        let current = client.get(&u.id).await?;
+        if app_id.is_some_and(|a| a != current.app_id) {
+            bail!(
+                "--app-id does not match the CVM's app 0x{}",
+                hex::encode(current.app_id)
+            );
+        }
+        encrypted_env = u.env.encrypt(app_id, &current.kms_urls).await?;
+    }
     let req = UpgradeRequest {
         compose: read_text(&u.compose)?,
-        encrypted_env: u.encrypted_env.as_ref().map(read_file).transpose()?,
+        encrypted_env,
         image: u.image,
         wait_for_approval: u.wait,
         approval_timeout_secs: Some(u.timeout),
