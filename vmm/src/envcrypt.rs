@@ -16,10 +16,10 @@
 
 use cairn_kms_client::{KmsClient, KmsConnection};
 use cairn_onchain::ChainClient;
-use cairn_protocol::env::EnvVars;
+use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVars};
 
 /// How old an env-pubkey answer may be (seconds).
-pub const ENV_PUBKEY_MAX_AGE_SECS: u64 = 600;
+pub const ENV_PUBKEY_MAX_AGE_SECS: u64 = cairn_protocol::env::DEFAULT_ENV_PUBKEY_MAX_AGE_SECS;
 
 /// Why deploy-time env encryption refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +31,6 @@ pub enum EnvError {
     /// No KMS root key is registered on chain.
     #[error("no KMS root key is registered on chain")]
     NoRootKey,
-    /// The registered root key is not a valid k256 public key.
-    #[error("the root key registered on chain is not a k256 public key")]
-    BadRootKey,
     /// The KMS could not be reached, failed its attestation, or answered an error.
     #[error("KMS: {0}")]
     Kms(#[from] cairn_kms_client::Error),
@@ -68,9 +65,14 @@ pub async fn encrypt_env_over(
 ) -> Result<Vec<u8>, EnvError> {
     let at = chain.policy_block().await?;
     let root = chain.root_keys(at).await?.ok_or(EnvError::NoRootKey)?;
-    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey)
-        .map_err(|_| EnvError::BadRootKey)?;
     let resp = conn.env_pubkey(&app_id).await?;
-    let public_key = resp.verify(&app_id, &root, now, ENV_PUBKEY_MAX_AGE_SECS)?;
-    Ok(cairn_protocol::env::encrypt(&public_key, &app_id, vars)?)
+    // A malformed root key is `InvalidPublicKey`, a key it did not sign a signature
+    // error: nothing is encrypted unless every check passed.
+    Ok(encrypt_env_for_app(
+        &resp,
+        &root.k256_pubkey,
+        &app_id,
+        vars,
+        EnvEncryption::new(now),
+    )?)
 }

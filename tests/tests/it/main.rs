@@ -4,6 +4,7 @@
 //! `docker-compose` runner on the machine's Docker engine (`docker_compose`);
 //! `vmm` runs the VMM with the real `cairn-guest` binary.
 
+mod acme;
 mod audit;
 mod boot;
 mod docker_compose;
