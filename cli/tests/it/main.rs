@@ -248,7 +248,7 @@ async fn deploy_with_env_encrypts_it_here_for_the_key_the_chain_vouches_for() {
     let app_id = format!("{}", app.app_id());
     let rpc = net.anvil.endpoint_url().to_string();
     let chain_id = net.anvil.chain_id().to_string();
-    let kms_auth = format!("{}", net.kms_auth);
+    let kms_auth = format!("{}", net.kms_auth());
     let kms_url = kms.url();
     let chain = [
         "--rpc-url",

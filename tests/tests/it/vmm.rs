@@ -73,7 +73,7 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
     let env = cairn_vmm::encrypt_env(
         &kms_client(),
         &kms.url(),
-        &net.chain,
+        &net.client,
         app_id.into_array(),
         &vars,
         cairn_kms::unix_now(),
@@ -119,7 +119,16 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
     )
     .unwrap();
     assert!(body.contains(&format!("log_index={};", receipt.log_index)));
-    verify_receipt(&mut public, &net.chain, &receipt, app_id.into_array()).await;
+    let record = cairn_onchain::verify_receipt(
+        &net.client,
+        &mut public,
+        &receipt,
+        app_id,
+        cairn_tlog::ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.app_id, app_id);
 
     // Status, logs and the app's on-chain status.
     let logs = String::from_utf8(c.logs(&created.id, 100).await.unwrap()).unwrap();
@@ -202,8 +211,8 @@ async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_any
 
     // A scheduled hash says when it activates.
     let later = sleeper_compose("v2");
-    let at = net.chain.policy_block().await.unwrap();
-    let now = net.chain.block_timestamp(at).await.unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let now = net.client.block_timestamp(at).await.unwrap();
     app.schedule_compose_hash(compose_hash(later.as_bytes()), now + 3600)
         .await
         .unwrap();
@@ -252,7 +261,7 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
     let kms = net.start_kms().await;
     let params = GovernanceParams::devnet(net.owner);
     let dao = net
-        .chain
+        .client
         .connection()
         .deploy_governance(&params)
         .await
@@ -541,7 +550,7 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
     let err = cairn_vmm::encrypt_env(
         &kms_client(),
         &kms.url(),
-        &net.chain,
+        &net.client,
         app_id,
         &vars,
         cairn_kms::unix_now() + 3600,
@@ -558,7 +567,7 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
     // The chain now names another root: the running KMS's signature no longer verifies.
     let other =
         cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
-    net.chain
+    net.client
         .set_kms_root_keys(
             2,
             other.k256_public().to_vec().into(),
@@ -570,7 +579,7 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
     let err = cairn_vmm::encrypt_env(
         &kms_client(),
         &kms.url(),
-        &net.chain,
+        &net.client,
         app_id,
         &vars,
         cairn_kms::unix_now(),
