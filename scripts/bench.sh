@@ -4,7 +4,8 @@
 #   scripts/bench.sh            all benchmarks
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
-#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil (docs/benchmarks.md)
+#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
+#   scripts/bench.sh vmm        VMM deploy latency and 50 CVMs on one VMM (list p99, RSS)
 #   scripts/bench.sh gateway [SECS CONNS REVOCATIONS]
 #                               wrk through the gateway vs direct (terminate, passthrough,
 #                               plain opt-in; keep-alive and new connections) and the
@@ -18,9 +19,19 @@ case "$what" in
   tlog) cargo bench -p cairn-tlog ;;
   attestation) cargo bench -p cairn-attestation ;;
   kms)
-    # closed loop at 64 clients (saturation), then 64 clients at an offered 1000/s
+    # closed loop at 64 clients (saturation), then 64 clients at an offered 1000/s with
+    # one RPC endpoint (quorum 1) and with two proxies in front of anvil that must agree
+    # (quorum 2)
     cargo run --release -p cairn-kms --example kms_bench -- 64 10
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
+    CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
+    ;;
+  vmm)
+    # release builds of the VMM and the guest it runs; 50 CVMs, 1000 list calls
+    cargo build --release -p cairn-vmm -p cairn-guest
+    CAIRN_VMM_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-vmm" \
+      CAIRN_GUEST_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-guest" \
+      cargo run --release -p cairn-e2e --example vmm_bench -- 50 1000
     ;;
   gateway)
     need wrk "Debian's wrk package (apt-get install wrk)"
@@ -32,7 +43,8 @@ case "$what" in
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
+    "$0" vmm
     "$0" gateway
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, gateway, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, vmm, gateway, all)" ;;
 esac

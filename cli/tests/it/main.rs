@@ -2,3 +2,4 @@
 //! anvil.
 
 mod gateway;
+mod vm;

@@ -8,6 +8,7 @@
 //! - [`compose`], [`sysconfig`]: the host share of a CVM (`app-compose.json`,
 //!   `sys-config.json`, `.instance-info`);
 //! - [`agent`]: the dstack-compatible guest-agent API;
+//! - [`vmm`]: the VMM's HTTP API; [`hostapi`]: the guest → VMM boot-progress channel.
 //! - [`gateway`]: the gateway's registration and status API.
 //!
 //! What it does **not** do: networking, key storage, or trusting anything. Verification
@@ -21,6 +22,10 @@
 //! - `gateway` — gateway API wire types.
 //! - `sig` — signatures and the app-key chain.
 //! - `env` — encrypted environment.
+//! - `vmm`, `hostapi` — the VMM's API and its guest → host channel.
+//!
+//! # Feature flags
+//! - `openapi`: derives `utoipa::ToSchema` on the [`vmm`] types; changes nothing else.
 //! - `error` — [`Error`].
 
 pub mod agent;
@@ -31,7 +36,9 @@ pub mod env;
 mod error;
 pub mod gateway;
 pub mod hex0x;
+pub mod hostapi;
 pub mod sig;
 pub mod sysconfig;
+pub mod vmm;
 
 pub use error::{Error, Result};
