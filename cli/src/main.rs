@@ -4,8 +4,8 @@
 //! Human output by default, `--json` for scripts (errors too: `{"error":{…}}` on stdout
 //! and a non-zero exit).
 
-mod vm;
 mod gateway;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Group {
     /// Run CVMs on a VMM: list, deploy, upgrade, stop, start, rm, logs, status.
-    Vm(vm::VmArgs),
+    Vm(Box<vm::VmArgs>),
     /// Look at a gateway node: admitted instances and the chain's verdicts.
     Gateway(gateway::GatewayArgs),
 }
@@ -31,7 +31,7 @@ enum Group {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.group {
-        Group::Vm(args) => vm::run(args).await,
+        Group::Vm(args) => vm::run(*args).await,
         Group::Gateway(args) => gateway::run(args).await,
     };
     match result {

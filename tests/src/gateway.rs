@@ -106,7 +106,7 @@ impl Devnet {
     /// confirmations.
     pub async fn deploy_gateway_app(&self) -> AppAuthClient {
         let app = self.deploy_app(self.owner, None).await;
-        self.chain
+        self.client
             .set_gateway_app_id(app.app_id())
             .await
             .expect("set gateway app id");

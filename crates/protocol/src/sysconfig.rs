@@ -380,23 +380,6 @@ mod tests {
     }
 
     #[test]
-    fn port_map_is_bounded_and_named_for_the_app() {
-        let c = SysConfig::parse(
-            br#"{"kms_urls":[],"port_map":[{"guest_port":8080,"host_port":20001}]}"#,
-        )
-        .unwrap();
-        assert_eq!(c.port_map[0].env_name(), "CAIRN_PORT_8080");
-        let many = serde_json::to_vec(&serde_json::json!({
-            "port_map": vec![serde_json::json!({"guest_port": 1, "host_port": 2}); MAX_PORT_MAP + 1]
-        }))
-        .unwrap();
-        assert!(matches!(
-            SysConfig::parse(&many).unwrap_err(),
-            ShareFileError::Json { .. }
-        ));
-    }
-
-    #[test]
     fn instance_info_decodes_hex_and_rejects_bad_lengths() {
         let i = InstanceInfo::parse(
             format!(
