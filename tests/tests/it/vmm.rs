@@ -128,7 +128,7 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
     )
     .await
     .unwrap();
-    assert_eq!(record.app_id, app_id);
+    assert_eq!(record.boot.app_id, app_id);
 
     // Status, logs and the app's on-chain status.
     let logs = String::from_utf8(c.logs(&created.id, 100).await.unwrap()).unwrap();
