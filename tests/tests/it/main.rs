@@ -6,6 +6,7 @@
 mod acme;
 mod audit;
 mod boot;
+mod cluster;
 mod docker_compose;
 mod governance;
 mod python_sdk;
