@@ -65,6 +65,16 @@ pub enum Error {
         /// The generation.
         generation: u64,
     },
+    /// A log append reported fewer entries than it was given (a bug, never expected).
+    #[error("the log returned fewer receipts than entries appended")]
+    LogAppendLost,
+    /// A generation asked for at onboarding is neither the chain's current one nor the
+    /// previous one in its transition window.
+    #[error("key generation {generation} is not served on chain (neither current nor in a transition window)")]
+    GenerationNotServed {
+        /// The generation.
+        generation: u64,
+    },
     /// The store holds no identity yet.
     #[error("the data directory holds no KMS identity; run bootstrap or onboard first")]
     NotBootstrapped,

@@ -32,6 +32,9 @@ pub enum Check {
     Policy(cairn_onchain::Check),
     /// `sign-cert`: the CSR does not verify or its key is not the attested client key.
     Csr,
+    /// `app-key` with `previous_generation: "required"`: the chain serves no previous key
+    /// generation (never rotated with a window, or the window ended: retired).
+    KeyGeneration,
 }
 
 impl Check {
@@ -45,6 +48,7 @@ impl Check {
             Check::OsImageMeasurements => "denied.os_image_measurements",
             Check::Policy(c) => c.code(),
             Check::Csr => "denied.csr",
+            Check::KeyGeneration => "denied.key_generation",
         }
     }
 }

@@ -12,6 +12,7 @@ mod onboard;
 mod registration;
 mod release;
 mod robustness;
+mod rotation;
 mod self_check;
 mod shutdown;
 mod sign_cert;
