@@ -44,4 +44,4 @@ pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, Result};
 pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
-pub use state::{AppSecrets, GuestState};
+pub use state::{AppSecrets, GuestState, PreviousSecrets};

@@ -321,6 +321,7 @@ async fn handle(
                     policy_block_number: 1,
                     policy_block_hash: [0; 32],
                 },
+                previous: None,
             };
             json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
         }
