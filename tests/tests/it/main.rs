@@ -10,4 +10,5 @@ mod cluster;
 mod docker_compose;
 mod governance;
 mod python_sdk;
+mod rotation;
 mod timing;
