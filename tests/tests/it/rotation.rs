@@ -153,3 +153,91 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
         assert_eq!(kms.node.previous_generation(), None);
     }
 }
+
+/// `cairn-kms --config <config> <args…>` to completion; its stdout parsed as JSON.
+fn kms_command(config: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(kms_binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run cairn-kms");
+    assert!(
+        out.status.success(),
+        "cairn-kms {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cairn-kms prints JSON")
+}
+
+fn hex_field(v: &serde_json::Value, field: &str) -> Vec<u8> {
+    hex::decode(v[field].as_str().unwrap().trim_start_matches("0x")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_rotates_a_running_process_cluster_and_onboards_the_new_generation() {
+    let net = Devnet::new().await;
+    let mut cluster = net
+        .start_process_cluster(2, "[log]\nanchor_interval_secs = 1\n")
+        .await;
+    let urls = cluster.urls();
+
+    // `cairn-kms rotate` beside the running node 0: a pending generation 2.
+    let pending = kms_command(&cluster.nodes[0].config_path(), &["rotate"]);
+    assert_eq!(pending["key_generation"], 2);
+    assert_eq!(pending["held_generations"], serde_json::json!([1, 2]));
+    let until = net.head_timestamp().await + WINDOW_SECS;
+    net.rotate_root_keys(
+        2,
+        &hex_field(&pending, "root_k256_public_key"),
+        &hex_field(&pending, "root_ca_spki"),
+        until,
+    )
+    .await;
+    net.mine(CONFIRMATIONS).await;
+
+    // Node 0 switches by itself (its background sync): /v1/meta says generation 2.
+    let meta_generation = |body: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(body).unwrap()["key_generation"].as_u64()
+    };
+    poll_until("node 0 serving generation 2", || async {
+        match cluster.nodes[0].public_get("/v1/meta").await {
+            Some((200, body)) if meta_generation(&body) == Some(2) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+
+    // Node 1: stop, `onboard --generation 2` from node 0, start.
+    cluster.nodes[1].terminate().await;
+    let source = cluster.nodes[0].addr.to_string();
+    let report = kms_command(
+        &cluster.nodes[1].config_path(),
+        &["onboard", "--generation", "2", &source],
+    );
+    assert_eq!(report["key_generation"], 2);
+    cluster.nodes[1].restart().await;
+    let (_, body) = cluster.nodes[1].public_get("/v1/meta").await.unwrap();
+    assert_eq!(meta_generation(&body), Some(2));
+
+    // A guest listing node 1 alone gets generation 2 and generation 1's app key.
+    let app = net.deploy_app(net.owner, None).await;
+    let cvm = Cvm::new(&urls[1], app.app_id(), 0x52, "v1");
+    cvm.set_kms_urls(&urls[1..]);
+    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let head = net.head_number().await;
+    cluster.wait_policy_block(head - CONFIRMATIONS).await;
+    let booted = cvm.boot().await.unwrap();
+    assert_eq!(booted.state.secrets.key_generation, 2);
+    assert_eq!(
+        booted
+            .state
+            .secrets
+            .previous
+            .as_ref()
+            .map(|p| p.key_generation),
+        Some(1)
+    );
+}
