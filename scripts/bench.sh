@@ -5,6 +5,7 @@
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
+#   scripts/bench.sh vmm        VMM deploy latency and 50 CVMs on one VMM (list p99, RSS)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -21,10 +22,18 @@ case "$what" in
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
+  vmm)
+    # release builds of the VMM and the guest it runs; 50 CVMs, 1000 list calls
+    cargo build --release -p cairn-vmm -p cairn-guest
+    CAIRN_VMM_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-vmm" \
+      CAIRN_GUEST_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-guest" \
+      cargo run --release -p cairn-e2e --example vmm_bench -- 50 1000
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
+    "$0" vmm
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, vmm, all)" ;;
 esac

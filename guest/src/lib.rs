@@ -22,6 +22,7 @@
 //! - `kms_trust` — which KMS the guest trusts: the pin, KmsAuth's verdict.
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
+//! - `host_api` — best-effort boot-progress reports to the host (the VMM).
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
 //! - `cli` — the `cairn-guest` command line.
@@ -34,6 +35,7 @@ pub mod agent;
 pub mod boot;
 pub mod cli;
 mod error;
+pub mod host_api;
 pub mod keydir;
 mod kms_trust;
 pub mod runner;
@@ -42,6 +44,7 @@ mod state;
 
 pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, Result};
+pub use host_api::Reporter;
 pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState, PreviousSecrets};

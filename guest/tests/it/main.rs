@@ -7,6 +7,7 @@ mod agent_http;
 mod boot;
 mod cli;
 mod compose;
+mod host_api;
 mod js_sdk;
 mod kms_chain;
 mod python_sdk;
