@@ -191,6 +191,34 @@ async fn a_voted_rotation_serves_both_generations_in_its_window_then_erases_the_
             "no store file still holds generation 1's master"
         );
     }
+    // A retired generation is not handed out by onboarding either (404), and a held
+    // one is refused before anything is asked.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c_opts = w.options(c_dir.path(), 0xE4, &pki());
+    w.register_kms(&c_opts, None).await;
+    SecretStore::open(c_dir.path().join(SECRETS_DIR))
+        .unwrap()
+        .install(MasterSecret::from_bytes(NEW_MASTER), 2)
+        .unwrap();
+    match cairn_kms::onboard_generation(&c_opts, a.addr, 1).await {
+        Err(Error::OnboardRefused { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match cairn_kms::onboard_generation(&c_opts, a.addr, 2).await {
+        Err(Error::GenerationHeld { generation: 2 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        SecretStore::open(c_dir.path().join(SECRETS_DIR))
+            .unwrap()
+            .held()
+            .unwrap()
+            .masters
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
     a.stop().await;
     b.stop().await;
 }
