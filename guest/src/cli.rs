@@ -225,6 +225,13 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         "boot complete"
     );
 
+    // With gateway_enabled, register with every gateway of sys-config, again and again
+    // (stopped when this returns).
+    let _registrations = crate::gateway::spawn(
+        booted.state.clone(),
+        crate::gateway::RegisterOptions::default(),
+    );
+
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut servers = Vec::new();
     // One router for every listener: its clones share one concurrency limit.

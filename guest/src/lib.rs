@@ -6,7 +6,8 @@
 //! keys over mutual RA-TLS, pins the KMS root CA when the compose says so, measures the
 //! system events, decrypts the allowed env vars, writes the keys to a private directory
 //! and starts the app. [`agent`] then serves the dstack-compatible guest-agent API so the
-//! public dstack SDKs work unchanged.
+//! public dstack SDKs work unchanged, and, when the compose enables the gateway,
+//! [`gateway`] registers the instance with every gateway of sys-config.
 //!
 //! What it trusts: the TEE (its RTMR3 and quotes), the configured attestation
 //! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), the KMS root CA its
@@ -25,6 +26,7 @@
 //! - `host_api` — best-effort boot-progress reports to the host (the VMM).
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
+//! - `gateway` — registering with every gateway of sys-config, again and again.
 //! - `cli` — the `cairn-guest` command line.
 //! - `error` — [`Error`].
 //!
@@ -35,6 +37,7 @@ pub mod agent;
 pub mod boot;
 pub mod cli;
 mod error;
+pub mod gateway;
 pub mod host_api;
 pub mod keydir;
 mod kms_trust;

@@ -32,6 +32,8 @@
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
 //!   key (`KmsConnection::env_pubkey`) against.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
+//! - [`gateway`] — gateway scenarios: the gateway app and its CVM, in-process gateway
+//!   nodes, app CVMs running `cairn-echo-app` (`src/bin/`), clients through the gateway.
 //! - [`vmm`] — a real VMM (`cairn_vmm::run`) whose process backend runs the real
 //!   `cairn-guest` binary against the scenario's KMS and chain.
 //! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
@@ -67,6 +69,7 @@ use tokio::task::JoinHandle;
 
 mod cluster;
 mod docker;
+pub mod gateway;
 pub use cluster::{
     cluster_host_seed, kms_binary, poll_until, Cluster, KmsProcess, ProcessCluster,
     PROCESS_DEADLINE,

@@ -9,6 +9,7 @@
 //!   `sys-config.json`, `.instance-info`);
 //! - [`agent`]: the dstack-compatible guest-agent API;
 //! - [`vmm`]: the VMM's HTTP API; [`hostapi`]: the guest → VMM boot-progress channel.
+//! - [`gateway`]: the gateway's registration and status API.
 //!
 //! What it does **not** do: networking, key storage, or trusting anything. Verification
 //! helpers take the expected key from the caller (normally read from the chain).
@@ -18,6 +19,7 @@
 //! - `hex0x` — serde helpers for `0x` hex (fixed, capped, secret).
 //! - `bounded` — serde helpers for capped strings and lists.
 //! - `api` — KMS API wire types.
+//! - `gateway` — gateway API wire types.
 //! - `sig` — signatures and the app-key chain.
 //! - `env` — encrypted environment.
 //! - `vmm`, `hostapi` — the VMM's API and its guest → host channel.
@@ -32,6 +34,7 @@ pub mod bounded;
 pub mod compose;
 pub mod env;
 mod error;
+pub mod gateway;
 pub mod hex0x;
 pub mod hostapi;
 pub mod sig;

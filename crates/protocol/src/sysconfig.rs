@@ -98,7 +98,8 @@ pub struct SysConfig {
     pub host_api_url: Option<String>,
     /// Host ports the VMM mapped to the app's ports (process backend: the app shares the
     /// host's loopback, so it must listen on `host_port`; the guest exports each pair to
-    /// the app as `CAIRN_PORT_<guest_port>=<host_port>`). At most [`MAX_PORT_MAP`].
+    /// the app as `CAIRN_PORT_<guest_port>=<host_port>`, and tells every gateway it
+    /// registers with where each app port is reachable). At most [`MAX_PORT_MAP`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_map: Vec<AppPort>,
     /// The VM configuration as a JSON string (returned by the agent as `vm_config`).

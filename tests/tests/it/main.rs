@@ -9,6 +9,7 @@ mod audit;
 mod boot;
 mod cluster;
 mod docker_compose;
+mod gateway;
 mod governance;
 mod python_sdk;
 mod rotation;
