@@ -13,3 +13,4 @@ mod governance;
 mod python_sdk;
 mod timing;
 mod vmm;
+mod vmm_page;
