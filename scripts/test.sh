@@ -25,6 +25,10 @@ docker_answers || die "no Docker engine answers (docker info): run scripts/setup
 docker image inspect "$CAIRN_BUSYBOX_IMAGE" >/dev/null 2>&1 ||
   die "no image $CAIRN_BUSYBOX_IMAGE: run scripts/setup.sh"
 
+log "chromium: the VMM web page test renders the page in it"
+"${CAIRN_CHROMIUM:-chromium}" --version >/dev/null 2>&1 ||
+  die "no Chromium (${CAIRN_CHROMIUM:-chromium}): run scripts/setup.sh, which installs Debian's chromium"
+
 log "rust: tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -76,8 +76,9 @@ pub use cluster::{
 };
 pub mod vmm;
 pub use docker::{
-    agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
-    require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
+    agent_app_compose, agent_app_compose_on, agent_app_image, free_port, http_get,
+    project_containers, project_logs, projects_with_prefix, require_docker, wait_for_http,
+    ProjectGuard, BUSYBOX_IMAGE,
 };
 
 /// Policy is read this many blocks behind head.

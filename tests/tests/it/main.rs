@@ -15,3 +15,4 @@ mod python_sdk;
 mod rotation;
 mod timing;
 mod vmm;
+mod vmm_page;
