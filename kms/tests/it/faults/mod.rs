@@ -12,6 +12,7 @@
 //! Every test is bounded (deadlines, never a bare wait) and hermetic (its own anvil,
 //! free ports, temp dirs). Shared here: the audit of one node's log for the world's app.
 
+mod chain_outage;
 mod crash;
 mod kill;
 
