@@ -15,6 +15,7 @@
 mod chain_outage;
 mod crash;
 mod kill;
+mod reorg;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
