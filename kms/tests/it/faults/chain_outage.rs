@@ -66,7 +66,9 @@ async fn outage_then_return(behaviour: Behaviour, host_seed: u8) {
     let kms = node_behind(&w, &proxy, host_seed).await;
     let seen = w.guest(host_seed ^ 0x11);
     let mut seen_conn = kms.client(Some(&seen.cert())).await;
-    app_key(&mut seen_conn).await.expect("a release before the outage");
+    app_key(&mut seen_conn)
+        .await
+        .expect("a release before the outage");
     let fresh: Vec<_> = (0..FRESH_GUESTS)
         .map(|i| w.guest(host_seed.wrapping_add(0x20 + i)))
         .collect();
@@ -131,15 +133,23 @@ async fn outage_then_return(behaviour: Behaviour, host_seed: u8) {
         match &a.refused {
             None => {}
             Some((StatusCode::SERVICE_UNAVAILABLE, code)) if code == "unavailable.chain" => {}
-            other => panic!("{behaviour:?}: unexpected answer during the outage: {other:?} ({a:?})"),
+            other => {
+                panic!("{behaviour:?}: unexpected answer during the outage: {other:?} ({a:?})")
+            }
         }
-        assert!(a.took < RPC_TIMEOUT + SLACK, "{behaviour:?}: a release hung: {a:?}");
+        assert!(
+            a.took < RPC_TIMEOUT + SLACK,
+            "{behaviour:?}: a release hung: {a:?}"
+        );
     }
     // After the head failed, nothing is released.
     let late_release = attempts
         .iter()
         .find(|a| a.refused.is_none() && a.at > detected);
-    assert!(late_release.is_none(), "{behaviour:?}: released after the head failed: {late_release:?}");
+    assert!(
+        late_release.is_none(),
+        "{behaviour:?}: released after the head failed: {late_release:?}"
+    );
     let released = attempts.iter().filter(|a| a.refused.is_none()).count() as u64;
     assert_eq!(
         kms.node.log().size(),
@@ -153,7 +163,10 @@ async fn outage_then_return(behaviour: Behaviour, host_seed: u8) {
         if app_key(&mut seen_conn).await.is_ok() && app_key(&mut fresh_conn).await.is_ok() {
             break back.elapsed();
         }
-        assert!(Instant::now() < deadline, "{behaviour:?}: releases never resumed");
+        assert!(
+            Instant::now() < deadline,
+            "{behaviour:?}: releases never resumed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let head = kms.node.policy_head().status();
@@ -174,7 +187,10 @@ async fn outage_then_return(behaviour: Behaviour, host_seed: u8) {
         if anchored >= size && kms.node.readiness().is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "{behaviour:?}: anchoring never resumed");
+        assert!(
+            Instant::now() < deadline,
+            "{behaviour:?}: anchoring never resumed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut source = kms.client(None).await;

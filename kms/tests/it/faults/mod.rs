@@ -14,6 +14,7 @@
 
 mod chain_outage;
 mod crash;
+mod disk_full;
 mod kill;
 mod reorg;
 

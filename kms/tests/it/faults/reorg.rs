@@ -38,14 +38,20 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
 
     // The fork point; then the branch that allows v2, past the confirmations.
     let conn = w.connect(0).await;
-    let snapshot = conn.provider().anvil_snapshot().await.expect("evm_snapshot");
+    let snapshot = conn
+        .provider()
+        .anvil_snapshot()
+        .await
+        .expect("evm_snapshot");
     let fork_point = w.head_number().await;
     w.app
         .add_compose_hash(B256::from(ComposeHash::of_compose(COMPOSE_V2).0))
         .await
         .expect("addComposeHash");
     w.mine(CONFIRMATIONS).await;
-    let orphaned = app_key(&mut v2_conn).await.expect("v2 allowed on this branch");
+    let orphaned = app_key(&mut v2_conn)
+        .await
+        .expect("v2 allowed on this branch");
     let at = (
         orphaned.receipt.policy_block_number,
         B256::from(orphaned.receipt.policy_block_hash),
@@ -55,7 +61,11 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
 
     // The reorg: every block after the fork point replaced by a longer chain without
     // the change (deeper than the confirmations by construction).
-    assert!(conn.provider().anvil_revert(snapshot).await.expect("evm_revert"));
+    assert!(conn
+        .provider()
+        .anvil_revert(snapshot)
+        .await
+        .expect("evm_revert"));
     w.net.mine(old_head - fork_point + 1).await;
     let canonical = w
         .client
@@ -63,7 +73,10 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
         .await
         .expect("read the block")
         .expect("the height exists again");
-    assert_ne!(canonical.hash, at.1, "the release's policy block is orphaned");
+    assert_ne!(
+        canonical.hash, at.1,
+        "the release's policy block is orphaned"
+    );
     assert!(old_head - fork_point > CONFIRMATIONS);
 
     // The node follows by itself (no head sync by the test): its pinned block moves to
@@ -77,7 +90,10 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "the policy head never followed the reorg");
+        assert!(
+            Instant::now() < deadline,
+            "the policy head never followed the reorg"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -100,7 +116,15 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
     // The release made at the orphaned block is flagged by its receipt and the audit.
     let app = Address::from(w.app_id.0);
     let mut source = kms.client(None).await;
-    match verify_receipt(&w.client, &mut source, &orphaned.receipt, app, ReleaseKind::AppKey).await {
+    match verify_receipt(
+        &w.client,
+        &mut source,
+        &orphaned.receipt,
+        app,
+        ReleaseKind::AppKey,
+    )
+    .await
+    {
         Err(ReceiptError::PolicyBlockMismatch {
             number,
             recorded,
@@ -111,9 +135,15 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
         }
         other => panic!("expected PolicyBlockMismatch, got {other:?}"),
     }
-    verify_receipt(&w.client, &mut source, &kept.receipt, app, ReleaseKind::AppKey)
-        .await
-        .expect("the release on the canonical chain verifies");
+    verify_receipt(
+        &w.client,
+        &mut source,
+        &kept.receipt,
+        app,
+        ReleaseKind::AppKey,
+    )
+    .await
+    .expect("the release on the canonical chain verifies");
 
     // Anchoring re-posts the whole log (its anchors on the branch are gone).
     let size = kms.node.log().size();
@@ -130,12 +160,20 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
         if anchored >= size {
             break;
         }
-        assert!(Instant::now() < deadline, "anchoring never re-posted the log");
+        assert!(
+            Instant::now() < deadline,
+            "anchoring never re-posted the log"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let report = audit_app(&w.client, &mut source, Address::from(kms.node.address()), app)
-        .await
-        .expect("audit");
+    let report = audit_app(
+        &w.client,
+        &mut source,
+        Address::from(kms.node.address()),
+        app,
+    )
+    .await
+    .expect("audit");
     assert_eq!(
         report.findings,
         vec![Finding::PolicyBlockMismatch {
