@@ -72,6 +72,7 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     let own_cert = RaTlsCertBuilder::new(Usage::KmsRpc)
         .common_name("Cairn KMS (onboarding)")
         .event_log(&opts.event_log)
+        .issued_at(opts.clock.now())
         .build(opts.tee.as_ref())?;
     let mut conn = peer_client(opts)
         .connect(&format!("https://{source}"), Some(&own_cert))

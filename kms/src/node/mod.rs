@@ -183,7 +183,7 @@ impl Node {
             HeadOptions::new(&opts.chain).with_clock(head_clock),
         )
         .await?;
-        let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+        let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root, clock.now())?;
         let own = evidence::attest(
             Some(server_cert.cert_der.as_ref()),
             &opts.verifier,

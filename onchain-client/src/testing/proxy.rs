@@ -238,7 +238,10 @@ impl std::error::Error for ProxyDown {}
 
 impl Shared {
     fn behaviour(&self) -> Behaviour {
-        *self.behaviour.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -13,6 +13,7 @@
 //! free ports, temp dirs). Shared here: the audit of one node's log for the world's app.
 
 mod chain_outage;
+mod clock_skew;
 mod crash;
 mod disk_full;
 mod kill;
