@@ -5,6 +5,8 @@
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
+#   scripts/bench.sh soak       3 cairn-kms processes, 500 releases/s for 10 min, a node restart every
+#                               2 min (not in `all`: 10 minutes; docs/benchmarks.md "Soak")
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -21,10 +23,16 @@ case "$what" in
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
+  soak)
+    # [secs] [rate/s] [restart every secs] [callers] may follow: scripts/bench.sh soak 60 200 20
+    shift
+    cargo build --release -p cairn-kms --bin cairn-kms --example kms_soak
+    cargo run --release -p cairn-kms --example kms_soak -- "$@"
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, soak, all)" ;;
 esac

@@ -298,13 +298,28 @@ impl ProcCluster {
             } else {
                 // Evidence allowed first: the source checks isKmsAllowed(new node).
                 w.register_kms(&node_opts, None).await;
-                let out = Command::new(bin)
-                    .arg("--config")
-                    .arg(node_dir.join("config.toml"))
-                    .args(["onboard", &nodes[0].addr.to_string()])
-                    .env("RUST_LOG", &opts.rust_log)
-                    .output()
-                    .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+                // The source judges the newcomer at its policy head, which reaches the
+                // block that allowed the newcomer's evidence within a poll interval:
+                // until then the source answers 403 denied.kms_mr, so that one
+                // refusal is retried (polling, to a deadline).
+                let deadline = Instant::now() + READY_DEADLINE;
+                let out = loop {
+                    let out = Command::new(bin)
+                        .arg("--config")
+                        .arg(node_dir.join("config.toml"))
+                        .args(["onboard", &nodes[0].addr.to_string()])
+                        .env("RUST_LOG", &opts.rust_log)
+                        .output()
+                        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    if out.status.success()
+                        || !stderr.contains("denied.kms_mr")
+                        || Instant::now() >= deadline
+                    {
+                        break out;
+                    }
+                    tokio::time::sleep(Duration::from_millis(opts.poll_interval_ms)).await;
+                };
                 assert!(
                     out.status.success(),
                     "cairn-kms onboard failed: {}",
