@@ -64,6 +64,23 @@ struct Caller {
     home: usize,
     conns: Vec<Option<KmsConnection>>,
     client: cairn_kms_client::KmsClient,
+    /// Warm connections found closed and replaced by a fresh one.
+    stale: u64,
+}
+
+/// One `app-key` call on the connection in `slot`, connecting first when it is empty.
+async fn call(
+    client: &cairn_kms_client::KmsClient,
+    url: &str,
+    cert: &RaTlsCert,
+    slot: &mut Option<KmsConnection>,
+) -> Result<AppKeyResponse, cairn_kms_client::Error> {
+    if slot.is_none() {
+        *slot = Some(client.connect(url, Some(cert)).await?);
+    }
+    let conn = slot.as_mut().expect("just connected");
+    conn.call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+        .await
 }
 
 /// What one release cost: its latency, failovers, or why it failed on every URL.
@@ -82,15 +99,16 @@ impl Caller {
             let i = (self.home + k) % self.urls.len();
             let url = &self.urls[i];
             let slot = &mut self.conns[i];
-            let r = async {
-                if slot.is_none() {
-                    *slot = Some(self.client.connect(url, Some(&self.cert)).await?);
-                }
-                let conn = slot.as_mut().expect("just connected");
-                conn.call::<_, AppKeyResponse>(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
-                    .await
+            let warm = slot.is_some();
+            let mut r = call(&self.client, url, &self.cert, slot).await;
+            // A warm connection the node has since closed (idle timeout, restart) fails
+            // on its first use: once, a fresh connection to the same URL (what any
+            // pooled HTTP client does) before this URL counts as failed.
+            if warm && matches!(&r, Err(e) if e.is_retryable()) {
+                *slot = None;
+                self.stale += 1;
+                r = call(&self.client, url, &self.cert, slot).await;
             }
-            .await;
             match r {
                 Ok(_) => {
                     return Outcome {
@@ -101,7 +119,7 @@ impl Caller {
                 }
                 Err(e) => {
                     self.conns[i] = None;
-                    last = format!("{url}: {e}");
+                    last = format!("{url}: {}", error_chain(&e));
                     if !e.is_retryable() {
                         break;
                     }
@@ -115,6 +133,18 @@ impl Caller {
             failed: Some(last),
         }
     }
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The node's log size (its latest checkpoint) and the size anchored on chain.
@@ -200,6 +230,7 @@ async fn main() {
             home: i % urls.len(),
             conns: (0..urls.len()).map(|_| None).collect(),
             client: cluster::client(),
+            stale: 0,
         };
         let releases = releases.clone();
         let offset = period.mul_f64(i as f64 / callers as f64);
@@ -221,7 +252,7 @@ async fn main() {
                     Some(e) => failed.push(e),
                 }
             }
-            (lat, failed, failovers)
+            (lat, failed, failovers, caller.stale)
         }));
     }
 
@@ -290,11 +321,13 @@ async fn main() {
     let mut lat = Vec::new();
     let mut failed = Vec::new();
     let mut failovers = 0;
+    let mut stale = 0;
     for t in tasks {
-        let (l, f, fo) = t.await.expect("caller task");
+        let (l, f, fo, st) = t.await.expect("caller task");
         lat.extend(l);
         failed.extend(f);
         failovers += fo;
+        stale += st;
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort();
@@ -306,7 +339,7 @@ async fn main() {
             * 1e3
     };
     println!(
-        "releases={} failed={} releases/s={:.0} failovers={failovers} restarts={restarts} p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
+        "releases={} failed={} releases/s={:.0} failovers={failovers} stale_reconnects={stale} restarts={restarts} p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
         lat.len(),
         failed.len(),
         lat.len() as f64 / elapsed,
