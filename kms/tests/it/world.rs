@@ -166,6 +166,17 @@ impl Running {
         format!("https://{}", self.addr)
     }
 
+    /// A connection presenting `cert` (or none), the node's evidence verified at `now`
+    /// (a caller whose clock agrees with a node that runs on an injected clock: the
+    /// node's certificate is valid from five minutes before the node's "now").
+    pub async fn client_at(&self, cert: Option<&RaTlsCert>, now: u64) -> KmsConnection {
+        KmsClient::new(verifier_for(&pki()))
+            .with_clock(move || now)
+            .connect(&self.url(), cert)
+            .await
+            .unwrap()
+    }
+
     /// A connection presenting `cert` (or none); the node's evidence verified.
     pub async fn client(&self, cert: Option<&RaTlsCert>) -> KmsConnection {
         KmsClient::new(verifier_for(&pki()))
