@@ -82,7 +82,7 @@ pub use crate::{
     metrics::{GaugeGuard, Metrics, Refusal, Stage, BUCKETS},
     node::{
         install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, LEAF_VALIDITY,
-        LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
+        LOG_DIR, LOG_RECOVERY_INTERVAL, MAX_CSR_ALT_NAMES, SECRETS_DIR,
     },
     // Replication (the new node's side).
     onboard::{onboard, onboard_generation, OnboardReport},

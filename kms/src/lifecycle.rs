@@ -53,7 +53,7 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
     let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
     let identity = store.bootstrap(FIRST_GENERATION)?;
     let root = RootKeys::derive(&identity.master)?;
-    let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+    let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root, opts.clock.now())?;
     let ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der)?;
     let own = evidence::attest(
         Some(cert.cert_der.as_ref()),
@@ -85,6 +85,7 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
 pub async fn own_evidence(opts: &NodeOptions) -> Result<Attested> {
     let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::KmsRpc)
         .event_log(&opts.event_log)
+        .issued_at(opts.clock.now())
         .build(opts.tee.as_ref())?;
     evidence::attest(
         Some(cert.cert_der.as_ref()),

@@ -15,7 +15,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::from_default_env();
-    // Logs go to stderr: stdout carries the commands' JSON output.
+    // Logs go to stderr: stdout carries the commands' JSON output (bootstrap, describe,
+    // onboard), which scripts parse.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

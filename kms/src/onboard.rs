@@ -132,6 +132,7 @@ async fn fetch(
     let own_cert = RaTlsCertBuilder::new(Usage::KmsRpc)
         .common_name("Cairn KMS (onboarding)")
         .event_log(&opts.event_log)
+        .issued_at(opts.clock.now())
         .build(opts.tee.as_ref())?;
     let mut conn = peer_client(opts)
         .connect(&format!("https://{source}"), Some(&own_cert))

@@ -83,6 +83,9 @@ pub enum Dependency {
     /// The log is too far ahead of its on-chain anchor (`log.max_unanchored`) or was
     /// last fully anchored too long ago (`log.max_anchor_age_secs`).
     Anchor,
+    /// The transparency log cannot make an entry durable (a full disk, an I/O error);
+    /// it is reopened in the background until it takes entries again.
+    Log,
 }
 
 impl Dependency {
@@ -97,6 +100,7 @@ impl Dependency {
             Dependency::KeyGeneration => "unavailable.key_generation",
             Dependency::Registration => "self_check.not_registered",
             Dependency::Anchor => "unavailable.anchor",
+            Dependency::Log => "unavailable.log",
         }
     }
 }
@@ -320,6 +324,7 @@ mod tests {
         for (dependency, code) in [
             (Dependency::Registration, "self_check.not_registered"),
             (Dependency::Anchor, "unavailable.anchor"),
+            (Dependency::Log, "unavailable.log"),
         ] {
             let e = ApiError::Unavailable {
                 dependency,

@@ -214,7 +214,7 @@ impl Node {
                 .map_err(Error::Task)??
         };
         let (ring, retired) = plan(&held, gens, Some(&old), |root| {
-            own_cert(self.tee.as_ref(), &self.event_log, root)
+            own_cert(self.tee.as_ref(), &self.event_log, root, self.clock.now())
         })?;
         let ring = Arc::new(ring);
         *self.keyring.lock().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&ring);

@@ -64,6 +64,9 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a log that could not make an entry durable (a full disk) is reopened until
+/// it takes entries again.
+pub const LOG_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a node is built from (the binary fills it from `Config`; tests directly).
 pub struct NodeOptions {
@@ -203,7 +206,7 @@ impl Node {
             .await?
             .ok_or_else(|| no_keys(identity.generation))?;
         let (ring, retired) = keyring::plan(&held, &gens, None, |root| {
-            own_cert(opts.tee.as_ref(), &opts.event_log, root)
+            own_cert(opts.tee.as_ref(), &opts.event_log, root, clock.now())
         })?;
         drop(held);
         if !retired.is_empty() {
@@ -344,16 +347,56 @@ impl Node {
     }
 
     /// Readiness (`GET /healthz`), from local state only (no chain call): not ready while
-    /// releases would be refused for the anchoring bound or the last anchoring round
-    /// failed (`503 unavailable.anchor`, the message says why).
+    /// the log cannot take entries (`503 unavailable.log`), or while releases would be
+    /// refused for the anchoring bound or the last anchoring round failed
+    /// (`503 unavailable.anchor`); the message says why.
     pub fn readiness(&self) -> Result<(), ApiError> {
+        self.log_writable()?;
         self.anchor.health(&self.log)
+    }
+
+    /// `503 unavailable.log` while a failed write (a full disk, an I/O error) keeps the
+    /// log from taking entries; the background recovery ([`Node::recover_log`]) clears it.
+    pub(crate) fn log_writable(&self) -> Result<(), ApiError> {
+        if self.log.is_poisoned() {
+            return Err(ApiError::Unavailable {
+                dependency: crate::reject::Dependency::Log,
+                reason: "the transparency log cannot take entries: a write failed (disk \
+                         full or I/O error) and the log is being reopened; nothing is released \
+                         until it takes entries again"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// After a failed write, reopen the log in place (`cairn_tlog::Log::recover`) so that
+    /// releases resume by themselves once the disk takes writes again. Blocking (sled);
+    /// the anchoring task calls it every [`LOG_RECOVERY_INTERVAL`] while the log is
+    /// poisoned. Returns whether the log takes entries now.
+    pub fn recover_log(&self) -> bool {
+        match self.log.recover() {
+            Ok(false) => true,
+            Ok(true) => {
+                self.metrics.log_recovered();
+                tracing::warn!(
+                    size = self.log.size(),
+                    "transparency log reopened after a failed write; releases resume"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the transparency log cannot be reopened yet");
+                false
+            }
+        }
     }
 
     /// The Prometheus exposition (`GET /metrics`), anchoring gauges and the policy head
     /// sampled now.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.anchor.gauges(&self.log))
+        self.metrics
+            .render(&self.anchor.gauges(&self.log), !self.log.is_poisoned())
             + &crate::metrics::render_chain(&self.head.status(), self.clock.now())
     }
 

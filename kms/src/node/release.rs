@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{self, Attested};
 use crate::keys::AppKeys;
 use crate::metrics::Stage;
-use crate::reject::{ApiError, Check};
+use crate::reject::{ApiError, Check, Dependency};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
@@ -65,6 +65,7 @@ impl Node {
         };
         let ring = self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
+        self.log_writable()?;
         let slot = self.anchor.admit(&self.log)?;
         Ok((attested, view, slot, ring))
     }
@@ -126,7 +127,20 @@ impl Node {
         })
         .await
         .map_err(Error::Task)?
-        .map_err(Error::Log)?;
+        .map_err(|e| match e {
+            // Nothing was acknowledged: no keys leave without their durable entry.
+            e @ (cairn_tlog::Error::Storage(_) | cairn_tlog::Error::Poisoned) => {
+                tracing::error!(error = %e, "the release could not be made durable; the log is reopened in the background");
+                ApiError::Unavailable {
+                    dependency: Dependency::Log,
+                    reason: format!(
+                        "the transparency log could not make the release durable ({}); nothing was released",
+                        log_failure(&e)
+                    ),
+                }
+            }
+            e => Error::Log(e).into(),
+        })?;
         drop(slot);
         self.metrics.observe(Stage::Log, t.elapsed());
         Ok(indexes
@@ -356,6 +370,23 @@ fn previous_generation(
                 ),
             })
         }
+    }
+}
+
+/// Why the log could not take an entry, in words for the caller (sled nests the OS
+/// error in debug text).
+fn log_failure(e: &cairn_tlog::Error) -> String {
+    match e {
+        cairn_tlog::Error::Storage(sled::Error::Io(io))
+            if io.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            "no space left on the log's disk".into()
+        }
+        cairn_tlog::Error::Storage(sled::Error::Io(io)) => format!("I/O error: {}", io.kind()),
+        cairn_tlog::Error::Poisoned => {
+            "an earlier write failed and the log is being reopened".into()
+        }
+        e => e.to_string(),
     }
 }
 
