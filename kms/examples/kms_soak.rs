@@ -79,7 +79,7 @@ async fn call(
         *slot = Some(client.connect(url, Some(cert)).await?);
     }
     let conn = slot.as_mut().expect("just connected");
-    conn.call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+    conn.call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
         .await
 }
 
