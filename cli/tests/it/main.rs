@@ -1,5 +1,8 @@
 //! `cairn` against the real services (in-process, `cairn_e2e`), real guests, KMS and
 //! anvil.
 
+mod app;
+mod chain;
+mod dao;
 mod gateway;
 mod vm;
