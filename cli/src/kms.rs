@@ -18,7 +18,7 @@ use cairn_tlog::{CheckpointVerifier, SignedCheckpoint};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::common::{refuse, ChainArgs, Global, Out, Resolved, TrustArgs};
+use crate::common::{ChainArgs, Findings, Global, Out, Resolved, TrustArgs};
 
 /// `cairn kms`.
 #[derive(Debug, Args)]
@@ -165,14 +165,14 @@ pub async fn run(global: &Global, args: KmsArgs, out: Out) -> anyhow::Result<()>
     if healthy {
         Ok(())
     } else {
-        Err(refuse(format!(
+        Err(anyhow::Error::new(Findings(format!(
             "KMS node {} is not in good standing on chain: registered {}, key generation {} (chain {}), root key matches {}",
             result.node_address,
             result.registered,
             result.key_generation,
             result.chain_key_generation,
             result.root_key_matches_chain
-        )))
+        ))))
     }
 }
 

@@ -94,7 +94,8 @@ async fn main() -> std::process::ExitCode {
             } else {
                 exit_code_of(&e)
             };
-            if json && !reported {
+            // A command that printed its answer and then reports findings has said it all.
+            if json && !reported && !e.is::<common::Findings>() {
                 let name = match code {
                     Exit::Ok => "ok",
                     Exit::Denied => "denied",

@@ -49,6 +49,19 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Findings (exit 1) of a command that has already printed its answer (with `--json`,
+/// its one JSON object): `main` prints the message on stderr only.
+#[derive(Debug)]
+pub struct Findings(pub String);
+
+impl std::fmt::Display for Findings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Findings {}
+
 /// A [`Refused`] as an `anyhow::Error`.
 pub fn refuse(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
@@ -65,7 +78,7 @@ pub fn exit_code_of(e: &anyhow::Error) -> Exit {
         if cause.is::<UsageError>() {
             return Exit::Usage;
         }
-        if cause.is::<Refused>() {
+        if cause.is::<Refused>() || cause.is::<Findings>() {
             return Exit::Denied;
         }
         if let Some(c) = cause.downcast_ref::<cairn_onchain::Error>() {

@@ -5,4 +5,5 @@ mod app;
 mod chain;
 mod dao;
 mod gateway;
+mod kms;
 mod vm;
