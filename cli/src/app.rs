@@ -26,7 +26,9 @@ use cairn_protocol::compose::AppCompose;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::common::{fail, parse_address, read_bounded, ChainArgs, Global, Out, Resolved};
+use crate::common::{
+    fail, parse_address, read_bounded, ChainArgs, Global, Out, Resolved, TrustArgs,
+};
 
 /// Largest app-compose.json read.
 const MAX_COMPOSE: u64 = 1024 * 1024;
@@ -44,6 +46,8 @@ const DEFAULT_HISTORY_BLOCKS: u64 = 100_000;
 pub struct AppArgs {
     #[command(flatten)]
     chain: ChainArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// The app (its AppAuth address).
     #[arg(long, env = "CAIRN_APP", global = true)]
     app: Option<String>,
@@ -92,6 +96,11 @@ enum AppCommand {
     Images {
         #[command(subcommand)]
         cmd: ImagesCommand,
+    },
+    /// Secrets for the app: encrypted here for its KMS env key.
+    Env {
+        #[command(subcommand)]
+        cmd: EnvCommand,
     },
     /// Registration, owner, compose hashes (allowed / scheduled, with activation times),
     /// devices and settings, from the chain's events.
@@ -155,6 +164,29 @@ enum DevicesCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum EnvCommand {
+    /// Fetch the app's env public key from the KMS, check its signature against the root
+    /// key registered on chain, and encrypt the variables to it.
+    Encrypt(EncryptArgs),
+}
+
+#[derive(Debug, Args)]
+struct EncryptArgs {
+    /// Variables, NAME=VALUE.
+    #[arg(value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// A .env-style file (NAME=VALUE lines, `#` comments, optional `export`, quotes).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Where to write the ciphertext (the VMM's `--encrypted-env`).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// dstack's legacy format (for dstack guests) instead of Cairn's.
+    #[arg(long)]
+    legacy: bool,
+}
+
+#[derive(Debug, Subcommand)]
 enum ImagesCommand {
     /// Whether KmsAuth allows an OS image hash.
     Check {
@@ -213,6 +245,9 @@ pub async fn run(global: &Global, args: AppArgs, out: Out) -> anyhow::Result<()>
         }
         AppCommand::Devices { cmd } => devices(&cfg, args.app.as_deref(), cmd, out).await,
         AppCommand::Images { cmd } => images(&cfg, cmd, out).await,
+        AppCommand::Env {
+            cmd: EnvCommand::Encrypt(e),
+        } => env_encrypt(&cfg, &args.trust, args.app.as_deref(), e, out).await,
         AppCommand::Status { app_id, from_block } => {
             let app = app_id.or(args.app);
             status(&cfg, app.as_deref(), from_block, out).await
@@ -706,6 +741,139 @@ async fn status(
         println!("  upgrades      disabled");
     }
     Ok(())
+}
+
+/// Largest .env file read.
+const MAX_ENV_FILE: u64 = 256 * 1024;
+
+#[derive(Serialize)]
+struct EnvOut {
+    app_id: String,
+    out: String,
+    /// "cairn" or "dstack-legacy".
+    format: &'static str,
+    bytes: usize,
+    /// The variable names (never the values).
+    names: Vec<String>,
+}
+
+async fn env_encrypt(
+    cfg: &Resolved,
+    trust: &TrustArgs,
+    app: Option<&str>,
+    e: EncryptArgs,
+    out: Out,
+) -> anyhow::Result<()> {
+    use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvFormat, EnvVar, EnvVars};
+    let app_id = app_id(app)?;
+    let id: [u8; 20] = app_id.into();
+    let mut lines: Vec<(String, String)> = Vec::new();
+    if let Some(f) = &e.env_file {
+        let bytes = zeroize::Zeroizing::new(read_bounded(f, MAX_ENV_FILE)?);
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| fail(format!("{}: not UTF-8", f.display())))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let where_ = format!("{} line {}", f.display(), i + 1);
+            lines.push(env_pair(
+                line.strip_prefix("export ").unwrap_or(line),
+                &where_,
+            )?);
+        }
+    }
+    for v in &e.vars {
+        lines.push(env_pair(v, "argument")?);
+    }
+    if lines.is_empty() {
+        return Err(fail(
+            "no variables: give NAME=VALUE arguments or --env-file FILE",
+        ));
+    }
+    let names: Vec<String> = lines.iter().map(|(k, _)| k.clone()).collect();
+    let vars = EnvVars::new(
+        lines
+            .into_iter()
+            .map(|(key, value)| EnvVar { key, value })
+            .collect(),
+    )
+    .map_err(|err| fail(format!("the variables: {err}")))?;
+    let url = cfg.kms_url()?;
+    let chain = cfg.reader().await?;
+    let at = chain
+        .policy_block()
+        .await
+        .context("reading the chain head")?;
+    let root = chain
+        .root_keys(at)
+        .await
+        .context("reading the KMS root key from KmsAuth")?
+        .ok_or_else(|| {
+            fail("KmsAuth has no KMS root key registered: nothing to check the KMS against")
+        })?;
+    let now = cairn_onchain::unix_now();
+    let mut conn = trust
+        .kms_client(now)?
+        .connect(&url, None)
+        .await
+        .with_context(|| format!("connecting to the KMS at {url}"))?;
+    let pubkey = conn
+        .env_pubkey(&id)
+        .await
+        .context("fetching the app's env public key")?;
+    let format = if e.legacy {
+        EnvFormat::DstackLegacy
+    } else {
+        EnvFormat::Cairn
+    };
+    let blob = encrypt_env_for_app(
+        &pubkey,
+        &root.k256_pubkey,
+        &id,
+        &vars,
+        EnvEncryption::new(now).with_format(format),
+    )
+    .map_err(|err| {
+        crate::common::refuse(format!(
+            "the KMS's env key for {app_id} is not vouched for by the on-chain root key: {err}"
+        ))
+    })?;
+    std::fs::write(&e.out, &blob).map_err(|err| fail(format!("{}: {err}", e.out.display())))?;
+    let result = EnvOut {
+        app_id: app_id.to_string(),
+        out: e.out.display().to_string(),
+        format: if e.legacy { "dstack-legacy" } else { "cairn" },
+        bytes: blob.len(),
+        names,
+    };
+    if out.json {
+        return out.json(&result);
+    }
+    println!(
+        "encrypted {} variable(s) for app {} ({}, {} bytes) -> {}",
+        result.names.len(),
+        result.app_id,
+        result.format,
+        result.bytes,
+        result.out
+    );
+    Ok(())
+}
+
+/// `NAME=VALUE` (a quoted value loses its quotes). Errors name where, never the value.
+fn env_pair(s: &str, where_: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        let name: String = s.chars().take_while(|c| *c != '=').take(64).collect();
+        fail(format!("{where_}: {name:?} is not NAME=VALUE"))
+    })?;
+    let v = v.trim();
+    let v = [('"', '"'), ('\'', '\'')]
+        .iter()
+        .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
+        .unwrap_or(v);
+    Ok((k.trim().to_owned(), v.to_owned()))
 }
 
 /// A `0x…` 32-byte value; a usage error naming `what` otherwise.

@@ -4,6 +4,7 @@
 mod app;
 mod chain;
 mod dao;
+mod env;
 mod gateway;
 mod kms;
 mod vm;
