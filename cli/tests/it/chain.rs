@@ -86,11 +86,37 @@ pub async fn cairn(net: &Devnet, dir: &Path, envs: &[(&str, &str)], args: &[&str
         cmd.env(k, v);
     }
     let out = cmd.args(args).output().await.expect("run cairn");
-    Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    };
+    transcript(args, &run);
+    run
+}
+
+/// With `CAIRN_DOC_TRANSCRIPT=FILE`, append each command and its output to FILE: the
+/// docs' command output (docs/dao.md) is copied from such a run.
+fn transcript(args: &[&str], run: &Run) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("CAIRN_DOC_TRANSCRIPT") else {
+        return;
+    };
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let _ = writeln!(
+        f,
+        "$ cairn {}\n{}{}# exit {}\n",
+        args.join(" "),
+        run.stdout,
+        run.stderr,
+        run.code
+    );
 }
 
 /// Anvil account `idx`'s private key, hex.

@@ -144,6 +144,15 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         .await
         .ok_json();
     assert_eq!(status["state"], "Executed");
+    let text = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["dao", "status", "upgrade", &h1, &h2],
+    )
+    .await;
+    assert_eq!(text.code, 0, "{text:#?}");
+    assert!(text.stdout.contains("state      Executed"), "{text:#?}");
     net.mine(CONFIRMATIONS).await;
 
     let app_status = cairn(&net, dir.path(), &[], &["--json", "app", "status", &app_s])
