@@ -8,6 +8,7 @@
 //! configuration, 3 chain or KMS unavailable (docs/cli.md).
 
 mod app;
+mod attest;
 mod common;
 mod dao;
 mod gateway;
@@ -46,6 +47,8 @@ enum Group {
     App(Box<app::AppArgs>),
     /// Upgrade a DAO-owned app by vote: propose, vote, queue, execute, status.
     Dao(Box<dao::DaoArgs>),
+    /// Verify TDX evidence (quote + event log) offline and print the identities.
+    Attest(Box<attest::AttestArgs>),
     /// A KMS node's state: key generation, log size, last anchor, registration.
     Kms(Box<kms::KmsArgs>),
     /// Run CVMs on a VMM: list, deploy, upgrade, stop, start, rm, logs, status.
@@ -69,6 +72,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.group {
         Group::App(args) => app::run(&cli.global, *args, out).await,
         Group::Dao(args) => dao::run(&cli.global, *args, out).await,
+        Group::Attest(args) => attest::run(&cli.global, *args, out).await,
         Group::Kms(args) => kms::run(&cli.global, *args, out).await,
         Group::Vm(mut args) => {
             reported = true;

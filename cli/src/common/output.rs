@@ -89,6 +89,13 @@ pub fn exit_code_of(e: &anyhow::Error) -> Exit {
                 _ => Exit::Usage,
             };
         }
+        if let Some(c) = cause.downcast_ref::<cairn_attestation::Error>() {
+            return if c.is_retryable() {
+                Exit::Unavailable
+            } else {
+                Exit::Denied
+            };
+        }
         if let Some(c) = cause.downcast_ref::<cairn_kms_client::Error>() {
             return if c.is_retryable() {
                 Exit::Unavailable

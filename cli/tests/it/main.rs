@@ -2,6 +2,7 @@
 //! anvil.
 
 mod app;
+mod attest;
 mod chain;
 mod dao;
 mod env;
