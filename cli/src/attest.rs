@@ -47,6 +47,87 @@ pub struct AttestArgs {
 enum AttestCommand {
     /// Verify a quote with its event log and print the identities.
     Verify(VerifyArgs),
+    /// Inside a CVM: a quote over report data, from the guest agent (`GetQuote`); prints
+    /// the agent's JSON answer, which `attest verify` takes.
+    Quote {
+        /// Up to 64 bytes of report data, hex (zero-padded).
+        #[arg(long, default_value = "")]
+        report_data: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Inside a CVM: extend RTMR3 with an application event (`EmitEvent`).
+    Extend {
+        /// The event name.
+        #[arg(long)]
+        event: String,
+        /// The payload, hex.
+        #[arg(long, conflicts_with = "payload_text")]
+        payload: Option<String>,
+        /// The payload as UTF-8 text.
+        #[arg(long)]
+        payload_text: Option<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The guest agent's unix socket.
+    #[arg(
+        long,
+        env = "CAIRN_AGENT_SOCKET",
+        default_value = "/var/run/dstack.sock"
+    )]
+    agent: PathBuf,
+}
+
+/// Largest agent answer read.
+const MAX_AGENT_ANSWER: usize = 1024 * 1024;
+/// How long the agent may take (a quote goes through the TDX quoting enclave).
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `POST /<method>` with a JSON body on the agent's unix socket: (status, body).
+async fn agent_call(
+    socket: &std::path::Path,
+    method: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use http_body_util::{BodyExt as _, Full, Limited};
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+            crate::common::unavailable(format!("guest agent {}: {e}", socket.display()))
+        })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(conn);
+        let req = hyper::Request::post(format!("/{method}"))
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(hyper::body::Bytes::from(serde_json::to_vec(
+                body,
+            )?)))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), MAX_AGENT_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the agent's answer: {e}"))?
+            .to_bytes();
+        driver.abort();
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the agent's {method} answer is not JSON"))?;
+        anyhow::Ok((status, v))
+    };
+    tokio::time::timeout(AGENT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            crate::common::unavailable(format!(
+                "guest agent {} did not answer within {AGENT_TIMEOUT:?}",
+                socket.display()
+            ))
+        })?
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +192,62 @@ struct EventOut {
 
 /// Run `cairn attest …`.
 pub async fn run(_global: &Global, args: AttestArgs, out: Out) -> anyhow::Result<()> {
-    let AttestCommand::Verify(v) = args.cmd;
+    let v = match args.cmd {
+        AttestCommand::Verify(v) => v,
+        AttestCommand::Quote {
+            report_data: rd,
+            agent,
+        } => {
+            report_data("--report-data", &rd)?;
+            let (status, answer) = agent_call(
+                &agent.agent,
+                "GetQuote",
+                &serde_json::json!({ "report_data": rd }),
+            )
+            .await?;
+            if status != 200 {
+                return Err(crate::common::refuse(format!(
+                    "the agent refused GetQuote ({status}): {answer}"
+                )));
+            }
+            // The agent's answer is the output, in either mode: `attest verify` reads it.
+            return out.json(&answer);
+        }
+        AttestCommand::Extend {
+            event,
+            payload,
+            payload_text,
+            agent,
+        } => {
+            let payload = match (payload, payload_text) {
+                (Some(h), _) => {
+                    hex::decode(h.trim_start_matches("0x"))
+                        .map_err(|_| fail("--payload: not hex"))?;
+                    h.trim_start_matches("0x").to_owned()
+                }
+                (None, Some(t)) => hex::encode(t.as_bytes()),
+                (None, None) => return Err(fail("give --payload HEX or --payload-text TEXT")),
+            };
+            let (status, answer) = agent_call(
+                &agent.agent,
+                "EmitEvent",
+                &serde_json::json!({ "event": event, "payload": payload }),
+            )
+            .await?;
+            if status != 200 {
+                return Err(crate::common::refuse(format!(
+                    "the agent refused EmitEvent ({status}): {answer}"
+                )));
+            }
+            if out.json {
+                return out.json(
+                    &serde_json::json!({ "extended": true, "event": event, "payload": payload }),
+                );
+            }
+            println!("{} RTMR3 with event {event:?}", out.good("extended"));
+            return Ok(());
+        }
+    };
     let raw = if v.input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()

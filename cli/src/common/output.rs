@@ -67,6 +67,23 @@ pub fn refuse(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
 
+/// Something this run depends on is unreachable (exit 3).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// An [`Unavailable`] as an `anyhow::Error`.
+pub fn unavailable(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Unavailable(msg.into()))
+}
+
 /// A [`UsageError`] as an `anyhow::Error`.
 pub fn fail(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
@@ -77,6 +94,9 @@ pub fn exit_code_of(e: &anyhow::Error) -> Exit {
     for cause in e.chain() {
         if cause.is::<UsageError>() {
             return Exit::Usage;
+        }
+        if cause.is::<Unavailable>() {
+            return Exit::Unavailable;
         }
         if cause.is::<Refused>() || cause.is::<Findings>() {
             return Exit::Denied;

@@ -8,4 +8,5 @@ mod dao;
 mod env;
 mod gateway;
 mod kms;
+mod plumbing;
 mod vm;
