@@ -111,6 +111,9 @@ enum AppCommand {
         /// First block of the history read (default: the head minus 100000).
         #[arg(long)]
         from_block: Option<u64>,
+        /// How many recent key releases to show from the KMS log (needs --kms-url; 0: none).
+        #[arg(long, default_value_t = 10)]
+        releases: usize,
     },
 }
 
@@ -248,9 +251,13 @@ pub async fn run(global: &Global, args: AppArgs, out: Out) -> anyhow::Result<()>
         AppCommand::Env {
             cmd: EnvCommand::Encrypt(e),
         } => env_encrypt(&cfg, &args.trust, args.app.as_deref(), e, out).await,
-        AppCommand::Status { app_id, from_block } => {
+        AppCommand::Status {
+            app_id,
+            from_block,
+            releases,
+        } => {
             let app = app_id.or(args.app);
-            status(&cfg, app.as_deref(), from_block, out).await
+            status(&cfg, &args.trust, app.as_deref(), from_block, releases, out).await
         }
     }
 }
@@ -620,6 +627,104 @@ struct StatusOut {
     require_tcb_up_to_date: Option<bool>,
     upgrades_disabled: bool,
     history_from_block: u64,
+    /// The app's most recent key releases in the KMS node's log (with --kms-url).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    releases: Option<Releases>,
+}
+
+/// Recent releases as the node serves them (signature-checked checkpoint; inclusion is
+/// what `cairn audit` proves).
+#[derive(Serialize)]
+struct Releases {
+    kms_url: String,
+    log_size: u64,
+    /// Entries read from the end of the log.
+    scanned: u64,
+    entries: Vec<ReleaseOut>,
+}
+
+#[derive(Serialize)]
+struct ReleaseOut {
+    index: u64,
+    kind: String,
+    compose_hash: String,
+    instance_id: String,
+    device_id: String,
+    tcb_status: String,
+    policy_block: u64,
+    timestamp: u64,
+    kms_node: String,
+}
+
+/// Most entries `status` reads from the end of a log.
+const MAX_RELEASE_SCAN: u64 = 4096;
+
+async fn recent_releases(
+    trust: &TrustArgs,
+    url: &str,
+    app_id: Address,
+    want: usize,
+) -> anyhow::Result<Releases> {
+    use cairn_onchain::LogSource as _;
+    use cairn_tlog::{CheckpointVerifier, ReleaseRecord, SignedCheckpoint};
+    let mut conn = trust
+        .kms_client(cairn_onchain::unix_now())?
+        .connect(url, None)
+        .await
+        .with_context(|| format!("connecting to the KMS at {url}"))?;
+    let meta = conn.meta().await.context("GET /v1/meta")?;
+    let text = conn.checkpoint().await.context("the KMS's checkpoint")?;
+    let origin = SignedCheckpoint::parse(text.as_bytes())
+        .context("the KMS's checkpoint")?
+        .checkpoint()
+        .origin()
+        .to_owned();
+    let size = CheckpointVerifier::new(&origin, Address::from(meta.node_address))
+        .and_then(|v| v.open(text.as_bytes()))
+        .context("the KMS's checkpoint signature")?
+        .size();
+    let floor = size.saturating_sub(MAX_RELEASE_SCAN);
+    let mut end = size;
+    let mut entries = Vec::new();
+    while end > floor && entries.len() < want {
+        let start = end
+            .saturating_sub(cairn_protocol::api::MAX_LOG_ENTRIES_PER_RESPONSE)
+            .max(floor);
+        let batch = conn
+            .entries(start, end)
+            .await
+            .context("the KMS's log entries")?;
+        if batch.start != start || batch.entries.len() as u64 != end - start {
+            return Err(anyhow::anyhow!(
+                "the KMS answered {} entries from {} for {start}..{end}",
+                batch.entries.len(),
+                batch.start
+            ));
+        }
+        for (i, e) in batch.entries.iter().enumerate().rev() {
+            let r = ReleaseRecord::decode(&e.0).context("a log entry")?;
+            if r.app_id == app_id && entries.len() < want {
+                entries.push(ReleaseOut {
+                    index: start + i as u64,
+                    kind: format!("{:?}", r.kind),
+                    compose_hash: r.compose_hash.to_string(),
+                    instance_id: r.instance_id.to_string(),
+                    device_id: r.device_id.to_string(),
+                    tcb_status: r.tcb_status,
+                    policy_block: r.policy_block_number,
+                    timestamp: r.timestamp,
+                    kms_node: r.kms_node.to_string(),
+                });
+            }
+        }
+        end = start;
+    }
+    Ok(Releases {
+        kms_url: url.to_owned(),
+        log_size: size,
+        scanned: size - end,
+        entries,
+    })
 }
 
 #[derive(Serialize)]
@@ -632,8 +737,10 @@ struct HashOut {
 
 async fn status(
     cfg: &Resolved,
+    trust: &TrustArgs,
     app: Option<&str>,
     from_block: Option<u64>,
+    want_releases: usize,
     out: Out,
 ) -> anyhow::Result<()> {
     let app_id = app_id(app)?;
@@ -699,6 +806,10 @@ async fn status(
         require_tcb_up_to_date: tcb,
         upgrades_disabled: disabled,
         history_from_block: from,
+        releases: match (want_releases, cfg.kms_url().ok()) {
+            (n, Some(url)) if n > 0 => Some(recent_releases(trust, &url, app_id, n).await?),
+            _ => None,
+        },
     };
     if out.json {
         return out.json(&result);
@@ -739,6 +850,20 @@ async fn status(
     }
     if result.upgrades_disabled {
         println!("  upgrades      disabled");
+    }
+    if let Some(r) = &result.releases {
+        println!(
+            "  releases      {} of the last {} log entries at {}",
+            r.entries.len(),
+            r.scanned,
+            r.kms_url
+        );
+        for e in &r.entries {
+            println!(
+                "    #{} {} {} at {} (block {})",
+                e.index, e.kind, e.compose_hash, e.timestamp, e.policy_block
+            );
+        }
     }
     Ok(())
 }

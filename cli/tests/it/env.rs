@@ -61,6 +61,36 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
         );
     }
 
+    // `app status` with the KMS shows the two releases, newest first.
+    net.mine(CONFIRMATIONS).await;
+    let st = cairn(&net, dir.path(), &env, &["--json", "app", "status"])
+        .await
+        .ok_json();
+    let releases = st["releases"]["entries"].as_array().unwrap();
+    assert_eq!(releases.len(), 2, "{st}");
+    assert_eq!(st["releases"]["log_size"], 2);
+    assert_eq!(releases[0]["index"], 1);
+    assert_eq!(releases[1]["index"], 0);
+    assert_eq!(releases[0]["kind"], "AppKey");
+    let limited = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["--json", "app", "status", "--releases", "1"],
+    )
+    .await
+    .ok_json();
+    assert_eq!(limited["releases"]["entries"].as_array().unwrap().len(), 1);
+    let none = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["--json", "app", "status", "--releases", "0"],
+    )
+    .await
+    .ok_json();
+    assert!(none.get("releases").is_none());
+
     // Bad input: exit 2, the value never echoed.
     let out = dir.path().join("x.bin").display().to_string();
     let r = cairn(
