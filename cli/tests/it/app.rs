@@ -500,3 +500,56 @@ async fn bad_input_fails_with_one_line_naming_the_fix_and_sends_nothing() {
     // CAIRN_CHAIN_ID (set by the harness) wins over the profile's chain_id.
     assert_eq!(r.code, 0, "{r:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_existing_registers_an_iappauth_contract_and_refuses_anything_else() {
+    let net = Devnet::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_hex(&net, 2);
+    let env = [("CAIRN_PRIVATE_KEY", key.as_str())];
+    // Any contract answering ERC-165 for IAppAuth: here the AppAuth implementation itself
+    // (a dstack AppAuth is registered the same way).
+    let existing = net.deployment.app_auth_implementation;
+    let r = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &[
+            "--json",
+            "app",
+            "deploy",
+            "--existing",
+            &existing.to_string(),
+        ],
+    )
+    .await
+    .ok_json();
+    assert_eq!(r["how"], "registered");
+    assert_eq!(r["app_id"], existing.to_string());
+    let head = net.client.head().await.unwrap();
+    let at = net.client.block_at(head.number).await.unwrap();
+    assert!(net.client.is_app_registered(existing, at).await.unwrap());
+
+    // An account, not an IAppAuth: the contract's reason, exit 1, nothing sent.
+    let sender = net.signer(2).address();
+    let before = nonce(&net, sender).await;
+    let eoa = net.signer(5).address().to_string();
+    let r = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["app", "deploy", "--existing", &eoa],
+    )
+    .await;
+    r.fails(1, "KmsAuthNotAppAuth");
+    // Registering twice: refused the same way.
+    let r = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["app", "deploy", "--existing", &existing.to_string()],
+    )
+    .await;
+    r.fails(1, "KmsAuthAppAlreadyRegistered");
+    assert_eq!(nonce(&net, sender).await, before);
+}
