@@ -207,6 +207,16 @@ enum OnOff {
 /// Run `cairn app …`.
 pub async fn run(global: &Global, args: AppArgs, out: Out) -> anyhow::Result<()> {
     let cfg = Resolved::new(global, &args.chain)?;
+    // A spinner while transactions are sent and mined (stderr, terminals only).
+    let sends = matches!(
+        &args.cmd,
+        AppCommand::Deploy(_)
+            | AppCommand::Allow { .. }
+            | AppCommand::Revoke { .. }
+            | AppCommand::Schedule { .. }
+            | AppCommand::Devices { .. }
+    );
+    let _spinner = sends.then(|| out.progress(None, "waiting for the chain"));
     match args.cmd {
         AppCommand::ComposeHash { file, write } => compose_hash(&file, write.as_ref(), out),
         AppCommand::Deploy(d) => deploy(&cfg, d, out).await,

@@ -166,6 +166,8 @@ pub async fn run(global: &Global, args: DaoArgs, out: Out) -> anyhow::Result<()>
         .await
         .context("computing the proposal id")?;
     let mut tx = None;
+    // vote, queue and execute draw their own bar while they wait.
+    let _spinner = (step == "propose").then(|| out.progress(None, step));
     match args.cmd {
         DaoCommand::Propose { .. } => {
             let r = gov.dao.propose(&proposal).await.context("proposing")?;

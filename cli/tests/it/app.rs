@@ -553,3 +553,71 @@ async fn deploy_existing_registers_an_iappauth_contract_and_refuses_anything_els
     r.fails(1, "KmsAuthAppAlreadyRegistered");
     assert_eq!(nonce(&net, sender).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cairn_toml_profile_supplies_every_setting_and_flags_override_it() {
+    let net = Devnet::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = write(dir.path(), "deployer.key", &key_hex(&net, 6));
+    let toml = format!(
+        "[profile.devnet]\nrpc_url = \"{}\"\nchain_id = {}\nkms_auth = \"{}\"\nconfirmations = {CONFIRMATIONS}\nmax_head_age = 3600\nprivate_key_file = \"{key_file}\"\n\n[profile.wrong]\nrpc_url = \"{}\"\nchain_id = 1\nkms_auth = \"{}\"\n",
+        net.endpoint(),
+        net.chain_id(),
+        net.kms_auth(),
+        net.endpoint(),
+        net.kms_auth(),
+    );
+    write(dir.path(), "cairn.toml", &toml);
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAIRN_")) {
+            cmd.env_remove(k);
+        }
+        cmd.current_dir(dir.path()).args(args).output().unwrap()
+    };
+    // ./cairn.toml, profile devnet: chain, contract and signer all from the file.
+    let out = run(&["--json", "--profile", "devnet", "app", "deploy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["owner"], net.signer(6).address().to_string());
+    // The wrong profile's chain id is refused on connect; a flag overrides it.
+    let out = run(&[
+        "--profile",
+        "wrong",
+        "app",
+        "images",
+        "check",
+        "0x0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chain id mismatch: expected 1"));
+    let out = run(&[
+        "--profile",
+        "wrong",
+        "app",
+        "images",
+        "check",
+        "--chain-id",
+        "31337",
+        "--max-head-age",
+        "3600",
+        "0x0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without a signer in the profile, the error names the profile and the file.
+    let out = run(&["--profile", "wrong", "app", "deploy", "--chain-id", "31337"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing signer") && err.contains("[profile.wrong] of cairn.toml"),
+        "{err}"
+    );
+}
