@@ -40,7 +40,7 @@ fn boot_info_of_cert(cert: &RaTlsCert) -> BootInfo {
 
 pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
     client
-        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
         .await
         .map_err(answer)
 }
