@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::node_of;
 
-/// Writes records into a KMS node's own log, as a compromised node would.
+/// Writes records into a KMS node's own log, as a compromised node would. It holds the
+/// node: drop it before [`Kms::stop`], which waits for every handle on the node to go.
 struct Forger {
     node: Arc<Node>,
     /// The last anchored size.
@@ -118,6 +119,7 @@ async fn a_release_after_revocation_is_found_with_the_contracts_reason() {
     assert!(report.releases[0].allowed);
     assert!(!report.releases[1].allowed && report.releases[1].logged);
     assert_eq!(report.outcome().exit_code(), 1);
+    drop(forger);
     kms.stop().await;
 }
 
@@ -176,6 +178,7 @@ async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_ti
         .with_max_policy_age(Duration::from_secs(7200));
     let report = audit_all(&net.client, &mut sources, lenient).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.findings);
+    drop(forger);
     kms.stop().await;
 }
 
@@ -212,6 +215,7 @@ async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_
     let summary = report.node(node).unwrap();
     assert!(!summary.registered);
     assert_eq!(summary.verified_size, Some(2));
+    drop(forger);
     kms.stop().await;
 }
 
@@ -242,6 +246,7 @@ async fn a_version_1_record_is_audited_approximately_and_says_so() {
         vec![(true, true), (false, true)]
     );
     assert_eq!(report.stats.approximate, 1);
+    drop(forger);
     kms.stop().await;
 }
 
@@ -276,6 +281,7 @@ async fn identical_policy_calls_are_made_once() {
     assert_eq!(report.stats.policy_calls, 2);
     assert_eq!(report.stats.header_reads, blocks.len() as u64);
     assert_eq!(report.stats.registration_calls, blocks.len() as u64);
+    drop(forger);
     kms.stop().await;
 }
 
@@ -351,5 +357,6 @@ async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
         "{seen:?}"
     );
     assert_eq!(auditor.report().outcome(), AuditOutcome::Findings);
+    drop(forger);
     kms.stop().await;
 }
