@@ -1,9 +1,10 @@
-//! `cairn`: Cairn's command line. One module per command group; today `vm` (the VMM) and
-//! `gateway` (a gateway node's admin endpoint).
+//! `cairn`: Cairn's command line. One module per command group; today `vm` (the VMM),
+//! `gateway` (a gateway node's admin endpoint) and `audit` (the auditing light client).
 //!
 //! Human output by default, `--json` for scripts (errors too: `{"error":{…}}` on stdout
 //! and a non-zero exit).
 
+mod audit;
 mod gateway;
 mod vm;
 
@@ -25,12 +26,24 @@ enum Group {
     Vm(Box<vm::VmArgs>),
     /// Look at a gateway node: admitted instances and the chain's verdicts.
     Gateway(gateway::GatewayArgs),
+    /// Audit every KMS node's key-release log against the chain (exit 0 clean, 1
+    /// findings, 2 could not audit).
+    Audit(Box<audit::AuditArgs>),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.group {
+        Group::Audit(args) => {
+            return match audit::run(*args).await {
+                Ok(code) => std::process::ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("error: could not audit: {e:#}");
+                    std::process::ExitCode::from(audit::EXIT_COULD_NOT_AUDIT)
+                }
+            };
+        }
         Group::Vm(args) => vm::run(*args).await,
         Group::Gateway(args) => gateway::run(args).await,
     };

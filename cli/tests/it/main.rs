@@ -1,5 +1,6 @@
 //! `cairn` against the real services (in-process, `cairn_e2e`), real guests, KMS and
 //! anvil.
 
+mod audit;
 mod gateway;
 mod vm;
