@@ -11,7 +11,9 @@
 # Environment: CAIRN_DEVNET_PORT (anvil, default 8545), CAIRN_DEVNET_KMS_PORT (default
 # 8443), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
 # CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh).
-# Any failed step exits non-zero.
+# Any failed step exits non-zero. While it runs, $CAIRN_DEVNET_DIR/state.json lists what it
+# started (pids, URLs) for `cairn devnet status|down`; it is removed when the devnet stops.
+# `cairn devnet up` runs this script in the background and waits for that file.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -45,7 +47,7 @@ step() { log "[$(secs_since "$started_ms") s] $*"; }
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-rm -rf "$dir/kms" "$dir/app" "$dir/refused" "$dir/reboot"
+rm -rf "$dir/kms" "$dir/app" "$dir/refused" "$dir/reboot" "$dir/state.json"
 mkdir -p "$dir/kms" "$dir/app/share" "$dir/refused/share"
 
 anvil_pid="" kms_pid="" guest_pid="" refused_pid=""
@@ -65,6 +67,7 @@ stop() { # <pid> <name> [process group too]
 }
 cleanup() {
   trap - INT TERM
+  rm -f "$dir/state.json"
   stop "$refused_pid" "refused guest" group
   stop "$guest_pid" "cairn-guest" group
   stop "$kms_pid" "cairn-kms"
@@ -335,8 +338,37 @@ Try it (docs/walkthrough.md):
     $FORGE script contracts/script/ComposeHash.s.sol --rpc-url \$CAIRN_RPC_URL --broadcast
   $dir/reboot-app.sh      # now refused: Compose hash not allowed
 
-Ctrl-C stops the devnet.
+Ctrl-C (in the foreground) or "cairn devnet down" stops the devnet; "cairn devnet status" shows it.
 TXT
+
+# What `cairn devnet status|down` read (written last and atomically: its presence means up).
+python3 - "$dir/state.json" <<PY
+import json, os, sys
+state = {
+    "version": 1,
+    "dir": "$dir",
+    "script_pid": $$,
+    "processes": [
+        {"name": "anvil", "pid": $anvil_pid, "group": False, "port": $port},
+        {"name": "cairn-kms", "pid": $kms_pid, "group": False, "port": $kms_port},
+        {"name": "cairn-guest (demo app)", "pid": $guest_pid, "group": True, "port": None},
+    ],
+    "rpc_url": "$rpc",
+    "chain_id": $chain_id,
+    "kms_auth": "$kms_auth",
+    "kms_urls": ["$kms_url"],
+    "kms_nodes": ["$node_address"],
+    "app_id": "$app_id",
+    "compose_hash": "$compose_hash",
+    "agent_socket": "$agent_socket",
+    "env_file": "$dir/devnet.env",
+    "up_secs": $up_secs,
+}
+tmp = sys.argv[1] + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(state, f, indent=1)
+os.replace(tmp, sys.argv[1])
+PY
 
 if [ "${CAIRN_DEVNET_EXIT:-0}" = 1 ]; then
   exit 0

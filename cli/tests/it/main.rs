@@ -2,5 +2,6 @@
 //! anvil.
 
 mod audit;
+mod devnet;
 mod gateway;
 mod vm;
