@@ -304,6 +304,8 @@ export CAIRN_COMPOSE_HASH=$compose_hash
 export CAIRN_OS_IMAGE_HASH=$os_image_hash
 export CAIRN_AGENT_SOCKET=$agent_socket
 export DSTACK_SIMULATOR_ENDPOINT=$agent_socket
+export CAIRN_KMS_TRUST=simulator
+export CAIRN_SIM_PKI_SEED=$sim_pki_seed
 ENV
 
 up_secs=$(secs_since "$started_ms")

@@ -5,6 +5,8 @@
 use cairn_e2e::{Cvm, Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
 use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// Run `cairn audit <args…>` hermetically: (exit code, stdout, stderr).
 async fn audit(args: &[&str]) -> (i32, String, String) {
@@ -122,6 +124,32 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     assert_eq!(code, 0);
     assert!(stdout.contains("clean:"), "{stdout}");
 
+    // A monitor: --follow prints the releases, then a finding the moment it appears.
+    let mut follow_args: Vec<&str> = vec!["audit"];
+    follow_args.extend(args.iter().map(String::as_str));
+    follow_args.extend(["--follow", "--interval", "1", "--json"]);
+    let mut monitor = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(&follow_args)
+        .env_remove("CAIRN_KMS_URL")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    let mut next_event = async || -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("a --follow event within 60 s")
+            .unwrap()
+            .expect("--follow ended");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    for _ in 0..2 {
+        let e = next_event().await;
+        assert_eq!(e["event"], "release", "{e}");
+        assert_eq!(e["release"]["allowed"], true, "{e}");
+    }
+
     // The node anchors a root its log does not have (a fork / rollback): exit 1, named.
     kms.node
         .chain()
@@ -141,6 +169,18 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
             .any(|f| f["kind"] == "checkpoint_not_consistent"),
         "{findings:#?}"
     );
+    // Both findings of the fork, each printed once (anchors 2 → 5 unprovable, the
+    // checkpoint behind the last anchor).
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let e = next_event().await;
+        assert_eq!(e["event"], "finding", "{e}");
+        kinds.push(e["finding"]["kind"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["checkpoint_not_consistent", "forked_anchors"]);
+    monitor.kill().await.unwrap();
+
     let (code, stdout, _) = audit(&human).await;
     assert_eq!(code, 1);
     assert!(
