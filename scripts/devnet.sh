@@ -10,7 +10,9 @@
 #
 # Environment: CAIRN_DEVNET_PORT (anvil, default 8545), CAIRN_DEVNET_KMS_PORT (default
 # 8443), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
-# CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh).
+# CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh);
+# CAIRN_DEVNET_BUILD=0 to use target/debug/cairn-{kms,guest} as built when both exist (the
+# `cairn devnet` test: a test run must not recompile the workspace under other tests).
 # Any failed step exits non-zero. While it runs, $CAIRN_DEVNET_DIR/state.json lists what it
 # started (pids, URLs) for `cairn devnet status|down`; it is removed when the devnet stops.
 # `cairn devnet up` runs this script in the background and waits for that file.
@@ -115,8 +117,12 @@ if listening "$kms_port"; then
   kms_url="https://127.0.0.1:$kms_port"
   log "port 8443 is taken; the KMS listens on $kms_port"
 fi
-[ -x "$kms_bin" ] && [ -x "$guest_bin" ] || log "building cairn-kms and cairn-guest"
-cargo build --quiet -p cairn-kms -p cairn-guest
+if [ "${CAIRN_DEVNET_BUILD:-1}" = 0 ] && [ -x "$kms_bin" ] && [ -x "$guest_bin" ]; then
+  log "CAIRN_DEVNET_BUILD=0: using the built $kms_bin and $guest_bin as they are"
+else
+  [ -x "$kms_bin" ] && [ -x "$guest_bin" ] || log "building cairn-kms and cairn-guest"
+  cargo build --quiet -p cairn-kms -p cairn-guest
+fi
 
 # ---------------------------------------------------------------- chain
 step "starting anvil on $rpc (log: $dir/anvil.log)"

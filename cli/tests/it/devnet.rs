@@ -15,6 +15,9 @@ async fn devnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env_remove("CAIRN_DEVNET_EXIT")
         .env_remove("CAIRN_DEVNET_DIR")
+        // Never recompile the workspace under the other tests (the script builds the
+        // binaries only when they are missing).
+        .env("CAIRN_DEVNET_BUILD", "0")
         .output()
         .await
         .expect("run cairn");
