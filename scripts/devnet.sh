@@ -11,7 +11,7 @@
 # Environment: CAIRN_DEVNET_PORT (anvil, default 8545), CAIRN_DEVNET_KMS_PORT (default
 # 8443), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
 # CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh);
-# CAIRN_DEVNET_BUILD=0 to use target/debug/cairn-{kms,guest} as built when both exist (the
+# CAIRN_DEVNET_BUILD=0 to use target/debug/cairn-{kms,guest} and cairn as built when both exist (the
 # `cairn devnet` test: a test run must not recompile the workspace under other tests).
 # Any failed step exits non-zero. While it runs, $CAIRN_DEVNET_DIR/state.json lists what it
 # started (pids, URLs) for `cairn devnet status|down`; it is removed when the devnet stops.
@@ -38,7 +38,7 @@ app_host_seed=0101010101010101010101010101010101010101010101010101010101010101
 greeting="hello from the devnet's encrypted env"
 kms_bin="$CAIRN_ROOT/target/debug/cairn-kms"
 guest_bin="$CAIRN_ROOT/target/debug/cairn-guest"
-venv_python="$CAIRN_ROOT/.venv/bin/python"
+cairn_bin="$CAIRN_ROOT/target/debug/cairn"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 started_ms=$(now_ms)
 secs_since() { # <start ms>: elapsed seconds with one decimal
@@ -117,11 +117,11 @@ if listening "$kms_port"; then
   kms_url="https://127.0.0.1:$kms_port"
   log "port 8443 is taken; the KMS listens on $kms_port"
 fi
-if [ "${CAIRN_DEVNET_BUILD:-1}" = 0 ] && [ -x "$kms_bin" ] && [ -x "$guest_bin" ]; then
-  log "CAIRN_DEVNET_BUILD=0: using the built $kms_bin and $guest_bin as they are"
+if [ "${CAIRN_DEVNET_BUILD:-1}" = 0 ] && [ -x "$kms_bin" ] && [ -x "$guest_bin" ] && [ -x "$cairn_bin" ]; then
+  log "CAIRN_DEVNET_BUILD=0: using the built cairn-kms, cairn-guest and cairn as they are"
 else
-  [ -x "$kms_bin" ] && [ -x "$guest_bin" ] || log "building cairn-kms and cairn-guest"
-  cargo build --quiet -p cairn-kms -p cairn-guest
+  [ -x "$kms_bin" ] && [ -x "$guest_bin" ] && [ -x "$cairn_bin" ] || log "building cairn-kms, cairn-guest and cairn"
+  cargo build --quiet -p cairn-kms -p cairn-guest -p cairn-cli
 fi
 
 # ---------------------------------------------------------------- chain
@@ -213,18 +213,12 @@ cp "$compose" "$share/app-compose.json"
 printf '{"kms_urls":["%s"]}\n' "$kms_url" >"$share/sys-config.json"
 printf '{"app_id":"%s"}\n' "${app_id#0x}" >"$share/.instance-info"
 
-env_note="not encrypted (no .venv; run scripts/setup.sh)"
-if [ -x "$venv_python" ]; then
-  step "encrypting the app's env for its KMS env key (checked against the root key on chain)"
-  curl -fsk --max-time 5 "$kms_url/v1/env-pubkey/$app_id" >"$dir/app/env-pubkey.json" ||
-    die "GET $kms_url/v1/env-pubkey/$app_id failed"
-  chain_root=$("$CAST" call "$kms_auth" "rootKeys(uint32)(bytes,bytes)" 1 --rpc-url "$rpc" | head -n1)
-  "$venv_python" scripts/devnet/encrypt-env.py "$dir/app/env-pubkey.json" "$app_id" "$chain_root" \
-    "$share/.encrypted-env" "GREETING=$greeting" || die "encrypting the env failed"
-  env_note="GREETING, encrypted with the dstack SDK for the key the KMS signed"
-else
-  step "no .venv: the demo app boots without an encrypted env"
-fi
+step "encrypting the app's env with cairn (the KMS's env key, checked against the root key on chain)"
+"$cairn_bin" devnet encrypt-env --app-id "$app_id" --out "$share/.encrypted-env" \
+  --env "GREETING=$greeting" --env-kms-url "$kms_url" --rpc-url "$rpc" --chain-id "$chain_id" \
+  --kms-auth "$kms_auth" --kms-trust simulator --sim-pki-seed "$sim_pki_seed" >"$dir/app/encrypt-env.log" 2>&1 ||
+  { cat "$dir/app/encrypt-env.log" >&2; die "encrypting the env failed"; }
+env_note="GREETING, encrypted by cairn (Cairn's format) for the env key the KMS signed"
 
 guest_args=(--tee simulator --kms-trust simulator --sim-pki-seed "$sim_pki_seed" --sim-host-seed "$app_host_seed")
 agent_socket="$dir/app/agent.sock"
@@ -242,9 +236,7 @@ for f in app.key disk.key root-ca.pem receipt.json; do
   [ -f "$dir/app/keys/$f" ] || die "the approved boot has no $f in $dir/app/keys"
 done
 greeting_line=$(grep -m1 "hello from a Cairn CVM" "$dir/app/guest.log")
-if [ -x "$venv_python" ]; then
-  case "$greeting_line" in *"GREETING=$greeting;"*) ;; *) die "the app did not get its decrypted env: $greeting_line" ;; esac
-fi
+case "$greeting_line" in *"GREETING=$greeting;"*) ;; *) die "the app did not get its decrypted env: $greeting_line" ;; esac
 agent() { # <method> <json body>
   curl -fsS --max-time 10 --unix-socket "$agent_socket" -H 'content-type: application/json' \
     -d "$2" "http://localhost/$1"

@@ -59,6 +59,22 @@ enum DevnetCommand {
     Status,
     /// Stop everything the devnet started.
     Down,
+    /// Encrypt env vars for an app with Cairn's code (the KMS's env key, its signature
+    /// checked against the root key on chain): what `scripts/devnet.sh` gives its demo app.
+    #[command(hide = true)]
+    EncryptEnv(Box<EncryptEnvArgs>),
+}
+
+#[derive(Debug, Args)]
+struct EncryptEnvArgs {
+    /// The app the env is for.
+    #[arg(long)]
+    app_id: String,
+    /// Where to write the ciphertext (the share's `.encrypted-env`).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    env: crate::vm::env::EnvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +155,18 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<u8> {
             Ok(u8::from(!healthy))
         }
         DevnetCommand::Down => down(dir, args.json).await,
+        DevnetCommand::EncryptEnv(e) => {
+            let mut app_id = [0u8; 20];
+            hex::decode_to_slice(e.app_id.trim_start_matches("0x"), &mut app_id)
+                .with_context(|| format!("--app-id {:?}: 20 bytes of hex", e.app_id))?;
+            let blob = e
+                .env
+                .encrypt(Some(app_id), &[])
+                .await?
+                .ok_or_else(|| anyhow!("nothing to encrypt: give --env NAME=VALUE"))?;
+            std::fs::write(&e.out, blob).with_context(|| format!("writing {}", e.out.display()))?;
+            Ok(0)
+        }
     }
 }
 

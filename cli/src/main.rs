@@ -28,7 +28,7 @@ enum Group {
     /// Look at a gateway node: admitted instances and the chain's verdicts.
     Gateway(gateway::GatewayArgs),
     /// A local Cairn in the background: up, status, down.
-    Devnet(devnet::DevnetArgs),
+    Devnet(Box<devnet::DevnetArgs>),
     /// Audit every KMS node's key-release log against the chain (exit 0 clean, 1
     /// findings, 2 could not audit).
     Audit(Box<audit::AuditArgs>),
@@ -39,7 +39,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.group {
         Group::Devnet(args) => {
-            return match devnet::run(args).await {
+            return match devnet::run(*args).await {
                 Ok(code) => std::process::ExitCode::from(code),
                 Err(e) => {
                     eprintln!("error: {e:#}");
