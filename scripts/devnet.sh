@@ -284,7 +284,16 @@ refusal=$(grep -o 'denied\.compose_hash[^"]*' "$dir/refused/guest.log" | head -n
 # A script that boots the demo app again (used by docs/walkthrough.md after a revocation).
 cat >"$dir/reboot-app.sh" <<SH
 #!/usr/bin/env bash
-# Boots the devnet's demo app again from its share, in the foreground, into fresh dirs.
+# Boots the devnet's demo app again from its share, in the foreground, into fresh dirs,
+# once the KMS's policy head has read the chain's current block (so a change just made on
+# chain, e.g. a revoked compose hash, is what this boot is judged by; at most 10 s).
+target=\$("$CAST" block-number --rpc-url "$rpc")
+deadline=\$((SECONDS + 10))
+while [ "\$SECONDS" -lt "\$deadline" ]; do
+  at=\$(curl -fsk --max-time 2 "$kms_url/metrics" | awk '\$1 == "cairn_kms_chain_policy_block" {print \$2}')
+  [ -n "\$at" ] && [ "\$at" -ge "\$target" ] && break
+  sleep 0.1
+done
 rm -rf "$dir/reboot" && mkdir -p "$dir/reboot"
 exec "$guest_bin" boot --share "$share" --keys "$dir/reboot/keys" --work "$dir/reboot/work" \\
   --agent-socket "$dir/reboot/agent.sock" ${guest_args[*]} "\$@"
