@@ -111,9 +111,9 @@ pub struct AuditArgs {
     /// The simulator PKI seed for --kms-trust simulator (32 bytes hex).
     #[arg(long, env = "CAIRN_SIM_PKI_SEED", default_value = DEFAULT_SIM_PKI_SEED)]
     sim_pki_seed: String,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    /// Print the report as JSON (the global `--json`).
+    #[arg(skip)]
+    pub json: bool,
 }
 
 /// The whole audit, as printed by `--json`.

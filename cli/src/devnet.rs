@@ -44,9 +44,9 @@ pub struct DevnetArgs {
         global = true
     )]
     dir: PathBuf,
-    /// Print JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    /// Print JSON (the global `--json`).
+    #[arg(skip)]
+    pub json: bool,
     #[command(subcommand)]
     cmd: DevnetCommand,
 }
@@ -85,6 +85,10 @@ struct UpArgs {
     /// The KMS node's port.
     #[arg(long, env = "CAIRN_DEVNET_KMS_PORT")]
     kms_port: Option<u16>,
+    /// How many KMS nodes: the first bootstraps, the others onboard from it and are
+    /// registered on chain.
+    #[arg(long, env = "CAIRN_DEVNET_KMS_NODES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    kms_nodes: u16,
     /// Run attached to this terminal (Ctrl-C stops the devnet).
     #[arg(long)]
     foreground: bool,
@@ -221,6 +225,7 @@ async fn up(dir: &Path, args: &UpArgs, json: bool) -> anyhow::Result<u8> {
         .current_dir(root)
         .env("CAIRN_DEVNET_DIR", &dir)
         .env("CAIRN_DEVNET_PORT", args.port.to_string())
+        .env("CAIRN_DEVNET_KMS_NODES", args.kms_nodes.to_string())
         .env_remove("CAIRN_DEVNET_EXIT");
     if let Some(p) = args.kms_port {
         cmd.env("CAIRN_DEVNET_KMS_PORT", p.to_string());

@@ -21,7 +21,12 @@
 //! - [`Devnet`] — `cairn_onchain::testing::AnvilChain` (anvil with the Cairn system
 //!   deployed) with the test cluster's root keys; mining lets the KMS nodes' policy heads
 //!   see the new blocks.
-//! - [`Kms`] — a registered KMS node serving on a free port.
+//! - [`Kms`] — a registered KMS node serving on a free port; [`Kms::stop`] keeps its
+//!   data directory for [`Devnet::restart_kms`] on the same address.
+//! - `cluster` — N nodes, the first holding the test master and the others onboarded
+//!   from it over mutual RA-TLS: in-process ([`Cluster`], [`Devnet::start_cluster`]) or
+//!   as `cairn-kms` processes ([`ProcessCluster`], [`Devnet::start_process_cluster`];
+//!   [`KmsProcess::kill9`], [`KmsProcess::restart`]).
 //! - [`Cvm`] — a host share + keys + work dir for one guest, and its boot.
 //! - [`chain_root_k256`] — the root key registered on chain, what deploy-time env
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
@@ -62,12 +67,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod cluster;
 mod docker;
 pub mod gateway;
+pub use cluster::{
+    cluster_host_seed, kms_binary, poll_until, Cluster, KmsProcess, ProcessCluster,
+    PROCESS_DEADLINE,
+};
 pub mod vmm;
 pub use docker::{
-    agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
-    require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
+    agent_app_compose, agent_app_compose_on, agent_app_image, free_port, http_get,
+    project_containers, project_logs, projects_with_prefix, require_docker, wait_for_http,
+    ProjectGuard, BUSYBOX_IMAGE,
 };
 
 /// Policy is read this many blocks behind head.
@@ -207,19 +218,29 @@ impl Devnet {
     /// evidence (aggregated MR, device) and node address on chain, fund it, and serve it
     /// on `127.0.0.1:0`.
     pub async fn start_kms(&self) -> Kms {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let address = SecretStore::open(dir.path().join(SECRETS_DIR))
-            .expect("secret store")
-            .install(MasterSecret::from_bytes(MASTER), 1)
-            .expect("install master secret")
-            .node_key
-            .address();
-        let tdx =
-            SimTdx::new(pki(), SimHostConfig::new([KMS_HOST_SEED; 32], image())).expect("KMS TD");
+        self.start_kms_on(KMS_HOST_SEED).await
+    }
+
+    /// [`Devnet::start_kms`] on the simulated host `host_seed` (another seed is another
+    /// device, instance id and aggregated MR).
+    pub async fn start_kms_on(&self, host_seed: u8) -> Kms {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let address = install_master(dir.path(), MasterSecret::from_bytes(MASTER), 1);
+        let opts = self.kms_options(dir.path(), host_seed);
+        self.register_kms_evidence(&opts, Some(address)).await;
+        self.serve_kms(opts, dir, host_seed, 0).await
+    }
+
+    /// The options of a KMS node whose data lives in `data_dir`, on the simulated host
+    /// `host_seed`: this devnet's chain ([`Devnet::chain_config`]), the simulator
+    /// verifier, image [`image`], anchoring by hand (`anchor_once`; the interval is an
+    /// hour), the system clock.
+    pub fn kms_options(&self, data_dir: &Path, host_seed: u8) -> NodeOptions {
+        let tdx = SimTdx::new(pki(), SimHostConfig::new([host_seed; 32], image())).expect("KMS TD");
         let event_log =
-            cairn_kms::simulated_kms_boot(&tdx, &[KMS_HOST_SEED; 32]).expect("KMS boot log");
-        let opts = NodeOptions {
-            data_dir: dir.path().to_owned(),
+            cairn_kms::simulated_kms_boot(&tdx, &[host_seed; 32]).expect("KMS boot log");
+        NodeOptions {
+            data_dir: data_dir.to_owned(),
             chain: self.chain_config(),
             verifier: Arc::new(verifier()),
             collateral: CollateralSource::Configured,
@@ -235,23 +256,49 @@ impl Devnet {
                 ..cairn_kms::AnchorLimits::default()
             },
             clock: Clock::system(),
-        };
-        let own = cairn_kms::own_evidence(&opts).await.expect("KMS evidence");
+        }
+    }
+
+    /// Allow the KMS evidence of `opts` (its aggregated MR and device) on chain and, with
+    /// an address, register and fund that node; then mine past the confirmations.
+    pub async fn register_kms_evidence(&self, opts: &NodeOptions, node: Option<[u8; 20]>) {
+        let own = cairn_kms::own_evidence(opts).await.expect("KMS evidence");
         self.net
             .register_kms_node(&KmsNodeRegistration {
                 mr_aggregated: own.boot.mrAggregated,
                 device_id: own.boot.deviceId,
-                node: Some(Address::from(address)),
+                node: node.map(Address::from),
             })
             .await;
         self.mine(CONFIRMATIONS).await;
+    }
 
+    /// Register (and fund) a KMS node address on chain, then mine past the confirmations.
+    pub async fn add_kms_node(&self, node: [u8; 20]) {
+        self.net
+            .client
+            .add_kms_node(Address::from(node))
+            .await
+            .expect("addKmsNode");
+        self.net.fund(Address::from(node)).await;
+        self.mine(CONFIRMATIONS).await;
+    }
+
+    /// Open the node of `opts` (its store in `dir` holds an identity) and serve it on
+    /// `127.0.0.1:port` (0: a free port); its policy head follows [`Devnet::mine`].
+    pub async fn serve_kms(
+        &self,
+        opts: NodeOptions,
+        dir: Arc<TempDir>,
+        host_seed: u8,
+        port: u16,
+    ) -> Kms {
         let node = Node::open(opts).await.expect("open KMS node");
         self.nodes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Arc::downgrade(&node));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
@@ -260,11 +307,31 @@ impl Devnet {
         Kms {
             node,
             addr,
-            _dir: dir,
+            host_seed,
+            dir,
             stop: Some(stop),
             task: Some(task),
         }
     }
+
+    /// Restart a stopped node (see [`Kms::stop`]) from its data directory, on the same
+    /// host and the same address (so the URLs guests list stay valid).
+    pub async fn restart_kms(&self, stopped: StoppedKms) -> Kms {
+        let opts = self.kms_options(stopped.dir.path(), stopped.host_seed);
+        self.serve_kms(opts, stopped.dir, stopped.host_seed, stopped.addr.port())
+            .await
+    }
+}
+
+/// Store `master` as generation `generation` with a fresh node key in the secret store
+/// under `data_dir`; returns the node address.
+pub fn install_master(data_dir: &Path, master: MasterSecret, generation: u64) -> [u8; 20] {
+    SecretStore::open(data_dir.join(SECRETS_DIR))
+        .expect("secret store")
+        .install(master, generation)
+        .expect("install master secret")
+        .node_key
+        .address()
 }
 
 /// SHA-256 of the exact compose bytes, as the chain stores it.
@@ -278,15 +345,33 @@ pub struct Kms {
     pub node: Arc<Node>,
     /// Where it listens.
     pub addr: SocketAddr,
-    _dir: TempDir,
+    /// Its simulated host.
+    pub host_seed: u8,
+    dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<cairn_kms::Result<()>>>,
+}
+
+/// A KMS node that was stopped: its data directory, host and address, to restart it
+/// ([`Devnet::restart_kms`]).
+pub struct StoppedKms {
+    /// The data directory (`secrets/`, `log/`).
+    pub dir: Arc<TempDir>,
+    /// Its simulated host.
+    pub host_seed: u8,
+    /// The address it listened on.
+    pub addr: SocketAddr,
 }
 
 impl Kms {
     /// The URL a guest's `sys-config.json` lists.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// A client without a certificate (public endpoints), verifying the KMS's RA-TLS
@@ -298,13 +383,27 @@ impl Kms {
             .expect("connect to KMS")
     }
 
-    /// Stop serving and wait for the server task.
-    pub async fn stop(mut self) {
+    /// Stop serving, wait for the server task and for every handle on the node to go
+    /// (so its stores can be opened again); keeps its data directory.
+    pub async fn stop(mut self) -> StoppedKms {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.expect("KMS task").expect("KMS server");
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while Arc::strong_count(&self.node) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "KMS node handles still alive after shutdown"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        StoppedKms {
+            dir: Arc::clone(&self.dir),
+            host_seed: self.host_seed,
+            addr: self.addr,
         }
     }
 }
@@ -395,6 +494,18 @@ impl Cvm {
             .expect("json"),
         )
         .expect("write instance info");
+    }
+
+    /// List `urls` as the share's KMS URLs (tried in this order), keeping the rest of
+    /// `sys-config.json`.
+    pub fn set_kms_urls(&self, urls: &[String]) {
+        let path = self.dir.path().join("share/sys-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read sys-config"))
+                .expect("sys-config JSON");
+        config["kms_urls"] = serde_json::json!(urls);
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
+            .expect("write sys-config");
     }
 
     /// Have the guest check its KMS against KmsAuth on `net` (sys-config's `chain`

@@ -73,6 +73,89 @@ pub async fn call(
     )
 }
 
+/// GetKey through the router; the key and its signature chain.
+async fn get_key(state: &Arc<GuestState>, body: &str) -> (StatusCode, serde_json::Value) {
+    call(state, "GetKey", body).await
+}
+
+fn verify_get_key(v: serde_json::Value, app_id: &[u8; 20], root: &cairn_kms::RootKeys) -> String {
+    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
+    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
+    let chain: Vec<[u8; 65]> = r
+        .signature_chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+    sig::verify_signature_chain(
+        app_id,
+        "seal",
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root.k256().verifying_key(),
+    )
+    .unwrap();
+    r.key
+}
+
+#[tokio::test]
+async fn get_key_of_the_previous_generation_in_a_rotation_window_chains_to_the_old_root() {
+    let kms = StubKms::start(Mode::Rotated).await;
+    let (s, state, _) = booted(&kms).await;
+    assert_eq!(state.secrets.key_generation, 2);
+    let previous = state.secrets.previous.as_ref().expect("asked at boot");
+    assert_eq!(
+        (previous.key_generation, previous.valid_until),
+        (1, PREVIOUS_VALID_UNTIL)
+    );
+    let app_id = s.app_id().0;
+    // Absent or current: generation 2, chained to the current root.
+    let (st, v) = get_key(&state, r#"{"path":"/seal","purpose":"seal"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let current = verify_get_key(v, &app_id, &root_keys(MASTER));
+    let (st, v) = get_key(
+        &state,
+        r#"{"path":"/seal","purpose":"seal","key_generation":2}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(verify_get_key(v, &app_id, &root_keys(MASTER)), current);
+    // The previous generation: another key, chained to the previous root.
+    let (st, v) = get_key(
+        &state,
+        r#"{"path":"/seal","purpose":"seal","key_generation":1}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let old = verify_get_key(v, &app_id, &root_keys(PREVIOUS_MASTER));
+    assert_ne!(old, current);
+    // A generation the CVM does not hold is refused, naming what it holds.
+    let (st, v) = get_key(
+        &state,
+        r#"{"path":"/seal","purpose":"seal","key_generation":7}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("key generation 7") && msg.contains("current 2, previous 1"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_booted_outside_a_window_has_no_previous_generation_to_give() {
+    let kms = StubKms::start(Mode::Honest).await;
+    let (_s, state, _) = booted(&kms).await;
+    assert!(state.secrets.previous.is_none());
+    let (st, v) = get_key(&state, r#"{"path":"/seal","key_generation":1}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("previous none"),
+        "{v}"
+    );
+}
+
 #[tokio::test]
 async fn get_key_signature_chain_verifies_to_the_kms_root() {
     let kms = StubKms::start(Mode::Honest).await;

@@ -95,7 +95,15 @@ pub enum Mode {
     ForeignChain,
     /// Serves the manifest of another OS image than the one its quote shows in `meta`.
     WrongImage,
+    /// In a rotation's transition window: generation 2 (from [`MASTER`]) and, when the
+    /// request asks `previous_generation`, generation 1's keys (from [`PREVIOUS_MASTER`]).
+    Rotated,
 }
+
+/// The previous generation's master of [`Mode::Rotated`].
+pub const PREVIOUS_MASTER: [u8; 32] = [0x11; 32];
+/// The end of [`Mode::Rotated`]'s window.
+pub const PREVIOUS_VALID_UNTIL: u64 = 1_900_000_000;
 
 pub struct StubKms {
     pub url: String,
@@ -306,6 +314,35 @@ async fn handle(
         }
         "/v1/app-key" => {
             let n = ctx.releases.fetch_add(1, Ordering::SeqCst);
+            let req: cairn_protocol::api::AppKeyRequest = serde_json::from_slice(&body).unwrap();
+            let previous = match (ctx.mode, req.previous_generation) {
+                (Mode::Rotated, Some(_)) => {
+                    let root = root_keys(PREVIOUS_MASTER);
+                    let old = AppKeys::derive(
+                        &cairn_kms::MasterSecret::from_bytes(PREVIOUS_MASTER),
+                        &root,
+                        id.app_id(),
+                        id.instance_id(),
+                    )
+                    .unwrap();
+                    Some(cairn_protocol::api::PreviousAppKeys {
+                        key_generation: 1,
+                        valid_until: PREVIOUS_VALID_UNTIL,
+                        app_key: old.k256_secret(),
+                        kms_signature: *old.kms_signature(),
+                        disk_key: Zeroizing::new(*old.disk_key().expose()),
+                        env_secret: Zeroizing::new(old.env_secret().to_bytes()),
+                        root_ca_cert: root.ca().cert_pem().to_owned(),
+                        receipt: Receipt {
+                            log_index: n,
+                            checkpoint: "stub-kms\n1\nroot\n".to_owned(),
+                            policy_block_number: 1,
+                            policy_block_hash: [0; 32],
+                        },
+                    })
+                }
+                _ => None,
+            };
             let resp = AppKeyResponse {
                 app_key: keys.k256_secret(),
                 kms_signature: *keys.kms_signature(),
@@ -314,13 +351,14 @@ async fn handle(
                 gateway_app_id: [0; 20],
                 root_ca_cert: ctx.root.ca().cert_pem().to_owned(),
                 os_image_hash: guest_os().os_image_hash().0,
-                key_generation: 0,
+                key_generation: if ctx.mode == Mode::Rotated { 2 } else { 0 },
                 receipt: Receipt {
                     log_index: n,
                     checkpoint: "stub-kms\n1\nroot\n".to_owned(),
                     policy_block_number: 1,
                     policy_block_hash: [0; 32],
                 },
+                previous,
             };
             json(StatusCode::OK, serde_json::to_vec(&resp).unwrap())
         }

@@ -112,6 +112,18 @@ impl Guest {
             .build(tee)
             .unwrap()
     }
+
+    /// A client certificate made when the guest's clock read `now` (valid from
+    /// `now` − 5 min for a year), to simulate a guest whose clock is off.
+    pub fn cert_at(&self, now: u64) -> RaTlsCert {
+        RaTlsCertBuilder::new(Usage::AppCustom)
+            .common_name("guest")
+            .event_log(&self.log.to_json())
+            .app_id(self.app_id.0)
+            .issued_at(now)
+            .build(self.tdx.as_ref())
+            .unwrap()
+    }
 }
 
 /// A KMS node serving on a free port.
@@ -152,6 +164,17 @@ impl Running {
     /// The node's URL.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// A connection presenting `cert` (or none), the node's evidence verified at `now`
+    /// (a caller whose clock agrees with a node that runs on an injected clock: the
+    /// node's certificate is valid from five minutes before the node's "now").
+    pub async fn client_at(&self, cert: Option<&RaTlsCert>, now: u64) -> KmsConnection {
+        KmsClient::new(verifier_for(&pki()))
+            .with_clock(move || now)
+            .connect(&self.url(), cert)
+            .await
+            .unwrap()
     }
 
     /// A connection presenting `cert` (or none); the node's evidence verified.

@@ -7,9 +7,12 @@
 mod acme;
 mod audit;
 mod boot;
+mod cluster;
 mod docker_compose;
 mod gateway;
 mod governance;
 mod python_sdk;
+mod rotation;
 mod timing;
 mod vmm;
+mod vmm_page;
