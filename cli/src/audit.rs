@@ -1,23 +1,20 @@
 //! `cairn audit`: the auditing light client (DESIGN.md §6, "Audit") over every KMS node in
-//! KmsAuth's node list.
+//! KmsAuth's node list, on the exact-audit library (`cairn_onchain::audit_all`,
+//! `cairn_onchain::Auditor`; docs/auditor.md).
 //!
-//! For each node (reached through one of the `--kms-url`s, its RA-TLS evidence verified
-//! against `--kms-trust`; which node a URL serves comes from its `/v1/meta`), and for each
-//! audited app: the node's anchors read from chain events are pairwise consistent, its
-//! served checkpoint is signed by it and extends the last anchor, every release of the app
-//! is included in the verified head, and KmsAuth allowed it at its recorded (hash-checked)
-//! policy block (`cairn_onchain::audit_app`). Nothing the KMS serves is trusted.
+//! Each node is read through one of the `--kms-url`s (its RA-TLS evidence verified against
+//! `--kms-trust`; which node a URL serves, and that it serves our chain and KmsAuth, comes
+//! from its `/v1/meta`). The library proves every log whole against the node's anchors and
+//! served checkpoint, and checks each release (`--app`'s, or every one with `--all`)
+//! against the chain at its recorded policy block. Nothing the KMS serves is trusted.
 //!
-//! `--all` audits every app with a release in a node's log: every entry index belongs to
-//! one app, so every entry is proved by that app's audit (an entry replaced by another
-//! app's record fails the other app's inclusion check).
-//!
-//! Exit codes: 0 clean, 1 findings, 2 could not audit (chain unreadable, a KMS URL
-//! unreachable or not verified, a registered node with no URL serving it). `--follow`
-//! audits again every `--interval` and prints each new finding the moment it appears; it
-//! runs until Ctrl-C and then exits as above for everything it saw.
+//! Exit codes (`AuditOutcome::exit_code`): 0 clean, 1 findings, 2 could not audit (chain
+//! unreadable, a KMS URL unreachable or not verified, a registered node with no URL serving
+//! it: the library's `no_source`). `--follow` polls a monitor (`Auditor::monitor`) every
+//! `--interval` and prints each new release and finding once; it runs until Ctrl-C and then
+//! exits as above for everything it saw.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +23,10 @@ use cairn_attestation::simulator::{SimPki, SimPkiConfig};
 use cairn_attestation::{Collateral, PccsClient, Verifier};
 use cairn_kms_client::{KmsClient, KmsConnection};
 use cairn_onchain::alloy::primitives::Address;
-use cairn_onchain::{audit_app, AuditReport, ChainClient, ChainConfig, Finding, LogSource};
-use cairn_protocol::api::MAX_LOG_ENTRIES_PER_RESPONSE;
-use cairn_tlog::{ReleaseRecord, SignedCheckpoint};
+use cairn_onchain::{
+    audit_all, AuditOptions, AuditOutcome, AuditReport, AuditedRelease, Auditor, ChainClient,
+    ChainConfig, Finding, Staleness,
+};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -37,16 +35,6 @@ const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 /// The simulator PKI seed the devnet uses.
 const DEFAULT_SIM_PKI_SEED: &str =
     "4242424242424242424242424242424242424242424242424242424242424242";
-/// Most entries `--all` reads from one node to find its apps (the audit itself bounds
-/// its reads by `cairn_onchain::MAX_AUDIT_ENTRIES`).
-const MAX_DISCOVERY_ENTRIES: u64 = 1 << 20;
-
-/// Exit code: every audited release is logged and allowed, on unforked logs.
-pub const EXIT_CLEAN: u8 = 0;
-/// Exit code: the audit found at least one problem.
-pub const EXIT_FINDINGS: u8 = 1;
-/// Exit code: the audit could not be completed (it proves nothing).
-pub const EXIT_COULD_NOT_AUDIT: u8 = 2;
 
 /// Which root a KMS's attestation is verified against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,11 +59,11 @@ pub struct AuditArgs {
     /// The app to audit (its AppAuth address).
     #[arg(long)]
     app: Option<String>,
-    /// Audit every app with a release in a node's log.
+    /// Check every release in every node's log.
     #[arg(long)]
     all: bool,
-    /// Report only releases whose policy block is at least N (anchors and checkpoints are
-    /// always checked from the start).
+    /// Audit from block N on: read events from N, and each node's log from the size it
+    /// anchored before N (what an earlier audit covered is not read again).
     #[arg(long, value_name = "N", default_value_t = 0)]
     from_block: u64,
     /// Keep auditing: again every --interval seconds, printing each new finding at once.
@@ -119,136 +107,199 @@ pub struct AuditArgs {
 /// The whole audit, as printed by `--json`.
 #[derive(Debug, Serialize)]
 struct Report {
-    /// No findings and nothing unaudited.
+    /// No findings and nothing unaudited (exit 0).
     clean: bool,
+    /// `clean`, `findings` or `could_not_audit` (exit 0, 1, 2).
+    outcome: &'static str,
     chain_id: u64,
     kms_auth: String,
-    /// The chain head the audit read anchors and the node list up to.
+    /// The app whose releases were checked (`--app`); `null` with `--all`.
+    app_id: Option<String>,
+    /// The first block whose events were read (`--from-block`).
+    from_block: u64,
+    /// The last block whose events the audit read (the chain head).
     head_block: u64,
     nodes: Vec<NodeReport>,
-    /// Why parts could not be audited (exit code 2).
+    /// Findings about no node (none today: the command passes no receipts).
+    findings: Vec<FindingRow>,
+    /// Why parts could not be audited: `--kms-url`s unreachable, not verified, or serving
+    /// another chain (exit 2 unless there are findings).
     errors: Vec<String>,
+    stats: Stats,
+    /// Every finding, for the outcome.
+    #[serde(skip)]
+    findings_all: Vec<Finding>,
 }
 
 #[derive(Debug, Serialize)]
 struct NodeReport {
     node: String,
-    url: String,
+    /// The `--kms-url` serving it (`null`: none did, a `no_source` finding).
+    url: Option<String>,
     /// In KmsAuth's node list at the head.
     registered: bool,
-    apps: Vec<AppReport>,
-}
-
-#[derive(Debug, Serialize)]
-struct AppReport {
-    app_id: String,
+    /// `CheckpointAnchored` events of the node read.
     anchors: usize,
+    /// First log index audited (0, or the size anchored before `--from-block`).
+    start: u64,
+    /// Size of the largest tree head the entries were proven against.
     verified_size: Option<u64>,
+    /// Entries read from the log.
+    entries: u64,
     releases: Vec<ReleaseRow>,
     findings: Vec<FindingRow>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct ReleaseRow {
     index: u64,
     kind: String,
+    app_id: String,
     compose_hash: String,
     instance_id: String,
     policy_block: u64,
     timestamp: u64,
     logged: bool,
     allowed: bool,
+    /// Re-evaluated with exactly the boot info the KMS evaluated (a version-2 record).
+    exact: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize)]
 struct FindingRow {
-    /// The finding's kind (`forked_anchors`, `not_allowed`, …).
-    kind: &'static str,
+    /// The finding's snake_case code (`forked_anchors`, `not_allowed`, …).
+    code: &'static str,
+    /// Evidences misbehaviour (`false`: only something could not be audited).
+    violation: bool,
     /// The log index it is about, if one.
     index: Option<u64>,
     /// What is wrong.
     detail: String,
 }
 
+#[derive(Debug, Serialize)]
+struct Stats {
+    entries: u64,
+    releases: u64,
+    approximate: u64,
+    policy_calls: u64,
+    registration_calls: u64,
+    header_reads: u64,
+    entry_pages: u64,
+    proofs: u64,
+    elapsed_ms: u128,
+}
+
 /// Run `cairn audit`; the exit code says clean / findings / could not audit.
 pub async fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let ctx = Context::new(&args).await?;
-    if !args.follow {
-        let report = ctx.audit_once(&args).await?;
-        print_report(&report, args.json)?;
-        return Ok(exit_code(&report));
+    let (mut sources, urls, errors) = ctx.connect_all(&args).await;
+    if args.follow {
+        return follow(&ctx, &args, &mut sources, &errors).await;
     }
-    follow(&ctx, &args).await
+    let report = audit_all(&ctx.chain, &mut sources, ctx.options(&args))
+        .await
+        .context("reading the chain")?;
+    let report = ctx.report(&args, &report, &urls, errors);
+    print_report(&report, args.json)?;
+    Ok(outcome(&report.findings_all, &report.errors).exit_code())
 }
 
-fn exit_code(report: &Report) -> u8 {
-    if !report.errors.is_empty() {
-        EXIT_COULD_NOT_AUDIT
-    } else if report
-        .nodes
-        .iter()
-        .any(|n| n.apps.iter().any(|a| !a.findings.is_empty()))
-    {
-        EXIT_FINDINGS
-    } else {
-        EXIT_CLEAN
+/// The outcome of a report: the library's, and could not audit when a `--kms-url` failed
+/// and nothing worse was found.
+fn outcome(findings: &[Finding], errors: &[String]) -> AuditOutcome {
+    let report = AuditReport {
+        findings: findings.to_vec(),
+        ..AuditReport::default()
+    };
+    match report.outcome() {
+        AuditOutcome::Clean if !errors.is_empty() => AuditOutcome::CouldNotAudit,
+        o => o,
     }
 }
 
-/// `--follow`: audit every interval; print every finding (and audit error) not printed
-/// before, and a line per new release; stop on Ctrl-C.
-async fn follow(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
-    let mut seen_findings = BTreeSet::new();
-    let mut seen_releases = BTreeSet::new();
+fn outcome_name(o: AuditOutcome) -> &'static str {
+    match o {
+        AuditOutcome::Clean => "clean",
+        AuditOutcome::Findings => "findings",
+        AuditOutcome::CouldNotAudit => "could_not_audit",
+    }
+}
+
+/// `--follow`: a monitor ([`Auditor::monitor`]) polled every interval; prints each new
+/// finding, each new release and each distinct error once; stops on Ctrl-C.
+///
+/// `Auditor::follow` hands its callback findings only, so the loop is written out here
+/// (the same one: a retryable chain error is reported and retried at the next tick, any
+/// other ends the command) to print releases as well.
+async fn follow(
+    ctx: &Context,
+    args: &AuditArgs,
+    sources: &mut HashMap<Address, KmsConnection>,
+    errors: &[String],
+) -> anyhow::Result<u8> {
+    let mut auditor = Auditor::monitor(&ctx.chain, ctx.options(args));
     let mut seen_errors = BTreeSet::new();
-    let mut worst = EXIT_CLEAN;
+    for e in errors {
+        seen_errors.insert(e.clone());
+        emit(args.json, "error", &serde_json::json!({ "error": e }));
+    }
+    let mut worst = outcome(&[], errors);
+    let mut printed = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(args.interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => return Ok(worst.exit_code()),
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(worst),
         }
-        let report = match ctx.audit_once(args).await {
-            Ok(r) => r,
-            Err(e) => {
-                // The chain went away: say so once per distinct error and keep trying.
-                let line = format!("{e:#}");
+        let new = match auditor.poll(sources).await {
+            Ok(new) => new,
+            Err(e) if e.is_retryable() => {
+                let line = format!("reading the chain: {e}");
                 if seen_errors.insert(line.clone()) {
                     emit(args.json, "error", &serde_json::json!({ "error": line }));
                 }
-                worst = worst.max(EXIT_COULD_NOT_AUDIT);
+                worst = worse(worst, AuditOutcome::CouldNotAudit);
                 continue;
             }
+            Err(e) => return Err(e).context("reading the chain"),
         };
-        for e in &report.errors {
-            if seen_errors.insert(e.clone()) {
-                emit(args.json, "error", &serde_json::json!({ "error": e }));
-            }
+        let releases = auditor.releases();
+        for r in &releases[printed..] {
+            emit(
+                args.json,
+                "release",
+                &serde_json::json!({"node": r.node.to_string(), "release": release_row(r)}),
+            );
         }
-        worst = worst.max(exit_code(&report));
-        for n in &report.nodes {
-            for a in &n.apps {
-                for r in &a.releases {
-                    if seen_releases.insert((n.node.clone(), r.index)) {
-                        emit(
-                            args.json,
-                            "release",
-                            &serde_json::json!({"node": n.node, "app_id": a.app_id, "release": r}),
-                        );
-                    }
-                }
-                for f in &a.findings {
-                    if seen_findings.insert((n.node.clone(), a.app_id.clone(), f.clone())) {
-                        emit(
-                            args.json,
-                            "finding",
-                            &serde_json::json!({"node": n.node, "app_id": a.app_id, "finding": f}),
-                        );
-                    }
-                }
-            }
+        printed = releases.len();
+        for f in &new {
+            emit(
+                args.json,
+                "finding",
+                &serde_json::json!({
+                    "node": f.node().map(|n| n.to_string()),
+                    "finding": finding_row(f),
+                }),
+            );
+            worst = worse(worst, outcome(std::slice::from_ref(f), &[]));
         }
+    }
+}
+
+/// The worse of two outcomes (findings over could not audit over clean).
+fn worse(a: AuditOutcome, b: AuditOutcome) -> AuditOutcome {
+    let rank = |o| match o {
+        AuditOutcome::Clean => 0,
+        AuditOutcome::CouldNotAudit => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
     }
 }
 
@@ -263,16 +314,15 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
     } else {
         match event {
             "finding" => println!(
-                "FINDING node {} app {}: {} {}",
-                body["node"].as_str().unwrap_or("?"),
-                body["app_id"].as_str().unwrap_or("?"),
-                body["finding"]["kind"].as_str().unwrap_or("?"),
+                "FINDING node {}: {} {}",
+                body["node"].as_str().unwrap_or("-"),
+                body["finding"]["code"].as_str().unwrap_or("?"),
                 body["finding"]["detail"].as_str().unwrap_or("")
             ),
             "release" => println!(
                 "release  node {} app {}: index {} compose {} policy block {} logged {} allowed {}",
                 body["node"].as_str().unwrap_or("?"),
-                body["app_id"].as_str().unwrap_or("?"),
+                body["release"]["app_id"].as_str().unwrap_or("?"),
                 body["release"]["index"],
                 body["release"]["compose_hash"].as_str().unwrap_or("?"),
                 body["release"]["policy_block"],
@@ -284,7 +334,7 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
     }
 }
 
-/// What every audit round needs: the chain and a KMS client.
+/// What the audit needs: the chain and a KMS client.
 struct Context {
     chain: ChainClient,
     kms: KmsClient,
@@ -321,76 +371,45 @@ impl Context {
         })
     }
 
-    /// One full audit. Errors only when the chain cannot be read; a KMS that cannot be
-    /// reached is a report error (exit 2) and the other nodes are still audited.
-    async fn audit_once(&self, args: &AuditArgs) -> anyhow::Result<Report> {
-        let head = self
-            .chain
-            .policy_block()
-            .await
-            .context("reading the chain head")?;
-        let registered = self
-            .chain
-            .kms_nodes(head)
-            .await
-            .context("reading KmsAuth's node list")?;
+    /// The library's options: the app (or every release), the start block, every
+    /// checked release kept for the output.
+    fn options(&self, args: &AuditArgs) -> AuditOptions {
+        let options = AuditOptions::default()
+            .from_block(args.from_block)
+            .collecting_releases();
+        match self.app {
+            Some(app) => options.with_app(app),
+            None => options,
+        }
+    }
+
+    /// Connects to every `--kms-url` (RA-TLS evidence verified, `/v1/meta` checked): the
+    /// log sources by node address, the URL of each node, and the URLs that failed. A
+    /// node the chain names that no URL serves is the library's `no_source` finding.
+    async fn connect_all(
+        &self,
+        args: &AuditArgs,
+    ) -> (
+        HashMap<Address, KmsConnection>,
+        BTreeMap<Address, String>,
+        Vec<String>,
+    ) {
+        let mut sources = HashMap::new();
+        let mut urls = BTreeMap::new();
         let mut errors = Vec::new();
-        let mut nodes = Vec::new();
-        let mut served = BTreeMap::new();
         for url in &args.kms_urls {
-            let (node, mut conn) = match self.connect(url).await {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!("{url}: {e:#}"));
-                    continue;
-                }
-            };
-            if served.insert(node, url.clone()).is_some() {
-                continue; // Two URLs of one node: audited once.
-            }
-            let apps = match self.app {
-                Some(app) => vec![app],
-                None => match discover_apps(&mut conn).await {
-                    Ok(apps) => apps,
-                    Err(e) => {
-                        errors.push(format!("{url}: listing the log's apps: {e:#}"));
-                        continue;
+            match self.connect(url).await {
+                Ok((node, conn)) => {
+                    // Two URLs of one node: the first is audited.
+                    if let std::collections::btree_map::Entry::Vacant(v) = urls.entry(node) {
+                        v.insert(url.clone());
+                        sources.insert(node, conn);
                     }
-                },
-            };
-            let mut app_reports = Vec::new();
-            for app in apps {
-                let report = audit_app(&self.chain, &mut conn, node, app)
-                    .await
-                    .with_context(|| format!("auditing app {app} on node {node}"))?;
-                app_reports.push(app_report(&report, args.from_block));
-            }
-            nodes.push(NodeReport {
-                node: node.to_string(),
-                url: url.clone(),
-                registered: registered.contains(&node),
-                apps: app_reports,
-            });
-        }
-        for node in &registered {
-            if !served.contains_key(node) {
-                errors.push(format!(
-                    "KMS node {node} is in KmsAuth's node list but no --kms-url serves it"
-                ));
+                }
+                Err(e) => errors.push(format!("{url}: {e:#}")),
             }
         }
-        let clean = errors.is_empty()
-            && nodes
-                .iter()
-                .all(|n| n.apps.iter().all(|a| a.findings.is_empty()));
-        Ok(Report {
-            clean,
-            chain_id: self.chain_id,
-            kms_auth: self.kms_auth.to_string(),
-            head_block: head.number,
-            nodes,
-            errors,
-        })
+        (sources, urls, errors)
     }
 
     /// Connect to a KMS (evidence verified) and learn which node it is; it must serve
@@ -413,140 +432,175 @@ impl Context {
         }
         Ok((Address::from(meta.node_address), conn))
     }
-}
 
-/// The apps with a release in the node's log, read up to its served checkpoint's size.
-/// Nothing here is trusted: the audit of each app proves its entries.
-async fn discover_apps(conn: &mut KmsConnection) -> anyhow::Result<Vec<Address>> {
-    let text = conn.checkpoint().await?;
-    let size = SignedCheckpoint::parse(text.as_bytes())
-        .context("the served checkpoint")?
-        .checkpoint()
-        .size()
-        .min(MAX_DISCOVERY_ENTRIES);
-    let mut apps = BTreeSet::new();
-    let mut start = 0;
-    while start < size {
-        let end = size.min(start + MAX_LOG_ENTRIES_PER_RESPONSE);
-        let page = conn.entries(start, end).await?;
-        if page.start != start || page.entries.is_empty() {
-            bail!("entries {start}..{end}: the node served none from {start}");
+    /// The printed report of the library's.
+    fn report(
+        &self,
+        args: &AuditArgs,
+        r: &AuditReport,
+        urls: &BTreeMap<Address, String>,
+        errors: Vec<String>,
+    ) -> Report {
+        let nodes: Vec<NodeReport> = r
+            .nodes
+            .iter()
+            .map(|n| NodeReport {
+                node: n.node.to_string(),
+                url: urls.get(&n.node).cloned(),
+                registered: n.registered,
+                anchors: n.anchors,
+                start: n.start,
+                verified_size: n.verified_size,
+                entries: n.entries,
+                releases: r
+                    .releases
+                    .iter()
+                    .filter(|x| x.node == n.node)
+                    .map(release_row)
+                    .collect(),
+                findings: r
+                    .findings
+                    .iter()
+                    .filter(|f| f.node() == Some(n.node))
+                    .map(finding_row)
+                    .collect(),
+            })
+            .collect();
+        let o = outcome(&r.findings, &errors);
+        Report {
+            clean: o == AuditOutcome::Clean,
+            outcome: outcome_name(o),
+            chain_id: self.chain_id,
+            kms_auth: self.kms_auth.to_string(),
+            app_id: self.app.map(|a| a.to_string()),
+            from_block: args.from_block,
+            head_block: r.stats.block,
+            nodes,
+            findings: r
+                .findings
+                .iter()
+                .filter(|f| f.node().is_none())
+                .map(finding_row)
+                .collect(),
+            errors,
+            stats: Stats {
+                entries: r.stats.entries,
+                releases: r.stats.releases,
+                approximate: r.stats.approximate,
+                policy_calls: r.stats.policy_calls,
+                registration_calls: r.stats.registration_calls,
+                header_reads: r.stats.header_reads,
+                entry_pages: r.stats.entry_pages,
+                proofs: r.stats.proofs,
+                elapsed_ms: r.elapsed.as_millis(),
+            },
+            findings_all: r.findings.clone(),
         }
-        for e in &page.entries {
-            // An undecodable entry is an app's finding in the audit; skip it here.
-            if let Ok(r) = ReleaseRecord::decode(&e.0) {
-                apps.insert(r.app_id);
-            }
-        }
-        start += page.entries.len() as u64;
     }
-    Ok(apps.into_iter().collect())
 }
 
-fn app_report(r: &AuditReport, from_block: u64) -> AppReport {
-    let shown: BTreeSet<u64> = r
-        .releases
-        .iter()
-        .filter(|x| x.record.policy_block_number >= from_block)
-        .map(|x| x.index)
-        .collect();
-    AppReport {
-        app_id: r.app_id.to_string(),
-        anchors: r.anchors,
-        verified_size: r.verified_size,
-        releases: r
-            .releases
-            .iter()
-            .filter(|x| shown.contains(&x.index))
-            .map(|x| ReleaseRow {
-                index: x.index,
-                kind: format!("{:?}", x.record.kind).to_lowercase(),
-                compose_hash: x.record.compose_hash.to_string(),
-                instance_id: x.record.instance_id.to_string(),
-                policy_block: x.record.policy_block_number,
-                timestamp: x.record.timestamp,
-                logged: x.logged,
-                allowed: x.allowed,
-            })
-            .collect(),
-        findings: r
-            .findings
-            .iter()
-            .map(finding_row)
-            // A finding about a release outside --from-block is not reported.
-            .filter(|f| {
-                f.index
-                    .is_none_or(|i| shown.contains(&i) || !r.releases.iter().any(|x| x.index == i))
-            })
-            .collect(),
+fn release_row(x: &AuditedRelease) -> ReleaseRow {
+    ReleaseRow {
+        index: x.index,
+        kind: format!("{:?}", x.record.kind).to_lowercase(),
+        app_id: x.record.boot.app_id.to_string(),
+        compose_hash: x.record.boot.compose_hash.to_string(),
+        instance_id: x.record.boot.instance_id.to_string(),
+        policy_block: x.record.policy_block_number,
+        timestamp: x.record.timestamp,
+        logged: x.logged,
+        allowed: x.allowed,
+        exact: x.exact,
     }
 }
 
 fn finding_row(f: &Finding) -> FindingRow {
-    let (kind, index, detail) = match f {
+    let detail = match f {
+        Finding::AnchorRollback {
+            block,
+            previous,
+            anchored,
+            ..
+        } => format!(
+            "the anchor at block {block} (size {}, root {}) goes back from size {} (root {})",
+            anchored.size, anchored.root, previous.size, previous.root
+        ),
         Finding::ForkedAnchors {
             first,
             second,
             detail,
-        } => (
-            "forked_anchors",
-            None,
-            format!("anchors at sizes {first} and {second} are not consistent: {detail}"),
-        ),
-        Finding::BadCheckpoint { detail } => ("bad_checkpoint", None, detail.clone()),
+            ..
+        } => format!("anchors at sizes {first} and {second} are not consistent: {detail}"),
+        Finding::BadCheckpoint { detail, .. }
+        | Finding::NotLogged { detail, .. }
+        | Finding::UndecodableEntry { detail, .. }
+        | Finding::WrongOrigin { detail, .. }
+        | Finding::SourceUnavailable { detail, .. } => detail.clone(),
         Finding::CheckpointNotConsistent {
             anchor_size,
             checkpoint_size,
             detail,
-        } => (
-            "checkpoint_not_consistent",
-            None,
-            format!(
-                "the served checkpoint (size {checkpoint_size}) does not extend the last anchor (size {anchor_size}): {detail}"
-            ),
+            ..
+        } => format!(
+            "the served checkpoint (size {checkpoint_size}) does not extend the last anchor (size {anchor_size}): {detail}"
         ),
-        Finding::NoVerifiedHead => (
-            "no_verified_head",
-            None,
-            "neither a valid checkpoint nor an anchor".to_owned(),
-        ),
-        Finding::EntriesUnavailable { start, detail } => (
-            "entries_unavailable",
-            Some(*start),
-            format!("entries from {start} not served: {detail}"),
-        ),
-        Finding::Truncated { size } => (
-            "truncated",
-            None,
-            format!("the verified head has {size} entries; only a prefix was audited"),
-        ),
-        Finding::UndecodableEntry { index, detail } => {
-            ("undecodable_entry", Some(*index), detail.clone())
-        }
-        Finding::NotLogged { index, detail } => ("not_logged", Some(*index), detail.clone()),
+        Finding::MissingEntry {
+            checkpoint_size,
+            detail,
+            ..
+        } => format!("a receipt's checkpoint (size {checkpoint_size}): {detail}"),
         Finding::PolicyBlockMismatch {
-            index,
             number,
             recorded,
             actual,
-        } => (
-            "policy_block_mismatch",
-            Some(*index),
-            match actual {
-                Some(a) => format!("block {number}: recorded hash {recorded}, chain has {a}"),
-                None => format!("block {number} (recorded hash {recorded}) does not exist"),
-            },
-        ),
-        Finding::NotAllowed { index, reason } => (
-            "not_allowed",
-            Some(*index),
-            format!("KmsAuth refuses it at its policy block: {reason}"),
-        ),
-        Finding::WrongOrigin { index, detail } => ("wrong_origin", Some(*index), detail.clone()),
+            ..
+        } => match actual {
+            Some(a) => format!("block {number}: recorded hash {recorded}, chain has {a}"),
+            None => format!("block {number} (recorded hash {recorded}) does not exist"),
+        },
+        Finding::StalePolicyBlock {
+            block, staleness, ..
+        } => match staleness {
+            Staleness::BehindPrevious { previous, depth } => format!(
+                "policy block {block} is more than {depth} blocks behind an earlier release's {previous}"
+            ),
+            Staleness::TimeGap {
+                block_timestamp,
+                record_timestamp,
+                max_secs,
+            } => format!(
+                "policy block {block} (time {block_timestamp}) is more than {max_secs} s from the release (time {record_timestamp})"
+            ),
+        },
+        Finding::UnregisteredNode { block, .. } => {
+            format!("the node was not a registered KMS node at policy block {block}")
+        }
+        Finding::NotAllowed {
+            block,
+            check,
+            reason,
+            ..
+        } => format!("KmsAuth refuses it at policy block {block} ({check}): {reason}"),
+        Finding::NoSource { .. } => {
+            "in KmsAuth's node list, but no --kms-url serves it: its log was not audited"
+                .to_owned()
+        }
+        Finding::EntriesUnavailable { start, detail, .. } => {
+            format!("entries from {start} not served: {detail}")
+        }
+        Finding::Truncated { size, .. } => {
+            format!("only the first {size} entries were audited")
+        }
+        Finding::NoVerifiedHead { .. } => "neither a valid checkpoint nor an anchor".to_owned(),
+        Finding::UnknownReceipt { origin, .. } => {
+            format!("a receipt whose checkpoint ({origin}) no audited node signed")
+        }
+        other => format!("{other:?}"),
     };
     FindingRow {
-        kind,
-        index,
+        code: f.code(),
+        violation: f.is_violation(),
+        index: f.index(),
         detail,
     }
 }
@@ -557,63 +611,69 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "audit of chain {} KmsAuth {} at block {}",
-        r.chain_id, r.kms_auth, r.head_block
+        "audit of chain {} KmsAuth {} from block {} to {}{}",
+        r.chain_id,
+        r.kms_auth,
+        r.from_block,
+        r.head_block,
+        r.app_id
+            .as_ref()
+            .map_or(String::new(), |a| format!(", releases of app {a}"))
     );
     for n in &r.nodes {
         println!(
             "\nnode {} ({}){}",
             n.node,
-            n.url,
+            n.url.as_deref().unwrap_or("no --kms-url"),
             if n.registered {
                 ""
             } else {
                 "  NOT in KmsAuth's node list"
             }
         );
-        if n.apps.is_empty() {
-            println!("  no releases");
-        }
-        for a in &n.apps {
+        println!(
+            "  {} anchors, entries {}..{} read, verified size {}, {} releases, {} findings",
+            n.anchors,
+            n.start,
+            n.start + n.entries,
+            n.verified_size.map_or("none".to_owned(), |s| s.to_string()),
+            n.releases.len(),
+            n.findings.len()
+        );
+        if !n.releases.is_empty() {
             println!(
-                "  app {}: {} anchors, verified size {}, {} releases, {} findings",
-                a.app_id,
-                a.anchors,
-                a.verified_size.map_or("none".to_owned(), |s| s.to_string()),
-                a.releases.len(),
-                a.findings.len()
+                "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
+                "INDEX", "KIND", "APP", "COMPOSE", "POLICY BLOCK", "LOGGED", "ALLOWED"
             );
-            if !a.releases.is_empty() {
-                println!(
-                    "    {:>6}  {:<10} {:<20} {:>12}  {:<6} {:<7}",
-                    "INDEX", "KIND", "COMPOSE", "POLICY BLOCK", "LOGGED", "ALLOWED"
-                );
-            }
-            for x in &a.releases {
-                println!(
-                    "    {:>6}  {:<10} {:<20} {:>12}  {:<6} {:<7}",
-                    x.index,
-                    x.kind,
-                    format!("{}…", &x.compose_hash[..x.compose_hash.len().min(18)]),
-                    x.policy_block,
-                    yes(x.logged),
-                    yes(x.allowed)
-                );
-            }
-            for f in &a.findings {
-                println!("    FINDING {}: {}", f.kind, f.detail);
-            }
         }
+        for x in &n.releases {
+            println!(
+                "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
+                x.index,
+                x.kind,
+                format!("{}…", &x.app_id[..x.app_id.len().min(18)]),
+                format!("{}…", &x.compose_hash[..x.compose_hash.len().min(18)]),
+                x.policy_block,
+                yes(x.logged),
+                yes(x.allowed)
+            );
+        }
+        for f in &n.findings {
+            println!("    FINDING {}: {}", f.code, f.detail);
+        }
+    }
+    for f in &r.findings {
+        println!("\nFINDING {}: {}", f.code, f.detail);
     }
     for e in &r.errors {
         println!("\nCOULD NOT AUDIT: {e}");
     }
     println!(
         "\n{}",
-        match exit_code(r) {
-            EXIT_CLEAN => "clean: every release logged and allowed, logs unforked",
-            EXIT_FINDINGS => "FINDINGS (exit 1)",
-            _ => "INCOMPLETE: could not audit everything (exit 2)",
+        match outcome(&r.findings_all, &r.errors) {
+            AuditOutcome::Clean => "clean: every release logged and allowed, logs unforked",
+            AuditOutcome::Findings => "FINDINGS (exit 1)",
+            AuditOutcome::CouldNotAudit => "INCOMPLETE: could not audit everything (exit 2)",
         }
     );
     Ok(())

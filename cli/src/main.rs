@@ -94,7 +94,9 @@ async fn main() -> std::process::ExitCode {
                 Ok(code) => std::process::ExitCode::from(code),
                 Err(e) => {
                     eprintln!("error: could not audit: {e:#}");
-                    std::process::ExitCode::from(audit::EXIT_COULD_NOT_AUDIT)
+                    std::process::ExitCode::from(
+                        cairn_onchain::AuditOutcome::CouldNotAudit.exit_code(),
+                    )
                 }
             };
         }

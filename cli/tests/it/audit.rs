@@ -1,6 +1,7 @@
-//! `cairn audit` against a real KMS log and anvil: clean (exit 0, JSON parsed), a node
-//! that anchored a root its log does not have (exit 1, the finding named), an unreachable
-//! chain and a registered node no URL serves (exit 2).
+//! `cairn audit` against a real KMS log and anvil: clean (exit 0, JSON parsed, for one app,
+//! for all, from a later block), a node that anchored a root its log does not have (exit 1,
+//! the findings named, `--follow` printing each once), an unreachable chain and a
+//! registered node no URL serves (exit 2).
 
 use cairn_e2e::{Cvm, Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
@@ -84,39 +85,47 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let (code, report) = audit_json(&args).await;
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["clean"], true);
-    assert_eq!(report["nodes"][0]["node"], node.as_str());
-    assert_eq!(report["nodes"][0]["registered"], true);
-    let a = &report["nodes"][0]["apps"][0];
-    assert_eq!(a["app_id"], app_id.as_str());
-    assert_eq!(a["anchors"], 1);
-    assert_eq!(a["verified_size"], 2);
-    let releases = a["releases"].as_array().unwrap();
+    assert_eq!(report["outcome"], "clean");
+    assert_eq!(report["app_id"], app_id.as_str());
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 1, "{report:#}");
+    let n = &report["nodes"][0];
+    assert_eq!(n["node"], node.as_str());
+    assert_eq!(n["url"], kms.url().as_str());
+    assert_eq!(n["registered"], true);
+    assert_eq!(n["anchors"], 1);
+    assert_eq!(n["start"], 0);
+    assert_eq!(n["entries"], 2);
+    assert_eq!(n["verified_size"], 2);
+    let releases = n["releases"].as_array().unwrap();
     assert_eq!(releases.len(), 2);
-    assert!(releases
-        .iter()
-        .all(|r| r["logged"] == true && r["allowed"] == true));
-    assert_eq!(a["findings"].as_array().unwrap().len(), 0);
+    assert!(releases.iter().all(|r| r["app_id"] == app_id.as_str()
+        && r["logged"] == true
+        && r["allowed"] == true
+        && r["exact"] == true));
+    assert_eq!(n["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(report["stats"]["releases"], 2);
+    let head_block = report["head_block"].as_u64().unwrap();
 
     let mut all = chain_args(&net);
     all.extend(["--kms-url".into(), kms.url(), "--all".into()]);
     let (code, report) = audit_json(&all).await;
     assert_eq!(code, 0, "{report:#}");
-    let apps = report["nodes"][0]["apps"].as_array().unwrap();
-    assert_eq!(apps.len(), 1);
-    assert_eq!(apps[0]["app_id"], app_id.as_str());
+    assert_eq!(report["app_id"], Value::Null);
+    let releases = report["nodes"][0]["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 2, "{report:#}");
+    assert!(releases.iter().all(|r| r["app_id"] == app_id.as_str()));
 
-    // --from-block past every release: nothing reported, still clean.
+    // --from-block after the anchor: the log is read from the anchored size, so no
+    // release is read again, and it is still clean.
     let mut later = args.clone();
-    later.extend(["--from-block".into(), "1000000".into()]);
+    later.extend(["--from-block".into(), (head_block + 1).to_string()]);
     let (code, report) = audit_json(&later).await;
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(
-        report["nodes"][0]["apps"][0]["releases"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    let n = &report["nodes"][0];
+    assert_eq!(n["start"], 2, "{report:#}");
+    assert_eq!(n["entries"], 0, "{report:#}");
+    assert_eq!(n["releases"].as_array().unwrap().len(), 0);
 
     // Human output names the verdict.
     let human: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -147,6 +156,9 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     for _ in 0..2 {
         let e = next_event().await;
         assert_eq!(e["event"], "release", "{e}");
+        assert_eq!(e["node"], node.as_str(), "{e}");
+        assert_eq!(e["release"]["app_id"], app_id.as_str(), "{e}");
+        assert_eq!(e["release"]["logged"], true, "{e}");
         assert_eq!(e["release"]["allowed"], true, "{e}");
     }
 
@@ -160,25 +172,36 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let (code, report) = audit_json(&args).await;
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["clean"], false);
-    let findings = report["nodes"][0]["apps"][0]["findings"]
-        .as_array()
-        .unwrap();
+    assert_eq!(report["outcome"], "findings");
+    let findings = report["nodes"][0]["findings"].as_array().unwrap();
     assert!(
         findings
             .iter()
-            .any(|f| f["kind"] == "checkpoint_not_consistent"),
+            .any(|f| f["code"] == "checkpoint_not_consistent" && f["violation"] == true),
         "{findings:#?}"
     );
-    // Both findings of the fork, each printed once (anchors 2 → 5 unprovable, the
-    // checkpoint behind the last anchor).
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["code"] == "entries_unavailable" && f["violation"] == false),
+        "{findings:#?}"
+    );
+    // The fork's findings, each printed once: the served checkpoint (2) is behind the
+    // last anchor (5), a violation; entries up to the anchored size 5 are not served, an
+    // incomplete read (not a violation).
     let mut kinds = Vec::new();
     for _ in 0..2 {
         let e = next_event().await;
         assert_eq!(e["event"], "finding", "{e}");
-        kinds.push(e["finding"]["kind"].as_str().unwrap().to_owned());
+        assert_eq!(e["node"], node.as_str(), "{e}");
+        kinds.push(e["finding"]["code"].as_str().unwrap().to_owned());
     }
     kinds.sort();
-    assert_eq!(kinds, ["checkpoint_not_consistent", "forked_anchors"]);
+    assert_eq!(kinds, ["checkpoint_not_consistent", "entries_unavailable"]);
+    // Not printed again by the next polls (every second).
+    if let Ok(line) = tokio::time::timeout(Duration::from_secs(3), lines.next_line()).await {
+        panic!("--follow printed more: {line:?}");
+    }
     monitor.kill().await.unwrap();
 
     let (code, stdout, _) = audit(&human).await;
@@ -188,22 +211,35 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
         "{stdout}"
     );
 
-    // A registered node that no --kms-url serves: could not audit (exit 2).
+    // A registered node that no --kms-url serves (the one given is unreachable): could
+    // not audit (exit 2), the node named with `no_source`, the URL in the errors. The
+    // anchored fork is not read without the node's log, so it is not a finding here.
+    let unreachable = format!("https://127.0.0.1:{}", cairn_e2e::free_port());
     let mut unserved = chain_args(&net);
     unserved.extend([
         "--kms-url".into(),
-        format!("https://127.0.0.1:{}", cairn_e2e::free_port()),
+        unreachable.clone(),
         "--app".into(),
         app_id,
     ]);
     let (code, report) = audit_json(&unserved).await;
     assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["outcome"], "could_not_audit");
+    let n = &report["nodes"][0];
+    assert_eq!(n["node"], node.as_str(), "{report:#}");
+    assert_eq!(n["url"], Value::Null);
+    let codes: Vec<&str> = n["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"no_source"), "{report:#}");
     let errors = report["errors"].as_array().unwrap();
     assert!(
-        errors.iter().any(|e| e
-            .as_str()
-            .unwrap()
-            .contains(&format!("KMS node {node} is in KmsAuth's node list"))),
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with(&format!("{unreachable}: "))),
         "{errors:#?}"
     );
 }

@@ -250,6 +250,48 @@ impl Finding {
         )
     }
 
+    /// The finding's stable snake_case name (`forked_anchors`, `not_allowed`, …), as
+    /// `cairn audit` prints it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Finding::AnchorRollback { .. } => "anchor_rollback",
+            Finding::ForkedAnchors { .. } => "forked_anchors",
+            Finding::BadCheckpoint { .. } => "bad_checkpoint",
+            Finding::CheckpointNotConsistent { .. } => "checkpoint_not_consistent",
+            Finding::NotLogged { .. } => "not_logged",
+            Finding::MissingEntry { .. } => "missing_entry",
+            Finding::UndecodableEntry { .. } => "undecodable_entry",
+            Finding::WrongOrigin { .. } => "wrong_origin",
+            Finding::PolicyBlockMismatch { .. } => "policy_block_mismatch",
+            Finding::StalePolicyBlock { .. } => "stale_policy_block",
+            Finding::UnregisteredNode { .. } => "unregistered_node",
+            Finding::NotAllowed { .. } => "not_allowed",
+            Finding::NoSource { .. } => "no_source",
+            Finding::SourceUnavailable { .. } => "source_unavailable",
+            Finding::EntriesUnavailable { .. } => "entries_unavailable",
+            Finding::Truncated { .. } => "truncated",
+            Finding::NoVerifiedHead { .. } => "no_verified_head",
+            Finding::UnknownReceipt { .. } => "unknown_receipt",
+        }
+    }
+
+    /// The log index the finding is about, if one entry.
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            Finding::NotLogged { index, .. }
+            | Finding::MissingEntry { index, .. }
+            | Finding::UndecodableEntry { index, .. }
+            | Finding::WrongOrigin { index, .. }
+            | Finding::PolicyBlockMismatch { index, .. }
+            | Finding::StalePolicyBlock { index, .. }
+            | Finding::UnregisteredNode { index, .. }
+            | Finding::NotAllowed { index, .. }
+            | Finding::UnknownReceipt { index, .. } => Some(*index),
+            Finding::EntriesUnavailable { start, .. } => Some(*start),
+            _ => None,
+        }
+    }
+
     /// The node the finding is about (none for an unknown receipt).
     pub fn node(&self) -> Option<Address> {
         match self {

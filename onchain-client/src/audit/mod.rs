@@ -381,6 +381,14 @@ impl<'c> Auditor<'c> {
         }
     }
 
+    /// The releases checked so far, in the order they were checked (with
+    /// [`AuditOptions::collect_releases`]); a release's `logged` is settled once a tree
+    /// head the node committed to covers it (after a poll, everything up to its verified
+    /// checkpoint). Cheaper than [`Auditor::report`] for a monitor printing new ones.
+    pub fn releases(&self) -> &[AuditedRelease] {
+        &self.releases
+    }
+
     /// Polls every `interval` until `shutdown` completes, handing each new finding to
     /// `on_finding` as soon as the poll that found it ends (a monitor of the cluster).
     ///
