@@ -4,7 +4,7 @@
 #   scripts/bench.sh            all benchmarks
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
-#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil (docs/benchmarks.md)
+#   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -14,9 +14,12 @@ case "$what" in
   tlog) cargo bench -p cairn-tlog ;;
   attestation) cargo bench -p cairn-attestation ;;
   kms)
-    # closed loop at 64 clients (saturation), then 64 clients at an offered 1000/s
+    # closed loop at 64 clients (saturation), then 64 clients at an offered 1000/s with
+    # one RPC endpoint (quorum 1) and with two proxies in front of anvil that must agree
+    # (quorum 2)
     cargo run --release -p cairn-kms --example kms_bench -- 64 10
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
+    CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
   all)
     cargo bench -p cairn-tlog

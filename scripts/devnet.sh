@@ -117,7 +117,9 @@ cargo build --quiet -p cairn-kms -p cairn-guest
 
 # ---------------------------------------------------------------- chain
 step "starting anvil on $rpc (log: $dir/anvil.log)"
-"$ANVIL" --port "$port" --chain-id "$chain_id" >"$dir/anvil.log" 2>&1 &
+# A block every second, like a live chain: the KMS refuses a head older than
+# chain.max_head_age_secs, and anvil alone mines only when a transaction arrives.
+"$ANVIL" --port "$port" --chain-id "$chain_id" --block-time 1 >"$dir/anvil.log" 2>&1 &
 anvil_pid=$!
 wait_for 30 "anvil on $rpc" "$anvil_pid" "$dir/anvil.log" "$CAST" chain-id --rpc-url "$rpc"
 
@@ -137,8 +139,12 @@ data_dir = "$dir/kms/data"
 rpc_url = "$rpc"
 chain_id = $chain_id
 kms_auth = "$kms_auth"
-# A local chain is final at once; a revocation takes effect at the next block.
+# A local chain is final at once; a revocation takes effect at the next block the
+# policy head reads (it advances every poll_interval_ms).
 confirmations = 0
+poll_interval_ms = 200
+# anvil runs with --block-time 1: a head older than this means the chain stopped.
+max_head_age_secs = 30
 
 [attestation]
 trust = "simulator"              # development only: the node logs a WARN
@@ -182,6 +188,16 @@ PRIVATE_KEY=$deployer_key CAIRN_KMS_AUTH=$kms_auth CAIRN_COMPOSE_HASH=$compose_h
   "$FORGE" script contracts/script/RegisterApp.s.sol --rpc-url "$rpc" --broadcast --silent >"$dir/register.log" 2>&1 ||
   { cat "$dir/register.log" >&2; die "app registration failed"; }
 app_id=$(script_return RegisterApp.s.sol appId)
+# The KMS reads policy from a head it advances in the background: wait until it has read
+# the block that registered the app (its /metrics show the pinned block).
+kms_policy_block_at_least() {
+  local at
+  at=$(curl -fsk --max-time 2 "$kms_url/metrics" | awk '$1 == "cairn_kms_chain_policy_block" {print $2}')
+  [ -n "$at" ] && [ "$at" -ge "$1" ]
+}
+registered_at=$("$CAST" block-number --rpc-url "$rpc")
+wait_for 10 "the KMS policy head at block $registered_at" "$kms_pid" "$dir/kms/kms.log" \
+  kms_policy_block_at_least "$registered_at"
 
 share="$dir/app/share"
 cp "$compose" "$share/app-compose.json"

@@ -7,6 +7,12 @@
 //! per-stage means from the node's metrics histograms.
 //!
 //! `cargo run --release -p cairn-kms --example kms_bench -- [clients] [seconds] [rate/s]`
+//!
+//! `CAIRN_BENCH_QUORUM=k` (default 1): the node reads the chain through k JSON-RPC
+//! proxies in front of anvil (`cairn_onchain::testing::RpcProxy`) and needs all k to
+//! agree. While the clock runs anvil mines a block every 250 ms, so the policy head
+//! (polling every 100 ms) advances and re-reads the used verdicts in the background, as
+//! on a live chain.
 
 #[path = "../tests/it/world.rs"]
 #[allow(dead_code)]
@@ -28,18 +34,33 @@ async fn main() {
     let rate: Option<f64> = args.next().and_then(|a| a.parse().ok());
 
     let w = world::World::new().await;
-    let head_ttl = std::env::var("CAIRN_BENCH_HEAD_TTL_MS")
+    // CAIRN_BENCH_QUORUM=k: the node reads the chain through k JSON-RPC proxies in front
+    // of anvil and needs all k to agree (default 1: anvil directly).
+    let quorum: usize = std::env::var("CAIRN_BENCH_QUORUM")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(cairn_kms::DEFAULT_HEAD_TTL);
-    // Bootstrap and register a node, then reopen it with the benchmark's reuse window.
+        .unwrap_or(1);
+    // A new block every 250 ms while the benchmark runs, so the policy head advances and
+    // re-reads the used verdicts in the background as it would on a live chain.
+    let block_time = Duration::from_millis(250);
+    // Bootstrap and register a node, then reopen it behind the quorum's endpoints.
     let dir = w.start(0xF0).await.stop().await;
     let mut opts = w.options(dir.path(), 0xF0, &world::pki());
-    opts.head_ttl = head_ttl;
+    let mut proxies = Vec::new();
+    if quorum > 1 {
+        for _ in 0..quorum {
+            proxies.push(cairn_onchain::testing::RpcProxy::start(w.endpoint()).await);
+        }
+        let urls = proxies.iter().map(|p| p.url()).collect();
+        opts.chain = opts.chain.with_rpc_urls(urls, quorum);
+    }
+    opts.chain = opts
+        .chain
+        .with_head_poll_interval(Duration::from_millis(100));
     let kms = w.serve(opts, dir).await;
     println!(
-        "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} head_ttl={head_ttl:?}",
+        "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} quorum={quorum} \
+         head_poll=100ms block_time={block_time:?}",
         world::CONFIRMATIONS
     );
 
@@ -64,8 +85,24 @@ async fn main() {
         .map(|s| kms.node.metrics().stage_summary(*s))
         .collect();
     let log_before = kms.node.log().size();
+    let buckets_before: Vec<[u64; cairn_kms::BUCKETS.len()]> = STAGES
+        .iter()
+        .map(|s| kms.node.metrics().stage_buckets(*s))
+        .collect();
 
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let miner = {
+        use cairn_onchain::alloy::providers::ext::AnvilApi;
+        let conn = w.connect(0).await;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(block_time);
+            while Instant::now() < deadline {
+                tick.tick().await;
+                let _ = conn.provider().anvil_mine(Some(1), None).await;
+            }
+        })
+    };
+    let head_before = kms.node.policy_head().status();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, mut c) in conns.into_iter().enumerate() {
@@ -104,6 +141,8 @@ async fn main() {
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    miner.await.expect("miner task");
+    let head_after = kms.node.policy_head().status();
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -124,17 +163,41 @@ async fn main() {
         handshakes.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     println!("server stage means over the run (from cairn_kms_stage_duration_seconds):");
-    for (s, (n0, sum0)) in STAGES.iter().zip(before) {
+    for ((s, (n0, sum0)), b0) in STAGES.iter().zip(before).zip(buckets_before) {
         let (n1, sum1) = kms.node.metrics().stage_summary(*s);
         let n = n1 - n0;
         if n > 0 {
-            println!("  {s:?}: {:.3}ms (n={n})", (sum1 - sum0) / n as f64 * 1e3);
+            // The p99 from the histogram: the upper bound of the bucket that holds it.
+            let b1 = kms.node.metrics().stage_buckets(*s);
+            let mut seen = 0u64;
+            let p99 = cairn_kms::BUCKETS
+                .iter()
+                .zip(b0.iter().zip(b1.iter()))
+                .find_map(|(bound, (c0, c1))| {
+                    seen += c1 - c0;
+                    (seen as f64 >= n as f64 * 0.99).then_some(*bound)
+                });
+            let p99 = p99.map_or("> 5 s".to_owned(), |b| format!("<= {:.2}ms", b * 1e3));
+            println!(
+                "  {s:?}: mean {:.3}ms, p99 {p99} (n={n})",
+                (sum1 - sum0) / n as f64 * 1e3
+            );
         }
     }
     println!(
         "log entries appended: {}",
         kms.node.log().size() - log_before
     );
+    println!(
+        "policy head: {} advances ({} failed), policy block {:?} -> {:?}, {} disagreements, {} tracked reads",
+        head_after.advances - head_before.advances,
+        head_after.failures - head_before.failures,
+        head_before.head.map(|h| h.pinned.number),
+        head_after.head.map(|h| h.pinned.number),
+        head_after.disagreements,
+        head_after.tracked,
+    );
+    drop(proxies);
     kms.stop().await;
 }
 

@@ -1,21 +1,24 @@
 //! The node's configuration: one TOML file, then `CAIRN_KMS_*` environment overrides
-//! (e.g. `CAIRN_KMS_CHAIN_RPC_URL` for `chain.rpc_url`), then the binary's flags.
+//! (e.g. `CAIRN_KMS_CHAIN_RPC_URLS` for `chain.rpc_urls`), then the binary's flags.
 //! Every key can be overridden (a test checks it); list-valued keys take comma-separated
-//! values (`CAIRN_KMS_ATTESTATION_OS_IMAGES=/a.json,/b.json`,
-//! `CAIRN_KMS_TEE_SIMULATOR_OS_IMAGE=cairn-os,1.0`). Unknown keys are errors; every error
-//! names the key.
+//! values (`CAIRN_KMS_CHAIN_RPC_URLS=https://a/,https://b/`,
+//! `CAIRN_KMS_ATTESTATION_OS_IMAGES=/a.json,/b.json`,
+//! `CAIRN_KMS_TEE_SIMULATOR_OS_IMAGE=cairn-os,1.0`), booleans `true`/`false`. Unknown
+//! keys are errors; every error names the key.
 //!
 //! ```toml
 //! listen = "0.0.0.0:8443"
 //! data_dir = "/var/lib/cairn-kms"
 //!
 //! [chain]
-//! rpc_url = "http://127.0.0.1:8545"
-//! chain_id = 31337
+//! rpc_urls = ["https://rpc-a.example/v3/KEY", "https://rpc-b.example/"]
+//! quorum = 2                 # both must agree on the block hash and every verdict
+//! chain_id = 1
 //! kms_auth = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 //! confirmations = 2          # policy is read at head − confirmations
 //! timeout_ms = 3000          # per RPC call
-//! head_cache_ms = 250        # reuse the pinned block this long (0 = every request)
+//! max_head_age_secs = 120    # an older head is refused (503)
+//! poll_interval_ms = 1000    # the pinned block advances in the background this often
 //!
 //! [attestation]
 //! trust = "intel"            # or "simulator" (development only; needs simulator_seed)
@@ -55,13 +58,14 @@ use cairn_attestation::{
 };
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::anchor::AnchorLimits;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::CollateralSource;
-use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL};
+use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL};
 use crate::server::ServerLimits;
 
 /// Default listen address.
@@ -71,6 +75,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_CONFIRMATIONS: u64 = 2;
 /// Default per-call RPC timeout, milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+/// Largest PEM file of extra RPC TLS roots read.
+pub const MAX_RPC_CA_FILE_LEN: u64 = 256 * 1024;
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "CAIRN_KMS_";
 /// Largest config file read.
@@ -109,9 +115,21 @@ fn default_listen() -> SocketAddr {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSection {
-    /// JSON-RPC URL (plain HTTP(S)).
-    pub rpc_url: url::Url,
-    /// Expected chain id (checked on connect).
+    /// One JSON-RPC endpoint (the same as a one-element `rpc_urls`).
+    pub rpc_url: Option<url::Url>,
+    /// JSON-RPC endpoints; `https://` unless loopback or `allow_insecure_rpc`.
+    #[serde(default)]
+    pub rpc_urls: Vec<url::Url>,
+    /// How many endpoints must agree on each read (default 1).
+    #[serde(default = "default_quorum")]
+    pub quorum: usize,
+    /// Accept plain-HTTP endpoints that are not loopback (dangerous: whoever is on the
+    /// network path answers `isAppAllowed`).
+    #[serde(default)]
+    pub allow_insecure_rpc: bool,
+    /// PEM file of TLS roots trusted for the endpoints, besides the system's.
+    pub rpc_ca_file: Option<PathBuf>,
+    /// Expected chain id (checked on connect, for every endpoint).
     pub chain_id: u64,
     /// KmsAuth proxy address.
     pub kms_auth: Address,
@@ -121,8 +139,22 @@ pub struct ChainSection {
     /// Per-call RPC timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// How long a looked-up policy block is reused, milliseconds (default 250; 0 = never).
-    pub head_cache_ms: Option<u64>,
+    /// A head whose block timestamp is older than this (seconds) is refused, 503.
+    #[serde(default = "default_max_head_age_secs")]
+    pub max_head_age_secs: u64,
+    /// How often the pinned block advances in the background, milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_quorum() -> usize {
+    cairn_onchain::DEFAULT_QUORUM
+}
+fn default_max_head_age_secs() -> u64 {
+    cairn_onchain::DEFAULT_MAX_HEAD_AGE.as_secs()
+}
+fn default_poll_interval_ms() -> u64 {
+    u64::try_from(cairn_onchain::DEFAULT_HEAD_POLL_INTERVAL.as_millis()).unwrap_or(1000)
 }
 
 fn default_confirmations() -> u64 {
@@ -234,11 +266,16 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "chain.rpc_url",
+    "chain.rpc_urls",
+    "chain.quorum",
+    "chain.allow_insecure_rpc",
+    "chain.rpc_ca_file",
     "chain.chain_id",
     "chain.kms_auth",
     "chain.confirmations",
     "chain.timeout_ms",
-    "chain.head_cache_ms",
+    "chain.max_head_age_secs",
+    "chain.poll_interval_ms",
     "attestation.trust",
     "attestation.simulator_seed",
     "attestation.collateral_file",
@@ -263,13 +300,19 @@ const ENV_KEYS: &[&str] = &[
 ];
 
 /// Keys whose environment value is a comma-separated list (TOML arrays of strings).
-const LIST_KEYS: &[&str] = &["attestation.os_images", "tee.simulator_os_image"];
+const LIST_KEYS: &[&str] = &[
+    "chain.rpc_urls",
+    "attestation.os_images",
+    "tee.simulator_os_image",
+];
 
 const INTEGER_KEYS: &[&str] = &[
+    "chain.quorum",
     "chain.chain_id",
     "chain.confirmations",
     "chain.timeout_ms",
-    "chain.head_cache_ms",
+    "chain.max_head_age_secs",
+    "chain.poll_interval_ms",
     "attestation.pccs_fetches_per_minute",
     "attestation.pccs_fetch_burst",
     "log.anchor_interval_secs",
@@ -282,6 +325,9 @@ const INTEGER_KEYS: &[&str] = &[
     "server.body_timeout_ms",
     "server.write_stall_timeout_ms",
 ];
+
+/// Keys given as `true` / `false` in the environment.
+const BOOL_KEYS: &[&str] = &["chain.allow_insecure_rpc"];
 
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::Config {
@@ -305,6 +351,27 @@ fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
         ));
     }
     Ok(buf)
+}
+
+/// The certificates of a PEM file (bounded); at least one.
+fn read_pem_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let pem = read_bounded(path, key, MAX_RPC_CA_FILE_LEN)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            cfg_err(
+                key,
+                format!("{}: not PEM certificates: {e}", path.display()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(cfg_err(
+            key,
+            format!("{}: no certificate in the file", path.display()),
+        ));
+    }
+    Ok(certs)
 }
 
 fn seed(key: &str, v: &Option<String>) -> Result<[u8; 32]> {
@@ -336,9 +403,16 @@ impl Config {
                 toml::Value::Array(
                     value
                         .split(',')
-                        .filter(|item| !item.is_empty())
-                        .map(|item| toml::Value::String(item.to_owned()))
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
                         .collect(),
+                )
+            } else if BOOL_KEYS.contains(key) {
+                toml::Value::Boolean(
+                    value
+                        .parse::<bool>()
+                        .map_err(|e| cfg_err(*key, format!("{name}: not true or false: {e}")))?,
                 )
             } else {
                 toml::Value::String(value.clone())
@@ -424,6 +498,32 @@ impl Config {
         if self.chain.timeout_ms == 0 {
             return Err(cfg_err("chain.timeout_ms", "must be > 0"));
         }
+        if self.chain.max_head_age_secs == 0 {
+            return Err(cfg_err("chain.max_head_age_secs", "must be > 0"));
+        }
+        if self.chain.poll_interval_ms == 0 {
+            return Err(cfg_err("chain.poll_interval_ms", "must be > 0"));
+        }
+        self.chain_urls()?;
+        if self.chain.quorum == 0 || self.chain.quorum > self.chain_urls()?.len() {
+            return Err(cfg_err(
+                "chain.quorum",
+                format!(
+                    "must be between 1 and the number of RPC endpoints ({})",
+                    self.chain_urls()?.len()
+                ),
+            ));
+        }
+        for url in self.chain_urls()? {
+            cairn_onchain::check_rpc_url(&url, self.chain.allow_insecure_rpc)
+                .map_err(|e| cfg_err("chain.rpc_urls", e.to_string()))?;
+        }
+        if self.chain.allow_insecure_rpc {
+            tracing::warn!(
+                "chain.allow_insecure_rpc = true: plain-HTTP RPC endpoints are accepted; whoever \
+                 is on their network path decides every release"
+            );
+        }
         if self.log.anchor_interval_secs == Some(0) {
             return Err(cfg_err("log.anchor_interval_secs", "must be > 0"));
         }
@@ -487,15 +587,46 @@ impl Config {
         }
     }
 
-    /// The chain client settings.
-    pub fn chain_config(&self) -> ChainConfig {
-        ChainConfig::new(
-            self.chain.rpc_url.clone(),
-            self.chain.chain_id,
-            self.chain.kms_auth,
-        )
-        .with_confirmations(self.chain.confirmations)
-        .with_call_timeout(Duration::from_millis(self.chain.timeout_ms))
+    /// The RPC endpoints: `chain.rpc_urls`, or `chain.rpc_url` as a one-element list.
+    fn chain_urls(&self) -> Result<Vec<url::Url>> {
+        match (&self.chain.rpc_url, self.chain.rpc_urls.is_empty()) {
+            (Some(one), true) => Ok(vec![one.clone()]),
+            (None, false) => Ok(self.chain.rpc_urls.clone()),
+            (Some(_), false) => Err(cfg_err(
+                "chain.rpc_urls",
+                "set chain.rpc_url or chain.rpc_urls, not both",
+            )),
+            (None, true) => Err(cfg_err(
+                "chain.rpc_urls",
+                "required (or chain.rpc_url for one endpoint)",
+            )),
+        }
+    }
+
+    /// The chain client settings (reads `chain.rpc_ca_file`).
+    pub fn chain_config(&self) -> Result<ChainConfig> {
+        let c = &self.chain;
+        let urls = self.chain_urls()?;
+        let first = urls
+            .first()
+            .cloned()
+            .ok_or_else(|| cfg_err("chain.rpc_urls", "required"))?;
+        let mut config = ChainConfig::new(first, c.chain_id, c.kms_auth)
+            .with_rpc_urls(urls, c.quorum)
+            .with_allow_insecure_rpc(c.allow_insecure_rpc)
+            .with_confirmations(c.confirmations)
+            .with_call_timeout(Duration::from_millis(c.timeout_ms))
+            .with_max_head_age(Duration::from_secs(c.max_head_age_secs))
+            .with_head_poll_interval(Duration::from_millis(c.poll_interval_ms));
+        if let Some(path) = &c.rpc_ca_file {
+            for root in read_pem_certs(path, "chain.rpc_ca_file")? {
+                config = config.with_extra_root(root);
+            }
+        }
+        config
+            .validate()
+            .map_err(|e| cfg_err("chain.rpc_urls", e.to_string()))?;
+        Ok(config)
     }
 
     /// Build the node options: verifier, collateral, TEE, event log, OS images.
@@ -579,7 +710,7 @@ impl Config {
         };
         Ok(NodeOptions {
             data_dir: self.data_dir.clone(),
-            chain: self.chain_config(),
+            chain: self.chain_config()?,
             verifier: Arc::new(verifier),
             collateral,
             os_images,
@@ -588,11 +719,6 @@ impl Config {
             log_origin: self.log.origin.clone(),
             anchor_interval: self.anchor_interval(),
             anchor_limits: self.anchor_limits(),
-            head_ttl: self
-                .chain
-                .head_cache_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_HEAD_TTL),
             clock,
         })
     }
@@ -788,6 +914,122 @@ simulator_host_seed = "0x0101010101010101010101010101010101010101010101010101010
         assert_eq!(key_of(e), "attestation.pccs_url");
         let e = Config::parse(&BASE.replace("chain_id = 31337\n", ""), []).unwrap_err();
         assert!(e.to_string().contains("chain_id"), "{e}");
+    }
+
+    #[test]
+    fn one_rpc_url_is_a_one_element_list_with_quorum_one() {
+        let c = Config::parse(BASE, []).unwrap();
+        let chain = c.chain_config().unwrap();
+        assert_eq!(
+            chain.rpc_urls,
+            vec!["http://127.0.0.1:8545".parse().unwrap()]
+        );
+        assert_eq!(chain.quorum, 1);
+        assert!(!chain.allow_insecure_rpc);
+        assert_eq!(chain.max_head_age, cairn_onchain::DEFAULT_MAX_HEAD_AGE);
+    }
+
+    #[test]
+    fn several_rpc_urls_with_a_quorum_come_from_the_file_or_the_environment() {
+        let text = BASE.replace(
+            "rpc_url = \"http://127.0.0.1:8545\"",
+            "rpc_urls = [\"https://a.example/\", \"https://b.example/\"]\nquorum = 2\nmax_head_age_secs = 30\npoll_interval_ms = 200",
+        );
+        let chain = Config::parse(&text, []).unwrap().chain_config().unwrap();
+        assert_eq!(chain.rpc_urls.len(), 2);
+        assert_eq!(chain.quorum, 2);
+        assert_eq!(chain.max_head_age, Duration::from_secs(30));
+        assert_eq!(chain.head_poll_interval, Duration::from_millis(200));
+
+        let env = [
+            (
+                "CAIRN_KMS_CHAIN_RPC_URLS".to_owned(),
+                "https://a.example/, https://b.example/,https://c.example/".to_owned(),
+            ),
+            ("CAIRN_KMS_CHAIN_QUORUM".to_owned(), "3".to_owned()),
+        ];
+        let chain = Config::parse(&text, env).unwrap().chain_config().unwrap();
+        assert_eq!(chain.rpc_urls.len(), 3);
+        assert_eq!(chain.quorum, 3);
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_rpc_is_refused_at_startup_unless_explicitly_allowed() {
+        let remote = BASE.replace("http://127.0.0.1:8545", "http://rpc.internal:8545");
+        let e = Config::parse(&remote, []).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(key_of(e), "chain.rpc_urls");
+        assert!(msg.contains("isAppAllowed"), "{msg}");
+        assert!(msg.contains("allow_insecure_rpc"), "{msg}");
+
+        let env = [(
+            "CAIRN_KMS_CHAIN_ALLOW_INSECURE_RPC".to_owned(),
+            "true".to_owned(),
+        )];
+        let c = Config::parse(&remote, env).unwrap();
+        assert!(c.chain_config().unwrap().allow_insecure_rpc);
+        let env = [(
+            "CAIRN_KMS_CHAIN_ALLOW_INSECURE_RPC".to_owned(),
+            "yes".to_owned(),
+        )];
+        let e = Config::parse(&remote, env).unwrap_err();
+        assert_eq!(key_of(e), "chain.allow_insecure_rpc");
+    }
+
+    #[test]
+    fn bad_quorums_and_endpoint_lists_name_the_key() {
+        let e = Config::parse(
+            &BASE.replace("chain_id = 31337", "chain_id = 31337\nquorum = 2"),
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "chain.quorum");
+        let both = BASE.replace(
+            "chain_id = 31337",
+            "chain_id = 31337\nrpc_urls = [\"https://a.example/\"]",
+        );
+        let e = Config::parse(&both, []).unwrap_err();
+        assert_eq!(key_of(e), "chain.rpc_urls");
+        let none = BASE.replace("rpc_url = \"http://127.0.0.1:8545\"\n", "");
+        let e = Config::parse(&none, []).unwrap_err();
+        assert_eq!(key_of(e), "chain.rpc_urls");
+        let e = Config::parse(
+            &BASE.replace(
+                "chain_id = 31337",
+                "chain_id = 31337\nmax_head_age_secs = 0",
+            ),
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(key_of(e), "chain.max_head_age_secs");
+        // The per-request head cache is gone; the key is refused, not ignored.
+        let e = Config::parse(
+            &BASE.replace("chain_id = 31337", "chain_id = 31337\nhead_cache_ms = 250"),
+            [],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("head_cache_ms"), "{e}");
+    }
+
+    #[test]
+    fn extra_rpc_roots_are_read_from_a_bounded_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("roots.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["rpc.example".to_owned()]).unwrap();
+        std::fs::write(&pem, cert.cert.pem()).unwrap();
+        let text = BASE.replace(
+            "chain_id = 31337",
+            &format!("chain_id = 31337\nrpc_ca_file = \"{}\"", pem.display()),
+        );
+        let chain = Config::parse(&text, []).unwrap().chain_config().unwrap();
+        assert_eq!(chain.extra_roots, vec![cert.cert.der().clone()]);
+
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let e = Config::parse(&text, [])
+            .unwrap()
+            .chain_config()
+            .unwrap_err();
+        assert_eq!(key_of(e), "chain.rpc_ca_file");
     }
 
     #[test]

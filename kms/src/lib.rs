@@ -8,15 +8,17 @@
 //! ```text
 //!  guest ──RA-TLS──► server (tls: possession) ──► Node::release_app_key
 //!    1-2 evidence::attest (quote, report data, event log, OS image)
-//!    3   ChainClient::is_app_allowed @ head − N      4 self-check (is_kms_allowed,
+//!    3   PolicyHead view: is_app_allowed @ head − N  4 self-check (is_kms_allowed,
 //!                                                      is_kms_node, anchoring bound)
 //!    5   AppKeys::derive                             6 Log::append (fsync) + checkpoint
 //!    7   keys + receipt ◄──────────────────────────────────────────────────────────
 //!  anchor task ──► KmsAuth.anchorCheckpoint(size, root) when the log grew
+//!  policy head ──► every poll: head (RPC quorum), fresh?, re-read used verdicts
 //! ```
 //!
-//! What it trusts: its configured quote trust root and collateral, the chain RPC endpoint
-//! (chain id checked), its local disk. What it does **not** do: decide policy (the
+//! What it trusts: its configured quote trust root and collateral, a quorum of the chain
+//! RPC endpoints (TLS off loopback, chain id checked, head freshness bounded by its
+//! clock), its local disk. What it does **not** do: decide policy (the
 //! contracts do), keep a cluster protocol (replicas share only the root secret), or
 //! trust anything a caller says about itself outside its verified evidence.
 //!
@@ -77,10 +79,10 @@ pub use crate::{
     keys::{env_public_key, AppKeys, CaKeys, P256Signer, RootKeys},
     lifecycle::{execute, own_evidence, Command},
     // Metrics.
-    metrics::{GaugeGuard, Metrics, Refusal, Stage},
+    metrics::{GaugeGuard, Metrics, Refusal, Stage, BUCKETS},
     node::{
-        install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_TTL,
-        LEAF_VALIDITY, LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
+        install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, LEAF_VALIDITY,
+        LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
     },
     // Replication (the new node's side).
     onboard::{onboard, OnboardReport},

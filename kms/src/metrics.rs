@@ -23,6 +23,13 @@
 //! - `cairn_kms_request_body_timeouts_total`: requests answered 408 because their body
 //!   stalled or was too slow.
 //!
+//! - chain (from the policy head, [`render_chain`]): `cairn_kms_chain_head_block`,
+//!   `cairn_kms_chain_policy_block`, `cairn_kms_chain_head_age_seconds` (gauges; absent
+//!   while the head is failing), `cairn_kms_chain_head_up` (1 when the last advance
+//!   succeeded), `cairn_kms_chain_head_advances_total`, `cairn_kms_chain_head_failures_total`,
+//!   `cairn_kms_chain_disagreements_total` (reads the RPC endpoints answered differently),
+//!   `cairn_kms_chain_tracked_reads` (reads kept answered at each new block).
+//!
 //! Hand-written exposition: a handful of counters and fixed-bucket histograms behind one
 //! mutex each, no registry dependency. Gauges that depend on the node's state are sampled
 //! by the caller at scrape time ([`AnchorGauges`]).
@@ -264,6 +271,15 @@ impl Metrics {
         )
     }
 
+    /// Per-bucket (not cumulative) counts of a stage histogram, bucket `i` covering
+    /// `(BUCKETS[i-1], BUCKETS[i]]`; observations above the last bound are not in any
+    /// bucket (`count` minus the sum). For benchmarks' tail estimates.
+    pub fn stage_buckets(&self, stage: Stage) -> [u64; BUCKETS.len()] {
+        let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
+        let h = &self.stages[i];
+        std::array::from_fn(|b| h.counts[b].load(Ordering::Relaxed))
+    }
+
     /// The Prometheus text exposition, with the anchoring gauges sampled by the caller.
     pub fn render(&self, anchor: &AnchorGauges) -> String {
         let mut out = String::new();
@@ -379,6 +395,68 @@ impl Metrics {
     }
 }
 
+/// The chain section of the exposition, from the policy head's status at `now` (seconds
+/// since the Unix epoch, the node's clock).
+pub fn render_chain(status: &cairn_onchain::HeadStatus, now: u64) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    if let Some(head) = &status.head {
+        metric(
+            "cairn_kms_chain_head_block",
+            "gauge",
+            "The chain head the RPC quorum reported at the last advance.",
+            head.number.to_string(),
+        );
+        metric(
+            "cairn_kms_chain_policy_block",
+            "gauge",
+            "The pinned policy block (head - confirmations).",
+            head.pinned.number.to_string(),
+        );
+        metric(
+            "cairn_kms_chain_head_age_seconds",
+            "gauge",
+            "Age of the head block's timestamp at the node's clock.",
+            head.age(now).as_secs().to_string(),
+        );
+    }
+    metric(
+        "cairn_kms_chain_head_up",
+        "gauge",
+        "1 when the last policy-head advance succeeded, else 0 (releases fail with 503).",
+        u8::from(status.head.is_some()).to_string(),
+    );
+    metric(
+        "cairn_kms_chain_head_advances_total",
+        "counter",
+        "Policy-head advances (successful or not).",
+        status.advances.to_string(),
+    );
+    metric(
+        "cairn_kms_chain_head_failures_total",
+        "counter",
+        "Policy-head advances that failed (unreachable, disagreement, stale).",
+        status.failures.to_string(),
+    );
+    metric(
+        "cairn_kms_chain_disagreements_total",
+        "counter",
+        "Chain reads the RPC endpoints answered differently (none used).",
+        status.disagreements.to_string(),
+    );
+    metric(
+        "cairn_kms_chain_tracked_reads",
+        "gauge",
+        "Recently used chain reads re-read at each new policy block.",
+        status.tracked.to_string(),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +487,9 @@ mod tests {
         );
         assert!(text.contains("cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2"));
         assert_eq!(m.releases("app_key", "denied", "denied.compose_hash"), 2);
+        // 300 µs is in (250 µs, 500 µs], 30 ms in (25 ms, 50 ms]; not cumulative.
+        let b = m.stage_buckets(Stage::Log);
+        assert_eq!((b[2], b[8], b.iter().sum::<u64>()), (1, 1, 2));
         assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
         assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
         assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
@@ -419,5 +500,45 @@ mod tests {
         );
         drop(open);
         assert_eq!(m.connections_open(), 0);
+    }
+
+    #[test]
+    fn chain_section_reports_the_head_and_the_disagreements() {
+        let head = cairn_onchain::Head {
+            number: 12,
+            timestamp: 1_000,
+            pinned: cairn_onchain::PolicyBlock {
+                number: 10,
+                hash: cairn_onchain::alloy::primitives::B256::ZERO,
+            },
+        };
+        let status = cairn_onchain::HeadStatus {
+            head: Some(head),
+            error: None,
+            advances: 7,
+            failures: 1,
+            disagreements: 2,
+            tracked: 3,
+        };
+        let text = render_chain(&status, 1_030);
+        assert!(text.contains("cairn_kms_chain_head_block 12\n"), "{text}");
+        assert!(text.contains("cairn_kms_chain_policy_block 10\n"), "{text}");
+        assert!(
+            text.contains("cairn_kms_chain_head_age_seconds 30\n"),
+            "{text}"
+        );
+        assert!(text.contains("cairn_kms_chain_head_up 1\n"), "{text}");
+        assert!(
+            text.contains("cairn_kms_chain_disagreements_total 2\n"),
+            "{text}"
+        );
+        let down = cairn_onchain::HeadStatus {
+            head: None,
+            error: Some("stale".into()),
+            ..status
+        };
+        let text = render_chain(&down, 1_030);
+        assert!(text.contains("cairn_kms_chain_head_up 0\n"), "{text}");
+        assert!(!text.contains("cairn_kms_chain_head_block"), "{text}");
     }
 }

@@ -58,8 +58,15 @@ impl std::fmt::Display for Check {
 /// A dependency whose failure makes the node answer 503.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dependency {
-    /// The chain RPC (unreachable, timeout, RPC error, reorged policy block).
+    /// The chain RPC (unreachable, timeout, RPC error, reorged policy block, too few
+    /// endpoints answering for the quorum).
     Chain,
+    /// The RPC endpoints gave conflicting answers (block hash or a verdict): one of them
+    /// lies or lags; nothing is used.
+    ChainDisagreement,
+    /// The chain head is older than `chain.max_head_age_secs`: the endpoints are stuck or
+    /// lagging, and policy must not freeze at an old block.
+    ChainStale,
     /// Attestation collateral (expired, PCCS unreachable).
     Collateral,
     /// The node's own policy self-check: this node is not (or no longer) allowed.
@@ -79,6 +86,8 @@ impl Dependency {
     pub fn code(self) -> &'static str {
         match self {
             Dependency::Chain => "unavailable.chain",
+            Dependency::ChainDisagreement => "unavailable.chain_disagreement",
+            Dependency::ChainStale => "unavailable.chain_stale",
             Dependency::Collateral => "unavailable.collateral",
             Dependency::SelfCheck => "unavailable.self_check",
             Dependency::KeyGeneration => "unavailable.key_generation",
@@ -202,7 +211,11 @@ impl From<cairn_onchain::Error> for ApiError {
                 reason,
             },
             e if e.is_retryable() => ApiError::Unavailable {
-                dependency: Dependency::Chain,
+                dependency: match e.cause() {
+                    cairn_onchain::Error::ChainDisagreement { .. } => Dependency::ChainDisagreement,
+                    cairn_onchain::Error::StaleHead { .. } => Dependency::ChainStale,
+                    _ => Dependency::Chain,
+                },
                 reason: e.to_string(),
             },
             e => ApiError::Internal(Box::new(Error::Chain(e))),
@@ -263,6 +276,39 @@ mod tests {
         });
         assert_eq!(wrong.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(wrong.body().error.message, "internal error");
+    }
+
+    #[test]
+    fn disagreeing_endpoints_and_a_stale_head_are_503_with_their_own_codes() {
+        let lie = cairn_onchain::Error::ChainDisagreement {
+            endpoints: vec![
+                "https://a.example:443".into(),
+                "https://b.example:443".into(),
+            ],
+            what: "isAppAllowed at block 7".into(),
+        };
+        // Directly, and as the policy head publishes it.
+        for e in [
+            lie,
+            cairn_onchain::Error::PolicyHead {
+                source: std::sync::Arc::new(cairn_onchain::Error::ChainDisagreement {
+                    endpoints: vec!["https://a.example:443".into()],
+                    what: "the hash of block 7".into(),
+                }),
+            },
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.code(), "unavailable.chain_disagreement");
+            assert!(api.body().error.message.contains("https://a.example:443"));
+        }
+        let stale = ApiError::from(cairn_onchain::Error::StaleHead {
+            number: 9,
+            age: std::time::Duration::from_secs(600),
+            max: std::time::Duration::from_secs(120),
+        });
+        assert_eq!(stale.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(stale.code(), "unavailable.chain_stale");
     }
 
     #[test]

@@ -1,20 +1,31 @@
-//! A bounded cache of policy verdicts keyed by (query, input, block hash).
+//! A bounded cache of policy reads keyed by (query, input, block hash).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 
-/// Which policy question a verdict answers.
+use crate::client::RootKeys;
+
+/// Which policy question a cached answer answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Query {
+    /// `KmsAuth.isAppAllowed(bootInfo)`.
     App,
+    /// `KmsAuth.isKmsAllowed(bootInfo)`.
     Kms,
+    /// `keyGeneration` + `rootKeys(generation)`.
+    RootKeys,
+    /// `isKmsNode(address)`.
+    KmsNode,
+    /// `gatewayAppId`.
+    GatewayAppId,
 }
 
-/// Cache key: the query, keccak256 of the ABI-encoded boot info, and the block hash the
-/// verdict was read at. Because the block hash is part of the key, a verdict never
-/// outlives the block it was read at: a later policy block is a different key.
+/// Cache key: the query, keccak256 of its ABI-encoded input (zero for none), and the
+/// block hash the answer was read at. Because the block hash is part of the key, an
+/// answer never outlives the block it was read at: a later policy block is a different
+/// key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub(crate) query: Query,
@@ -22,9 +33,18 @@ pub(crate) struct Key {
     pub(crate) block: B256,
 }
 
-/// What the contract said at that block: `None` = allowed, `Some(reason)` = denied.
-/// Errors are never cached.
-pub(crate) type Outcome = Option<String>;
+/// What the chain said at that block. Errors are never cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A verdict: `None` = allowed, `Some(reason)` = denied.
+    Verdict(Option<String>),
+    /// The current root keys (`None`: no generation set).
+    RootKeys(Option<RootKeys>),
+    /// A yes/no read.
+    Bool(bool),
+    /// An address read (`None`: unset).
+    Address(Option<Address>),
+}
 
 /// FIFO-bounded verdict cache. A capacity of 0 disables it.
 #[derive(Debug)]
@@ -73,6 +93,9 @@ impl VerdictCache {
     }
 
     pub(crate) fn len(&self) -> usize {
+        if self.capacity == 0 {
+            return 0;
+        }
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -96,8 +119,8 @@ mod tests {
     #[test]
     fn verdict_is_not_reused_at_another_block() {
         let cache = VerdictCache::new(8);
-        cache.insert(key(1, 1), None);
-        assert_eq!(cache.get(&key(1, 1)), Some(None));
+        cache.insert(key(1, 1), Outcome::Verdict(None));
+        assert_eq!(cache.get(&key(1, 1)), Some(Outcome::Verdict(None)));
         assert_eq!(
             cache.get(&key(1, 2)),
             None,
@@ -118,17 +141,20 @@ mod tests {
     fn cache_is_bounded_and_evicts_oldest_first() {
         let cache = VerdictCache::new(3);
         for i in 0..10u8 {
-            cache.insert(key(i, 0), Some(format!("r{i}")));
+            cache.insert(key(i, 0), Outcome::Verdict(Some(format!("r{i}"))));
         }
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.get(&key(6, 0)), None);
-        assert_eq!(cache.get(&key(9, 0)), Some(Some("r9".into())));
+        assert_eq!(
+            cache.get(&key(9, 0)),
+            Some(Outcome::Verdict(Some("r9".into())))
+        );
     }
 
     #[test]
     fn zero_capacity_disables_the_cache() {
         let cache = VerdictCache::new(0);
-        cache.insert(key(1, 1), None);
+        cache.insert(key(1, 1), Outcome::Verdict(None));
         assert_eq!(cache.get(&key(1, 1)), None);
         assert_eq!(cache.len(), 0);
     }

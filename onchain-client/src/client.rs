@@ -1,5 +1,9 @@
-//! [`ChainClient`]: pinned policy reads against one KmsAuth.
+//! [`ChainClient`]: pinned policy reads against one KmsAuth, agreed by an RPC quorum.
 
+use std::future::Future;
+use std::time::Duration;
+
+use alloy::contract::{CallBuilder, CallDecoder};
 use alloy::eips::{BlockId, BlockNumberOrTag, RpcBlockHash};
 use alloy::primitives::{keccak256, Address, Bytes, B256};
 use alloy::providers::{DynProvider, Provider};
@@ -7,10 +11,11 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
 
 use crate::bindings::{AppBootInfo, KmsAuth};
-use crate::cache::{Key, Query, VerdictCache};
+use crate::cache::{Key, Outcome, Query, VerdictCache};
 use crate::config::ChainConfig;
 use crate::connection::Connection;
 use crate::error::{Error, Result, Target};
+use crate::quorum::{Endpoint, Endpoints};
 
 /// The Rust mirror of `IAppAuth.AppBootInfo` (generated from the contract ABI).
 pub type BootInfo = AppBootInfo;
@@ -74,72 +79,195 @@ pub struct Anchor {
     pub block_number: u64,
 }
 
-/// A client of one KMS cluster's KmsAuth: pinned policy reads, KmsAuth administration,
-/// app handles, event history.
+/// The chain head as the quorum sees it, and the block policy is pinned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Head {
+    /// The head block number: the lowest head among the first `quorum` endpoints that
+    /// answered (so at least `quorum` endpoints have reached it).
+    pub number: u64,
+    /// That head block's timestamp (seconds since the Unix epoch), as its endpoint
+    /// reported it.
+    pub timestamp: u64,
+    /// `number − confirmations`, with the hash `quorum` endpoints agree on.
+    pub pinned: PolicyBlock,
+}
+
+impl Head {
+    /// How old the head is at `now` (seconds since the Unix epoch); a head from the
+    /// future is 0 old.
+    pub fn age(&self, now: u64) -> Duration {
+        Duration::from_secs(now.saturating_sub(self.timestamp))
+    }
+
+    /// [`Error::StaleHead`] when the head is older than `max_age` at `now`.
+    pub fn check_fresh(&self, now: u64, max_age: Duration) -> Result<()> {
+        let age = self.age(now);
+        if age > max_age {
+            return Err(Error::StaleHead {
+                number: self.number,
+                age,
+                max: max_age,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch by the system clock (0 before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A client of one KMS cluster's KmsAuth over one or more RPC endpoints: pinned policy
+/// reads agreed by a quorum of endpoints, KmsAuth administration, app handles, event
+/// history.
 ///
-/// Cheap to clone? No: it owns the verdict cache; share it behind an `Arc`.
+/// Cheap to clone? No: it owns the read cache; share it behind an `Arc`.
 #[derive(Debug)]
 pub struct ChainClient {
-    pub(crate) conn: Connection,
-    pub(crate) kms: KmsAuth::KmsAuthInstance<DynProvider>,
+    pub(crate) endpoints: Endpoints,
+    kms_auth: Address,
+    chain_id: u64,
     confirmations: u64,
+    max_head_age: Duration,
     cache: VerdictCache,
 }
 
 impl ChainClient {
-    /// Connects with `config`: checks the chain id and that KmsAuth has code.
+    /// Connects with `config`: validates it ([`ChainConfig::validate`]: TLS off
+    /// loopback, quorum), connects every endpoint (each must answer with the configured
+    /// chain id) and checks that KmsAuth has code. A `signer` is given to every endpoint
+    /// (transactions go to the first healthy one).
     pub async fn connect(config: &ChainConfig, signer: Option<PrivateKeySigner>) -> Result<Self> {
-        let conn = Connection::connect(
-            config.rpc_url.clone(),
-            config.chain_id,
-            config.call_timeout,
-            signer,
-        )
+        config.validate()?;
+        let transport = config.transport();
+        let conns = futures_util::future::try_join_all(config.rpc_urls.iter().map(|url| {
+            Connection::connect_with(url.clone(), config.chain_id, &transport, signer.clone())
+        }))
         .await?;
-        Self::with_connection(
-            conn,
+        Self::with_connections(
+            conns,
+            config.quorum,
             config.kms_auth,
             config.confirmations,
             config.verdict_cache_entries,
         )
         .await
+        .map(|c| c.with_max_head_age(config.max_head_age))
     }
 
-    /// Builds a client over an existing connection; checks that `kms_auth` has code.
+    /// Builds a client over an existing connection (quorum 1); checks that `kms_auth`
+    /// has code.
     pub async fn with_connection(
         conn: Connection,
         kms_auth: Address,
         confirmations: u64,
         verdict_cache_entries: usize,
     ) -> Result<Self> {
-        let code = conn
-            .rpc("eth_getCode", conn.provider().get_code_at(kms_auth))
+        Self::with_connections(
+            vec![conn],
+            1,
+            kms_auth,
+            confirmations,
+            verdict_cache_entries,
+        )
+        .await
+    }
+
+    /// Builds a client over existing connections (all to the same chain id) whose reads
+    /// need `quorum` agreeing endpoints; checks that `kms_auth` has code.
+    pub async fn with_connections(
+        conns: Vec<Connection>,
+        quorum: usize,
+        kms_auth: Address,
+        confirmations: u64,
+        verdict_cache_entries: usize,
+    ) -> Result<Self> {
+        let chain_id = match conns.first() {
+            Some(c) => c.chain_id(),
+            None => return Err(Error::misconfigured("no RPC endpoints")),
+        };
+        if let Some(other) = conns.iter().find(|c| c.chain_id() != chain_id) {
+            return Err(Error::ChainIdMismatch {
+                expected: chain_id,
+                actual: other.chain_id(),
+            });
+        }
+        let endpoints = Endpoints::new(
+            conns
+                .into_iter()
+                .map(|c| Endpoint::new(c, kms_auth))
+                .collect(),
+            quorum,
+        )?;
+        let has_code = endpoints
+            .agree(
+                || format!("eth_getCode({kms_auth})"),
+                |ep| async move {
+                    let code = ep
+                        .conn
+                        .rpc("eth_getCode", ep.conn.provider().get_code_at(kms_auth))
+                        .await?;
+                    Ok(!code.is_empty())
+                },
+            )
             .await?;
-        if code.is_empty() {
+        if !has_code {
             return Err(Error::misconfigured(format!(
                 "no contract code at KmsAuth address {kms_auth}"
             )));
         }
-        let kms = KmsAuth::new(kms_auth, conn.provider().clone());
         Ok(Self {
-            conn,
-            kms,
+            endpoints,
+            kms_auth,
+            chain_id,
             confirmations,
+            max_head_age: crate::config::DEFAULT_MAX_HEAD_AGE,
             cache: VerdictCache::new(verdict_cache_entries),
         })
     }
 
-    /// The underlying connection.
+    /// Sets the bound on the head's age that [`ChainClient::policy_block`] enforces.
+    pub fn with_max_head_age(mut self, max_head_age: Duration) -> Self {
+        self.max_head_age = max_head_age;
+        self
+    }
+
+    /// The connection transactions and history queries use now (the first healthy
+    /// endpoint).
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        &self.endpoints.primary().conn
+    }
+
+    /// Every endpoint's connection, in configured order.
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.endpoints.all().iter().map(|e| &e.conn)
+    }
+
+    /// How many endpoints must agree on each read.
+    pub fn quorum(&self) -> usize {
+        self.endpoints.quorum()
+    }
+
+    /// How many reads so far ended in [`Error::ChainDisagreement`].
+    pub fn disagreements(&self) -> u64 {
+        self.endpoints.disagreements()
+    }
+
+    /// The checked chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
     }
 
     /// The KmsAuth proxy address.
     pub fn kms_auth(&self) -> Address {
-        *self.kms.address()
+        self.kms_auth
     }
 
-    /// How many verdicts the cache holds now.
+    /// How many reads the cache holds now.
     pub fn cached_verdicts(&self) -> usize {
         self.cache.len()
     }
@@ -149,44 +277,103 @@ impl ChainClient {
         self.confirmations
     }
 
+    /// The configured bound on the head's age.
+    pub fn max_head_age(&self) -> Duration {
+        self.max_head_age
+    }
+
+    /// The KmsAuth handle transactions are built on (the primary endpoint's).
+    pub(crate) fn tx_kms(&self) -> &KmsAuth::KmsAuthInstance<DynProvider> {
+        &self.endpoints.primary().kms
+    }
+
     /// The block policy reads use now: `head − confirmations` (saturating at genesis),
-    /// with its hash.
+    /// with the hash `quorum` endpoints agree on; [`Error::StaleHead`] when the head is
+    /// older than the configured bound by the system clock.
     pub async fn policy_block(&self) -> Result<PolicyBlock> {
-        let p = self.conn.provider();
-        let head = self
-            .conn
-            .rpc("eth_blockNumber", p.get_block_number())
-            .await?;
-        let number = head.saturating_sub(self.confirmations);
-        let header = self
-            .conn
-            .rpc(
-                "eth_getBlockByNumber",
-                p.get_header_by_number(BlockNumberOrTag::Number(number)),
+        let head = self.head().await?;
+        head.check_fresh(unix_now(), self.max_head_age)?;
+        Ok(head.pinned)
+    }
+
+    /// The head and the pinned block, without the freshness check (see [`Head`]).
+    ///
+    /// Every endpoint is asked for its latest header; the lowest head number among the
+    /// first `quorum` answers is the head, so that many endpoints have reached it. Then
+    /// the header at `head − confirmations` is asked of every endpoint and its hash must
+    /// be the same from `quorum` of them ([`Error::ChainDisagreement`] otherwise).
+    pub async fn head(&self) -> Result<Head> {
+        let heads = self
+            .endpoints
+            .first_answers(
+                || "the latest block".to_owned(),
+                |ep| async move {
+                    let header = ep
+                        .conn
+                        .rpc(
+                            "eth_getBlockByNumber",
+                            ep.conn
+                                .provider()
+                                .get_header_by_number(BlockNumberOrTag::Latest),
+                        )
+                        .await?
+                        .ok_or_else(|| Error::Rpc {
+                            op: "eth_getBlockByNumber",
+                            code: 0,
+                            message: "no latest block".into(),
+                        })?;
+                    Ok((header.number, header.timestamp))
+                },
             )
-            .await?
-            .ok_or_else(|| Error::Rpc {
-                op: "eth_getBlockByNumber",
-                code: 0,
-                message: format!("block {number} not found"),
-            })?;
-        if header.number != number {
-            return Err(Error::Rpc {
-                op: "eth_getBlockByNumber",
-                code: 0,
-                message: format!("asked for block {number}, got {}", header.number),
-            });
-        }
-        Ok(PolicyBlock {
+            .await?;
+        let Some(&(_, (number, timestamp))) = heads.iter().min_by_key(|(_, (n, _))| *n) else {
+            return Err(Error::misconfigured("no RPC endpoints"));
+        };
+        let pinned = self
+            .block_at(number.saturating_sub(self.confirmations))
+            .await?;
+        Ok(Head {
             number,
-            hash: header.hash,
+            timestamp,
+            pinned,
         })
+    }
+
+    /// The block at `number` with the hash `quorum` endpoints agree on (an endpoint that
+    /// does not have it yet fails its vote).
+    pub async fn block_at(&self, number: u64) -> Result<PolicyBlock> {
+        self.endpoints
+            .agree(
+                || format!("the hash of block {number}"),
+                |ep| async move {
+                    header_at(&ep.conn, number)
+                        .await?
+                        .ok_or_else(|| Error::Rpc {
+                            op: "eth_getBlockByNumber",
+                            code: 0,
+                            message: format!("block {number} not found"),
+                        })
+                },
+            )
+            .await
+    }
+
+    /// The block at `number` as `quorum` endpoints agree it is, or `None` when they
+    /// agree it does not exist (auditing a recorded block).
+    pub async fn find_block(&self, number: u64) -> Result<Option<PolicyBlock>> {
+        self.endpoints
+            .agree(
+                || format!("block {number}"),
+                |ep| header_at(&ep.conn, number),
+            )
+            .await
     }
 
     /// `KmsAuth.isAppAllowed(boot)` at `at`.
     ///
-    /// `Ok(Verdict::Allowed)` only when the contract returned `true`; `(false, reason)` is
-    /// [`Error::Denied`] with the exact reason; every RPC failure is an error (fail closed).
+    /// `Ok(Verdict::Allowed)` only when `quorum` endpoints returned `true`; `(false,
+    /// reason)` is [`Error::Denied`] with the exact reason; every RPC failure or
+    /// disagreement is an error (fail closed).
     #[tracing::instrument(level = "debug", skip_all, fields(app_id = %boot.appId, block = at.number))]
     pub async fn is_app_allowed(&self, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
         self.verdict(Query::App, boot, at).await
@@ -199,95 +386,169 @@ impl ChainClient {
         self.verdict(Query::Kms, boot, at).await
     }
 
-    async fn verdict(&self, query: Query, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
+    /// A cached read: the answer at `at` if cached, else `read` (agreed by the quorum),
+    /// cached on success. Errors are never cached.
+    async fn cached<F, Fut>(
+        &self,
+        query: Query,
+        input: B256,
+        at: PolicyBlock,
+        read: F,
+    ) -> Result<Outcome>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Outcome>>,
+    {
         let key = Key {
             query,
-            input: keccak256(boot.abi_encode()),
+            input,
             block: at.hash,
         };
-        let outcome = match self.cache.get(&key) {
-            Some(outcome) => outcome,
-            None => {
-                let addr = self.kms_auth();
-                let ret = match query {
-                    Query::App => {
-                        let call = self.kms.isAppAllowed(boot.clone()).block(at.block_id());
-                        let r = self
-                            .conn
-                            .view("KmsAuth.isAppAllowed", Target::KmsAuth, addr, call.call())
-                            .await?;
-                        (r.isAllowed, r.reason)
-                    }
-                    Query::Kms => {
-                        let call = self.kms.isKmsAllowed(boot.clone()).block(at.block_id());
-                        let r = self
-                            .conn
-                            .view("KmsAuth.isKmsAllowed", Target::KmsAuth, addr, call.call())
-                            .await?;
-                        (r.isAllowed, r.reason)
-                    }
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let outcome = read().await?;
+        self.cache.insert(key, outcome.clone());
+        Ok(outcome)
+    }
+
+    /// Whether the answer to `read` at `at` is in the cache (no RPC).
+    pub(crate) fn is_cached(&self, read: &Read, at: PolicyBlock) -> bool {
+        let (query, input) = read.key();
+        self.cache
+            .get(&Key {
+                query,
+                input,
+                block: at.hash,
+            })
+            .is_some()
+    }
+
+    async fn verdict(&self, query: Query, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
+        let outcome = self
+            .cached(query, keccak256(boot.abi_encode()), at, || async {
+                let (op, what) = match query {
+                    Query::App => ("KmsAuth.isAppAllowed", "isAppAllowed"),
+                    _ => ("KmsAuth.isKmsAllowed", "isKmsAllowed"),
                 };
-                let outcome = match ret {
-                    (true, _) => None,
-                    (false, reason) => Some(bounded(reason)),
-                };
-                self.cache.insert(key, outcome.clone());
-                outcome
-            }
-        };
+                let addr = self.kms_auth;
+                let answer = self
+                    .endpoints
+                    .agree(
+                        || format!("{what}(app {}) at block {}", boot.appId, at.number),
+                        |ep| async move {
+                            let (allowed, reason) = if query == Query::App {
+                                let call = ep.kms.isAppAllowed(boot.clone()).block(at.block_id());
+                                let r =
+                                    ep.conn.view(op, Target::KmsAuth, addr, call.call()).await?;
+                                (r.isAllowed, r.reason)
+                            } else {
+                                let call = ep.kms.isKmsAllowed(boot.clone()).block(at.block_id());
+                                let r =
+                                    ep.conn.view(op, Target::KmsAuth, addr, call.call()).await?;
+                                (r.isAllowed, r.reason)
+                            };
+                            Ok(if allowed { None } else { Some(bounded(reason)) })
+                        },
+                    )
+                    .await?;
+                Ok(Outcome::Verdict(answer))
+            })
+            .await?;
         match outcome {
-            None => {
+            Outcome::Verdict(None) => {
                 tracing::debug!(?query, block = at.number, "policy allows");
                 Ok(Verdict::Allowed)
             }
-            Some(reason) => {
+            Outcome::Verdict(Some(reason)) => {
                 tracing::debug!(?query, block = at.number, %reason, "policy denies");
                 Err(Error::denied(reason))
             }
+            other => Err(cache_mixup(other)),
         }
     }
 
-    /// The current KMS root keys at `at`, or `None` when no generation is set yet.
+    /// A view call of KmsAuth at `at`, agreed by the quorum. `make` builds the call on
+    /// one endpoint's KmsAuth handle.
+    async fn agreed_view<'a, D, F>(
+        &'a self,
+        op: &'static str,
+        at: PolicyBlock,
+        make: F,
+    ) -> Result<D::CallOutput>
+    where
+        D: CallDecoder,
+        D::CallOutput: PartialEq + std::fmt::Debug,
+        F: Fn(&'a KmsAuth::KmsAuthInstance<DynProvider>) -> CallBuilder<&'a DynProvider, D>,
+    {
+        let addr = self.kms_auth;
+        let make = &make;
+        self.endpoints
+            .agree(
+                || format!("{op} at block {}", at.number),
+                |ep| async move {
+                    let builder = make(&ep.kms).block(at.block_id());
+                    ep.conn
+                        .view(op, Target::KmsAuth, addr, builder.call())
+                        .await
+                },
+            )
+            .await
+    }
+
+    /// The current KMS root keys at `at`, or `None` when no generation is set yet
+    /// (`keyGeneration` and `rootKeys` read together, agreed by the quorum, cached per
+    /// block).
     pub async fn root_keys(&self, at: PolicyBlock) -> Result<Option<RootKeys>> {
-        let addr = self.kms_auth();
-        let generation = self
-            .conn
-            .view(
-                "KmsAuth.keyGeneration",
-                Target::KmsAuth,
-                addr,
-                self.kms.keyGeneration().block(at.block_id()).call(),
-            )
+        let addr = self.kms_auth;
+        let outcome = self
+            .cached(Query::RootKeys, B256::ZERO, at, || async {
+                let keys = self
+                    .endpoints
+                    .agree(
+                        || format!("the KMS root keys at block {}", at.number),
+                        |ep| async move {
+                            let generation = ep
+                                .conn
+                                .view(
+                                    "KmsAuth.keyGeneration",
+                                    Target::KmsAuth,
+                                    addr,
+                                    ep.kms.keyGeneration().block(at.block_id()).call(),
+                                )
+                                .await?;
+                            if generation == 0 {
+                                return Ok(None);
+                            }
+                            let keys = ep
+                                .conn
+                                .view(
+                                    "KmsAuth.rootKeys",
+                                    Target::KmsAuth,
+                                    addr,
+                                    ep.kms.rootKeys(generation).block(at.block_id()).call(),
+                                )
+                                .await?;
+                            Ok(Some(RootKeys {
+                                generation,
+                                k256_pubkey: keys.k256Pubkey,
+                                ca_pubkey: keys.caPubkey,
+                            }))
+                        },
+                    )
+                    .await?;
+                Ok(Outcome::RootKeys(keys))
+            })
             .await?;
-        if generation == 0 {
-            return Ok(None);
+        match outcome {
+            Outcome::RootKeys(keys) => Ok(keys),
+            other => Err(cache_mixup(other)),
         }
-        let keys = self
-            .conn
-            .view(
-                "KmsAuth.rootKeys",
-                Target::KmsAuth,
-                addr,
-                self.kms.rootKeys(generation).block(at.block_id()).call(),
-            )
-            .await?;
-        Ok(Some(RootKeys {
-            generation,
-            k256_pubkey: keys.k256Pubkey,
-            ca_pubkey: keys.caPubkey,
-        }))
     }
 
     /// The current key generation at `at` (0 = none set).
     pub async fn key_generation(&self, at: PolicyBlock) -> Result<u32> {
-        let call = self.kms.keyGeneration().block(at.block_id());
-        self.conn
-            .view(
-                "KmsAuth.keyGeneration",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
+        self.agreed_view("KmsAuth.keyGeneration", at, |kms| kms.keyGeneration())
             .await
     }
 
@@ -298,15 +559,8 @@ impl ChainClient {
         generation: u32,
         at: PolicyBlock,
     ) -> Result<Option<RootKeys>> {
-        let call = self.kms.rootKeys(generation).block(at.block_id());
         let keys = self
-            .conn
-            .view(
-                "KmsAuth.rootKeys",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
+            .agreed_view("KmsAuth.rootKeys", at, |kms| kms.rootKeys(generation))
             .await?;
         if keys.k256Pubkey.is_empty() {
             return Ok(None);
@@ -318,84 +572,65 @@ impl ChainClient {
         }))
     }
 
-    /// The gateway app id at `at`, or `None` when unset.
+    /// The gateway app id at `at`, or `None` when unset (cached per block).
     pub async fn gateway_app_id(&self, at: PolicyBlock) -> Result<Option<Address>> {
-        let call = self.kms.gatewayAppId().block(at.block_id());
-        let id = self
-            .conn
-            .view(
-                "KmsAuth.gatewayAppId",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
+        let outcome = self
+            .cached(Query::GatewayAppId, B256::ZERO, at, || async {
+                let id = self
+                    .agreed_view("KmsAuth.gatewayAppId", at, |kms| kms.gatewayAppId())
+                    .await?;
+                Ok(Outcome::Address((!id.is_zero()).then_some(id)))
+            })
             .await?;
-        Ok((!id.is_zero()).then_some(id))
+        match outcome {
+            Outcome::Address(id) => Ok(id),
+            other => Err(cache_mixup(other)),
+        }
     }
 
-    /// Whether `node` is a registered KMS node at `at`.
+    /// Whether `node` is a registered KMS node at `at` (cached per block).
     pub async fn is_kms_node(&self, node: Address, at: PolicyBlock) -> Result<bool> {
-        let call = self.kms.isKmsNode(node).block(at.block_id());
-        self.conn
-            .view(
-                "KmsAuth.isKmsNode",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
-            .await
+        let input = B256::left_padding_from(node.as_slice());
+        let outcome = self
+            .cached(Query::KmsNode, input, at, || async {
+                let yes = self
+                    .agreed_view("KmsAuth.isKmsNode", at, |kms| kms.isKmsNode(node))
+                    .await?;
+                Ok(Outcome::Bool(yes))
+            })
+            .await?;
+        match outcome {
+            Outcome::Bool(yes) => Ok(yes),
+            other => Err(cache_mixup(other)),
+        }
     }
 
     /// The registered KMS node addresses at `at`.
     pub async fn kms_nodes(&self, at: PolicyBlock) -> Result<Vec<Address>> {
-        let call = self.kms.kmsNodes().block(at.block_id());
-        self.conn
-            .view(
-                "KmsAuth.kmsNodes",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
+        self.agreed_view("KmsAuth.kmsNodes", at, |kms| kms.kmsNodes())
             .await
     }
 
     /// Whether `app_id` is registered at `at`.
     pub async fn is_app_registered(&self, app_id: Address, at: PolicyBlock) -> Result<bool> {
-        let call = self.kms.isAppRegistered(app_id).block(at.block_id());
-        self.conn
-            .view(
-                "KmsAuth.isAppRegistered",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
-            .await
+        self.agreed_view("KmsAuth.isAppRegistered", at, |kms| {
+            kms.isAppRegistered(app_id)
+        })
+        .await
     }
 
     /// Whether the OS image hash is allowed at `at`.
     pub async fn is_os_image_allowed(&self, os_image_hash: B256, at: PolicyBlock) -> Result<bool> {
-        let call = self.kms.allowedOsImages(os_image_hash).block(at.block_id());
-        self.conn
-            .view(
-                "KmsAuth.allowedOsImages",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
-            .await
+        self.agreed_view("KmsAuth.allowedOsImages", at, |kms| {
+            kms.allowedOsImages(os_image_hash)
+        })
+        .await
     }
 
     /// `node`'s latest anchored checkpoint at `at`, or `None` if it never anchored.
     pub async fn latest_anchor(&self, node: Address, at: PolicyBlock) -> Result<Option<Anchor>> {
-        let call = self.kms.latestAnchor(node).block(at.block_id());
         let r = self
-            .conn
-            .view(
-                "KmsAuth.latestAnchor",
-                Target::KmsAuth,
-                self.kms_auth(),
-                call.call(),
-            )
+            .agreed_view("KmsAuth.latestAnchor", at, |kms| kms.latestAnchor(node))
             .await?;
         if r.blockNumber == 0 {
             return Ok(None);
@@ -405,6 +640,78 @@ impl ChainClient {
             root_hash: r.rootHash,
             block_number: r.blockNumber,
         }))
+    }
+
+    /// Runs `read` at `at` (through the cache), for [`PolicyHead`](crate::PolicyHead)'s
+    /// refresh. Denials are answers, not failures: only errors are returned as errors.
+    pub(crate) async fn refresh(&self, read: &Read, at: PolicyBlock) -> Result<()> {
+        let r = match read {
+            Read::AppAllowed(boot) => self.is_app_allowed(boot, at).await.map(drop),
+            Read::KmsAllowed(boot) => self.is_kms_allowed(boot, at).await.map(drop),
+            Read::RootKeys => self.root_keys(at).await.map(drop),
+            Read::IsKmsNode(node) => self.is_kms_node(*node, at).await.map(drop),
+            Read::GatewayAppId => self.gateway_app_id(at).await.map(drop),
+        };
+        match r {
+            Err(Error::Denied { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// One endpoint's header at `number` (`None`: it has no such block).
+async fn header_at(conn: &Connection, number: u64) -> Result<Option<PolicyBlock>> {
+    let header = conn
+        .rpc(
+            "eth_getBlockByNumber",
+            conn.provider()
+                .get_header_by_number(BlockNumberOrTag::Number(number)),
+        )
+        .await?;
+    match header {
+        None => Ok(None),
+        Some(h) if h.number == number => Ok(Some(PolicyBlock {
+            number,
+            hash: h.hash,
+        })),
+        Some(h) => Err(Error::Rpc {
+            op: "eth_getBlockByNumber",
+            code: 0,
+            message: format!("asked for block {number}, got {}", h.number),
+        }),
+    }
+}
+
+/// A read a [`PolicyHead`](crate::PolicyHead) keeps answered at every new pinned block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    AppAllowed(BootInfo),
+    KmsAllowed(BootInfo),
+    RootKeys,
+    IsKmsNode(Address),
+    GatewayAppId,
+}
+
+impl Read {
+    /// The cache key of this read (without the block).
+    pub(crate) fn key(&self) -> (Query, B256) {
+        match self {
+            Read::AppAllowed(boot) => (Query::App, keccak256(boot.abi_encode())),
+            Read::KmsAllowed(boot) => (Query::Kms, keccak256(boot.abi_encode())),
+            Read::RootKeys => (Query::RootKeys, B256::ZERO),
+            Read::IsKmsNode(node) => (Query::KmsNode, B256::left_padding_from(node.as_slice())),
+            Read::GatewayAppId => (Query::GatewayAppId, B256::ZERO),
+        }
+    }
+}
+
+/// A cached answer of the wrong kind for its query: impossible by construction (the
+/// query is part of the key); reported as an error rather than trusted.
+#[cold]
+fn cache_mixup(outcome: Outcome) -> Error {
+    Error::Contract {
+        op: "read cache",
+        message: format!("cached answer of the wrong kind: {outcome:?}"),
     }
 }
 

@@ -7,11 +7,14 @@ use alloy::contract::{CallBuilder, CallDecoder};
 use alloy::network::Ethereum;
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::Http;
 use alloy::transports::TransportResult;
 use url::Url;
 
+use crate::config::{check_rpc_url, endpoint_label, is_loopback, RpcTransport};
 use crate::error::{from_contract, from_pending, Error, Result, Target};
 
 /// A connection to an endpoint whose chain id was checked, with a per-call timeout and an
@@ -26,12 +29,15 @@ pub struct Connection {
     chain_id: u64,
     call_timeout: Duration,
     sender: Option<Address>,
+    label: String,
 }
 
 impl Connection {
-    /// Connects to `rpc_url` and checks that it serves `chain_id`.
+    /// Connects to `rpc_url` and checks that it serves `chain_id`: TLS required off
+    /// loopback ([`check_rpc_url`]), system TLS roots, `call_timeout` per call.
     ///
-    /// Errors: [`Error::ChainIdMismatch`] for another chain; [`Error::Unreachable`] or
+    /// Errors: [`Error::InsecureRpc`] for plain HTTP to a non-loopback host;
+    /// [`Error::ChainIdMismatch`] for another chain; [`Error::Unreachable`] or
     /// [`Error::Timeout`] when the endpoint does not answer within `call_timeout`.
     pub async fn connect(
         rpc_url: Url,
@@ -39,20 +45,31 @@ impl Connection {
         call_timeout: Duration,
         signer: Option<PrivateKeySigner>,
     ) -> Result<Self> {
+        Self::connect_with(rpc_url, chain_id, &RpcTransport::new(call_timeout), signer).await
+    }
+
+    /// [`Connection::connect`] with explicit transport options (insecure opt-in, extra
+    /// TLS roots).
+    pub async fn connect_with(
+        rpc_url: Url,
+        chain_id: u64,
+        transport: &RpcTransport,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self> {
+        let call_timeout = transport.call_timeout;
         if call_timeout.is_zero() {
             return Err(Error::misconfigured("call timeout must be positive"));
         }
-        if !matches!(rpc_url.scheme(), "http" | "https") {
-            return Err(Error::misconfigured(format!(
-                "unsupported RPC URL scheme {:?} (expected http or https)",
-                rpc_url.scheme()
-            )));
-        }
+        check_rpc_url(&rpc_url, transport.allow_insecure_rpc)?;
+        let label = endpoint_label(&rpc_url);
         // alloy's HTTP transport is reqwest built with `rustls-no-provider`: Cairn uses the
         // ring provider everywhere (no aws-lc). reqwest panics when it builds a client with
         // no process-wide provider installed, so install ring's first; an error only means
         // a provider is already installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = http_client(&rpc_url, transport)?;
+        let is_local = is_loopback(&rpc_url);
+        let client = RpcClient::new(Http::with_client(http, rpc_url), is_local);
         // Fillers: gas estimation (a revert surfaces here, decoded), the chain id we were
         // configured with (signatures never target another chain), and a nonce read from
         // the node for every transaction: alloy's default cached nonce manager would skip
@@ -66,17 +83,18 @@ impl Connection {
             Some(signer) => {
                 let sender = signer.address();
                 (
-                    builder.wallet(signer).connect_http(rpc_url).erased(),
+                    builder.wallet(signer).connect_client(client).erased(),
                     Some(sender),
                 )
             }
-            None => (builder.connect_http(rpc_url).erased(), None),
+            None => (builder.connect_client(client).erased(), None),
         };
         let conn = Self {
             provider,
             chain_id,
             call_timeout,
             sender,
+            label,
         };
         let actual = conn
             .rpc("eth_chainId", conn.provider.get_chain_id())
@@ -88,6 +106,11 @@ impl Connection {
             });
         }
         Ok(conn)
+    }
+
+    /// The endpoint as it appears in errors and logs (`scheme://host:port`).
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The underlying alloy provider (for calls this crate does not wrap; callers are
@@ -209,6 +232,26 @@ impl Connection {
             tx_hash: receipt.transaction_hash,
         })
     }
+}
+
+/// The HTTP client of one endpoint: rustls (ring) with the platform verifier plus any
+/// extra roots, no redirects (a redirect could downgrade to plain HTTP or leave the
+/// configured host), HTTPS only for `https://` endpoints, no proxy from the environment
+/// (reqwest's `system-proxy` feature is off), and a connect timeout of one call.
+fn http_client(url: &Url, transport: &RpcTransport) -> Result<reqwest::Client> {
+    let mut roots = Vec::with_capacity(transport.extra_roots.len());
+    for der in &transport.extra_roots {
+        roots.push(reqwest::Certificate::from_der(der.as_ref()).map_err(|e| {
+            Error::misconfigured(format!("extra TLS root is not a DER certificate: {e}"))
+        })?);
+    }
+    reqwest::Client::builder()
+        .tls_certs_merge(roots)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(url.scheme() == "https")
+        .connect_timeout(transport.call_timeout)
+        .build()
+        .map_err(|e| Error::misconfigured(format!("cannot build the RPC HTTP client: {e}")))
 }
 
 fn call_target<P, D>(call: &CallBuilder<P, D, Ethereum>) -> Option<Address>

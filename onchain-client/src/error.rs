@@ -1,5 +1,6 @@
 //! The crate's one error type, and the typed policy checks a denial names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, B256};
@@ -147,10 +148,12 @@ impl std::fmt::Display for Revert {
 
 /// Everything that can go wrong talking to the chain.
 ///
-/// Three classes matter to callers: the chain could not be asked
-/// ([`Error::is_retryable`]: `Unreachable`, `Timeout`, `Rpc`), the chain said no
+/// Three classes matter to callers: the chain could not be asked, or not trustworthily
+/// ([`Error::is_retryable`]: `Unreachable`, `Timeout`, `Rpc`, `ChainDisagreement`,
+/// `NoQuorum`, `StaleHead`, and `PolicyHead` wrapping one of them), the chain said no
 /// ([`Error::Denied`], [`Error::Revert`]), and the client is set up wrongly
-/// ([`Error::ChainIdMismatch`], [`Error::Misconfigured`]). None of them is ever an allow.
+/// ([`Error::ChainIdMismatch`], [`Error::InsecureRpc`], [`Error::Misconfigured`]). None
+/// of them is ever an allow.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -251,16 +254,91 @@ pub enum Error {
         /// A description of the failure.
         message: String,
     },
+    /// A plain-HTTP RPC URL to a host that is not loopback, without
+    /// `allow_insecure_rpc`. Refused before anything is sent.
+    #[error(
+        "refusing plain-HTTP RPC endpoint {endpoint}: it is not loopback, so whoever is on \
+         the network path (e.g. the CVM's host) could answer isAppAllowed, the block hash \
+         and every policy read; use https://, or set allow_insecure_rpc = true to accept \
+         that risk"
+    )]
+    InsecureRpc {
+        /// The endpoint (`scheme://host:port`, no path or credentials).
+        endpoint: String,
+    },
+    /// Endpoints answered the same question differently: one of them lies, lags behind a
+    /// reorg, or serves another chain. Nothing is used; ask again later.
+    #[error("RPC endpoints disagree on {what}: {}", endpoints.join(", "))]
+    ChainDisagreement {
+        /// The endpoints whose answers conflict (`scheme://host:port`).
+        endpoints: Vec<String>,
+        /// What was asked (operation and block).
+        what: String,
+    },
+    /// Fewer than `needed` endpoints answered alike (the others failed); `source` is the
+    /// first endpoint failure.
+    #[error("no RPC quorum for {what}: {agreeing} of {needed} endpoints answered ({source})")]
+    NoQuorum {
+        /// What was asked.
+        what: String,
+        /// The configured quorum.
+        needed: usize,
+        /// How many endpoints gave the answer that came closest.
+        agreeing: usize,
+        /// The first endpoint failure.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The chain head (by its block timestamp) is older than the configured bound: the
+    /// endpoints are stuck or lagging, and policy must not freeze at an old block.
+    #[error("chain head {number} is {age:?} old, more than the allowed {max:?}: the RPC endpoints are stuck or lagging")]
+    StaleHead {
+        /// The head block number.
+        number: u64,
+        /// Its age at the client's clock.
+        age: Duration,
+        /// The configured bound.
+        max: Duration,
+    },
+    /// The background [`PolicyHead`](crate::PolicyHead) could not advance the pinned
+    /// block; `source` says why. Releases fail until it advances again.
+    #[error("policy head unavailable: {source}")]
+    PolicyHead {
+        /// Why the last advance failed (shared by every caller that sees it).
+        #[source]
+        source: Arc<Error>,
+    },
 }
 
 impl Error {
     /// True when asking again later (or another node) may succeed: the chain was not
     /// reachable, too slow, or refused to answer. A retryable error is never an allow.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Rpc { .. }
-        )
+        match self {
+            Self::Unreachable { .. }
+            | Self::Timeout { .. }
+            | Self::Rpc { .. }
+            | Self::ChainDisagreement { .. }
+            | Self::NoQuorum { .. }
+            | Self::StaleHead { .. } => true,
+            Self::PolicyHead { source } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The error itself, or for [`Error::PolicyHead`] the failure it wraps (what a
+    /// service maps to a status code).
+    pub fn cause(&self) -> &Error {
+        match self {
+            Self::PolicyHead { source } => source.cause(),
+            other => other,
+        }
+    }
+
+    /// True when endpoints gave conflicting answers ([`Error::ChainDisagreement`], also
+    /// behind [`Error::PolicyHead`]).
+    pub fn is_disagreement(&self) -> bool {
+        matches!(self.cause(), Self::ChainDisagreement { .. })
     }
 
     /// True for a policy denial.

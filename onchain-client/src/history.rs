@@ -141,7 +141,7 @@ impl ChainClient {
         &self,
         range: BlockRange,
     ) -> Result<Vec<Logged<KmsAuth::KmsAuthEvents>>> {
-        let logs = self.conn.logs(self.kms_auth(), range, None).await?;
+        let logs = self.connection().logs(self.kms_auth(), range, None).await?;
         decode_all("KmsAuth history", logs)
     }
 
@@ -151,7 +151,7 @@ impl ChainClient {
         range: BlockRange,
     ) -> Result<Vec<Logged<KmsAuth::CheckpointAnchored>>> {
         let logs = self
-            .conn
+            .connection()
             .logs(
                 self.kms_auth(),
                 range,

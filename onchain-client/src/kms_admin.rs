@@ -45,18 +45,18 @@ impl ChainClient {
         op: &'static str,
         call: CallBuilder<&DynProvider, D>,
     ) -> Result<TransactionReceipt> {
-        self.conn.send(op, Target::KmsAuth, call).await
+        self.connection().send(op, Target::KmsAuth, call).await
     }
 
     /// A handle on an app's AppAuth.
     pub fn app(&self, app_id: Address) -> AppAuthClient {
-        AppAuthClient::new(self.conn.clone(), app_id)
+        AppAuthClient::new(self.connection().clone(), app_id)
     }
 
     /// Deploys an AppAuth proxy through the factory and registers it; returns the app id
     /// read from the `AppDeployedViaFactory` event.
     pub async fn deploy_app(&self, params: &AppParams) -> Result<AppAuthClient> {
-        let call = self.kms.deployAndRegisterApp(
+        let call = self.tx_kms().deployAndRegisterApp(
             params.owner,
             params.upgrades_disabled,
             params.allow_any_device,
@@ -81,13 +81,13 @@ impl ChainClient {
 
     /// Registers an existing IAppAuth contract as an app (anyone may).
     pub async fn register_app(&self, app_id: Address) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.registerApp", self.kms.registerApp(app_id))
+        self.kms_tx("KmsAuth.registerApp", self.tx_kms().registerApp(app_id))
             .await
     }
 
     /// Deregisters an app (owner).
     pub async fn deregister_app(&self, app_id: Address) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.deregisterApp", self.kms.deregisterApp(app_id))
+        self.kms_tx("KmsAuth.deregisterApp", self.tx_kms().deregisterApp(app_id))
             .await
     }
 
@@ -98,7 +98,7 @@ impl ChainClient {
     ) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.setAppAuthImplementation",
-            self.kms.setAppAuthImplementation(implementation),
+            self.tx_kms().setAppAuthImplementation(implementation),
         )
         .await
     }
@@ -112,7 +112,8 @@ impl ChainClient {
     ) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.setKmsRootKeys",
-            self.kms.setKmsRootKeys(generation, k256_pubkey, ca_pubkey),
+            self.tx_kms()
+                .setKmsRootKeys(generation, k256_pubkey, ca_pubkey),
         )
         .await
     }
@@ -121,7 +122,7 @@ impl ChainClient {
     pub async fn add_os_image(&self, os_image_hash: B256) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.addOsImageHash",
-            self.kms.addOsImageHash(os_image_hash),
+            self.tx_kms().addOsImageHash(os_image_hash),
         )
         .await
     }
@@ -130,7 +131,7 @@ impl ChainClient {
     pub async fn remove_os_image(&self, os_image_hash: B256) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.removeOsImageHash",
-            self.kms.removeOsImageHash(os_image_hash),
+            self.tx_kms().removeOsImageHash(os_image_hash),
         )
         .await
     }
@@ -139,7 +140,7 @@ impl ChainClient {
     pub async fn add_kms_aggregated_mr(&self, mr: B256) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.addKmsAggregatedMr",
-            self.kms.addKmsAggregatedMr(mr),
+            self.tx_kms().addKmsAggregatedMr(mr),
         )
         .await
     }
@@ -148,42 +149,48 @@ impl ChainClient {
     pub async fn remove_kms_aggregated_mr(&self, mr: B256) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.removeKmsAggregatedMr",
-            self.kms.removeKmsAggregatedMr(mr),
+            self.tx_kms().removeKmsAggregatedMr(mr),
         )
         .await
     }
 
     /// Allows a KMS device id (owner).
     pub async fn add_kms_device(&self, device_id: B256) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.addKmsDevice", self.kms.addKmsDevice(device_id))
-            .await
+        self.kms_tx(
+            "KmsAuth.addKmsDevice",
+            self.tx_kms().addKmsDevice(device_id),
+        )
+        .await
     }
 
     /// Removes a KMS device id (owner).
     pub async fn remove_kms_device(&self, device_id: B256) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.removeKmsDevice",
-            self.kms.removeKmsDevice(device_id),
+            self.tx_kms().removeKmsDevice(device_id),
         )
         .await
     }
 
     /// Registers a KMS node address (owner).
     pub async fn add_kms_node(&self, node: Address) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.addKmsNode", self.kms.addKmsNode(node))
+        self.kms_tx("KmsAuth.addKmsNode", self.tx_kms().addKmsNode(node))
             .await
     }
 
     /// Removes a KMS node address (owner).
     pub async fn remove_kms_node(&self, node: Address) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.removeKmsNode", self.kms.removeKmsNode(node))
+        self.kms_tx("KmsAuth.removeKmsNode", self.tx_kms().removeKmsNode(node))
             .await
     }
 
     /// Sets the gateway app id (owner).
     pub async fn set_gateway_app_id(&self, app_id: Address) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.setGatewayAppId", self.kms.setGatewayAppId(app_id))
-            .await
+        self.kms_tx(
+            "KmsAuth.setGatewayAppId",
+            self.tx_kms().setGatewayAppId(app_id),
+        )
+        .await
     }
 
     /// Marks a TCB status string acceptable or not (owner).
@@ -194,7 +201,7 @@ impl ChainClient {
     ) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.setTcbStatusAcceptable",
-            self.kms
+            self.tx_kms()
                 .setTcbStatusAcceptable(status.to_owned(), acceptable),
         )
         .await
@@ -208,7 +215,7 @@ impl ChainClient {
     ) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.setAdvisoryTolerated",
-            self.kms
+            self.tx_kms()
                 .setAdvisoryTolerated(advisory_id.to_owned(), tolerated),
         )
         .await
@@ -223,7 +230,7 @@ impl ChainClient {
     ) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.anchorCheckpoint",
-            self.kms.anchorCheckpoint(tree_size, root_hash),
+            self.tx_kms().anchorCheckpoint(tree_size, root_hash),
         )
         .await
     }
@@ -232,14 +239,14 @@ impl ChainClient {
     pub async fn transfer_ownership(&self, new_owner: Address) -> Result<TransactionReceipt> {
         self.kms_tx(
             "KmsAuth.transferOwnership",
-            self.kms.transferOwnership(new_owner),
+            self.tx_kms().transferOwnership(new_owner),
         )
         .await
     }
 
     /// Accepts a pending KmsAuth ownership handover (sent by the new owner).
     pub async fn accept_ownership(&self) -> Result<TransactionReceipt> {
-        self.kms_tx("KmsAuth.acceptOwnership", self.kms.acceptOwnership())
+        self.kms_tx("KmsAuth.acceptOwnership", self.tx_kms().acceptOwnership())
             .await
     }
 }

@@ -5,62 +5,89 @@
 //!   `head − confirmations`; [`ChainClient::is_app_allowed`] / [`ChainClient::is_kms_allowed`]
 //!   `eth_call` KmsAuth at that block *by hash*. An allow is `Ok(Verdict::Allowed)`; a
 //!   denial is [`Error::Denied`] carrying a typed [`Check`] and the contract's exact reason.
+//! - **An RPC quorum.** Every read is asked of every configured endpoint at once and used
+//!   only when [`ChainConfig::quorum`] of them gave the same answer: the pinned block's
+//!   hash, each verdict, the root keys, node registrations. Conflicting answers are
+//!   [`Error::ChainDisagreement`] (logged, counted), never a pick.
+//! - **TLS only.** A non-loopback endpoint must be `https://` (rustls with ring, system
+//!   roots plus configured ones) unless the config says `allow_insecure_rpc`
+//!   ([`Error::InsecureRpc`]).
+//! - **A fresh head.** A head whose block timestamp is older than
+//!   [`ChainConfig::max_head_age`] is [`Error::StaleHead`]: a stuck or lagging endpoint
+//!   cannot freeze policy at an old block.
+//! - **A background policy head.** [`PolicyHead`] advances the pinned block on an
+//!   interval and keeps recently used reads answered at each new block, so a release
+//!   reads cached state; a failed or stale head is an error, never the old block.
 //! - **Fail closed.** Every RPC runs under a per-call timeout; any transport failure,
-//!   timeout or RPC error is an [`Error`] (see [`Error::is_retryable`]), never an allow.
-//! - **Verdict cache** keyed by (query, keccak256 of the ABI-encoded boot info, block
-//!   hash), bounded; errors are never cached.
-//! - **Chain-id check** on connect ([`Error::ChainIdMismatch`]).
-//! - **Transactions**: deploy the whole system ([`Connection::deploy_system`]), apps
-//!   ([`ChainClient::deploy_app`]), allowlists, KMS identity and nodes, anchoring, and DAO
-//!   governance ([`Connection::deploy_governance`], [`Dao`]). Reverts are decoded into the
-//!   generated custom-error enums ([`Revert`]).
+//!   timeout, RPC error or disagreement is an [`Error`] (see [`Error::is_retryable`]),
+//!   never an allow.
+//! - **Read cache** keyed by (query, keccak256 of the ABI-encoded input, block hash),
+//!   bounded; errors are never cached.
+//! - **Chain-id check** on connect, for every endpoint ([`Error::ChainIdMismatch`]).
+//! - **Transactions** (to the first healthy endpoint): deploy the whole system
+//!   ([`Connection::deploy_system`]), apps ([`ChainClient::deploy_app`]), allowlists, KMS
+//!   identity and nodes, anchoring, and DAO governance ([`Connection::deploy_governance`],
+//!   [`Dao`]). Reverts are decoded into the generated custom-error enums ([`Revert`]).
 //! - **Event history**: [`AppAuthClient::policy_history`], [`ChainClient::kms_history`],
 //!   [`ChainClient::anchors`].
 //! - **Audit**: [`audit_app`] checks a node's anchors, checkpoint, inclusion of an app's
-//!   releases and re-evaluates each release's policy at its recorded block.
+//!   releases and re-evaluates each release's policy at its recorded block;
+//!   [`verify_receipt`] checks one release receipt the same way.
 //!
 //! What it does *not* do: verify quotes (cairn-attestation), keep the transparency log
 //! (cairn-tlog), retry (callers decide; errors say whether retrying makes sense), or
-//! speak anything but plain HTTP JSON-RPC.
+//! speak anything but HTTP(S) JSON-RPC.
 //!
-//! It trusts the configured RPC endpoint to answer honestly about the chain; it checks
-//! the chain id and that KmsAuth has code. See `docs/onchain-client.md`.
+//! What it trusts: that fewer than `quorum` of the configured endpoints lie about the
+//! chain (a quorum of liars decides every read), the TLS roots for `https://`
+//! endpoints, and the clock head ages are judged against. It checks the chain id and
+//! that KmsAuth has code. See `docs/onchain-client.md` and `docs/security.md`.
 //!
 //! # Layout
 //! - `bindings`: `sol!` bindings from the committed forge artifacts (`artifacts/*.json`).
-//! - `config`: [`ChainConfig`].
-//! - `connection`: [`Connection`], timeouts, transaction sending.
-//! - `client`: [`ChainClient`], pinned policy reads.
-//! - `cache`: the verdict cache.
+//! - `config`: [`ChainConfig`], URL checks ([`check_rpc_url`]).
+//! - `connection`: [`Connection`] to one endpoint, TLS client, timeouts, transaction sending.
+//! - `quorum`: fan-out of each read to every endpoint, agreement, the primary endpoint.
+//! - `client`: [`ChainClient`], the head and pinned policy reads.
+//! - `head`: [`PolicyHead`], the background-advanced pinned block.
+//! - `cache`: the read cache.
 //! - `kms_admin`, `app`: KmsAuth and AppAuth transactions.
 //! - `deploy`, `governance`: system and DAO deployment, proposals.
 //! - `history`: event queries.
-//! - [`audit`]: the auditing light client of a node's key-release log.
+//! - [`audit`]: the auditing light client of a node's key-release log and receipts.
 //! - `error`: [`Error`], [`Check`], [`Revert`].
+//! - [`testing`] (feature `test-utils`): anvil, a deployed-system fixture, a lying
+//!   JSON-RPC proxy.
 //!
 //! # Feature flags
-//! - `test-utils`: adds the `testing` module (spawning the pinned anvil); changes nothing
-//!   else.
+//! - `test-utils`: adds the `testing` module (anvil fixture, JSON-RPC proxy); changes
+//!   nothing else.
 //!
 //! # Example
 //!
 //! ```no_run
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! use cairn_onchain::alloy::primitives::address;
-//! use cairn_onchain::{BootInfo, ChainClient, ChainConfig, Check, Error, Verdict};
+//! use cairn_onchain::{
+//!     BootInfo, ChainClient, ChainConfig, Check, Error, HeadOptions, PolicyHead, Verdict,
+//! };
 //!
 //! # async fn demo(boot: BootInfo) -> Result<(), Error> {
 //! let kms_auth = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
-//! let rpc = "http://127.0.0.1:8545".parse().expect("valid URL");
-//! let config = ChainConfig::new(rpc, 31337, kms_auth)
+//! let url = |s: &str| s.parse().expect("valid URL");
+//! let config = ChainConfig::new(url("https://rpc-a.example/"), 1, kms_auth)
+//!     // both endpoints must agree on every read
+//!     .with_rpc_urls(vec![url("https://rpc-a.example/"), url("https://rpc-b.example/")], 2)
 //!     .with_confirmations(2)
 //!     .with_call_timeout(Duration::from_secs(3));
-//! let client = ChainClient::connect(&config, None).await?;
+//! let client = Arc::new(ChainClient::connect(&config, None).await?);
+//! let head = PolicyHead::start(client, HeadOptions::new(&config)).await?;
 //!
-//! let at = client.policy_block().await?; // head − 2, by hash
-//! match client.is_app_allowed(&boot, at).await {
-//!     Ok(Verdict::Allowed) => { /* release, recording `at` */ }
+//! let view = head.view()?; // head − 2, agreed by both endpoints, fresh
+//! match view.is_app_allowed(&boot).await {
+//!     Ok(Verdict::Allowed) => { /* release, recording view.block() */ }
 //!     Err(Error::Denied { check: Check::ComposeHash, reason }) => { /* 403 with `reason` */ }
 //!     Err(e) if e.is_retryable() => { /* 503: chain unavailable, never an allow */ }
 //!     Err(e) => return Err(e),
@@ -79,26 +106,39 @@ mod connection;
 mod deploy;
 mod error;
 mod governance;
+mod head;
 mod history;
 mod kms_admin;
+mod quorum;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 
 // The public interface is:
 pub use app::{AppAuthClient, ComposeHashActivation};
-pub use audit::{audit_app, AuditReport, AuditedRelease, Finding, LogSource, SourceError};
+pub use audit::{
+    audit_app, verify_receipt, AuditReport, AuditedRelease, Finding, LogSource, ReceiptError,
+    SourceError,
+};
 pub use bindings::{
     app_auth, governor, kms_auth, proxy, timelock, token, AppAuth, CairnGovernor, CairnToken,
     ERC1967Proxy, KmsAuth, TimelockController,
 };
-pub use client::{Anchor, BootInfo, ChainClient, PolicyBlock, RootKeys, Verdict, MAX_REASON_LEN};
+pub use client::{
+    unix_now, Anchor, BootInfo, ChainClient, Head, PolicyBlock, RootKeys, Verdict, MAX_REASON_LEN,
+};
 pub use config::{
-    ChainConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_CONFIRMATIONS, DEFAULT_VERDICT_CACHE_ENTRIES,
+    check_rpc_url, endpoint_label, is_loopback, ChainConfig, RpcTransport, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONFIRMATIONS, DEFAULT_HEAD_POLL_INTERVAL, DEFAULT_MAX_HEAD_AGE, DEFAULT_QUORUM,
+    DEFAULT_VERDICT_CACHE_ENTRIES, MAX_RPC_URLS,
 };
 pub use connection::Connection;
 pub use deploy::Deployment;
 pub use error::{reasons, Check, Error, Result, Revert};
 pub use governance::{Dao, Governance, GovernanceParams, Proposal, ProposalState, Support};
+pub use head::{
+    Clock, HeadOptions, HeadStatus, HeadView, PolicyHead, DEFAULT_TRACKED_READS,
+    REFRESH_CONCURRENCY,
+};
 pub use history::{BlockRange, Logged, MAX_LOG_BLOCK_SPAN};
 pub use kms_admin::AppParams;
 

@@ -18,20 +18,25 @@
 //! `cairn_guest::boot`, and quotes are the simulator's real TDX v4 quotes.
 //!
 //! # Layout
-//! - [`Devnet`] — anvil with the Cairn system deployed and the test cluster's root keys.
+//! - [`Devnet`] — `cairn_onchain::testing::AnvilChain` (anvil with the Cairn system
+//!   deployed) with the test cluster's root keys; mining lets the KMS nodes' policy heads
+//!   see the new blocks.
 //! - [`Kms`] — a registered KMS node serving on a free port.
 //! - [`Cvm`] — a host share + keys + work dir for one guest, and its boot.
-//! - [`encrypt_env_for_app`] — deploy-time env encryption: the KMS env key checked against
-//!   the root key registered on chain (issue 6, "env encryption tooling").
+//! - [`chain_root_k256`] — the root key registered on chain, what deploy-time env
+//!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
+//!   key (`KmsConnection::env_pubkey`) against.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
-//! - [`verify_receipt`] — a release receipt checked as an auditor would.
 //! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
 //!   [`agent_app_image`] (busybox + a static agent client), [`agent_app_compose`],
 //!   [`project_containers`] and [`ProjectGuard`] (independent looks at the engine).
+//!
+//! Receipts are checked with `cairn_onchain::verify_receipt`, the auditor's verifier.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
@@ -41,20 +46,9 @@ use cairn_kms::{
     SECRETS_DIR,
 };
 use cairn_kms_client::{KmsClient, KmsConnection, Timeouts};
-use cairn_onchain::alloy::node_bindings::AnvilInstance;
-use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
-use cairn_onchain::alloy::providers::ext::AnvilApi;
-use cairn_onchain::alloy::signers::local::PrivateKeySigner;
-use cairn_onchain::testing::spawn_anvil;
-use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection};
-use cairn_protocol::api::{
-    EnvPubkeyResponse, InclusionProofResponse, LogEntriesResponse, Receipt, PATH_LOG_ENTRIES,
-    PATH_LOG_INCLUSION,
-};
-use cairn_protocol::env::EnvVars;
-use cairn_tlog::{
-    leaf_hash, verify_inclusion, CheckpointVerifier, Hash, ReleaseKind, ReleaseRecord,
-};
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::testing::{AnvilChain, KmsNodeRegistration};
+use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes as HttpBytes;
 use hyper::{Request, StatusCode};
@@ -80,8 +74,8 @@ pub const PKI_SEED: [u8; 32] = [0x42; 32];
 pub const KMS_HOST_SEED: u8 = 0xE0;
 /// How long a poll waits before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-/// How old an env-pubkey answer may be when encrypting for it.
-pub const ENV_PUBKEY_MAX_AGE_SECS: u64 = 600;
+/// How often a KMS node's policy head advances in the scenarios.
+pub const HEAD_POLL: Duration = Duration::from_millis(50);
 
 /// The OS image the KMS and every guest boot (allowed on chain).
 pub fn image() -> OsImage {
@@ -115,75 +109,69 @@ pub fn root_keys() -> RootKeys {
 }
 
 /// Anvil with the Cairn system deployed, the root keys of [`MASTER`] registered as
-/// generation 1 and [`image`] allowed. Owned by anvil's first account.
+/// generation 1 and [`image`] allowed. Owned by anvil's first account. The fixture's
+/// fields and methods (`client`, `owner`, `endpoint()`, …) are reachable through `Deref`.
 pub struct Devnet {
-    /// The anvil process (killed on drop).
-    pub anvil: AnvilInstance,
-    /// KmsAuth client sending as [`Devnet::owner`].
-    pub chain: ChainClient,
-    /// The deployer and KmsAuth owner.
-    pub owner: Address,
-    /// The KmsAuth proxy.
-    pub kms_auth: Address,
+    /// The chain fixture.
+    pub net: AnvilChain,
+    /// The KMS nodes started here; [`Devnet::mine`] lets their policy heads see new
+    /// blocks.
+    nodes: Mutex<Vec<Weak<Node>>>,
+}
+
+impl Deref for Devnet {
+    type Target = AnvilChain;
+
+    fn deref(&self) -> &AnvilChain {
+        &self.net
+    }
 }
 
 impl Devnet {
     /// Spawn anvil (the npm-pinned binary) and deploy.
     pub async fn new() -> Devnet {
         cairn_kms::install_crypto_provider();
-        let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
-        let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
-        let conn = Connection::connect(
-            anvil.endpoint_url(),
-            anvil.chain_id(),
-            Duration::from_secs(20),
-            Some(signer),
-        )
-        .await
-        .expect("connect to anvil");
-        let owner = conn.sender().expect("a sender");
-        let deployment = conn.deploy_system(owner).await.expect("deploy");
-        let chain = ChainClient::with_connection(conn, deployment.kms_auth, CONFIRMATIONS, 64)
-            .await
-            .expect("chain client");
+        let net = AnvilChain::deploy(Path::new(env!("CARGO_MANIFEST_DIR")), CONFIRMATIONS).await;
         let root = root_keys();
-        chain
-            .set_kms_root_keys(
-                1,
-                Bytes::from(root.k256_public().to_vec()),
-                Bytes::from(root.ca().spki_der()),
-            )
-            .await
-            .expect("register root keys");
-        chain
-            .add_os_image(B256::from(image().os_image_hash().0))
-            .await
-            .expect("allow OS image");
+        net.set_root_keys(1, &root.k256_public(), &root.ca().spki_der())
+            .await;
+        net.allow_os_image(B256::from(image().os_image_hash().0))
+            .await;
         let net = Devnet {
-            anvil,
-            chain,
-            owner,
-            kms_auth: deployment.kms_auth,
+            net,
+            nodes: Mutex::new(Vec::new()),
         };
         net.mine(CONFIRMATIONS).await;
         net
     }
 
-    /// Mine `blocks` blocks.
+    /// Mine `blocks` blocks, then advance every KMS node's policy head once (as its
+    /// background poll would within [`HEAD_POLL`]), so the next boot is judged at the new
+    /// pinned block.
     pub async fn mine(&self, blocks: u64) {
-        self.chain
-            .connection()
-            .provider()
-            .anvil_mine(Some(blocks), None)
-            .await
-            .expect("anvil_mine");
+        self.net.mine(blocks).await;
+        self.sync_heads().await;
     }
 
-    /// Advance the chain clock by `secs` and mine a block.
+    /// Advance the chain clock by `secs`, mine a block, and sync the heads as
+    /// [`Devnet::mine`].
     pub async fn increase_time(&self, secs: u64) {
-        let p = self.chain.connection().provider();
-        p.anvil_increase_time(secs).await.expect("increase time");
-        p.anvil_mine(Some(1), None).await.expect("anvil_mine");
+        self.net.increase_time(secs).await;
+        self.sync_heads().await;
+    }
+
+    async fn sync_heads(&self) {
+        let nodes: Vec<Arc<Node>> = self
+            .nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for node in nodes {
+            // A failing head stays failed: that is what a test of it checks.
+            let _ = node.policy_head().advance_now().await;
+        }
     }
 
     /// Deploy and register an app (`KmsAuth.deployAndRegisterApp`) owned by `owner`, any
@@ -193,20 +181,18 @@ impl Devnet {
             initial_compose_hash: compose.map(compose_hash),
             ..AppParams::new(owner)
         };
-        let app = self.chain.deploy_app(&params).await.expect("deploy app");
+        let app = self.net.deploy_app(&params).await;
         self.mine(CONFIRMATIONS).await;
         app
     }
 
-    /// A chain config for a reader of this devnet (the KMS node).
+    /// A chain config for a reader of this devnet (the KMS node): [`CONFIRMATIONS`], a
+    /// 5 s call timeout, a [`HEAD_POLL`] head.
     pub fn chain_config(&self) -> ChainConfig {
-        ChainConfig::new(
-            self.anvil.endpoint_url(),
-            self.anvil.chain_id(),
-            self.kms_auth,
-        )
-        .with_confirmations(CONFIRMATIONS)
-        .with_call_timeout(Duration::from_secs(5))
+        self.net
+            .chain_config(CONFIRMATIONS)
+            .with_call_timeout(Duration::from_secs(5))
+            .with_head_poll_interval(HEAD_POLL)
     }
 
     /// Bootstrap a KMS node with [`MASTER`] on host [`KMS_HOST_SEED`], register its
@@ -234,8 +220,6 @@ impl Devnet {
             event_log,
             log_origin: None,
             anchor_interval: Duration::from_secs(3600),
-            // Scenarios change policy and expect the very next boot to see it.
-            head_ttl: Duration::ZERO,
             // Scenarios anchor by hand (`anchor_once`); the bound only has to exceed the
             // interval.
             anchor_limits: cairn_kms::AnchorLimits {
@@ -245,28 +229,20 @@ impl Devnet {
             clock: Clock::system(),
         };
         let own = cairn_kms::own_evidence(&opts).await.expect("KMS evidence");
-        self.chain
-            .add_kms_aggregated_mr(own.boot.mrAggregated)
-            .await
-            .expect("allow KMS MR");
-        self.chain
-            .add_kms_device(own.boot.deviceId)
-            .await
-            .expect("allow KMS device");
-        let node_address = Address::from(address);
-        self.chain
-            .add_kms_node(node_address)
-            .await
-            .expect("register KMS node");
-        self.chain
-            .connection()
-            .provider()
-            .anvil_set_balance(node_address, U256::from(10u128.pow(20)))
-            .await
-            .expect("fund KMS node");
+        self.net
+            .register_kms_node(&KmsNodeRegistration {
+                mr_aggregated: own.boot.mrAggregated,
+                device_id: own.boot.deviceId,
+                node: Some(Address::from(address)),
+            })
+            .await;
         self.mine(CONFIRMATIONS).await;
 
         let node = Node::open(opts).await.expect("open KMS node");
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(&node));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -325,44 +301,18 @@ impl Kms {
     }
 }
 
-/// Why deploy-time env encryption refused.
-#[derive(Debug, thiserror::Error)]
-pub enum EnvToolError {
-    /// The chain could not be read.
-    #[error("chain: {0}")]
-    Chain(#[from] cairn_onchain::Error),
-    /// No KMS root key is registered on chain.
-    #[error("no KMS root key is registered on chain")]
-    NoRootKey,
-    /// The registered root key is not a valid k256 point.
-    #[error("the root key registered on chain is not a k256 public key")]
-    BadRootKey,
-    /// The KMS could not be reached or answered an error.
-    #[error("KMS")]
-    Kms(#[from] cairn_kms_client::Error),
-    /// The env public key's signature or timestamp does not verify against the root key
-    /// registered on chain; or the vars are invalid.
-    #[error("env: {0}")]
-    Protocol(#[from] cairn_protocol::Error),
-}
-
-/// Encrypt `vars` for `app_id` (Cairn format) the way a deployer must: fetch the app's env
-/// public key from the KMS, verify the KMS signature over it against the root k256 key
-/// **registered on chain** (read at the pinned block, not taken from the KMS), then
-/// encrypt to it.
-pub async fn encrypt_env_for_app(
-    kms: &mut KmsConnection,
-    chain: &ChainClient,
-    app_id: [u8; 20],
-    vars: &EnvVars,
-) -> Result<Vec<u8>, EnvToolError> {
-    let at = chain.policy_block().await?;
-    let root = chain.root_keys(at).await?.ok_or(EnvToolError::NoRootKey)?;
-    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey)
-        .map_err(|_| EnvToolError::BadRootKey)?;
-    let resp: EnvPubkeyResponse = kms.env_pubkey(&app_id).await?;
-    let public_key = resp.verify(&app_id, &root, unix_now(), ENV_PUBKEY_MAX_AGE_SECS)?;
-    Ok(cairn_protocol::env::encrypt(&public_key, &app_id, vars)?)
+/// The root k256 public key registered on chain at the pinned block (SEC1 bytes): the
+/// deployer's reference for `cairn_protocol::env::encrypt_env_for_app`, never the KMS's
+/// word for it.
+pub async fn chain_root_k256(chain: &ChainClient) -> Vec<u8> {
+    let at = chain.policy_block().await.expect("policy block");
+    chain
+        .root_keys(at)
+        .await
+        .expect("root keys")
+        .expect("root keys registered")
+        .k256_pubkey
+        .to_vec()
 }
 
 /// One guest CVM: its host share, keys and work dirs in a tempdir, and its TD.
@@ -449,7 +399,7 @@ impl Cvm {
         config["chain"] = serde_json::json!({
             "rpc_url": net.anvil.endpoint(),
             "chain_id": net.anvil.chain_id(),
-            "kms_auth": format!("{:#x}", net.kms_auth),
+            "kms_auth": format!("{:#x}", net.kms_auth()),
             "confirmations": CONFIRMATIONS,
         });
         std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
@@ -598,55 +548,4 @@ impl Agent {
         }
         self.task.await.expect("agent task").expect("agent server");
     }
-}
-
-/// Check a release receipt as an auditor would, from the chain and the KMS's public log
-/// endpoints: the checkpoint is signed by a KMS node registered on chain, the entry at
-/// `log_index` is included in the checkpoint's tree (RFC 9162 inclusion proof), and it
-/// records an `app-key` release of `app_id` at the receipt's policy block.
-pub async fn verify_receipt(
-    kms: &mut KmsConnection,
-    chain: &ChainClient,
-    receipt: &Receipt,
-    app_id: [u8; 20],
-) -> ReleaseRecord {
-    let at = chain.policy_block().await.expect("policy block");
-    let nodes = chain.kms_nodes(at).await.expect("KMS nodes");
-    let origin = receipt.checkpoint.lines().next().expect("origin line");
-    let cp = nodes
-        .iter()
-        .find_map(|n| {
-            CheckpointVerifier::new(origin, *n)
-                .ok()?
-                .open(receipt.checkpoint.as_bytes())
-                .ok()
-        })
-        .expect("checkpoint signed by a KMS node registered on chain");
-    let i = receipt.log_index;
-    assert!(
-        i < cp.size(),
-        "entry {i} outside checkpoint of size {}",
-        cp.size()
-    );
-    let entries: LogEntriesResponse = kms
-        .get(&format!("{PATH_LOG_ENTRIES}?start={i}&end={}", i + 1))
-        .await
-        .expect("log entries");
-    let entry = &entries.entries[0].0;
-    let proof: InclusionProofResponse = kms
-        .get(&format!(
-            "{PATH_LOG_INCLUSION}?index={i}&size={}",
-            cp.size()
-        ))
-        .await
-        .expect("inclusion proof");
-    let hashes: Vec<Hash> = proof.hashes.iter().map(|h| Hash(h.0)).collect();
-    verify_inclusion(&leaf_hash(entry), i, cp.size(), &hashes, &cp.root())
-        .expect("inclusion proof verifies against the checkpoint");
-    let record = ReleaseRecord::decode(entry).expect("release record");
-    assert_eq!(record.kind, ReleaseKind::AppKey);
-    assert_eq!(record.app_id.into_array(), app_id);
-    assert_eq!(record.policy_block_number, receipt.policy_block_number);
-    assert_eq!(record.policy_block_hash.0, receipt.policy_block_hash);
-    record
 }

@@ -19,6 +19,11 @@
 //! The plaintext is JSON `{"env":[{"key":"NAME","value":"..."}]}`. Names must match
 //! `^[A-Za-z_][A-Za-z0-9_]*$`; duplicates are rejected; only names listed in the compose's
 //! `allowed_envs` reach the app ([`EnvVars::filter_allowed`]).
+//!
+//! A deployer encrypts with [`encrypt_env_for_app`]: it takes the KMS's signed answer to
+//! `GET /v1/env-pubkey/{app_id}` and the root k256 key **registered on chain**, checks the
+//! signature and its timestamp, and only then encrypts to that key — so a host or proxy
+//! between the deployer and the KMS cannot substitute its own key.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -29,6 +34,7 @@ use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::api::EnvPubkeyResponse;
 use crate::error::{Error, Result};
 
 /// Magic prefix of Cairn's env blob format.
@@ -235,6 +241,84 @@ pub fn encrypt_with(
         });
     }
     Ok(out)
+}
+
+/// Default bound on the age of a KMS env-pubkey signature accepted by
+/// [`encrypt_env_for_app`], in seconds.
+pub const DEFAULT_ENV_PUBKEY_MAX_AGE_SECS: u64 = 600;
+
+/// How [`encrypt_env_for_app`] encrypts, and how fresh the KMS's signed key must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvEncryption {
+    /// The blob format: Cairn's (default), or dstack's legacy one for guests that only
+    /// read that.
+    pub format: EnvFormat,
+    /// The caller's clock, seconds since the Unix epoch.
+    pub now: u64,
+    /// Oldest acceptable env-pubkey signature, in seconds.
+    pub max_age: u64,
+}
+
+impl EnvEncryption {
+    /// Cairn's format, signatures up to [`DEFAULT_ENV_PUBKEY_MAX_AGE_SECS`] old at `now`.
+    pub fn new(now: u64) -> Self {
+        Self {
+            format: EnvFormat::Cairn,
+            now,
+            max_age: DEFAULT_ENV_PUBKEY_MAX_AGE_SECS,
+        }
+    }
+
+    /// Sets the blob format.
+    pub fn with_format(mut self, format: EnvFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the oldest acceptable signature age.
+    pub fn with_max_age(mut self, max_age: u64) -> Self {
+        self.max_age = max_age;
+        self
+    }
+}
+
+/// Encrypt `vars` for `app_id` the way a deployer must: check the KMS's signature over
+/// the app's env public key against `root_k256` (the root k256 public key registered on
+/// chain, SEC1 bytes — never the KMS's own word for it) and its timestamp
+/// ([`EnvPubkeyResponse::verify`]), then encrypt to that key in `how.format`.
+///
+/// Errors: [`Error::InvalidPublicKey`] for a malformed root key, [`Error::WrongSigner`]
+/// (or another signature error) when the key was not signed by that root for this app,
+/// [`Error::StaleTimestamp`] / [`Error::FutureTimestamp`] for a signature outside the
+/// window, and the encryption errors of [`encrypt`]. Nothing is encrypted unless every
+/// check passed.
+pub fn encrypt_env_for_app(
+    env_pubkey: &EnvPubkeyResponse,
+    root_k256: &[u8],
+    app_id: &[u8; 20],
+    vars: &EnvVars,
+    how: EnvEncryption,
+) -> Result<Vec<u8>> {
+    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(root_k256)
+        .map_err(|_| Error::InvalidPublicKey)?;
+    let recipient = env_pubkey.verify(app_id, &root, how.now, how.max_age)?;
+    match how.format {
+        EnvFormat::Cairn => encrypt(&recipient, app_id, vars),
+        EnvFormat::DstackLegacy => encrypt_legacy(&recipient, vars),
+    }
+}
+
+/// Encrypt in dstack's legacy format with a fresh ephemeral key and nonce (for guests
+/// that only read it; prefer [`encrypt`]).
+pub fn encrypt_legacy(recipient_pk: &[u8; X25519_LEN], vars: &EnvVars) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    encrypt_legacy_with(
+        StaticSecret::random_from_rng(OsRng),
+        nonce,
+        recipient_pk,
+        vars,
+    )
 }
 
 /// Encrypt in dstack's legacy format (for compatibility tests; prefer [`encrypt`]).

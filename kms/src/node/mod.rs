@@ -4,10 +4,12 @@
 //! Release path, in order; the first failure answers and nothing after it runs:
 //! 1-2. [`evidence::attest`]: RA-TLS certificate, quote, report data, event log, OS image;
 //! 3. `KmsAuth.isAppAllowed(bootInfo)` (or `isKmsAllowed` for onboarding) at the pinned
-//!    block `head − confirmations` (verdicts cached per (boot info, block) by the client);
-//! 4. self-check at the same block (cached per block): this node's own evidence, the
-//!    chain's key generation, its registration (`isKmsNode`), `isKmsAllowed` on its own
-//!    evidence; then the bound on unanchored log entries (`anchor`);
+//!    block `head − confirmations`, as the node's [`PolicyHead`] publishes it (advanced in
+//!    the background, agreed by the RPC quorum, fresh); verdicts cached per (boot info,
+//!    block) and kept answered at each new block, so a repeated release makes no RPC;
+//! 4. self-check at the same block (through the same head): this node's own evidence,
+//!    the chain's key generation, its registration (`isKmsNode`), `isKmsAllowed` on its
+//!    own evidence; then the bound on unanchored log entries (`anchor`);
 //! 5. derive keys;
 //! 6. append the release record to the log, durably (fsync, group commit);
 //! 7. answer with the keys and the receipt (log index, signed checkpoint, policy block).
@@ -17,8 +19,8 @@
 //!   accessors and the public endpoints (`meta`, `env-pubkey`);
 //! - `release`: the release path (`release_app_key_inner` is its readable model),
 //!   `sign-cert` and `onboard`, metrics and the log record;
-//! - `policy`: steps 3-4 and their per-block caches (pinned head, key generation, gateway
-//!   app id, the node's own evidence);
+//! - `policy`: steps 3-4 (key generation, gateway app id and `isKmsAllowed` read through
+//!   the policy head; the node's own evidence);
 //! - `issue`: certificates the node issues (its own RA-TLS server certificate, `sign-cert`
 //!   leaves).
 
@@ -32,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::{OsImageManifest, RaTlsCert, Tee, Verifier};
-use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::alloy::signers::local::PrivateKeySigner;
-use cairn_onchain::{ChainClient, ChainConfig, PolicyBlock};
+use cairn_onchain::{ChainClient, ChainConfig, HeadOptions, PolicyHead};
 use cairn_protocol::api::{EnvPubkeyResponse, MetaResponse};
 use cairn_tlog::{CheckpointSigner, Log};
 
@@ -57,17 +59,13 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
-/// Default reuse window of the pinned policy block. A request served with a block looked
-/// up at most this long ago is judged exactly as if it had arrived that much earlier;
-/// revocations take effect after `confirmations` blocks plus at most this window. Errors
-/// are never reused.
-pub const DEFAULT_HEAD_TTL: Duration = Duration::from_millis(250);
 
 /// Everything a node is built from (the binary fills it from `Config`; tests directly).
 pub struct NodeOptions {
     /// Data directory: `secrets/` (0700) and `log/`.
     pub data_dir: PathBuf,
-    /// Chain RPC, chain id, KmsAuth, confirmations, timeout.
+    /// Chain RPC endpoints and quorum, chain id, KmsAuth, confirmations, timeout, head
+    /// age bound and poll interval.
     pub chain: ChainConfig,
     /// Quote verifier (trust root; collateral when [`CollateralSource::Configured`]).
     pub verifier: Arc<Verifier>,
@@ -83,14 +81,11 @@ pub struct NodeOptions {
     pub log_origin: Option<String>,
     /// How often the anchoring task looks for log growth.
     pub anchor_interval: Duration,
-    /// How long a looked-up policy block is reused ([`DEFAULT_HEAD_TTL`]; zero: look it
-    /// up for every request).
-    pub head_ttl: Duration,
     /// How far releases may run ahead of the log's on-chain anchor
     /// ([`AnchorLimits::default`]; `max_age` must exceed `anchor_interval`).
     pub anchor_limits: AnchorLimits,
     /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
-    /// timestamps, leaf validity, the env-pubkey timestamp.
+    /// timestamps, leaf validity, the env-pubkey timestamp, the chain head's age.
     pub clock: Clock,
 }
 
@@ -115,7 +110,8 @@ pub struct Node {
     root: RootKeys,
     log: Log,
     signer: CheckpointSigner,
-    chain: ChainClient,
+    chain: Arc<ChainClient>,
+    head: PolicyHead,
     verifier: Arc<Verifier>,
     collateral: CollateralSource,
     os_images: Vec<OsImageManifest>,
@@ -125,15 +121,9 @@ pub struct Node {
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
     clock: Clock,
-    generation_seen: Mutex<Option<(B256, u64)>>,
-    registered_seen: Mutex<Option<(B256, bool)>>,
     anchor: AnchorState,
     chain_id: u64,
     anchor_interval: Duration,
-    gateway: Mutex<Option<(B256, [u8; 20])>>,
-    head_ttl: Duration,
-    head: Mutex<Option<(PolicyBlock, Instant)>>,
-    head_lookup: tokio::sync::Mutex<()>,
     metrics: Metrics,
 }
 
@@ -157,9 +147,10 @@ impl Node {
     /// own evidence. Refuses to open unless the chain's current key generation is the
     /// node's and the root keys registered for it equal the node's, and unless the local
     /// log extends the checkpoint this node last anchored on chain. Every validity window
-    /// and timestamp is judged by `opts.clock`. A node whose address is not registered in
-    /// KmsAuth opens (the operator may add it later) with a warning; it releases nothing
-    /// until it is registered.
+    /// and timestamp, and the chain head's age, is judged by `opts.clock`. Starts the
+    /// policy head (it stops when the node is dropped). A node whose address is not
+    /// registered in KmsAuth opens (the operator may add it later) with a warning; it
+    /// releases nothing until it is registered.
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
         install_crypto_provider();
         opts.anchor_limits.check(opts.anchor_interval)?;
@@ -178,7 +169,17 @@ impl Node {
                 key: "log.origin".into(),
                 reason: e.to_string(),
             })?;
-        let chain = ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?;
+        let chain =
+            Arc::new(ChainClient::connect(&opts.chain, Some(node_signer(&identity))).await?);
+        let head_clock: cairn_onchain::Clock = {
+            let clock = clock.clone();
+            Arc::new(move || clock.now())
+        };
+        let head = PolicyHead::start(
+            Arc::clone(&chain),
+            HeadOptions::new(&opts.chain).with_clock(head_clock),
+        )
+        .await?;
         let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
         let own = evidence::attest(
             Some(server_cert.cert_der.as_ref()),
@@ -197,13 +198,11 @@ impl Node {
             .map(|m| String::from_utf8_lossy(&m.to_bytes()).into_owned())
             .unwrap_or_default();
 
-        let at = chain.policy_block().await?;
-        let keys = chain
-            .root_keys(at)
-            .await?
-            .ok_or(Error::NoRootKeysRegistered {
-                node: identity.generation,
-            })?;
+        let view = head.view()?;
+        let at = view.block();
+        let keys = view.root_keys().await?.ok_or(Error::NoRootKeysRegistered {
+            node: identity.generation,
+        })?;
         if u64::from(keys.generation) != identity.generation {
             return Err(Error::KeyGenerationMismatch {
                 chain: u64::from(keys.generation),
@@ -221,7 +220,7 @@ impl Node {
             crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
                 .await?;
         let address = Address::from(identity.node_key.address());
-        if !chain.is_kms_node(address, at).await? {
+        if !view.is_kms_node(address).await? {
             tracing::warn!(
                 node = %address,
                 "this node is not a registered KMS node in KmsAuth (addKmsNode); it answers 503 self_check.not_registered until it is"
@@ -241,6 +240,7 @@ impl Node {
             log,
             signer,
             chain,
+            head,
             verifier: opts.verifier,
             collateral: opts.collateral,
             os_images: opts.os_images,
@@ -249,14 +249,8 @@ impl Node {
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
             clock,
-            generation_seen: Mutex::new(None),
-            registered_seen: Mutex::new(None),
             anchor: AnchorState::new(opts.anchor_limits, anchored, Instant::now()),
             anchor_interval: opts.anchor_interval,
-            gateway: Mutex::new(None),
-            head_ttl: opts.head_ttl,
-            head: Mutex::new(None),
-            head_lookup: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         }))
     }
@@ -302,6 +296,11 @@ impl Node {
         &self.chain
     }
 
+    /// The policy head: the pinned block, advanced in the background.
+    pub fn policy_head(&self) -> &PolicyHead {
+        &self.head
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -324,9 +323,11 @@ impl Node {
         self.anchor.health(&self.log)
     }
 
-    /// The Prometheus exposition (`GET /metrics`), anchoring gauges sampled now.
+    /// The Prometheus exposition (`GET /metrics`), anchoring gauges and the policy head
+    /// sampled now.
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&self.anchor.gauges(&self.log))
+            + &crate::metrics::render_chain(&self.head.status(), self.clock.now())
     }
 
     /// `GET /v1/meta`.

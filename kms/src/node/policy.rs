@@ -1,13 +1,16 @@
-//! Release-path steps 3-4 and their per-block caches: the pinned policy block (reused for
-//! `head_ttl`), the chain's key generation, this node's registration and the gateway app
-//! id (cached per block hash), and the node's own evidence (re-verified once its
-//! collateral window has passed). Nothing here caches an error.
+//! Release-path steps 3-4: every chain read goes through the node's [`PolicyHead`]
+//! (`cairn_onchain`), whose view pins one block per decision and answers reads used before
+//! from its cache (refreshed in the background at each new block): the chain's key
+//! generation, this node's registration, the gateway app id, `isKmsAllowed`; the node's
+//! own evidence is re-verified once its collateral window has passed. Nothing here caches
+//! an error.
+//!
+//! [`PolicyHead`]: cairn_onchain::PolicyHead
 
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
 
 use cairn_onchain::alloy::primitives::Address;
-use cairn_onchain::PolicyBlock;
+use cairn_onchain::HeadView;
 
 use super::Node;
 use crate::evidence::{self, Attested};
@@ -58,28 +61,14 @@ impl Node {
         Ok(fresh)
     }
 
-    /// The chain's current key generation at `at` (cached per block) is this node's.
-    async fn check_generation(&self, at: PolicyBlock) -> Result<(), ApiError> {
-        let cached = *self
-            .generation_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let chain_generation = match cached {
-            Some((hash, g)) if hash == at.hash => g,
-            _ => {
-                let g = self
-                    .chain
-                    .root_keys(at)
-                    .await?
-                    .map(|k| u64::from(k.generation))
-                    .unwrap_or(0);
-                *self
-                    .generation_seen
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((at.hash, g));
-                g
-            }
-        };
+    /// The chain's current key generation at the view's block is this node's (read
+    /// through the policy head: cached per block, kept answered at each new block).
+    async fn check_generation(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
+        let chain_generation = view
+            .root_keys()
+            .await?
+            .map(|k| u64::from(k.generation))
+            .unwrap_or(0);
         if chain_generation != self.identity.generation {
             return Err(ApiError::Unavailable {
                 dependency: Dependency::KeyGeneration,
@@ -92,35 +81,19 @@ impl Node {
         Ok(())
     }
 
-    /// This node's address is a registered KMS node (`KmsAuth.isKmsNode`) at `at` (cached
-    /// per block): a node removed with `removeKmsNode`, or onboarded and never added,
-    /// releases nothing (`503 self_check.not_registered`).
-    async fn check_registered(&self, at: PolicyBlock) -> Result<(), ApiError> {
-        let cached = *self
-            .registered_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let registered = match cached {
-            Some((hash, r)) if hash == at.hash => r,
-            _ => {
-                let r = self
-                    .chain
-                    .is_kms_node(Address::from(self.address()), at)
-                    .await?;
-                *self
-                    .registered_seen
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((at.hash, r));
-                r
-            }
-        };
+    /// This node's address is a registered KMS node (`KmsAuth.isKmsNode`) at the view's
+    /// block (read through the policy head: cached per block, kept answered at each new
+    /// block): a node removed with `removeKmsNode`, or onboarded and never added, releases
+    /// nothing (`503 self_check.not_registered`).
+    async fn check_registered(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
+        let registered = view.is_kms_node(Address::from(self.address())).await?;
         if !registered {
             return Err(ApiError::Unavailable {
                 dependency: Dependency::Registration,
                 reason: format!(
                     "this KMS node (0x{}) is not a registered KMS node in KmsAuth at block {} (isKmsNode is false)",
                     hex::encode(self.address()),
-                    at.number
+                    view.block().number
                 ),
             });
         }
@@ -132,41 +105,25 @@ impl Node {
     /// `isKmsAllowed` allows it.
     /// The release path runs it after the peer's checks; readiness probes may run it alone.
     pub async fn self_check_now(&self) -> Result<(), ApiError> {
-        let at = self.policy_block().await?;
-        self.self_check(at).await
+        let view = self.policy_view()?;
+        self.self_check(&view).await
     }
 
-    /// The pinned policy block (`head − confirmations`), reused for at most `head_ttl`;
-    /// concurrent lookups are coalesced into one.
-    pub(super) async fn policy_block(&self) -> Result<PolicyBlock, ApiError> {
-        if self.head_ttl.is_zero() {
-            return Ok(self.chain.policy_block().await?);
-        }
-        let fresh = |h: &Option<(PolicyBlock, Instant)>| {
-            h.filter(|(_, at)| at.elapsed() < self.head_ttl)
-                .map(|(b, _)| b)
-        };
-        if let Some(b) = fresh(&self.head.lock().unwrap_or_else(PoisonError::into_inner)) {
-            return Ok(b);
-        }
-        let _single = self.head_lookup.lock().await;
-        if let Some(b) = fresh(&self.head.lock().unwrap_or_else(PoisonError::into_inner)) {
-            return Ok(b);
-        }
-        let b = self.chain.policy_block().await?;
-        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some((b, Instant::now()));
-        Ok(b)
+    /// The policy head's current view: the pinned block every read of one decision uses.
+    /// A failed, contradicted or stale head is an error (503), never an older block.
+    pub(super) fn policy_view(&self) -> Result<HeadView<'_>, ApiError> {
+        Ok(self.head.view()?)
     }
 
-    /// Step 4: this node itself is allowed at `at`: its own evidence still verifies
-    /// (re-verified when its collateral window has passed), the chain's current key
-    /// generation is this node's, its address is registered (`isKmsNode`), and
+    /// Step 4: this node itself is allowed at the view's block: its own evidence still
+    /// verifies (re-verified when its collateral window has passed), the chain's current
+    /// key generation is this node's, its address is registered (`isKmsNode`), and
     /// `isKmsAllowed` on its own boot info.
-    pub(super) async fn self_check(&self, at: PolicyBlock) -> Result<(), ApiError> {
+    pub(super) async fn self_check(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
         let own = self.current_own_evidence().await?;
-        self.check_generation(at).await?;
-        self.check_registered(at).await?;
-        match self.chain.is_kms_allowed(&own.boot, at).await {
+        self.check_generation(view).await?;
+        self.check_registered(view).await?;
+        match view.is_kms_allowed(&own.boot).await {
             Ok(cairn_onchain::Verdict::Allowed) => Ok(()),
             Err(cairn_onchain::Error::Denied { check, reason }) => Err(ApiError::Unavailable {
                 dependency: Dependency::SelfCheck,
@@ -176,20 +133,12 @@ impl Node {
         }
     }
 
-    /// The gateway app id registered in KmsAuth at `at` (cached per block; zero when none).
-    pub(super) async fn gateway_app_id(&self, at: PolicyBlock) -> Result<[u8; 20], ApiError> {
-        if let Some((hash, id)) = *self.gateway.lock().unwrap_or_else(PoisonError::into_inner) {
-            if hash == at.hash {
-                return Ok(id);
-            }
-        }
-        let id = self
-            .chain
-            .gateway_app_id(at)
+    /// The gateway app id registered in KmsAuth at the view's block (zero when none).
+    pub(super) async fn gateway_app_id(&self, view: &HeadView<'_>) -> Result<[u8; 20], ApiError> {
+        Ok(view
+            .gateway_app_id()
             .await?
             .map(Address::into_array)
-            .unwrap_or([0; 20]);
-        *self.gateway.lock().unwrap_or_else(PoisonError::into_inner) = Some((at.hash, id));
-        Ok(id)
+            .unwrap_or([0; 20]))
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cairn_attestation::Usage;
 use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::PolicyBlock;
+use cairn_onchain::{HeadView, PolicyBlock};
 use cairn_protocol::api::{
     AppKeyResponse, OnboardResponse, Receipt, SignCertRequest, SignCertResponse,
 };
@@ -27,13 +27,14 @@ use crate::reject::{ApiError, Check};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
-    /// the chain policy at the pinned block, this node's self-check, and a slot under the
-    /// bound on unanchored log entries (held until the entry is appended).
+    /// the chain policy at the pinned block (the policy head's view, which later reads of
+    /// the same release use), this node's self-check, and a slot under the bound on
+    /// unanchored log entries (held until the entry is appended).
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, PolicyBlock, Slot<'_>), ApiError> {
+    ) -> Result<(Attested, HeadView<'_>, Slot<'_>), ApiError> {
         let t = Instant::now();
         let attested = evidence::attest(
             peer_cert,
@@ -53,17 +54,17 @@ impl Node {
         self.metrics.observe(Stage::Verify, t.elapsed());
 
         let t = Instant::now();
-        let at = self.policy_block().await?;
+        let view = self.policy_view()?;
         match kind {
-            ReleaseKind::KmsOnboard => self.chain.is_kms_allowed(&attested.boot, at).await?,
+            ReleaseKind::KmsOnboard => view.is_kms_allowed(&attested.boot).await?,
             ReleaseKind::AppKey | ReleaseKind::SignCert => {
-                self.chain.is_app_allowed(&attested.boot, at).await?
+                view.is_app_allowed(&attested.boot).await?
             }
         };
-        self.self_check(at).await?;
+        self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
         let slot = self.anchor.admit(&self.log)?;
-        Ok((attested, at, slot))
+        Ok((attested, view, slot))
     }
 
     fn record(
@@ -158,8 +159,9 @@ impl Node {
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, at, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
-        let gateway_app_id = self.gateway_app_id(at).await?;
+        let (a, view, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let at = view.block();
+        let gateway_app_id = self.gateway_app_id(&view).await?;
         let keys = self.derive(&a)?;
         let record = self.record(ReleaseKind::AppKey, &a, at)?;
         let receipt = self.log_release(record, at, slot).await?;
@@ -211,7 +213,8 @@ impl Node {
         peer_cert: Option<&[u8]>,
         req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, at, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let (a, view, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let at = view.block();
         let csr = issue::bound_csr(&req.csr, &a)?;
         let window = issue::requested_window(self.clock.now(), req)?;
         let keys = self.derive(&a)?;
@@ -236,7 +239,8 @@ impl Node {
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, at, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let (a, view, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let at = view.block();
             let record = self.record(ReleaseKind::KmsOnboard, &a, at)?;
             let receipt = self.log_release(record, at, slot).await?;
             tracing::info!(device = %a.boot.deviceId, "onboarded a KMS node");

@@ -24,7 +24,7 @@ async fn node_with(w: &World, host_seed: u8, limits: AnchorLimits) -> Running {
 }
 
 async fn set_balance(w: &World, kms: &Running, wei: u128) {
-    w.chain
+    w.client
         .connection()
         .provider()
         .anvil_set_balance(Address::from(kms.node.address()), U256::from(wei))
@@ -156,9 +156,9 @@ async fn releases_stop_at_the_unanchored_bound_while_anchoring_fails_and_resume_
     let r = app_key(&mut kms.client(Some(&cert)).await).await.unwrap();
     assert_eq!(r.receipt.log_index, 2);
     w.mine(crate::world::CONFIRMATIONS).await;
-    let at = w.chain.policy_block().await.unwrap();
+    let at = w.client.policy_block().await.unwrap();
     let anchor = w
-        .chain
+        .client
         .latest_anchor(Address::from(kms.node.address()), at)
         .await
         .unwrap()

@@ -28,7 +28,8 @@ rpc_url = "{rpc}"
 chain_id = 1
 kms_auth = "{kms_auth}"
 confirmations = {conf}
-head_cache_ms = 0
+poll_interval_ms = 50
+max_head_age_secs = 3600
 [attestation]
 trust = "simulator"
 simulator_seed = "0x{seed}"
@@ -41,8 +42,8 @@ anchor_interval_secs = 3600
 max_anchor_age_secs = 7200
 "#,
         data = dir.path().join("data").display(),
-        rpc = w.endpoint,
-        kms_auth = w.kms_auth,
+        rpc = w.endpoint(),
+        kms_auth = w.kms_auth(),
         conf = crate::world::CONFIRMATIONS,
         seed = "42".repeat(32),
         collateral = collateral.display(),
@@ -51,7 +52,7 @@ max_anchor_age_secs = 7200
     // The environment fixes the chain id the file got wrong.
     let env = [(
         "CAIRN_KMS_CHAIN_CHAIN_ID".to_owned(),
-        w.chain_id.to_string(),
+        w.chain_id().to_string(),
     )];
     let config = Config::parse(&text, env).unwrap();
 
@@ -74,7 +75,7 @@ max_anchor_age_secs = 7200
             hex::decode(id[k].as_str().unwrap().trim_start_matches("0x")).unwrap(),
         )
     };
-    w.chain
+    w.client
         .set_kms_root_keys(1, bytes("root_k256_public_key"), bytes("root_ca_spki"))
         .await
         .unwrap();

@@ -97,7 +97,7 @@ async fn device_not_allowed_is_denied() {
         initial_compose_hash: Some(B256::from(ComposeHash::of_compose(COMPOSE).0)),
         ..AppParams::new(w.owner)
     };
-    let app = w.chain.deploy_app(&params).await.unwrap();
+    let app = w.client.deploy_app(&params).await.unwrap();
     w.mine(world::CONFIRMATIONS).await;
     let kms = w.start(0xB4).await;
     let guest = Guest::boot(
@@ -203,7 +203,7 @@ async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
     let guest = w.guest(0x1A);
     let cert = guest.cert();
     let mut client = kms.client(Some(&cert)).await;
-    drop(w.anvil.take());
+    w.net.kill_anvil();
     let t = Instant::now();
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
@@ -236,7 +236,7 @@ async fn wrong_chain_id_is_a_startup_error() {
         .install(cairn_kms::MasterSecret::from_bytes(world::MASTER), 1)
         .unwrap();
     let mut opts = w.options(dir.path(), 0xBB, &pki());
-    opts.chain = cairn_onchain::ChainConfig::new(w.endpoint.clone(), 1, w.kms_auth);
+    opts.chain = cairn_onchain::ChainConfig::new(w.endpoint(), 1, w.kms_auth());
     let err = cairn_kms::Node::open(opts).await.unwrap_err();
     assert!(
         matches!(
@@ -256,7 +256,7 @@ async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
     let mut client = kms.client(Some(&cert)).await;
     app_key(&mut client).await.unwrap();
     let mr = kms.node.own_evidence().boot.mrAggregated;
-    w.chain.remove_kms_aggregated_mr(mr).await.unwrap();
+    w.client.remove_kms_aggregated_mr(mr).await.unwrap();
     w.mine(world::CONFIRMATIONS).await;
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();

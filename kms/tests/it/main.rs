@@ -3,6 +3,7 @@
 
 mod anchoring;
 mod certs;
+mod chain_head;
 mod clock;
 mod config;
 mod denials;

@@ -23,7 +23,7 @@ async fn an_onboarded_node_serves_the_same_keys_and_both_log_the_onboarding() {
     assert_eq!(rec.kind, ReleaseKind::KmsOnboard);
 
     // Register B's address (it anchors with it) and serve.
-    w.chain
+    w.client
         .add_kms_node(cairn_onchain::alloy::primitives::Address::from(
             report.node_address,
         ))
@@ -110,7 +110,7 @@ async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_
 async fn a_new_node_refuses_a_source_the_chain_does_not_allow() {
     let w = World::new().await;
     let a = w.start(0xD7).await;
-    w.chain
+    w.client
         .remove_kms_device(a.node.own_evidence().boot.deviceId)
         .await
         .unwrap();
@@ -142,7 +142,7 @@ async fn a_master_secret_whose_root_keys_are_not_the_chains_is_not_stored() {
     let theirs =
         cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x33; 32])).unwrap();
     other
-        .chain
+        .client
         .set_kms_root_keys(
             1,
             Bytes::from(theirs.k256_public().to_vec()),

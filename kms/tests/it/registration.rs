@@ -20,7 +20,7 @@ async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() 
     let mut client = kms.client(Some(&cert)).await;
     app_key(&mut client).await.unwrap();
 
-    w.chain.remove_kms_node(me).await.unwrap();
+    w.client.remove_kms_node(me).await.unwrap();
     // Policy is pinned `CONFIRMATIONS` behind head: the removal is not seen yet.
     app_key(&mut client).await.unwrap();
     w.mine(CONFIRMATIONS).await;
@@ -52,7 +52,7 @@ async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() 
         })
     ));
 
-    w.chain.add_kms_node(me).await.unwrap();
+    w.client.add_kms_node(me).await.unwrap();
     w.mine(CONFIRMATIONS).await;
     let r = app_key(&mut client).await.unwrap();
     assert_eq!(r.receipt.log_index, size);
@@ -94,7 +94,7 @@ async fn a_node_onboarded_but_never_registered_releases_nothing() {
     // The source node, registered, serves the same guest.
     app_key(&mut a.client(Some(&cert)).await).await.unwrap();
 
-    w.chain
+    w.client
         .add_kms_node(Address::from(report.node_address))
         .await
         .unwrap();

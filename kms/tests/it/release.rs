@@ -81,8 +81,8 @@ async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
     );
     let recovered =
         sig::recover_kms_app_key_signer(&guest.app_id.0, &app_pub, &r.kms_signature).unwrap();
-    let at = w.chain.policy_block().await.unwrap();
-    let on_chain = w.chain.root_keys(at).await.unwrap().unwrap();
+    let at = w.client.policy_block().await.unwrap();
+    let on_chain = w.client.root_keys(at).await.unwrap().unwrap();
     assert_eq!(
         on_chain.k256_pubkey.as_ref(),
         sig::compressed(&recovered).as_slice()
@@ -92,7 +92,7 @@ async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
 
     // Logged, with a verifiable receipt.
     let record = check_receipt(&mut client, kms.node.address(), &r, guest.app_id.0).await;
-    assert_eq!(record.chain_id, w.chain_id);
+    assert_eq!(record.chain_id, w.chain_id());
     assert_eq!(record.tcb_status, "UpToDate");
     assert_eq!(
         kms.node.metrics().releases("app_key", "released", "none"),
@@ -176,8 +176,8 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         w.mine(1).await;
-        let at = w.chain.policy_block().await.unwrap();
-        if let Some(anchor) = w.chain.latest_anchor(me, at).await.unwrap() {
+        let at = w.client.policy_block().await.unwrap();
+        if let Some(anchor) = w.client.latest_anchor(me, at).await.unwrap() {
             if anchor.tree_size == 2 {
                 assert_eq!(anchor.root_hash.0, kms.node.log().root_at(2).unwrap().0);
                 break;

@@ -175,7 +175,7 @@ async fn public_endpoints_need_no_certificate_but_releases_do() {
     let mut c = kms.client(None).await;
     let meta: MetaResponse = c.call(Method::GET, PATH_META, None::<&()>).await.unwrap();
     assert_eq!(meta.node_address, kms.node.address());
-    assert_eq!(meta.chain_id, w.chain_id);
+    assert_eq!(meta.chain_id, w.chain_id());
     // The node's own image, as a client needs it for isKmsAllowed.
     assert_eq!(
         cairn_attestation::OsImageManifest::parse(meta.os_image_manifest.as_bytes()).unwrap(),

@@ -145,7 +145,7 @@ async fn a_node_rotated_out_on_chain_stops_releasing() {
     app_key(&mut client).await.unwrap();
 
     let next = RootKeys::derive(&MasterSecret::from_bytes([0x77; 32])).unwrap();
-    w.chain
+    w.client
         .set_kms_root_keys(
             2,
             Bytes::from(next.k256_public().to_vec()),

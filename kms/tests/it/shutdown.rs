@@ -22,16 +22,19 @@ async fn start_behind(w: &World, proxy: &GateProxy, host_seed: u8) -> Running {
     let opts = w.options(dir.path(), host_seed, &pki());
     w.register_kms(&opts, Some(address)).await;
     let mut opts = w.options(dir.path(), host_seed, &pki());
-    opts.chain = cairn_onchain::ChainConfig::new(proxy.url.clone(), w.chain_id, w.kms_auth)
-        .with_confirmations(crate::world::CONFIRMATIONS)
-        .with_call_timeout(Duration::from_secs(2));
+    // The head advances only when asked (never during the test): every RPC the gate
+    // holds is the release's own.
+    opts.chain = w
+        .chain_config()
+        .with_rpc_urls(vec![proxy.url.clone()], 1)
+        .with_head_poll_interval(Duration::from_secs(3600));
     w.serve(opts, dir).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_chain_answers_503_after_the_rpc_timeout_not_never() {
     let w = World::new().await;
-    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let mut proxy = GateProxy::start(&w.endpoint()).await;
     let kms = start_behind(&w, &proxy, 0xF1).await;
     let guest = w.guest(0x61);
     let cert = guest.cert();
@@ -62,7 +65,7 @@ async fn a_hanging_chain_answers_503_after_the_rpc_timeout_not_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_release_finish() {
     let w = World::new().await;
-    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let mut proxy = GateProxy::start(&w.endpoint()).await;
     let mut kms = start_behind(&w, &proxy, 0xF2).await;
     let guest = w.guest(0x62);
     let cert = guest.cert();

@@ -170,8 +170,8 @@ async fn a_relying_party_accepts_an_issued_leaf_for_its_app_only() {
         .unwrap();
     let chain: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     // The root a relying party trusts is the one registered on chain, not the response's.
-    let at = w.chain.policy_block().await.unwrap();
-    let registered = w.chain.root_keys(at).await.unwrap().unwrap();
+    let at = w.client.policy_block().await.unwrap();
+    let registered = w.client.root_keys(at).await.unwrap().unwrap();
     let root = RootCa::from_der(kms.node.root_keys().ca().cert_der().to_vec()).unwrap();
     assert_eq!(root.spki(), registered.ca_pubkey.as_ref());
 

@@ -323,12 +323,15 @@ async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chai
     // One more release than there are release permits.
     const RELEASES: usize = 257;
     let w = World::new().await;
-    let mut proxy = GateProxy::start(&w.endpoint).await;
+    let mut proxy = GateProxy::start(&w.endpoint()).await;
     let (mut opts, dir) = w.prepare(0xFA, &pki()).await;
     // Releases wait on the closed gate for as long as the test needs.
-    opts.chain = cairn_onchain::ChainConfig::new(proxy.url.clone(), w.chain_id, w.kms_auth)
-        .with_confirmations(crate::world::CONFIRMATIONS)
-        .with_call_timeout(Duration::from_secs(120));
+    // The head advances only when asked: every RPC the gate holds is a release's own.
+    opts.chain = w
+        .chain_config()
+        .with_rpc_urls(vec![proxy.url.clone()], 1)
+        .with_call_timeout(Duration::from_secs(120))
+        .with_head_poll_interval(Duration::from_secs(3600));
     let node = cairn_kms::Node::open(opts).await.unwrap();
     let limits = ServerLimits {
         // Every client of this test comes from 127.0.0.1.

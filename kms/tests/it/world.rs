@@ -2,8 +2,9 @@
 //! nodes serving over real RA-TLS on free ports, and simulated guests.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
@@ -16,12 +17,9 @@ use cairn_kms::{
     SecretStore, ServerLimits, SECRETS_DIR,
 };
 use cairn_kms_client::{KmsClient, KmsConnection};
-use cairn_onchain::alloy::node_bindings::AnvilInstance;
-use cairn_onchain::alloy::primitives::{Address, Bytes, B256, U256};
-use cairn_onchain::alloy::providers::ext::AnvilApi;
-use cairn_onchain::alloy::signers::local::PrivateKeySigner;
-use cairn_onchain::testing::spawn_anvil;
-use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection};
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::testing::{AnvilChain, KmsNodeRegistration};
+use cairn_onchain::{AppAuthClient, AppParams, ChainConfig};
 use cairn_protocol::api::ErrorBody;
 use hyper::StatusCode;
 use tempfile::TempDir;
@@ -31,6 +29,8 @@ use tokio::task::JoinHandle;
 
 /// Policy is read this many blocks behind head.
 pub const CONFIRMATIONS: u64 = 2;
+/// How often a world node's policy head advances.
+pub const HEAD_POLL: Duration = Duration::from_millis(50);
 /// The OS image every KMS and guest boots unless a test says otherwise.
 pub fn image() -> OsImage {
     OsImage::example("cairn-os", "1.0")
@@ -163,16 +163,28 @@ impl Running {
     }
 }
 
+/// The chain fixture (`cairn_onchain::testing::AnvilChain`: fields and methods through
+/// `Deref`), with the root keys of [`MASTER`] registered, image 1.0 allowed and an app
+/// with [`COMPOSE`] allowed on any device.
 pub struct World {
-    pub anvil: Option<AnvilInstance>,
-    pub chain: ChainClient,
-    pub owner: Address,
-    pub kms_auth: Address,
+    pub net: AnvilChain,
     pub app: AppAuthClient,
     pub app_id: AppId,
-    pub endpoint: url::Url,
-    pub chain_id: u64,
+    /// Nodes this world serves; [`World::mine`] lets their policy heads see new blocks.
+    nodes: Mutex<Vec<Weak<Node>>>,
 }
+
+impl Deref for World {
+    type Target = AnvilChain;
+
+    fn deref(&self) -> &AnvilChain {
+        &self.net
+    }
+}
+
+/// Head age bound of the world's nodes. Tests move a node's clock by days to cross
+/// collateral windows; head freshness is tested on its own (`chain_head.rs`).
+pub const WORLD_MAX_HEAD_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl World {
     /// Anvil, the system deployed, the root keys of [`MASTER`] registered, image 1.0
@@ -188,71 +200,61 @@ impl World {
 
     async fn build(register_root: bool) -> World {
         cairn_kms::install_crypto_provider();
-        let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
-        let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
-        let conn = Connection::connect(
-            anvil.endpoint_url(),
-            anvil.chain_id(),
-            Duration::from_secs(20),
-            Some(signer),
-        )
-        .await
-        .unwrap();
-        let owner = conn.sender().unwrap();
-        let deployment = conn.deploy_system(owner).await.unwrap();
-        let chain = ChainClient::with_connection(conn, deployment.kms_auth, CONFIRMATIONS, 64)
-            .await
-            .unwrap();
-        let root = RootKeys::derive(&MasterSecret::from_bytes(MASTER)).unwrap();
+        let net = AnvilChain::deploy(Path::new(env!("CARGO_MANIFEST_DIR")), CONFIRMATIONS).await;
         if register_root {
-            chain
-                .set_kms_root_keys(
-                    1,
-                    Bytes::from(root.k256_public().to_vec()),
-                    Bytes::from(root.ca().spki_der()),
-                )
-                .await
-                .unwrap();
+            let root = RootKeys::derive(&MasterSecret::from_bytes(MASTER)).unwrap();
+            net.set_root_keys(1, &root.k256_public(), &root.ca().spki_der())
+                .await;
         }
-        chain
-            .add_os_image(B256::from(image().os_image_hash().0))
-            .await
-            .unwrap();
+        net.allow_os_image(B256::from(image().os_image_hash().0))
+            .await;
         let params = AppParams {
             initial_compose_hash: Some(B256::from(ComposeHash::of_compose(COMPOSE).0)),
-            ..AppParams::new(owner)
+            ..AppParams::new(net.owner)
         };
-        let app = chain.deploy_app(&params).await.unwrap();
+        let app = net.deploy_app(&params).await;
         let app_id = AppId(app.app_id().into_array());
-        let endpoint = anvil.endpoint_url();
-        let chain_id = anvil.chain_id();
-        let w = World {
-            anvil: Some(anvil),
-            chain,
-            owner,
-            kms_auth: deployment.kms_auth,
+        net.mine(CONFIRMATIONS).await;
+        World {
+            net,
             app,
             app_id,
-            endpoint,
-            chain_id,
-        };
-        w.mine(CONFIRMATIONS).await;
-        w
+            nodes: Mutex::new(Vec::new()),
+        }
     }
 
+    /// Mines `blocks` blocks, then advances the policy head of every node this world
+    /// serves once (as its background poll would within [`HEAD_POLL`]), so the next
+    /// request is judged at the new pinned block. Tests of the background advance itself
+    /// wait on the head instead (`chain_head.rs`).
     pub async fn mine(&self, blocks: u64) {
-        self.chain
-            .connection()
-            .provider()
-            .anvil_mine(Some(blocks), None)
-            .await
-            .unwrap();
+        self.net.mine(blocks).await;
+        self.sync_heads().await;
     }
 
+    /// Advances the policy head of every node this world serves once. A failing head
+    /// (a test that killed the chain) stays failed; that is what such a test checks.
+    pub async fn sync_heads(&self) {
+        let nodes: Vec<Arc<Node>> = self
+            .nodes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for node in nodes {
+            let _ = node.policy_head().advance_now().await;
+        }
+    }
+
+    /// A node's chain config: this chain, [`CONFIRMATIONS`], a 2 s call timeout,
+    /// [`WORLD_MAX_HEAD_AGE`], a 50 ms head poll.
     pub fn chain_config(&self) -> ChainConfig {
-        ChainConfig::new(self.endpoint.clone(), self.chain_id, self.kms_auth)
-            .with_confirmations(CONFIRMATIONS)
+        self.net
+            .chain_config(CONFIRMATIONS)
             .with_call_timeout(Duration::from_secs(2))
+            .with_max_head_age(WORLD_MAX_HEAD_AGE)
+            .with_head_poll_interval(HEAD_POLL)
     }
 
     /// Options of a KMS node on host `host_seed`, verifying with `pki`'s collateral.
@@ -269,31 +271,22 @@ impl World {
             event_log,
             log_origin: None,
             anchor_interval: Duration::from_millis(200),
-            // Tests mine blocks and expect the very next request to see them.
-            head_ttl: Duration::ZERO,
             anchor_limits: AnchorLimits::default(),
             clock: Clock::system(),
         }
     }
 
-    /// Allow a KMS node's own evidence on chain (MR, device) and fund its address.
+    /// Allow a KMS node's own evidence on chain (MR, device), register and fund its
+    /// address, and mine past the confirmations (running nodes see it).
     pub async fn register_kms(&self, opts: &NodeOptions, address: Option<[u8; 20]>) {
         let own = cairn_kms::own_evidence(opts).await.unwrap();
-        self.chain
-            .add_kms_aggregated_mr(own.boot.mrAggregated)
-            .await
-            .unwrap();
-        self.chain.add_kms_device(own.boot.deviceId).await.unwrap();
-        if let Some(a) = address {
-            let a = Address::from(a);
-            self.chain.add_kms_node(a).await.unwrap();
-            self.chain
-                .connection()
-                .provider()
-                .anvil_set_balance(a, U256::from(10u128.pow(20)))
-                .await
-                .unwrap();
-        }
+        self.net
+            .register_kms_node(&KmsNodeRegistration {
+                mr_aggregated: own.boot.mrAggregated,
+                device_id: own.boot.deviceId,
+                node: address.map(Address::from),
+            })
+            .await;
         self.mine(CONFIRMATIONS).await;
     }
 
@@ -334,7 +327,7 @@ impl World {
         self.serve_node(node, dir).await
     }
 
-    /// Serve an opened node.
+    /// Serve an opened node (its head is synced by [`World::mine`] from now on).
     pub async fn serve_node(&self, node: Arc<Node>, dir: Arc<TempDir>) -> Running {
         self.serve_node_with(node, dir, ServerLimits::default())
             .await
@@ -347,6 +340,7 @@ impl World {
         dir: Arc<TempDir>,
         limits: ServerLimits,
     ) -> Running {
+        self.nodes.lock().unwrap().push(Arc::downgrade(&node));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -137,11 +137,11 @@ async fn policy_read_fails_closed_when_anvil_dies() {
         .await
         .expect("allowed while anvil runs");
 
-    let crate::common::Devnet {
+    let crate::common::Devnet(cairn_onchain::testing::AnvilChain {
         anvil,
         client: _client,
         ..
-    } = net;
+    }) = net;
     drop(anvil); // kills the process
 
     let res = tokio::time::timeout(HANG_DEADLINE, reader.is_app_allowed(&b, at))

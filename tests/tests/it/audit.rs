@@ -82,7 +82,7 @@ async fn scenario() -> (Devnet, Kms, Address, PolicyBlock, Vec<Cvm>) {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
     let app = net.deploy_app(net.owner, None).await;
-    let before = net.chain.policy_block().await.unwrap();
+    let before = net.client.policy_block().await.unwrap();
     let cvms: Vec<Cvm> = (0..4u8)
         .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x50 + i, "v1"))
         .collect();
@@ -108,7 +108,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
 
     // Honest source: clean.
     let mut source = kms.public_client().await;
-    let report = audit_app(&net.chain, &mut source, node, app_id)
+    let report = audit_app(&net.client, &mut source, node, app_id)
         .await
         .unwrap();
     assert_eq!(report.findings, vec![]);
@@ -123,7 +123,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
     );
 
     // Another app has no releases here.
-    let other = audit_app(&net.chain, &mut source, node, Address::repeat_byte(9))
+    let other = audit_app(&net.client, &mut source, node, Address::repeat_byte(9))
         .await
         .unwrap();
     assert!(other.is_clean());
@@ -134,7 +134,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
         inner: kms.public_client().await,
         lie: Lie::ForkEntry(1),
     };
-    let report = audit_app(&net.chain, &mut liar, node, app_id)
+    let report = audit_app(&net.client, &mut liar, node, app_id)
         .await
         .unwrap();
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
@@ -151,7 +151,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
         inner: kms.public_client().await,
         lie: Lie::ForkProofs,
     };
-    let report = audit_app(&net.chain, &mut liar, node, app_id)
+    let report = audit_app(&net.client, &mut liar, node, app_id)
         .await
         .unwrap();
     assert!(
@@ -182,7 +182,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
         inner: kms.public_client().await,
         lie: Lie::EarlierPolicyBlock(2, before),
     };
-    let report = audit_app(&net.chain, &mut liar, node, app_id)
+    let report = audit_app(&net.client, &mut liar, node, app_id)
         .await
         .unwrap();
     assert!(
@@ -207,7 +207,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
         inner: kms.public_client().await,
         lie: Lie::EarlierPolicyBlock(0, forged),
     };
-    let report = audit_app(&net.chain, &mut liar, node, app_id)
+    let report = audit_app(&net.client, &mut liar, node, app_id)
         .await
         .unwrap();
     assert!(

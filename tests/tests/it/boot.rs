@@ -7,7 +7,7 @@ use cairn_e2e::*;
 use cairn_guest::Error;
 use cairn_kms_client::Error as KmsError;
 use cairn_protocol::agent::GetKeyResponse;
-use cairn_protocol::env::{EnvVar, EnvVars};
+use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVar, EnvVars};
 use cairn_protocol::sig;
 use hyper::StatusCode;
 
@@ -60,9 +60,14 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
         },
     ])
     .unwrap();
-    let blob = encrypt_env_for_app(&mut public, &net.chain, app_id.into_array(), &vars)
-        .await
-        .unwrap();
+    let blob = encrypt_env_for_app(
+        &public.env_pubkey(&app_id.into_array()).await.unwrap(),
+        &chain_root_k256(&net.client).await,
+        &app_id.into_array(),
+        &vars,
+        EnvEncryption::new(cairn_kms::unix_now()),
+    )
+    .unwrap();
     cvm.set_encrypted_env(&blob);
 
     let booted = cvm.boot().await.unwrap();
@@ -95,8 +100,8 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
         .map(|h| hex::decode(h).unwrap().try_into().unwrap())
         .collect();
     // The root the chain holds, not the KMS's word for it.
-    let at = net.chain.policy_block().await.unwrap();
-    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let root = net.client.root_keys(at).await.unwrap().unwrap();
     let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
     sig::verify_signature_chain(
         &app_id.into_array(),
@@ -109,14 +114,17 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
     .unwrap();
     agent.stop().await;
 
-    // The release receipt: included in the log at its signed checkpoint.
-    let record = verify_receipt(
+    // The release receipt, checked as an auditor would: signed by a registered node,
+    // included in the log, this release, allowed at its policy block.
+    let record = cairn_onchain::verify_receipt(
+        &net.client,
         &mut public,
-        &net.chain,
         &booted.state.secrets.receipt,
-        app_id.into_array(),
+        app_id,
+        cairn_tlog::ReleaseKind::AppKey,
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(record.compose_hash, cvm.compose_hash());
     kms.stop().await;
 }
@@ -179,7 +187,7 @@ async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_au
     // Governance removes the KMS's measurements: the guest no longer trusts it, and asks
     // it for nothing.
     let mr = kms.node.own_evidence().boot.mrAggregated;
-    net.chain.remove_kms_aggregated_mr(mr).await.unwrap();
+    net.client.remove_kms_aggregated_mr(mr).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let err = cvm.boot().await.unwrap_err();
     match &err {
@@ -209,7 +217,7 @@ async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy
     // the env key no longer verifies against what the chain says.
     let other =
         cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
-    net.chain
+    net.client
         .set_kms_root_keys(
             2,
             other.k256_public().to_vec().into(),
@@ -224,15 +232,15 @@ async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy
     }])
     .unwrap();
     let mut public = kms.public_client().await;
-    let err = encrypt_env_for_app(&mut public, &net.chain, app.app_id().into_array(), &vars)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            EnvToolError::Protocol(cairn_protocol::Error::WrongSigner)
-        ),
-        "{err:?}"
-    );
+    let app_id = app.app_id().into_array();
+    let err = encrypt_env_for_app(
+        &public.env_pubkey(&app_id).await.unwrap(),
+        &chain_root_k256(&net.client).await,
+        &app_id,
+        &vars,
+        EnvEncryption::new(cairn_kms::unix_now()),
+    )
+    .unwrap_err();
+    assert_eq!(err, cairn_protocol::Error::WrongSigner);
     kms.stop().await;
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cairn_attestation::ids::{AppId, InstanceId};
 use cairn_e2e::*;
 use cairn_protocol::agent::GetKeyResponse;
-use cairn_protocol::env::{EnvVar, EnvVars};
+use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVar, EnvVars};
 use cairn_protocol::sig;
 
 /// The containers' stop grace in these tests.
@@ -64,12 +64,12 @@ async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_
     let port = free_port();
     let mut public = kms.public_client().await;
     let blob = encrypt_env_for_app(
-        &mut public,
-        &net.chain,
-        app_id.into_array(),
+        &public.env_pubkey(&app_id.into_array()).await.unwrap(),
+        &chain_root_k256(&net.client).await,
+        &app_id.into_array(),
         &env("s3cret in a container $HOME", port),
+        EnvEncryption::new(cairn_kms::unix_now()),
     )
-    .await
     .unwrap();
     cvm.set_encrypted_env(&blob);
 
@@ -95,8 +95,8 @@ async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_
     let expected = kms_derived_key(app_id.into_array(), "e2e/docker");
     assert_eq!(got.key, hex::encode(expected.to_bytes()));
     // ...and its signature chain ends at the root key registered on chain.
-    let at = net.chain.policy_block().await.unwrap();
-    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let root = net.client.root_keys(at).await.unwrap().unwrap();
     let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
     let chain: Vec<[u8; 65]> = got
         .signature_chain
@@ -149,12 +149,12 @@ async fn two_instances_of_one_compose_app_on_one_host_do_not_collide() {
     let (port_a, port_b) = (free_port(), free_port());
     for (cvm, key, port) in [(&a, "key-a", port_a), (&b, "key-b", port_b)] {
         let blob = encrypt_env_for_app(
-            &mut public,
-            &net.chain,
-            app_id.into_array(),
+            &public.env_pubkey(&app_id.into_array()).await.unwrap(),
+            &chain_root_k256(&net.client).await,
+            &app_id.into_array(),
             &env(key, port),
+            EnvEncryption::new(cairn_kms::unix_now()),
         )
-        .await
         .unwrap();
         cvm.set_encrypted_env(&blob);
     }

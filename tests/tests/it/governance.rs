@@ -23,7 +23,7 @@ async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
     let kms = net.start_kms().await;
     let params = GovernanceParams::devnet(net.owner);
     let dao = net
-        .chain
+        .client
         .connection()
         .deploy_governance(&params)
         .await

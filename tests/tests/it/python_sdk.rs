@@ -74,8 +74,8 @@ async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
     assert_eq!(v["compose_hash"], hex::encode(cvm.compose_hash()));
 
     // get_key: the chain verifies to the root key registered on chain.
-    let at = net.chain.policy_block().await.unwrap();
-    let root = net.chain.root_keys(at).await.unwrap().unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let root = net.client.root_keys(at).await.unwrap().unwrap();
     let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
     let key =
         k256::ecdsa::SigningKey::from_slice(&hex::decode(v["key"].as_str().unwrap()).unwrap())

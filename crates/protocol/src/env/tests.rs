@@ -272,3 +272,102 @@ proptest::proptest! {
         let _ = decrypt(&recipient(), &APP, &m);
     }
 }
+
+mod for_app {
+    use super::*;
+    use crate::sig::{env_pubkey_message, sign_recoverable};
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn root() -> k256::ecdsa::SigningKey {
+        k256::ecdsa::SigningKey::from_bytes((&[0x07; 32]).into()).unwrap()
+    }
+
+    fn root_sec1(key: &k256::ecdsa::SigningKey) -> Vec<u8> {
+        key.verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// The KMS's answer for `APP`: the recipient key signed by `root()` at `timestamp`.
+    fn signed(timestamp: u64) -> EnvPubkeyResponse {
+        let public_key = recipient_pk();
+        let signature =
+            sign_recoverable(&root(), &env_pubkey_message(&APP, timestamp, &public_key)).unwrap();
+        EnvPubkeyResponse {
+            public_key,
+            timestamp,
+            signature,
+        }
+    }
+
+    #[test]
+    fn a_key_signed_by_the_onchain_root_is_encrypted_to_in_either_format() {
+        let blob = encrypt_env_for_app(
+            &signed(NOW - 10),
+            &root_sec1(&root()),
+            &APP,
+            &vars(),
+            EnvEncryption::new(NOW),
+        )
+        .unwrap();
+        assert!(blob.starts_with(MAGIC));
+        assert_eq!(
+            decrypt(&recipient(), &APP, &blob).unwrap(),
+            (vars(), EnvFormat::Cairn)
+        );
+
+        let legacy = encrypt_env_for_app(
+            &signed(NOW),
+            &root_sec1(&root()),
+            &APP,
+            &vars(),
+            EnvEncryption::new(NOW).with_format(EnvFormat::DstackLegacy),
+        )
+        .unwrap();
+        assert!(!legacy.starts_with(MAGIC));
+        assert_eq!(
+            decrypt(&recipient(), &APP, &legacy).unwrap(),
+            (vars(), EnvFormat::DstackLegacy)
+        );
+    }
+
+    #[test]
+    fn a_key_not_signed_by_the_onchain_root_for_this_app_is_refused() {
+        let other_root = k256::ecdsa::SigningKey::from_bytes((&[0x08; 32]).into()).unwrap();
+        let how = EnvEncryption::new(NOW);
+        // Another root on chain (e.g. a host's own KMS answered).
+        let err = encrypt_env_for_app(&signed(NOW), &root_sec1(&other_root), &APP, &vars(), how)
+            .unwrap_err();
+        assert_eq!(err, Error::WrongSigner);
+        // The signature binds the app id: another app's key is refused.
+        let err = encrypt_env_for_app(&signed(NOW), &root_sec1(&root()), &[0x45; 20], &vars(), how)
+            .unwrap_err();
+        assert_eq!(err, Error::WrongSigner);
+        // A swapped public key under the genuine signature.
+        let mut swapped = signed(NOW);
+        swapped.public_key = [0x99; 32];
+        let err =
+            encrypt_env_for_app(&swapped, &root_sec1(&root()), &APP, &vars(), how).unwrap_err();
+        assert_eq!(err, Error::WrongSigner);
+        // Not a key at all.
+        let err = encrypt_env_for_app(&signed(NOW), &[0x02; 10], &APP, &vars(), how).unwrap_err();
+        assert_eq!(err, Error::InvalidPublicKey);
+    }
+
+    #[test]
+    fn a_stale_or_future_signature_is_refused() {
+        let root = root_sec1(&root());
+        let how = EnvEncryption::new(NOW).with_max_age(60);
+        let err = encrypt_env_for_app(&signed(NOW - 61), &root, &APP, &vars(), how).unwrap_err();
+        assert!(
+            matches!(err, Error::StaleTimestamp { max_age: 60, .. }),
+            "{err:?}"
+        );
+        let ahead = NOW + crate::api::MAX_ENV_PUBKEY_CLOCK_SKEW_SECS + 1;
+        let err = encrypt_env_for_app(&signed(ahead), &root, &APP, &vars(), how).unwrap_err();
+        assert!(matches!(err, Error::FutureTimestamp { .. }), "{err:?}");
+        encrypt_env_for_app(&signed(NOW - 60), &root, &APP, &vars(), how).unwrap();
+    }
+}

@@ -1,6 +1,4 @@
-//! Test support (feature `test-utils`): spawn the project's pinned anvil.
-//!
-//! The feature only adds this module; it changes no behaviour of the rest of the crate.
+//! Spawning the project's pinned anvil.
 
 use std::path::{Path, PathBuf};
 

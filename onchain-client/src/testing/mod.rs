@@ -1,0 +1,23 @@
+//! Test support (feature `test-utils`): the project's pinned anvil, one fixture of a
+//! deployed Cairn system on it, and a JSON-RPC proxy that can lie.
+//!
+//! The feature only adds this module; it changes no behaviour of the rest of the crate.
+//! Helpers panic with a message when the plumbing itself fails (that is a failed test);
+//! they never skip: a test that needs anvil fails loudly without it.
+//!
+//! # Layout
+//! - `anvil`: find and spawn the npm-pinned anvil on a free port ([`spawn_anvil`]).
+//! - `fixture`: [`AnvilChain`] — anvil with KmsAuth deployed; mine, move time, deploy
+//!   apps, register a KMS identity and nodes.
+//! - `proxy`: [`RpcProxy`] — an HTTP(S) JSON-RPC proxy in front of anvil that forwards,
+//!   or lies ([`Behaviour`]): flips verdicts, changes block hashes, freezes the head,
+//!   stalls, fails.
+
+mod anvil;
+mod fixture;
+mod proxy;
+
+// The public interface is:
+pub use anvil::{find_anvil, spawn_anvil, spawn_anvil_with, ANVIL_ENV, NPM_ANVIL_PATH};
+pub use fixture::{AnvilChain, KmsNodeRegistration, FIXTURE_MAX_HEAD_AGE, FIXTURE_TIMEOUT};
+pub use proxy::{Behaviour, RpcProxy, MAX_PROXY_BODY};

@@ -1,0 +1,250 @@
+//! `verify_receipt`: a release receipt checked as an auditor would — and every way a
+//! forged or mismatched receipt is refused, each by its own typed error.
+
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::{verify_receipt, Check, LogSource, PolicyBlock, ReceiptError, SourceError};
+use cairn_protocol::api::{
+    ConsistencyProofResponse, Hash32, InclusionProofResponse, LogEntriesResponse, LogEntry, Receipt,
+};
+use cairn_tlog::{Checkpoint, CheckpointSigner, MemoryTree, ReleaseKind, ReleaseRecord};
+
+use crate::common::{boot, devnet, Devnet, COMPOSE};
+
+/// A log held in memory; `tamper` serves a different entry than the one logged.
+struct Memory {
+    tree: MemoryTree,
+    entries: Vec<Vec<u8>>,
+    tamper: bool,
+}
+
+impl LogSource for Memory {
+    async fn checkpoint(&mut self) -> Result<String, SourceError> {
+        Err(SourceError("not used".into()))
+    }
+    async fn entries(&mut self, start: u64, end: u64) -> Result<LogEntriesResponse, SourceError> {
+        let mut entries: Vec<LogEntry> = self.entries[start as usize..end as usize]
+            .iter()
+            .map(|e| LogEntry(e.clone()))
+            .collect();
+        if self.tamper {
+            if let Some(e) = entries.first_mut() {
+                let last = e.0.len() - 1;
+                e.0[last] ^= 1;
+            }
+        }
+        Ok(LogEntriesResponse { start, entries })
+    }
+    async fn inclusion_proof(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionProofResponse, SourceError> {
+        let p = self.tree.inclusion_proof(index, size).unwrap();
+        Ok(InclusionProofResponse {
+            index,
+            size,
+            hashes: p.into_iter().map(|h| Hash32(h.0)).collect(),
+        })
+    }
+    async fn consistency_proof(
+        &mut self,
+        _: u64,
+        _: u64,
+    ) -> Result<ConsistencyProofResponse, SourceError> {
+        Err(SourceError("not used".into()))
+    }
+}
+
+fn node_key(byte: u8) -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_bytes((&[byte; 32]).into()).unwrap()
+}
+
+/// A node (key 0x42, registered) that logged one app-key release of `app_id` at `at`
+/// after `others` releases of another app; its receipt and log.
+struct Logged {
+    receipt: Receipt,
+    log: Memory,
+    signer: CheckpointSigner,
+}
+
+fn logged(net: &Devnet, app_id: Address, at: PolicyBlock, key: u8) -> Logged {
+    let signer = CheckpointSigner::new("cairn-kms/test", node_key(key)).unwrap();
+    let b = boot(app_id, COMPOSE);
+    let record = |app: Address| ReleaseRecord {
+        kind: ReleaseKind::AppKey,
+        app_id: app,
+        compose_hash: b.composeHash,
+        instance_id: b.instanceId,
+        device_id: b.deviceId,
+        os_image_hash: b.osImageHash,
+        mr_aggregated: b.mrAggregated,
+        tcb_status: b.tcbStatus.clone(),
+        key_generation: 1,
+        chain_id: net.chain_id(),
+        policy_block_number: at.number,
+        policy_block_hash: at.hash,
+        quote_hash: B256::repeat_byte(1),
+        client_key_hash: B256::repeat_byte(2),
+        kms_node: signer.address(),
+        timestamp: 1_700_000_000,
+    };
+    let mut tree = MemoryTree::new();
+    let mut entries = Vec::new();
+    for app in [
+        Address::repeat_byte(0x99),
+        app_id,
+        Address::repeat_byte(0x98),
+    ] {
+        let bytes = record(app).encode().unwrap();
+        tree.push(&bytes);
+        entries.push(bytes);
+    }
+    let cp = Checkpoint::new("cairn-kms/test", tree.size(), tree.root()).unwrap();
+    let receipt = Receipt {
+        log_index: 1,
+        checkpoint: signer.sign(cp).unwrap().to_string(),
+        policy_block_number: at.number,
+        policy_block_hash: at.hash.0,
+    };
+    Logged {
+        receipt,
+        log: Memory {
+            tree,
+            entries,
+            tamper: false,
+        },
+        signer,
+    }
+}
+
+#[tokio::test]
+async fn an_honest_receipt_verifies_and_every_forgery_is_refused_by_its_check() {
+    let net = devnet(0).await;
+    let app = net.app_with_compose().await;
+    let node = CheckpointSigner::new("cairn-kms/test", node_key(0x42))
+        .unwrap()
+        .address();
+    net.client.add_kms_node(node).await.unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let app_id = app.app_id();
+
+    let mut l = logged(&net, app_id, at, 0x42);
+    assert_eq!(l.signer.address(), node);
+    let record = verify_receipt(
+        &net.client,
+        &mut l.log,
+        &l.receipt,
+        app_id,
+        ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.app_id, app_id);
+    assert_eq!(record.kms_node, node);
+
+    // Another app's receipt, or another kind of release.
+    let err = verify_receipt(
+        &net.client,
+        &mut l.log,
+        &l.receipt,
+        Address::repeat_byte(0x77),
+        ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::Mismatch { field: "app_id" }),
+        "{err:?}"
+    );
+    let err = verify_receipt(
+        &net.client,
+        &mut l.log,
+        &l.receipt,
+        app_id,
+        ReleaseKind::SignCert,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::Mismatch { field: "kind" }),
+        "{err:?}"
+    );
+
+    // An index outside the signed tree.
+    let mut r = l.receipt.clone();
+    r.log_index = 3;
+    let err = verify_receipt(&net.client, &mut l.log, &r, app_id, ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::OutsideCheckpoint { index: 3, size: 3 }),
+        "{err:?}"
+    );
+
+    // A policy block that is not the chain's.
+    let mut r = l.receipt.clone();
+    r.policy_block_hash[0] ^= 1;
+    let err = verify_receipt(&net.client, &mut l.log, &r, app_id, ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::PolicyBlockMismatch { actual: Some(h), .. } if h == at.hash),
+        "{err:?}"
+    );
+
+    // An entry that is not the one the signed root commits to.
+    l.log.tamper = true;
+    let err = verify_receipt(
+        &net.client,
+        &mut l.log,
+        &l.receipt,
+        app_id,
+        ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReceiptError::NotIncluded { .. }), "{err:?}");
+
+    // A checkpoint signed by a key the chain does not list as a KMS node.
+    let mut rogue = logged(&net, app_id, at, 0x43);
+    let err = verify_receipt(
+        &net.client,
+        &mut rogue.log,
+        &rogue.receipt,
+        app_id,
+        ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::UnregisteredSigner { number } if number == at.number),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_for_a_release_the_policy_did_not_allow_is_refused_with_the_reason() {
+    let net = devnet(0).await;
+    let app = net.app_with_compose().await;
+    app.remove_compose_hash(COMPOSE).await.unwrap();
+    let node = CheckpointSigner::new("cairn-kms/test", node_key(0x42))
+        .unwrap()
+        .address();
+    net.client.add_kms_node(node).await.unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let mut l = logged(&net, app.app_id(), at, 0x42);
+    let err = verify_receipt(
+        &net.client,
+        &mut l.log,
+        &l.receipt,
+        app.app_id(),
+        ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ReceiptError::NotAllowed { check: Check::ComposeHash, reason }
+            if reason == cairn_onchain::reasons::COMPOSE_HASH),
+        "{err:?}"
+    );
+}
