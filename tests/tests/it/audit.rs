@@ -107,7 +107,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
     let node = Address::from(kms.node.address());
 
     // Honest source: clean.
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app_id)
         .await
         .unwrap();
@@ -131,7 +131,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
 
     // A different entry at the same size: not provably logged.
     let mut liar = Liar {
-        inner: kms.public_client().await,
+        inner: kms.client(None).await,
         lie: Lie::ForkEntry(1),
     };
     let report = audit_app(&net.client, &mut liar, node, app_id)
@@ -148,7 +148,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
     // Forked consistency proofs: the anchors and the checkpoint do not chain; releases
     // are then checked against the last anchor only (size 3).
     let mut liar = Liar {
-        inner: kms.public_client().await,
+        inner: kms.client(None).await,
         lie: Lie::ForkProofs,
     };
     let report = audit_app(&net.client, &mut liar, node, app_id)
@@ -179,7 +179,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
     // A record claiming a policy block from before its compose hash was allowed: the
     // re-evaluation at that block denies it, independently of the (failing) inclusion.
     let mut liar = Liar {
-        inner: kms.public_client().await,
+        inner: kms.client(None).await,
         lie: Lie::EarlierPolicyBlock(2, before),
     };
     let report = audit_app(&net.client, &mut liar, node, app_id)
@@ -204,7 +204,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_and_lies_
         hash: B256::repeat_byte(0xee),
     };
     let mut liar = Liar {
-        inner: kms.public_client().await,
+        inner: kms.client(None).await,
         lie: Lie::EarlierPolicyBlock(0, forged),
     };
     let report = audit_app(&net.client, &mut liar, node, app_id)

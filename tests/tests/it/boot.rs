@@ -48,7 +48,7 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
     net.mine(CONFIRMATIONS).await;
 
     // Deploy-time env encryption, checked against the KMS root key on chain.
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let vars = EnvVars::new(vec![
         EnvVar {
             key: "API_KEY".into(),
@@ -231,7 +231,7 @@ async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy
         value: "never-encrypted".into(),
     }])
     .unwrap();
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let app_id = app.app_id().into_array();
     let err = encrypt_env_for_app(
         &public.env_pubkey(&app_id).await.unwrap(),

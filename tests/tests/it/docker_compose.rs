@@ -62,7 +62,7 @@ async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_
     app.add_compose_hash(cvm.compose_hash()).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let port = free_port();
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let blob = encrypt_env_for_app(
         &public.env_pubkey(&app_id.into_array()).await.unwrap(),
         &chain_root_k256(&net.client).await,
@@ -145,7 +145,7 @@ async fn two_instances_of_one_compose_app_on_one_host_do_not_collide() {
     assert_eq!(a.compose_hash(), b.compose_hash());
     app.add_compose_hash(a.compose_hash()).await.unwrap();
     net.mine(CONFIRMATIONS).await;
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let (port_a, port_b) = (free_port(), free_port());
     for (cvm, key, port) in [(&a, "key-a", port_a), (&b, "key-b", port_b)] {
         let blob = encrypt_env_for_app(
