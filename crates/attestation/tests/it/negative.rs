@@ -273,7 +273,9 @@ fn malformed_event_log_is_rejected() {
 /// anywhere else (reserved bytes, user data, the body) fails the signature.
 fn refused_by_the_check_for(offset: usize, err: &Error) -> bool {
     match offset {
-        0..=1 => matches!(err, Error::MalformedQuote(m) if m.contains("version") || m.contains("body type")),
+        0..=1 => {
+            matches!(err, Error::MalformedQuote(m) if m.contains("version") || m.contains("body type"))
+        }
         2..=3 => matches!(err, Error::QuoteVerification(m) if m.contains("attestation key type")),
         4..=7 => matches!(err, Error::MalformedQuote(m) if m.contains("TEE type")),
         12..=27 => matches!(err, Error::QuoteVerification(m) if m.contains("QE vendor ID")),
