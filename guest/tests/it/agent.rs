@@ -11,16 +11,18 @@ use cairn_protocol::sig;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use crate::hostile::Hostile;
 use crate::world::*;
 
+/// A guest of `w`'s app booted (app not started) against `w`'s KMS.
 pub async fn booted(
-    kms: &StubKms,
+    w: &World,
 ) -> (
     Share,
     Arc<GuestState>,
     Arc<cairn_attestation::simulator::SimTdx>,
 ) {
-    let s = share(&[&kms.url], "");
+    let s = w.share("");
     let tee = guest_tee(1);
     let mut cfg = s.config();
     cfg.start_app = false;
@@ -75,8 +77,8 @@ pub async fn call(
 
 #[tokio::test]
 async fn get_key_signature_chain_verifies_to_the_kms_root() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "GetKey",
@@ -91,7 +93,7 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         .iter()
         .map(|h| hex::decode(h).unwrap().try_into().unwrap())
         .collect();
-    let root = root_keys(MASTER);
+    let root = root_keys();
     sig::verify_signature_chain(
         &s.app_id().0,
         "eth",
@@ -101,16 +103,18 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         root.k256().verifying_key(),
     )
     .unwrap();
-    // a different purpose does not verify with the same chain
-    assert!(sig::verify_signature_chain(
-        &s.app_id().0,
-        "other",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root.k256().verifying_key(),
-    )
-    .is_err());
+    // a different purpose recovers another app key, which the KMS never signed
+    assert!(matches!(
+        sig::verify_signature_chain(
+            &s.app_id().0,
+            "other",
+            &sig::compressed(key.verifying_key()),
+            &chain[0],
+            &chain[1],
+            root.k256().verifying_key(),
+        ),
+        Err(cairn_protocol::Error::WrongSigner)
+    ));
     let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"rsa"}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
@@ -121,8 +125,8 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
 
 #[tokio::test]
 async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms_root() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "GetKey",
@@ -146,7 +150,7 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
         .iter()
         .map(|h| hex::decode(h).unwrap().try_into().unwrap())
         .collect();
-    let root = root_keys(MASTER);
+    let root = root_keys();
     sig::verify_ed25519_signature_chain(
         &s.app_id().0,
         "solana",
@@ -162,8 +166,8 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
 
 #[tokio::test]
 async fn ed25519_sign_and_verify_follow_dstack() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "Sign",
@@ -208,7 +212,7 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         &pk,
         &chain[0],
         &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
+        root_keys().k256().verifying_key(),
     )
     .unwrap();
     let verify = |data: &str| {
@@ -225,8 +229,8 @@ async fn ed25519_sign_and_verify_follow_dstack() {
 
 #[tokio::test]
 async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: GetQuoteResponse = serde_json::from_value(v).unwrap();
@@ -257,8 +261,8 @@ async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
 
 #[tokio::test]
 async fn info_reports_the_measured_identity_and_tcb_info() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, tee) = booted(&w).await;
     let (st, v) = call(&state, "Info", "{}").await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: InfoResponse = serde_json::from_value(v).unwrap();
@@ -277,15 +281,15 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
         r.key_provider_info,
         format!(
             r#"{{"name":"kms","id":"{}"}}"#,
-            hex::encode(root_keys(MASTER).ca().spki_der())
+            hex::encode(root_keys().ca().spki_der())
         )
     );
 }
 
 #[tokio::test]
 async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "GetTlsKey",
@@ -296,7 +300,7 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
     let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.certificate_chain.len(), 3);
     assert!(r.key.starts_with("-----BEGIN PRIVATE KEY-----"));
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let keys = s.app_keys();
     assert_eq!(r.certificate_chain[1], keys.ca().cert_pem());
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
@@ -331,8 +335,8 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
 
 #[tokio::test]
 async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
-    let kms = StubKms::start(Mode::LeafWithoutEvidence).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::with_kms(Hostile::LeafWithoutEvidence).await;
+    let (_s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "GetTlsKey",
@@ -354,8 +358,8 @@ async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
 
 #[tokio::test]
 async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
-    let kms = StubKms::start(Mode::ForeignChain).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::with_kms(Hostile::ForeignChain).await;
+    let (_s, state, _) = booted(&w).await;
     for body in [
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","usage_ra_tls":true}"#,
@@ -373,8 +377,8 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
 
 #[tokio::test]
 async fn sign_and_verify_round_trip_and_reject_tampering() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
     let (st, v) = call(
         &state,
         "Sign",
@@ -426,8 +430,8 @@ async fn sign_and_verify_round_trip_and_reject_tampering() {
 
 #[tokio::test]
 async fn emit_event_extends_rtmr3_after_system_ready() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, tee) = booted(&w).await;
     let before = tee.rtmr3();
     let (st, v) = call(
         &state,
@@ -481,8 +485,8 @@ async fn the_agent_socket_never_replaces_a_regular_file() {
 
 #[tokio::test]
 async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
     let (st, v) = call(&state, "Attest", r#"{"report_data":"aa"}"#).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let r: AttestResponse = serde_json::from_value(v).unwrap();

@@ -1,12 +1,14 @@
-//! The `cairn-guest boot` binary on the simulator against the stub KMS: it boots, starts
+//! The `cairn-guest boot` binary on the simulator against the real KMS: it boots, starts
 //! the app, serves the agent, and exits when the app exits.
+
+use cairn_attestation::ids::AppId;
 
 use crate::world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let pki_now = pki().config().now.to_string();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
         .arg("boot")
@@ -40,8 +42,8 @@ async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
 
 #[tokio::test]
 async fn the_binary_refuses_a_bad_share_with_a_clear_error_and_nonzero_exit() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    // Refused while reading the share: no KMS is reached (none listens at this URL).
+    let s = share(&["https://127.0.0.1:9"], AppId([1; 20]), "");
     s.write(
         "app-compose.json",
         b"{\"manifest_version\":2,\"name\":\"a\",\"runner\":\"podman\"}",
@@ -74,8 +76,8 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
     // windows come from the anchor time. Trust anchors are matched by subject and key,
     // so a guest whose PKI was anchored 1000 s earlier still verifies the KMS (and the
     // KMS the guest).
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let earlier = (pki().config().now - 1000).to_string();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
         .arg("boot")
@@ -102,15 +104,15 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
 /// guest that is stopped with SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_app_and_everything_it_started() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let mut s = w.share("");
     let pid_file = s.dir.path().join("grandchild.pid");
     let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
-    let compose = format!(
+    s.set_compose(format!(
         r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}]}},"kms_enabled":true}}"#,
         serde_json::to_string(&script).unwrap()
-    );
-    s.write("app-compose.json", compose.as_bytes());
+    ));
+    w.allow(&s).await;
     let pki_now = pki().config().now.to_string();
     let mut guest = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
         .arg("boot")

@@ -31,8 +31,8 @@ fn venv_python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     let python = venv_python();
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _tee) = booted(&w).await;
     let socket = s.dir.path().join("dstack.sock");
     let listener = agent::bind_unix(&socket).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -105,7 +105,7 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
         &sig::compressed(key.verifying_key()),
         &chain[0],
         &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
+        root_keys().k256().verifying_key(),
     )
     .unwrap();
 

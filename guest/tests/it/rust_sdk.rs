@@ -36,8 +36,8 @@ fn interop_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let bin = interop_binary();
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _tee) = booted(&w).await;
     let agent = ServedAgent::unix(&s, state).await;
     let out = tokio::process::Command::new(&bin)
         .arg(&agent.socket)
@@ -81,7 +81,7 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
         &sig::compressed(sk.verifying_key()),
         &chain[0],
         &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
+        root_keys().k256().verifying_key(),
     )
     .unwrap();
     assert_eq!(
@@ -114,12 +114,9 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     );
     // legacy client: the derived key is stable for a path and its raw scalar is dstack's
     let raw = v["tappd_derive_key"]["raw_key"].as_str().unwrap();
-    let scalar = sig::derive_path_key(
-        &kms.app_keys(&s.app_id(), &s.instance_id()).k256_secret(),
-        b"legacy/path",
-    )
-    .map(|k| hex::encode(k.to_bytes()))
-    .unwrap();
+    let scalar = sig::derive_path_key(&s.app_keys().k256_secret(), b"legacy/path")
+        .map(|k| hex::encode(k.to_bytes()))
+        .unwrap();
     assert_eq!(raw, scalar);
     assert_eq!(v["tappd_get_quote"]["hash_algorithm"], "raw");
     verifier()
