@@ -5,6 +5,7 @@
 #   scripts/bench.sh tlog       the transparency log (durable appends, proofs at 1M)
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
+#   scripts/bench.sh boot       guest boot to app start against the real KMS (cairn-e2e)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -21,10 +22,12 @@ case "$what" in
     cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
+  boot) cargo bench -p cairn-e2e --bench boot ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
+    "$0" boot
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, boot, all)" ;;
 esac

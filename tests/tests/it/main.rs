@@ -9,4 +9,3 @@ mod boot;
 mod docker_compose;
 mod governance;
 mod python_sdk;
-mod timing;
