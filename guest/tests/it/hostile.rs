@@ -48,8 +48,8 @@ pub enum Hostile {
     /// sign-cert chains whose leaf and app CA come from another cluster's app CA (the
     /// genuine root CA kept last).
     ForeignChain,
-    /// sign-cert leaves re-issued by the genuine app CA valid for a year from now,
-    /// whatever validity the caller asked for.
+    /// sign-cert leaves re-issued by the genuine app CA valid for a year from now
+    /// (back-dated an hour), whatever validity the caller asked for.
     IgnoresValidity,
     /// sign-cert requests held in front of the router until [`SignCertGate::open`]
     /// (to keep agent requests in flight), then answered by the real KMS.
@@ -211,8 +211,10 @@ async fn reissue_sign_cert(State(r): State<Reissue>, req: Request, next: Next) -
     rewrite(req, next, PATH_SIGN_CERT, |resp: &mut SignCertResponse| {
         let chain = &mut resp.certificate_chain;
         let a_year = (r.hostile == Hostile::IgnoresValidity).then(|| {
+            // Back-dated as the real KMS back-dates its leaves: a leaf from "now" may be
+            // a second ahead of the guest's clock when it checks the chain.
             let now = time::OffsetDateTime::now_utc();
-            (now, now + time::Duration::days(365))
+            (now - time::Duration::hours(1), now + time::Duration::days(365))
         });
         chain[0] = reissue(
             &chain[0],
