@@ -51,8 +51,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use cairn_kms::testing::{
-    image, kms_client, pki, root_keys, verifier, RunningKms, TestNet, CONFIRMATIONS, DEADLINE,
-    HEAD_POLL, MASTER, PKI_SEED,
+    checked_get_key, image, kms_client, pki, root_keys, verifier, RunningKms, TestNet,
+    CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, PKI_SEED,
 };
 
 mod docker;
@@ -103,6 +103,19 @@ impl Devnet {
             ..cairn_kms::AnchorLimits::default()
         };
         self.net.serve(opts, dir).await
+    }
+
+    /// The cluster's secp256k1 root key as the chain holds it at the policy block (what a
+    /// relying party checks signature chains against, not the KMS's word for it).
+    pub async fn chain_k256_root(&self) -> k256::ecdsa::VerifyingKey {
+        let at = self.client.policy_block().await.expect("policy block");
+        let root = self
+            .client
+            .root_keys(at)
+            .await
+            .expect("root keys read")
+            .expect("root keys registered");
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).expect("a k256 root key")
     }
 }
 

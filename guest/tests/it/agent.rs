@@ -75,24 +75,62 @@ pub async fn call(
     )
 }
 
+/// `POST /<method>` must answer 200; its JSON body as `T`.
+pub async fn call_ok<T: serde::de::DeserializeOwned>(
+    state: &Arc<GuestState>,
+    method: &str,
+    body: &str,
+) -> T {
+    let (st, v) = call(state, method, body).await;
+    assert_eq!(st, StatusCode::OK, "{method} {body}: {v}");
+    serde_json::from_value(v).unwrap()
+}
+
+/// `POST /<method>` must be refused with `status` and a JSON error naming `needle`, and
+/// hand out no key.
+pub async fn call_refused(
+    state: &Arc<GuestState>,
+    method: &str,
+    body: &str,
+    status: StatusCode,
+    needle: &str,
+) {
+    let (st, v) = call(state, method, body).await;
+    assert_eq!(st, status, "{method} {body}: {v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains(needle)),
+        "{method} {body}: expected an error naming {needle:?}, got {v}"
+    );
+    assert!(v.get("key").is_none(), "{v}");
+}
+
+/// A hex signature chain as 65-byte recoverable signatures.
+pub fn sig_chain(chain: &[String]) -> Vec<[u8; 65]> {
+    chain
+        .iter()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect()
+}
+
+/// A `Verify` request of `signature` by `public_key` over the hex `data`.
+pub fn verify_body(algorithm: &str, data: &str, signature: &str, public_key: &str) -> String {
+    format!(
+        r#"{{"algorithm":"{algorithm}","data":"{data}","signature":"{signature}","public_key":"{public_key}"}}"#
+    )
+}
+
 #[tokio::test]
 async fn get_key_signature_chain_verifies_to_the_kms_root() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(
+    let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
         r#"{"path":"wallet/0","purpose":"eth","algorithm":"secp256k1"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
     let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
+    let chain = sig_chain(&r.signature_chain);
     let root = root_keys();
     sig::verify_signature_chain(
         &s.app_id().0,
@@ -127,14 +165,12 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
 async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms_root() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(
+    let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
         r#"{"path":"wallet/sol","purpose":"solana","algorithm":"ed25519"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
     let seed: [u8; 32] = hex::decode(&r.key).unwrap().try_into().unwrap();
     // dstack: the ed25519 seed is the HKDF output the secp256k1 derivation also uses
     let (_, secp) = call(
@@ -145,11 +181,7 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
     .await;
     assert_eq!(secp["key"], r.key);
     let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
+    let chain = sig_chain(&r.signature_chain);
     let root = root_keys();
     sig::verify_ed25519_signature_chain(
         &s.app_id().0,
@@ -168,14 +200,12 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
 async fn ed25519_sign_and_verify_follow_dstack() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(
+    let r: SignResponse = call_ok(
         &state,
         "Sign",
         r#"{"algorithm":"ed25519","data":"68656c6c6f"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: SignResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.signature_chain.len(), 3);
     assert_eq!(r.signature_chain[0], r.signature);
     let pk: [u8; 32] = hex::decode(&r.public_key).unwrap().try_into().unwrap();
@@ -202,10 +232,7 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         .unwrap()
         .verify_strict(b"hello", &sig)
         .unwrap();
-    let chain: Vec<[u8; 65]> = r.signature_chain[1..]
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
+    let chain = sig_chain(&r.signature_chain[1..]);
     sig::verify_ed25519_signature_chain(
         &s.app_id().0,
         "signing",
@@ -215,12 +242,7 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         root_keys().k256().verifying_key(),
     )
     .unwrap();
-    let verify = |data: &str| {
-        format!(
-            r#"{{"algorithm":"ed25519","data":"{data}","signature":"{}","public_key":"{}"}}"#,
-            r.signature, r.public_key
-        )
-    };
+    let verify = |data: &str| verify_body("ed25519", data, &r.signature, &r.public_key);
     let (_, v) = call(&state, "Verify", &verify("68656c6c6f")).await;
     assert_eq!(v["valid"], true);
     let (_, v) = call(&state, "Verify", &verify("68656c6c70")).await;
@@ -231,9 +253,7 @@ async fn ed25519_sign_and_verify_follow_dstack() {
 async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetQuoteResponse = serde_json::from_value(v).unwrap();
+    let r: GetQuoteResponse = call_ok(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
     let mut rd = [0u8; 64];
     rd[..5].copy_from_slice(b"hello");
     assert_eq!(r.report_data, hex::encode(rd));
@@ -263,9 +283,7 @@ async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
 async fn info_reports_the_measured_identity_and_tcb_info() {
     let w = World::start().await;
     let (s, state, tee) = booted(&w).await;
-    let (st, v) = call(&state, "Info", "{}").await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: InfoResponse = serde_json::from_value(v).unwrap();
+    let r: InfoResponse = call_ok(&state, "Info", "{}").await;
     assert_eq!(r.app_id, hex::encode(s.app_id().0));
     assert_eq!(r.instance_id, hex::encode(s.instance_id().as_bytes()));
     assert_eq!(r.compose_hash, hex::encode(s.compose_hash().0));
@@ -290,14 +308,7 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
 async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(
-        &state,
-        "GetTlsKey",
-        r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    let r: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#).await;
     assert_eq!(r.certificate_chain.len(), 3);
     assert!(r.key.starts_with("-----BEGIN PRIVATE KEY-----"));
     let keys = s.app_keys();
@@ -320,9 +331,7 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
     assert_eq!(*id.app_id(), s.app_id());
 
     // without usage_ra_tls: still a leaf from the app CA for the returned key
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    let r: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
     cert.verify_signature(Some(ca.public_key())).unwrap();
@@ -337,23 +346,16 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
 async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
     let w = World::with_kms(Hostile::LeafWithoutEvidence).await;
     let (_s, state, _) = booted(&w).await;
-    let (st, v) = call(
+    call_refused(
         &state,
         "GetTlsKey",
         r#"{"subject":"x","usage_ra_tls":true}"#,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "carries no RA-TLS evidence",
     )
     .await;
-    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("carries no RA-TLS evidence"),
-        "{v}"
-    );
     // a plain TLS key still works with such a KMS
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    let _: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
 }
 
 #[tokio::test]
@@ -364,14 +366,14 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","usage_ra_tls":true}"#,
     ] {
-        let (st, v) = call(&state, "GetTlsKey", body).await;
-        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-        let msg = v["error"].as_str().unwrap();
-        assert!(
-            msg.contains("is refused: app CA certificate signature does not verify"),
-            "{v}"
-        );
-        assert!(v.get("key").is_none(), "{v}");
+        call_refused(
+            &state,
+            "GetTlsKey",
+            body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "is refused: app CA certificate signature does not verify",
+        )
+        .await;
     }
 }
 
@@ -379,20 +381,13 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
 async fn sign_and_verify_round_trip_and_reject_tampering() {
     let w = World::start().await;
     let (_s, state, _) = booted(&w).await;
-    let (st, v) = call(
+    let r: SignResponse = call_ok(
         &state,
         "Sign",
         r#"{"algorithm":"secp256k1","data":"616263"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: SignResponse = serde_json::from_value(v).unwrap();
-    let body = |data: &str| {
-        format!(
-            r#"{{"algorithm":"secp256k1","data":"{data}","signature":"{}","public_key":"{}"}}"#,
-            r.signature, r.public_key
-        )
-    };
+    let body = |data: &str| verify_body("secp256k1", data, &r.signature, &r.public_key);
     let (_, v) = call(&state, "Verify", &body("616263")).await;
     assert_eq!(v["valid"], true);
     let (_, v) = call(&state, "Verify", &body("616264")).await;
@@ -487,9 +482,7 @@ async fn the_agent_socket_never_replaces_a_regular_file() {
 async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
     let w = World::start().await;
     let (s, state, _) = booted(&w).await;
-    let (st, v) = call(&state, "Attest", r#"{"report_data":"aa"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: AttestResponse = serde_json::from_value(v).unwrap();
+    let r: AttestResponse = call_ok(&state, "Attest", r#"{"report_data":"aa"}"#).await;
     let doc: Attestation = serde_json::from_slice(&hex::decode(&r.attestation).unwrap()).unwrap();
     assert_eq!(doc.version, ATTESTATION_VERSION);
     let mut rd = [0u8; 64];

@@ -11,7 +11,7 @@ use cairn_guest::agent;
 use cairn_protocol::agent::*;
 use tower::ServiceExt;
 
-use crate::agent::{booted, call, call_raw};
+use crate::agent::{booted, call, call_ok, call_raw, call_refused};
 use crate::hostile::Hostile;
 use crate::world::*;
 
@@ -140,14 +140,12 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
     assert_eq!(v["k256_signature_chain"], k["signature_chain"]);
 
     // TdxQuote: report data = sha512("app-data:" ‖ content), verifiable with the log
-    let (st, v) = call(
+    let r: TdxQuoteResponse = call_ok(
         &state,
         "/prpc/Tappd.TdxQuote",
         r#"{"report_data":"68656c6c6f"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
     assert_eq!(
         (r.hash_algorithm.as_str(), r.prefix.as_str()),
         ("sha512", "app-data")
@@ -163,14 +161,12 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
         .unwrap();
     assert_eq!(*vq.app_id(), s.app_id());
     // RawQuote: the 64 bytes as given
-    let (st, v) = call(
+    let r: TdxQuoteResponse = call_ok(
         &state,
         "/prpc/Tappd.RawQuote",
         &format!(r#"{{"report_data":"{}"}}"#, "07".repeat(64)),
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.hash_algorithm, "raw");
     verifier()
         .verify(
@@ -209,9 +205,7 @@ async fn tappd_derive_key_is_stable_per_path_and_random_on_request() {
     let derive = |body: &'static str| {
         let state = state.clone();
         async move {
-            let (st, v) = call(&state, "/prpc/Tappd.DeriveKey", body).await;
-            assert_eq!(st, StatusCode::OK, "{v}");
-            let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+            let r: GetTlsKeyResponse = call_ok(&state, "/prpc/Tappd.DeriveKey", body).await;
             assert_eq!(r.certificate_chain.len(), 3);
             // the leaf certifies the returned key
             let (_, leaf) =
@@ -242,14 +236,12 @@ async fn the_real_kms_issues_the_validity_get_tls_key_asked_for() {
     let w = World::start().await;
     let (_s, state, _) = booted(&w).await;
     let not_after = unix_now() + 86_400;
-    let (st, v) = call(
+    let r: GetTlsKeyResponse = call_ok(
         &state,
         "GetTlsKey",
         &format!(r#"{{"subject":"x","not_after":{not_after}}}"#),
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
     assert_eq!(
@@ -307,12 +299,13 @@ async fn a_leaf_without_the_app_id_is_refused_with_or_without_with_app_info() {
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","with_app_info":true}"#,
     ] {
-        let (st, v) = call(&state, "GetTlsKey", body).await;
-        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-        assert!(
-            v["error"].as_str().unwrap().contains("no app id extension"),
-            "{v}"
-        );
-        assert!(v.get("key").is_none());
+        call_refused(
+            &state,
+            "GetTlsKey",
+            body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no app id extension",
+        )
+        .await;
     }
 }

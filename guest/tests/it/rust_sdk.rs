@@ -61,29 +61,12 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     assert_eq!(v["emit_event"], "ok");
     // get_key: the chain verifies to the KMS root; to_account is the same key's address
     let key = &v["get_key"];
-    let sk =
-        k256::ecdsa::SigningKey::from_slice(&hex::decode(key["key"].as_str().unwrap()).unwrap())
-            .unwrap();
-    let chain: Vec<[u8; 65]> = key["signature_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    sig::verify_signature_chain(
+    let sk = checked_get_key(
+        key,
         &s.app_id().0,
         "eth",
-        &sig::compressed(sk.verifying_key()),
-        &chain[0],
-        &chain[1],
         root_keys().k256().verifying_key(),
-    )
-    .unwrap();
+    );
     assert_eq!(
         v["to_account"].as_str().unwrap().to_lowercase(),
         format!("0x{}", hex::encode(sig::eth_address(sk.verifying_key())))

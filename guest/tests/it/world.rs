@@ -17,7 +17,9 @@ use cairn_kms::testing::{RunningKms, TestNet};
 use cairn_kms::{AppKeys, MasterSecret, RootKeys};
 use cairn_onchain::AppAuthClient;
 
-pub use cairn_kms::testing::{kms_client, pki, root_keys, verifier, CONFIRMATIONS, MASTER};
+pub use cairn_kms::testing::{
+    checked_get_key, kms_client, pki, root_keys, verifier, CONFIRMATIONS, MASTER,
+};
 pub use cairn_kms::unix_now;
 
 use crate::hostile::{self, Hostile, SignCertGate};

@@ -7,6 +7,7 @@ use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
 use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
 use cairn_attestation::{Collateral, EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage, Verifier};
 use cairn_kms_client::{KmsClient, Timeouts};
+use cairn_protocol::sig;
 
 use crate::clock::unix_now;
 use crate::kdf::MasterSecret;
@@ -70,6 +71,38 @@ pub fn kms_client() -> KmsClient {
 /// The root keys of [`MASTER`].
 pub fn root_keys() -> RootKeys {
     RootKeys::derive(&MasterSecret::from_bytes(MASTER)).expect("root keys")
+}
+
+/// A secp256k1 key as the agent's `GetKey` answers it through dstack's SDKs (a JSON object
+/// with a hex `key` and a hex `signature_chain` `[app signature, KMS signature]`), checked:
+/// the chain for `purpose` verifies to `root` under `app_id`. Returns the key.
+pub fn checked_get_key(
+    answer: &serde_json::Value,
+    app_id: &[u8; 20],
+    purpose: &str,
+    root: &k256::ecdsa::VerifyingKey,
+) -> k256::ecdsa::SigningKey {
+    let hex_field = |v: &serde_json::Value| {
+        hex::decode(v.as_str().expect("a hex string")).expect("hex in a GetKey answer")
+    };
+    let key = k256::ecdsa::SigningKey::from_slice(&hex_field(&answer["key"])).expect("a key");
+    let chain: Vec<[u8; 65]> = answer["signature_chain"]
+        .as_array()
+        .expect("a signature chain")
+        .iter()
+        .map(|h| hex_field(h).try_into().expect("65-byte signatures"))
+        .collect();
+    assert_eq!(chain.len(), 2, "[app signature, KMS signature]: {answer}");
+    sig::verify_signature_chain(
+        app_id,
+        purpose,
+        &sig::compressed(key.verifying_key()),
+        &chain[0],
+        &chain[1],
+        root,
+    )
+    .expect("the signature chain verifies to the root");
+    key
 }
 
 /// A simulated guest CVM that calls the KMS itself: its TD, its event log up to

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - `cluster`: the cluster's constants ([`MASTER`], [`CONFIRMATIONS`], [`image`], [`pki`],
-//!   [`verifier`], [`root_keys`], [`kms_client`]) and a simulated [`Guest`] (its TD, boot
+//!   [`verifier`], [`root_keys`], [`kms_client`], [`checked_get_key`]) and a simulated [`Guest`] (its TD, boot
 //!   measurements and RA-TLS client certificates) for calling the KMS directly.
 //! - `net`: [`TestNet`] — `cairn_onchain::testing::AnvilChain` with the cluster's root
 //!   keys; registers, opens and serves nodes, and lets their policy heads see what is
@@ -26,8 +26,8 @@ mod running;
 
 // The public interface is:
 pub use cluster::{
-    image, kms_client, pki, root_keys, unlisted_image, verifier, verifier_for, Guest,
-    CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, MAX_HEAD_AGE, NODE_CALL_TIMEOUT, PKI_SEED,
+    checked_get_key, image, kms_client, pki, root_keys, unlisted_image, verifier, verifier_for,
+    Guest, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, MAX_HEAD_AGE, NODE_CALL_TIMEOUT, PKI_SEED,
 };
 pub use net::TestNet;
 pub use running::RunningKms;

@@ -92,26 +92,9 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
-    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
     // The root the chain holds, not the KMS's word for it.
-    let at = net.client.policy_block().await.unwrap();
-    let root = net.client.root_keys(at).await.unwrap().unwrap();
-    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
-    sig::verify_signature_chain(
-        &app_id.into_array(),
-        "eth",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        &root,
-    )
-    .unwrap();
+    let root = net.chain_k256_root().await;
+    checked_get_key(&v, &app_id.into_array(), "eth", &root);
     agent.stop().await;
 
     // The release receipt, checked as an auditor would: signed by a registered node,
