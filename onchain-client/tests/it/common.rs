@@ -51,6 +51,16 @@ impl Devnet {
         let at = self.client.policy_block().await.unwrap();
         self.client.is_kms_allowed(b, at).await
     }
+
+    /// [`Devnet::app_verdict`] is a denial by `check` with the contract's exact `reason`.
+    pub async fn assert_app_denied(&self, b: &BootInfo, check: Check, reason: &str) {
+        assert_denied(self.app_verdict(b).await, check, reason);
+    }
+
+    /// [`Devnet::kms_verdict`] is a denial by `check` with the contract's exact `reason`.
+    pub async fn assert_kms_denied(&self, b: &BootInfo, check: Check, reason: &str) {
+        assert_denied(self.kms_verdict(b).await, check, reason);
+    }
 }
 
 /// `verdict` is a denial by `check` with the contract's exact `reason`.

@@ -8,7 +8,7 @@ use cairn_onchain::{
     reasons, AppParams, Check, GovernanceParams, Proposal, ProposalState, Support, Verdict,
 };
 
-use crate::common::{assert_denied, boot, devnet};
+use crate::common::{boot, devnet};
 
 #[tokio::test]
 async fn dao_vote_unlocks_new_compose_hash() {
@@ -50,11 +50,8 @@ async fn dao_vote_unlocks_new_compose_hash() {
     assert_eq!(dao.state(id).await.unwrap(), ProposalState::Queued);
 
     // Queued is not executed: the KMS still refuses the new code.
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::ComposeHash,
-        reasons::COMPOSE_HASH,
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     // Executing before the timelock delay reverts with the timelock's decoded error.
     let err = dao.execute(&proposal).await.unwrap_err();

@@ -58,11 +58,8 @@ async fn removal_at_head_is_invisible_until_confirmations_pass() {
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     net.mine(1).await;
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::ComposeHash,
-        reasons::COMPOSE_HASH,
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     // The earlier block still answers as it did: reads are by block, not by "latest".
     assert_eq!(

@@ -5,7 +5,7 @@ use cairn_onchain::AppAuth::AppAuthErrors;
 use cairn_onchain::KmsAuth::KmsAuthErrors;
 use cairn_onchain::{reasons, AppParams, Check, Verdict};
 
-use crate::common::{assert_denied, boot, devnet, COMPOSE, DEVICE};
+use crate::common::{boot, devnet, COMPOSE, DEVICE};
 
 #[tokio::test]
 async fn allowed_hash_is_allowed_and_removed_hash_is_denied_with_contract_reason() {
@@ -16,11 +16,8 @@ async fn allowed_hash_is_allowed_and_removed_hash_is_denied_with_contract_reason
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     app.remove_compose_hash(COMPOSE).await.unwrap();
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::ComposeHash,
-        reasons::COMPOSE_HASH,
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 }
 
 #[tokio::test]
@@ -32,11 +29,8 @@ async fn hash_added_later_is_allowed() {
         .await
         .unwrap();
     let b = boot(app.app_id(), COMPOSE);
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::ComposeHash,
-        reasons::COMPOSE_HASH,
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     app.add_compose_hash(COMPOSE).await.unwrap();
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
@@ -56,11 +50,12 @@ async fn release_is_denied_before_compose_hash_activation() {
         .unwrap();
     let b = boot(app.app_id(), COMPOSE);
 
-    assert_denied(
-        net.app_verdict(&b).await,
+    net.assert_app_denied(
+        &b,
         Check::ComposeHashNotActive,
         reasons::COMPOSE_HASH_NOT_ACTIVE,
-    );
+    )
+    .await;
 
     net.increase_time(3601).await;
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
@@ -72,18 +67,16 @@ async fn unlisted_os_image_is_denied() {
     let app = net.app_with_compose().await;
     let mut b = boot(app.app_id(), COMPOSE);
     b.osImageHash = B256::repeat_byte(0x66);
-    assert_denied(net.app_verdict(&b).await, Check::OsImage, reasons::OS_IMAGE);
+    net.assert_app_denied(&b, Check::OsImage, reasons::OS_IMAGE)
+        .await;
 }
 
 #[tokio::test]
 async fn unregistered_app_is_denied() {
     let net = devnet(0).await;
     let b = boot(Address::repeat_byte(0x77), COMPOSE);
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::AppNotRegistered,
-        reasons::APP_NOT_REGISTERED,
-    );
+    net.assert_app_denied(&b, Check::AppNotRegistered, reasons::APP_NOT_REGISTERED)
+        .await;
 }
 
 #[tokio::test]
@@ -96,7 +89,8 @@ async fn unlisted_device_is_denied_unless_any_device_is_allowed() {
     };
     let app = net.client.deploy_app(&params).await.unwrap();
     let b = boot(app.app_id(), COMPOSE);
-    assert_denied(net.app_verdict(&b).await, Check::Device, reasons::DEVICE);
+    net.assert_app_denied(&b, Check::Device, reasons::DEVICE)
+        .await;
 
     app.add_device(DEVICE).await.unwrap();
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
@@ -108,19 +102,13 @@ async fn unacceptable_tcb_status_and_untolerated_advisory_are_denied() {
     let app = net.app_with_compose().await;
     let mut b = boot(app.app_id(), COMPOSE);
     b.tcbStatus = "OutOfDate".into();
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::TcbStatus,
-        reasons::TCB_STATUS,
-    );
+    net.assert_app_denied(&b, Check::TcbStatus, reasons::TCB_STATUS)
+        .await;
 
     b.tcbStatus = "UpToDate".into();
     b.advisoryIds = vec!["INTEL-SA-00837".into()];
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::Advisory,
-        reasons::ADVISORY,
-    );
+    net.assert_app_denied(&b, Check::Advisory, reasons::ADVISORY)
+        .await;
 
     net.client
         .set_advisory_tolerated("INTEL-SA-00837", true)
@@ -133,17 +121,15 @@ async fn unacceptable_tcb_status_and_untolerated_advisory_are_denied() {
 async fn kms_node_policy_checks_mr_and_device() {
     let net = devnet(0).await;
     let b = boot(Address::ZERO, B256::ZERO);
-    assert_denied(net.kms_verdict(&b).await, Check::KmsMr, reasons::KMS_MR);
+    net.assert_kms_denied(&b, Check::KmsMr, reasons::KMS_MR)
+        .await;
 
     net.client
         .add_kms_aggregated_mr(b.mrAggregated)
         .await
         .unwrap();
-    assert_denied(
-        net.kms_verdict(&b).await,
-        Check::KmsDevice,
-        reasons::KMS_DEVICE,
-    );
+    net.assert_kms_denied(&b, Check::KmsDevice, reasons::KMS_DEVICE)
+        .await;
 
     net.client.add_kms_device(b.deviceId).await.unwrap();
     assert_eq!(net.kms_verdict(&b).await.unwrap(), Verdict::Allowed);
@@ -247,9 +233,6 @@ async fn app_requiring_up_to_date_tcb_denies_other_acceptable_statuses() {
     assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     app.set_require_tcb_up_to_date(true).await.unwrap();
-    assert_denied(
-        net.app_verdict(&b).await,
-        Check::TcbNotUpToDate,
-        reasons::TCB_NOT_UP_TO_DATE,
-    );
+    net.assert_app_denied(&b, Check::TcbNotUpToDate, reasons::TCB_NOT_UP_TO_DATE)
+        .await;
 }
