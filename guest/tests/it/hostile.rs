@@ -214,7 +214,10 @@ async fn reissue_sign_cert(State(r): State<Reissue>, req: Request, next: Next) -
             // Back-dated as the real KMS back-dates its leaves: a leaf from "now" may be
             // a second ahead of the guest's clock when it checks the chain.
             let now = time::OffsetDateTime::now_utc();
-            (now - time::Duration::hours(1), now + time::Duration::days(365))
+            (
+                now - time::Duration::hours(1),
+                now + time::Duration::days(365),
+            )
         });
         chain[0] = reissue(
             &chain[0],

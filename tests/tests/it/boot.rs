@@ -6,13 +6,18 @@ use std::os::unix::fs::PermissionsExt;
 use cairn_e2e::*;
 use cairn_guest::Error;
 use cairn_kms_client::Error as KmsError;
-use cairn_protocol::agent::GetKeyResponse;
 use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVar, EnvVars};
-use cairn_protocol::sig;
 use hyper::StatusCode;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `cvm`'s boot is refused by the chain's compose-hash check, and its app does not start.
+async fn boot_is_denied_by_the_compose_hash(cvm: &Cvm) {
+    let err = cvm.boot().await.unwrap_err();
+    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
+    assert!(!cvm.app_out().exists(), "the app must not start");
 }
 
 /// The boot failed because the KMS said 403 with `code` and the contract's `reason`.
@@ -119,9 +124,7 @@ async fn boot_of_a_compose_hash_never_allowed_fails_with_the_contracts_reason_an
     let app = net.deploy_app(net.owner, None).await;
     let cvm = Cvm::new(&kms.url(), app.app_id(), 0x02, "v1");
 
-    let err = cvm.boot().await.unwrap_err();
-    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
-    assert!(!cvm.app_out().exists(), "the app must not start");
+    boot_is_denied_by_the_compose_hash(&cvm).await;
     let no_keys = std::fs::read_dir(cvm.keys_dir())
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -145,9 +148,7 @@ async fn reboot_after_remove_compose_hash_is_refused() {
 
     app.remove_compose_hash(cvm.compose_hash()).await.unwrap();
     net.mine(CONFIRMATIONS).await;
-    let err = cvm.boot().await.unwrap_err();
-    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
-    assert!(!cvm.app_out().exists(), "the app must not start again");
+    boot_is_denied_by_the_compose_hash(&cvm).await;
     assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
     kms.stop().await;
 }

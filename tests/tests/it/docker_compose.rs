@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use cairn_attestation::ids::{AppId, InstanceId};
 use cairn_e2e::*;
-use cairn_protocol::agent::GetKeyResponse;
 use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVar, EnvVars};
 use cairn_protocol::sig;
 
