@@ -29,5 +29,5 @@ pub use cluster::{
     checked_get_key, image, kms_client, pki, root_keys, unlisted_image, verifier, verifier_for,
     Guest, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, MAX_HEAD_AGE, NODE_CALL_TIMEOUT, PKI_SEED,
 };
-pub use net::TestNet;
+pub use net::{install_master, TestNet};
 pub use running::RunningKms;

@@ -195,12 +195,7 @@ impl TestNet {
         collateral_pki: &SimPki,
     ) -> (NodeOptions, Arc<TempDir>) {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let address = SecretStore::open(dir.path().join(SECRETS_DIR))
-            .expect("secret store")
-            .install(MasterSecret::from_bytes(MASTER), 1)
-            .expect("install the master secret")
-            .node_key
-            .address();
+        let address = install_master(dir.path(), 1);
         let opts = self.options(dir.path(), host_seed, &pki());
         self.register_kms(&opts, Some(address)).await;
         (self.options(dir.path(), host_seed, collateral_pki), dir)
@@ -288,4 +283,15 @@ impl TestNet {
 
 fn acceptor(cert: &RaTlsCert) -> TlsAcceptor {
     TlsAcceptor::from(server::tls::server_config(cert).expect("TLS server config"))
+}
+
+/// Install [`MASTER`] as key generation `generation` in the secret store of a node whose
+/// data directory is `dir`; the node's address.
+pub fn install_master(dir: &Path, generation: u64) -> [u8; 20] {
+    SecretStore::open(dir.join(SECRETS_DIR))
+        .expect("secret store")
+        .install(MasterSecret::from_bytes(MASTER), generation)
+        .expect("install the master secret")
+        .node_key
+        .address()
 }
