@@ -6,6 +6,11 @@
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
 #   scripts/bench.sh boot       guest boot to app start against the real KMS (cairn-e2e)
+#   scripts/bench.sh vmm        VMM deploy latency and 50 CVMs on one VMM (list p99, RSS)
+#   scripts/bench.sh gateway [SECS CONNS REVOCATIONS]
+#                               wrk through the gateway vs direct (terminate, passthrough,
+#                               plain opt-in; keep-alive and new connections) and the
+#                               revocation latency (docs/benchmarks.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -23,11 +28,26 @@ case "$what" in
     CAIRN_BENCH_QUORUM=2 cargo run --release -p cairn-kms --example kms_bench -- 64 10 1000
     ;;
   boot) cargo bench -p cairn-e2e --bench boot ;;
+  vmm)
+    # release builds of the VMM and the guest it runs; 50 CVMs, 1000 list calls
+    cargo build --release -p cairn-vmm -p cairn-guest
+    CAIRN_VMM_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-vmm" \
+      CAIRN_GUEST_BIN="${CARGO_TARGET_DIR:-$CAIRN_ROOT/target}/release/cairn-guest" \
+      cargo run --release -p cairn-e2e --example vmm_bench -- 50 1000
+    ;;
+  gateway)
+    need wrk "Debian's wrk package (apt-get install wrk)"
+    ensure_npm_tools
+    cargo build --release -p cairn-e2e --bin cairn-echo-app
+    cargo run --release -p cairn-e2e --example gateway_bench -- "${2:-10}" "${3:-32}" "${4:-10}"
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
     "$0" kms
     "$0" boot
+    "$0" vmm
+    "$0" gateway
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, boot, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, boot, vmm, gateway, all)" ;;
 esac

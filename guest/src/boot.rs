@@ -27,6 +27,9 @@ use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider, OsImag
 use cairn_attestation::{EventLog, RaTlsCertBuilder, Tee, Usage};
 use cairn_protocol::api::AppKeyResponse;
 use cairn_protocol::env::{self, EnvVar};
+use cairn_protocol::hostapi::{
+    EVENT_APP_STARTED, EVENT_BOOT_ERROR, EVENT_BOOT_PROGRESS, EVENT_BOOT_RECEIPT,
+};
 use cairn_protocol::sig;
 use cairn_protocol::sysconfig::InstanceInfo;
 use rand_core::{OsRng, RngCore};
@@ -37,6 +40,7 @@ use cairn_attestation::RootCa;
 use cairn_kms_client::KmsClient;
 
 use crate::error::{Error, Result};
+use crate::host_api::Reporter;
 use crate::keydir;
 use crate::kms_trust::KmsTrust;
 use crate::runner::{self, AppEnv};
@@ -71,12 +75,38 @@ pub struct Booted {
     pub app: Option<runner::App>,
     /// How long boot took up to (and including) spawning the app.
     pub elapsed: Duration,
+    /// Reports to the host (`sys-config.json` `host_api_url`); for the app's exit.
+    pub reporter: Reporter,
 }
 
-/// Run the boot flow. See the module docs.
+/// How long a failed boot waits for its error report to reach the host.
+pub const ERROR_REPORT_FLUSH: Duration = Duration::from_secs(2);
+
+/// Run the boot flow. See the module docs. Each step is also reported to the host
+/// (best effort, display only: [`Reporter`]); a failure is reported as `boot.error`.
 pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Result<Booted> {
     let started = Instant::now();
     let share = HostShare::read(&config.share_dir)?;
+    let reporter = Reporter::from_url(share.sys_config.host_api_url.as_deref());
+    match boot_share(tee, kms, config, share, &reporter, started).await {
+        Ok(booted) => Ok(booted),
+        Err(e) => {
+            reporter.report(EVENT_BOOT_ERROR, e.to_string());
+            reporter.flush(ERROR_REPORT_FLUSH).await;
+            Err(e)
+        }
+    }
+}
+
+async fn boot_share(
+    tee: Arc<dyn Tee>,
+    kms: KmsClient,
+    config: &BootConfig,
+    share: HostShare,
+    reporter: &Reporter,
+    started: Instant,
+) -> Result<Booted> {
+    reporter.report(EVENT_BOOT_PROGRESS, "host share read");
     if !share.compose.kms_enabled {
         return Err(Error::KmsDisabled);
     }
@@ -123,6 +153,9 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         &instance_id,
         share.encrypted_env.as_deref(),
     )?;
+    for e in log.events() {
+        reporter.report(EVENT_BOOT_PROGRESS, format!("measured {}", e.name));
+    }
 
     let client_cert = RaTlsCertBuilder::new(Usage::AppCustom)
         .common_name(share.compose.name.clone())
@@ -132,6 +165,13 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
     let (kms_url, release) = trust
         .request_keys(&kms, &share.sys_config.kms_urls, &client_cert)
         .await?;
+    reporter.report(
+        EVENT_BOOT_RECEIPT,
+        format!(
+            "kms={kms_url} log_index={} policy_block={}",
+            release.keys.receipt.log_index, release.keys.receipt.policy_block_number
+        ),
+    );
     let (secrets, env_secret) = check_release(
         &app_id,
         trust.pin.as_deref(),
@@ -140,11 +180,15 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         &release.root,
     )?;
 
+    let measured_before = log.events().len();
     log.measure_system_ready(
         tee.as_ref(),
         &OsImageHash(secrets.os_image_hash),
         &secrets.key_provider,
     )?;
+    for e in log.events().iter().skip(measured_before) {
+        reporter.report(EVENT_BOOT_PROGRESS, format!("measured {}", e.name));
+    }
 
     let env_vars = match &share.encrypted_env {
         None => Vec::new(),
@@ -157,6 +201,22 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
 
     keydir::write_keys(&config.keys_dir, &secrets)?;
     tracing::info!(keys_dir = %config.keys_dir.display(), log_index = secrets.receipt.log_index, "keys written");
+    reporter.report(
+        EVENT_BOOT_PROGRESS,
+        format!("keys written, {} env vars decrypted", env_vars.len()),
+    );
+    // The host's port map (process backend: the app listens on the host port), then
+    // the decrypted env, which wins on a name clash.
+    let mut app_vars: Vec<EnvVar> = share
+        .sys_config
+        .port_map
+        .iter()
+        .map(|p| EnvVar {
+            key: p.env_name(),
+            value: p.host_port.to_string(),
+        })
+        .collect();
+    app_vars.extend(env_vars);
 
     let app = if config.start_app {
         let app_env = AppEnv {
@@ -171,8 +231,9 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
                 &config.work_dir,
             ),
         };
-        let app = runner::start(runner, &env_vars, &app_env).await?;
+        let app = runner::start(runner, &app_vars, &app_env).await?;
         tracing::info!(pid = app.pid(), project = app.compose().map(|c| c.project()), runner = %share.compose.runner, "app started");
+        reporter.report(EVENT_APP_STARTED, share.compose.runner.clone());
         Some(app)
     } else {
         None
@@ -192,6 +253,7 @@ pub async fn boot(tee: Arc<dyn Tee>, kms: KmsClient, config: &BootConfig) -> Res
         state: Arc::new(state),
         app,
         elapsed,
+        reporter: reporter.clone(),
     })
 }
 

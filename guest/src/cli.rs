@@ -22,6 +22,7 @@ use cairn_attestation::{Collateral, PccsClient, TdxTee, Tee, Verifier};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cairn_kms_client::{KmsClient, Timeouts};
+use cairn_protocol::hostapi::EVENT_APP_EXITED;
 
 use crate::{agent, boot, runner, BootConfig};
 
@@ -224,6 +225,13 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         "boot complete"
     );
 
+    // With gateway_enabled, register with every gateway of sys-config, again and again
+    // (stopped when this returns).
+    let _registrations = crate::gateway::spawn(
+        booted.state.clone(),
+        crate::gateway::RegisterOptions::default(),
+    );
+
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut servers = Vec::new();
     // One router for every listener: its clones share one concurrency limit.
@@ -257,18 +265,25 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
             None => std::future::pending().await,
         }
     };
-    let stop_app = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); true }
-        _ = term.recv() => { tracing::info!("terminated"); true }
-        status = app_exit => { tracing::info!(status = ?status, "app exited"); false }
+    let exit = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); None }
+        _ = term.recv() => { tracing::info!("terminated"); None }
+        status = app_exit => { tracing::info!(status = ?status, "app exited"); Some(status) }
     };
-    if stop_app {
-        if let Some(app) = booted.app.as_mut() {
-            if let Err(e) = app.stop(runner::STOP_GRACE).await {
-                tracing::warn!(error = %e, "stopping the app");
+    let reporter = booted.reporter.clone();
+    match exit {
+        None => {
+            if let Some(app) = booted.app.as_mut() {
+                if let Err(e) = app.stop(runner::STOP_GRACE).await {
+                    tracing::warn!(error = %e, "stopping the app");
+                }
             }
+            reporter.report(EVENT_APP_EXITED, "stopped by the guest on a signal");
         }
+        Some(Ok(status)) => reporter.report(EVENT_APP_EXITED, status),
+        Some(Err(e)) => reporter.report(EVENT_APP_EXITED, format!("unknown: {e}")),
     }
+    reporter.flush(crate::boot::ERROR_REPORT_FLUSH).await;
     let _ = stop_tx.send(());
     for s in servers {
         let _ = s.await;

@@ -6,7 +6,8 @@
 //! keys over mutual RA-TLS, pins the KMS root CA when the compose says so, measures the
 //! system events, decrypts the allowed env vars, writes the keys to a private directory
 //! and starts the app. [`agent`] then serves the dstack-compatible guest-agent API so the
-//! public dstack SDKs work unchanged.
+//! public dstack SDKs work unchanged, and, when the compose enables the gateway,
+//! [`gateway`] registers the instance with every gateway of sys-config.
 //!
 //! What it trusts: the TEE (its RTMR3 and quotes), the configured attestation
 //! [`cairn_attestation::Verifier`] (to accept a KMS by its evidence), the KMS root CA its
@@ -22,8 +23,10 @@
 //! - `kms_trust` — which KMS the guest trusts: the pin, KmsAuth's verdict.
 //! - `keydir` — writing the keys (0700 dir, 0600 files).
 //! - `runner` — `process` and `docker-compose` runners.
+//! - `host_api` — best-effort boot-progress reports to the host (the VMM).
 //! - `state` — [`GuestState`], shared by boot and agent.
 //! - `agent` — the guest-agent HTTP server.
+//! - `gateway` — registering with every gateway of sys-config, again and again.
 //! - `cli` — the `cairn-guest` command line.
 //! - `error` — [`Error`].
 //!
@@ -34,6 +37,8 @@ pub mod agent;
 pub mod boot;
 pub mod cli;
 mod error;
+pub mod gateway;
+pub mod host_api;
 pub mod keydir;
 mod kms_trust;
 pub mod runner;
@@ -42,6 +47,7 @@ mod state;
 
 pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, Result};
+pub use host_api::Reporter;
 pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
 pub use state::{AppSecrets, GuestState};

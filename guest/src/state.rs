@@ -8,6 +8,7 @@ use cairn_attestation::{EventLog, RaTlsCert, RaTlsCertBuilder, Tee, Usage};
 use cairn_protocol::api::Receipt;
 use cairn_protocol::compose::AppCompose;
 use cairn_protocol::sig::RecoverableSignature;
+use cairn_protocol::sysconfig::AppPort;
 use zeroize::Zeroizing;
 
 use crate::error::Result;
@@ -66,6 +67,10 @@ pub struct GuestState {
     pub instance_id: InstanceId,
     /// The VM configuration string from sys-config.
     pub vm_config: String,
+    /// The gateways to register with (sys-config `gateway_urls`).
+    pub gateway_urls: Vec<String>,
+    /// Host ports mapped to the app's ports (sys-config `port_map`), told to gateways.
+    pub port_map: Vec<AppPort>,
     /// Device id, when the platform tells it (the simulator does).
     pub device_id: Option<[u8; 32]>,
     /// The KMS client (for `sign-cert`).
@@ -106,6 +111,8 @@ impl GuestState {
             app_id,
             instance_id,
             vm_config: share.sys_config.vm_config,
+            gateway_urls: share.sys_config.gateway_urls,
+            port_map: share.sys_config.port_map,
             device_id,
             kms,
             secrets,

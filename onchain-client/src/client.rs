@@ -339,6 +339,30 @@ impl ChainClient {
         })
     }
 
+    /// The timestamp (unix seconds) of the policy block `at` (chain time, which is what
+    /// an AppAuth activation time is compared with), as `quorum` endpoints agree.
+    pub async fn block_timestamp(&self, at: PolicyBlock) -> Result<u64> {
+        self.endpoints
+            .agree(
+                || format!("the timestamp of block {}", at.number),
+                |ep| async move {
+                    ep.conn
+                        .rpc(
+                            "eth_getBlockByHash",
+                            ep.conn.provider().get_header_by_hash(at.hash),
+                        )
+                        .await?
+                        .map(|h| h.timestamp)
+                        .ok_or_else(|| Error::Rpc {
+                            op: "eth_getBlockByHash",
+                            code: 0,
+                            message: format!("block {} ({}) not found", at.number, at.hash),
+                        })
+                },
+            )
+            .await
+    }
+
     /// The block at `number` with the hash `quorum` endpoints agree on (an endpoint that
     /// does not have it yet fails its vote).
     pub async fn block_at(&self, number: u64) -> Result<PolicyBlock> {

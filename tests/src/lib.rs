@@ -27,6 +27,10 @@
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
 //!   key (`KmsConnection::env_pubkey`) against.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
+//! - [`gateway`] — gateway scenarios: the gateway app and its CVM, in-process gateway
+//!   nodes, app CVMs running `cairn-echo-app` (`src/bin/`), clients through the gateway.
+//! - [`vmm`] — a real VMM (`cairn_vmm::run`) whose process backend runs the real
+//!   `cairn-guest` binary against the scenario's KMS and chain.
 //! - `docker` — the Docker engine of the docker-compose scenarios: [`require_docker`],
 //!   [`agent_app_image`] (busybox + a static agent client), [`agent_app_compose`],
 //!   [`project_containers`] and [`ProjectGuard`] (independent looks at the engine).
@@ -56,6 +60,8 @@ pub use cairn_kms::testing::{
 };
 
 mod docker;
+pub mod gateway;
+pub mod vmm;
 pub use docker::{
     agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
     require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
@@ -108,14 +114,8 @@ impl Devnet {
     /// The cluster's secp256k1 root key as the chain holds it at the policy block (what a
     /// relying party checks signature chains against, not the KMS's word for it).
     pub async fn chain_k256_root(&self) -> k256::ecdsa::VerifyingKey {
-        let at = self.client.policy_block().await.expect("policy block");
-        let root = self
-            .client
-            .root_keys(at)
-            .await
-            .expect("root keys read")
-            .expect("root keys registered");
-        k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).expect("a k256 root key")
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&chain_root_k256(&self.client).await)
+            .expect("a k256 root key")
     }
 }
 

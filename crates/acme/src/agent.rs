@@ -1,5 +1,6 @@
 //! The gateway's own guest agent (dstack's guest-agent API, `docs/guest-agent.md`): the
-//! app key for the ACME account (`GetKey`) and quotes over certificate keys (`GetQuote`).
+//! app key for the ACME account (`GetKey`), quotes over certificate keys (`GetQuote`),
+//! and the gateway's KMS-issued TLS identity (`GetTlsKey`, `Info`).
 //! [`Attestor`] is what issuance needs; [`AgentClient`] is its implementation.
 
 use std::net::SocketAddr;
@@ -8,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_protocol::agent::{
-    decode_hex, GetKeyRequest, GetKeyResponse, GetQuoteResponse, ReportDataRequest, METHOD_GET_KEY,
-    METHOD_GET_QUOTE,
+    decode_hex, GetKeyRequest, GetKeyResponse, GetQuoteResponse, GetTlsKeyRequest,
+    GetTlsKeyResponse, InfoResponse, ReportDataRequest, METHOD_GET_KEY, METHOD_GET_QUOTE,
+    METHOD_GET_TLS_KEY, METHOD_INFO,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -105,6 +107,18 @@ impl AgentClient {
             });
         }
         Ok(resp)
+    }
+
+    /// `GetTlsKey(request)`: a fresh key and its KMS-issued certificate chain (leaf
+    /// first). The caller checks the chain against the root it trusts.
+    pub async fn get_tls_key(&self, request: &GetTlsKeyRequest) -> Result<GetTlsKeyResponse> {
+        self.call(METHOD_GET_TLS_KEY, request).await
+    }
+
+    /// `Info`: what the CVM measured (app id, instance id, compose hash, …), as the agent
+    /// reports it.
+    pub async fn info(&self) -> Result<InfoResponse> {
+        self.call(METHOD_INFO, &serde_json::json!({})).await
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(

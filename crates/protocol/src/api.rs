@@ -39,6 +39,7 @@ pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
 /// Every error response: `{"error":{"code":"…","message":"…"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -47,6 +48,7 @@ pub struct ErrorBody {
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Machine-readable code, e.g. `denied.compose_hash`, `bad_request`, `unavailable.chain`.
     #[serde(with = "bounded::Str::<MAX_ERROR_CODE_LEN>")]

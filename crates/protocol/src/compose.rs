@@ -29,6 +29,8 @@ pub const MAX_PROCESS_ARGS: usize = 256;
 pub const MAX_ENVS: usize = 1024;
 /// The only manifest versions understood.
 pub const SUPPORTED_MANIFEST_VERSIONS: [u32; 2] = [1, 2];
+/// Most entries of `port_policy.ports`.
+pub const MAX_PORT_POLICY_PORTS: usize = 256;
 
 /// Runner `process`: a measured command line (development, machines without Docker).
 pub const RUNNER_PROCESS: &str = "process";
@@ -91,6 +93,69 @@ pub enum ComposeError {
     /// The compose asks for a mode Cairn does not implement.
     #[error("unsupported compose option {0}")]
     Unsupported(&'static str),
+    /// `port_policy.ports` lists port 0 or the same port twice.
+    #[error("port_policy.ports: {0}")]
+    PortPolicy(String),
+}
+
+/// dstack's `port_policy`: which of the app's ports a gateway may forward to, and which
+/// get a PROXY protocol header. Absent, the gateway forwards to every port and sends no
+/// header (dstack's default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortPolicy {
+    /// Per-port attributes.
+    #[serde(default)]
+    pub ports: Vec<PortAttrs>,
+    /// When true, only the ports in [`Self::ports`] are reachable through a gateway.
+    #[serde(default)]
+    pub restrict_mode: bool,
+}
+
+/// One entry of [`PortPolicy::ports`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortAttrs {
+    /// The app's port.
+    pub port: u16,
+    /// Send a PROXY protocol (v2) header on connections the gateway opens to this port.
+    #[serde(default)]
+    pub pp: bool,
+}
+
+impl PortPolicy {
+    /// Whether a gateway may forward to `port`.
+    pub fn allows(&self, port: u16) -> bool {
+        !self.restrict_mode || self.ports.iter().any(|p| p.port == port)
+    }
+
+    /// Whether connections to `port` start with a PROXY protocol header.
+    pub fn proxy_protocol(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.port == port && p.pp)
+    }
+
+    fn validate(&self) -> Result<(), ComposeError> {
+        if self.ports.len() > MAX_PORT_POLICY_PORTS {
+            return Err(ComposeError::TooMany {
+                field: "port_policy.ports",
+                count: self.ports.len(),
+                max: MAX_PORT_POLICY_PORTS,
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.ports {
+            if p.port == 0 {
+                return Err(ComposeError::PortPolicy("port 0".to_owned()));
+            }
+            if !seen.insert(p.port) {
+                return Err(ComposeError::PortPolicy(format!(
+                    "port {} is listed twice",
+                    p.port
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `process` runner's section: `{"command": [...], "env": {...}}`.
@@ -177,6 +242,9 @@ pub struct AppCompose {
     /// dstack's swap size (accepted, ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_size: Option<serde_json::Value>,
+    /// Which ports a gateway may forward to (dstack's field; see [`PortPolicy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_policy: Option<PortPolicy>,
 }
 
 /// SHA-256 of the exact bytes of `app-compose.json` (DESIGN.md §2).
@@ -240,7 +308,16 @@ impl AppCompose {
         {
             return Err(ComposeError::Unsupported("pre_launch_script"));
         }
+        if let Some(policy) = &self.port_policy {
+            policy.validate()?;
+        }
         Ok(())
+    }
+
+    /// The port policy a gateway applies: the compose's, or dstack's default (every port,
+    /// no PROXY header) when the compose has none.
+    pub fn effective_port_policy(&self) -> PortPolicy {
+        self.port_policy.clone().unwrap_or_default()
     }
 
     /// The runner and its section.
@@ -419,6 +496,47 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn port_policy_is_dstacks_and_validated() {
+        let with = |policy: &str| {
+            format!(
+                r#"{{"manifest_version":2,"name":"a","runner":"process","process":{{"command":["x"]}},"gateway_enabled":true,"port_policy":{policy}}}"#
+            )
+        };
+        let c = AppCompose::parse(
+            with(r#"{"restrict_mode":true,"ports":[{"port":443},{"port":8080,"pp":true}]}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let p = c.effective_port_policy();
+        assert!(p.allows(443) && p.allows(8080) && !p.allows(22));
+        assert!(p.proxy_protocol(8080) && !p.proxy_protocol(443));
+        // absent: every port, no header; present without restrict_mode: every port too
+        let open = AppCompose::parse(PROCESS.as_bytes())
+            .unwrap()
+            .effective_port_policy();
+        assert!(open.allows(22) && !open.proxy_protocol(22));
+        let c = AppCompose::parse(with(r#"{"ports":[{"port":1}]}"#).as_bytes()).unwrap();
+        assert!(c.effective_port_policy().allows(9));
+        for (policy, want) in [
+            (
+                r#"{"ports":[{"port":0}]}"#,
+                ComposeError::PortPolicy("port 0".into()),
+            ),
+            (
+                r#"{"ports":[{"port":80},{"port":80,"pp":true}]}"#,
+                ComposeError::PortPolicy("port 80 is listed twice".into()),
+            ),
+        ] {
+            assert_eq!(
+                AppCompose::parse(with(policy).as_bytes()).unwrap_err(),
+                want
+            );
+        }
+        let e = AppCompose::parse(with(r#"{"ports":[],"restrict":true}"#).as_bytes()).unwrap_err();
+        assert!(matches!(e, ComposeError::Json(m) if m.contains("unknown field")));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`env`](mod@env): env-var encryption, Cairn's format and dstack's legacy one (DESIGN.md §7);
 //! - [`compose`], [`sysconfig`]: the host share of a CVM (`app-compose.json`,
 //!   `sys-config.json`, `.instance-info`);
-//! - [`agent`]: the dstack-compatible guest-agent API.
+//! - [`agent`]: the dstack-compatible guest-agent API;
+//! - [`vmm`]: the VMM's HTTP API; [`hostapi`]: the guest → VMM boot-progress channel.
+//! - [`gateway`]: the gateway's registration and status API.
 //!
 //! What it does **not** do: networking, key storage, or trusting anything. Verification
 //! helpers take the expected key from the caller (normally read from the chain).
@@ -17,8 +19,13 @@
 //! - `hex0x` — serde helpers for `0x` hex (fixed, capped, secret).
 //! - `bounded` — serde helpers for capped strings and lists.
 //! - `api` — KMS API wire types.
+//! - `gateway` — gateway API wire types.
 //! - `sig` — signatures and the app-key chain.
 //! - `env` — encrypted environment.
+//! - `vmm`, `hostapi` — the VMM's API and its guest → host channel.
+//!
+//! # Feature flags
+//! - `openapi`: derives `utoipa::ToSchema` on the [`vmm`] types; changes nothing else.
 //! - `error` — [`Error`].
 
 pub mod agent;
@@ -27,8 +34,11 @@ pub mod bounded;
 pub mod compose;
 pub mod env;
 mod error;
+pub mod gateway;
 pub mod hex0x;
+pub mod hostapi;
 pub mod sig;
 pub mod sysconfig;
+pub mod vmm;
 
 pub use error::{Error, Result};

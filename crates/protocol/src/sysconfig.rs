@@ -16,6 +16,10 @@ pub const MAX_INSTANCE_INFO_LEN: usize = 4 * 1024;
 pub const MAX_URLS: usize = 16;
 /// Longest URL.
 pub const MAX_URL_LEN: usize = 2048;
+/// Most entries of `port_map`.
+pub const MAX_PORT_MAP: usize = 32;
+/// Longest `host_api_url`.
+pub const MAX_HOST_API_URL_LEN: usize = 4096;
 /// Longest instance-id seed, in bytes.
 pub const MAX_INSTANCE_ID_SEED_LEN: usize = 64;
 
@@ -54,6 +58,23 @@ pub enum ShareFileError {
     BadHex(&'static str),
 }
 
+/// A port of the app and the host port it is reachable at (`sys-config.json` `port_map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppPort {
+    /// The port the app was written for.
+    pub guest_port: u16,
+    /// The host port mapped to it.
+    pub host_port: u16,
+}
+
+impl AppPort {
+    /// The variable the guest exports for this mapping: `CAIRN_PORT_<guest_port>`.
+    pub fn env_name(&self) -> String {
+        format!("CAIRN_PORT_{}", self.guest_port)
+    }
+}
+
 /// `sys-config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,9 +91,17 @@ pub struct SysConfig {
     /// dstack's docker registry mirror (accepted, ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_registry: Option<String>,
-    /// dstack's host API URL (accepted, ignored).
+    /// Where the guest reports boot progress to the host (the VMM's per-CVM host API,
+    /// [`crate::hostapi`]): `unix:/path/to/host-api.sock`. Other schemes (dstack's
+    /// `vsock://`) are accepted and not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_api_url: Option<String>,
+    /// Host ports the VMM mapped to the app's ports (process backend: the app shares the
+    /// host's loopback, so it must listen on `host_port`; the guest exports each pair to
+    /// the app as `CAIRN_PORT_<guest_port>=<host_port>`, and tells every gateway it
+    /// registers with where each app port is reachable). At most [`MAX_PORT_MAP`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_map: Vec<AppPort>,
     /// The VM configuration as a JSON string (returned by the agent as `vm_config`).
     #[serde(default)]
     pub vm_config: String,
@@ -134,6 +163,24 @@ impl SysConfig {
         if let Some(p) = &c.pccs_url {
             check_urls(std::slice::from_ref(p), "pccs_url")?;
         }
+        if c.port_map.len() > MAX_PORT_MAP {
+            return Err(ShareFileError::Json {
+                file: FILE,
+                reason: format!(
+                    "port_map has {} entries, more than {MAX_PORT_MAP}",
+                    c.port_map.len()
+                ),
+            });
+        }
+        if c.host_api_url
+            .as_ref()
+            .is_some_and(|u| u.len() > MAX_HOST_API_URL_LEN)
+        {
+            return Err(ShareFileError::BadUrl {
+                field: "host_api_url",
+                reason: format!("longer than {MAX_HOST_API_URL_LEN} bytes"),
+            });
+        }
         if let Some(chain) = &c.chain {
             check_urls(std::slice::from_ref(&chain.rpc_url), "chain.rpc_url")?;
             chain.kms_auth()?;
@@ -142,7 +189,9 @@ impl SysConfig {
     }
 }
 
-fn check_urls(urls: &[String], field: &'static str) -> Result<(), ShareFileError> {
+/// Check a URL list: at most [`MAX_URLS`] entries of at most [`MAX_URL_LEN`] bytes, each
+/// `https://` or `http://`. `field` names the list in the error.
+pub fn check_urls(urls: &[String], field: &'static str) -> Result<(), ShareFileError> {
     if urls.len() > MAX_URLS {
         return Err(ShareFileError::BadUrl {
             field,
@@ -271,6 +320,23 @@ mod tests {
         assert!(matches!(
             SysConfig::parse(&big).unwrap_err(),
             ShareFileError::TooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn port_map_is_bounded_and_named_for_the_app() {
+        let c = SysConfig::parse(
+            br#"{"kms_urls":[],"port_map":[{"guest_port":8080,"host_port":20001}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.port_map[0].env_name(), "CAIRN_PORT_8080");
+        let many = serde_json::to_vec(&serde_json::json!({
+            "port_map": vec![serde_json::json!({"guest_port": 1, "host_port": 2}); MAX_PORT_MAP + 1]
+        }))
+        .unwrap();
+        assert!(matches!(
+            SysConfig::parse(&many).unwrap_err(),
+            ShareFileError::Json { .. }
         ));
     }
 

@@ -31,7 +31,7 @@
 
 mod methods;
 mod tappd;
-mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::path::Path;
@@ -78,6 +78,13 @@ pub struct AgentFailure(Error);
 impl From<Error> for AgentFailure {
     fn from(e: Error) -> Self {
         AgentFailure(e)
+    }
+}
+
+impl AgentFailure {
+    /// The error inside.
+    pub(crate) fn into_inner(self) -> Error {
+        self.0
     }
 }
 

@@ -25,15 +25,15 @@ const MAX_SUBJECT_LEN: usize = 256;
 
 /// What the caller asked for.
 #[derive(Debug, Clone)]
-pub(super) struct TlsKeyOptions {
-    pub(super) subject: String,
-    pub(super) alt_names: Vec<String>,
-    pub(super) usage_ra_tls: bool,
-    pub(super) usage_server_auth: bool,
-    pub(super) usage_client_auth: bool,
-    pub(super) not_before: Option<u64>,
-    pub(super) not_after: Option<u64>,
-    pub(super) with_app_info: bool,
+pub(crate) struct TlsKeyOptions {
+    pub(crate) subject: String,
+    pub(crate) alt_names: Vec<String>,
+    pub(crate) usage_ra_tls: bool,
+    pub(crate) usage_server_auth: bool,
+    pub(crate) usage_client_auth: bool,
+    pub(crate) not_before: Option<u64>,
+    pub(crate) not_after: Option<u64>,
+    pub(crate) with_app_info: bool,
 }
 
 fn kms_response(msg: String) -> AgentFailure {
@@ -41,7 +41,7 @@ fn kms_response(msg: String) -> AgentFailure {
 }
 
 /// Issue a certificate chain for `key` (a fresh P-256 key when `None`).
-pub(super) async fn issue(
+pub(crate) async fn issue(
     s: &Arc<GuestState>,
     o: TlsKeyOptions,
     key: Option<KeyPair>,

@@ -8,6 +8,7 @@ mod agent_http;
 mod boot;
 mod cli;
 mod compose;
+mod host_api;
 mod hostile;
 mod js_sdk;
 mod kms_chain;

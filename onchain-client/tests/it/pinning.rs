@@ -33,6 +33,26 @@ async fn policy_block_is_head_minus_confirmations_saturating() {
 }
 
 #[tokio::test]
+async fn block_timestamp_is_the_policy_blocks_chain_time_not_the_heads() {
+    let net = devnet(2).await;
+    let at = net.client.policy_block().await.unwrap();
+    let t = net.client.block_timestamp(at).await.unwrap();
+    let block = net
+        .client
+        .connection()
+        .provider()
+        .get_block_by_number(at.number.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t, block.header.timestamp);
+    // Time moves at head; the pinned block's time does not.
+    net.increase_time(3600).await;
+    assert_eq!(net.client.block_timestamp(at).await.unwrap(), t);
+    assert!(net.head_timestamp().await >= t + 3600);
+}
+
+#[tokio::test]
 async fn removal_at_head_is_invisible_until_confirmations_pass() {
     const CONFIRMATIONS: u64 = 2;
     let net = devnet(CONFIRMATIONS).await;

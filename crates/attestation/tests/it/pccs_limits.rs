@@ -293,9 +293,12 @@ async fn concurrent_requests_for_one_new_platform_cause_one_fetch() {
             tokio::spawn(async move { client.collateral_for_quote(&quote, &root, NOW).await })
         })
         .collect();
-    poll_until("63 callers waiting on one fetch", || {
-        client.stats().waiting == callers - 1
-    })
+    // The leader's request reaches the gated PCCS asynchronously: wait for both it and the
+    // 63 followers, then check that nobody else got through.
+    poll_until(
+        "63 callers waiting on one fetch that reached the PCCS",
+        || client.stats().waiting == callers - 1 && server.arrived() >= 1,
+    )
     .await;
     assert_eq!(
         server.arrived(),

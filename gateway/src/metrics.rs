@@ -1,0 +1,311 @@
+//! The node's Prometheus metrics (`GET /metrics` on the admin listener, text exposition
+//! format 0.0.4).
+//!
+//! - `cairn_gateway_connections_open` (gauge): proxied connections, hello included.
+//! - `cairn_gateway_connections_total{mode,outcome}`: proxied connections that ended, by
+//!   mode (`terminate`, `passthrough`) and outcome (`closed`, `revoked`,
+//!   `idle_timeout`, `total_timeout`, `backend_unavailable`, `handshake_failed`,
+//!   `shutdown`).
+//! - `cairn_gateway_connections_refused_total{reason}`: connections closed before any
+//!   byte was forwarded: `max_connections`, `max_per_source`, `hello_timeout`,
+//!   `hello_too_large`, `hello_malformed`, `hello_closed`, `no_sni`, `other_domain`,
+//!   `bad_name`, `unknown_app`, `port_denied`, `app_limit`, `policy_stale`.
+//! - `cairn_gateway_backend_connect_failures_total`: connects to instances that failed.
+//! - `cairn_gateway_registrations_total{outcome,check}`: registrations by outcome
+//!   (`admitted`, `denied`, `unavailable`, `bad_request`) and check code.
+//! - `cairn_gateway_revocations_total{check}`: admitted instances dropped because the
+//!   chain no longer allows them (or they stopped registering: `expired`).
+//! - `cairn_gateway_instances` (gauge): admitted instances.
+//! - `cairn_gateway_policy_checks_total{outcome}`: policy polls (`ok`, `failed`).
+//! - `cairn_gateway_policy_block` (gauge): the block the last full check was at.
+//! - `cairn_gateway_policy_age_seconds` (gauge): since the last successful check.
+//! - `cairn_gateway_certificate_reloads_total{outcome}`: certificate file reloads
+//!   (`ok`, `failed`).
+//!
+//! Hand-written exposition like the KMS's: counters behind one mutex per family, no
+//! registry dependency; state gauges are sampled by the caller at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// A family of counters with up to two labels.
+#[derive(Default)]
+struct Family {
+    values: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Family {
+    fn inc(&self, a: &'static str, b: &'static str) {
+        *self
+            .values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((a, b))
+            .or_default() += 1;
+    }
+
+    fn get(&self, a: &str, b: &str) -> u64 {
+        self.values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|((x, y), _)| *x == a && *y == b)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, labels: (&str, &str)) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((a, b), n) in self
+            .values
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if labels.1.is_empty() {
+                let _ = writeln!(out, "{name}{{{}=\"{a}\"}} {n}", labels.0);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}=\"{a}\",{}=\"{b}\"}} {n}",
+                    labels.0, labels.1
+                );
+            }
+        }
+    }
+}
+
+/// State gauges sampled at scrape time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Gauges {
+    /// Admitted instances.
+    pub instances: u64,
+    /// The block of the last full policy check (0: none yet).
+    pub policy_block: u64,
+    /// Seconds since the last successful policy check (`-1`: none yet).
+    pub policy_age_seconds: f64,
+}
+
+/// Counters of one gateway node.
+#[derive(Default)]
+pub struct Metrics {
+    connections_open: AtomicU64,
+    connections: Family,
+    refused: Family,
+    backend_failures: AtomicU64,
+    registrations: Family,
+    revocations: Family,
+    policy_checks: Family,
+    cert_reloads: Family,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Decrements the open-connections gauge when dropped.
+#[must_use = "the gauge is decremented when this is dropped"]
+pub struct OpenGuard<'a>(&'a AtomicU64);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Count one open connection until the guard drops.
+    pub fn connection_opened(&self) -> OpenGuard<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(&self.connections_open)
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Count a proxied connection that ended.
+    pub fn connection_ended(&self, mode: &'static str, outcome: &'static str) {
+        self.connections.inc(mode, outcome);
+    }
+
+    /// Proxied connections that ended with `outcome` (any mode).
+    pub fn connections_ended(&self, mode: &str, outcome: &str) -> u64 {
+        self.connections.get(mode, outcome)
+    }
+
+    /// Count a connection refused before forwarding.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.inc(reason, "");
+    }
+
+    /// Connections refused for `reason` so far.
+    pub fn refusals(&self, reason: &str) -> u64 {
+        self.refused.get(reason, "")
+    }
+
+    /// Count a failed connect to an instance.
+    pub fn backend_failed(&self) {
+        self.backend_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a registration outcome.
+    pub fn registration(&self, outcome: &'static str, check: &'static str) {
+        self.registrations.inc(outcome, check);
+    }
+
+    /// Registrations with this outcome and check so far.
+    pub fn registrations(&self, outcome: &str, check: &str) -> u64 {
+        self.registrations.get(outcome, check)
+    }
+
+    /// Count a revoked (or expired) instance.
+    pub fn revoked(&self, check: &'static str) {
+        self.revocations.inc(check, "");
+    }
+
+    /// Revocations for `check` so far.
+    pub fn revocations(&self, check: &str) -> u64 {
+        self.revocations.get(check, "")
+    }
+
+    /// Count a policy poll.
+    pub fn policy_check(&self, outcome: &'static str) {
+        self.policy_checks.inc(outcome, "");
+    }
+
+    /// Count a certificate reload.
+    pub fn cert_reload(&self, outcome: &'static str) {
+        self.cert_reloads.inc(outcome, "");
+    }
+
+    /// Certificate reloads with `outcome` so far.
+    pub fn cert_reloads(&self, outcome: &str) -> u64 {
+        self.cert_reloads.get(outcome, "")
+    }
+
+    /// The Prometheus text exposition, with the state gauges sampled by the caller.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::new();
+        let mut one = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        one(
+            "cairn_gateway_connections_open",
+            "gauge",
+            "Proxied connections open, ClientHello included.",
+            self.connections_open().to_string(),
+        );
+        one(
+            "cairn_gateway_backend_connect_failures_total",
+            "counter",
+            "Connects to instances that failed.",
+            self.backend_failures.load(Ordering::Relaxed).to_string(),
+        );
+        one(
+            "cairn_gateway_instances",
+            "gauge",
+            "Admitted instances.",
+            g.instances.to_string(),
+        );
+        one(
+            "cairn_gateway_policy_block",
+            "gauge",
+            "Block of the last full policy check.",
+            g.policy_block.to_string(),
+        );
+        one(
+            "cairn_gateway_policy_age_seconds",
+            "gauge",
+            "Seconds since the last successful policy check (-1: none).",
+            g.policy_age_seconds.to_string(),
+        );
+        self.connections.render(
+            &mut out,
+            "cairn_gateway_connections_total",
+            "Proxied connections that ended, by mode and outcome.",
+            ("mode", "outcome"),
+        );
+        self.refused.render(
+            &mut out,
+            "cairn_gateway_connections_refused_total",
+            "Connections closed before any byte was forwarded, by reason.",
+            ("reason", ""),
+        );
+        self.registrations.render(
+            &mut out,
+            "cairn_gateway_registrations_total",
+            "Registrations by outcome and check.",
+            ("outcome", "check"),
+        );
+        self.revocations.render(
+            &mut out,
+            "cairn_gateway_revocations_total",
+            "Admitted instances dropped, by check.",
+            ("check", ""),
+        );
+        self.policy_checks.render(
+            &mut out,
+            "cairn_gateway_policy_checks_total",
+            "Policy polls by outcome.",
+            ("outcome", ""),
+        );
+        self.cert_reloads.render(
+            &mut out,
+            "cairn_gateway_certificate_reloads_total",
+            "Certificate file reloads by outcome.",
+            ("outcome", ""),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family_with_its_labels() {
+        let m = Metrics::default();
+        let open = m.connection_opened();
+        m.connection_ended("terminate", "revoked");
+        m.refused("unknown_app");
+        m.refused("unknown_app");
+        m.registration("denied", "denied.compose_hash");
+        m.revoked("denied.compose_hash");
+        m.policy_check("ok");
+        m.cert_reload("failed");
+        m.backend_failed();
+        let text = m.render(&Gauges {
+            instances: 3,
+            policy_block: 42,
+            policy_age_seconds: 1.5,
+        });
+        for line in [
+            "cairn_gateway_connections_open 1\n",
+            "cairn_gateway_connections_total{mode=\"terminate\",outcome=\"revoked\"} 1\n",
+            "cairn_gateway_connections_refused_total{reason=\"unknown_app\"} 2\n",
+            "cairn_gateway_registrations_total{outcome=\"denied\",check=\"denied.compose_hash\"} 1\n",
+            "cairn_gateway_revocations_total{check=\"denied.compose_hash\"} 1\n",
+            "cairn_gateway_policy_checks_total{outcome=\"ok\"} 1\n",
+            "cairn_gateway_certificate_reloads_total{outcome=\"failed\"} 1\n",
+            "cairn_gateway_backend_connect_failures_total 1\n",
+            "cairn_gateway_instances 3\n",
+            "cairn_gateway_policy_block 42\n",
+            "cairn_gateway_policy_age_seconds 1.5\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.refusals("unknown_app"), 2);
+        drop(open);
+        assert_eq!(m.connections_open(), 0);
+    }
+}

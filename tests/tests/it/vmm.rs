@@ -1,0 +1,597 @@
+//! The VMM end to end: a real `cairn-vmm` in-process, its process backend running the
+//! real `cairn-guest` binary against the real KMS, its pre-flight reading anvil.
+
+use std::time::Duration;
+
+use cairn_e2e::vmm::*;
+use cairn_e2e::*;
+use cairn_onchain::alloy::primitives::Address;
+use cairn_onchain::{GovernanceParams, Proposal, ProposalState, Support};
+use cairn_protocol::api::Receipt;
+use cairn_protocol::env::{EnvVar, EnvVars};
+use cairn_protocol::vmm::{
+    CheckStatus, CreateCvmRequest, CvmState, PortRequest, PreflightCheck, UpgradeRequest,
+    UpgradeState,
+};
+use cairn_vmm::ClientError;
+use hyper::StatusCode;
+
+fn create(name: &str, app_id: Address, compose: &str, ports: &[u16]) -> CreateCvmRequest {
+    CreateCvmRequest {
+        name: name.into(),
+        app_id: Some(app_id.into_array()),
+        compose: compose.into(),
+        image: "cairn-os:1.0".into(),
+        vcpus: 1,
+        memory_mb: 512,
+        ports: ports
+            .iter()
+            .map(|p| PortRequest {
+                guest_port: *p,
+                host_port: None,
+            })
+            .collect(),
+        encrypted_env: None,
+        kms_urls: None,
+        gateway_urls: None,
+        start: true,
+    }
+}
+
+/// The API error (status, code, message), or a panic.
+fn api_err(e: ClientError) -> (StatusCode, String, String) {
+    match e {
+        ClientError::Api { status, body } => (status, body.error.code, body.error.message),
+        e => panic!("not an API error: {e}"),
+    }
+}
+
+fn cvm_dirs(vmm: &VmmNode) -> usize {
+    std::fs::read_dir(vmm.state_dir().join("cvms"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_mapped_port() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = web_compose("v1");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let app_id = app.app_id();
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    let c = vmm.client();
+
+    // The client encrypts the env for the app's KMS key, checked against the chain
+    // (the library function the CLI uses).
+    let mut public = kms.client(None).await;
+    let vars = EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: "vmm-s3cret".into(),
+    }])
+    .unwrap();
+    let env = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.client,
+        app_id.into_array(),
+        &vars,
+        cairn_kms::unix_now(),
+    )
+    .await
+    .unwrap();
+    let mut req = create("web", app_id, &compose, &[8080]);
+    req.encrypted_env = Some(env);
+    let created = c.create(&req).await.unwrap();
+    assert!(created.state.is_active(), "{created:?}");
+    assert!(created.has_encrypted_env);
+    assert_eq!(created.ports[0].guest_port, 8080);
+
+    let running = vmm.wait_state(&created.id, CvmState::Running).await;
+    let body = app_answer(running.ports[0].host_port).await;
+    assert!(
+        body.starts_with("API_KEY=vmm-s3cret;log_index=") && body.ends_with(";version=v1"),
+        "{body}"
+    );
+
+    // The guest reported its boot; the receipt it got is in the KMS's log.
+    let events: Vec<&str> = running.events.iter().map(|e| e.payload.as_str()).collect();
+    for step in [
+        "measured app-id",
+        "measured compose-hash",
+        "measured system-ready",
+    ] {
+        assert!(events.contains(&step), "{step} missing: {events:?}");
+    }
+    assert!(running
+        .events
+        .iter()
+        .any(|e| e.event == "boot.receipt" && e.payload.contains(&kms.url())));
+    assert!(running.events.iter().any(|e| e.event == "app.started"));
+    let receipt: Receipt = serde_json::from_slice(
+        &std::fs::read(
+            vmm.state_dir()
+                .join("cvms")
+                .join(&created.id)
+                .join("keys/receipt.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(body.contains(&format!("log_index={};", receipt.log_index)));
+    let record = cairn_onchain::verify_receipt(
+        &net.client,
+        &mut public,
+        &receipt,
+        app_id,
+        cairn_tlog::ReleaseKind::AppKey,
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.app_id, app_id);
+
+    // Status, logs and the app's on-chain status.
+    let logs = String::from_utf8(c.logs(&created.id, 100).await.unwrap()).unwrap();
+    assert!(logs.contains("web app listening on"), "{logs}");
+    assert!(
+        !logs.contains("vmm-s3cret"),
+        "the env value reached the console log"
+    );
+    let apps = c.apps().await.unwrap();
+    assert_eq!(apps.apps.len(), 1);
+    assert!(apps.apps[0].registered);
+    assert!(apps.apps[0].cvms[0].preflight.allowed);
+    let images = c.images().await.unwrap();
+    assert_eq!(images.images[0].allowed, Some(true));
+
+    c.remove(&created.id).await.unwrap();
+    assert_eq!(cvm_dirs(&vmm), 0);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_anything_starts() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = sleeper_compose("v1");
+    let app = net.deploy_app(net.owner, None).await;
+    // A second image the VMM knows but KmsAuth does not allow.
+    let vmm = VmmNode::start(
+        &net,
+        &kms,
+        "[[image]]\nname = \"cairn-os\"\nversion = \"2.0\"\nkind = \"simulator\"\n",
+    )
+    .await;
+    let c = vmm.client();
+
+    let stranger = Address::repeat_byte(0x5a);
+    let (status, code, msg) = api_err(
+        c.create(&create("a", stranger, &compose, &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "denied.app_not_registered",
+            "App not registered"
+        )
+    );
+
+    let (status, code, msg) = api_err(
+        c.create(&create("b", app.app_id(), &compose, &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "denied.compose_hash",
+            "Compose hash not allowed"
+        )
+    );
+
+    app.add_compose_hash(compose_hash(compose.as_bytes()))
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let mut other_image = create("c", app.app_id(), &compose, &[]);
+    other_image.image = "cairn-os:2.0".into();
+    let (status, code, msg) = api_err(c.create(&other_image).await.unwrap_err());
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            "denied.os_image",
+            "OS image is not allowed"
+        )
+    );
+
+    // A scheduled hash says when it activates.
+    let later = sleeper_compose("v2");
+    let at = net.client.policy_block().await.unwrap();
+    let now = net.client.block_timestamp(at).await.unwrap();
+    app.schedule_compose_hash(compose_hash(later.as_bytes()), now + 3600)
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let (status, code, msg) = api_err(
+        c.create(&create("d", app.app_id(), &later, &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.compose_hash_not_active")
+    );
+    assert!(
+        msg.starts_with("Compose hash not yet active")
+            && msg.contains(&format!("activates at unix time {}", now + 3600)),
+        "{msg}"
+    );
+    let report = c
+        .app(
+            app.app_id().into_array(),
+            compose_hash(later.as_bytes()).0,
+            "cairn-os:1.0",
+        )
+        .await
+        .unwrap();
+    assert!(!report.allowed);
+    let compose_check = report
+        .checks
+        .iter()
+        .find(|k| k.check == PreflightCheck::ComposeHash)
+        .unwrap();
+    assert_eq!(compose_check.status, CheckStatus::Scheduled);
+    assert_eq!(compose_check.activates_at, Some(now + 3600));
+
+    // Nothing was created, written or started for any of them.
+    assert!(c.list().await.unwrap().cvms.is_empty());
+    assert_eq!(cvm_dirs(&vmm), 0);
+    assert!(processes_in(&vmm.state_dir(), "cairn-guest").is_empty());
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_executes() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let params = GovernanceParams::devnet(net.owner);
+    let dao = net
+        .client
+        .connection()
+        .deploy_governance(&params)
+        .await
+        .unwrap();
+    let v1 = web_compose("v1");
+    let v2 = web_compose("v2");
+    let app = net.deploy_app(dao.timelock(), Some(v1.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    let c = vmm.client();
+    let id = c
+        .create(&create("web", app.app_id(), &v1, &[8080]))
+        .await
+        .unwrap()
+        .id;
+    let running = vmm.wait_state(&id, CvmState::Running).await;
+    let port = running.ports[0].host_port;
+    assert!(app_answer(port).await.ends_with("version=v1"));
+
+    // Without waiting: refused now, nothing changes.
+    let upgrade = |wait: bool, timeout: Option<u64>| UpgradeRequest {
+        compose: v2.clone(),
+        encrypted_env: None,
+        image: None,
+        wait_for_approval: wait,
+        approval_timeout_secs: timeout,
+    };
+    let (status, code, _) = api_err(c.upgrade(&id, &upgrade(false, None)).await.unwrap_err());
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "denied.compose_hash")
+    );
+
+    // Waiting: 202, progress in the status, v1 keeps running meanwhile.
+    let (waiting, info) = c.upgrade(&id, &upgrade(true, Some(600))).await.unwrap();
+    assert!(waiting);
+    let status = info.upgrade.unwrap();
+    assert_eq!(status.state, UpgradeState::WaitingForApproval);
+    assert!(
+        status.detail.contains("Compose hash not allowed"),
+        "{}",
+        status.detail
+    );
+    let (code, _) = match c.upgrade(&id, &upgrade(true, Some(600))).await.unwrap_err() {
+        ClientError::Api { body, .. } => (body.error.code, ()),
+        e => panic!("{e}"),
+    };
+    assert_eq!(code, "conflict.upgrade_pending");
+
+    dao.delegate(net.owner).await.unwrap();
+    net.mine(1).await;
+    let proposal =
+        Proposal::add_compose_hash(app.app_id(), compose_hash(v2.as_bytes()), "release v2");
+    let pid = dao.propose(&proposal).await.unwrap();
+    net.mine(u64::from(params.voting_delay_blocks) + 1).await;
+    dao.cast_vote(pid, Support::For).await.unwrap();
+    net.mine(u64::from(params.voting_period_blocks) + 1).await;
+    dao.queue(&proposal).await.unwrap();
+    net.mine(CONFIRMATIONS).await;
+    // Queued is not executed: still waiting, still v1.
+    let info = c.get(&id).await.unwrap();
+    assert_eq!(
+        info.upgrade.unwrap().state,
+        UpgradeState::WaitingForApproval
+    );
+    assert_eq!(info.compose_hash, compose_hash(v1.as_bytes()).0);
+    assert!(app_answer(port).await.ends_with("version=v1"));
+
+    net.increase_time(params.timelock_delay_secs + 1).await;
+    dao.execute(&proposal).await.unwrap();
+    assert_eq!(dao.state(pid).await.unwrap(), ProposalState::Executed);
+    net.mine(CONFIRMATIONS).await;
+
+    let done = vmm
+        .wait_until(&id, Duration::from_secs(60), |i| {
+            i.upgrade
+                .as_ref()
+                .is_some_and(|u| u.state == UpgradeState::Done)
+                && i.state == CvmState::Running
+        })
+        .await;
+    assert_eq!(done.compose_hash, compose_hash(v2.as_bytes()).0);
+    assert_eq!(done.ports[0].host_port, port);
+    assert!(app_answer(port).await.ends_with("version=v2"));
+
+    // An upgrade nobody approves times out and leaves the CVM as it is.
+    let v3 = web_compose("v3");
+    let (waiting, _) = c
+        .upgrade(
+            &id,
+            &UpgradeRequest {
+                compose: v3,
+                encrypted_env: None,
+                image: None,
+                wait_for_approval: true,
+                approval_timeout_secs: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(waiting);
+    let timed_out = vmm
+        .wait_until(&id, Duration::from_secs(30), |i| {
+            i.upgrade
+                .as_ref()
+                .is_some_and(|u| u.state == UpgradeState::TimedOut)
+        })
+        .await;
+    assert_eq!(timed_out.compose_hash, compose_hash(v2.as_bytes()).0);
+    assert_eq!(timed_out.state, CvmState::Running);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vmm_restart_keeps_running_cvms_without_duplicates_and_reports_one_that_died() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = sleeper_compose("v1");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let mut vmm = VmmNode::start(&net, &kms, "").await;
+    let c = vmm.client();
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        ids.push(
+            c.create(&create(name, app.app_id(), &compose, &[]))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut pids = Vec::new();
+    for id in &ids {
+        pids.push(vmm.wait_state(id, CvmState::Running).await.pid.unwrap());
+    }
+
+    vmm.shutdown().await;
+    // The guests outlive their VMM. One dies while no VMM watches it.
+    assert!(pids.iter().all(|p| alive(*p)));
+    let c_session = session(pids[2]);
+    assert!(c_session.len() >= 2, "the guest and its app: {c_session:?}");
+    std::process::Command::new("kill")
+        .args(["-KILL", &pids[2].to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while alive(pids[2]) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    vmm.restart().await;
+    let c = vmm.client();
+    for (id, pid) in ids.iter().zip(&pids).take(2) {
+        let info = c.get(id).await.unwrap();
+        assert_eq!(
+            (info.state, info.pid),
+            (CvmState::Running, Some(*pid)),
+            "{info:?}"
+        );
+        let dir = vmm.state_dir().join("cvms").join(id);
+        assert_eq!(
+            processes_in(&dir, "cairn-guest"),
+            vec![*pid],
+            "one guest per CVM"
+        );
+    }
+    let dead = c.get(&ids[2]).await.unwrap();
+    assert_eq!(dead.state, CvmState::Failed);
+    assert!(
+        dead.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exited while the VMM was not running"),
+        "{dead:?}"
+    );
+    // What the dead guest started was cleaned up, not orphaned.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while c_session.iter().any(|p| alive(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftovers of the dead guest live on"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The re-adopted guests are still under control.
+    let stopped = c.stop(&ids[0]).await.unwrap();
+    assert_eq!(stopped.state, CvmState::Stopped);
+    assert!(!alive(pids[0]));
+    let restarted = c.start(&ids[2]).await.unwrap();
+    assert!(restarted.state.is_active());
+    vmm.wait_state(&ids[2], CvmState::Running).await;
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = sleeper_compose("v1");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    let c = vmm.client();
+    let id = c
+        .create(&create("sleeper", app.app_id(), &compose, &[9000]))
+        .await
+        .unwrap()
+        .id;
+    let pid = vmm.wait_state(&id, CvmState::Running).await.pid.unwrap();
+    // guest, its app's shell, the shell's sleep
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let members = loop {
+        let m = session(pid);
+        if m.len() >= 3 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session of {pid}: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    let mut follow = c.follow_logs(&id, 50).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(chunk) = follow.next().await.unwrap() {
+            all.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let stopped = c.stop(&id).await.unwrap();
+    assert_eq!(stopped.state, CvmState::Stopped);
+    assert!(
+        members.iter().all(|p| !alive(*p)),
+        "{members:?} outlived the stop"
+    );
+    let followed = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(followed.contains("sleeper up"), "{followed}");
+
+    // A host port taken while it was stopped: start is refused, then works once free.
+    let port = stopped.ports[0].host_port;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (status, code, _) = api_err(c.start(&id).await.unwrap_err());
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "conflict.port")
+    );
+    drop(squatter);
+    let pid = c.start(&id).await.unwrap().pid.unwrap();
+    vmm.wait_state(&id, CvmState::Running).await;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let members = loop {
+        let m = session(pid);
+        if m.len() >= 3 {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    c.remove(&id).await.unwrap();
+    assert!(
+        members.iter().all(|p| !alive(*p)),
+        "{members:?} outlived the removal"
+    );
+    let (status, _, _) = api_err(c.get(&id).await.unwrap_err());
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(cvm_dirs(&vmm), 0);
+    kms.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_sign() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, None).await;
+    let vars = EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: "never-encrypted".into(),
+    }])
+    .unwrap();
+    let app_id = app.app_id().into_array();
+    // A stale answer is refused too (the KMS signed "now"; we are an hour later).
+    let err = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.client,
+        app_id,
+        &vars,
+        cairn_kms::unix_now() + 3600,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_vmm::EnvError::Protocol(cairn_protocol::Error::StaleTimestamp { .. })
+        ),
+        "{err:?}"
+    );
+    // The chain now names another root: the running KMS's signature no longer verifies.
+    let other =
+        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
+    net.client
+        .set_kms_root_keys(
+            2,
+            other.k256_public().to_vec().into(),
+            other.ca().spki_der().into(),
+        )
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let err = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.client,
+        app_id,
+        &vars,
+        cairn_kms::unix_now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_vmm::EnvError::Protocol(cairn_protocol::Error::WrongSigner)
+        ),
+        "{err:?}"
+    );
+    kms.stop().await;
+}
