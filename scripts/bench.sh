@@ -11,6 +11,8 @@
 #                               wrk through the gateway vs direct (terminate, passthrough,
 #                               plain opt-in; keep-alive and new connections) and the
 #                               revocation latency (docs/benchmarks.md)
+#   scripts/bench.sh soak       3 cairn-kms processes, 500 releases/s for 10 min, a node restart every
+#                               2 min (not in `all`: 10 minutes; docs/benchmarks.md "Soak")
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -41,6 +43,12 @@ case "$what" in
     cargo build --release -p cairn-e2e --bin cairn-echo-app
     cargo run --release -p cairn-e2e --example gateway_bench -- "${2:-10}" "${3:-32}" "${4:-10}"
     ;;
+  soak)
+    # [secs] [rate/s] [restart every secs] [callers] may follow: scripts/bench.sh soak 60 200 20
+    shift
+    cargo build --release -p cairn-kms --bin cairn-kms --example kms_soak
+    cargo run --release -p cairn-kms --example kms_soak -- "$@"
+    ;;
   all)
     cargo bench -p cairn-tlog
     cargo bench -p cairn-attestation
@@ -49,5 +57,5 @@ case "$what" in
     "$0" vmm
     "$0" gateway
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, boot, vmm, gateway, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, boot, vmm, gateway, soak, all)" ;;
 esac

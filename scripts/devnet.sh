@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts a local Cairn devnet, all real parts, the TDX simulator in place of hardware:
 #   anvil with Cairn's contracts deployed → a KMS node (cairn-kms) bootstrapped, registered
-#   on chain (root keys, node address, MR, device, OS image) and serving → a demo app
+#   on chain (root keys, node address, MR, device, OS image) and serving (with
+#   CAIRN_DEVNET_KMS_NODES=N, N-1 more nodes on their own simulated hosts onboard from it
+#   over mutual RA-TLS, each registered and anchoring its own log) → a demo app
 #   registered through the KmsAuth factory with its compose hash allowed → the app booted
 #   by cairn-guest on the simulator: it gets its keys and its encrypted env from the KMS,
 #   and its guest agent answers → a second boot of an unapproved compose, refused by the
@@ -9,7 +11,7 @@
 #   until Ctrl-C, which stops everything it started.
 #
 # Environment: CAIRN_DEVNET_PORT (anvil, default 8545), CAIRN_DEVNET_KMS_PORT (default
-# 8443), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
+# 8443; the other nodes take free ports), CAIRN_DEVNET_KMS_NODES (default 1), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
 # CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh).
 # Any failed step exits non-zero.
 set -euo pipefail
@@ -20,6 +22,8 @@ need curl "curl"
 
 port="${CAIRN_DEVNET_PORT:-8545}"
 kms_port="${CAIRN_DEVNET_KMS_PORT:-8443}"
+kms_nodes="${CAIRN_DEVNET_KMS_NODES:-1}"
+case "$kms_nodes" in '' | *[!0-9]* | 0) die "CAIRN_DEVNET_KMS_NODES must be a positive number, not '$kms_nodes'" ;; esac
 dir="${CAIRN_DEVNET_DIR:-$CAIRN_ROOT/.devnet}"
 rpc="http://127.0.0.1:$port"
 kms_url="https://127.0.0.1:$kms_port"
@@ -45,10 +49,11 @@ step() { log "[$(secs_since "$started_ms") s] $*"; }
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-rm -rf "$dir/kms" "$dir/app" "$dir/refused" "$dir/reboot"
+rm -rf "$dir/kms" "$dir"/kms-[0-9]* "$dir/app" "$dir/refused" "$dir/reboot"
 mkdir -p "$dir/kms" "$dir/app/share" "$dir/refused/share"
 
 anvil_pid="" kms_pid="" guest_pid="" refused_pid=""
+replica_pids=() replica_urls=()
 stop() { # <pid> <name> [process group too]
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -67,6 +72,8 @@ cleanup() {
   trap - INT TERM
   stop "$refused_pid" "refused guest" group
   stop "$guest_pid" "cairn-guest" group
+  local p
+  for p in "${replica_pids[@]}"; do stop "$p" "cairn-kms replica"; done
   stop "$kms_pid" "cairn-kms"
   stop "$anvil_pid" "anvil"
 }
@@ -105,6 +112,13 @@ send() { # <contract> <signature> <args...>: a transaction from the KmsAuth owne
 }
 
 listening() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The KMS at <url> reads policy from a head it advances in the background: true once it
+# has read block <n> (its /metrics show the pinned block).
+kms_policy_block_at_least() { # <url> <n>
+  local at
+  at=$(curl -fsk --max-time 2 "$1/metrics" | awk '$1 == "cairn_kms_chain_policy_block" {print $2}')
+  [ -n "$at" ] && [ "$at" -ge "$2" ]
+}
 listening "$port" && die "something already listens on 127.0.0.1:$port; stop it or set CAIRN_DEVNET_PORT"
 if listening "$kms_port"; then
   [ -z "${CAIRN_DEVNET_KMS_PORT:-}" ] || die "something already listens on 127.0.0.1:$kms_port; set another CAIRN_DEVNET_KMS_PORT"
@@ -130,10 +144,11 @@ PRIVATE_KEY=$deployer_key \
 kms_auth=$(script_return Deploy.s.sol kms)
 
 # ---------------------------------------------------------------- KMS node
-cat >"$dir/kms/kms.toml" <<TOML
+write_kms_config() { # <file> <port> <data dir> <host seed hex>
+  cat >"$1" <<TOML
 # Written by scripts/devnet.sh. Reference: docs/kms.md.
-listen = "127.0.0.1:$kms_port"
-data_dir = "$dir/kms/data"
+listen = "127.0.0.1:$2"
+data_dir = "$3"
 
 [chain]
 rpc_url = "$rpc"
@@ -152,11 +167,13 @@ simulator_seed = "0x$sim_pki_seed"
 
 [tee]
 kind = "simulator"
-simulator_host_seed = "0x$kms_host_seed"
+simulator_host_seed = "0x$4"
 
 [log]
 anchor_interval_secs = 5
 TOML
+}
+write_kms_config "$dir/kms/kms.toml" "$kms_port" "$dir/kms/data" "$kms_host_seed"
 
 step "bootstrapping the KMS node (cairn-kms bootstrap)"
 "$kms_bin" --config "$dir/kms/kms.toml" bootstrap >"$dir/kms/identity.json" 2>"$dir/kms/bootstrap.log" ||
@@ -180,6 +197,39 @@ RUST_LOG="${RUST_LOG:-info}" "$kms_bin" --config "$dir/kms/kms.toml" serve >"$di
 kms_pid=$!
 wait_for 30 "cairn-kms on $kms_url/healthz" "$kms_pid" "$dir/kms/kms.log" curl -fsk --max-time 2 "$kms_url/healthz"
 
+# ---------------------------------------------------------------- more KMS nodes
+for i in $(seq 1 $((kms_nodes - 1))); do
+  rdir="$dir/kms-$i"
+  mkdir -p "$rdir"
+  rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rseed=$(printf '%02x' $((2 + i)))
+  rseed=$(printf "$rseed%.0s" $(seq 32))
+  write_kms_config "$rdir/kms.toml" "$rport" "$rdir/data" "$rseed"
+  step "KMS node $i: registering its evidence, onboarding it from $kms_url (mutual RA-TLS)"
+  "$kms_bin" --config "$rdir/kms.toml" describe >"$rdir/evidence.json" 2>"$rdir/describe.log" ||
+    { cat "$rdir/describe.log" >&2; die "cairn-kms describe (node $i) failed"; }
+  mr=$(json_field "$rdir/evidence.json" mr_aggregated)
+  device=$(json_field "$rdir/evidence.json" device_id)
+  # KmsAuth setters reject no-ops: allow the MR only when it is new.
+  [ "$("$CAST" call "$kms_auth" "kmsAllowedAggregatedMrs(bytes32)(bool)" "$mr" --rpc-url "$rpc")" = true ] ||
+    send "$kms_auth" "addKmsAggregatedMr(bytes32)" "$mr"
+  send "$kms_auth" "addKmsDevice(bytes32)" "$device"
+  # The source judges the new node at its pinned block: wait until it has read this one.
+  at=$("$CAST" block-number --rpc-url "$rpc")
+  wait_for 10 "the KMS policy head at block $at" "$kms_pid" "$dir/kms/kms.log" \
+    kms_policy_block_at_least "$kms_url" "$at"
+  "$kms_bin" --config "$rdir/kms.toml" onboard "127.0.0.1:$kms_port" >"$rdir/onboard.json" 2>"$rdir/onboard.log" ||
+    { cat "$rdir/onboard.log" >&2; die "cairn-kms onboard (node $i) failed"; }
+  raddr=$(json_field "$rdir/onboard.json" node_address)
+  send "$kms_auth" "addKmsNode(address)" "$raddr"
+  "$CAST" rpc --rpc-url "$rpc" anvil_setBalance "$raddr" 0x8ac7230489e80000 >/dev/null
+  RUST_LOG="${RUST_LOG:-info}" "$kms_bin" --config "$rdir/kms.toml" serve >"$rdir/kms.log" 2>&1 &
+  replica_pids+=($!)
+  replica_urls+=("https://127.0.0.1:$rport")
+  wait_for 30 "cairn-kms node $i on 127.0.0.1:$rport" "$!" "$rdir/kms.log" curl -fsk --max-time 2 "https://127.0.0.1:$rport/healthz"
+  step "KMS node $i serving on https://127.0.0.1:$rport, node $raddr"
+done
+
 # ---------------------------------------------------------------- demo app
 compose="scripts/devnet/app-compose.json"
 compose_hash="0x$(sha256sum "$compose" | cut -d' ' -f1)"
@@ -190,18 +240,17 @@ PRIVATE_KEY=$deployer_key CAIRN_KMS_AUTH=$kms_auth CAIRN_COMPOSE_HASH=$compose_h
 app_id=$(script_return RegisterApp.s.sol appId)
 # The KMS reads policy from a head it advances in the background: wait until it has read
 # the block that registered the app (its /metrics show the pinned block).
-kms_policy_block_at_least() {
-  local at
-  at=$(curl -fsk --max-time 2 "$kms_url/metrics" | awk '$1 == "cairn_kms_chain_policy_block" {print $2}')
-  [ -n "$at" ] && [ "$at" -ge "$1" ]
-}
 registered_at=$("$CAST" block-number --rpc-url "$rpc")
-wait_for 10 "the KMS policy head at block $registered_at" "$kms_pid" "$dir/kms/kms.log" \
-  kms_policy_block_at_least "$registered_at"
+for u in "$kms_url" "${replica_urls[@]}"; do
+  wait_for 10 "the KMS policy head of $u at block $registered_at" "$kms_pid" "$dir/kms/kms.log" \
+    kms_policy_block_at_least "$u" "$registered_at"
+done
 
 share="$dir/app/share"
 cp "$compose" "$share/app-compose.json"
-printf '{"kms_urls":["%s"]}\n' "$kms_url" >"$share/sys-config.json"
+# Guests list every node: they try each in turn.
+all_kms_urls=$(printf '"%s",' "$kms_url" "${replica_urls[@]}")
+printf '{"kms_urls":[%s]}\n' "${all_kms_urls%,}" >"$share/sys-config.json"
 printf '{"app_id":"%s"}\n' "${app_id#0x}" >"$share/.instance-info"
 
 env_note="not encrypted (no .venv; run scripts/setup.sh)"
@@ -312,6 +361,7 @@ Cairn devnet is up in $up_secs s (the app booted, got its keys and ran within ${
   KMS node       $kms_url  node $node_address  (simulator TEE)
                  config $dir/kms/kms.toml, data $dir/kms/data, log $dir/kms/kms.log
                  transparency log size $log_size, anchored every 5 s
+  more KMS nodes ${replica_urls[*]:-none} (CAIRN_DEVNET_KMS_NODES=$kms_nodes; $dir/kms-N/)
   demo app       $app_id
                  compose hash $compose_hash ($compose)
                  OS image $os_image_hash

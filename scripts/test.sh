@@ -25,6 +25,10 @@ docker_answers || die "no Docker engine answers (docker info): run scripts/setup
 docker image inspect "$CAIRN_BUSYBOX_IMAGE" >/dev/null 2>&1 ||
   die "no image $CAIRN_BUSYBOX_IMAGE: run scripts/setup.sh"
 
+log "chromium: the VMM web page test renders the page in it"
+"${CAIRN_CHROMIUM:-chromium}" --version >/dev/null 2>&1 ||
+  die "no Chromium (${CAIRN_CHROMIUM:-chromium}): run scripts/setup.sh, which installs Debian's chromium"
+
 log "rust: tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
@@ -33,10 +37,13 @@ else
 fi
 cargo test --workspace --locked --doc
 
-log "devnet: scripts/devnet.sh boots the demo app with keys, refuses the unapproved one (then exits)"
+# The workspace tests above include the cluster ones (tests/tests/it/cluster.rs: a guest
+# boots on a 3-node cluster with its first node down; rotation.rs: a DAO-voted root-key
+# rotation on that cluster).
+log "devnet: scripts/devnet.sh with 3 KMS nodes boots the demo app with keys, refuses the unapproved one (then exits)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 devnet_dir=$(mktemp -d)
-CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_PORT=$(free_port) CAIRN_DEVNET_KMS_PORT=$(free_port) CAIRN_DEVNET_DIR=$devnet_dir \
+CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_KMS_NODES=3 CAIRN_DEVNET_PORT=$(free_port) CAIRN_DEVNET_KMS_PORT=$(free_port) CAIRN_DEVNET_DIR=$devnet_dir \
   scripts/devnet.sh >"$devnet_dir/out.log" 2>&1 ||
   { cat "$devnet_dir/out.log" >&2; die "scripts/devnet.sh failed"; }
 rm -rf "$devnet_dir"

@@ -39,9 +39,9 @@ pub struct GatewayArgs {
     /// A file holding the admin bearer token (when the node requires one).
     #[arg(long, env = "CAIRN_GATEWAY_ADMIN_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
-    /// Print JSON (the API's own types) instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    /// `--json` (the global flag; JSON is the API's own types).
+    #[arg(skip)]
+    pub json: bool,
     #[command(subcommand)]
     cmd: GatewayCommand,
 }

@@ -1,44 +1,117 @@
-//! `cairn`: Cairn's command line. One module per command group; today `vm` (the VMM) and
-//! `gateway` (a gateway node's admin endpoint).
+//! `cairn`: Cairn's command line. One module per command group: `app` (compose hashes
+//! and an app's on-chain policy), `dao` (upgrades by Governor vote), `kms` (a KMS node's
+//! state), `vm` (the VMM), `gateway` (a gateway node's admin endpoint); `common` holds
+//! the shared plumbing (profiles, signers, output, exit codes).
 //!
-//! Human output by default, `--json` for scripts (errors too: `{"error":{…}}` on stdout
-//! and a non-zero exit).
+//! Human output by default, `--json` for scripts: one JSON object on stdout, errors too
+//! (`{"error":{"code","message"}}`). Exit codes: 0 ok, 1 denied / findings, 2 usage or
+//! configuration, 3 chain or KMS unavailable (docs/cli.md).
 
+mod app;
+mod attest;
+mod common;
+mod dao;
 mod gateway;
+mod kms;
 mod vm;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+use common::{exit_code_of, Exit, Global, Out};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Cairn: confidential VMs whose keys the chain governs"
+    about = "Cairn: confidential VMs whose keys the chain governs",
+    after_help = "Examples:
+  cairn app compose-hash app-compose.json
+  cairn app deploy --compose app-compose.json --profile devnet
+  cairn dao propose --app 0x… allow 0x<compose hash>
+  cairn vm list
+  cairn completions bash > /etc/bash_completion.d/cairn
+
+Exit codes: 0 ok, 1 denied or findings, 2 usage or configuration error,
+3 chain or KMS unavailable. Settings: flags, then CAIRN_* variables, then
+the --profile of ./cairn.toml (docs/cli.md)."
 )]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     group: Group,
 }
 
 #[derive(Subcommand)]
 enum Group {
+    /// An app's compose hash and on-chain policy: deploy, allow, revoke, schedule, status.
+    App(Box<app::AppArgs>),
+    /// Upgrade a DAO-owned app by vote: propose, vote, queue, execute, status.
+    Dao(Box<dao::DaoArgs>),
+    /// Verify TDX evidence (quote + event log) offline and print the identities.
+    Attest(Box<attest::AttestArgs>),
+    /// A KMS node's state: key generation, log size, last anchor, registration.
+    Kms(Box<kms::KmsArgs>),
     /// Run CVMs on a VMM: list, deploy, upgrade, stop, start, rm, logs, status.
     Vm(Box<vm::VmArgs>),
     /// Look at a gateway node: admitted instances and the chain's verdicts.
     Gateway(gateway::GatewayArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let json = cli.global.json;
+    let out = Out::new(json);
+    // `vm` and `gateway` print their own JSON errors.
+    let mut reported = false;
     let result = match cli.group {
-        Group::Vm(args) => vm::run(*args).await,
-        Group::Gateway(args) => gateway::run(args).await,
+        Group::App(args) => app::run(&cli.global, *args, out).await,
+        Group::Dao(args) => dao::run(&cli.global, *args, out).await,
+        Group::Attest(args) => attest::run(&cli.global, *args, out).await,
+        Group::Kms(args) => kms::run(&cli.global, *args, out).await,
+        Group::Vm(mut args) => {
+            reported = true;
+            args.json = json;
+            vm::run(*args).await
+        }
+        Group::Gateway(mut args) => {
+            reported = true;
+            args.json = json;
+            gateway::run(args).await
+        }
+        Group::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::ExitCode::from(Exit::Ok as u8),
         Err(e) => {
+            // `vm` and `gateway` keep their exit code 1 for every failure.
+            let code = if reported {
+                Exit::Denied
+            } else {
+                exit_code_of(&e)
+            };
+            // A command that printed its answer and then reports findings has said it all.
+            if json && !reported && !e.is::<common::Findings>() {
+                let name = match code {
+                    Exit::Ok => "ok",
+                    Exit::Denied => "denied",
+                    Exit::Usage => "usage",
+                    Exit::Unavailable => "unavailable",
+                };
+                let body =
+                    serde_json::json!({"error": {"code": name, "message": format!("{e:#}")}});
+                println!("{body}");
+            }
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(code as u8)
         }
     }
 }

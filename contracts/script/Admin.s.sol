@@ -9,6 +9,8 @@ import {CairnScript} from "./base/CairnScript.sol";
 /// @notice The common KmsAuth admin actions, one per run, chosen by CAIRN_ACTION:
 ///   add-os-image | remove-os-image            CAIRN_OS_IMAGE_HASH
 ///   set-root-keys                             CAIRN_KEY_GENERATION, CAIRN_K256_PUBKEY, CAIRN_CA_PUBKEY
+///   rotate-root-keys                          the same + CAIRN_PREVIOUS_VALID_UNTIL (unix seconds)
+///   set-transition-window-end                 CAIRN_PREVIOUS_VALID_UNTIL (unix seconds)
 ///   add-kms-node | remove-kms-node            CAIRN_NODE
 ///   add-kms-mr | remove-kms-mr                CAIRN_MR_AGGREGATED
 ///   add-kms-device | remove-kms-device        CAIRN_DEVICE_ID
@@ -34,6 +36,24 @@ contract Admin is CairnScript {
             require(generation <= type(uint32).max, "CAIRN_KEY_GENERATION out of range");
             // forge-lint: disable-next-line(unsafe-typecast) -- range checked above
             kms.setKmsRootKeys(uint32(generation), vm.envBytes("CAIRN_K256_PUBKEY"), vm.envBytes("CAIRN_CA_PUBKEY"));
+        } else if (_eq(action, "rotate-root-keys")) {
+            uint256 generation = vm.envUint("CAIRN_KEY_GENERATION");
+            require(generation <= type(uint32).max, "CAIRN_KEY_GENERATION out of range");
+            uint256 validUntil = vm.envUint("CAIRN_PREVIOUS_VALID_UNTIL");
+            require(validUntil <= type(uint64).max, "CAIRN_PREVIOUS_VALID_UNTIL out of range");
+            kms.rotateKmsRootKeys(
+                // forge-lint: disable-next-line(unsafe-typecast) -- range checked above
+                uint32(generation),
+                vm.envBytes("CAIRN_K256_PUBKEY"),
+                vm.envBytes("CAIRN_CA_PUBKEY"),
+                // forge-lint: disable-next-line(unsafe-typecast) -- range checked above
+                uint64(validUntil)
+            );
+        } else if (_eq(action, "set-transition-window-end")) {
+            uint256 validUntil = vm.envUint("CAIRN_PREVIOUS_VALID_UNTIL");
+            require(validUntil <= type(uint64).max, "CAIRN_PREVIOUS_VALID_UNTIL out of range");
+            // forge-lint: disable-next-line(unsafe-typecast) -- range checked above
+            kms.setTransitionWindowEnd(uint64(validUntil));
         } else if (_eq(action, "add-kms-node")) {
             kms.addKmsNode(_envAddressRequired("CAIRN_NODE"));
         } else if (_eq(action, "remove-kms-node")) {

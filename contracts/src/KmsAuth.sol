@@ -14,8 +14,9 @@ import {AppAuth} from "./AppAuth.sol";
 /// @title KmsAuth
 /// @notice The policy of one KMS cluster: which OS images, TCB statuses and advisories are
 /// acceptable, which apps are registered (each with its own {IAppAuth} policy contract), which
-/// machines may run KMS nodes, the cluster's root public keys, and the anchors of every KMS
-/// node's key-release transparency log.
+/// machines may run KMS nodes, the cluster's root public keys per key generation (with a
+/// transition window during which the generation before the current one is still served), and
+/// the anchors of every KMS node's key-release transparency log.
 /// @dev UUPS behind an `ERC1967Proxy`; the owner is governance. {isAppAllowed} never reverts
 /// because of an app contract: the call is gas-capped, its returndata size-bounded and its
 /// ABI layout validated before decoding.
@@ -30,6 +31,8 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
     uint256 public constant MAX_CA_PUBKEY_BYTES = 1024;
     /// @notice Largest accepted TCB status / advisory id string, in bytes.
     uint256 public constant MAX_POLICY_STRING_BYTES = 128;
+    /// @notice Longest transition window a rotation may give the previous key generation.
+    uint64 public constant MAX_TRANSITION_WINDOW = 365 days;
 
     /// @dev The root public keys of one key generation.
     struct RootKeys {
@@ -59,6 +62,10 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
         mapping(address appId => bool) registeredApps;
         mapping(address appId => bool) deregisteredApps;
         mapping(address node => Anchor) anchors;
+        // Appended (upgrade-safe): the key generation before the current one and the end of
+        // its transition window (block timestamp, exclusive; 0 = no window).
+        uint32 previousGeneration;
+        uint64 previousGenerationValidUntil;
     }
 
     // keccak256(abi.encode(uint256(keccak256("cairn.storage.KmsAuth")) - 1)) & ~bytes32(uint256(0xff))
@@ -73,6 +80,15 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
     error KmsAuthInvalidK256Pubkey(bytes k256Pubkey);
     /// @dev The CA root key is not a plausible DER SubjectPublicKeyInfo (a SEQUENCE of bounded size).
     error KmsAuthInvalidCaPubkey(bytes caPubkey);
+    /// @dev A rotation needs a current key generation to rotate from (use {setKmsRootKeys} first).
+    error KmsAuthNoGenerationToRotate();
+    /// @dev A transition window must end after `earliest` (now) and at the latest at `latest`
+    /// (now + {MAX_TRANSITION_WINDOW}); `validUntil` does not.
+    error KmsAuthInvalidTransitionWindow(uint64 validUntil, uint64 earliest, uint64 latest);
+    /// @dev No transition window is open (none was set, or it already ended): it cannot be moved.
+    error KmsAuthNoTransitionWindow();
+    /// @dev The transition window already ends at `validUntil`.
+    error KmsAuthTransitionWindowUnchanged(uint64 validUntil);
     /// @dev `osImageHash` is already allowed.
     error KmsAuthOsImageAlreadyAllowed(bytes32 osImageHash);
     /// @dev `osImageHash` is not allowed.
@@ -122,6 +138,9 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
 
     /// @notice The root keys of key generation `generation` were set.
     event KmsRootKeysSet(uint32 indexed generation, bytes k256Pubkey, bytes caPubkey);
+    /// @notice Key generation `previousGeneration` is served until `validUntil` (block timestamp,
+    /// exclusive) beside the current one; `validUntil` 0 means it is refused from now on.
+    event TransitionWindowSet(uint32 indexed previousGeneration, uint64 validUntil);
     /// @notice `osImageHash` was allowed.
     event OsImageHashAdded(bytes32 indexed osImageHash);
     /// @notice `osImageHash` was disallowed.
@@ -183,23 +202,95 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
     // KMS identity
     // ----------------------------------------------------------------------------------------
 
-    /// @notice Publishes the root public keys of a new key generation and makes it current.
-    /// @dev Emits {KmsRootKeysSet}. `generation` must be strictly greater than {keyGeneration}.
+    /// @notice Publishes the root public keys of a new key generation and makes it current; the
+    /// generation before it is refused from now on (no transition window: the first generation,
+    /// or an emergency rotation away from a leaked master). See {rotateKmsRootKeys} for a
+    /// rotation with a window.
+    /// @dev Emits {KmsRootKeysSet}, and {TransitionWindowSet} with `validUntil` 0 when it closes a
+    /// window that was set. `generation` must be strictly greater than {keyGeneration}.
     /// @param generation The new key generation (> the current one).
     /// @param k256Pubkey The root k256 public key, 33-byte compressed SEC1.
     /// @param caPubkey The root CA public key, DER SubjectPublicKeyInfo.
     function setKmsRootKeys(uint32 generation, bytes calldata k256Pubkey, bytes calldata caPubkey) external onlyOwner {
         KmsAuthStorage storage $ = _getKmsAuthStorage();
-        if (generation <= $.keyGeneration) revert KmsAuthGenerationNotIncreasing($.keyGeneration, generation);
-        if (k256Pubkey.length != 33 || (k256Pubkey[0] != 0x02 && k256Pubkey[0] != 0x03)) {
-            revert KmsAuthInvalidK256Pubkey(k256Pubkey);
+        _setRootKeys($, generation, k256Pubkey, caPubkey);
+        if ($.previousGenerationValidUntil != 0) {
+            uint32 previous = $.previousGeneration;
+            $.previousGeneration = 0;
+            $.previousGenerationValidUntil = 0;
+            emit TransitionWindowSet(previous, 0);
         }
-        if (caPubkey.length < 2 || caPubkey.length > MAX_CA_PUBKEY_BYTES || caPubkey[0] != 0x30) {
-            revert KmsAuthInvalidCaPubkey(caPubkey);
-        }
-        $.keyGeneration = generation;
-        $.rootKeys[generation] = RootKeys({k256Pubkey: k256Pubkey, caPubkey: caPubkey});
-        emit KmsRootKeysSet(generation, k256Pubkey, caPubkey);
+    }
+
+    /// @notice Rotates the root keys: `generation` becomes current, and the generation that was
+    /// current stays served beside it until `previousValidUntil` (block timestamp, exclusive), so
+    /// apps can fetch their old keys and re-encrypt what they sealed. After the window KMS nodes
+    /// refuse the old generation and erase its master. A window still open from an earlier
+    /// rotation ends now (only one previous generation is served).
+    /// @dev Emits {KmsRootKeysSet} and {TransitionWindowSet}. Reverts with
+    /// {KmsAuthNoGenerationToRotate} when no generation is current,
+    /// {KmsAuthGenerationNotIncreasing}, {KmsAuthInvalidK256Pubkey}, {KmsAuthInvalidCaPubkey}, or
+    /// {KmsAuthInvalidTransitionWindow} unless `now < previousValidUntil <= now +
+    /// MAX_TRANSITION_WINDOW`.
+    /// @param generation The new key generation (> the current one).
+    /// @param k256Pubkey The new root k256 public key, 33-byte compressed SEC1.
+    /// @param caPubkey The new root CA public key, DER SubjectPublicKeyInfo.
+    /// @param previousValidUntil End of the transition window of the generation being replaced.
+    function rotateKmsRootKeys(
+        uint32 generation,
+        bytes calldata k256Pubkey,
+        bytes calldata caPubkey,
+        uint64 previousValidUntil
+    ) external onlyOwner {
+        KmsAuthStorage storage $ = _getKmsAuthStorage();
+        uint32 previous = $.keyGeneration;
+        if (previous == 0) revert KmsAuthNoGenerationToRotate();
+        _checkWindowEnd(previousValidUntil);
+        _setRootKeys($, generation, k256Pubkey, caPubkey);
+        $.previousGeneration = previous;
+        $.previousGenerationValidUntil = previousValidUntil;
+        emit TransitionWindowSet(previous, previousValidUntil);
+    }
+
+    /// @notice Moves the end of the open transition window: later (up to
+    /// {MAX_TRANSITION_WINDOW} from now) or earlier; a time not after now ends it at once. A
+    /// window that has ended cannot be reopened (nodes may have erased that master).
+    /// @dev Emits {TransitionWindowSet}. Reverts with {KmsAuthNoTransitionWindow} when none is
+    /// open, {KmsAuthTransitionWindowUnchanged} on a no-op, {KmsAuthInvalidTransitionWindow} beyond
+    /// the maximum.
+    /// @param validUntil The new end (block timestamp, exclusive).
+    function setTransitionWindowEnd(uint64 validUntil) external onlyOwner {
+        KmsAuthStorage storage $ = _getKmsAuthStorage();
+        uint64 current = $.previousGenerationValidUntil;
+        if (block.timestamp >= current) revert KmsAuthNoTransitionWindow();
+        if (validUntil == current) revert KmsAuthTransitionWindowUnchanged(validUntil);
+        uint64 latest = uint64(block.timestamp) + MAX_TRANSITION_WINDOW;
+        if (validUntil > latest) revert KmsAuthInvalidTransitionWindow(validUntil, uint64(block.timestamp), latest);
+        $.previousGenerationValidUntil = validUntil;
+        emit TransitionWindowSet($.previousGeneration, validUntil);
+    }
+
+    /// @notice The transition window: the generation before the current one, when its window ends,
+    /// and whether it is still served at this block.
+    /// @return previousGeneration The previous generation (0 when there never was a window).
+    /// @return validUntil End of its window (block timestamp, exclusive; 0 = refused).
+    /// @return active True while `block.timestamp < validUntil`.
+    function transitionWindow() external view returns (uint32 previousGeneration, uint64 validUntil, bool active) {
+        KmsAuthStorage storage $ = _getKmsAuthStorage();
+        previousGeneration = $.previousGeneration;
+        validUntil = $.previousGenerationValidUntil;
+        active = block.timestamp < validUntil;
+    }
+
+    /// @notice Whether KMS nodes may serve keys of `generation` at this block: the current
+    /// generation, or the previous one during its transition window.
+    /// @param generation A key generation.
+    /// @return True when served.
+    function isKeyGenerationActive(uint32 generation) external view returns (bool) {
+        KmsAuthStorage storage $ = _getKmsAuthStorage();
+        if (generation == 0) return false;
+        if (generation == $.keyGeneration) return true;
+        return generation == $.previousGeneration && block.timestamp < $.previousGenerationValidUntil;
     }
 
     /// @notice The current key generation.
@@ -631,6 +722,36 @@ contract KmsAuth is Initializable, Ownable2StepUpgradeable, UUPSUpgradeable {
             mcopy(add(reason, 0x20), add(add(ret, 0x40), offset), strLen)
         }
         return (true, flag == 1, reason);
+    }
+
+    /// @dev Validates and stores the root keys of a new, strictly greater generation and makes it current.
+    function _setRootKeys(
+        KmsAuthStorage storage $,
+        uint32 generation,
+        bytes calldata k256Pubkey,
+        bytes calldata caPubkey
+    ) private {
+        if (generation <= $.keyGeneration) {
+            revert KmsAuthGenerationNotIncreasing($.keyGeneration, generation);
+        }
+        if (k256Pubkey.length != 33 || (k256Pubkey[0] != 0x02 && k256Pubkey[0] != 0x03)) {
+            revert KmsAuthInvalidK256Pubkey(k256Pubkey);
+        }
+        if (caPubkey.length < 2 || caPubkey.length > MAX_CA_PUBKEY_BYTES || caPubkey[0] != 0x30) {
+            revert KmsAuthInvalidCaPubkey(caPubkey);
+        }
+        $.keyGeneration = generation;
+        $.rootKeys[generation] = RootKeys({k256Pubkey: k256Pubkey, caPubkey: caPubkey});
+        emit KmsRootKeysSet(generation, k256Pubkey, caPubkey);
+    }
+
+    /// @dev A new window must end after now and at most {MAX_TRANSITION_WINDOW} from now.
+    function _checkWindowEnd(uint64 validUntil) private view {
+        uint64 nowTs = uint64(block.timestamp);
+        uint64 latest = nowTs + MAX_TRANSITION_WINDOW;
+        if (validUntil <= nowTs || validUntil > latest) {
+            revert KmsAuthInvalidTransitionWindow(validUntil, nowTs, latest);
+        }
     }
 
     /// @dev Only the owner may upgrade.

@@ -325,7 +325,36 @@ fn check_release(
         &resp.kms_signature,
     )
     .map_err(|e| Error::BadKmsResponse(format!("KMS signature over the app key: {e}")))?;
+    let previous = match &resp.previous {
+        Some(p) => {
+            let key = k256::ecdsa::SigningKey::from_bytes((&*p.app_key).into()).map_err(|_| {
+                Error::BadKmsResponse("previous app key is not a secp256k1 scalar".to_owned())
+            })?;
+            sig::recover_kms_app_key_signer(
+                &app_id.0,
+                &sig::compressed(key.verifying_key()),
+                &p.kms_signature,
+            )
+            .map_err(|e| {
+                Error::BadKmsResponse(format!("KMS signature over the previous app key: {e}"))
+            })?;
+            if p.key_generation >= resp.key_generation {
+                return Err(Error::BadKmsResponse(format!(
+                    "previous key generation {} is not below the current {}",
+                    p.key_generation, resp.key_generation
+                )));
+            }
+            Some(crate::state::PreviousSecrets {
+                key_generation: p.key_generation,
+                valid_until: p.valid_until,
+                app_key: p.app_key.clone(),
+                kms_signature: p.kms_signature,
+            })
+        }
+        None => None,
+    };
     let secrets = AppSecrets {
+        previous,
         app_key: resp.app_key.clone(),
         kms_signature: resp.kms_signature,
         disk_key: resp.disk_key.clone(),

@@ -92,7 +92,12 @@ impl KmsTrust {
             let at = conn.check_kms_allowed(chain).await?;
             tracing::info!(kms = %url, block = at.number, "KmsAuth allows the KMS");
         }
-        conn.app_key().await
+        // During a rotation's window the previous generation's keys come too (nothing
+        // otherwise): the app re-encrypts with them (docs/rotation.md).
+        conn.app_key_with(&cairn_protocol::api::AppKeyRequest {
+            previous_generation: Some(cairn_protocol::api::PreviousGeneration::IfServed),
+        })
+        .await
     }
 }
 

@@ -50,4 +50,4 @@ pub use error::{Error, Result};
 pub use host_api::Reporter;
 pub use kms_trust::CHAIN_CALL_TIMEOUT;
 pub use share::HostShare;
-pub use state::{AppSecrets, GuestState};
+pub use state::{AppSecrets, GuestState, PreviousSecrets};

@@ -37,6 +37,32 @@ pub struct AppSecrets {
     pub receipt: Receipt,
     /// The KMS URL that released the keys (used again for `sign-cert`).
     pub kms_url: String,
+    /// The previous key generation's app key, when the CVM booted during a rotation's
+    /// transition window (`GetKey` with `key_generation`, docs/rotation.md).
+    pub previous: Option<PreviousSecrets>,
+}
+
+/// The app key of the key generation a rotation replaced. `Debug` redacts the key.
+#[derive(Clone)]
+pub struct PreviousSecrets {
+    /// Its key generation.
+    pub key_generation: u64,
+    /// End of its transition window (block timestamp).
+    pub valid_until: u64,
+    /// The app's secp256k1 secret key of that generation.
+    pub app_key: Zeroizing<[u8; 32]>,
+    /// That generation's root signature over it.
+    pub kms_signature: RecoverableSignature,
+}
+
+impl std::fmt::Debug for PreviousSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousSecrets")
+            .field("key_generation", &self.key_generation)
+            .field("valid_until", &self.valid_until)
+            .field("app_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for AppSecrets {

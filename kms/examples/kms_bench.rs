@@ -78,7 +78,7 @@ async fn main() {
         let mut c = kms.client(Some(&cert)).await;
         handshakes.push(t.elapsed());
         let _: AppKeyResponse = c
-            .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+            .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
             .await
             .expect("warm-up release");
         conns.push(c);
@@ -127,7 +127,7 @@ async fn main() {
                 }
                 let t = Instant::now();
                 let r: Result<AppKeyResponse, _> = c
-                    .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+                    .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
                     .await;
                 match r {
                     Ok(_) => lat.push(t.elapsed()),

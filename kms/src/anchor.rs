@@ -345,15 +345,29 @@ async fn round(node: &Node) {
     }
 }
 
-/// The anchoring loop; ends when `stop` turns true (or its sender is dropped).
+/// The anchoring loop; ends when `stop` turns true (or its sender is dropped). It also
+/// reopens the log every [`LOG_RECOVERY_INTERVAL`](crate::LOG_RECOVERY_INTERVAL) while a
+/// failed write (a full disk) keeps it from taking entries, so releases resume by
+/// themselves once the disk takes writes again, traffic or not.
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(node.anchor_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recovery = tokio::time::interval(crate::LOG_RECOVERY_INTERVAL);
+    recovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let early = !node.anchor_state().failing();
         tokio::select! {
             _ = tick.tick() => {}
             () = node.anchor_state().wake.notified(), if early => {}
+            _ = recovery.tick() => {
+                if node.log().is_poisoned() {
+                    let n = Arc::clone(&node);
+                    // A panic in the blocking task is a failed attempt; the next tick
+                    // tries again.
+                    let _ = tokio::task::spawn_blocking(move || n.recover_log()).await;
+                }
+                continue;
+            }
             r = stop.changed() => {
                 if r.is_err() || *stop.borrow() {
                     return;

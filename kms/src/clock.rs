@@ -3,7 +3,8 @@
 //! Everything in this crate that depends on the time of day reads it from a [`Clock`]:
 //! certificate and collateral validity windows (the caller's evidence and the node's
 //! own), release-record timestamps, `sign-cert` leaf validity and the `env-pubkey`
-//! timestamp. Durations (timeouts, the pinned-block reuse window, metrics) use the
+//! timestamp, and the validity windows of the node's own RA-TLS certificates (issued at
+//! its "now"). Durations (timeouts, the pinned-block reuse window, metrics) use the
 //! monotonic clock instead and are not affected.
 
 use std::sync::Arc;

@@ -38,6 +38,43 @@ pub enum Error {
         /// Generation of the identity found.
         generation: u64,
     },
+    /// The store already holds this key generation.
+    #[error("the secret store already holds key generation {generation}")]
+    GenerationHeld {
+        /// The generation.
+        generation: u64,
+    },
+    /// The store does not hold this key generation.
+    #[error("the secret store does not hold key generation {generation}")]
+    GenerationNotHeld {
+        /// The generation.
+        generation: u64,
+    },
+    /// The store would hold more generations than it may.
+    #[error("the secret store holds generations {held:?}; at most {max} at once (erase one first: wait for the transition window to end)")]
+    TooManyGenerations {
+        /// The generations held.
+        held: Vec<u64>,
+        /// The limit.
+        max: usize,
+    },
+    /// The only generation a store holds cannot be erased (the node would lose its
+    /// identity).
+    #[error("key generation {generation} is the only one this node holds; it cannot be erased")]
+    LastGeneration {
+        /// The generation.
+        generation: u64,
+    },
+    /// A log append reported fewer entries than it was given (a bug, never expected).
+    #[error("the log returned fewer receipts than entries appended")]
+    LogAppendLost,
+    /// A generation asked for at onboarding is neither the chain's current one nor the
+    /// previous one in its transition window.
+    #[error("key generation {generation} is not served on chain (neither current nor in a transition window)")]
+    GenerationNotServed {
+        /// The generation.
+        generation: u64,
+    },
     /// The store holds no identity yet.
     #[error("the data directory holds no KMS identity; run bootstrap or onboard first")]
     NotBootstrapped,

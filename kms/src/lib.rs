@@ -85,20 +85,20 @@ pub use crate::{
     // Keys: KDF (docs/kdf.md), root and app keys, the secret store.
     kdf::{derive_bytes, label, DerivedSecret, MasterSecret},
     keys::{env_public_key, AppKeys, CaKeys, P256Signer, RootKeys},
-    lifecycle::{execute, own_evidence, Command},
+    lifecycle::{execute, own_evidence, rotate, Command, RotateOutput},
     // Metrics.
     metrics::{GaugeGuard, Metrics, Refusal, Stage, BUCKETS},
     node::{
         install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, LEAF_VALIDITY,
-        LOG_DIR, MAX_CSR_ALT_NAMES, SECRETS_DIR,
+        LOG_DIR, LOG_RECOVERY_INTERVAL, MAX_CSR_ALT_NAMES, SECRETS_DIR,
     },
     // Replication (the new node's side).
-    onboard::{onboard, OnboardReport},
+    onboard::{onboard, onboard_generation, OnboardReport},
     reject::{ApiError, Check, Dependency},
     server::{
         router, run, run_with, Peer, ServerLimits, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_TIMEOUT,
         DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
         DEFAULT_WRITE_STALL_TIMEOUT, MAX_IN_FLIGHT, MAX_PUBLIC_IN_FLIGHT,
     },
-    store::{Identity, NodeKey, SecretStore},
+    store::{Held, Identity, NodeKey, SecretStore, MAX_HELD_GENERATIONS},
 };

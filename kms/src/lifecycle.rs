@@ -53,7 +53,7 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
     let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
     let identity = store.bootstrap(FIRST_GENERATION)?;
     let root = RootKeys::derive(&identity.master)?;
-    let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+    let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root, opts.clock.now())?;
     let ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der)?;
     let own = self_attest(&opts, &cert.cert_der).await?;
     Ok(PublicIdentity {
@@ -77,6 +77,7 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
 pub async fn own_evidence(opts: &NodeOptions) -> Result<Attested> {
     let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::KmsRpc)
         .event_log(&opts.event_log)
+        .issued_at(opts.clock.now())
         .build(opts.tee.as_ref())?;
     self_attest(opts, &cert.cert_der).await
 }
@@ -133,7 +134,54 @@ pub enum Command {
         /// The running node's address: `host:port` with a hostname, an IPv4 address or a
         /// bracketed IPv6 address (resolved within [`RESOLVE_TIMEOUT`]).
         source: String,
+        /// Receive this key generation and add it beside the ones held (a rotation: the
+        /// new generation once governance made it current on chain). Without it, a new
+        /// node receives the current generation.
+        #[arg(long)]
+        generation: Option<u64>,
     },
+    /// Generate the master secret of the next key generation and store it as pending;
+    /// print its public keys for governance to register (`rotateKmsRootKeys`). The node
+    /// serves it once the chain makes it current (docs/rotation.md).
+    Rotate,
+}
+
+/// What `rotate` prints: the pending generation's public keys.
+#[derive(Debug, Serialize)]
+pub struct RotateOutput {
+    /// The new (pending) key generation.
+    pub key_generation: u64,
+    /// Its root k256 public key, compressed, `0x` hex (`rotateKmsRootKeys`).
+    pub root_k256_public_key: String,
+    /// Its root CA SubjectPublicKeyInfo DER, `0x` hex (`rotateKmsRootKeys`).
+    pub root_ca_spki: String,
+    /// Its root CA certificate, PEM.
+    pub root_ca_cert: String,
+    /// Every generation the store holds now.
+    pub held_generations: Vec<u64>,
+}
+
+/// Generate and store the next key generation (newest held + 1) as pending
+/// (`cairn-kms rotate`); the store's bound on held generations
+/// ([`crate::store::MAX_HELD_GENERATIONS`]) refuses a third while one is still retiring.
+pub fn rotate(config: &Config) -> Result<RotateOutput> {
+    let opts = config.node_options()?;
+    let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
+    let newest = store.held()?.newest().0;
+    let generation = newest
+        .checked_add(1)
+        .filter(|g| u32::try_from(*g).is_ok())
+        .ok_or(Error::KeyGenerationTooLarge { generation: newest })?;
+    let master = crate::kdf::MasterSecret::random();
+    let root = RootKeys::derive(&master)?;
+    store.add_generation(master, generation)?;
+    Ok(RotateOutput {
+        key_generation: generation,
+        root_k256_public_key: hex0x(&root.k256_public()),
+        root_ca_spki: hex0x(&root.ca().spki_der()),
+        root_ca_cert: root.ca().cert_pem().to_owned(),
+        held_generations: store.held()?.masters.keys().copied().collect(),
+    })
 }
 
 /// What `onboard` prints.
@@ -191,9 +239,14 @@ pub async fn execute(config: &Config, cmd: Command) -> Result<Option<String>> {
             serve(config).await?;
             None
         }
-        Command::Onboard { source } => {
+        Command::Rotate => Some(pretty(&rotate(config)?)?),
+        Command::Onboard { source, generation } => {
             let source = resolve(&source).await?;
-            let r = crate::onboard(&config.node_options()?, source).await?;
+            let opts = config.node_options()?;
+            let r = match generation {
+                Some(g) => crate::onboard_generation(&opts, source, g).await?,
+                None => crate::onboard(&opts, source).await?,
+            };
             Some(pretty(&OnboardOutput {
                 node_address: hex0x(&r.node_address),
                 key_generation: r.key_generation,
@@ -253,7 +306,9 @@ mod tests {
     fn onboard_takes_a_hostname_source() {
         let cli = Cli::try_parse_from(["cairn-kms", "onboard", "kms-a.internal:8443"]).unwrap();
         match cli.cmd {
-            Command::Onboard { source } => assert_eq!(source, "kms-a.internal:8443"),
+            Command::Onboard { source, generation } => {
+                assert_eq!((source.as_str(), generation), ("kms-a.internal:8443", None))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -15,7 +15,12 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::from_default_env();
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs go to stderr: stdout carries the commands' JSON output (bootstrap, describe,
+    // onboard), which scripts parse.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let config = cairn_kms::Config::load(&cli.config).context("loading config")?;
     if let Some(out) = cairn_kms::execute(&config, cli.cmd).await? {

@@ -11,6 +11,9 @@
 //! - `cairn_kms_anchor_unanchored_entries` (gauge): log entries the chain does not hold.
 //! - `cairn_kms_anchor_last_success_age_seconds` (gauge): time since the log was last
 //!   fully anchored.
+//! - `cairn_kms_log_writable` (gauge): 1 while the transparency log takes entries, 0
+//!   after a write failed (a full disk) until it is recovered.
+//! - `cairn_kms_log_recoveries_total`: times the log was reopened after a failed write.
 //! - `cairn_kms_connections_open` (gauge): TCP connections being served (handshake
 //!   included).
 //! - `cairn_kms_connections_refused_total{reason}`: connections closed at accept,
@@ -127,6 +130,7 @@ pub struct Metrics {
     releases: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     stages: [Histogram; 5],
     anchor_failures: AtomicU64,
+    log_recoveries: AtomicU64,
     connections_open: AtomicU64,
     refused_max_connections: AtomicU64,
     refused_max_per_source: AtomicU64,
@@ -184,6 +188,16 @@ impl Metrics {
     /// Count one failed anchoring round.
     pub fn anchor_failed(&self) {
         self.anchor_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one recovery of the log after a failed write.
+    pub fn log_recovered(&self) {
+        self.log_recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Log recoveries so far.
+    pub fn log_recoveries(&self) -> u64 {
+        self.log_recoveries.load(Ordering::Relaxed)
     }
 
     /// Anchoring rounds that failed so far.
@@ -281,7 +295,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the anchoring gauges sampled by the caller.
-    pub fn render(&self, anchor: &AnchorGauges) -> String {
+    pub fn render(&self, anchor: &AnchorGauges, log_writable: bool) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP cairn_kms_releases_total Release-path requests by kind, outcome and check.\n",
@@ -348,6 +362,18 @@ impl Metrics {
             "gauge",
             "Seconds since the log was last fully anchored on chain.",
             anchor.last_success_age_seconds.to_string(),
+        );
+        one(
+            "cairn_kms_log_writable",
+            "gauge",
+            "1 while the transparency log takes entries, 0 after a write failed until it is recovered.",
+            u8::from(log_writable).to_string(),
+        );
+        one(
+            "cairn_kms_log_recoveries_total",
+            "counter",
+            "Times the log was reopened after a failed write.",
+            load(&self.log_recoveries).to_string(),
         );
         one(
             "cairn_kms_connections_open",
@@ -472,10 +498,14 @@ mod tests {
         m.anchor_failed();
         m.connection_refused(Refusal::MaxPerSource);
         let open = m.connection_opened();
-        let text = m.render(&AnchorGauges {
-            unanchored_entries: 7,
-            last_success_age_seconds: 1.5,
-        });
+        m.log_recovered();
+        let text = m.render(
+            &AnchorGauges {
+                unanchored_entries: 7,
+                last_success_age_seconds: 1.5,
+            },
+            false,
+        );
         assert!(text.contains(
             "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2"
         ));
@@ -491,6 +521,8 @@ mod tests {
         let b = m.stage_buckets(Stage::Log);
         assert_eq!((b[2], b[8], b.iter().sum::<u64>()), (1, 1, 2));
         assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
+        assert!(text.contains("\ncairn_kms_log_writable 0\n"));
+        assert!(text.contains("\ncairn_kms_log_recoveries_total 1\n"));
         assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
         assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
         assert!(text.contains("\ncairn_kms_connections_open 1\n"));

@@ -14,6 +14,12 @@
 //!    that generation, and A's TLS certificate to be issued by that root CA — only then
 //!    store the secret;
 //! 6. log the onboarding in B's own log (a `kms-onboard` entry naming A).
+//!
+//! [`onboard_generation`] does the same for a node that already has an identity and
+//! needs another key generation (a rotation, docs/rotation.md): it asks A for that
+//! generation, requires it to be one the chain serves at the pinned block (the current
+//! one, or the previous one during its window) with the root keys registered for it, and
+//! adds it to B's store beside the generations B holds.
 
 use std::net::SocketAddr;
 
@@ -54,6 +60,137 @@ fn peer_client(opts: &NodeOptions) -> KmsClient {
     client.with_clock(move || clock.now())
 }
 
+/// Add key generation `generation` to the (already onboarded or bootstrapped) node
+/// described by `opts`, received from the node at `source` (see module docs).
+pub async fn onboard_generation(
+    opts: &NodeOptions,
+    source: SocketAddr,
+    generation: u64,
+) -> Result<OnboardReport> {
+    crate::node::install_crypto_provider();
+    let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
+    let held = store.held()?;
+    if held.masters.contains_key(&generation) {
+        return Err(Error::GenerationHeld { generation });
+    }
+    let chain = ChainClient::connect(&opts.chain, None).await?;
+    let (source_node, at, resp, conn) = fetch(opts, &chain, source, Some(generation)).await?;
+    if resp.key_generation != generation {
+        return Err(Error::RootKeysMismatch { generation });
+    }
+    let master = MasterSecret::from_bytes(*resp.master_secret);
+    let root = RootKeys::derive(&master)?;
+    let gens = chain
+        .key_generations(at)
+        .await?
+        .ok_or(Error::NoRootKeysOnChain)?;
+    let registered = if u64::from(gens.current.generation) == generation {
+        // The source's TLS certificate is issued by the current root CA.
+        RootCa::from_der(root.ca().cert_der().to_vec())
+            .and_then(|ca| ca.verify_issued(conn.peer().cert_der(), opts.clock.now()))
+            .map_err(Error::SourceNotRooted)?;
+        gens.current.clone()
+    } else {
+        match gens.active_previous() {
+            Some(p) if u64::from(p.keys.generation) == generation => p.keys.clone(),
+            _ => return Err(Error::GenerationNotServed { generation }),
+        }
+    };
+    if registered.k256_pubkey.as_ref() != root.k256_public().as_slice()
+        || registered.ca_pubkey.as_ref() != root.ca().spki_der().as_slice()
+    {
+        return Err(Error::RootKeysMismatch { generation });
+    }
+    drop(conn);
+    store.add_generation(master, generation)?;
+    let node_key = held.node_key;
+    drop(store);
+    let local_log_index =
+        log_onboarding(opts, &source_node, at, generation, node_key.address()).await?;
+    tracing::info!(generation, "key generation onboarded");
+    Ok(OnboardReport {
+        node_address: node_key.address(),
+        key_generation: generation,
+        source_receipt: resp.receipt,
+        local_log_index,
+    })
+}
+
+/// Connect to `source` with this node's own certificate, check its evidence and
+/// `isKmsAllowed`, and ask it for `generation` (`None`: its current one).
+async fn fetch(
+    opts: &NodeOptions,
+    chain: &ChainClient,
+    source: SocketAddr,
+    generation: Option<u64>,
+) -> Result<(
+    crate::evidence::Attested,
+    cairn_onchain::PolicyBlock,
+    cairn_protocol::api::OnboardResponse,
+    cairn_kms_client::KmsConnection,
+)> {
+    let own_cert = RaTlsCertBuilder::new(Usage::KmsRpc)
+        .common_name("Cairn KMS (onboarding)")
+        .event_log(&opts.event_log)
+        .issued_at(opts.clock.now())
+        .build(opts.tee.as_ref())?;
+    let mut conn = peer_client(opts)
+        .connect(&format!("https://{source}"), Some(&own_cert))
+        .await?;
+    let source_node = evidence::attest(
+        Some(conn.peer().cert_der()),
+        &opts.verifier,
+        &opts.collateral,
+        &opts.os_images,
+        opts.clock.now(),
+    )
+    .await
+    .map_err(Error::SourceEvidence)?;
+    let at = chain.policy_block().await?;
+    chain.is_kms_allowed(&source_node.boot, at).await?;
+    let resp = conn
+        .onboard_generation(generation)
+        .await
+        .map_err(|e| match e {
+            cairn_kms_client::Error::Status {
+                status,
+                code,
+                message,
+                ..
+            } => Error::OnboardRefused {
+                status,
+                code,
+                message,
+            },
+            e => Error::KmsClient(e),
+        })?;
+    Ok((source_node, at, resp, conn))
+}
+
+/// The `kms-onboard` entry in this node's own log.
+async fn log_onboarding(
+    opts: &NodeOptions,
+    source_node: &crate::evidence::Attested,
+    at: cairn_onchain::PolicyBlock,
+    generation: u64,
+    node: [u8; 20],
+) -> Result<u64> {
+    let log = Log::open(opts.data_dir.join(LOG_DIR))?;
+    let record = release_record(
+        ReleaseKind::KmsOnboard,
+        source_node,
+        at,
+        generation,
+        opts.chain.chain_id,
+        node,
+        opts.clock.now(),
+    )?;
+    let bytes = record
+        .encode()
+        .map_err(|e| Error::Log(cairn_tlog::Error::from(e)))?;
+    Ok(tokio::task::spawn_blocking(move || log.append(bytes)).await??)
+}
+
 /// Onboard the node described by `opts` from the node at `source` (see module docs).
 pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardReport> {
     crate::node::install_crypto_provider();
@@ -68,40 +205,7 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
         Err(e) => return Err(e),
     }
     let chain = ChainClient::connect(&opts.chain, None).await?;
-
-    let own_cert = RaTlsCertBuilder::new(Usage::KmsRpc)
-        .common_name("Cairn KMS (onboarding)")
-        .event_log(&opts.event_log)
-        .build(opts.tee.as_ref())?;
-    let mut conn = peer_client(opts)
-        .connect(&format!("https://{source}"), Some(&own_cert))
-        .await?;
-
-    let source_node = evidence::attest(
-        Some(conn.peer().cert_der()),
-        &opts.verifier,
-        &opts.collateral,
-        &opts.os_images,
-        opts.clock.now(),
-    )
-    .await
-    .map_err(Error::SourceEvidence)?;
-    let at = chain.policy_block().await?;
-    chain.is_kms_allowed(&source_node.boot, at).await?;
-
-    let resp = conn.onboard().await.map_err(|e| match e {
-        cairn_kms_client::Error::Status {
-            status,
-            code,
-            message,
-            ..
-        } => Error::OnboardRefused {
-            status,
-            code,
-            message,
-        },
-        e => Error::KmsClient(e),
-    })?;
+    let (source_node, at, resp, conn) = fetch(opts, &chain, source, None).await?;
 
     let master = MasterSecret::from_bytes(*resp.master_secret);
     let root = RootKeys::derive(&master)?;
@@ -121,20 +225,14 @@ pub async fn onboard(opts: &NodeOptions, source: SocketAddr) -> Result<OnboardRe
     let identity = store.install(master, resp.key_generation)?;
     drop(store);
 
-    let log = Log::open(opts.data_dir.join(LOG_DIR))?;
-    let record = release_record(
-        ReleaseKind::KmsOnboard,
+    let local_log_index = log_onboarding(
+        opts,
         &source_node,
         at,
         identity.generation,
-        opts.chain.chain_id,
         identity.node_key.address(),
-        opts.clock.now(),
-    )?;
-    let bytes = record
-        .encode()
-        .map_err(|e| Error::Log(cairn_tlog::Error::from(e)))?;
-    let local_log_index = tokio::task::spawn_blocking(move || log.append(bytes)).await??;
+    )
+    .await?;
     tracing::info!(
         node = %format!("0x{}", hex::encode(identity.node_key.address())),
         generation = identity.generation,

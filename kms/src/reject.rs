@@ -32,6 +32,9 @@ pub enum Check {
     Policy(cairn_onchain::Check),
     /// `sign-cert`: the CSR does not verify or its key is not the attested client key.
     Csr,
+    /// `app-key` with `previous_generation: "required"`: the chain serves no previous key
+    /// generation (never rotated with a window, or the window ended: retired).
+    KeyGeneration,
 }
 
 impl Check {
@@ -45,6 +48,7 @@ impl Check {
             Check::OsImageMeasurements => "denied.os_image_measurements",
             Check::Policy(c) => c.code(),
             Check::Csr => "denied.csr",
+            Check::KeyGeneration => "denied.key_generation",
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum Dependency {
     /// The log is too far ahead of its on-chain anchor (`log.max_unanchored`) or was
     /// last fully anchored too long ago (`log.max_anchor_age_secs`).
     Anchor,
+    /// The transparency log cannot make an entry durable (a full disk, an I/O error);
+    /// it is reopened in the background until it takes entries again.
+    Log,
 }
 
 impl Dependency {
@@ -93,6 +100,7 @@ impl Dependency {
             Dependency::KeyGeneration => "unavailable.key_generation",
             Dependency::Registration => "self_check.not_registered",
             Dependency::Anchor => "unavailable.anchor",
+            Dependency::Log => "unavailable.log",
         }
     }
 }
@@ -316,6 +324,7 @@ mod tests {
         for (dependency, code) in [
             (Dependency::Registration, "self_check.not_registered"),
             (Dependency::Anchor, "unavailable.anchor"),
+            (Dependency::Log, "unavailable.log"),
         ] {
             let e = ApiError::Unavailable {
                 dependency,

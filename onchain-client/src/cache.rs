@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use alloy::primitives::{Address, B256};
 
-use crate::client::RootKeys;
+use crate::client::{KeyGenerations, RootKeys};
 
 /// Which policy question a cached answer answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,6 +16,8 @@ pub(crate) enum Query {
     Kms,
     /// `keyGeneration` + `rootKeys(generation)`.
     RootKeys,
+    /// `keyGeneration` + `transitionWindow` + `rootKeys` of both generations.
+    KeyGenerations,
     /// `isKmsNode(address)`.
     KmsNode,
     /// `gatewayAppId`.
@@ -40,6 +42,8 @@ pub(crate) enum Outcome {
     Verdict(Option<String>),
     /// The current root keys (`None`: no generation set).
     RootKeys(Option<RootKeys>),
+    /// The served key generations (`None`: no generation set).
+    KeyGenerations(Option<KeyGenerations>),
     /// A yes/no read.
     Bool(bool),
     /// An address read (`None`: unset).

@@ -6,7 +6,7 @@ use alloy::providers::DynProvider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 
-use crate::bindings::{AppAuth, CairnGovernor, CairnToken, TimelockController};
+use crate::bindings::{AppAuth, CairnGovernor, CairnToken, KmsAuth, TimelockController};
 use crate::connection::Connection;
 use crate::error::{Error, Result, Target};
 
@@ -146,6 +146,28 @@ impl Proposal {
     /// A proposal that allows `hash` on the app `app_id` (`addComposeHash`).
     pub fn add_compose_hash(app_id: Address, hash: B256, description: impl Into<String>) -> Self {
         Self::new(description).call(app_id, &AppAuth::addComposeHashCall { hash })
+    }
+
+    /// A proposal that rotates the KMS root keys of `kms_auth` to `generation`, keeping
+    /// the replaced generation served until `previous_valid_until` (unix seconds;
+    /// `KmsAuth.rotateKmsRootKeys`).
+    pub fn rotate_kms_root_keys(
+        kms_auth: Address,
+        generation: u32,
+        k256_pubkey: Bytes,
+        ca_pubkey: Bytes,
+        previous_valid_until: u64,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::new(description).call(
+            kms_auth,
+            &KmsAuth::rotateKmsRootKeysCall {
+                generation,
+                k256Pubkey: k256_pubkey,
+                caPubkey: ca_pubkey,
+                previousValidUntil: previous_valid_until,
+            },
+        )
     }
 
     /// keccak256 of the description (what queue/execute take).

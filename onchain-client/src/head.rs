@@ -35,7 +35,9 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::cache::Query;
-use crate::client::{unix_now, BootInfo, ChainClient, Head, PolicyBlock, Read, RootKeys, Verdict};
+use crate::client::{
+    unix_now, BootInfo, ChainClient, Head, KeyGenerations, PolicyBlock, Read, RootKeys, Verdict,
+};
 use crate::config::ChainConfig;
 use crate::error::{Error, Result};
 
@@ -397,6 +399,13 @@ impl HeadView<'_> {
     pub async fn root_keys(&self) -> Result<Option<RootKeys>> {
         self.inner.track(Read::RootKeys.key(), || Read::RootKeys);
         self.inner.client.root_keys(self.block()).await
+    }
+
+    /// [`ChainClient::key_generations`] at [`HeadView::block`].
+    pub async fn key_generations(&self) -> Result<Option<KeyGenerations>> {
+        self.inner
+            .track(Read::KeyGenerations.key(), || Read::KeyGenerations);
+        self.inner.client.key_generations(self.block()).await
     }
 
     /// [`ChainClient::is_kms_node`] at [`HeadView::block`].

@@ -118,6 +118,38 @@ impl ChainClient {
         .await
     }
 
+    /// Rotates the root keys to a new generation, keeping the replaced one served until
+    /// `previous_valid_until` (unix seconds, block time; owner). See
+    /// `KmsAuth.rotateKmsRootKeys`.
+    pub async fn rotate_kms_root_keys(
+        &self,
+        generation: u32,
+        k256_pubkey: Bytes,
+        ca_pubkey: Bytes,
+        previous_valid_until: u64,
+    ) -> Result<TransactionReceipt> {
+        self.kms_tx(
+            "KmsAuth.rotateKmsRootKeys",
+            self.tx_kms().rotateKmsRootKeys(
+                generation,
+                k256_pubkey,
+                ca_pubkey,
+                previous_valid_until,
+            ),
+        )
+        .await
+    }
+
+    /// Moves the end of the open transition window (owner); a time not after the block's
+    /// ends it at once.
+    pub async fn set_transition_window_end(&self, valid_until: u64) -> Result<TransactionReceipt> {
+        self.kms_tx(
+            "KmsAuth.setTransitionWindowEnd",
+            self.tx_kms().setTransitionWindowEnd(valid_until),
+        )
+        .await
+    }
+
     /// Allows an OS image hash (owner).
     pub async fn add_os_image(&self, os_image_hash: B256) -> Result<TransactionReceipt> {
         self.kms_tx(

@@ -124,7 +124,8 @@ pub use bindings::{
     ERC1967Proxy, KmsAuth, TimelockController,
 };
 pub use client::{
-    unix_now, Anchor, BootInfo, ChainClient, Head, PolicyBlock, RootKeys, Verdict, MAX_REASON_LEN,
+    unix_now, Anchor, BootInfo, ChainClient, Head, KeyGenerations, PolicyBlock, PreviousGeneration,
+    RootKeys, Verdict, MAX_REASON_LEN,
 };
 pub use config::{
     check_rpc_url, endpoint_label, is_loopback, ChainConfig, RpcTransport, DEFAULT_CALL_TIMEOUT,

@@ -150,6 +150,25 @@ pub fn project_logs(project: &str) -> String {
     all
 }
 
+/// The Compose projects on the engine whose name starts with `prefix` (containers of
+/// every state), e.g. `cairn-<compose name>-` for the CVMs of one compose.
+pub fn projects_with_prefix(prefix: &str) -> Vec<String> {
+    let out = run(
+        Command::new("docker")
+            .args(["ps", "-a", "--filter", "label=com.docker.compose.project"])
+            .args(["--format", "{{.Label \"com.docker.compose.project\"}}"]),
+        "docker ps",
+    );
+    let mut projects: Vec<String> = String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|p| p.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    projects.sort();
+    projects.dedup();
+    projects
+}
+
 /// Removes every container of a Compose project when dropped, so a failing test leaves
 /// nothing running on the shared engine.
 pub struct ProjectGuard(pub String);
@@ -240,6 +259,13 @@ pub async fn wait_for_http(port: u16, path: &str, project: &str) -> Vec<u8> {
 /// `${API_KEY}` substitution), `/getkey.json` (a `GetKey` answer fetched over the agent
 /// socket) and `/info.json` (`Info`).
 pub fn agent_app_compose(name: &str, image: &str) -> String {
+    agent_app_compose_on(name, image, "${PORT}")
+}
+
+/// [`agent_app_compose`] serving on the port `port` substitutes to: `"${PORT}"` (the
+/// deployer's env), or `"${CAIRN_PORT_8080}"` (the host port a VMM mapped to the app's
+/// port 8080, which the guest passes to the app).
+pub fn agent_app_compose_on(name: &str, image: &str, port: &str) -> String {
     let compose = format!(
         r#"services:
   app:
@@ -247,7 +273,7 @@ pub fn agent_app_compose(name: &str, image: &str) -> String {
     network_mode: host
     environment:
       API_KEY: ${{API_KEY}}
-      PORT: ${{PORT}}
+      PORT: {port}
     volumes:
       - /var/run/dstack.sock:/var/run/dstack.sock
     command:

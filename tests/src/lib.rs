@@ -21,7 +21,13 @@
 //! - [`Devnet`] — the test cluster of `cairn_kms::testing` (anvil with the Cairn system
 //!   deployed and the cluster's root keys; mining lets the KMS nodes' policy heads see
 //!   the new blocks), re-exported here with the cluster's constants, PKI and verifier.
-//! - [`Kms`] — a registered KMS node serving on a free port (`RunningKms`).
+//! - [`Kms`] — a registered KMS node serving on a free port (a `RunningKms` and its
+//!   simulated host); [`Kms::stop`] keeps its data directory for
+//!   [`Devnet::restart_kms`] on the same address.
+//! - `cluster` — N nodes, the first holding the test master and the others onboarded
+//!   from it over mutual RA-TLS: in-process ([`Cluster`], [`Devnet::start_cluster`]) or
+//!   as `cairn-kms` processes ([`ProcessCluster`], [`Devnet::start_process_cluster`];
+//!   [`KmsProcess::kill9`], [`KmsProcess::restart`]).
 //! - [`Cvm`] — a host share + keys + work dir for one guest, and its boot.
 //! - [`chain_root_k256`] — the root key registered on chain, what deploy-time env
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
@@ -37,6 +43,7 @@
 //!
 //! Receipts are checked with `cairn_onchain::verify_receipt`, the auditor's verifier.
 
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::simulator::{SimHostConfig, SimTdx};
 use cairn_attestation::Tee;
+use cairn_kms::NodeOptions;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::ChainClient;
 use http_body_util::{BodyExt, Full};
@@ -55,16 +63,22 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use cairn_kms::testing::{
-    checked_get_key, image, kms_client, pki, root_keys, verifier, RunningKms, TestNet,
-    CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, PKI_SEED,
+    checked_get_key, image, install_master, kms_client, pki, root_keys, verifier, RunningKms,
+    TestNet, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, PKI_SEED,
 };
 
+mod cluster;
 mod docker;
 pub mod gateway;
+pub use cluster::{
+    cluster_host_seed, kms_binary, poll_until, Cluster, KmsProcess, ProcessCluster,
+    PROCESS_DEADLINE,
+};
 pub mod vmm;
 pub use docker::{
-    agent_app_compose, agent_app_image, free_port, http_get, project_containers, project_logs,
-    require_docker, wait_for_http, ProjectGuard, BUSYBOX_IMAGE,
+    agent_app_compose, agent_app_compose_on, agent_app_image, free_port, http_get,
+    project_containers, project_logs, projects_with_prefix, require_docker, wait_for_http,
+    ProjectGuard, BUSYBOX_IMAGE,
 };
 
 /// The KMS node's simulated host.
@@ -101,14 +115,71 @@ impl Devnet {
     /// own anchoring runs hourly and the anchoring bound only has to exceed that; chain
     /// calls time out after 5 s.
     pub async fn start_kms(&self) -> Kms {
-        let (mut opts, dir) = self.net.prepare(KMS_HOST_SEED, &pki()).await;
+        self.start_kms_on(KMS_HOST_SEED).await
+    }
+
+    /// [`Devnet::start_kms`] on the simulated host `host_seed` (another seed is another
+    /// device, instance id and aggregated MR).
+    pub async fn start_kms_on(&self, host_seed: u8) -> Kms {
+        let (_, dir) = self.net.prepare(host_seed, &pki()).await;
+        let opts = self.kms_options(dir.path(), host_seed);
+        self.serve_kms(opts, dir, host_seed, 0).await
+    }
+
+    /// The options of a KMS node whose data lives in `data_dir`, on the simulated host
+    /// `host_seed` (`TestNet::options` with the cluster's PKI): anchoring by hand
+    /// (`anchor_once`; the interval is an hour), chain calls timing out after 5 s.
+    pub fn kms_options(&self, data_dir: &Path, host_seed: u8) -> NodeOptions {
+        let mut opts = self.net.options(data_dir, host_seed, &pki());
         opts.chain = opts.chain.with_call_timeout(Duration::from_secs(5));
         opts.anchor_interval = Duration::from_secs(3600);
+        // Scenarios anchor by hand (`anchor_once`); the bound only has to exceed the
+        // interval.
         opts.anchor_limits = cairn_kms::AnchorLimits {
             max_age: Duration::from_secs(7200),
             ..cairn_kms::AnchorLimits::default()
         };
-        self.net.serve(opts, dir).await
+        opts
+    }
+
+    /// Allow the KMS evidence of `opts` (its aggregated MR and device) on chain and, with
+    /// an address, register and fund that node; then mine past the confirmations.
+    pub async fn register_kms_evidence(&self, opts: &NodeOptions, node: Option<[u8; 20]>) {
+        self.net.register_kms(opts, node).await;
+    }
+
+    /// Register (and fund) a KMS node address on chain, then mine past the confirmations.
+    pub async fn add_kms_node(&self, node: [u8; 20]) {
+        self.net
+            .client
+            .add_kms_node(Address::from(node))
+            .await
+            .expect("addKmsNode");
+        self.net.fund(Address::from(node)).await;
+        self.mine(CONFIRMATIONS).await;
+    }
+
+    /// Open the node of `opts` (its store in `dir` holds an identity) and serve it on
+    /// `127.0.0.1:port` (0: a free port); its policy head follows [`Devnet::mine`].
+    pub async fn serve_kms(
+        &self,
+        opts: NodeOptions,
+        dir: Arc<TempDir>,
+        host_seed: u8,
+        port: u16,
+    ) -> Kms {
+        Kms {
+            running: self.net.serve_on(opts, dir, port).await,
+            host_seed,
+        }
+    }
+
+    /// Restart a stopped node (see [`Kms::stop`]) from its data directory, on the same
+    /// host and the same address (so the URLs guests list stay valid).
+    pub async fn restart_kms(&self, stopped: StoppedKms) -> Kms {
+        let opts = self.kms_options(stopped.dir.path(), stopped.host_seed);
+        self.serve_kms(opts, stopped.dir, stopped.host_seed, stopped.addr.port())
+            .await
     }
 
     /// The cluster's secp256k1 root key as the chain holds it at the policy block (what a
@@ -119,8 +190,58 @@ impl Devnet {
     }
 }
 
-/// A KMS node of the scenarios, serving on a free port.
-pub type Kms = RunningKms;
+/// A KMS node of the scenarios serving on a free port: a `RunningKms` (its node, address,
+/// URL and clients through `Deref`) on the simulated host `host_seed`.
+pub struct Kms {
+    /// The running node.
+    pub running: RunningKms,
+    /// Its simulated host.
+    pub host_seed: u8,
+}
+
+impl Deref for Kms {
+    type Target = RunningKms;
+
+    fn deref(&self) -> &RunningKms {
+        &self.running
+    }
+}
+
+impl std::ops::DerefMut for Kms {
+    fn deref_mut(&mut self) -> &mut RunningKms {
+        &mut self.running
+    }
+}
+
+/// A KMS node that was stopped: its data directory, host and address, to restart it
+/// ([`Devnet::restart_kms`]).
+pub struct StoppedKms {
+    /// The data directory (`secrets/`, `log/`).
+    pub dir: Arc<TempDir>,
+    /// Its simulated host.
+    pub host_seed: u8,
+    /// The address it listened on.
+    pub addr: SocketAddr,
+}
+
+impl Kms {
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.running.dir.path()
+    }
+
+    /// Stop serving, wait for the server task and for every handle on the node to go
+    /// (so its stores can be opened again); keeps its data directory.
+    pub async fn stop(self) -> StoppedKms {
+        let addr = self.running.addr;
+        let dir = self.running.stop().await;
+        StoppedKms {
+            dir,
+            host_seed: self.host_seed,
+            addr,
+        }
+    }
+}
 
 /// SHA-256 of the exact compose bytes, as the chain stores it.
 pub fn compose_hash(compose: &[u8]) -> B256 {
@@ -213,6 +334,18 @@ impl Cvm {
             .expect("json"),
         )
         .expect("write instance info");
+    }
+
+    /// List `urls` as the share's KMS URLs (tried in this order), keeping the rest of
+    /// `sys-config.json`.
+    pub fn set_kms_urls(&self, urls: &[String]) {
+        let path = self.dir.path().join("share/sys-config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read sys-config"))
+                .expect("sys-config JSON");
+        config["kms_urls"] = serde_json::json!(urls);
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json"))
+            .expect("write sys-config");
     }
 
     /// Have the guest check its KMS against KmsAuth on `net` (sys-config's `chain`

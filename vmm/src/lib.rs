@@ -32,7 +32,7 @@
 //! - `backend` — the [`Backend`] trait, `process` and `qemu`.
 //! - `manager` — [`Vmm`]: lifecycle, re-adoption, upgrades.
 //! - `hostapi` — the per-CVM guest → host socket.
-//! - `server` — the router, auth, handlers, OpenAPI, [`run`].
+//! - `server` — the router, auth, handlers, OpenAPI, the web page (`server/ui/`), [`run`].
 //! - `client` — [`VmmClient`], the API's client (CLI, tests).
 //! - `envcrypt` — [`encrypt_env`]: the KMS env key checked against the chain, then
 //!   encryption (what clients do before they send `encrypted_env`).
@@ -74,6 +74,9 @@ pub use crate::{
     manager::{kill_all_guests, UpgradeOutcome, Vmm, MAX_SOCKET_PATH},
     // Metrics.
     metrics::Metrics,
-    server::{bind_unix, openapi, route_table, router, run, Listeners, Transport},
+    server::{
+        bind_unix, openapi, route_table, router, run, Listeners, Transport, API_CSP, PAGE_CSP,
+        PAGE_PATH, SCRIPT_PATH, STYLE_PATH,
+    },
     store::{CvmDir, Manifest},
 };

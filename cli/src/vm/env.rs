@@ -4,31 +4,16 @@
 //! signed it (`cairn_vmm::encrypt_env`); the VMM receives ciphertext.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use cairn_attestation::simulator::{SimPki, SimPkiConfig};
-use cairn_attestation::{Collateral, PccsClient, Verifier};
 use cairn_kms_client::KmsClient;
 use cairn_onchain::{ChainClient, ChainConfig};
 use cairn_protocol::env::{EnvVar, EnvVars};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-/// Intel's PCS, the default collateral source for `--kms-trust intel`.
-const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
-/// The simulator PKI seed the devnet uses.
-const DEFAULT_SIM_PKI_SEED: &str =
-    "4242424242424242424242424242424242424242424242424242424242424242";
-
-/// Which root the KMS's attestation is verified against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KmsTrust {
-    /// Intel's SGX root CA (collateral from `--pccs-url`).
-    Intel,
-    /// The TDX simulator's mock root (development only).
-    Simulator,
-}
+use crate::common::KmsTrust;
+use crate::common::{DEFAULT_PCCS_URL, DEFAULT_SIM_PKI_SEED};
 
 /// Env options of `deploy` and `upgrade`.
 #[derive(Debug, Args)]
@@ -137,24 +122,7 @@ impl EnvArgs {
     }
 
     fn kms_client(&self, now: u64) -> anyhow::Result<KmsClient> {
-        Ok(match self.kms_trust {
-            KmsTrust::Intel => {
-                let pccs = PccsClient::new(&self.pccs_url).context("--pccs-url")?;
-                KmsClient::with_pccs(Verifier::intel(), pccs)
-            }
-            KmsTrust::Simulator => {
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(self.sim_pki_seed.trim_start_matches("0x"), &mut seed)
-                    .context("--sim-pki-seed: 32 bytes of hex")?;
-                let pki = SimPki::new(SimPkiConfig::new(seed, now)).context("simulator PKI")?;
-                let collateral =
-                    Collateral::new(pki.collateral()).context("simulator collateral")?;
-                KmsClient::new(Arc::new(
-                    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-                        .with_collateral(collateral),
-                ))
-            }
-        })
+        crate::common::kms_client(self.kms_trust, &self.pccs_url, &self.sim_pki_seed, now)
     }
 }
 

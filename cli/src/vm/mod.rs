@@ -42,9 +42,9 @@ pub struct VmArgs {
     /// A file holding the VMM's bearer token (for TCP).
     #[arg(long, env = "CAIRN_VMM_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
-    /// Print JSON (the API's own types) instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    /// `--json` (the global flag; JSON is the API's own types).
+    #[arg(skip)]
+    pub json: bool,
     #[command(subcommand)]
     cmd: VmCommand,
 }

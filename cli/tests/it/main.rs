@@ -1,5 +1,12 @@
 //! `cairn` against the real services (in-process, `cairn_e2e`), real guests, KMS and
 //! anvil.
 
+mod app;
+mod attest;
+mod chain;
+mod dao;
+mod env;
 mod gateway;
+mod kms;
+mod plumbing;
 mod vm;

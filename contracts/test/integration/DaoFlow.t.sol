@@ -19,6 +19,7 @@ contract DaoFlowTest is CairnTestBase {
     uint48 internal constant VOTING_DELAY = 1; // blocks
     uint32 internal constant VOTING_PERIOD = 50; // blocks
     uint256 internal constant TIMELOCK_DELAY = 1 days; // seconds
+    uint64 internal constant TIMELOCK_DELAY_U64 = 1 days;
     uint256 internal constant SUPPLY = 1_000_000e18;
 
     address internal kmsOwner = makeAddr("KmsOwner");
@@ -195,6 +196,53 @@ contract DaoFlowTest is CairnTestBase {
         assertEq(devApp.owner(), address(timelock), "timelock owns the app");
         (bool ok, string memory reason) = kms.isAppAllowed(_bootInfo(address(devApp), COMPOSE_HASH_2, DEVICE_ID));
         _assertVerdict(ok, reason, true, "");
+    }
+
+    function test_DaoVoteRotatesKmsRootKeysWithATransitionWindow() public {
+        // KmsAuth handed over to the DAO (Ownable2Step), then the DAO's proposal accepts it and
+        // rotates the root keys: generation 2 becomes current, generation 1 stays served for a week.
+        bytes memory k1 = hex"02aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
+        bytes memory k2 = hex"03aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
+        bytes memory ca = hex"3059301306072a8648ce3d020106082a8648ce3d03010703420004";
+        vm.startPrank(kmsOwner);
+        kms.setKmsRootKeys(1, k1, ca);
+        kms.transferOwnership(address(timelock));
+        vm.stopPrank();
+
+        uint64 windowEnd = uint64(block.timestamp) + TIMELOCK_DELAY_U64 + 100 + 7 days;
+        address[] memory targets = new address[](2);
+        targets[0] = address(kms);
+        targets[1] = address(kms);
+        uint256[] memory values = new uint256[](2);
+        bytes[] memory calldatas = new bytes[](2);
+        calldatas[0] = abi.encodeCall(Ownable2StepUpgradeable.acceptOwnership, ());
+        calldatas[1] = abi.encodeCall(KmsAuth.rotateKmsRootKeys, (2, k2, ca, windowEnd));
+        string memory description = "Rotate the KMS root keys to generation 2";
+        bytes32 descriptionHash = keccak256(bytes(description));
+
+        vm.prank(voter);
+        uint256 id = governor.propose(targets, values, calldatas, description);
+        vm.roll(block.number + VOTING_DELAY + 1);
+        vm.prank(voter);
+        governor.castVote(id, 1);
+        vm.roll(block.number + VOTING_PERIOD + 1);
+        governor.queue(targets, values, calldatas, descriptionHash);
+        assertEq(kms.keyGeneration(), 1, "queued is not executed");
+        vm.warp(block.timestamp + TIMELOCK_DELAY);
+        vm.expectEmit(address(kms));
+        emit KmsAuth.TransitionWindowSet(1, windowEnd);
+        governor.execute(targets, values, calldatas, descriptionHash);
+
+        assertEq(kms.owner(), address(timelock), "the DAO owns KmsAuth");
+        assertEq(kms.keyGeneration(), 2, "generation 2 current");
+        assertTrue(kms.isKeyGenerationActive(1), "generation 1 served during the window");
+        vm.warp(windowEnd);
+        assertFalse(kms.isKeyGenerationActive(1), "generation 1 refused after the window");
+
+        // The old owner cannot shortcut the DAO.
+        vm.prank(kmsOwner);
+        vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, kmsOwner));
+        kms.rotateKmsRootKeys(3, k1, ca, windowEnd + 1 days);
     }
 
     function test_ProposerCancelsPendingProposal() public {

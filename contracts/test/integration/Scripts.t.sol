@@ -79,6 +79,26 @@ contract ScriptsTest is Test {
         new Admin().run();
         assertFalse(kms.isAppRegistered(appId), "deregistered");
 
+        // Admin: root keys, then a rotation with a transition window, then its end moved.
+        bytes memory k256 = hex"02aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
+        bytes memory ca = hex"3059301306072a8648ce3d020106082a8648ce3d03010703420004";
+        vm.setEnv("CAIRN_ACTION", "set-root-keys");
+        vm.setEnv("CAIRN_KEY_GENERATION", "1");
+        vm.setEnv("CAIRN_K256_PUBKEY", vm.toString(k256));
+        vm.setEnv("CAIRN_CA_PUBKEY", vm.toString(ca));
+        new Admin().run();
+        assertEq(kms.keyGeneration(), 1, "generation 1");
+        vm.setEnv("CAIRN_ACTION", "rotate-root-keys");
+        vm.setEnv("CAIRN_KEY_GENERATION", "2");
+        vm.setEnv("CAIRN_PREVIOUS_VALID_UNTIL", vm.toString(block.timestamp + 7 days));
+        new Admin().run();
+        assertEq(kms.keyGeneration(), 2, "generation 2");
+        assertTrue(kms.isKeyGenerationActive(1), "generation 1 in its window");
+        vm.setEnv("CAIRN_ACTION", "set-transition-window-end");
+        vm.setEnv("CAIRN_PREVIOUS_VALID_UNTIL", vm.toString(block.timestamp));
+        new Admin().run();
+        assertFalse(kms.isKeyGenerationActive(1), "window ended by the admin");
+
         // DeployGovernance with a DAO-owned app.
         vm.setEnv("CAIRN_COMPOSE_HASH", vm.toString(H1));
         (CairnScript.Governance memory g, address daoApp) = new DeployGovernance().run();

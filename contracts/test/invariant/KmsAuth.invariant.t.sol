@@ -16,7 +16,7 @@ contract KmsAuthInvariantTest is Test {
         vm.warp(1_700_000_000);
         handler = new KmsAuthHandler();
         kms = handler.kms();
-        bytes4[] memory selectors = new bytes4[](9);
+        bytes4[] memory selectors = new bytes4[](12);
         selectors[0] = KmsAuthHandler.registerApp.selector;
         selectors[1] = KmsAuthHandler.deregisterApp.selector;
         selectors[2] = KmsAuthHandler.addComposeHash.selector;
@@ -26,6 +26,9 @@ contract KmsAuthInvariantTest is Test {
         selectors[6] = KmsAuthHandler.addKmsNode.selector;
         selectors[7] = KmsAuthHandler.removeKmsNode.selector;
         selectors[8] = KmsAuthHandler.anchorCheckpoint.selector;
+        selectors[9] = KmsAuthHandler.rotateKmsRootKeys.selector;
+        selectors[10] = KmsAuthHandler.setKmsRootKeys.selector;
+        selectors[11] = KmsAuthHandler.setTransitionWindowEnd.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -87,6 +90,24 @@ contract KmsAuthInvariantTest is Test {
             address n = handler.nodeAt(i);
             (uint64 size,,) = kms.latestAnchor(n);
             assertEq(size, handler.ghostMaxAnchored(n), "anchor equals max ever anchored");
+        }
+    }
+
+    /// A key generation that was retired (its window ended, or a later rotation or
+    /// `setKmsRootKeys` replaced it) is never served again; at most two generations are served,
+    /// the current one and the previous one, and only while its window is open.
+    function invariant_RetiredGenerationNeverServedAgain() public view {
+        assertFalse(handler.ghostReopened(), "an ended window was moved");
+        uint32 current = kms.keyGeneration();
+        (uint32 previous, uint64 validUntil, bool active) = kms.transitionWindow();
+        assertEq(active, block.timestamp < validUntil, "window flag");
+        if (previous != 0) assertLt(previous, current, "previous below current");
+        for (uint32 g = 1; g <= handler.ghostMaxRetired(); ++g) {
+            if (handler.ghostRetired(g)) assertFalse(kms.isKeyGenerationActive(g), "retired generation served");
+        }
+        for (uint32 g = 0; g <= current + 1; ++g) {
+            bool served = kms.isKeyGenerationActive(g);
+            assertEq(served, g != 0 && (g == current || (g == previous && active)), "served generations");
         }
     }
 }

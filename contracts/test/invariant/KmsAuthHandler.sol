@@ -17,6 +17,8 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
     uint256 internal constant N_HASHES = 4;
     uint256 internal constant N_NODES = 3;
     bytes32 public constant OS_IMAGE = keccak256("os-image-1");
+    bytes internal constant K256 = hex"02aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
+    bytes internal constant CA = hex"3059301306072a8648ce3d020106082a8648ce3d03010703420004";
 
     KmsAuth public kms;
     AppAuth[N_APPS] public apps;
@@ -29,6 +31,13 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
     mapping(address node => uint64) public ghostMaxAnchored;
     /// Ghost: a shrinking or conflicting anchor was accepted (must stay false).
     bool public ghostBadAnchorAccepted;
+    /// Ghost: a generation that was the previous one and whose window was seen ended (or that
+    /// was dropped by a later rotation): it must never be served again.
+    mapping(uint32 generation => bool) public ghostRetired;
+    /// Ghost: an ended transition window was moved (must stay false).
+    bool public ghostReopened;
+    /// Ghost: the highest generation retired so far (the invariant checks 1..this).
+    uint32 public ghostMaxRetired;
     /// Ghost: how many calls each action made (for the run summary).
     mapping(bytes32 action => uint256) public calls;
 
@@ -41,6 +50,7 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
             )
         );
         kms.addOsImageHash(OS_IMAGE);
+        kms.setKmsRootKeys(1, K256, CA);
         for (uint256 i = 0; i < N_HASHES; ++i) {
             hashes[i] = keccak256(abi.encode("compose", i));
         }
@@ -145,6 +155,61 @@ contract KmsAuthHandler is CommonBase, StdCheats, StdUtils {
         } catch {
             if (!shrinks && !conflicts) ghostBadAnchorAccepted = true; // a good anchor was refused
         }
+    }
+
+    // ------------------------------------------------------------------ key generations
+
+    /// Marks the previous generation retired once its window is over (called before each
+    /// key-generation action and by the invariant through {observe}).
+    function _observe() internal {
+        (uint32 previous,, bool active) = kms.transitionWindow();
+        if (previous != 0 && !active) _retire(previous);
+    }
+
+    function _retire(uint32 generation) internal {
+        ghostRetired[generation] = true;
+        if (generation > ghostMaxRetired) ghostMaxRetired = generation;
+    }
+
+    function rotateKmsRootKeys(uint256 windowSeed) external {
+        _observe();
+        (uint32 previous,, bool active) = kms.transitionWindow();
+        uint32 current = kms.keyGeneration();
+        uint64 validUntil = uint64(block.timestamp + bound(windowSeed, 1, 20 days));
+        calls["rotateKmsRootKeys"]++;
+        kms.rotateKmsRootKeys(current + 1, K256, CA, validUntil);
+        // A window still open for an older generation ends with this rotation.
+        if (previous != 0 && active) _retire(previous);
+    }
+
+    function setKmsRootKeys() external {
+        _observe();
+        (uint32 previous,,) = kms.transitionWindow();
+        uint32 current = kms.keyGeneration();
+        calls["setKmsRootKeys"]++;
+        kms.setKmsRootKeys(current + 1, K256, CA);
+        if (previous != 0) _retire(previous);
+        _retire(current); // replaced without a window
+    }
+
+    function setTransitionWindowEnd(uint256 endSeed) external {
+        _observe();
+        (uint32 previous, uint64 validUntil, bool active) = kms.transitionWindow();
+        // Anywhere from "already over" to 20 days ahead.
+        uint64 end = uint64(bound(endSeed, block.timestamp - 1, block.timestamp + 20 days));
+        if (!active) {
+            // An ended (or never opened) window cannot be moved, let alone reopened.
+            // forge-lint: disable-next-line(unsafe-typecast) -- short literals fit in 32 bytes
+            calls[bytes32("reopenWindow")]++;
+            try kms.setTransitionWindowEnd(end) {
+                ghostReopened = true;
+            } catch {}
+            return;
+        }
+        if (end == validUntil) return;
+        calls["setTransitionWindowEnd"]++;
+        kms.setTransitionWindowEnd(end);
+        if (end <= block.timestamp) _retire(previous);
     }
 
     // ------------------------------------------------------------------ views for the test

@@ -70,6 +70,7 @@ impl AgentClient {
             path: path.to_owned(),
             purpose: purpose.to_owned(),
             algorithm: "secp256k1".to_owned(),
+            key_generation: None,
         };
         let resp: GetKeyResponse = self.call(METHOD_GET_KEY, &req).await?;
         let bad = |reason: &str| Error::Agent {

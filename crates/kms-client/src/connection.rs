@@ -288,12 +288,18 @@ impl KmsConnection {
     /// self-signed P-256 CA that issued this KMS's TLS certificate, both valid now
     /// ([`Error::NotRooted`] otherwise): the root is what a guest pins and measures.
     pub async fn app_key(&mut self) -> Result<AppKeyRelease> {
+        self.app_key_with(&AppKeyRequest::default()).await
+    }
+
+    /// [`KmsConnection::app_key`] with a request body: `previous_generation` asks for the
+    /// previous key generation's keys too (a rotation's transition window). The previous
+    /// keys come back as the node sent them; the caller may check their `kms_signature`
+    /// against that generation's root key on chain (`KmsAuth.rootKeys`).
+    pub async fn app_key_with(&mut self, request: &AppKeyRequest) -> Result<AppKeyRelease> {
         if self.client_spki.is_none() {
             return Err(Error::NoClientCert);
         }
-        let keys: AppKeyResponse = self
-            .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
-            .await?;
+        let keys: AppKeyResponse = self.call(Method::POST, PATH_APP_KEY, Some(request)).await?;
         let not_rooted = |source| Error::NotRooted {
             addr: self.target.addr(),
             source,
@@ -362,11 +368,19 @@ impl KmsConnection {
     /// certificate): the master secret and the source's receipt. The caller checks the
     /// secret's root keys against the chain before storing it.
     pub async fn onboard(&mut self) -> Result<OnboardResponse> {
+        self.onboard_generation(None).await
+    }
+
+    /// [`KmsConnection::onboard`] for a given key generation (`None`: the source's
+    /// current one): a rotation's new generation, or the previous one during its window.
+    pub async fn onboard_generation(&mut self, generation: Option<u64>) -> Result<OnboardResponse> {
         if self.client_spki.is_none() {
             return Err(Error::NoClientCert);
         }
-        self.call(Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
-            .await
+        let request = OnboardRequest {
+            key_generation: generation,
+        };
+        self.call(Method::POST, PATH_ONBOARD, Some(&request)).await
     }
 }
 

@@ -140,6 +140,12 @@ pub struct GetKeyRequest {
     /// `secp256k1` (or `k256`, or empty) or `ed25519`; others are refused.
     #[serde(default)]
     pub algorithm: String,
+    /// Cairn extension (dstack has no rotation): derive from the app key of this key
+    /// generation instead of the current one — the previous generation while the CVM
+    /// holds it (booted during a rotation's transition window), so the app can decrypt
+    /// what it sealed before and re-encrypt it. Absent: the current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_generation: Option<u64>,
 }
 
 /// `GetKey` response.

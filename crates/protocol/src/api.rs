@@ -70,11 +70,73 @@ impl ErrorBody {
     }
 }
 
-/// `POST /v1/app-key` request. Empty: the caller's identity comes from its RA-TLS client
-/// certificate, never from the body.
+/// `POST /v1/app-key` request. The caller's identity comes from its RA-TLS client
+/// certificate, never from the body; the body only says whether the keys of the previous
+/// key generation are wanted too (a rotation's transition window, docs/rotation.md).
+/// `{}` asks for the current generation alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppKeyRequest {}
+pub struct AppKeyRequest {
+    /// Also release the same app's keys of the generation a rotation replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_generation: Option<PreviousGeneration>,
+}
+
+/// How an [`AppKeyRequest`] asks for the previous generation's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviousGeneration {
+    /// Include them while the chain serves the previous generation (its transition window
+    /// is open); otherwise answer without them (what a booting guest asks).
+    IfServed,
+    /// Include them, or refuse the whole request with 403 `denied.key_generation` when
+    /// the chain serves no previous generation (never rotated, or the window ended).
+    Required,
+}
+
+/// The keys of the previous key generation for the same app and instance, released
+/// during a rotation's transition window so that the app can re-encrypt what it sealed.
+/// The release is logged as its own entry (with this generation). `Debug` redacts every
+/// secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousAppKeys {
+    /// The previous key generation.
+    pub key_generation: u64,
+    /// End of its transition window (block timestamp, exclusive; `KmsAuth.transitionWindow`).
+    pub valid_until: u64,
+    /// The app's secp256k1 secret key of that generation (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub app_key: Zeroizing<[u8; 32]>,
+    /// That generation's root signature over it.
+    #[serde(with = "hex0x::fixed")]
+    pub kms_signature: RecoverableSignature,
+    /// The instance's disk key of that generation (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub disk_key: Zeroizing<[u8; 32]>,
+    /// The app's env X25519 secret of that generation (32 bytes).
+    #[serde(with = "hex0x::secret")]
+    pub env_secret: Zeroizing<[u8; 32]>,
+    /// That generation's root CA certificate (PEM).
+    #[serde(with = "bounded::Str::<MAX_CERT_PEM_LEN>")]
+    pub root_ca_cert: String,
+    /// The log receipt of this release (its own entry).
+    pub receipt: Receipt,
+}
+
+impl std::fmt::Debug for PreviousAppKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousAppKeys")
+            .field("key_generation", &self.key_generation)
+            .field("valid_until", &self.valid_until)
+            .field("app_key", &"<redacted>")
+            .field("kms_signature", &hex0x::encode(&self.kms_signature))
+            .field("disk_key", &"<redacted>")
+            .field("env_secret", &"<redacted>")
+            .field("receipt", &self.receipt)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Proof that a release was logged and under which policy block it was allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +183,9 @@ pub struct AppKeyResponse {
     pub key_generation: u64,
     /// The log receipt of this release.
     pub receipt: Receipt,
+    /// The previous generation's keys, when asked for and served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousAppKeys>,
 }
 
 impl std::fmt::Debug for AppKeyResponse {
@@ -134,6 +199,7 @@ impl std::fmt::Debug for AppKeyResponse {
             .field("os_image_hash", &hex0x::encode(&self.os_image_hash))
             .field("key_generation", &self.key_generation)
             .field("receipt", &self.receipt)
+            .field("previous", &self.previous)
             .finish_non_exhaustive()
     }
 }
@@ -317,11 +383,17 @@ pub struct ConsistencyProofResponse {
     pub hashes: Vec<Hash32>,
 }
 
-/// `POST /v1/onboard` request. Empty: the new node is identified by its RA-TLS client
-/// certificate (usage `kms:rpc`).
+/// `POST /v1/onboard` request. The new node is identified by its RA-TLS client
+/// certificate (usage `kms:rpc`); `{}` asks for the current key generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OnboardRequest {}
+pub struct OnboardRequest {
+    /// Ask for this key generation instead (a rotation: the new generation, once it is
+    /// current on chain; or the previous one during its window). Refused with 404
+    /// `not_found` when the source node does not hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_generation: Option<u64>,
+}
 
 /// `POST /v1/onboard` response: the master secret of the current key generation.
 /// `Debug` redacts the secret.
@@ -367,7 +439,57 @@ mod tests {
                 policy_block_number: 8,
                 policy_block_hash: [9; 32],
             },
+            previous: None,
         }
+    }
+
+    #[test]
+    fn previous_generation_keys_round_trip_and_debug_redacts() {
+        let mut r = app_key_response();
+        r.key_generation = 2;
+        r.previous = Some(PreviousAppKeys {
+            key_generation: 1,
+            valid_until: 1_900_000_000,
+            app_key: Zeroizing::new([0xa1; 32]),
+            kms_signature: [0xa2; 65],
+            disk_key: Zeroizing::new([0xa3; 32]),
+            env_secret: Zeroizing::new([0xa4; 32]),
+            root_ca_cert: "-----BEGIN CERTIFICATE-----\n".into(),
+            receipt: r.receipt.clone(),
+        });
+        let json = serde_json::to_string(&r).unwrap();
+        let back: AppKeyResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let dbg = format!("{r:?}");
+        for secret in ["a1", "a3", "a4"] {
+            assert!(!dbg.contains(&secret.repeat(32)), "{dbg}");
+        }
+        // Without previous keys the field is absent (older clients parse the answer).
+        r.previous = None;
+        assert!(!serde_json::to_string(&r).unwrap().contains("previous"));
+    }
+
+    #[test]
+    fn the_previous_generation_request_field_is_optional_and_closed() {
+        assert_eq!(
+            serde_json::to_string(&AppKeyRequest::default()).unwrap(),
+            "{}"
+        );
+        let r: AppKeyRequest =
+            serde_json::from_str(r#"{"previous_generation":"required"}"#).unwrap();
+        assert_eq!(r.previous_generation, Some(PreviousGeneration::Required));
+        let r: AppKeyRequest =
+            serde_json::from_str(r#"{"previous_generation":"if_served"}"#).unwrap();
+        assert_eq!(r.previous_generation, Some(PreviousGeneration::IfServed));
+        let e =
+            serde_json::from_str::<AppKeyRequest>(r#"{"previous_generation":"all"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        let r: OnboardRequest = serde_json::from_str(r#"{"key_generation":2}"#).unwrap();
+        assert_eq!(r.key_generation, Some(2));
+        assert_eq!(
+            serde_json::to_string(&OnboardRequest::default()).unwrap(),
+            "{}"
+        );
     }
 
     #[test]

@@ -74,8 +74,9 @@ pub enum Error {
         max: usize,
     },
     /// A previous commit failed after reaching sled; the outcome on disk is
-    /// unknown, so the handle refuses further appends. Reopen the log.
-    #[error("a previous commit failed; reopen the log before appending")]
+    /// unknown, so the handle refuses further appends (and, while it is being
+    /// recovered, reads). `Log::recover` (or reopening the log) clears it.
+    #[error("a previous commit failed; recover or reopen the log before appending")]
     Poisoned,
     /// The log is full (2^63 entries). Not reachable in practice.
     #[error("log size would overflow")]
@@ -108,6 +109,9 @@ pub enum Corruption {
     MissingHash,
     /// The stored leaf hash of the last entry does not match the entry.
     LeafHashMismatch,
+    /// Storage reopened after a failed commit no longer holds the committed
+    /// tree (fewer entries, or another root at the committed size).
+    Rewritten,
 }
 
 impl core::fmt::Display for Corruption {
@@ -118,6 +122,7 @@ impl core::fmt::Display for Corruption {
             Corruption::MissingEntry => "missing entry",
             Corruption::MissingHash => "missing subtree hash",
             Corruption::LeafHashMismatch => "leaf hash mismatch",
+            Corruption::Rewritten => "committed tree not found after recovery",
         })
     }
 }

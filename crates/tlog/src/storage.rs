@@ -17,10 +17,15 @@
 //! Levels 8 and up (one hash per 128 entries in total) are also kept in
 //! memory, loaded at open, so a proof costs at most 8 point reads plus the
 //! right edge of the tree.
+//!
+//! A commit that fails (the disk is full, an I/O error) poisons the handle: the
+//! outcome on disk is unknown and sled keeps the error. [`Log::recover`] reopens
+//! the storage in place and recovers the last durable state, so a service keeps
+//! its `Log` and resumes once the disk takes writes again.
 
 use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -147,18 +152,34 @@ struct Snapshot {
     root: Hash,
 }
 
-/// A durable, append-only Merkle log stored in sled.
-///
-/// Appends are serialised; reads run concurrently with appends and only ever
-/// see committed entries. Share it as `Arc<Log>`.
+/// The sled database of a [`Log`], its tree, and its data file.
 #[derive(Debug)]
-pub struct Log {
+struct Store {
     db: sled::Db,
     /// sled's data file, fsynced after every flush: on Linux sled 0.34's
     /// `flush` only calls `sync_file_range`, which neither flushes the
     /// disk's write cache nor the file's metadata.
     data_file: File,
     tree: sled::Tree,
+}
+
+/// Everything [`Log::open`] and [`Log::recover`] read from disk.
+struct Loaded {
+    store: Store,
+    writer: Writer,
+    upper: Upper,
+}
+
+/// A durable, append-only Merkle log stored in sled.
+///
+/// Appends are serialised; reads run concurrently with appends and only ever
+/// see committed entries. Share it as `Arc<Log>`.
+#[derive(Debug)]
+pub struct Log {
+    path: PathBuf,
+    /// `None` only while [`Log::recover`] reopens the storage, and after a
+    /// recovery that failed (reads then fail with [`Error::Poisoned`]).
+    store: RwLock<Option<Store>>,
     writer: Mutex<Writer>,
     committed: RwLock<Snapshot>,
     upper: RwLock<Upper>,
@@ -233,6 +254,95 @@ fn load_upper(tree: &sled::Tree, size: u64) -> Result<Upper> {
     Ok(upper)
 }
 
+/// Opens (or creates) the log's storage in `path` and recovers its last
+/// committed state.
+fn load(path: &Path) -> Result<Loaded> {
+    let db = open_sled(path)?;
+    let io = |e| Error::Storage(sled::Error::Io(e));
+    let data_file = File::open(path.join(SLED_DATA_FILE)).map_err(io)?;
+    // Make the creation of sled's files durable too.
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)?;
+    from_db(db, data_file)
+}
+
+fn from_db(db: sled::Db, data_file: File) -> Result<Loaded> {
+    let tree = db.open_tree(TREE_NAME)?;
+    match tree.get(FORMAT_KEY)? {
+        Some(v) if v.as_ref() == FORMAT_VALUE => {}
+        Some(_) => {
+            return Err(Error::Corrupt {
+                what: Corruption::FormatMarker,
+                index: 0,
+            })
+        }
+        None if tree.is_empty() => {
+            let mut batch = sled::Batch::default();
+            batch.insert(FORMAT_KEY, FORMAT_VALUE);
+            batch.insert(SIZE_KEY, &0u64.to_be_bytes());
+            tree.apply_batch(batch)?;
+            db.flush()?;
+            data_file.sync_all().map_err(sled::Error::Io)?;
+        }
+        None => {
+            return Err(Error::Corrupt {
+                what: Corruption::FormatMarker,
+                index: 0,
+            })
+        }
+    }
+    let size = match tree.get(SIZE_KEY)? {
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Corrupt {
+                what: Corruption::CommittedSize,
+                index: 0,
+            })?,
+        None => {
+            return Err(Error::Corrupt {
+                what: Corruption::CommittedSize,
+                index: 0,
+            })
+        }
+    };
+    let upper = load_upper(&tree, size)?;
+    let reader = Stored {
+        tree: &tree,
+        upper: &upper,
+    };
+    let mut frontier = Vec::new();
+    let mut start = 0u64;
+    for level in (0..64u8).rev() {
+        if size & (1u64 << level) != 0 {
+            frontier.push((level, reader.subtree_hash(level, start >> level)?));
+            start += 1u64 << level;
+        }
+    }
+    if size > 0 {
+        let last = size - 1;
+        let entry = tree.get(entry_key(last))?.ok_or(Error::Corrupt {
+            what: Corruption::MissingEntry,
+            index: last,
+        })?;
+        if leaf_hash(&entry) != reader.subtree_hash(0, last)? {
+            return Err(Error::Corrupt {
+                what: Corruption::LeafHashMismatch,
+                index: last,
+            });
+        }
+    }
+    Ok(Loaded {
+        store: Store {
+            db,
+            data_file,
+            tree,
+        },
+        writer: Writer { size, frontier },
+        upper,
+    })
+}
+
 impl Log {
     /// Opens (or creates) the log in the directory `path`.
     ///
@@ -241,90 +351,18 @@ impl Log {
     /// atomicity) are ignored and later overwritten.
     pub fn open(path: impl AsRef<Path>) -> Result<Log> {
         let path = path.as_ref();
-        let db = open_sled(path)?;
-        let io = |e| Error::Storage(sled::Error::Io(e));
-        let data_file = File::open(path.join(SLED_DATA_FILE)).map_err(io)?;
-        // Make the creation of sled's files durable too.
-        File::open(path)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io)?;
-        Self::from_db(db, data_file)
-    }
-
-    fn from_db(db: sled::Db, data_file: File) -> Result<Log> {
-        let tree = db.open_tree(TREE_NAME)?;
-        match tree.get(FORMAT_KEY)? {
-            Some(v) if v.as_ref() == FORMAT_VALUE => {}
-            Some(_) => {
-                return Err(Error::Corrupt {
-                    what: Corruption::FormatMarker,
-                    index: 0,
-                })
-            }
-            None if tree.is_empty() => {
-                let mut batch = sled::Batch::default();
-                batch.insert(FORMAT_KEY, FORMAT_VALUE);
-                batch.insert(SIZE_KEY, &0u64.to_be_bytes());
-                tree.apply_batch(batch)?;
-                db.flush()?;
-                data_file.sync_all().map_err(sled::Error::Io)?;
-            }
-            None => {
-                return Err(Error::Corrupt {
-                    what: Corruption::FormatMarker,
-                    index: 0,
-                })
-            }
-        }
-        let size = match tree.get(SIZE_KEY)? {
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Corrupt {
-                    what: Corruption::CommittedSize,
-                    index: 0,
-                })?,
-            None => {
-                return Err(Error::Corrupt {
-                    what: Corruption::CommittedSize,
-                    index: 0,
-                })
-            }
-        };
-        let upper = load_upper(&tree, size)?;
-        let reader = Stored {
-            tree: &tree,
-            upper: &upper,
-        };
-        let mut frontier = Vec::new();
-        let mut start = 0u64;
-        for level in (0..64u8).rev() {
-            if size & (1u64 << level) != 0 {
-                frontier.push((level, reader.subtree_hash(level, start >> level)?));
-                start += 1u64 << level;
-            }
-        }
-        if size > 0 {
-            let last = size - 1;
-            let entry = tree.get(entry_key(last))?.ok_or(Error::Corrupt {
-                what: Corruption::MissingEntry,
-                index: last,
-            })?;
-            if leaf_hash(&entry) != reader.subtree_hash(0, last)? {
-                return Err(Error::Corrupt {
-                    what: Corruption::LeafHashMismatch,
-                    index: last,
-                });
-            }
-        }
-        let writer = Writer { size, frontier };
+        let Loaded {
+            store,
+            writer,
+            upper,
+        } = load(path)?;
         let snapshot = Snapshot {
-            size,
+            size: writer.size,
             root: writer.root(),
         };
         Ok(Log {
-            db,
-            data_file,
-            tree,
+            path: path.to_owned(),
+            store: RwLock::new(Some(store)),
             writer: Mutex::new(writer),
             committed: RwLock::new(snapshot),
             upper: RwLock::new(upper),
@@ -333,15 +371,86 @@ impl Log {
         })
     }
 
+    /// Whether a commit failed since the log was opened or last recovered:
+    /// appends fail with [`Error::Poisoned`] until [`Log::recover`] succeeds.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// After a failed commit, reopens the storage in place and recovers its
+    /// last durable state; appends work again once it returns `Ok`. Returns
+    /// `Ok(false)` (and does nothing) when the log is not poisoned.
+    ///
+    /// Appends wait while it runs, reads fail with [`Error::Poisoned`]. The
+    /// recovered log must hold the committed tree unchanged: fewer entries, or
+    /// another root at the committed size, is [`Corruption::Rewritten`] and the
+    /// log stays poisoned. It may hold *more*: the entries of the failed commit,
+    /// when they reached the disk after all (never acknowledged to a caller, so
+    /// the log over-reports, never under-reports). When reopening fails (the
+    /// disk still refuses, sled cannot open), the log stays poisoned and a
+    /// later call tries again.
+    pub fn recover(&self) -> Result<bool> {
+        let mut writer = self.writer.lock().map_err(|_| Error::Poisoned)?;
+        if !self.is_poisoned() {
+            return Ok(false);
+        }
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        // sled locks its files: the failed database goes before it is opened again.
+        *store = None;
+        let loaded = load(&self.path)?;
+        let old = self.snapshot();
+        let rewritten = Error::Corrupt {
+            what: Corruption::Rewritten,
+            index: old.size,
+        };
+        if loaded.writer.size < old.size {
+            return Err(rewritten);
+        }
+        let root = proof::root_at(
+            &Stored {
+                tree: &loaded.store.tree,
+                upper: &loaded.upper,
+            },
+            old.size,
+        )?;
+        if root != old.root {
+            return Err(rewritten);
+        }
+        let Loaded {
+            store: fresh,
+            writer: recovered,
+            upper,
+        } = loaded;
+        let snapshot = Snapshot {
+            size: recovered.size,
+            root: recovered.root(),
+        };
+        *store = Some(fresh);
+        *self.upper.write().unwrap_or_else(|e| e.into_inner()) = upper;
+        *writer = recovered;
+        *self.committed.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.poisoned.store(false, Ordering::Release);
+        Ok(true)
+    }
+
     /// Runs `f` with a reader of the committed hashes.
     fn with_reader<T>(&self, f: impl FnOnce(&Stored<'_>) -> Result<T>) -> Result<T> {
-        // The cache only grows by whole commits; a poisoned lock still holds
-        // every hash of the committed size.
-        let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
-        f(&Stored {
-            tree: &self.tree,
-            upper: &upper,
+        self.with_store(|store| {
+            // The cache only grows by whole commits; a poisoned lock still holds
+            // every hash of the committed size.
+            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+            f(&Stored {
+                tree: &store.tree,
+                upper: &upper,
+            })
         })
+    }
+
+    /// Runs `f` with the storage ([`Error::Poisoned`] while it is being
+    /// recovered, or after a recovery failed).
+    fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        f(store.as_ref().ok_or(Error::Poisoned)?)
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -396,11 +505,13 @@ impl Log {
     }
 
     fn read_entry(&self, index: u64) -> Result<Vec<u8>> {
-        let value = self.tree.get(entry_key(index))?.ok_or(Error::Corrupt {
-            what: Corruption::MissingEntry,
-            index,
-        })?;
-        Ok(value.to_vec())
+        self.with_store(|store| {
+            let value = store.tree.get(entry_key(index))?.ok_or(Error::Corrupt {
+                what: Corruption::MissingEntry,
+                index,
+            })?;
+            Ok(value.to_vec())
+        })
     }
 
     /// The committed entries in `range`; at most [`MAX_ENTRIES_PER_READ`].
@@ -423,15 +534,18 @@ impl Log {
             });
         }
         let mut out = Vec::with_capacity(count as usize);
-        for (i, item) in self
-            .tree
-            .range(entry_key(range.start)..entry_key(range.end))
-            .enumerate()
-        {
-            let (_, value) = item?;
-            out.push(value.to_vec());
-            debug_assert!((i as u64) < count);
-        }
+        self.with_store(|store| {
+            for (i, item) in store
+                .tree
+                .range(entry_key(range.start)..entry_key(range.end))
+                .enumerate()
+            {
+                let (_, value) = item?;
+                out.push(value.to_vec());
+                debug_assert!((i as u64) < count);
+            }
+            Ok(())
+        })?;
         if out.len() as u64 != count {
             return Err(Error::Corrupt {
                 what: Corruption::MissingEntry,
@@ -468,7 +582,7 @@ impl Log {
     /// batch, then the database is flushed and its data file fsynced once. When this returns
     /// `Ok`, every entry is durable; readers see none of them before that.
     /// After a failed commit the handle is poisoned ([`Error::Poisoned`]):
-    /// reopen the log to learn what reached the disk.
+    /// [`Log::recover`] (or reopening the log) learns what reached the disk.
     pub fn append_batch<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<u64> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
@@ -497,16 +611,14 @@ impl Log {
             next.push(entry.as_ref(), &mut batch, &mut new_upper)?;
         }
         batch.insert(SIZE_KEY, &next.size.to_be_bytes());
-        let committed = self
-            .tree
-            .apply_batch(batch)
-            .map_err(Error::from)
-            .and_then(|()| self.db.flush().map(drop).map_err(Error::from))
-            .and_then(|()| {
-                self.data_file
-                    .sync_all()
-                    .map_err(|e| Error::Storage(sled::Error::Io(e)))
-            });
+        let committed = self.with_store(|store| {
+            store.tree.apply_batch(batch)?;
+            store.db.flush()?;
+            store
+                .data_file
+                .sync_all()
+                .map_err(|e| Error::Storage(sled::Error::Io(e)))
+        });
         if let Err(e) = committed {
             self.poisoned.store(true, Ordering::Release);
             return Err(e);
@@ -545,5 +657,83 @@ impl Log {
             });
         }
         self.group.submit(entry, |batch| self.append_batch(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Log {
+        /// Marks the log as after a failed commit (what a full disk does).
+        fn poison(&self) {
+            self.poisoned.store(true, Ordering::Release);
+        }
+    }
+
+    fn filled(path: &Path, n: u8) -> Log {
+        let log = Log::open(path).expect("open");
+        for i in 0..n {
+            log.append(vec![i; 8]).expect("append");
+        }
+        log
+    }
+
+    #[test]
+    fn recover_does_nothing_on_a_healthy_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = filled(dir.path(), 3);
+        assert!(!log.is_poisoned());
+        assert!(!log.recover().expect("recover"));
+        assert_eq!(log.size(), 3);
+    }
+
+    #[test]
+    fn a_poisoned_log_refuses_appends_until_recovered_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = filled(dir.path(), 5);
+        let head = log.head();
+        log.poison();
+        assert!(matches!(log.append(vec![9]), Err(Error::Poisoned)));
+        assert!(log.recover().expect("recover"));
+        assert!(!log.is_poisoned());
+        assert_eq!(log.head(), head, "the committed tree is kept");
+        assert_eq!(log.append(vec![9]).expect("append after recovery"), 5);
+        assert_eq!(log.entry(5).expect("read"), vec![9]);
+        assert_eq!(log.entries(0..6).expect("read").len(), 6);
+        log.inclusion_proof(2, 6).expect("proof");
+        drop(log);
+        assert_eq!(Log::open(dir.path()).expect("reopen").size(), 6);
+    }
+
+    #[test]
+    fn storage_that_lost_committed_entries_is_not_recovered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        drop(filled(&short, 3));
+        drop(filled(&long, 5));
+        // The log lives behind a link; its target is swapped for a shorter log
+        // while the handle is poisoned (storage that lost acknowledged entries).
+        let link = dir.path().join("log");
+        std::os::unix::fs::symlink(&long, &link).expect("symlink");
+        let log = Log::open(&link).expect("open");
+        log.poison();
+        std::fs::remove_file(&link).expect("unlink");
+        std::os::unix::fs::symlink(&short, &link).expect("symlink");
+        match log.recover() {
+            Err(Error::Corrupt {
+                what: Corruption::Rewritten,
+                index: 5,
+            }) => {}
+            other => panic!("expected Rewritten, got {other:?}"),
+        }
+        assert!(log.is_poisoned());
+        assert!(matches!(log.append(vec![1]), Err(Error::Poisoned)));
+        assert!(matches!(log.entry(0), Err(Error::Poisoned)));
+        // Storage that holds the committed tree again recovers.
+        std::fs::remove_file(&link).expect("unlink");
+        std::os::unix::fs::symlink(&long, &link).expect("symlink");
+        assert!(log.recover().expect("recover"));
+        assert_eq!(log.size(), 5);
     }
 }

@@ -52,7 +52,23 @@ impl DerivedKey {
         path: &[u8],
         purpose: &str,
     ) -> Result<Self, AgentFailure> {
-        let (app_key, kms_sig) = (&s.secrets.app_key, s.secrets.kms_signature);
+        Self::derive_from(
+            &s.secrets.app_key,
+            s.secrets.kms_signature,
+            algorithm,
+            path,
+            purpose,
+        )
+    }
+
+    /// [`DerivedKey::derive`] from a given app key and its KMS signature.
+    pub(super) fn derive_from(
+        app_key: &zeroize::Zeroizing<[u8; 32]>,
+        kms_sig: sig::RecoverableSignature,
+        algorithm: Algorithm,
+        path: &[u8],
+        purpose: &str,
+    ) -> Result<Self, AgentFailure> {
         match algorithm {
             Algorithm::Secp256k1 | Algorithm::Secp256k1Prehashed => {
                 sig::derive_signed_key(app_key, path, purpose, kms_sig).map(Self::Secp256k1)
@@ -98,7 +114,29 @@ pub(super) fn key_for(s: &GuestState, req: &GetKeyRequest) -> Result<DerivedKey,
         _ => return Err(unsupported(&req.algorithm, "secp256k1, ed25519")),
     };
     check_path(&req.path, &req.purpose)?;
-    DerivedKey::derive(s, algorithm, req.path.as_bytes(), &req.purpose)
+    match req.key_generation {
+        None => DerivedKey::derive(s, algorithm, req.path.as_bytes(), &req.purpose),
+        Some(g) if g == s.secrets.key_generation => {
+            DerivedKey::derive(s, algorithm, req.path.as_bytes(), &req.purpose)
+        }
+        Some(g) => match &s.secrets.previous {
+            Some(p) if p.key_generation == g => DerivedKey::derive_from(
+                &p.app_key,
+                p.kms_signature,
+                algorithm,
+                req.path.as_bytes(),
+                &req.purpose,
+            ),
+            _ => Err(bad(format!(
+                "key generation {g} is not held by this CVM (current {}, previous {}): it was booted outside that generation's transition window",
+                s.secrets.key_generation,
+                s.secrets
+                    .previous
+                    .as_ref()
+                    .map_or("none".to_owned(), |p| p.key_generation.to_string())
+            ))),
+        },
+    }
 }
 
 pub(super) async fn get_key(

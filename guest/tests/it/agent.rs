@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cairn_attestation::{RaTlsServerVerifier, Usage};
 use cairn_guest::{agent, boot, GuestState};
+use cairn_kms::RootKeys;
 use cairn_protocol::agent::*;
 use cairn_protocol::sig;
 use http_body_util::BodyExt;
@@ -117,6 +118,73 @@ pub fn verify_body(algorithm: &str, data: &str, signature: &str, public_key: &st
     format!(
         r#"{{"algorithm":"{algorithm}","data":"{data}","signature":"{signature}","public_key":"{public_key}"}}"#
     )
+}
+
+/// A `GetKey` answer must be 200 with a key whose signature chain for purpose "seal"
+/// verifies to `root`; the key.
+async fn sealed_key(
+    state: &Arc<GuestState>,
+    body: &str,
+    app_id: &[u8; 20],
+    root: &RootKeys,
+) -> [u8; 32] {
+    let (st, v) = call(state, "GetKey", body).await;
+    assert_eq!(st, StatusCode::OK, "{body}: {v}");
+    checked_get_key(&v, app_id, "seal", root.k256().verifying_key())
+        .to_bytes()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_key_of_the_previous_generation_in_a_rotation_window_chains_to_the_old_root() {
+    // A real rotation on chain, generation 1 ([`MASTER`]) → 2, with a window open: the
+    // guest boots inside it and gets both generations from the KMS.
+    let w = World::start().await;
+    let (new_root, until) = w.rotate(ROTATION_WINDOW_SECS).await;
+    let (s, state, _) = booted(&w).await;
+    assert_eq!(state.secrets.key_generation, 2);
+    let previous = state.secrets.previous.as_ref().expect("asked at boot");
+    assert_eq!((previous.key_generation, previous.valid_until), (1, until));
+    let app_id = s.app_id().0;
+    // Absent or current: generation 2, chained to the current root.
+    let body = r#"{"path":"/seal","purpose":"seal"}"#;
+    let current = sealed_key(&state, body, &app_id, &new_root).await;
+    let body = r#"{"path":"/seal","purpose":"seal","key_generation":2}"#;
+    assert_eq!(sealed_key(&state, body, &app_id, &new_root).await, current);
+    // The previous generation: another key, chained to the previous root.
+    let body = r#"{"path":"/seal","purpose":"seal","key_generation":1}"#;
+    let old = sealed_key(&state, body, &app_id, &root_keys()).await;
+    assert_ne!(old, current);
+    // A generation the CVM does not hold is refused, naming what it holds.
+    let (st, v) = call(
+        &state,
+        "GetKey",
+        r#"{"path":"/seal","purpose":"seal","key_generation":7}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("key generation 7") && msg.contains("current 2, previous 1"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_booted_outside_a_window_has_no_previous_generation_to_give() {
+    // The rotation's window has closed (generation 1 erased) when the guest boots.
+    let w = World::start().await;
+    w.rotate(ROTATION_WINDOW_SECS).await;
+    w.close_rotation_window(ROTATION_WINDOW_SECS).await;
+    let (_s, state, _) = booted(&w).await;
+    assert_eq!(state.secrets.key_generation, 2);
+    assert!(state.secrets.previous.is_none());
+    let (st, v) = call(&state, "GetKey", r#"{"path":"/seal","key_generation":1}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("previous none"),
+        "{v}"
+    );
 }
 
 #[tokio::test]

@@ -138,8 +138,8 @@ pub async fn start(
             (None, router.layer(layer))
         }
     };
-    let own = Arc::clone(&node);
-    let cert = cert.as_ref().unwrap_or(own.server_cert());
+    let own = node.server_cert();
+    let cert = cert.as_ref().unwrap_or(&own);
     (net.serve_disguised(node, dir, cert, app).await, gate)
 }
 

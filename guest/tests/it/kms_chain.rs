@@ -87,3 +87,66 @@ async fn a_chain_that_is_not_the_configured_one_stops_the_boot() {
     );
     assert_eq!(w.releases(), 0);
 }
+
+/// Issue 14, "Fail closed, recover by itself", for the guest: its chain RPC down, then
+/// stalled (accepts, never answers), then back. While it is lost the boot fails closed
+/// (no KMS is asked for keys, nothing reaches the key directory) with the chain error,
+/// the stall within the guest's chain call timeout; once it is back the same share
+/// boots with no other change (the guest is one-shot: whatever restarts it, retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guests_chain_rpc_lost_fails_the_boot_closed_and_the_next_boot_succeeds_when_it_returns(
+) {
+    use cairn_onchain::testing::{Behaviour, RpcProxy};
+
+    let w = World::start().await;
+    let proxy = RpcProxy::start(w.net.endpoint()).await;
+    let s = w.share("");
+    let mut section = w.chain_section(w.net.chain_id());
+    section["rpc_url"] = serde_json::Value::String(proxy.url().to_string());
+    s.set_chain(section);
+    // A hang detector only: a stalled RPC must end the boot within the chain call
+    // timeout (several calls may each take up to it).
+    let bound = 6 * cairn_guest::CHAIN_CALL_TIMEOUT;
+
+    for behaviour in [Behaviour::Down, Behaviour::Stall] {
+        proxy.set(behaviour);
+        let err = tokio::time::timeout(
+            bound,
+            boot(as_tee(&guest_tee(1)), kms_client(), &s.config()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the boot hung with the chain RPC {behaviour:?}"))
+        .unwrap_err();
+        let chain_err = match &err {
+            Error::Chain(e) => e,
+            Error::AllKmsFailed(v) => match &v[0].1 {
+                KmsError::KmsPolicy { source, .. } => &**source,
+                other => panic!("{behaviour:?}: expected a chain failure, got {other:?}"),
+            },
+            other => panic!("{behaviour:?}: expected a chain failure, got {other:?}"),
+        };
+        match behaviour {
+            Behaviour::Stall => assert!(
+                matches!(chain_err, cairn_onchain::Error::Timeout { .. }),
+                "{behaviour:?}: {chain_err:?}"
+            ),
+            _ => assert!(
+                chain_err.is_retryable(),
+                "{behaviour:?}: a lost RPC is retryable: {chain_err:?}"
+            ),
+        }
+        assert_eq!(
+            w.releases(),
+            0,
+            "{behaviour:?}: no key was requested while the chain could not be asked"
+        );
+        assert!(is_empty_or_missing(&s.keys_dir()), "{behaviour:?}");
+    }
+
+    proxy.set(Behaviour::Forward);
+    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
+        .await
+        .expect("the boot succeeds once the chain RPC is back");
+    assert_eq!(booted.state.secrets.kms_url, w.url());
+    assert_eq!(w.releases(), 1);
+}

@@ -14,7 +14,7 @@ use cairn_attestation::simulator::{OsImage, SimHostConfig, SimTdx};
 use cairn_attestation::Tee;
 use cairn_guest::BootConfig;
 use cairn_kms::testing::{RunningKms, TestNet};
-use cairn_kms::{AppKeys, MasterSecret, RootKeys};
+use cairn_kms::{AppKeys, MasterSecret, RootKeys, SecretStore, SECRETS_DIR};
 use cairn_onchain::AppAuthClient;
 
 pub use cairn_kms::testing::{
@@ -23,6 +23,11 @@ pub use cairn_kms::testing::{
 pub use cairn_kms::unix_now;
 
 use crate::hostile::{self, Hostile, SignCertGate};
+
+/// The master secret of key generation 2 in [`World::rotate`].
+pub const NEXT_MASTER: [u8; 32] = [0x77; 32];
+/// The transition window of the rotation tests: an hour.
+pub const ROTATION_WINDOW_SECS: u64 = 3600;
 
 /// The simulated host of the world's KMS.
 pub const KMS_HOST: u8 = 0x0B;
@@ -121,6 +126,37 @@ impl World {
     /// KMS without its log entry, so 0 means it released nothing.
     pub fn releases(&self) -> u64 {
         self.kms.node.log().size()
+    }
+
+    /// Rotate the cluster's root keys on chain, generation 1 ([`MASTER`]) → 2
+    /// ([`NEXT_MASTER`]), with a window of `window_secs` (the owner calls
+    /// `rotateRootKeys`, as governance's vote would), after giving the KMS the next
+    /// generation as pending; the KMS then serves generation 2 and, on request,
+    /// generation 1 until the window's end. The new root keys and the window's end.
+    pub async fn rotate(&self, window_secs: u64) -> (RootKeys, u64) {
+        SecretStore::open(self.kms.dir.path().join(SECRETS_DIR))
+            .unwrap()
+            .add_generation(MasterSecret::from_bytes(NEXT_MASTER), 2)
+            .unwrap();
+        self.kms.node.sync_generations().await.unwrap();
+        let new_root = root_keys_of(NEXT_MASTER);
+        let until = self.net.head_timestamp().await + window_secs;
+        self.net
+            .rotate_root_keys(2, &new_root.k256_public(), &new_root.ca().spki_der(), until)
+            .await;
+        self.net.mine(CONFIRMATIONS).await;
+        self.kms.node.sync_generations().await.unwrap();
+        assert_eq!(self.kms.node.key_generation(), 2);
+        (new_root, until)
+    }
+
+    /// Move the chain past a rotation window of `window_secs` opened by
+    /// [`World::rotate`]: the KMS erases generation 1 and serves generation 2 alone.
+    pub async fn close_rotation_window(&self, window_secs: u64) {
+        self.net.increase_time(window_secs).await;
+        self.net.mine(CONFIRMATIONS).await;
+        self.kms.node.sync_generations().await.unwrap();
+        assert_eq!(self.kms.node.previous_generation(), None);
     }
 
     /// sys-config's `chain` section for the world's chain (`chain_id` as given).

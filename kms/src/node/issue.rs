@@ -22,11 +22,18 @@ pub const MAX_CSR_ALT_NAMES: usize = 32;
 /// How long before the node's "now" a leaf's `notBefore` lies (clock skew).
 const LEAF_BACKDATE: time::Duration = time::Duration::minutes(5);
 
-/// The node's own RA-TLS certificate (usage `kms:rpc`), issued by the root CA.
-pub(crate) fn own_cert(tee: &dyn Tee, event_log: &[u8], issuer: &RootKeys) -> Result<RaTlsCert> {
+/// The node's own RA-TLS certificate (usage `kms:rpc`), issued by the root CA at `now`
+/// (the node's clock: valid from five minutes before it).
+pub(crate) fn own_cert(
+    tee: &dyn Tee,
+    event_log: &[u8],
+    issuer: &RootKeys,
+    now: u64,
+) -> Result<RaTlsCert> {
     Ok(RaTlsCertBuilder::new(Usage::KmsRpc)
         .common_name("Cairn KMS")
         .event_log(event_log)
+        .issued_at(now)
         .build_signed_by(tee, &issuer.ca().issuer())?)
 }
 

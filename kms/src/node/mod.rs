@@ -21,10 +21,13 @@
 //!   `sign-cert` and `onboard`, metrics and the log record;
 //! - `policy`: steps 3-4 (key generation, gateway app id and `isKmsAllowed` read through
 //!   the policy head; the node's own evidence);
+//! - `keyring`: the key generations served (current, and the previous one during a
+//!   rotation's transition window), synced with the chain, retired ones erased;
 //! - `issue`: certificates the node issues (its own RA-TLS server certificate, `sign-cert`
 //!   leaves).
 
 mod issue;
+mod keyring;
 mod policy;
 mod release;
 
@@ -47,10 +50,12 @@ use crate::evidence::{self, Attested, CollateralSource};
 use crate::keys::RootKeys;
 use crate::metrics::Metrics;
 use crate::reject::ApiError;
-use crate::store::{Identity, SecretStore};
+use crate::store::{Identity, NodeKey, SecretStore};
 
 pub(crate) use issue::own_cert;
 pub use issue::{LEAF_VALIDITY, MAX_CSR_ALT_NAMES};
+use keyring::Keyring;
+pub(crate) use keyring::{certified_key, run as sync_task, CurrentCert};
 pub(crate) use release::release_record;
 
 /// Sub-directory of the data directory holding the secret store.
@@ -59,6 +64,9 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a log that could not make an entry durable (a full disk) is reopened until
+/// it takes entries again.
+pub const LOG_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a node is built from (the binary fills it from `Config`; tests directly).
 pub struct NodeOptions {
@@ -106,8 +114,14 @@ impl std::fmt::Debug for NodeOptions {
 
 /// A running KMS node's state. Share as `Arc<Node>`.
 pub struct Node {
-    identity: Identity,
-    root: RootKeys,
+    node_key: NodeKey,
+    /// The key generations served now (swapped whole when the chain's change).
+    keyring: Mutex<Arc<Keyring>>,
+    /// One re-sync of the keyring with the store at a time.
+    keyring_sync: tokio::sync::Mutex<()>,
+    data_dir: PathBuf,
+    tee: Arc<dyn Tee>,
+    event_log: Vec<u8>,
     log: Log,
     signer: CheckpointSigner,
     chain: Arc<ChainClient>,
@@ -117,7 +131,6 @@ pub struct Node {
     os_images: Vec<OsImageManifest>,
     /// The canonical manifest of the image this node's own evidence matched (`meta`).
     own_image_manifest: String,
-    server_cert: RaTlsCert,
     own: Mutex<Arc<Attested>>,
     own_refresh: tokio::sync::Mutex<()>,
     clock: Clock,
@@ -130,7 +143,8 @@ pub struct Node {
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("identity", &self.identity)
+            .field("node_key", &self.node_key)
+            .field("generation", &self.keyring().current.number)
             .field("chain_id", &self.chain_id)
             .finish_non_exhaustive()
     }
@@ -139,6 +153,11 @@ impl std::fmt::Debug for Node {
 /// An alloy signer for the node key (anchoring transactions).
 pub(crate) fn node_signer(identity: &Identity) -> PrivateKeySigner {
     PrivateKeySigner::from_signing_key(identity.node_key.signing_key().clone())
+}
+
+/// [`Error::NoRootKeysRegistered`] when the chain has no generation at all.
+fn no_keys(node: u64) -> Error {
+    Error::NoRootKeysRegistered { node }
 }
 
 impl Node {
@@ -156,9 +175,9 @@ impl Node {
         opts.anchor_limits.check(opts.anchor_interval)?;
         let clock = opts.clock;
         let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
+        let held = store.held()?;
         let identity = store.identity()?;
         drop(store);
-        let root = RootKeys::derive(&identity.master)?;
         let log = Log::open(opts.data_dir.join(LOG_DIR))?;
         let origin = opts
             .log_origin
@@ -180,7 +199,20 @@ impl Node {
             HeadOptions::new(&opts.chain).with_clock(head_clock),
         )
         .await?;
-        let server_cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root)?;
+        let view = head.view()?;
+        let at = view.block();
+        let gens = view
+            .key_generations()
+            .await?
+            .ok_or_else(|| no_keys(identity.generation))?;
+        let (ring, retired) = keyring::plan(&held, &gens, None, |root| {
+            own_cert(opts.tee.as_ref(), &opts.event_log, root, clock.now())
+        })?;
+        drop(held);
+        if !retired.is_empty() {
+            keyring::erase(&opts.data_dir.join(SECRETS_DIR), &retired)?;
+        }
+        let server_cert = Arc::clone(&ring.server_cert);
         let own = evidence::attest(
             Some(server_cert.cert_der.as_ref()),
             &opts.verifier,
@@ -198,24 +230,6 @@ impl Node {
             .map(|m| String::from_utf8_lossy(&m.to_bytes()).into_owned())
             .unwrap_or_default();
 
-        let view = head.view()?;
-        let at = view.block();
-        let keys = view.root_keys().await?.ok_or(Error::NoRootKeysRegistered {
-            node: identity.generation,
-        })?;
-        if u64::from(keys.generation) != identity.generation {
-            return Err(Error::KeyGenerationMismatch {
-                chain: u64::from(keys.generation),
-                node: identity.generation,
-            });
-        }
-        if keys.k256_pubkey.as_ref() != root.k256_public().as_slice()
-            || keys.ca_pubkey.as_ref() != root.ca().spki_der().as_slice()
-        {
-            return Err(Error::RootKeysMismatch {
-                generation: identity.generation,
-            });
-        }
         let anchored =
             crate::anchor::check_log_extends_anchor(&chain, &log, identity.node_key.address(), at)
                 .await?;
@@ -228,15 +242,20 @@ impl Node {
         }
         tracing::info!(
             node = %format!("0x{}", hex::encode(identity.node_key.address())),
-            generation = identity.generation,
+            generation = ring.current.number,
+            previous = ?ring.served_previous,
             log_size = log.size(),
             %origin,
             "KMS node opened"
         );
         Ok(Arc::new(Node {
             chain_id: opts.chain.chain_id,
-            identity,
-            root,
+            node_key: identity.node_key,
+            keyring: Mutex::new(Arc::new(ring)),
+            keyring_sync: tokio::sync::Mutex::new(()),
+            data_dir: opts.data_dir,
+            tee: opts.tee,
+            event_log: opts.event_log,
             log,
             signer,
             chain,
@@ -245,7 +264,6 @@ impl Node {
             collateral: opts.collateral,
             os_images: opts.os_images,
             own_image_manifest,
-            server_cert,
             own: Mutex::new(Arc::new(own)),
             own_refresh: tokio::sync::Mutex::new(()),
             clock,
@@ -255,19 +273,31 @@ impl Node {
         }))
     }
 
-    /// The RA-TLS server certificate (usage `kms:rpc`, issued by the root CA).
-    pub fn server_cert(&self) -> &RaTlsCert {
-        &self.server_cert
+    /// The RA-TLS server certificate (usage `kms:rpc`, issued by the current root CA).
+    pub fn server_cert(&self) -> Arc<RaTlsCert> {
+        Arc::clone(&self.keyring().server_cert)
     }
 
-    /// The root keys.
-    pub fn root_keys(&self) -> &RootKeys {
-        &self.root
+    /// The root keys of the current key generation.
+    pub fn root_keys(&self) -> Arc<RootKeys> {
+        Arc::clone(&self.keyring().current.root)
+    }
+
+    /// The current key generation served.
+    pub fn key_generation(&self) -> u64 {
+        self.keyring().current.number
+    }
+
+    /// The previous key generation served beside the current one (a rotation's
+    /// transition window) and the end of its window, when this node holds it.
+    pub fn previous_generation(&self) -> Option<(u64, u64)> {
+        let ring = self.keyring();
+        ring.previous.as_ref().and(ring.served_previous)
     }
 
     /// The node's address (node key).
     pub fn address(&self) -> [u8; 20] {
-        self.identity.node_key.address()
+        self.node_key.address()
     }
 
     /// The node's own verified evidence (the latest verification of its server
@@ -317,28 +347,69 @@ impl Node {
     }
 
     /// Readiness (`GET /healthz`), from local state only (no chain call): not ready while
-    /// releases would be refused for the anchoring bound or the last anchoring round
-    /// failed (`503 unavailable.anchor`, the message says why).
+    /// the log cannot take entries (`503 unavailable.log`), or while releases would be
+    /// refused for the anchoring bound or the last anchoring round failed
+    /// (`503 unavailable.anchor`); the message says why.
     pub fn readiness(&self) -> Result<(), ApiError> {
+        self.log_writable()?;
         self.anchor.health(&self.log)
+    }
+
+    /// `503 unavailable.log` while a failed write (a full disk, an I/O error) keeps the
+    /// log from taking entries; the background recovery ([`Node::recover_log`]) clears it.
+    pub(crate) fn log_writable(&self) -> Result<(), ApiError> {
+        if self.log.is_poisoned() {
+            return Err(ApiError::Unavailable {
+                dependency: crate::reject::Dependency::Log,
+                reason: "the transparency log cannot take entries: a write failed (disk \
+                         full or I/O error) and the log is being reopened; nothing is released \
+                         until it takes entries again"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// After a failed write, reopen the log in place (`cairn_tlog::Log::recover`) so that
+    /// releases resume by themselves once the disk takes writes again. Blocking (sled);
+    /// the anchoring task calls it every [`LOG_RECOVERY_INTERVAL`] while the log is
+    /// poisoned. Returns whether the log takes entries now.
+    pub fn recover_log(&self) -> bool {
+        match self.log.recover() {
+            Ok(false) => true,
+            Ok(true) => {
+                self.metrics.log_recovered();
+                tracing::warn!(
+                    size = self.log.size(),
+                    "transparency log reopened after a failed write; releases resume"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the transparency log cannot be reopened yet");
+                false
+            }
+        }
     }
 
     /// The Prometheus exposition (`GET /metrics`), anchoring gauges and the policy head
     /// sampled now.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.anchor.gauges(&self.log))
+        self.metrics
+            .render(&self.anchor.gauges(&self.log), !self.log.is_poisoned())
             + &crate::metrics::render_chain(&self.head.status(), self.clock.now())
     }
 
     /// `GET /v1/meta`.
     pub fn meta(&self) -> MetaResponse {
+        let current = Arc::clone(&self.keyring().current);
         MetaResponse {
             chain_id: self.chain_id,
             kms_auth: self.chain.kms_auth().into_array(),
-            root_k256_public_key: self.root.k256_public(),
-            root_ca_cert: self.root.ca().cert_pem().to_owned(),
+            root_k256_public_key: current.root.k256_public(),
+            root_ca_cert: current.root.ca().cert_pem().to_owned(),
             node_address: self.address(),
-            key_generation: self.identity.generation,
+            key_generation: current.number,
             os_image_manifest: self.own_image_manifest.clone(),
         }
     }
@@ -346,9 +417,12 @@ impl Node {
     /// `GET /v1/env-pubkey/{app_id}`: the app's env X25519 public key, signed with a
     /// timestamp (the node's clock) by the root k256 key.
     pub fn env_pubkey(&self, app_id: &AppId) -> Result<EnvPubkeyResponse, ApiError> {
-        let public_key = crate::keys::env_public_key(&self.identity.master, app_id)?;
+        let current = Arc::clone(&self.keyring().current);
+        let public_key = crate::keys::env_public_key(&current.master, app_id)?;
         let timestamp = self.clock.now();
-        let signature = self.root.sign_env_pubkey(app_id, timestamp, &public_key)?;
+        let signature = current
+            .root
+            .sign_env_pubkey(app_id, timestamp, &public_key)?;
         Ok(EnvPubkeyResponse {
             public_key,
             timestamp,

@@ -12,6 +12,7 @@ use std::sync::{Arc, PoisonError};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::HeadView;
 
+use super::keyring::Keyring;
 use super::Node;
 use crate::evidence::{self, Attested};
 use crate::reject::{ApiError, Dependency};
@@ -33,7 +34,7 @@ impl Node {
             return Ok(own);
         }
         let fresh = evidence::attest(
-            Some(self.server_cert.cert_der.as_ref()),
+            Some(self.server_cert().cert_der.as_ref()),
             &self.verifier,
             &self.collateral,
             &self.os_images,
@@ -61,26 +62,6 @@ impl Node {
         Ok(fresh)
     }
 
-    /// The chain's current key generation at the view's block is this node's (read
-    /// through the policy head: cached per block, kept answered at each new block).
-    async fn check_generation(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
-        let chain_generation = view
-            .root_keys()
-            .await?
-            .map(|k| u64::from(k.generation))
-            .unwrap_or(0);
-        if chain_generation != self.identity.generation {
-            return Err(ApiError::Unavailable {
-                dependency: Dependency::KeyGeneration,
-                reason: format!(
-                    "the chain's current key generation is {chain_generation}, this node holds generation {}",
-                    self.identity.generation
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// This node's address is a registered KMS node (`KmsAuth.isKmsNode`) at the view's
     /// block (read through the policy head: cached per block, kept answered at each new
     /// block): a node removed with `removeKmsNode`, or onboarded and never added, releases
@@ -106,7 +87,7 @@ impl Node {
     /// The release path runs it after the peer's checks; readiness probes may run it alone.
     pub async fn self_check_now(&self) -> Result<(), ApiError> {
         let view = self.policy_view()?;
-        self.self_check(&view).await
+        self.self_check(&view).await.map(drop)
     }
 
     /// The policy head's current view: the pinned block every read of one decision uses.
@@ -117,14 +98,15 @@ impl Node {
 
     /// Step 4: this node itself is allowed at the view's block: its own evidence still
     /// verifies (re-verified when its collateral window has passed), the chain's current
-    /// key generation is this node's, its address is registered (`isKmsNode`), and
-    /// `isKmsAllowed` on its own boot info.
-    pub(super) async fn self_check(&self, view: &HeadView<'_>) -> Result<(), ApiError> {
+    /// key generation is one this node holds (the keyring, synced with the chain and the
+    /// store: `keyring`), its address is registered (`isKmsNode`), and `isKmsAllowed` on
+    /// its own boot info. Returns the keyring the release uses.
+    pub(super) async fn self_check(&self, view: &HeadView<'_>) -> Result<Arc<Keyring>, ApiError> {
+        let ring = self.keyring_at(view).await?;
         let own = self.current_own_evidence().await?;
-        self.check_generation(view).await?;
         self.check_registered(view).await?;
         match view.is_kms_allowed(&own.boot).await {
-            Ok(cairn_onchain::Verdict::Allowed) => Ok(()),
+            Ok(cairn_onchain::Verdict::Allowed) => Ok(ring),
             Err(cairn_onchain::Error::Denied { check, reason }) => Err(ApiError::Unavailable {
                 dependency: Dependency::SelfCheck,
                 reason: format!("this KMS node is not allowed on chain ({check}): {reason}"),

@@ -11,19 +11,21 @@ use cairn_attestation::Usage;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::{HeadView, PolicyBlock};
 use cairn_protocol::api::{
-    AppKeyResponse, OnboardResponse, Receipt, SignCertRequest, SignCertResponse,
+    AppKeyRequest, AppKeyResponse, OnboardRequest, OnboardResponse, PreviousAppKeys,
+    PreviousGeneration, Receipt, SignCertRequest, SignCertResponse,
 };
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use tracing::instrument;
 use zeroize::Zeroizing;
 
+use super::keyring::{Generation, Keyring};
 use super::{issue, Node};
 use crate::anchor::Slot;
 use crate::error::{Error, Result};
 use crate::evidence::{self, Attested};
 use crate::keys::AppKeys;
 use crate::metrics::Stage;
-use crate::reject::{ApiError, Check};
+use crate::reject::{ApiError, Check, Dependency};
 
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
@@ -34,7 +36,7 @@ impl Node {
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
-    ) -> Result<(Attested, HeadView<'_>, Slot<'_>), ApiError> {
+    ) -> Result<(Attested, HeadView<'_>, Slot<'_>, Arc<Keyring>), ApiError> {
         let t = Instant::now();
         let attested = evidence::attest(
             peer_cert,
@@ -61,10 +63,11 @@ impl Node {
                 view.is_app_allowed(&attested.boot).await?
             }
         };
-        self.self_check(&view).await?;
+        let ring = self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
+        self.log_writable()?;
         let slot = self.anchor.admit(&self.log)?;
-        Ok((attested, view, slot))
+        Ok((attested, view, slot, ring))
     }
 
     fn record(
@@ -72,12 +75,13 @@ impl Node {
         kind: ReleaseKind,
         a: &Attested,
         at: PolicyBlock,
+        generation: u64,
     ) -> Result<ReleaseRecord, ApiError> {
         Ok(release_record(
             kind,
             a,
             at,
-            self.identity.generation,
+            generation,
             self.chain_id,
             self.address(),
             self.clock.now(),
@@ -92,35 +96,67 @@ impl Node {
         at: PolicyBlock,
         slot: Slot<'_>,
     ) -> Result<Receipt, ApiError> {
+        let mut receipts = self.log_releases(vec![record], at, slot).await?;
+        receipts
+            .pop()
+            .ok_or_else(|| ApiError::Internal(Box::new(Error::LogAppendLost)))
+    }
+
+    /// Step 6 for several entries of one release (the current and the previous key
+    /// generation during a rotation's window): each appended durably, in order, then one
+    /// signed checkpoint covering all; one receipt per entry.
+    async fn log_releases(
+        self: &Arc<Self>,
+        records: Vec<ReleaseRecord>,
+        at: PolicyBlock,
+        slot: Slot<'_>,
+    ) -> Result<Vec<Receipt>, ApiError> {
         let t = Instant::now();
-        let bytes = record.encode().map_err(|e| Error::Log(e.into()))?;
+        let entries = records
+            .iter()
+            .map(|r| r.encode().map_err(|e| Error::Log(e.into())))
+            .collect::<Result<Vec<_>>>()?;
         let node = Arc::clone(self);
-        let (log_index, checkpoint) = tokio::task::spawn_blocking(move || {
-            let index = node.log.append(bytes)?;
+        let (indexes, checkpoint) = tokio::task::spawn_blocking(move || {
+            let mut indexes = Vec::with_capacity(entries.len());
+            for bytes in entries {
+                indexes.push(node.log.append(bytes)?);
+            }
             let cp = node.log.checkpoint(&node.signer)?;
-            Ok::<_, cairn_tlog::Error>((index, cp.to_string()))
+            Ok::<_, cairn_tlog::Error>((indexes, cp.to_string()))
         })
         .await
         .map_err(Error::Task)?
-        .map_err(Error::Log)?;
+        .map_err(|e| match e {
+            // Nothing was acknowledged: no keys leave without their durable entry.
+            e @ (cairn_tlog::Error::Storage(_) | cairn_tlog::Error::Poisoned) => {
+                tracing::error!(error = %e, "the release could not be made durable; the log is reopened in the background");
+                ApiError::Unavailable {
+                    dependency: Dependency::Log,
+                    reason: format!(
+                        "the transparency log could not make the release durable ({}); nothing was released",
+                        log_failure(&e)
+                    ),
+                }
+            }
+            e => Error::Log(e).into(),
+        })?;
         drop(slot);
         self.metrics.observe(Stage::Log, t.elapsed());
-        Ok(Receipt {
-            log_index,
-            checkpoint,
-            policy_block_number: at.number,
-            policy_block_hash: at.hash.0,
-        })
+        Ok(indexes
+            .into_iter()
+            .map(|log_index| Receipt {
+                log_index,
+                checkpoint: checkpoint.clone(),
+                policy_block_number: at.number,
+                policy_block_hash: at.hash.0,
+            })
+            .collect())
     }
 
-    fn derive(&self, a: &Attested) -> Result<AppKeys, ApiError> {
+    fn derive(&self, g: &Generation, a: &Attested) -> Result<AppKeys, ApiError> {
         let t = Instant::now();
-        let keys = AppKeys::derive(
-            &self.identity.master,
-            &self.root,
-            a.quote.app_id(),
-            a.quote.instance_id(),
-        )?;
+        let keys = AppKeys::derive(&g.master, &g.root, a.quote.app_id(), a.quote.instance_id())?;
         self.metrics.observe(Stage::Derive, t.elapsed());
         Ok(keys)
     }
@@ -147,9 +183,10 @@ impl Node {
     pub async fn release_app_key(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
+        req: &AppKeyRequest,
     ) -> Result<AppKeyResponse, ApiError> {
         let t = Instant::now();
-        let r = self.release_app_key_inner(peer_cert).await;
+        let r = self.release_app_key_inner(peer_cert, req).await;
         self.count("app_key", &r);
         self.metrics.observe(Stage::Total, t.elapsed());
         r
@@ -158,13 +195,40 @@ impl Node {
     async fn release_app_key_inner(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
+        req: &AppKeyRequest,
     ) -> Result<AppKeyResponse, ApiError> {
-        let (a, view, slot) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        let (a, view, slot, ring) = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
         let at = view.block();
+        let previous = previous_generation(&ring, req.previous_generation)?;
         let gateway_app_id = self.gateway_app_id(&view).await?;
-        let keys = self.derive(&a)?;
-        let record = self.record(ReleaseKind::AppKey, &a, at)?;
-        let receipt = self.log_release(record, at, slot).await?;
+        let keys = self.derive(&ring.current, &a)?;
+        let mut records = vec![self.record(ReleaseKind::AppKey, &a, at, ring.current.number)?];
+        let previous_keys = match previous {
+            Some((g, valid_until)) => {
+                records.push(self.record(ReleaseKind::AppKey, &a, at, g.number)?);
+                Some((g, valid_until, self.derive(g, &a)?))
+            }
+            None => None,
+        };
+        let mut receipts = self.log_releases(records, at, slot).await?.into_iter();
+        let receipt = receipts
+            .next()
+            .ok_or_else(|| ApiError::Internal(Box::new(Error::LogAppendLost)))?;
+        let previous = match previous_keys {
+            Some((g, valid_until, k)) => Some(PreviousAppKeys {
+                key_generation: g.number,
+                valid_until,
+                app_key: k.k256_secret(),
+                kms_signature: *k.kms_signature(),
+                disk_key: Zeroizing::new(*k.disk_key().expose()),
+                env_secret: Zeroizing::new(k.env_secret().to_bytes()),
+                root_ca_cert: g.root.ca().cert_pem().to_owned(),
+                receipt: receipts
+                    .next()
+                    .ok_or_else(|| ApiError::Internal(Box::new(Error::LogAppendLost)))?,
+            }),
+            None => None,
+        };
         tracing::info!(
             app_id = %a.boot.appId,
             instance_id = %a.boot.instanceId,
@@ -178,10 +242,11 @@ impl Node {
             disk_key: Zeroizing::new(*keys.disk_key().expose()),
             env_secret: Zeroizing::new(keys.env_secret().to_bytes()),
             gateway_app_id,
-            root_ca_cert: self.root.ca().cert_pem().to_owned(),
+            root_ca_cert: ring.current.root.ca().cert_pem().to_owned(),
             os_image_hash: a.os_image_hash,
-            key_generation: self.identity.generation,
+            key_generation: ring.current.number,
             receipt,
+            previous,
         })
     }
 
@@ -213,40 +278,58 @@ impl Node {
         peer_cert: Option<&[u8]>,
         req: &SignCertRequest,
     ) -> Result<SignCertResponse, ApiError> {
-        let (a, view, slot) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        let (a, view, slot, ring) = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
         let at = view.block();
         let csr = issue::bound_csr(&req.csr, &a)?;
         let window = issue::requested_window(self.clock.now(), req)?;
-        let keys = self.derive(&a)?;
+        let keys = self.derive(&ring.current, &a)?;
         let leaf = issue::app_leaf(&csr, &a, &keys, window)?;
-        let record = self.record(ReleaseKind::SignCert, &a, at)?;
+        let record = self.record(ReleaseKind::SignCert, &a, at, ring.current.number)?;
         self.log_release(record, at, slot).await?;
         Ok(SignCertResponse {
             certificate_chain: vec![
                 leaf.pem(),
                 keys.ca().cert_pem().to_owned(),
-                self.root.ca().cert_pem().to_owned(),
+                ring.current.root.ca().cert_pem().to_owned(),
             ],
         })
     }
 
-    /// `POST /v1/onboard`: send the master secret to a new KMS node whose evidence
-    /// verifies and which `isKmsAllowed` at the pinned block; logged as `kms-onboard`.
+    /// `POST /v1/onboard`: send a master secret to a KMS node whose evidence verifies and
+    /// which `isKmsAllowed` at the pinned block; logged as `kms-onboard` with the
+    /// generation sent. `req.key_generation` picks the generation (default: the current
+    /// one); only the generations the chain serves at that block and this node holds are
+    /// sent (404 otherwise: a pending generation is not sent before the vote).
     #[instrument(name = "release", skip_all, fields(kind = "onboard", app_id))]
     pub async fn onboard_peer(
         self: &Arc<Self>,
         peer_cert: Option<&[u8]>,
+        req: &OnboardRequest,
     ) -> Result<OnboardResponse, ApiError> {
         let t = Instant::now();
         let r = async {
-            let (a, view, slot) = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            let (a, view, slot, ring) =
+                self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
             let at = view.block();
-            let record = self.record(ReleaseKind::KmsOnboard, &a, at)?;
+            let g = match req.key_generation {
+                None => &ring.current,
+                Some(n) if n == ring.current.number => &ring.current,
+                Some(n) => match &ring.previous {
+                    Some(p) if p.number == n => p,
+                    _ => {
+                        return Err(ApiError::NotFound(format!(
+                            "this node serves no key generation {n} at block {} (current {})",
+                            at.number, ring.current.number
+                        )))
+                    }
+                },
+            };
+            let record = self.record(ReleaseKind::KmsOnboard, &a, at, g.number)?;
             let receipt = self.log_release(record, at, slot).await?;
-            tracing::info!(device = %a.boot.deviceId, "onboarded a KMS node");
+            tracing::info!(device = %a.boot.deviceId, generation = g.number, "onboarded a KMS node");
             Ok(OnboardResponse {
-                master_secret: Zeroizing::new(*self.identity.master.expose()),
-                key_generation: self.identity.generation,
+                master_secret: Zeroizing::new(*g.master.expose()),
+                key_generation: g.number,
                 receipt,
             })
         }
@@ -254,6 +337,56 @@ impl Node {
         self.count("onboard", &r);
         self.metrics.observe(Stage::Total, t.elapsed());
         r
+    }
+}
+
+/// The previous generation a request asks for, with its window end: `None` when not
+/// asked, or asked `if_served` and not served (or served by other nodes); 403
+/// `denied.key_generation` when `required` and the chain serves none; 503
+/// `unavailable.key_generation` when `required`, served, and this node does not hold it.
+fn previous_generation(
+    ring: &Keyring,
+    wanted: Option<PreviousGeneration>,
+) -> Result<Option<(&Generation, u64)>, ApiError> {
+    let held = match (&ring.previous, ring.served_previous) {
+        (Some(g), Some((_, until))) => Some((g.as_ref(), until)),
+        _ => None,
+    };
+    match (wanted, held, ring.served_previous) {
+        (None, _, _) | (Some(PreviousGeneration::IfServed), None, _) => Ok(None),
+        (Some(_), Some(h), _) => Ok(Some(h)),
+        (Some(PreviousGeneration::Required), None, None) => Err(ApiError::denied(
+            Check::KeyGeneration,
+            format!(
+                "no previous key generation is served beside generation {}: none was rotated out with a transition window, or its window ended and it is retired",
+                ring.current.number
+            ),
+        )),
+        (Some(PreviousGeneration::Required), None, Some((g, _))) => {
+            Err(ApiError::Unavailable {
+                dependency: crate::reject::Dependency::KeyGeneration,
+                reason: format!(
+                    "the previous key generation {g} is served, but not by this node: ask another"
+                ),
+            })
+        }
+    }
+}
+
+/// Why the log could not take an entry, in words for the caller (sled nests the OS
+/// error in debug text).
+fn log_failure(e: &cairn_tlog::Error) -> String {
+    match e {
+        cairn_tlog::Error::Storage(sled::Error::Io(io))
+            if io.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            "no space left on the log's disk".into()
+        }
+        cairn_tlog::Error::Storage(sled::Error::Io(io)) => format!("I/O error: {}", io.kind()),
+        cairn_tlog::Error::Poisoned => {
+            "an earlier write failed and the log is being reopened".into()
+        }
+        e => e.to_string(),
     }
 }
 

@@ -62,9 +62,9 @@ fn peer_cert(peer: &Option<Extension<Peer>>) -> Option<&[u8]> {
 pub(crate) async fn app_key(
     State(node): NodeState,
     peer: Option<Extension<Peer>>,
-    ApiJson(AppKeyRequest {}): ApiJson<AppKeyRequest>,
+    ApiJson(req): ApiJson<AppKeyRequest>,
 ) -> Result<Json<AppKeyResponse>, ApiError> {
-    node.release_app_key(peer_cert(&peer)).await.map(Json)
+    node.release_app_key(peer_cert(&peer), &req).await.map(Json)
 }
 
 pub(crate) async fn sign_cert(
@@ -78,9 +78,9 @@ pub(crate) async fn sign_cert(
 pub(crate) async fn onboard(
     State(node): NodeState,
     peer: Option<Extension<Peer>>,
-    ApiJson(OnboardRequest {}): ApiJson<OnboardRequest>,
+    ApiJson(req): ApiJson<OnboardRequest>,
 ) -> Result<Json<OnboardResponse>, ApiError> {
-    node.onboard_peer(peer_cert(&peer)).await.map(Json)
+    node.onboard_peer(peer_cert(&peer), &req).await.map(Json)
 }
 
 pub(crate) async fn env_pubkey(

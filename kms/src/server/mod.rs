@@ -152,7 +152,9 @@ pub async fn run_with(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let acceptor = TlsAcceptor::from(tls::server_config(node.server_cert())?);
+    let acceptor = TlsAcceptor::from(tls::server_config(Arc::new(crate::node::CurrentCert(
+        Arc::clone(&node),
+    )))?);
     let app = router(Arc::clone(&node));
     serve(listener, node, app, acceptor, limits, shutdown).await
 }
@@ -170,7 +172,12 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let anchor = tokio::spawn(crate::anchor::run(Arc::clone(&node), stop_rx));
+    let anchor = tokio::spawn(crate::anchor::run(Arc::clone(&node), stop_rx.clone()));
+    let generations = tokio::spawn(crate::node::sync_task(
+        Arc::clone(&node),
+        node.anchor_interval(),
+        stop_rx,
+    ));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let sources = limits::Sources::new(limits.max_connections_per_source);
@@ -255,6 +262,9 @@ pub(crate) async fn serve(
     }
     if let Err(e) = anchor.await {
         tracing::warn!(error = %e, "anchoring task failed");
+    }
+    if let Err(e) = generations.await {
+        tracing::warn!(error = %e, "key-generation sync task failed");
     }
     Ok(())
 }

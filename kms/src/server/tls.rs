@@ -18,15 +18,17 @@ use rustls::ServerConfig;
 
 use crate::error::{Error, Result};
 
-/// The server config: the node's RA-TLS certificate, optional client auth, HTTP/1.1.
-pub(crate) fn server_config(cert: &cairn_attestation::RaTlsCert) -> Result<Arc<ServerConfig>> {
+/// The server config: the node's RA-TLS certificate (resolved per handshake: a rotation
+/// switches it to the new root CA), optional client auth, HTTP/1.1.
+pub(crate) fn server_config(
+    certs: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(Error::Tls)?
         .with_client_cert_verifier(Arc::new(PossessionClientVerifier::optional()))
-        .with_single_cert(vec![cert.cert_der.clone()], cert.private_key_der())
-        .map_err(Error::Tls)?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -106,7 +106,7 @@ fn fresh_data_dir_is_created_0700() {
 
 #[test]
 fn corrupt_or_partial_records_are_typed_errors() {
-    let cases: [(&str, Option<&[u8]>, &str, &str); 6] = [
+    let cases: [(&str, Option<&[u8]>, &str, &str); 7] = [
         (KEY_MASTER, Some(&[1, 2, 3]), KEY_MASTER, "wrong length"),
         (KEY_MASTER, None, KEY_MASTER, "missing"),
         (
@@ -122,7 +122,14 @@ fn corrupt_or_partial_records_are_typed_errors() {
             "not a valid secp256k1 scalar",
         ),
         (KEY_NODE, None, KEY_NODE, "missing"),
-        (KEY_FORMAT, Some(&[2]), KEY_FORMAT, "unknown format version"),
+        (KEY_FORMAT, Some(&[3]), KEY_FORMAT, "unknown format version"),
+        // Format 2 keeps masters under `master/<generation>`, never the format-1 records.
+        (
+            KEY_FORMAT,
+            Some(&[FORMAT_VERSION_GENERATIONS]),
+            KEY_MASTER,
+            "a single-generation record in a multi-generation store",
+        ),
     ];
     for (key, value, want_key, want_reason) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -282,4 +289,203 @@ fn identity_survives_sigkill_right_after_bootstrap() {
         fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         DIR_MODE
     );
+}
+
+/// Every byte of every file below `dir` (to look for a secret on disk).
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn an_added_generation_survives_a_reopen_beside_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let first = SecretStore::open(&dir).unwrap().bootstrap(1).unwrap();
+    {
+        let store = SecretStore::open(&dir).unwrap();
+        store
+            .add_generation(MasterSecret::from_bytes([0x5a; 32]), 2)
+            .unwrap();
+    }
+    let store = SecretStore::open(&dir).unwrap();
+    let held = store.held().unwrap();
+    assert_eq!(held.masters.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(held.masters[&1], first.master);
+    assert_eq!(held.masters[&2], MasterSecret::from_bytes([0x5a; 32]));
+    assert_eq!(held.node_key.address(), first.node_key.address());
+    // identity() names the highest generation held.
+    assert_eq!(store.identity().unwrap().generation, 2);
+}
+
+#[test]
+fn adding_a_held_generation_or_a_fourth_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    store.bootstrap(1).unwrap();
+    assert!(matches!(
+        store.add_generation(MasterSecret::from_bytes([1; 32]), 1),
+        Err(Error::GenerationHeld { generation: 1 })
+    ));
+    store
+        .add_generation(MasterSecret::from_bytes([2; 32]), 2)
+        .unwrap();
+    store
+        .add_generation(MasterSecret::from_bytes([3; 32]), 3)
+        .unwrap();
+    match store.add_generation(MasterSecret::from_bytes([4; 32]), 4) {
+        Err(Error::TooManyGenerations { held, max }) => {
+            assert_eq!((held, max), (vec![1, 2, 3], MAX_HELD_GENERATIONS))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing of the refused generation was written.
+    assert_eq!(store.held().unwrap().masters.len(), 3);
+}
+
+#[test]
+fn adding_a_generation_to_an_empty_store_is_not_bootstrapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    assert!(matches!(
+        store.add_generation(MasterSecret::from_bytes([1; 32]), 2),
+        Err(Error::NotBootstrapped)
+    ));
+}
+
+#[test]
+fn an_erased_generation_is_gone_from_the_store_and_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let old = [0xc3u8; 32];
+    let node = {
+        let store = SecretStore::open(&dir).unwrap();
+        let id = store.install(MasterSecret::from_bytes(old), 1).unwrap();
+        store
+            .add_generation(MasterSecret::from_bytes([0x3c; 32]), 2)
+            .unwrap();
+        assert!(
+            contains(&all_bytes(&dir), &old),
+            "the old master is on disk"
+        );
+        id.node_key.address()
+    };
+    let store = SecretStore::open(&dir).unwrap();
+    let store = store.erase_generation(1).unwrap();
+    let held = store.held().unwrap();
+    assert_eq!(held.masters.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(held.node_key.address(), node, "the node key is kept");
+    drop(store);
+    assert!(
+        !contains(&all_bytes(&dir), &old),
+        "no file of the store still holds the erased master"
+    );
+    let (rewrite, erased) = side_dirs(&dir);
+    assert!(!rewrite.exists() && !erased.exists());
+    // Back to the one-generation layout, and reopened as such.
+    let store = SecretStore::open(&dir).unwrap();
+    assert_eq!(store.identity().unwrap().generation, 2);
+    assert_eq!(
+        store.tree.get(KEY_FORMAT).unwrap().unwrap().as_ref(),
+        [FORMAT_VERSION]
+    );
+}
+
+#[test]
+fn erasing_the_only_or_an_unheld_generation_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let store = SecretStore::open(&dir).unwrap();
+    store.bootstrap(4).unwrap();
+    let store = match store.erase_generation(4) {
+        Err(Error::LastGeneration { generation: 4 }) => SecretStore::open(&dir).unwrap(),
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    match store.erase_generation(3) {
+        Err(Error::GenerationNotHeld { generation: 3 }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        SecretStore::open(&dir)
+            .unwrap()
+            .identity()
+            .unwrap()
+            .generation,
+        4
+    );
+}
+
+#[test]
+fn an_erasure_interrupted_after_the_swap_finishes_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let (rewrite, erased) = side_dirs(&dir);
+    {
+        let store = SecretStore::open(&dir).unwrap();
+        store.bootstrap(1).unwrap();
+        store
+            .add_generation(MasterSecret::from_bytes([7; 32]), 2)
+            .unwrap();
+    }
+    // A crash after the old store was renamed away, before the new one moved in.
+    {
+        let held = SecretStore::open(&dir).unwrap().held().unwrap();
+        let fresh = SecretStore::open(&rewrite).unwrap();
+        fresh
+            .write_all(&[(2, &held.masters[&2])], &held.node_key)
+            .unwrap();
+    }
+    fs::rename(&dir, &erased).unwrap();
+    let store = SecretStore::open(&dir).unwrap();
+    assert_eq!(
+        store
+            .held()
+            .unwrap()
+            .masters
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(!rewrite.exists() && !erased.exists());
+}
+
+#[test]
+fn a_half_written_rewrite_is_discarded_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let (rewrite, _) = side_dirs(&dir);
+    {
+        let store = SecretStore::open(&dir).unwrap();
+        store.bootstrap(1).unwrap();
+        store
+            .add_generation(MasterSecret::from_bytes([7; 32]), 2)
+            .unwrap();
+    }
+    // A crash while the new store was being written: the old one is still in place.
+    drop(SecretStore::open(&rewrite).unwrap());
+    let store = SecretStore::open(&dir).unwrap();
+    assert_eq!(
+        store
+            .held()
+            .unwrap()
+            .masters
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(!rewrite.exists());
 }

@@ -162,4 +162,16 @@ impl Guest {
             .build(tee)
             .expect("guest RA-TLS certificate")
     }
+
+    /// A client certificate made when the guest's clock read `now` (valid from
+    /// `now` − 5 min for a year), to simulate a guest whose clock is off.
+    pub fn cert_at(&self, now: u64) -> RaTlsCert {
+        RaTlsCertBuilder::new(Usage::AppCustom)
+            .common_name("guest")
+            .event_log(&self.log.to_json())
+            .app_id(self.app_id.0)
+            .issued_at(now)
+            .build(self.tdx.as_ref())
+            .expect("guest RA-TLS certificate")
+    }
 }

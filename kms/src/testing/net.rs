@@ -28,7 +28,9 @@ use crate::config::simulated_kms_boot;
 use crate::evidence::CollateralSource;
 use crate::kdf::MasterSecret;
 use crate::lifecycle::own_evidence;
-use crate::node::{install_crypto_provider, Node, NodeOptions, SECRETS_DIR};
+use crate::node::{
+    certified_key, install_crypto_provider, CurrentCert, Node, NodeOptions, SECRETS_DIR,
+};
 use crate::server::{self, ServerLimits};
 use crate::store::SecretStore;
 
@@ -214,8 +216,29 @@ impl TestNet {
 
     /// Open a node from `opts` and serve it.
     pub async fn serve(&self, opts: NodeOptions, dir: Arc<TempDir>) -> RunningKms {
+        self.serve_on(opts, dir, 0).await
+    }
+
+    /// Open a node from `opts` and serve it on `127.0.0.1:port` (0: a free port; a
+    /// stopped node's port: a restart at the address guests already list).
+    pub async fn serve_on(&self, opts: NodeOptions, dir: Arc<TempDir>, port: u16) -> RunningKms {
         let node = Node::open(opts).await.expect("open the KMS node");
-        self.serve_node(node, dir).await
+        self.serve_node_on(node, dir, ServerLimits::default(), port)
+            .await
+    }
+
+    /// Serve an opened node with `limits` on `127.0.0.1:port`, under its own current
+    /// certificate (resolved per handshake, as `cairn_kms::run_with` does).
+    async fn serve_node_on(
+        &self,
+        node: Arc<Node>,
+        dir: Arc<TempDir>,
+        limits: ServerLimits,
+        port: u16,
+    ) -> RunningKms {
+        let acceptor = tls_acceptor(Arc::new(CurrentCert(Arc::clone(&node))));
+        let app = crate::server::router(Arc::clone(&node));
+        self.spawn(node, dir, app, acceptor, limits, port).await
     }
 
     /// Serve an opened node with the default [`ServerLimits`].
@@ -231,9 +254,7 @@ impl TestNet {
         dir: Arc<TempDir>,
         limits: ServerLimits,
     ) -> RunningKms {
-        let acceptor = acceptor(node.server_cert());
-        let app = crate::server::router(Arc::clone(&node));
-        self.spawn(node, dir, app, acceptor, limits).await
+        self.serve_node_on(node, dir, limits, 0).await
     }
 
     /// Serve an opened node *in disguise*: the real accept loop and anchoring task, but
@@ -248,8 +269,16 @@ impl TestNet {
         cert: &RaTlsCert,
         app: Router,
     ) -> RunningKms {
-        self.spawn(node, dir, app, acceptor(cert), ServerLimits::default())
-            .await
+        let fixed = FixedCert(certified_key(cert).expect("certified key"));
+        self.spawn(
+            node,
+            dir,
+            app,
+            tls_acceptor(Arc::new(fixed)),
+            ServerLimits::default(),
+            0,
+        )
+        .await
     }
 
     async fn spawn(
@@ -259,12 +288,13 @@ impl TestNet {
         app: Router,
         acceptor: TlsAcceptor,
         limits: ServerLimits,
+        port: u16,
     ) -> RunningKms {
         self.nodes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::downgrade(&node));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(
@@ -281,8 +311,21 @@ impl TestNet {
     }
 }
 
-fn acceptor(cert: &RaTlsCert) -> TlsAcceptor {
-    TlsAcceptor::from(server::tls::server_config(cert).expect("TLS server config"))
+fn tls_acceptor(certs: Arc<dyn rustls::server::ResolvesServerCert>) -> TlsAcceptor {
+    TlsAcceptor::from(server::tls::server_config(certs).expect("TLS server config"))
+}
+
+/// One certificate for every handshake (a disguised node's).
+#[derive(Debug)]
+struct FixedCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
 }
 
 /// Install [`MASTER`] as key generation `generation` in the secret store of a node whose

@@ -65,6 +65,17 @@ impl RunningKms {
             .expect("connect to the KMS")
     }
 
+    /// A connection presenting `cert` (or none), the node's evidence verified at `now`
+    /// (a caller whose clock agrees with a node that runs on an injected clock: the
+    /// node's certificate is valid from five minutes before the node's "now").
+    pub async fn client_at(&self, cert: Option<&RaTlsCert>, now: u64) -> KmsConnection {
+        kms_client()
+            .with_clock(move || now)
+            .connect(&self.url(), cert)
+            .await
+            .expect("connect to the KMS")
+    }
+
     /// Signal shutdown (as SIGTERM would) without waiting.
     pub fn signal_stop(&mut self) {
         if let Some(s) = self.stop.take() {

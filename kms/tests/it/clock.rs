@@ -26,7 +26,7 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
 
     let guest = w.guest(0x71);
     let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = kms.client_at(Some(&cert), fixed).await;
     let keys = app_key(&mut client).await.unwrap();
     let resp = sign_own_key(&mut client, &cert).await;
 
@@ -67,7 +67,7 @@ async fn a_requested_leaf_window_is_issued_exactly_and_one_beyond_the_validity_i
     let kms = w.serve_node(node, dir).await;
     let guest = w.guest(0x72);
     let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = kms.client_at(Some(&cert), fixed).await;
     let sign = |not_before, not_after| SignCertRequest {
         csr: csr(&cert.key_pair().unwrap()),
         not_before,

@@ -5,13 +5,18 @@ mod anchoring;
 mod certs;
 mod chain_head;
 mod clock;
+// Also compiled into examples/kms_soak.rs, which uses the parts the tests do not.
+#[allow(dead_code)]
+mod cluster;
 mod config;
 mod denials;
+mod faults;
 mod known_answer;
 mod onboard;
 mod registration;
 mod release;
 mod robustness;
+mod rotation;
 mod self_check;
 mod shutdown;
 mod sign_cert;

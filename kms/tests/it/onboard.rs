@@ -91,7 +91,11 @@ async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_
     let before = a.node.log().size();
     let mut client = a.client(Some(&cert)).await;
     let err = client
-        .call::<_, OnboardResponse>(hyper::Method::POST, PATH_ONBOARD, Some(&OnboardRequest {}))
+        .call::<_, OnboardResponse>(
+            hyper::Method::POST,
+            PATH_ONBOARD,
+            Some(&OnboardRequest::default()),
+        )
         .await
         .map_err(answer)
         .unwrap_err();

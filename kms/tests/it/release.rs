@@ -18,7 +18,7 @@ use crate::world::{answer, ErrorAnswer, World, CONFIRMATIONS};
 
 pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
     client
-        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest {}))
+        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
         .await
         .map_err(answer)
 }

@@ -64,7 +64,7 @@ async fn release_spans_record_the_callers_app_id_once_its_evidence_verified() {
     let cert = guest.cert();
 
     kms.node
-        .release_app_key(Some(&cert.cert_der))
+        .release_app_key(Some(&cert.cert_der), &Default::default())
         .await
         .unwrap();
     assert_eq!(recorded.values("release", "kind"), vec!["\"app_key\""]);
@@ -74,7 +74,10 @@ async fn release_spans_record_the_callers_app_id_once_its_evidence_verified() {
     assert_eq!(ids[0].to_lowercase(), app_id);
 
     // Without a certificate nothing verified: the field stays empty.
-    kms.node.release_app_key(None).await.unwrap_err();
+    kms.node
+        .release_app_key(None, &Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(recorded.values("release", "app_id").len(), 1);
     assert_eq!(recorded.values("release", "kind").len(), 2);
     kms.stop().await;

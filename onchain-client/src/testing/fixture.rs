@@ -189,6 +189,26 @@ impl AnvilChain {
             .unwrap_or_else(|e| panic!("register root keys: {e}"));
     }
 
+    /// Rotates the root keys to `generation` with the replaced one served until
+    /// `previous_valid_until` (unix seconds).
+    pub async fn rotate_root_keys(
+        &self,
+        generation: u32,
+        k256_pubkey: &[u8],
+        ca_spki: &[u8],
+        previous_valid_until: u64,
+    ) {
+        self.client
+            .rotate_kms_root_keys(
+                generation,
+                Bytes::copy_from_slice(k256_pubkey),
+                Bytes::copy_from_slice(ca_spki),
+                previous_valid_until,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("rotate root keys: {e}"));
+    }
+
     /// Allows a KMS node's MR and device and, with an address, registers and funds it.
     /// Nothing mined after.
     pub async fn register_kms_node(&self, node: &KmsNodeRegistration) {

@@ -30,6 +30,10 @@ pub enum Behaviour {
     Forward,
     /// Accept requests and never answer (a stuck endpoint; the connection stays open).
     Stall,
+    /// Down: new connections are closed as soon as they are accepted, and a request on
+    /// an open connection gets its connection closed without an answer (a crashed or
+    /// unreachable node, seen from the client: the request fails at once).
+    Down,
     /// Answer every request with HTTP 503.
     Fail,
     /// Flip the verdict of every `isAppAllowed` / `isKmsAllowed` answer (allow ↔ deny,
@@ -43,7 +47,7 @@ pub enum Behaviour {
 }
 
 /// A running proxy on `127.0.0.1` (plain HTTP, or HTTPS as `localhost` with its own
-/// test CA). Stops when dropped.
+/// test CA). Stops accepting when dropped.
 pub struct RpcProxy {
     url: Url,
     behaviour: Arc<Mutex<Behaviour>>,
@@ -184,12 +188,16 @@ async fn accept_loop(
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        if shared.behaviour() == Behaviour::Down {
+            drop(stream);
+            continue;
+        }
         let shared = Arc::clone(&shared);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                async move { handle(&shared, req).await.ok_or(ProxyDown) }
             });
             let http = hyper::server::conn::http1::Builder::new();
             match acceptor {
@@ -216,12 +224,38 @@ fn respond(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The error a handler returns to make hyper close the connection without an answer.
+#[derive(Debug)]
+struct ProxyDown;
+
+impl std::fmt::Display for ProxyDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the proxy is down")
+    }
+}
+
+impl std::error::Error for ProxyDown {}
+
+impl Shared {
+    fn behaviour(&self) -> Behaviour {
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The answer to one request; `None` closes the connection without one ([`Behaviour::Down`]).
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    let behaviour = *shared
-        .behaviour
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    if shared.behaviour() == Behaviour::Down {
+        return None;
+    }
+    Some(answer(shared, req).await)
+}
+
+async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let behaviour = shared.behaviour();
     match behaviour {
         Behaviour::Stall => std::future::pending::<()>().await,
         Behaviour::Fail => return respond(StatusCode::SERVICE_UNAVAILABLE, Vec::new()),

@@ -183,6 +183,86 @@ async fn root_keys_and_gateway_app_id_are_read_at_the_policy_block() {
     }
 }
 
+#[tokio::test]
+async fn key_generations_follow_a_rotation_and_its_window_at_the_policy_block() {
+    let net = devnet(0).await;
+    let at = net.client.policy_block().await.unwrap();
+    assert_eq!(net.client.key_generations(at).await.unwrap(), None);
+
+    let k1 = [&[0x02u8][..], &[0x11; 32]].concat();
+    let k2 = [&[0x03u8][..], &[0x22; 32]].concat();
+    let ca = hex_spki();
+    // A rotation needs a generation to rotate from: the decoded custom error says so.
+    let err = net
+        .client
+        .rotate_kms_root_keys(1, k1.clone().into(), ca.clone().into(), u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_kms_auth_error(),
+            Some(KmsAuthErrors::KmsAuthNoGenerationToRotate(_))
+        ),
+        "{err:?}"
+    );
+    net.client
+        .set_kms_root_keys(1, k1.clone().into(), ca.clone().into())
+        .await
+        .unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let g = net.client.key_generations(at).await.unwrap().expect("set");
+    assert_eq!(g.current.generation, 1);
+    assert_eq!(g.previous, None);
+
+    let now = net.head_timestamp().await;
+    let until = now + 3600;
+    net.client
+        .rotate_kms_root_keys(2, k2.clone().into(), ca.clone().into(), until)
+        .await
+        .unwrap();
+    let at = net.client.policy_block().await.unwrap();
+    let g = net.client.key_generations(at).await.unwrap().expect("set");
+    assert_eq!(g.current.generation, 2);
+    assert_eq!(g.current.k256_pubkey.as_ref(), k2.as_slice());
+    let previous = g.active_previous().expect("window open");
+    assert_eq!(previous.keys.generation, 1);
+    assert_eq!(previous.keys.k256_pubkey.as_ref(), k1.as_slice());
+    assert_eq!(previous.valid_until, until);
+
+    // The read is pinned: the block before the rotation still says generation 1 alone.
+    let before = net.client.block_at(at.number - 1).await.unwrap();
+    let g = net
+        .client
+        .key_generations(before)
+        .await
+        .unwrap()
+        .expect("set");
+    assert_eq!((g.current.generation, g.previous), (1, None));
+
+    // After the window the chain itself says the previous generation is over.
+    net.increase_time(3600).await;
+    let at = net.client.policy_block().await.unwrap();
+    let g = net.client.key_generations(at).await.unwrap().expect("set");
+    assert_eq!(g.current.generation, 2);
+    let previous = g.previous.as_ref().expect("still named");
+    assert!(!previous.active, "window over at the block read");
+    assert!(g.active_previous().is_none());
+
+    // An ended window cannot be moved again.
+    let err = net
+        .client
+        .set_transition_window_end(until + 3600)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_kms_auth_error(),
+            Some(KmsAuthErrors::KmsAuthNoTransitionWindow(_))
+        ),
+        "{err:?}"
+    );
+}
+
 fn hex_spki() -> Vec<u8> {
     // SEQUENCE { SEQUENCE { ecPublicKey, prime256v1 }, BIT STRING (0x04 || X || Y) }
     let mut der = vec![

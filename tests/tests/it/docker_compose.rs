@@ -200,3 +200,122 @@ async fn two_instances_of_one_compose_app_on_one_host_do_not_collide() {
     agent_b.stop().await;
     kms.stop().await;
 }
+
+/// Removes every container of the Compose projects starting with `prefix` when dropped
+/// (a failing VMM test leaves nothing running on the shared engine).
+struct PrefixGuard(&'static str);
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        for project in projects_with_prefix(self.0) {
+            drop(ProjectGuard(project));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_app_deployed_through_the_vmm_serves_its_key_and_env_and_remove_leaves_no_container(
+) {
+    use cairn_e2e::vmm::VmmNode;
+    use cairn_protocol::vmm::{CreateCvmRequest, CvmState, PortRequest};
+
+    // The compose's name is only this test's, so its projects are only this test's.
+    const PREFIX: &str = "cairn-vmm-compose-";
+    let image = agent_app_image();
+    let _cleanup = PrefixGuard(PREFIX);
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    // The container listens on the host port the VMM maps to its port 8080.
+    let compose = agent_app_compose_on("vmm-compose", &image, "${CAIRN_PORT_8080}");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let app_id = app.app_id();
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    let c = vmm.client();
+
+    // The deployer encrypts the env for the app's KMS key, checked against the chain.
+    let vars = EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: "s3cret through the VMM $HOME".into(),
+    }])
+    .unwrap();
+    let env = cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.client,
+        app_id.into_array(),
+        &vars,
+        cairn_kms::unix_now(),
+    )
+    .await
+    .unwrap();
+    let created = c
+        .create(&CreateCvmRequest {
+            name: "dockerized".into(),
+            app_id: Some(app_id.into_array()),
+            compose: compose.clone(),
+            image: "cairn-os:1.0".into(),
+            vcpus: 1,
+            memory_mb: 512,
+            ports: vec![PortRequest {
+                guest_port: 8080,
+                host_port: None,
+            }],
+            encrypted_env: Some(env),
+            kms_urls: None,
+            gateway_urls: None,
+            start: true,
+        })
+        .await
+        .unwrap();
+    let running = vmm.wait_state(&created.id, CvmState::Running).await;
+    assert_eq!(running.ports[0].guest_port, 8080);
+    let port = running.ports[0].host_port;
+    // `running` = the guest started its runner; `up` creates the project meanwhile.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let project = loop {
+        let projects = projects_with_prefix(PREFIX);
+        assert!(projects.len() <= 1, "{projects:?}");
+        if let Some(p) = projects.into_iter().next() {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Compose project {PREFIX}*; console:\n{}",
+            String::from_utf8_lossy(&c.logs(&created.id, 60).await.unwrap_or_default())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let project = &project;
+
+    // VMM → guest → container: the decrypted env, byte-exact...
+    assert_eq!(
+        wait_for_http(port, "/env", project).await,
+        b"s3cret through the VMM $HOME"
+    );
+    // ...and the key the container got over the mounted agent socket is the KMS's.
+    let got: serde_json::Value =
+        serde_json::from_slice(&wait_for_http(port, "/getkey.json", project).await).unwrap();
+    let root = net.chain_k256_root().await;
+    let key = checked_get_key(&got, &app_id.into_array(), "signing", &root);
+    assert_eq!(
+        key.to_bytes(),
+        kms_derived_key(app_id.into_array(), "e2e/docker").to_bytes()
+    );
+    let containers = project_containers(project);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].1, "running");
+    assert!(running.events.iter().any(|e| e.event == "app.started"));
+    // The env value never reached the console log.
+    let logs = String::from_utf8(c.logs(&created.id, 200).await.unwrap()).unwrap();
+    assert!(!logs.contains("s3cret through the VMM"), "{logs}");
+
+    // Remove: the guest brings the project down; no container, nothing serves.
+    c.remove(&created.id).await.unwrap();
+    assert_eq!(projects_with_prefix(PREFIX), Vec::<String>::new());
+    assert!(
+        http_get(port, "/env").await.is_none(),
+        "the app still answers"
+    );
+    assert!(c.list().await.unwrap().cvms.is_empty());
+    kms.stop().await;
+}

@@ -7,8 +7,11 @@
 mod acme;
 mod audit;
 mod boot;
+mod cluster;
 mod docker_compose;
 mod gateway;
 mod governance;
 mod python_sdk;
+mod rotation;
 mod vmm;
+mod vmm_page;

@@ -7,6 +7,7 @@
 mod handlers;
 pub(crate) mod listen;
 mod openapi;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use tower_http::trace::TraceLayer;
 pub(crate) use handlers::ApiJson;
 pub use listen::Transport;
 pub use openapi::openapi;
+pub use ui::{PAGE_CSP, PAGE_PATH, SCRIPT_PATH, STYLE_PATH};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -88,8 +90,9 @@ pub fn route_table() -> Vec<(&'static str, Method)> {
     routes().into_iter().map(|(p, m, _)| (p, m)).collect()
 }
 
-/// The API router for `vmm`; `token` (if any) is required on TCP requests. Requests
-/// without a [`Transport`] extension (in-process tests) count as unix-socket requests.
+/// The API router for `vmm`, with the web page; `token` (if any) is required on TCP
+/// requests to the API. Requests without a [`Transport`] extension (in-process tests)
+/// count as unix-socket requests.
 pub fn router(vmm: Arc<Vmm>, token: Option<&str>) -> Router {
     let api = Api {
         vmm,
@@ -100,7 +103,8 @@ pub fn router(vmm: Arc<Vmm>, token: Option<&str>) -> Router {
     for (path, _, method_router) in routes() {
         r = r.route(path, method_router);
     }
-    r.fallback(handlers::not_found)
+    let api_routes = r
+        .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
@@ -109,7 +113,27 @@ pub fn router(vmm: Arc<Vmm>, token: Option<&str>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(api)
+        .layer(middleware::map_response(api_headers))
+        .with_state(api);
+    // The web page's static files: no data, no auth (see `ui`).
+    ui::router().merge(api_routes)
+}
+
+/// The CSP of API responses: nothing in them is a document that may run or load
+/// anything (a log opened in a browser stays text).
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+async fn api_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(API_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 /// Constant-time equality of two digests.

@@ -4,4 +4,5 @@
 
 mod api;
 mod openapi;
+mod page;
 mod support;

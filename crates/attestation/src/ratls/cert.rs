@@ -82,6 +82,9 @@ pub struct RaTlsCertBuilder {
     event_log: Vec<u8>,
     validity: Duration,
     is_ca: bool,
+    /// The time the validity window is computed from (unix seconds); the system clock
+    /// at build when `None`.
+    issued_at: Option<u64>,
     /// The certificate key; a fresh P-256 key when `None`. (`KeyPair`'s `Debug` elides
     /// the secret.)
     key: Option<std::sync::Arc<KeyPair>>,
@@ -99,6 +102,7 @@ impl RaTlsCertBuilder {
             event_log: b"[]".to_vec(),
             validity: DEFAULT_VALIDITY,
             is_ca: false,
+            issued_at: None,
             key: None,
         }
     }
@@ -137,6 +141,16 @@ impl RaTlsCertBuilder {
     /// How long the certificate is valid from now.
     pub fn validity(mut self, validity: Duration) -> Self {
         self.validity = validity;
+        self
+    }
+
+    /// Compute the validity window from `unix_secs` instead of the system clock:
+    /// `notBefore` = it − [`CLOCK_SKEW`](super::consts::CLOCK_SKEW), `notAfter` = it +
+    /// the validity. For a service whose clock is injected (the KMS's `Clock`), so that
+    /// its certificates and the checks it runs agree on "now"; and for tests of clock
+    /// skew.
+    pub fn issued_at(mut self, unix_secs: u64) -> Self {
+        self.issued_at = Some(unix_secs);
         self
     }
 
@@ -194,7 +208,15 @@ impl RaTlsCertBuilder {
         params
             .distinguished_name
             .push(DnType::CommonName, self.common_name.as_str());
-        let now = time::OffsetDateTime::now_utc();
+        let now = match self.issued_at {
+            None => time::OffsetDateTime::now_utc(),
+            Some(t) => i64::try_from(t)
+                .ok()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                .ok_or_else(|| {
+                    RaTlsError::InvalidRequest(format!("issue time {t} is out of range"))
+                })?,
+        };
         let validity = time::Duration::try_from(self.validity)
             .map_err(|_| RaTlsError::InvalidRequest("validity out of range".to_owned()))?;
         params.not_before = now - CLOCK_SKEW;

@@ -706,3 +706,38 @@ async fn verify_ra_tls_cert_applies_the_verifiers_checks_outside_a_handshake() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_issued_at_a_given_time_is_valid_from_five_minutes_before_it() {
+    let (kms_cvm, _) = kms();
+    let v = sim_verifier();
+    // A day after the system clock: inside the simulator collateral's 30 days.
+    let at = unix_now() + 24 * 3600;
+    let cert = RaTlsCertBuilder::new(Usage::KmsRpc)
+        .event_log(&kms_cvm.log.to_json())
+        .issued_at(at)
+        .build(&kms_cvm.tdx)
+        .unwrap();
+    let skew = cairn_attestation::ratls_consts::CLOCK_SKEW.as_secs();
+    let year = cairn_attestation::ratls_consts::DEFAULT_VALIDITY.as_secs();
+    for ok in [at - skew, at, at + 3600] {
+        v.verify_ra_tls_cert(&cert.cert_der, None, None, ok)
+            .await
+            .unwrap_or_else(|e| panic!("valid at {ok}: {e:?}"));
+    }
+    // One second before notBefore: refused, and the error names the whole window
+    // (notAfter = the issue time + the default validity).
+    let bad = at - skew - 1;
+    match v.verify_ra_tls_cert(&cert.cert_der, None, None, bad).await {
+        Err(RaTlsError::NotValidAt {
+            now,
+            not_before,
+            not_after,
+        }) => {
+            assert_eq!(now, bad);
+            assert_eq!(not_before, (at - skew) as i64);
+            assert_eq!(not_after, (at + year) as i64);
+        }
+        other => panic!("expected NotValidAt at {bad}, got {other:?}"),
+    }
+}

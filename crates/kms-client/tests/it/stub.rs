@@ -206,6 +206,7 @@ pub fn app_key_response(root_pem: &str) -> AppKeyResponse {
             policy_block_number: 1,
             policy_block_hash: [0; 32],
         },
+        previous: None,
     }
 }
 

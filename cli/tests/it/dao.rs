@@ -1,0 +1,184 @@
+//! `cairn dao` end to end: a DAO-owned app is upgraded by vote from the command line
+//! (propose → vote → queue → execute, waiting with `--mine` on anvil); the guest then
+//! boots the new compose and the old one is refused. A voter without votes is refused
+//! before anything is sent.
+
+use cairn_e2e::*;
+use cairn_guest::Error;
+use cairn_kms_client::Error as KmsError;
+use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::GovernanceParams;
+
+use crate::chain::{cairn, key_hex, nonce};
+
+fn denial_code(err: &Error) -> Option<(u16, String)> {
+    match err {
+        Error::AllKmsFailed(v) => match &v.first()?.1 {
+            KmsError::Status { status, code, .. } => Some((*status, code.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old_is_refused() {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let params = GovernanceParams::devnet(net.owner);
+    let dao = net
+        .client
+        .connection()
+        .deploy_governance(&params)
+        .await
+        .unwrap();
+    dao.delegate(net.owner).await.unwrap();
+    let v1 = Cvm::new(&kms.url(), Address::ZERO, 0x21, "v1");
+    let app = net
+        .deploy_app(dao.timelock(), Some(v1.compose.as_bytes()))
+        .await;
+    v1.set_app_id(app.app_id());
+    let v2 = Cvm::new(&kms.url(), app.app_id(), 0x21, "v2");
+    let (h1, h2) = (v1.compose_hash().to_string(), v2.compose_hash().to_string());
+    let _v1_running = v1.boot().await.unwrap();
+    let err = v2.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_hex(&net, 0);
+    let governor = dao.addresses().governor.to_string();
+    let app_s = app.app_id().to_string();
+    let env = [
+        ("CAIRN_PRIVATE_KEY", key.as_str()),
+        ("CAIRN_GOVERNOR", governor.as_str()),
+        ("CAIRN_APP", app_s.as_str()),
+    ];
+    let step = |s: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec!["--json", "dao", s, "upgrade", h1.as_str(), h2.as_str()];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    let proposed = cairn(&net, dir.path(), &env, &step("propose", &[]))
+        .await
+        .ok_json();
+    assert_eq!(proposed["state"], "Pending");
+    let id = proposed["proposal_id"].as_str().unwrap().to_owned();
+
+    // Too early to queue, and no --wait: refused, nothing sent.
+    let before = nonce(&net, net.owner).await;
+    let r = cairn(&net, dir.path(), &env, &step("queue", &[])).await;
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(
+        r.stderr
+            .contains("the proposal is Pending; this step needs it Succeeded"),
+        "{r:#?}"
+    );
+    assert_eq!(nonce(&net, net.owner).await, before);
+
+    // A voter without votes: refused before sending.
+    let poor = net.signer(4).address();
+    let poor_key = key_hex(&net, 4);
+    let poor_env = [
+        ("CAIRN_PRIVATE_KEY", poor_key.as_str()),
+        ("CAIRN_GOVERNOR", governor.as_str()),
+        ("CAIRN_APP", app_s.as_str()),
+    ];
+    let r = cairn(
+        &net,
+        dir.path(),
+        &poor_env,
+        &step("vote", &["--wait", "--mine"]),
+    )
+    .await;
+    r.fails(1, "has no voting power at the proposal's snapshot");
+    assert_eq!(
+        nonce(&net, poor).await,
+        0,
+        "nothing sent by the voter without votes"
+    );
+
+    let voted = cairn(&net, dir.path(), &env, &step("vote", &["--wait", "--mine"]))
+        .await
+        .ok_json();
+    assert_eq!(voted["proposal_id"], id);
+    assert_eq!(voted["state"], "Active");
+    assert_ne!(voted["votes_for"], "0");
+    assert!(voted["tx_hash"].is_string());
+
+    let queued = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &step("queue", &["--wait", "--mine"]),
+    )
+    .await
+    .ok_json();
+    assert_eq!(queued["state"], "Queued");
+    let eta = queued["eta"].as_u64().unwrap();
+    assert!(eta > queued["head_timestamp"].as_u64().unwrap());
+
+    // Queued is not executed: v2 is still refused.
+    net.mine(CONFIRMATIONS).await;
+    let err = v2.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+
+    let executed = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &step("execute", &["--wait", "--mine"]),
+    )
+    .await
+    .ok_json();
+    assert_eq!(executed["state"], "Executed");
+    let status = cairn(&net, dir.path(), &env, &step("status", &[]))
+        .await
+        .ok_json();
+    assert_eq!(status["state"], "Executed");
+    let text = cairn(
+        &net,
+        dir.path(),
+        &env,
+        &["dao", "status", "upgrade", &h1, &h2],
+    )
+    .await;
+    assert_eq!(text.code, 0, "{text:#?}");
+    assert!(text.stdout.contains("state      Executed"), "{text:#?}");
+    net.mine(CONFIRMATIONS).await;
+
+    let app_status = cairn(&net, dir.path(), &[], &["--json", "app", "status", &app_s])
+        .await
+        .ok_json();
+    let hashes: Vec<B256> = app_status["compose_hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["compose_hash"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(hashes, vec![v2.compose_hash()]);
+    assert_eq!(app_status["owner"], dao.timelock().to_string());
+
+    let _v2_running = v2.boot().await.unwrap();
+    assert_eq!(
+        wait_for_file(&v2.app_out()).await.as_deref(),
+        Some(&b"started:"[..])
+    );
+    let v1_again = Cvm::with_compose(&kms.url(), app.app_id(), 0x22, v1.compose.clone());
+    assert_eq!(v1_again.compose_hash(), v1.compose_hash());
+    let err = v1_again.boot().await.unwrap_err();
+    assert_eq!(
+        denial_code(&err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+    kms.stop().await;
+}
