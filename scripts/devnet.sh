@@ -11,9 +11,14 @@
 #   until Ctrl-C, which stops everything it started.
 #
 # Environment: CAIRN_DEVNET_PORT (anvil, default 8545), CAIRN_DEVNET_KMS_PORT (default
-# 8443; the other nodes take free ports), CAIRN_DEVNET_KMS_NODES (default 1), CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
-# CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh).
-# Any failed step exits non-zero.
+# 8443; the other nodes take free ports), CAIRN_DEVNET_KMS_NODES (default 1),
+# CAIRN_DEVNET_DIR (default .devnet; its kms/, app/, refused/ are recreated),
+# CAIRN_DEVNET_EXIT=1 to stop after the demo instead of waiting (used by scripts/test.sh);
+# CAIRN_DEVNET_BUILD=0 to use target/debug/cairn-{kms,guest} and cairn as built when all
+# exist (the `cairn devnet` test: a test run must not recompile the workspace under other
+# tests). Any failed step exits non-zero. While it runs, $CAIRN_DEVNET_DIR/state.json lists
+# what it started (pids, URLs) for `cairn devnet status|down`; it is removed when the
+# devnet stops. `cairn devnet up` runs this script in the background and waits for it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CAIRN_ROOT"
@@ -38,7 +43,7 @@ app_host_seed=0101010101010101010101010101010101010101010101010101010101010101
 greeting="hello from the devnet's encrypted env"
 kms_bin="$CAIRN_ROOT/target/debug/cairn-kms"
 guest_bin="$CAIRN_ROOT/target/debug/cairn-guest"
-venv_python="$CAIRN_ROOT/.venv/bin/python"
+cairn_bin="$CAIRN_ROOT/target/debug/cairn"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 started_ms=$(now_ms)
 secs_since() { # <start ms>: elapsed seconds with one decimal
@@ -49,11 +54,11 @@ step() { log "[$(secs_since "$started_ms") s] $*"; }
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-rm -rf "$dir/kms" "$dir"/kms-[0-9]* "$dir/app" "$dir/refused" "$dir/reboot"
+rm -rf "$dir/kms" "$dir"/kms-[0-9]* "$dir/app" "$dir/refused" "$dir/reboot" "$dir/state.json"
 mkdir -p "$dir/kms" "$dir/app/share" "$dir/refused/share"
 
 anvil_pid="" kms_pid="" guest_pid="" refused_pid=""
-replica_pids=() replica_urls=()
+replica_pids=() replica_urls=() replica_addrs=() replica_ports=()
 stop() { # <pid> <name> [process group too]
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -70,6 +75,7 @@ stop() { # <pid> <name> [process group too]
 }
 cleanup() {
   trap - INT TERM
+  rm -f "$dir/state.json"
   stop "$refused_pid" "refused guest" group
   stop "$guest_pid" "cairn-guest" group
   local p
@@ -126,8 +132,12 @@ if listening "$kms_port"; then
   kms_url="https://127.0.0.1:$kms_port"
   log "port 8443 is taken; the KMS listens on $kms_port"
 fi
-[ -x "$kms_bin" ] && [ -x "$guest_bin" ] || log "building cairn-kms and cairn-guest"
-cargo build --quiet -p cairn-kms -p cairn-guest
+if [ "${CAIRN_DEVNET_BUILD:-1}" = 0 ] && [ -x "$kms_bin" ] && [ -x "$guest_bin" ] && [ -x "$cairn_bin" ]; then
+  log "CAIRN_DEVNET_BUILD=0: using the built cairn-kms, cairn-guest and cairn as they are"
+else
+  [ -x "$kms_bin" ] && [ -x "$guest_bin" ] && [ -x "$cairn_bin" ] || log "building cairn-kms, cairn-guest and cairn"
+  cargo build --quiet -p cairn-kms -p cairn-guest -p cairn-cli
+fi
 
 # ---------------------------------------------------------------- chain
 step "starting anvil on $rpc (log: $dir/anvil.log)"
@@ -226,6 +236,7 @@ for i in $(seq 1 $((kms_nodes - 1))); do
   RUST_LOG="${RUST_LOG:-info}" "$kms_bin" --config "$rdir/kms.toml" serve >"$rdir/kms.log" 2>&1 &
   replica_pids+=($!)
   replica_urls+=("https://127.0.0.1:$rport")
+  replica_addrs+=("$raddr") replica_ports+=("$rport")
   wait_for 30 "cairn-kms node $i on 127.0.0.1:$rport" "$!" "$rdir/kms.log" curl -fsk --max-time 2 "https://127.0.0.1:$rport/healthz"
   step "KMS node $i serving on https://127.0.0.1:$rport, node $raddr"
 done
@@ -253,18 +264,12 @@ all_kms_urls=$(printf '"%s",' "$kms_url" "${replica_urls[@]}")
 printf '{"kms_urls":[%s]}\n' "${all_kms_urls%,}" >"$share/sys-config.json"
 printf '{"app_id":"%s"}\n' "${app_id#0x}" >"$share/.instance-info"
 
-env_note="not encrypted (no .venv; run scripts/setup.sh)"
-if [ -x "$venv_python" ]; then
-  step "encrypting the app's env for its KMS env key (checked against the root key on chain)"
-  curl -fsk --max-time 5 "$kms_url/v1/env-pubkey/$app_id" >"$dir/app/env-pubkey.json" ||
-    die "GET $kms_url/v1/env-pubkey/$app_id failed"
-  chain_root=$("$CAST" call "$kms_auth" "rootKeys(uint32)(bytes,bytes)" 1 --rpc-url "$rpc" | head -n1)
-  "$venv_python" scripts/devnet/encrypt-env.py "$dir/app/env-pubkey.json" "$app_id" "$chain_root" \
-    "$share/.encrypted-env" "GREETING=$greeting" || die "encrypting the env failed"
-  env_note="GREETING, encrypted with the dstack SDK for the key the KMS signed"
-else
-  step "no .venv: the demo app boots without an encrypted env"
-fi
+step "encrypting the app's env with cairn (the KMS's env key, checked against the root key on chain)"
+"$cairn_bin" devnet encrypt-env --app-id "$app_id" --out "$share/.encrypted-env" \
+  --env "GREETING=$greeting" --env-kms-url "$kms_url" --rpc-url "$rpc" --chain-id "$chain_id" \
+  --kms-auth "$kms_auth" --kms-trust simulator --sim-pki-seed "$sim_pki_seed" >"$dir/app/encrypt-env.log" 2>&1 ||
+  { cat "$dir/app/encrypt-env.log" >&2; die "encrypting the env failed"; }
+env_note="GREETING, encrypted by cairn (Cairn's format) for the env key the KMS signed"
 
 guest_args=(--tee simulator --kms-trust simulator --sim-pki-seed "$sim_pki_seed" --sim-host-seed "$app_host_seed")
 agent_socket="$dir/app/agent.sock"
@@ -282,9 +287,7 @@ for f in app.key disk.key root-ca.pem receipt.json; do
   [ -f "$dir/app/keys/$f" ] || die "the approved boot has no $f in $dir/app/keys"
 done
 greeting_line=$(grep -m1 "hello from a Cairn CVM" "$dir/app/guest.log")
-if [ -x "$venv_python" ]; then
-  case "$greeting_line" in *"GREETING=$greeting;"*) ;; *) die "the app did not get its decrypted env: $greeting_line" ;; esac
-fi
+case "$greeting_line" in *"GREETING=$greeting;"*) ;; *) die "the app did not get its decrypted env: $greeting_line" ;; esac
 agent() { # <method> <json body>
   curl -fsS --max-time 10 --unix-socket "$agent_socket" -H 'content-type: application/json' \
     -d "$2" "http://localhost/$1"
@@ -332,7 +335,16 @@ refusal=$(grep -o 'denied\.compose_hash[^"]*' "$dir/refused/guest.log" | head -n
 # A script that boots the demo app again (used by docs/walkthrough.md after a revocation).
 cat >"$dir/reboot-app.sh" <<SH
 #!/usr/bin/env bash
-# Boots the devnet's demo app again from its share, in the foreground, into fresh dirs.
+# Boots the devnet's demo app again from its share, in the foreground, into fresh dirs,
+# once the KMS's policy head has read the chain's current block (so a change just made on
+# chain, e.g. a revoked compose hash, is what this boot is judged by; at most 10 s).
+target=\$("$CAST" block-number --rpc-url "$rpc")
+deadline=\$((SECONDS + 10))
+while [ "\$SECONDS" -lt "\$deadline" ]; do
+  at=\$(curl -fsk --max-time 2 "$kms_url/metrics" | awk '\$1 == "cairn_kms_chain_policy_block" {print \$2}')
+  [ -n "\$at" ] && [ "\$at" -ge "\$target" ] && break
+  sleep 0.1
+done
 rm -rf "$dir/reboot" && mkdir -p "$dir/reboot"
 exec "$guest_bin" boot --share "$share" --keys "$dir/reboot/keys" --work "$dir/reboot/work" \\
   --agent-socket "$dir/reboot/agent.sock" ${guest_args[*]} "\$@"
@@ -350,6 +362,8 @@ export CAIRN_COMPOSE_HASH=$compose_hash
 export CAIRN_OS_IMAGE_HASH=$os_image_hash
 export CAIRN_AGENT_SOCKET=$agent_socket
 export DSTACK_SIMULATOR_ENDPOINT=$agent_socket
+export CAIRN_KMS_TRUST=simulator
+export CAIRN_SIM_PKI_SEED=$sim_pki_seed
 ENV
 
 up_secs=$(secs_since "$started_ms")
@@ -385,8 +399,41 @@ Try it (docs/walkthrough.md):
     $FORGE script contracts/script/ComposeHash.s.sol --rpc-url \$CAIRN_RPC_URL --broadcast
   $dir/reboot-app.sh      # now refused: Compose hash not allowed
 
-Ctrl-C stops the devnet.
+Ctrl-C (in the foreground) or "cairn devnet down" stops the devnet; "cairn devnet status" shows it.
 TXT
+
+# What `cairn devnet status|down` read (written last and atomically: its presence means up).
+python3 - "$dir/state.json" "${replica_pids[*]:-}" "${replica_ports[*]:-}" "${replica_addrs[*]:-}" <<PY
+import json, os, sys
+replicas = list(zip(sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()))
+state = {
+    "version": 1,
+    "dir": "$dir",
+    "script_pid": $$,
+    "processes": [
+        {"name": "anvil", "pid": $anvil_pid, "group": False, "port": $port},
+        {"name": "cairn-kms", "pid": $kms_pid, "group": False, "port": $kms_port},
+        {"name": "cairn-guest (demo app)", "pid": $guest_pid, "group": True, "port": None},
+    ] + [
+        {"name": f"cairn-kms (node {i + 2})", "pid": int(pid), "group": False, "port": int(port)}
+        for i, (pid, port, _) in enumerate(replicas)
+    ],
+    "rpc_url": "$rpc",
+    "chain_id": $chain_id,
+    "kms_auth": "$kms_auth",
+    "kms_urls": ["$kms_url"] + [f"https://127.0.0.1:{port}" for _, port, _ in replicas],
+    "kms_nodes": ["$node_address"] + [addr for _, _, addr in replicas],
+    "app_id": "$app_id",
+    "compose_hash": "$compose_hash",
+    "agent_socket": "$agent_socket",
+    "env_file": "$dir/devnet.env",
+    "up_secs": $up_secs,
+}
+tmp = sys.argv[1] + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(state, f, indent=1)
+os.replace(tmp, sys.argv[1])
+PY
 
 if [ "${CAIRN_DEVNET_EXIT:-0}" = 1 ]; then
   exit 0

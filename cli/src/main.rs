@@ -1,6 +1,7 @@
 //! `cairn`: Cairn's command line. One module per command group: `app` (compose hashes
 //! and an app's on-chain policy), `dao` (upgrades by Governor vote), `kms` (a KMS node's
-//! state), `vm` (the VMM), `gateway` (a gateway node's admin endpoint); `common` holds
+//! state), `vm` (the VMM), `gateway` (a gateway node's admin endpoint), `devnet` (a local Cairn), `audit` (the
+//! auditing light client); `common` holds
 //! the shared plumbing (profiles, signers, output, exit codes).
 //!
 //! Human output by default, `--json` for scripts: one JSON object on stdout, errors too
@@ -9,8 +10,10 @@
 
 mod app;
 mod attest;
+mod audit;
 mod common;
 mod dao;
+mod devnet;
 mod gateway;
 mod kms;
 mod vm;
@@ -55,6 +58,11 @@ enum Group {
     Vm(Box<vm::VmArgs>),
     /// Look at a gateway node: admitted instances and the chain's verdicts.
     Gateway(gateway::GatewayArgs),
+    /// A local Cairn in the background: up, status, down.
+    Devnet(Box<devnet::DevnetArgs>),
+    /// Audit every KMS node's key-release log against the chain (exit 0 clean, 1
+    /// findings, 2 could not audit).
+    Audit(Box<audit::AuditArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -70,6 +78,26 @@ async fn main() -> std::process::ExitCode {
     // `vm` and `gateway` print their own JSON errors.
     let mut reported = false;
     let result = match cli.group {
+        Group::Devnet(mut args) => {
+            args.json = json;
+            return match devnet::run(*args).await {
+                Ok(code) => std::process::ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Group::Audit(mut args) => {
+            args.json = json;
+            return match audit::run(*args).await {
+                Ok(code) => std::process::ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("error: could not audit: {e:#}");
+                    std::process::ExitCode::from(audit::EXIT_COULD_NOT_AUDIT)
+                }
+            };
+        }
         Group::App(args) => app::run(&cli.global, *args, out).await,
         Group::Dao(args) => dao::run(&cli.global, *args, out).await,
         Group::Attest(args) => attest::run(&cli.global, *args, out).await,

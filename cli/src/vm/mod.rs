@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-mod env;
+pub(crate) mod env;
 
 use anyhow::{anyhow, bail, Context as _};
 use cairn_protocol::vmm::{

@@ -3,8 +3,10 @@
 
 mod app;
 mod attest;
+mod audit;
 mod chain;
 mod dao;
+mod devnet;
 mod env;
 mod gateway;
 mod kms;

@@ -102,3 +102,48 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     // dstack's shape: [signature, app signature, KMS signature]
     assert_eq!(v["sign_chain_len"], 3);
 }
+
+/// The SDK's `encrypt_env_vars` (dstack's legacy format, what a dstack developer runs)
+/// produces an `.encrypted-env` the guest decrypts: the interop check that used to live in
+/// the devnet (`scripts/devnet/encrypt-env.py`, retired: the devnet encrypts with Cairn).
+#[test]
+fn an_env_encrypted_by_the_python_dstack_sdk_decrypts_in_the_guest() {
+    let python = venv_python();
+    let secret = x25519_dalek::StaticSecret::from([0x5a; 32]);
+    let public = x25519_dalek::PublicKey::from(&secret);
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from dstack_sdk import EnvVar\n\
+             from dstack_sdk.encrypt_env_vars import encrypt_env_vars_sync\n\
+             print(encrypt_env_vars_sync([EnvVar(key='GREETING', value='hello = from the SDK'), \
+             EnvVar(key='EMPTY', value='')], sys.argv[1]))",
+        )
+        .arg(hex::encode(public.as_bytes()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let text = text.trim();
+    let blob = hex::decode(text.strip_prefix("0x").unwrap_or(text)).unwrap();
+    let (vars, format) = cairn_protocol::env::decrypt(&secret, &[0x11; 20], &blob).unwrap();
+    assert_eq!(format, cairn_protocol::env::EnvFormat::DstackLegacy);
+    let got: Vec<(&str, &str)> = vars
+        .env
+        .iter()
+        .map(|v| (v.key.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(got, [("GREETING", "hello = from the SDK"), ("EMPTY", "")]);
+
+    // Another key cannot open it.
+    let other = x25519_dalek::StaticSecret::from([0x5b; 32]);
+    assert!(matches!(
+        cairn_protocol::env::decrypt(&other, &[0x11; 20], &blob),
+        Err(cairn_protocol::Error::EnvDecrypt)
+    ));
+}

@@ -1,0 +1,487 @@
+//! `cairn devnet up|down|status`: a local Cairn (anvil, contracts, a KMS node, the demo
+//! app booted on the TDX simulator, an unapproved compose refused) in the background.
+//!
+//! `up` runs `scripts/devnet.sh` (which does the work, step by step, with its timeouts)
+//! in its own process group, its output in `<dir>/up.log`, and waits until the script
+//! writes `<dir>/state.json` (the devnet is up) or exits (it failed: the log's tail is
+//! shown). `--foreground` runs the script attached instead (Ctrl-C stops it). `status`
+//! reads the state file and checks every process and port. `down` stops the script (its
+//! trap stops what it started) and then makes sure every recorded process is gone,
+//! killing survivors, so nothing is left behind.
+//!
+//! A pid from the state file is signalled only while `/proc/<pid>/cmdline` still names
+//! the program it was recorded for (a reused pid is never killed).
+
+use std::io::{BufRead as _, Read as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Subcommand};
+use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+/// Largest state file read.
+const MAX_STATE_LEN: u64 = 64 * 1024;
+/// How long `down` waits for the script's own cleanup before killing survivors.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often waits poll.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `cairn devnet` options.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cairn devnet up && source .devnet/devnet.env\n  \
+    cairn devnet status --json\n  \
+    cairn devnet down")]
+pub struct DevnetArgs {
+    /// The devnet's directory (state, logs, keys).
+    #[arg(
+        long,
+        env = "CAIRN_DEVNET_DIR",
+        default_value = ".devnet",
+        global = true
+    )]
+    dir: PathBuf,
+    /// Print JSON (the global `--json`).
+    #[arg(skip)]
+    pub json: bool,
+    #[command(subcommand)]
+    cmd: DevnetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevnetCommand {
+    /// Start the devnet in the background and wait until the demo app has its keys.
+    Up(UpArgs),
+    /// Show what runs: processes, ports, URLs (exit 1 when not running or a part died).
+    Status,
+    /// Stop everything the devnet started.
+    Down,
+    /// Encrypt env vars for an app with Cairn's code (the KMS's env key, its signature
+    /// checked against the root key on chain): what `scripts/devnet.sh` gives its demo app.
+    #[command(hide = true)]
+    EncryptEnv(Box<EncryptEnvArgs>),
+}
+
+#[derive(Debug, Args)]
+struct EncryptEnvArgs {
+    /// The app the env is for.
+    #[arg(long)]
+    app_id: String,
+    /// Where to write the ciphertext (the share's `.encrypted-env`).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    env: crate::vm::env::EnvArgs,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// anvil's port.
+    #[arg(long, env = "CAIRN_DEVNET_PORT", default_value_t = 8545)]
+    port: u16,
+    /// The KMS node's port.
+    #[arg(long, env = "CAIRN_DEVNET_KMS_PORT")]
+    kms_port: Option<u16>,
+    /// How many KMS nodes: the first bootstraps, the others onboard from it and are
+    /// registered on chain.
+    #[arg(long, env = "CAIRN_DEVNET_KMS_NODES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    kms_nodes: u16,
+    /// Run attached to this terminal (Ctrl-C stops the devnet).
+    #[arg(long)]
+    foreground: bool,
+    /// Give up (and stop everything) when not up within this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// The Cairn source tree (holds scripts/devnet.sh); default: found from the current
+    /// directory upwards, else the tree this binary was built from.
+    #[arg(long, env = "CAIRN_ROOT")]
+    root: Option<PathBuf>,
+}
+
+/// `<dir>/state.json`, written by `scripts/devnet.sh` once the devnet is up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    dir: String,
+    script_pid: u32,
+    processes: Vec<Process>,
+    rpc_url: String,
+    chain_id: u64,
+    kms_auth: String,
+    kms_urls: Vec<String>,
+    kms_nodes: Vec<String>,
+    app_id: String,
+    compose_hash: String,
+    agent_socket: String,
+    env_file: String,
+    up_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Process {
+    name: String,
+    pid: u32,
+    /// Leads its own process group (a guest and its app): stopped as a group.
+    group: bool,
+    port: Option<u16>,
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize)]
+struct Status {
+    running: bool,
+    dir: String,
+    state: Option<State>,
+    processes: Vec<ProcessStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessStatus {
+    name: String,
+    pid: u32,
+    alive: bool,
+    /// `Some(true)` when its port accepts a connection.
+    listening: Option<bool>,
+}
+
+/// Run `cairn devnet …`; the exit code.
+pub async fn run(args: DevnetArgs) -> anyhow::Result<u8> {
+    let dir = &args.dir;
+    match args.cmd {
+        DevnetCommand::Up(up) => self::up(dir, &up, args.json).await,
+        DevnetCommand::Status => {
+            let s = status(dir)?;
+            let healthy = s.running && s.processes.iter().all(|p| p.alive);
+            print_status(&s, args.json)?;
+            Ok(u8::from(!healthy))
+        }
+        DevnetCommand::Down => down(dir, args.json).await,
+        DevnetCommand::EncryptEnv(e) => {
+            let mut app_id = [0u8; 20];
+            hex::decode_to_slice(e.app_id.trim_start_matches("0x"), &mut app_id)
+                .with_context(|| format!("--app-id {:?}: 20 bytes of hex", e.app_id))?;
+            let blob = e
+                .env
+                .encrypt(Some(app_id), &[])
+                .await?
+                .ok_or_else(|| anyhow!("nothing to encrypt: give --env NAME=VALUE"))?;
+            std::fs::write(&e.out, blob).with_context(|| format!("writing {}", e.out.display()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn script_path(root: Option<&Path>) -> anyhow::Result<PathBuf> {
+    const SCRIPT: &str = "scripts/devnet.sh";
+    if let Some(root) = root {
+        let p = root.join(SCRIPT);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(anyhow!("--root {}: no {SCRIPT}", root.display()))
+        };
+    }
+    let cwd = std::env::current_dir().context("the current directory")?;
+    for d in cwd.ancestors() {
+        if d.join(SCRIPT).is_file() && d.join("cli/Cargo.toml").is_file() {
+            return Ok(d.join(SCRIPT));
+        }
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(SCRIPT);
+    if built.is_file() {
+        return Ok(built);
+    }
+    bail!("no {SCRIPT} found: run from the Cairn tree or pass --root")
+}
+
+async fn up(dir: &Path, args: &UpArgs, json: bool) -> anyhow::Result<u8> {
+    if let Some(state) = read_state(dir)? {
+        if process_matches(state.script_pid, "devnet.sh") {
+            bail!(
+                "a devnet already runs from {} (pid {}): `cairn devnet down` first",
+                dir.display(),
+                state.script_pid
+            );
+        }
+        // A stale file from a devnet killed without its cleanup.
+        std::fs::remove_file(dir.join("state.json")).context("removing the stale state")?;
+    }
+    let script = script_path(args.root.as_deref())?;
+    let root = script
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("{}: no source tree", script.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(&script)
+        .current_dir(root)
+        .env("CAIRN_DEVNET_DIR", &dir)
+        .env("CAIRN_DEVNET_PORT", args.port.to_string())
+        .env("CAIRN_DEVNET_KMS_NODES", args.kms_nodes.to_string())
+        .env_remove("CAIRN_DEVNET_EXIT");
+    if let Some(p) = args.kms_port {
+        cmd.env("CAIRN_DEVNET_KMS_PORT", p.to_string());
+    }
+    if args.foreground {
+        let status = cmd.status().context("running scripts/devnet.sh")?;
+        return Ok(if status.success() { 0 } else { 1 });
+    }
+    let log_path = dir.join("up.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().context("log file")?)
+        .stderr(log)
+        // Its own group: `down` signals the script and everything it started at once.
+        .process_group(0)
+        .spawn()
+        .context("starting scripts/devnet.sh")?;
+    if !json {
+        eprintln!(
+            "starting the devnet in {} (log: {})",
+            dir.display(),
+            log_path.display()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let state = loop {
+        if let Some(s) = read_state(&dir)? {
+            break s;
+        }
+        if let Some(status) = child.try_wait().context("watching scripts/devnet.sh")? {
+            eprintln!("{}", tail(&log_path, 25));
+            bail!(
+                "the devnet did not come up (scripts/devnet.sh {status}); see {}",
+                log_path.display()
+            );
+        }
+        if Instant::now() >= deadline {
+            signal_group(child.id(), Signal::TERM);
+            eprintln!("{}", tail(&log_path, 25));
+            bail!(
+                "the devnet was not up within {} s; stopped it",
+                args.timeout
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+    } else {
+        // The script's own summary: where everything runs and what to try next.
+        let text = read_bounded(&log_path, 1 << 20).unwrap_or_default();
+        if let Some(at) = text.find("Cairn devnet is up") {
+            print!("{}", &text[at..]);
+        }
+        print_status(&status(&dir)?, false)?;
+    }
+    Ok(0)
+}
+
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
+    let mut s = String::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_string(&mut s)?;
+    Ok(s)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let Ok(f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let all: Vec<String> = std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn read_state(dir: &Path) -> anyhow::Result<Option<State>> {
+    let path = dir.join("state.json");
+    match read_bounded(&path, MAX_STATE_LEN) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{}: not a devnet state file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process whose command line mentions `name`.
+fn process_matches(pid: u32, name: &str) -> bool {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let stat = read_bounded(&proc.join("stat"), 4096).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
+    if matches!(state, None | Some("Z") | Some("X")) {
+        return false;
+    }
+    let cmdline = read_bounded(&proc.join("cmdline"), 64 * 1024).unwrap_or_default();
+    cmdline.contains(name)
+}
+
+/// The program name a recorded process's command line must mention.
+fn program(p: &Process) -> &str {
+    p.name.split_whitespace().next().unwrap_or(&p.name)
+}
+
+fn status(dir: &Path) -> anyhow::Result<Status> {
+    let state = read_state(dir)?;
+    let processes = state
+        .iter()
+        .flat_map(|s| s.processes.iter())
+        .map(|p| ProcessStatus {
+            name: p.name.clone(),
+            pid: p.pid,
+            alive: process_matches(p.pid, program(p)),
+            listening: p.port.map(|port| {
+                std::net::TcpStream::connect_timeout(
+                    &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            }),
+        })
+        .collect();
+    Ok(Status {
+        running: state
+            .as_ref()
+            .is_some_and(|s| process_matches(s.script_pid, "devnet.sh")),
+        dir: dir.display().to_string(),
+        state,
+        processes,
+    })
+}
+
+fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let Some(state) = &s.state else {
+        println!("no devnet runs from {} (cairn devnet up)", s.dir);
+        return Ok(());
+    };
+    println!(
+        "\ndevnet in {} — {}",
+        s.dir,
+        if s.running { "running" } else { "NOT running" }
+    );
+    println!(
+        "  {:<24} {:>8}  {:<6} {:<9}",
+        "PROCESS", "PID", "ALIVE", "LISTENING"
+    );
+    for p in &s.processes {
+        println!(
+            "  {:<24} {:>8}  {:<6} {:<9}",
+            p.name,
+            p.pid,
+            if p.alive { "yes" } else { "NO" },
+            match p.listening {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+    println!(
+        "  RPC        {} (chain id {})",
+        state.rpc_url, state.chain_id
+    );
+    println!("  KmsAuth    {}", state.kms_auth);
+    println!("  KMS        {}", state.kms_urls.join(", "));
+    println!(
+        "  demo app   {} (compose {})",
+        state.app_id, state.compose_hash
+    );
+    println!("  env file   source {}", state.env_file);
+    Ok(())
+}
+
+fn signal_pid(pid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        // ESRCH (already gone) is the outcome we want.
+        let _ = kill_process(pid, sig);
+    }
+}
+
+fn signal_group(pgid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, sig);
+    }
+}
+
+async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
+    let Some(state) = read_state(dir)? else {
+        if json {
+            println!("{}", serde_json::json!({"stopped": [], "running": false}));
+        } else {
+            println!("no devnet runs from {}", dir.display());
+        }
+        return Ok(0);
+    };
+    // The script's trap stops the guests, the KMS and anvil, in that order.
+    if process_matches(state.script_pid, "devnet.sh") {
+        signal_pid(state.script_pid, Signal::TERM);
+    }
+    let alive = |p: &Process| process_matches(p.pid, program(p));
+    let deadline = Instant::now() + STOP_GRACE;
+    while (process_matches(state.script_pid, "devnet.sh") || state.processes.iter().any(alive))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    let mut killed = Vec::new();
+    for p in state.processes.iter().filter(|p| alive(p)) {
+        if p.group {
+            signal_group(p.pid, Signal::KILL);
+        }
+        signal_pid(p.pid, Signal::KILL);
+        killed.push(p.name.clone());
+    }
+    if process_matches(state.script_pid, "devnet.sh") {
+        signal_pid(state.script_pid, Signal::KILL);
+    }
+    // A guest's app lives in the guest's group: sweep it even when the guest went first.
+    for p in state.processes.iter().filter(|p| p.group) {
+        signal_group(p.pid, Signal::KILL);
+    }
+    let path = dir.join("state.json");
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let stopped: Vec<&str> = state.processes.iter().map(|p| p.name.as_str()).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"stopped": stopped, "killed": killed, "running": false})
+        );
+    } else {
+        println!(
+            "stopped the devnet in {}: {}",
+            dir.display(),
+            stopped.join(", ")
+        );
+        if !killed.is_empty() {
+            println!(
+                "  (killed after {} s: {})",
+                STOP_GRACE.as_secs(),
+                killed.join(", ")
+            );
+        }
+    }
+    Ok(0)
+}

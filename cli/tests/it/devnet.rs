@@ -1,0 +1,95 @@
+//! `cairn devnet up` → `status --json` parsed → `down` leaves no process behind (the
+//! recorded pids are checked), on free ports in a temporary directory.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Run `cairn devnet --dir <dir> <args…>`: (exit code, stdout, stderr).
+async fn devnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("devnet")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("CAIRN_DEVNET_EXIT")
+        .env_remove("CAIRN_DEVNET_DIR")
+        // Never recompile the workspace under the other tests (the script builds the
+        // binaries only when they are missing).
+        .env("CAIRN_DEVNET_BUILD", "0")
+        .output()
+        .await
+        .expect("run cairn");
+    (
+        out.status.code().expect("cairn exited by a signal"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A live, non-zombie process.
+fn alive(pid: u64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_up_status_down_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = cairn_e2e::free_port().to_string();
+    let kms_port = cairn_e2e::free_port().to_string();
+
+    // Not up yet: status says so (exit 1), down has nothing to do.
+    let (code, stdout, _) = devnet(dir.path(), &["--json", "status"]).await;
+    assert_eq!(code, 1);
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["running"], false);
+
+    let (code, stdout, stderr) = devnet(
+        dir.path(),
+        &["--json", "up", "--port", &port, "--kms-port", &kms_port],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let up: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(up["rpc_url"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(up["kms_urls"][0], format!("https://127.0.0.1:{kms_port}"));
+
+    let (code, stdout, stderr) = devnet(dir.path(), &["--json", "status"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["running"], true);
+    let procs = s["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 3, "{s:#}");
+    assert!(procs.iter().all(|p| p["alive"] == true), "{s:#}");
+    assert!(
+        procs
+            .iter()
+            .filter(|p| !p["listening"].is_null())
+            .all(|p| p["listening"] == true),
+        "{s:#}"
+    );
+    let mut pids: Vec<u64> = procs.iter().map(|p| p["pid"].as_u64().unwrap()).collect();
+    pids.push(s["state"]["script_pid"].as_u64().unwrap());
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // A second up in the same directory is refused while the first runs.
+    let (code, _, stderr) = devnet(dir.path(), &["up", "--port", &port]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already runs"), "{stderr}");
+
+    let (code, stdout, stderr) = devnet(dir.path(), &["--json", "down"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let down: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(down["running"], false);
+    assert_eq!(down["stopped"].as_array().unwrap().len(), 3);
+    let left: Vec<u64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert_eq!(left, Vec::<u64>::new(), "processes left after down");
+    assert!(!dir.path().join("state.json").exists());
+    let (code, _, _) = devnet(dir.path(), &["status"]).await;
+    assert_eq!(code, 1);
+}
