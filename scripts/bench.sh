@@ -6,6 +6,7 @@
 #   scripts/bench.sh attestation quote verification (first and cached)
 #   scripts/bench.sh kms        KMS releases over RA-TLS against anvil, quorum 1 and 2 (docs/benchmarks.md)
 #   scripts/bench.sh audit      the audit of a 100k-release KMS log anchored on anvil (docs/benchmarks.md)
+#   scripts/bench.sh boot       guest boot to app start against the real KMS (cairn-e2e)
 #   scripts/bench.sh vmm        VMM deploy latency and 50 CVMs on one VMM (list p99, RSS)
 #   scripts/bench.sh gateway [SECS CONNS REVOCATIONS]
 #                               wrk through the gateway vs direct (terminate, passthrough,
@@ -35,6 +36,7 @@ case "$what" in
     cargo run --release -p cairn-e2e --example audit_bench -- 100000 100
     cargo run --release -p cairn-e2e --example audit_bench -- 100000 1000
     ;;
+  boot) cargo bench -p cairn-e2e --bench boot ;;
   vmm)
     # release builds of the VMM and the guest it runs; 50 CVMs, 1000 list calls
     cargo build --release -p cairn-vmm -p cairn-guest
@@ -59,8 +61,9 @@ case "$what" in
     cargo bench -p cairn-attestation
     "$0" kms
     "$0" audit
+    "$0" boot
     "$0" vmm
     "$0" gateway
     ;;
-  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, audit, vmm, gateway, soak, all)" ;;
+  *) die "unknown benchmark '$what' (expected: tlog, attestation, kms, audit, boot, vmm, gateway, soak, all)" ;;
 esac

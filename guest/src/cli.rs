@@ -238,30 +238,22 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
     let agent_router = agent::router(booted.state.clone());
     if let Some(path) = &socket {
         let listener = agent::bind_unix(path).map_err(|e| e.to_string())?;
-        let mut rx = stop_tx.subscribe();
-        let router = agent_router.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-        }));
+        servers.push(serve_until_stopped(
+            listener,
+            agent_router.clone(),
+            stop_tx.subscribe(),
+        ));
         tracing::info!(socket = %path.display(), "guest agent listening");
     }
     if let Some(addr) = args.agent_tcp.as_deref().filter(|_| serve_agent) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("--agent-tcp {addr}: {e}"))?;
-        let mut rx = stop_tx.subscribe();
-        let router = agent_router.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-        }));
+        servers.push(serve_until_stopped(
+            listener,
+            agent_router.clone(),
+            stop_tx.subscribe(),
+        ));
         tracing::info!(%addr, "guest agent listening on TCP (development)");
     }
 
@@ -297,4 +289,23 @@ pub async fn run(args: BootArgs) -> Result<(), String> {
         let _ = s.await;
     }
     Ok(())
+}
+
+/// Serve `router` on `listener` on a task until `stop` fires (then gracefully).
+fn serve_until_stopped<L>(
+    listener: L,
+    router: axum::Router,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.recv().await;
+            })
+            .await
+    })
 }

@@ -14,12 +14,11 @@
 //! (polling every 100 ms) advances and re-reads the used verdicts in the background, as
 //! on a live chain.
 
-#[path = "../tests/it/world.rs"]
-#[allow(dead_code)]
-mod world;
-
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cairn_attestation::ids::AppId;
+use cairn_kms::testing::{image, pki, Guest, TestNet, CONFIRMATIONS};
 use cairn_kms::Stage;
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, PATH_APP_KEY};
 use hyper::Method;
@@ -33,7 +32,11 @@ async fn main() {
     // it every client sends its next request as soon as the last one is answered.
     let rate: Option<f64> = args.next().and_then(|a| a.parse().ok());
 
-    let w = world::World::new().await;
+    // The test cluster of `cairn_kms::testing` with one app (any device).
+    const COMPOSE: &[u8] = br#"{"manifest_version":2,"name":"bench","runner":"process"}"#;
+    let w = TestNet::new(Path::new(env!("CARGO_MANIFEST_DIR"))).await;
+    let app = w.deploy_app(w.owner, Some(COMPOSE)).await;
+    let app_id = AppId(app.app_id().into_array());
     // CAIRN_BENCH_QUORUM=k: the node reads the chain through k JSON-RPC proxies in front
     // of anvil and needs all k to agree (default 1: anvil directly).
     let quorum: usize = std::env::var("CAIRN_BENCH_QUORUM")
@@ -45,7 +48,7 @@ async fn main() {
     let block_time = Duration::from_millis(250);
     // Bootstrap and register a node, then reopen it behind the quorum's endpoints.
     let dir = w.start(0xF0).await.stop().await;
-    let mut opts = w.options(dir.path(), 0xF0, &world::pki());
+    let mut opts = w.options(dir.path(), 0xF0, &pki());
     let mut proxies = Vec::new();
     if quorum > 1 {
         for _ in 0..quorum {
@@ -61,14 +64,15 @@ async fn main() {
     println!(
         "clients={clients} duration={secs}s offered={rate:?}/s confirmations={} quorum={quorum} \
          head_poll=100ms block_time={block_time:?}",
-        world::CONFIRMATIONS
+        CONFIRMATIONS
     );
 
     // Guests, their certificates and warm connections (one warm-up release each).
     let mut conns = Vec::new();
     let mut handshakes = Vec::new();
     for i in 0..clients {
-        let guest = w.guest(u8::try_from(i % 200).unwrap_or(0).wrapping_add(1));
+        let host_seed = u8::try_from(i % 200).unwrap_or(0).wrapping_add(1);
+        let guest = Guest::boot(pki(), host_seed, image(), app_id, COMPOSE);
         let cert = guest.cert();
         let t = Instant::now();
         let mut c = kms.client(Some(&cert)).await;

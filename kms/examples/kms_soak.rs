@@ -23,7 +23,7 @@
 //! directory (`target/release/cairn-kms`; build it first) or from `CAIRN_KMS_BIN`.
 
 #[path = "../tests/it/world.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod world;
 
 #[path = "../tests/it/cluster.rs"]

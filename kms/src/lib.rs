@@ -40,6 +40,12 @@
 //! - `lifecycle` — the binary's commands (`bootstrap`, `describe`, `serve`, `onboard`).
 //! - `onboard` — replication (new node side).
 //! - `metrics` — Prometheus metrics.
+//! - `testing` (feature `test-utils`, public) — the test cluster and nodes serving on
+//!   free ports, honest or in disguise, for the tests and benchmarks of this and other
+//!   crates.
+//!
+//! # Feature flags
+//! - `test-utils`: adds the public [`testing`] module. It changes no behaviour.
 
 mod anchor;
 mod clock;
@@ -55,6 +61,8 @@ mod onboard;
 mod reject;
 mod server;
 mod store;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 // The public API, by concern. Users: the `cairn-kms` binary (`Config`, `Command`,
 // `execute`), the KMS integration tests and benchmark (`kms/tests`, `kms/examples`),

@@ -55,15 +55,7 @@ pub async fn bootstrap(config: &Config) -> Result<PublicIdentity> {
     let root = RootKeys::derive(&identity.master)?;
     let cert = own_cert(opts.tee.as_ref(), &opts.event_log, &root, opts.clock.now())?;
     let ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der)?;
-    let own = evidence::attest(
-        Some(cert.cert_der.as_ref()),
-        &opts.verifier,
-        &opts.collateral,
-        &opts.os_images,
-        opts.clock.now(),
-    )
-    .await
-    .map_err(Error::SelfAttestation)?;
+    let own = self_attest(&opts, &cert.cert_der).await?;
     Ok(PublicIdentity {
         key_generation: identity.generation,
         root_k256_public_key: hex0x(&root.k256_public()),
@@ -87,8 +79,14 @@ pub async fn own_evidence(opts: &NodeOptions) -> Result<Attested> {
         .event_log(&opts.event_log)
         .issued_at(opts.clock.now())
         .build(opts.tee.as_ref())?;
+    self_attest(opts, &cert.cert_der).await
+}
+
+/// `cert_der`, this node's own RA-TLS certificate, verified as a peer would verify it
+/// (release-path steps 1-2) with the node's verifier, collateral, images and clock.
+async fn self_attest(opts: &NodeOptions, cert_der: &[u8]) -> Result<Attested> {
     evidence::attest(
-        Some(cert.cert_der.as_ref()),
+        Some(cert_der),
         &opts.verifier,
         &opts.collateral,
         &opts.os_images,

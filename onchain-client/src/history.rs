@@ -29,6 +29,19 @@ pub struct Logged<E> {
     pub log_index: u64,
 }
 
+impl<E> Logged<E> {
+    /// `event`, decoded from `log`, with where `log` was logged.
+    fn at(event: E, log: &Log) -> Logged<E> {
+        Logged {
+            event,
+            block_number: log.block_number.unwrap_or_default(),
+            block_hash: log.block_hash.unwrap_or_default(),
+            tx_hash: log.transaction_hash.unwrap_or_default(),
+            log_index: log.log_index.unwrap_or_default(),
+        }
+    }
+}
+
 /// An inclusive block range for history queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockRange {
@@ -111,13 +124,7 @@ fn decode_all<I: KnownEvents>(op: &'static str, logs: Vec<Log>) -> Result<Vec<Lo
         let event = I::decode_log(&log.inner)
             .map_err(|source| Error::Decode { op, source })?
             .data;
-        out.push(Logged {
-            event,
-            block_number: log.block_number.unwrap_or_default(),
-            block_hash: log.block_hash.unwrap_or_default(),
-            tx_hash: log.transaction_hash.unwrap_or_default(),
-            log_index: log.log_index.unwrap_or_default(),
-        });
+        out.push(Logged::at(event, &log));
     }
     Ok(out)
 }
@@ -166,13 +173,7 @@ impl ChainClient {
                     source,
                 })?
                 .data;
-            out.push(Logged {
-                event,
-                block_number: log.block_number.unwrap_or_default(),
-                block_hash: log.block_hash.unwrap_or_default(),
-                tx_hash: log.transaction_hash.unwrap_or_default(),
-                log_index: log.log_index.unwrap_or_default(),
-            });
+            out.push(Logged::at(event, &log));
         }
         Ok(out)
     }

@@ -118,15 +118,7 @@ impl Endpoints {
             only.record(&r);
             return r;
         }
-        let mut pending: FuturesUnordered<_> = self
-            .list
-            .iter()
-            .enumerate()
-            .map(|(i, ep)| {
-                let fut = ask(ep);
-                async move { (i, fut.await) }
-            })
-            .collect();
+        let mut pending = self.ask_all(ask);
         let mut answers: Vec<(usize, T)> = Vec::with_capacity(self.quorum);
         let mut first_error: Option<Error> = None;
         while let Some((i, r)) = pending.next().await {
@@ -154,16 +146,7 @@ impl Endpoints {
                 }
             }
         }
-        let source = first_error.unwrap_or_else(|| Error::misconfigured("no RPC endpoints"));
-        if answers.is_empty() {
-            return Err(source);
-        }
-        Err(Error::NoQuorum {
-            what: what(),
-            needed: self.quorum,
-            agreeing: answers.len(),
-            source: Box::new(source),
-        })
+        Err(self.shortfall(what, answers.len(), first_error))
     }
 
     /// Asks `ask` of every endpoint at once and returns the first `quorum` successful
@@ -178,15 +161,7 @@ impl Endpoints {
         F: Fn(&'a Endpoint) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut pending: FuturesUnordered<_> = self
-            .list
-            .iter()
-            .enumerate()
-            .map(|(i, ep)| {
-                let fut = ask(ep);
-                async move { (i, fut.await) }
-            })
-            .collect();
+        let mut pending = self.ask_all(ask);
         let mut answers = Vec::with_capacity(self.quorum);
         let mut first_error: Option<Error> = None;
         while let Some((i, r)) = pending.next().await {
@@ -208,16 +183,46 @@ impl Endpoints {
                 }
             }
         }
+        Err(self.shortfall(what, answers.len(), first_error))
+    }
+
+    /// `ask` of every endpoint at once; each answer comes with its endpoint's index.
+    fn ask_all<'a, T, F, Fut>(
+        &'a self,
+        ask: F,
+    ) -> FuturesUnordered<impl Future<Output = (usize, Result<T>)>>
+    where
+        F: Fn(&'a Endpoint) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| {
+                let fut = ask(ep);
+                async move { (i, fut.await) }
+            })
+            .collect()
+    }
+
+    /// Why fewer than `quorum` endpoints answered alike when `agreeing` did: the first
+    /// endpoint error itself when none answered, else [`Error::NoQuorum`] with it as source.
+    fn shortfall(
+        &self,
+        what: impl Fn() -> String,
+        agreeing: usize,
+        first_error: Option<Error>,
+    ) -> Error {
         let source = first_error.unwrap_or_else(|| Error::misconfigured("no RPC endpoints"));
-        if answers.is_empty() {
-            return Err(source);
+        if agreeing == 0 {
+            return source;
         }
-        Err(Error::NoQuorum {
+        Error::NoQuorum {
             what: what(),
             needed: self.quorum,
-            agreeing: answers.len(),
+            agreeing,
             source: Box::new(source),
-        })
+        }
     }
 
     #[cold]

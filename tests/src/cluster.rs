@@ -15,14 +15,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_kms::{MasterSecret, OnboardReport};
+use cairn_kms::OnboardReport;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::testing::KmsNodeRegistration;
 use tempfile::TempDir;
 
 use crate::{
-    free_port, install_master, Devnet, Kms, CONFIRMATIONS, DEADLINE, KMS_HOST_SEED, MASTER,
-    PKI_SEED,
+    free_port, install_master, Devnet, Kms, CONFIRMATIONS, DEADLINE, KMS_HOST_SEED, PKI_SEED,
 };
 
 /// The simulated host of node `i` of a cluster (node 0 is [`KMS_HOST_SEED`]).
@@ -41,7 +40,7 @@ pub struct Cluster {
 impl Cluster {
     /// The URL of every node, in order (what a guest's `sys-config.json` lists).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(Kms::url).collect()
+        self.nodes.iter().map(|k| k.url()).collect()
     }
 }
 
@@ -214,33 +213,50 @@ impl KmsProcess {
     /// Poll until the node's policy head has read block `number` (its `/metrics`
     /// `cairn_kms_chain_policy_block`), up to [`PROCESS_DEADLINE`].
     pub async fn wait_policy_block(&self, number: u64) {
-        let deadline = Instant::now() + PROCESS_DEADLINE;
-        loop {
-            if let Some((200, body)) = self.public_get("/metrics").await {
-                let at = String::from_utf8_lossy(&body)
-                    .lines()
-                    .find_map(|l| l.strip_prefix("cairn_kms_chain_policy_block "))
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if at.is_some_and(|at| at >= number) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
+        if !wait_policy_block_at(self.addr, number).await {
+            panic!(
                 "cairn-kms on {} did not reach policy block {number}:\n{}",
                 self.addr,
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// `GET path` over TLS without a client certificate (the KMS's evidence verified):
     /// the status and body, or `None` when the node does not answer.
     pub async fn public_get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
-        let mut conn = crate::kms_client().connect(&self.url(), None).await.ok()?;
-        let (status, body) = conn.request(hyper::Method::GET, path, None).await.ok()?;
-        Some((status.as_u16(), body.to_vec()))
+        public_get_at(self.addr, path).await
+    }
+}
+
+/// `GET path` of the KMS node at `addr` (see [`KmsProcess::public_get`]).
+async fn public_get_at(addr: std::net::SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut conn = crate::kms_client()
+        .connect(&format!("https://{addr}"), None)
+        .await
+        .ok()?;
+    let (status, body) = conn.request(hyper::Method::GET, path, None).await.ok()?;
+    Some((status.as_u16(), body.to_vec()))
+}
+
+/// Poll until the node at `addr` says (its `/metrics` `cairn_kms_chain_policy_block`)
+/// that its policy head has read block `number`; `false` after [`PROCESS_DEADLINE`].
+async fn wait_policy_block_at(addr: std::net::SocketAddr, number: u64) -> bool {
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    loop {
+        if let Some((200, body)) = public_get_at(addr, "/metrics").await {
+            let at = String::from_utf8_lossy(&body)
+                .lines()
+                .find_map(|l| l.strip_prefix("cairn_kms_chain_policy_block "))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if at.is_some_and(|at| at >= number) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -418,10 +434,18 @@ simulator_host_seed = "0x{host}"
             })
             .await;
         self.mine(CONFIRMATIONS).await;
+        // The block that allowed the newcomer's MR and device is now the policy block;
+        // the source judges onboarding at its own policy head, which polls the chain: wait
+        // until it has read that block (else a loaded machine sees `denied.kms_mr`).
+        let allowed_at = self.net.head_number().await.saturating_sub(CONFIRMATIONS);
 
         let node_address = match source {
-            None => install_master(&data, MasterSecret::from_bytes(MASTER), 1),
+            None => install_master(&data, 1),
             Some(source) => {
+                assert!(
+                    wait_policy_block_at(source, allowed_at).await,
+                    "the source KMS {source} did not reach policy block {allowed_at}"
+                );
                 let out: serde_json::Value = serde_json::from_slice(
                     &run_command(
                         &config,

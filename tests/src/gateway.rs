@@ -645,5 +645,5 @@ pub fn check_app_chain(
     chain: &[CertificateDer<'static>],
     app_id: &[u8; 20],
 ) -> Result<(), cairn_attestation::ChainError> {
-    verify_app_chain(root, chain, app_id, crate::unix_now()).map(|_| ())
+    verify_app_chain(root, chain, app_id, cairn_kms::unix_now()).map(|_| ())
 }

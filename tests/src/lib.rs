@@ -18,11 +18,12 @@
 //! `cairn_guest::boot`, and quotes are the simulator's real TDX v4 quotes.
 //!
 //! # Layout
-//! - [`Devnet`] — `cairn_onchain::testing::AnvilChain` (anvil with the Cairn system
-//!   deployed) with the test cluster's root keys; mining lets the KMS nodes' policy heads
-//!   see the new blocks.
-//! - [`Kms`] — a registered KMS node serving on a free port; [`Kms::stop`] keeps its
-//!   data directory for [`Devnet::restart_kms`] on the same address.
+//! - [`Devnet`] — the test cluster of `cairn_kms::testing` (anvil with the Cairn system
+//!   deployed and the cluster's root keys; mining lets the KMS nodes' policy heads see
+//!   the new blocks), re-exported here with the cluster's constants, PKI and verifier.
+//! - [`Kms`] — a registered KMS node serving on a free port (a `RunningKms` and its
+//!   simulated host); [`Kms::stop`] keeps its data directory for
+//!   [`Devnet::restart_kms`] on the same address.
 //! - `cluster` — N nodes, the first holding the test master and the others onboarded
 //!   from it over mutual RA-TLS: in-process ([`Cluster`], [`Devnet::start_cluster`]) or
 //!   as `cairn-kms` processes ([`ProcessCluster`], [`Devnet::start_process_cluster`];
@@ -45,27 +46,26 @@
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
-use cairn_attestation::{Collateral, Tee, Verifier};
-use cairn_kms::{
-    unix_now, Clock, CollateralSource, MasterSecret, Node, NodeOptions, RootKeys, SecretStore,
-    SECRETS_DIR,
-};
-use cairn_kms_client::{KmsClient, KmsConnection, Timeouts};
+use cairn_attestation::simulator::{SimHostConfig, SimTdx};
+use cairn_attestation::Tee;
+use cairn_kms::NodeOptions;
 use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::testing::{AnvilChain, KmsNodeRegistration};
-use cairn_onchain::{AppAuthClient, AppParams, ChainClient, ChainConfig};
+use cairn_onchain::ChainClient;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes as HttpBytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use cairn_kms::testing::{
+    checked_get_key, image, install_master, kms_client, pki, root_keys, verifier, RunningKms,
+    TestNet, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, PKI_SEED,
+};
 
 mod cluster;
 mod docker;
@@ -81,67 +81,22 @@ pub use docker::{
     ProjectGuard, BUSYBOX_IMAGE,
 };
 
-/// Policy is read this many blocks behind head.
-pub const CONFIRMATIONS: u64 = 2;
-/// The test cluster's master secret (root keys derive from it).
-pub const MASTER: [u8; 32] = [0x5a; 32];
-/// The simulator PKI seed shared by the KMS and every guest.
-pub const PKI_SEED: [u8; 32] = [0x42; 32];
 /// The KMS node's simulated host.
 pub const KMS_HOST_SEED: u8 = 0xE0;
-/// How long a poll waits before the test fails: generous, because a loaded 2-core CI
-/// machine boots several guests (each a real process doing a KMS round trip) at once; a
-/// passing test never waits for it.
-pub const DEADLINE: Duration = Duration::from_secs(60);
-/// How often a KMS node's policy head advances in the scenarios.
-pub const HEAD_POLL: Duration = Duration::from_millis(50);
 
-/// The OS image the KMS and every guest boot (allowed on chain).
-pub fn image() -> OsImage {
-    OsImage::example("cairn-os", "1.0")
-}
-
-/// The mock Intel PKI (collateral anchored at the wall clock: RA-TLS verifies "now").
-pub fn pki() -> Arc<SimPki> {
-    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
-    PKI.get_or_init(|| {
-        Arc::new(SimPki::new(SimPkiConfig::new(PKI_SEED, unix_now())).expect("simulator PKI"))
-    })
-    .clone()
-}
-
-/// The real verifier trusting the simulator root, with the simulator's collateral.
-pub fn verifier() -> Verifier {
-    let pki = pki();
-    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-        .with_collateral(Collateral::new(pki.collateral()).expect("simulator collateral"))
-}
-
-/// The one KMS client of the scenarios: the real verifier, generous timeouts.
-pub fn kms_client() -> KmsClient {
-    KmsClient::new(verifier()).with_timeouts(Timeouts::uniform(DEADLINE))
-}
-
-/// The root keys of [`MASTER`].
-pub fn root_keys() -> RootKeys {
-    RootKeys::derive(&MasterSecret::from_bytes(MASTER)).expect("root keys")
-}
-
-/// Anvil with the Cairn system deployed, the root keys of [`MASTER`] registered as
-/// generation 1 and [`image`] allowed. Owned by anvil's first account. The fixture's
-/// fields and methods (`client`, `owner`, `endpoint()`, …) are reachable through `Deref`.
+/// The test cluster of `cairn_kms::testing` ([`TestNet`]: anvil with the Cairn system,
+/// the root keys of [`MASTER`] registered as generation 1, [`image`] allowed; its fields
+/// and methods — `client`, `owner`, `mine`, `deploy_app`, … — through `Deref`), from
+/// which the scenarios start their KMS node.
 pub struct Devnet {
-    /// The chain fixture.
-    pub net: AnvilChain,
-    /// The KMS nodes started here; [`Devnet::mine`] lets their policy heads see new
-    /// blocks.
-    nodes: Mutex<Vec<Weak<Node>>>,
+    /// The test cluster.
+    pub net: TestNet,
 }
 
 impl Deref for Devnet {
-    type Target = AnvilChain;
+    type Target = TestNet;
 
-    fn deref(&self) -> &AnvilChain {
+    fn deref(&self) -> &TestNet {
         &self.net
     }
 }
@@ -149,74 +104,16 @@ impl Deref for Devnet {
 impl Devnet {
     /// Spawn anvil (the npm-pinned binary) and deploy.
     pub async fn new() -> Devnet {
-        cairn_kms::install_crypto_provider();
-        let net = AnvilChain::deploy(Path::new(env!("CARGO_MANIFEST_DIR")), CONFIRMATIONS).await;
-        let root = root_keys();
-        net.set_root_keys(1, &root.k256_public(), &root.ca().spki_der())
-            .await;
-        net.allow_os_image(B256::from(image().os_image_hash().0))
-            .await;
-        let net = Devnet {
-            net,
-            nodes: Mutex::new(Vec::new()),
-        };
-        net.mine(CONFIRMATIONS).await;
-        net
-    }
-
-    /// Mine `blocks` blocks, then advance every KMS node's policy head once (as its
-    /// background poll would within [`HEAD_POLL`]), so the next boot is judged at the new
-    /// pinned block.
-    pub async fn mine(&self, blocks: u64) {
-        self.net.mine(blocks).await;
-        self.sync_heads().await;
-    }
-
-    /// Advance the chain clock by `secs`, mine a block, and sync the heads as
-    /// [`Devnet::mine`].
-    pub async fn increase_time(&self, secs: u64) {
-        self.net.increase_time(secs).await;
-        self.sync_heads().await;
-    }
-
-    async fn sync_heads(&self) {
-        let nodes: Vec<Arc<Node>> = self
-            .nodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for node in nodes {
-            // A failing head stays failed: that is what a test of it checks.
-            let _ = node.policy_head().advance_now().await;
+        Devnet {
+            net: TestNet::new(Path::new(env!("CARGO_MANIFEST_DIR"))).await,
         }
-    }
-
-    /// Deploy and register an app (`KmsAuth.deployAndRegisterApp`) owned by `owner`, any
-    /// device, optionally with a first compose hash; then mine past the confirmations.
-    pub async fn deploy_app(&self, owner: Address, compose: Option<&[u8]>) -> AppAuthClient {
-        let params = AppParams {
-            initial_compose_hash: compose.map(compose_hash),
-            ..AppParams::new(owner)
-        };
-        let app = self.net.deploy_app(&params).await;
-        self.mine(CONFIRMATIONS).await;
-        app
-    }
-
-    /// A chain config for a reader of this devnet (the KMS node): [`CONFIRMATIONS`], a
-    /// 5 s call timeout, a [`HEAD_POLL`] head.
-    pub fn chain_config(&self) -> ChainConfig {
-        self.net
-            .chain_config(CONFIRMATIONS)
-            .with_call_timeout(Duration::from_secs(5))
-            .with_head_poll_interval(HEAD_POLL)
     }
 
     /// Bootstrap a KMS node with [`MASTER`] on host [`KMS_HOST_SEED`], register its
     /// evidence (aggregated MR, device) and node address on chain, fund it, and serve it
-    /// on `127.0.0.1:0`.
+    /// on `127.0.0.1:0`. Scenarios anchor by hand (`cairn_kms::anchor_once`): the node's
+    /// own anchoring runs hourly and the anchoring bound only has to exceed that; chain
+    /// calls time out after 5 s.
     pub async fn start_kms(&self) -> Kms {
         self.start_kms_on(KMS_HOST_SEED).await
     }
@@ -224,53 +121,31 @@ impl Devnet {
     /// [`Devnet::start_kms`] on the simulated host `host_seed` (another seed is another
     /// device, instance id and aggregated MR).
     pub async fn start_kms_on(&self, host_seed: u8) -> Kms {
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let address = install_master(dir.path(), MasterSecret::from_bytes(MASTER), 1);
+        let (_, dir) = self.net.prepare(host_seed, &pki()).await;
         let opts = self.kms_options(dir.path(), host_seed);
-        self.register_kms_evidence(&opts, Some(address)).await;
         self.serve_kms(opts, dir, host_seed, 0).await
     }
 
     /// The options of a KMS node whose data lives in `data_dir`, on the simulated host
-    /// `host_seed`: this devnet's chain ([`Devnet::chain_config`]), the simulator
-    /// verifier, image [`image`], anchoring by hand (`anchor_once`; the interval is an
-    /// hour), the system clock.
+    /// `host_seed` (`TestNet::options` with the cluster's PKI): anchoring by hand
+    /// (`anchor_once`; the interval is an hour), chain calls timing out after 5 s.
     pub fn kms_options(&self, data_dir: &Path, host_seed: u8) -> NodeOptions {
-        let tdx = SimTdx::new(pki(), SimHostConfig::new([host_seed; 32], image())).expect("KMS TD");
-        let event_log =
-            cairn_kms::simulated_kms_boot(&tdx, &[host_seed; 32]).expect("KMS boot log");
-        NodeOptions {
-            data_dir: data_dir.to_owned(),
-            chain: self.chain_config(),
-            verifier: Arc::new(verifier()),
-            collateral: CollateralSource::Configured,
-            os_images: vec![image().manifest()],
-            tee: Arc::new(tdx),
-            event_log,
-            log_origin: None,
-            anchor_interval: Duration::from_secs(3600),
-            // Scenarios anchor by hand (`anchor_once`); the bound only has to exceed the
-            // interval.
-            anchor_limits: cairn_kms::AnchorLimits {
-                max_age: Duration::from_secs(7200),
-                ..cairn_kms::AnchorLimits::default()
-            },
-            clock: Clock::system(),
-        }
+        let mut opts = self.net.options(data_dir, host_seed, &pki());
+        opts.chain = opts.chain.with_call_timeout(Duration::from_secs(5));
+        opts.anchor_interval = Duration::from_secs(3600);
+        // Scenarios anchor by hand (`anchor_once`); the bound only has to exceed the
+        // interval.
+        opts.anchor_limits = cairn_kms::AnchorLimits {
+            max_age: Duration::from_secs(7200),
+            ..cairn_kms::AnchorLimits::default()
+        };
+        opts
     }
 
     /// Allow the KMS evidence of `opts` (its aggregated MR and device) on chain and, with
     /// an address, register and fund that node; then mine past the confirmations.
     pub async fn register_kms_evidence(&self, opts: &NodeOptions, node: Option<[u8; 20]>) {
-        let own = cairn_kms::own_evidence(opts).await.expect("KMS evidence");
-        self.net
-            .register_kms_node(&KmsNodeRegistration {
-                mr_aggregated: own.boot.mrAggregated,
-                device_id: own.boot.deviceId,
-                node: node.map(Address::from),
-            })
-            .await;
-        self.mine(CONFIRMATIONS).await;
+        self.net.register_kms(opts, node).await;
     }
 
     /// Register (and fund) a KMS node address on chain, then mine past the confirmations.
@@ -293,24 +168,9 @@ impl Devnet {
         host_seed: u8,
         port: u16,
     ) -> Kms {
-        let node = Node::open(opts).await.expect("open KMS node");
-        self.nodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::downgrade(&node));
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(cairn_kms::run(listener, node.clone(), async {
-            let _ = stopped.await;
-        }));
         Kms {
-            node,
-            addr,
+            running: self.net.serve_on(opts, dir, port).await,
             host_seed,
-            dir,
-            stop: Some(stop),
-            task: Some(task),
         }
     }
 
@@ -321,35 +181,36 @@ impl Devnet {
         self.serve_kms(opts, stopped.dir, stopped.host_seed, stopped.addr.port())
             .await
     }
+
+    /// The cluster's secp256k1 root key as the chain holds it at the policy block (what a
+    /// relying party checks signature chains against, not the KMS's word for it).
+    pub async fn chain_k256_root(&self) -> k256::ecdsa::VerifyingKey {
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&chain_root_k256(&self.client).await)
+            .expect("a k256 root key")
+    }
 }
 
-/// Store `master` as generation `generation` with a fresh node key in the secret store
-/// under `data_dir`; returns the node address.
-pub fn install_master(data_dir: &Path, master: MasterSecret, generation: u64) -> [u8; 20] {
-    SecretStore::open(data_dir.join(SECRETS_DIR))
-        .expect("secret store")
-        .install(master, generation)
-        .expect("install master secret")
-        .node_key
-        .address()
-}
-
-/// SHA-256 of the exact compose bytes, as the chain stores it.
-pub fn compose_hash(compose: &[u8]) -> B256 {
-    B256::from(cairn_attestation::ids::ComposeHash::of_compose(compose).0)
-}
-
-/// A KMS node serving on a free port.
+/// A KMS node of the scenarios serving on a free port: a `RunningKms` (its node, address,
+/// URL and clients through `Deref`) on the simulated host `host_seed`.
 pub struct Kms {
-    /// The node (its log, keys, address).
-    pub node: Arc<Node>,
-    /// Where it listens.
-    pub addr: SocketAddr,
+    /// The running node.
+    pub running: RunningKms,
     /// Its simulated host.
     pub host_seed: u8,
-    dir: Arc<TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<cairn_kms::Result<()>>>,
+}
+
+impl Deref for Kms {
+    type Target = RunningKms;
+
+    fn deref(&self) -> &RunningKms {
+        &self.running
+    }
+}
+
+impl std::ops::DerefMut for Kms {
+    fn deref_mut(&mut self) -> &mut RunningKms {
+        &mut self.running
+    }
 }
 
 /// A KMS node that was stopped: its data directory, host and address, to restart it
@@ -364,48 +225,27 @@ pub struct StoppedKms {
 }
 
 impl Kms {
-    /// The URL a guest's `sys-config.json` lists.
-    pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
     /// The node's data directory.
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A client without a certificate (public endpoints), verifying the KMS's RA-TLS
-    /// evidence and `kms:rpc` usage.
-    pub async fn public_client(&self) -> KmsConnection {
-        kms_client()
-            .connect(&self.url(), None)
-            .await
-            .expect("connect to KMS")
+        self.running.dir.path()
     }
 
     /// Stop serving, wait for the server task and for every handle on the node to go
     /// (so its stores can be opened again); keeps its data directory.
-    pub async fn stop(mut self) -> StoppedKms {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("KMS task").expect("KMS server");
-        }
-        let deadline = Instant::now() + DEADLINE;
-        while Arc::strong_count(&self.node) > 1 {
-            assert!(
-                Instant::now() < deadline,
-                "KMS node handles still alive after shutdown"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    pub async fn stop(self) -> StoppedKms {
+        let addr = self.running.addr;
+        let dir = self.running.stop().await;
         StoppedKms {
-            dir: Arc::clone(&self.dir),
+            dir,
             host_seed: self.host_seed,
-            addr: self.addr,
+            addr,
         }
     }
+}
+
+/// SHA-256 of the exact compose bytes, as the chain stores it.
+pub fn compose_hash(compose: &[u8]) -> B256 {
+    B256::from(cairn_attestation::ids::ComposeHash::of_compose(compose).0)
 }
 
 /// The root k256 public key registered on chain at the pinned block (SEC1 bytes): the

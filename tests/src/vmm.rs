@@ -107,6 +107,27 @@ impl VmmNode {
 
     /// [`VmmNode::config`] as TOML text (for a `cairn-vmm` process).
     pub fn config_text(net: &Devnet, kms: &Kms, dir: &Path, extra: &str) -> String {
+        VmmNode::config_text_via(
+            net,
+            kms,
+            dir,
+            extra,
+            net.anvil.endpoint_url().as_str(),
+            5000,
+        )
+    }
+
+    /// [`VmmNode::config_text`] with the chain read through `rpc` (e.g. a
+    /// `cairn_onchain::testing::RpcProxy` in front of the devnet's anvil) and an RPC
+    /// timeout of `timeout_ms`.
+    pub fn config_text_via(
+        net: &Devnet,
+        kms: &Kms,
+        dir: &Path,
+        extra: &str,
+        rpc: &str,
+        timeout_ms: u64,
+    ) -> String {
         // A port range of its own, so VMMs of concurrent tests never hand out each
         // other's ports: 16 ports from a port the kernel just found free.
         let lo = crate::free_port().min(u16::MAX - 16);
@@ -119,7 +140,7 @@ rpc_url = "{rpc}"
 chain_id = {chain_id}
 kms_auth = "{kms_auth}"
 confirmations = {CONFIRMATIONS}
-timeout_ms = 5000
+timeout_ms = {timeout_ms}
 [cvm]
 kms_urls = ["{kms_url}"]
 port_range = [{port_lo}, {port_hi}]
@@ -139,7 +160,7 @@ kind = "simulator"
 {extra}
 "#,
             state = dir.join("state").display(),
-            rpc = net.anvil.endpoint_url(),
+            rpc = rpc,
             chain_id = net.anvil.chain_id(),
             kms_auth = net.kms_auth(),
             kms_url = kms.url(),
@@ -155,6 +176,25 @@ kind = "simulator"
     pub async fn start(net: &Devnet, kms: &Kms, extra: &str) -> VmmNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = VmmNode::config(net, kms, dir.path(), extra);
+        VmmNode::start_with(dir, config).await
+    }
+
+    /// Start a VMM for `net` and `kms` reading the chain through `rpc` with an RPC
+    /// timeout of `timeout_ms` (see [`VmmNode::config_text_via`]).
+    pub async fn start_via(
+        net: &Devnet,
+        kms: &Kms,
+        extra: &str,
+        rpc: &str,
+        timeout_ms: u64,
+    ) -> VmmNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = VmmNode::config_text_via(net, kms, dir.path(), extra, rpc, timeout_ms);
+        let config = Config::parse(&text, []).expect("VMM config");
+        VmmNode::start_with(dir, config).await
+    }
+
+    async fn start_with(dir: TempDir, config: Config) -> VmmNode {
         let socket = dir.path().join("vmm.sock");
         let mut node = VmmNode {
             dir,

@@ -19,7 +19,7 @@ async fn kms_status_and_describe_show_log_anchor_and_registration() {
     let anchored = cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
     assert_eq!(anchored, 1);
     net.mine(CONFIRMATIONS).await;
-    let node = Address::from(kms.public_client().await.meta().await.unwrap().node_address);
+    let node = Address::from(kms.client(None).await.meta().await.unwrap().node_address);
 
     let dir = tempfile::tempdir().unwrap();
     let url = kms.url();

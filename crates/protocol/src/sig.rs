@@ -311,6 +311,26 @@ mod tests {
         SigningKey::from_bytes((&[byte; 32]).into()).unwrap()
     }
 
+    /// A root key, an app secret and its app key, the app id, and the root's (KMS)
+    /// signature over that app key for that app id.
+    fn app_key_signed_by_root() -> (
+        SigningKey,
+        [u8; 32],
+        SigningKey,
+        [u8; 20],
+        RecoverableSignature,
+    ) {
+        let root = key(7);
+        let app = key(9);
+        let app_id = [0x22; 20];
+        let kms_sig = sign_recoverable(
+            &root,
+            &kms_app_key_message(&app_id, &compressed(app.verifying_key())),
+        )
+        .unwrap();
+        (root, [9u8; 32], app, app_id, kms_sig)
+    }
+
     /// Known answer computed independently (Python `hmac` HKDF-SHA256 and
     /// `cryptography`'s Ed25519) for app secret `[0x11; 32]`, path `wallet/sol`.
     #[test]
@@ -343,15 +363,7 @@ mod tests {
 
     #[test]
     fn ed25519_signature_chain_verifies_and_binds_purpose_and_app() {
-        let root = key(7);
-        let app_secret = [9u8; 32];
-        let app = key(9);
-        let app_id = [0x22; 20];
-        let kms_sig = sign_recoverable(
-            &root,
-            &kms_app_key_message(&app_id, &compressed(app.verifying_key())),
-        )
-        .unwrap();
+        let (root, app_secret, app, app_id, kms_sig) = app_key_signed_by_root();
         let d = derive_signed_ed25519_key(&app_secret, b"p", "solana", kms_sig).unwrap();
         let pk = *d.key.verifying_key().as_bytes();
         let got = verify_ed25519_signature_chain(
@@ -427,15 +439,7 @@ mod tests {
 
     #[test]
     fn signature_chain_verifies_and_detects_wrong_purpose_and_root() {
-        let root = key(7);
-        let app_secret = [9u8; 32];
-        let app = key(9);
-        let app_id = [0x22; 20];
-        let kms_sig = sign_recoverable(
-            &root,
-            &kms_app_key_message(&app_id, &compressed(app.verifying_key())),
-        )
-        .unwrap();
+        let (root, app_secret, app, app_id, kms_sig) = app_key_signed_by_root();
         let d = derive_signed_key(&app_secret, b"/wallet/0", "ethereum", kms_sig).unwrap();
         let dpk = compressed(d.key.verifying_key());
         let recovered = verify_signature_chain(

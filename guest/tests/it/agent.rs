@@ -6,21 +6,24 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cairn_attestation::{RaTlsServerVerifier, Usage};
 use cairn_guest::{agent, boot, GuestState};
+use cairn_kms::RootKeys;
 use cairn_protocol::agent::*;
 use cairn_protocol::sig;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use crate::hostile::Hostile;
 use crate::world::*;
 
+/// A guest of `w`'s app booted (app not started) against `w`'s KMS.
 pub async fn booted(
-    kms: &StubKms,
+    w: &World,
 ) -> (
     Share,
     Arc<GuestState>,
     Arc<cairn_attestation::simulator::SimTdx>,
 ) {
-    let s = share(&[&kms.url], "");
+    let s = w.share("");
     let tee = guest_tee(1);
     let mut cfg = s.config();
     cfg.start_app = false;
@@ -73,65 +76,89 @@ pub async fn call(
     )
 }
 
-/// GetKey through the router; the key and its signature chain.
-async fn get_key(state: &Arc<GuestState>, body: &str) -> (StatusCode, serde_json::Value) {
-    call(state, "GetKey", body).await
+/// `POST /<method>` must answer 200; its JSON body as `T`.
+pub async fn call_ok<T: serde::de::DeserializeOwned>(
+    state: &Arc<GuestState>,
+    method: &str,
+    body: &str,
+) -> T {
+    let (st, v) = call(state, method, body).await;
+    assert_eq!(st, StatusCode::OK, "{method} {body}: {v}");
+    serde_json::from_value(v).unwrap()
 }
 
-fn verify_get_key(v: serde_json::Value, app_id: &[u8; 20], root: &cairn_kms::RootKeys) -> String {
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
-    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
+/// `POST /<method>` must be refused with `status` and a JSON error naming `needle`, and
+/// hand out no key.
+pub async fn call_refused(
+    state: &Arc<GuestState>,
+    method: &str,
+    body: &str,
+    status: StatusCode,
+    needle: &str,
+) {
+    let (st, v) = call(state, method, body).await;
+    assert_eq!(st, status, "{method} {body}: {v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains(needle)),
+        "{method} {body}: expected an error naming {needle:?}, got {v}"
+    );
+    assert!(v.get("key").is_none(), "{v}");
+}
+
+/// A hex signature chain as 65-byte recoverable signatures.
+pub fn sig_chain(chain: &[String]) -> Vec<[u8; 65]> {
+    chain
         .iter()
         .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
-    sig::verify_signature_chain(
-        app_id,
-        "seal",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root.k256().verifying_key(),
-    )
-    .unwrap();
-    r.key
+        .collect()
 }
 
-#[tokio::test]
+/// A `Verify` request of `signature` by `public_key` over the hex `data`.
+pub fn verify_body(algorithm: &str, data: &str, signature: &str, public_key: &str) -> String {
+    format!(
+        r#"{{"algorithm":"{algorithm}","data":"{data}","signature":"{signature}","public_key":"{public_key}"}}"#
+    )
+}
+
+/// A `GetKey` answer must be 200 with a key whose signature chain for purpose "seal"
+/// verifies to `root`; the key.
+async fn sealed_key(
+    state: &Arc<GuestState>,
+    body: &str,
+    app_id: &[u8; 20],
+    root: &RootKeys,
+) -> [u8; 32] {
+    let (st, v) = call(state, "GetKey", body).await;
+    assert_eq!(st, StatusCode::OK, "{body}: {v}");
+    checked_get_key(&v, app_id, "seal", root.k256().verifying_key())
+        .to_bytes()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_key_of_the_previous_generation_in_a_rotation_window_chains_to_the_old_root() {
-    let kms = StubKms::start(Mode::Rotated).await;
-    let (s, state, _) = booted(&kms).await;
+    // A real rotation on chain, generation 1 ([`MASTER`]) → 2, with a window open: the
+    // guest boots inside it and gets both generations from the KMS.
+    let w = World::start().await;
+    let (new_root, until) = w.rotate(ROTATION_WINDOW_SECS).await;
+    let (s, state, _) = booted(&w).await;
     assert_eq!(state.secrets.key_generation, 2);
     let previous = state.secrets.previous.as_ref().expect("asked at boot");
-    assert_eq!(
-        (previous.key_generation, previous.valid_until),
-        (1, PREVIOUS_VALID_UNTIL)
-    );
+    assert_eq!((previous.key_generation, previous.valid_until), (1, until));
     let app_id = s.app_id().0;
     // Absent or current: generation 2, chained to the current root.
-    let (st, v) = get_key(&state, r#"{"path":"/seal","purpose":"seal"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let current = verify_get_key(v, &app_id, &root_keys(MASTER));
-    let (st, v) = get_key(
-        &state,
-        r#"{"path":"/seal","purpose":"seal","key_generation":2}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(verify_get_key(v, &app_id, &root_keys(MASTER)), current);
+    let body = r#"{"path":"/seal","purpose":"seal"}"#;
+    let current = sealed_key(&state, body, &app_id, &new_root).await;
+    let body = r#"{"path":"/seal","purpose":"seal","key_generation":2}"#;
+    assert_eq!(sealed_key(&state, body, &app_id, &new_root).await, current);
     // The previous generation: another key, chained to the previous root.
-    let (st, v) = get_key(
-        &state,
-        r#"{"path":"/seal","purpose":"seal","key_generation":1}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let old = verify_get_key(v, &app_id, &root_keys(PREVIOUS_MASTER));
+    let body = r#"{"path":"/seal","purpose":"seal","key_generation":1}"#;
+    let old = sealed_key(&state, body, &app_id, &root_keys()).await;
     assert_ne!(old, current);
     // A generation the CVM does not hold is refused, naming what it holds.
-    let (st, v) = get_key(
+    let (st, v) = call(
         &state,
+        "GetKey",
         r#"{"path":"/seal","purpose":"seal","key_generation":7}"#,
     )
     .await;
@@ -143,12 +170,16 @@ async fn get_key_of_the_previous_generation_in_a_rotation_window_chains_to_the_o
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_booted_outside_a_window_has_no_previous_generation_to_give() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    // The rotation's window has closed (generation 1 erased) when the guest boots.
+    let w = World::start().await;
+    w.rotate(ROTATION_WINDOW_SECS).await;
+    w.close_rotation_window(ROTATION_WINDOW_SECS).await;
+    let (_s, state, _) = booted(&w).await;
+    assert_eq!(state.secrets.key_generation, 2);
     assert!(state.secrets.previous.is_none());
-    let (st, v) = get_key(&state, r#"{"path":"/seal","key_generation":1}"#).await;
+    let (st, v) = call(&state, "GetKey", r#"{"path":"/seal","key_generation":1}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(
         v["error"].as_str().unwrap().contains("previous none"),
@@ -158,23 +189,17 @@ async fn a_guest_booted_outside_a_window_has_no_previous_generation_to_give() {
 
 #[tokio::test]
 async fn get_key_signature_chain_verifies_to_the_kms_root() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
         r#"{"path":"wallet/0","purpose":"eth","algorithm":"secp256k1"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
     let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
-    let root = root_keys(MASTER);
+    let chain = sig_chain(&r.signature_chain);
+    let root = root_keys();
     sig::verify_signature_chain(
         &s.app_id().0,
         "eth",
@@ -184,16 +209,18 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         root.k256().verifying_key(),
     )
     .unwrap();
-    // a different purpose does not verify with the same chain
-    assert!(sig::verify_signature_chain(
-        &s.app_id().0,
-        "other",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root.k256().verifying_key(),
-    )
-    .is_err());
+    // a different purpose recovers another app key, which the KMS never signed
+    assert!(matches!(
+        sig::verify_signature_chain(
+            &s.app_id().0,
+            "other",
+            &sig::compressed(key.verifying_key()),
+            &chain[0],
+            &chain[1],
+            root.k256().verifying_key(),
+        ),
+        Err(cairn_protocol::Error::WrongSigner)
+    ));
     let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"rsa"}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
@@ -204,16 +231,14 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
 
 #[tokio::test]
 async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms_root() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
         r#"{"path":"wallet/sol","purpose":"solana","algorithm":"ed25519"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
     let seed: [u8; 32] = hex::decode(&r.key).unwrap().try_into().unwrap();
     // dstack: the ed25519 seed is the HKDF output the secp256k1 derivation also uses
     let (_, secp) = call(
@@ -224,12 +249,8 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
     .await;
     assert_eq!(secp["key"], r.key);
     let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
-    let root = root_keys(MASTER);
+    let chain = sig_chain(&r.signature_chain);
+    let root = root_keys();
     sig::verify_ed25519_signature_chain(
         &s.app_id().0,
         "solana",
@@ -245,16 +266,14 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
 
 #[tokio::test]
 async fn ed25519_sign_and_verify_follow_dstack() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: SignResponse = call_ok(
         &state,
         "Sign",
         r#"{"algorithm":"ed25519","data":"68656c6c6f"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: SignResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.signature_chain.len(), 3);
     assert_eq!(r.signature_chain[0], r.signature);
     let pk: [u8; 32] = hex::decode(&r.public_key).unwrap().try_into().unwrap();
@@ -281,25 +300,17 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         .unwrap()
         .verify_strict(b"hello", &sig)
         .unwrap();
-    let chain: Vec<[u8; 65]> = r.signature_chain[1..]
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
+    let chain = sig_chain(&r.signature_chain[1..]);
     sig::verify_ed25519_signature_chain(
         &s.app_id().0,
         "signing",
         &pk,
         &chain[0],
         &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
+        root_keys().k256().verifying_key(),
     )
     .unwrap();
-    let verify = |data: &str| {
-        format!(
-            r#"{{"algorithm":"ed25519","data":"{data}","signature":"{}","public_key":"{}"}}"#,
-            r.signature, r.public_key
-        )
-    };
+    let verify = |data: &str| verify_body("ed25519", data, &r.signature, &r.public_key);
     let (_, v) = call(&state, "Verify", &verify("68656c6c6f")).await;
     assert_eq!(v["valid"], true);
     let (_, v) = call(&state, "Verify", &verify("68656c6c70")).await;
@@ -308,11 +319,9 @@ async fn ed25519_sign_and_verify_follow_dstack() {
 
 #[tokio::test]
 async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetQuoteResponse = serde_json::from_value(v).unwrap();
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: GetQuoteResponse = call_ok(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
     let mut rd = [0u8; 64];
     rd[..5].copy_from_slice(b"hello");
     assert_eq!(r.report_data, hex::encode(rd));
@@ -340,11 +349,9 @@ async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
 
 #[tokio::test]
 async fn info_reports_the_measured_identity_and_tcb_info() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, tee) = booted(&kms).await;
-    let (st, v) = call(&state, "Info", "{}").await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: InfoResponse = serde_json::from_value(v).unwrap();
+    let w = World::start().await;
+    let (s, state, tee) = booted(&w).await;
+    let r: InfoResponse = call_ok(&state, "Info", "{}").await;
     assert_eq!(r.app_id, hex::encode(s.app_id().0));
     assert_eq!(r.instance_id, hex::encode(s.instance_id().as_bytes()));
     assert_eq!(r.compose_hash, hex::encode(s.compose_hash().0));
@@ -360,26 +367,19 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
         r.key_provider_info,
         format!(
             r#"{{"name":"kms","id":"{}"}}"#,
-            hex::encode(root_keys(MASTER).ca().spki_der())
+            hex::encode(root_keys().ca().spki_der())
         )
     );
 }
 
 #[tokio::test]
 async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(
-        &state,
-        "GetTlsKey",
-        r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#).await;
     assert_eq!(r.certificate_chain.len(), 3);
     assert!(r.key.starts_with("-----BEGIN PRIVATE KEY-----"));
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let keys = s.app_keys();
     assert_eq!(r.certificate_chain[1], keys.ca().cert_pem());
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
@@ -399,9 +399,7 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
     assert_eq!(*id.app_id(), s.app_id());
 
     // without usage_ra_tls: still a leaf from the app CA for the returned key
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+    let r: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"plain"}"#).await;
     let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
     cert.verify_signature(Some(ca.public_key())).unwrap();
@@ -414,64 +412,50 @@ async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
 
 #[tokio::test]
 async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
-    let kms = StubKms::start(Mode::LeafWithoutEvidence).await;
-    let (_s, state, _) = booted(&kms).await;
-    let (st, v) = call(
+    let w = World::with_kms(Hostile::LeafWithoutEvidence).await;
+    let (_s, state, _) = booted(&w).await;
+    call_refused(
         &state,
         "GetTlsKey",
         r#"{"subject":"x","usage_ra_tls":true}"#,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "carries no RA-TLS evidence",
     )
     .await;
-    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("carries no RA-TLS evidence"),
-        "{v}"
-    );
     // a plain TLS key still works with such a KMS
-    let (st, v) = call(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    let _: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"x"}"#).await;
 }
 
 #[tokio::test]
 async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
-    let kms = StubKms::start(Mode::ForeignChain).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::with_kms(Hostile::ForeignChain).await;
+    let (_s, state, _) = booted(&w).await;
     for body in [
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","usage_ra_tls":true}"#,
     ] {
-        let (st, v) = call(&state, "GetTlsKey", body).await;
-        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-        let msg = v["error"].as_str().unwrap();
-        assert!(
-            msg.contains("is refused: app CA certificate signature does not verify"),
-            "{v}"
-        );
-        assert!(v.get("key").is_none(), "{v}");
+        call_refused(
+            &state,
+            "GetTlsKey",
+            body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "is refused: app CA certificate signature does not verify",
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn sign_and_verify_round_trip_and_reject_tampering() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
-    let (st, v) = call(
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
+    let r: SignResponse = call_ok(
         &state,
         "Sign",
         r#"{"algorithm":"secp256k1","data":"616263"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: SignResponse = serde_json::from_value(v).unwrap();
-    let body = |data: &str| {
-        format!(
-            r#"{{"algorithm":"secp256k1","data":"{data}","signature":"{}","public_key":"{}"}}"#,
-            r.signature, r.public_key
-        )
-    };
+    let body = |data: &str| verify_body("secp256k1", data, &r.signature, &r.public_key);
     let (_, v) = call(&state, "Verify", &body("616263")).await;
     assert_eq!(v["valid"], true);
     let (_, v) = call(&state, "Verify", &body("616264")).await;
@@ -509,8 +493,8 @@ async fn sign_and_verify_round_trip_and_reject_tampering() {
 
 #[tokio::test]
 async fn emit_event_extends_rtmr3_after_system_ready() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, tee) = booted(&w).await;
     let before = tee.rtmr3();
     let (st, v) = call(
         &state,
@@ -564,11 +548,9 @@ async fn the_agent_socket_never_replaces_a_regular_file() {
 
 #[tokio::test]
 async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
-    let (st, v) = call(&state, "Attest", r#"{"report_data":"aa"}"#).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: AttestResponse = serde_json::from_value(v).unwrap();
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
+    let r: AttestResponse = call_ok(&state, "Attest", r#"{"report_data":"aa"}"#).await;
     let doc: Attestation = serde_json::from_slice(&hex::decode(&r.attestation).unwrap()).unwrap();
     assert_eq!(doc.version, ATTESTATION_VERSION);
     let mut rd = [0u8; 64];

@@ -3,7 +3,6 @@
 //! and the `GetTlsKey` options checked against what the KMS issued.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -12,7 +11,8 @@ use cairn_guest::agent;
 use cairn_protocol::agent::*;
 use tower::ServiceExt;
 
-use crate::agent::{booted, call, call_raw};
+use crate::agent::{booted, call, call_ok, call_raw, call_refused};
+use crate::hostile::Hostile;
 use crate::world::*;
 
 fn post(path: &str, body: &str) -> Request<Body> {
@@ -25,8 +25,8 @@ fn post(path: &str, body: &str) -> Request<Body> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_concurrency_limit_covers_every_route() {
     // GetTlsKey requests held at the KMS fill every permit.
-    let kms = StubKms::start(Mode::StallSignCert).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::with_kms(Hostile::StallSignCert).await;
+    let (_s, state, _) = booted(&w).await;
     let router = agent::router(state);
     let held: Vec<_> = (0..agent::MAX_CONCURRENT_REQUESTS)
         .map(|_| {
@@ -38,7 +38,8 @@ async fn one_concurrency_limit_covers_every_route() {
         })
         .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while kms.sign_certs.load(Ordering::SeqCst) < agent::MAX_CONCURRENT_REQUESTS as u64 {
+    let gate = w.gate.as_ref().unwrap();
+    while gate.arrived() < agent::MAX_CONCURRENT_REQUESTS as u64 {
         assert!(
             std::time::Instant::now() < deadline,
             "requests never reached the KMS"
@@ -54,7 +55,7 @@ async fn one_concurrency_limit_covers_every_route() {
         "a request ran while {} were in flight",
         agent::MAX_CONCURRENT_REQUESTS
     );
-    kms.release_sign_cert();
+    gate.open();
     assert_eq!(next.await.unwrap().status(), StatusCode::OK);
     for h in held {
         assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
@@ -63,8 +64,8 @@ async fn one_concurrency_limit_covers_every_route() {
 
 #[tokio::test]
 async fn every_rejection_is_a_json_error() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
     let cases = [
         // 405: a method the route does not take
         (
@@ -105,8 +106,8 @@ async fn every_rejection_is_a_json_error() {
 
 #[tokio::test]
 async fn unknown_paths_name_their_replacement() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
     for (path, names) in [
         ("/prpc/DstackGuest.GetKey", "POST /GetKey"),
         ("/prpc/Worker.Version", "POST /Version"),
@@ -123,8 +124,8 @@ async fn unknown_paths_name_their_replacement() {
 
 #[tokio::test]
 async fn legacy_tappd_methods_map_onto_the_current_ones() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _) = booted(&w).await;
 
     // DeriveK256Key is GetKey under tappd's field names
     let (st, v) = call(
@@ -139,14 +140,12 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
     assert_eq!(v["k256_signature_chain"], k["signature_chain"]);
 
     // TdxQuote: report data = sha512("app-data:" ‖ content), verifiable with the log
-    let (st, v) = call(
+    let r: TdxQuoteResponse = call_ok(
         &state,
         "/prpc/Tappd.TdxQuote",
         r#"{"report_data":"68656c6c6f"}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
     assert_eq!(
         (r.hash_algorithm.as_str(), r.prefix.as_str()),
         ("sha512", "app-data")
@@ -162,14 +161,12 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
         .unwrap();
     assert_eq!(*vq.app_id(), s.app_id());
     // RawQuote: the 64 bytes as given
-    let (st, v) = call(
+    let r: TdxQuoteResponse = call_ok(
         &state,
         "/prpc/Tappd.RawQuote",
         &format!(r#"{{"report_data":"{}"}}"#, "07".repeat(64)),
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let r: TdxQuoteResponse = serde_json::from_value(v).unwrap();
     assert_eq!(r.hash_algorithm, "raw");
     verifier()
         .verify(
@@ -203,14 +200,12 @@ fn leaf_key(pem: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn tappd_derive_key_is_stable_per_path_and_random_on_request() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
     let derive = |body: &'static str| {
         let state = state.clone();
         async move {
-            let (st, v) = call(&state, "/prpc/Tappd.DeriveKey", body).await;
-            assert_eq!(st, StatusCode::OK, "{v}");
-            let r: GetTlsKeyResponse = serde_json::from_value(v).unwrap();
+            let r: GetTlsKeyResponse = call_ok(&state, "/prpc/Tappd.DeriveKey", body).await;
             assert_eq!(r.certificate_chain.len(), 3);
             // the leaf certifies the returned key
             let (_, leaf) =
@@ -237,11 +232,30 @@ async fn tappd_derive_key_is_stable_per_path_and_random_on_request() {
 }
 
 #[tokio::test]
+async fn the_real_kms_issues_the_validity_get_tls_key_asked_for() {
+    let w = World::start().await;
+    let (_s, state, _) = booted(&w).await;
+    let not_after = unix_now() + 86_400;
+    let r: GetTlsKeyResponse = call_ok(
+        &state,
+        "GetTlsKey",
+        &format!(r#"{{"subject":"x","not_after":{not_after}}}"#),
+    )
+    .await;
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(r.certificate_chain[0].as_bytes()).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf.contents).unwrap();
+    assert_eq!(
+        cert.validity().not_after.timestamp(),
+        i64::try_from(not_after).unwrap()
+    );
+}
+
+#[tokio::test]
 async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
-    // The stub KMS issues every leaf for a year from now with the app id: an app that
-    // asks for a day must not get a year-long certificate handed out as if it were one.
-    let kms = StubKms::start(Mode::Honest).await;
-    let (_s, state, _) = booted(&kms).await;
+    // A KMS that issues every leaf for a year from now: an app that asks for a day must
+    // not get a year-long certificate handed out as if it were one.
+    let w = World::with_kms(Hostile::IgnoresValidity).await;
+    let (_s, state, _) = booted(&w).await;
     let now = unix_now();
     let (st, v) = call(
         &state,
@@ -264,7 +278,7 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    // with_app_info: the leaf carries this app's id (the stub, like the KMS, adds it)
+    // with_app_info: the leaf carries this app's id (the re-issued leaf keeps the KMS's)
     let (st, v) = call(
         &state,
         "GetTlsKey",
@@ -276,8 +290,8 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
 
 #[tokio::test]
 async fn a_leaf_without_the_app_id_is_refused_with_or_without_with_app_info() {
-    let kms = StubKms::start(Mode::LeafWithoutAppId).await;
-    let (_s, state, _) = booted(&kms).await;
+    let w = World::with_kms(Hostile::LeafWithoutAppId).await;
+    let (_s, state, _) = booted(&w).await;
     // The guest checks every KMS-issued chain as a relying party would
     // (cairn_attestation::verify_app_chain): the leaf must carry this app's id, so such a
     // leaf is never handed out, whether or not the caller asked for the app info.
@@ -285,12 +299,13 @@ async fn a_leaf_without_the_app_id_is_refused_with_or_without_with_app_info() {
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","with_app_info":true}"#,
     ] {
-        let (st, v) = call(&state, "GetTlsKey", body).await;
-        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-        assert!(
-            v["error"].as_str().unwrap().contains("no app id extension"),
-            "{v}"
-        );
-        assert!(v.get("key").is_none());
+        call_refused(
+            &state,
+            "GetTlsKey",
+            body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no app id extension",
+        )
+        .await;
     }
 }

@@ -3,13 +3,14 @@
 use std::os::unix::fs::PermissionsExt;
 
 use cairn_attestation::eventlog::RuntimeEvent;
-use cairn_attestation::ids::KeyProvider;
+use cairn_attestation::ids::{AppId, InstanceId, KeyProvider};
 use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
 use cairn_guest::{boot, Error};
 use cairn_kms_client::{Error as KmsError, Stage};
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 use x25519_dalek::StaticSecret;
 
+use crate::hostile::Hostile;
 use crate::world::*;
 
 fn env_vars() -> EnvVars {
@@ -26,16 +27,28 @@ fn env_vars() -> EnvVars {
     .unwrap()
 }
 
-fn encrypted_env(kms: &StubKms, s: &Share) -> Vec<u8> {
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
-    env::encrypt(&keys.env_public(), &s.app_id().0, &env_vars()).unwrap()
+fn encrypted_env(s: &Share) -> Vec<u8> {
+    env::encrypt(&s.app_keys().env_public(), &s.app_id().0, &env_vars()).unwrap()
+}
+
+/// The boot of `s` on a fresh TD of host 1 with the cluster's KMS client.
+async fn boot_share(s: &Share) -> cairn_guest::Result<cairn_guest::Booted> {
+    boot(as_tee(&guest_tee(1)), kms_client(), &s.config()).await
+}
+
+/// The one failure of a boot that asked one KMS.
+fn only_kms_failure(err: &Error) -> &KmsError {
+    match err {
+        Error::AllKmsFailed(v) if v.len() == 1 => &v[0].1,
+        other => panic!("expected one KMS failure, got {other}"),
+    }
 }
 
 #[tokio::test]
 async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    s.write(".encrypted-env", &encrypted_env(&kms, &s));
+    let w = World::start().await;
+    let s = w.share("");
+    s.write(".encrypted-env", &encrypted_env(&s));
     let tee = guest_tee(1);
     let mut booted = boot(as_tee(&tee), kms_client(), &s.config()).await.unwrap();
     let status = booted.app.take().unwrap().wait().await.unwrap();
@@ -49,7 +62,7 @@ async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() 
     );
 
     // keys: a 0700 dir of 0600 files, holding exactly what the KMS derives
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let keys = s.app_keys();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&s.keys_dir()), 0o700);
     for f in ["app.key", "disk.key", "root-ca.pem", "receipt.json"] {
@@ -64,10 +77,10 @@ async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() 
         keys.disk_key().expose().to_vec()
     );
     assert_eq!(booted.state.secrets.receipt.log_index, 0);
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(w.releases(), 1);
 
     // measurements: the FORMATS.md order, replaying to the TD's RTMR3
-    let root = root_keys(MASTER);
+    let root = root_keys();
     let kp = KeyProvider::kms(&root.ca().spki_der());
     let log = booted.state.event_log().events().to_vec();
     let want = vec![
@@ -92,20 +105,17 @@ async fn boot_gets_keys_measures_the_boot_and_starts_the_app_with_allowed_env() 
 
 #[tokio::test]
 async fn dstack_legacy_env_format_is_accepted() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let w = World::start().await;
+    let s = w.share("");
     let blob = env::encrypt_legacy_with(
         StaticSecret::from([9u8; 32]),
         [1; 12],
-        &keys.env_public(),
+        &s.app_keys().env_public(),
         &env_vars(),
     )
     .unwrap();
     s.write(".encrypted-env", &blob);
-    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let mut booted = boot_share(&s).await.unwrap();
     booted.app.take().unwrap().wait().await.unwrap();
     assert!(std::fs::read_to_string(s.out())
         .unwrap()
@@ -114,28 +124,26 @@ async fn dstack_legacy_env_format_is_accepted() {
 
 #[tokio::test]
 async fn a_matching_key_provider_pin_boots() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let spki = hex::encode(root_keys(MASTER).ca().spki_der());
-    let s = share(
-        &[&kms.url],
-        &format!(r#","key_provider":"kms","key_provider_id":"{spki}""#),
-    );
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let w = World::start().await;
+    let spki = hex::encode(root_keys().ca().spki_der());
+    let s = w.share(&format!(
+        r#","key_provider":"kms","key_provider_id":"{spki}""#
+    ));
+    w.allow(&s).await;
+    let booted = boot_share(&s).await.unwrap();
     assert_eq!(booted.state.secrets.key_provider.id, spki);
 }
 
 #[tokio::test]
 async fn a_kms_with_another_root_ca_than_the_pin_is_refused_and_nothing_starts() {
-    let kms = StubKms::start_with(Mode::Honest, [0x77; 32]).await;
-    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
-    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    // The compose pins another cluster's root CA; the KMS asked is this cluster's.
+    let w = World::start().await;
+    let pinned = hex::encode(root_keys_of([0x77; 32]).ca().spki_der());
+    let s = w.share(&format!(r#","key_provider_id":"{pinned}""#));
+    w.allow(&s).await;
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
-        matches!(&err, Error::KeyProviderMismatch { pinned: p, got } if *p == pinned && *got == hex::encode(root_keys([0x77; 32]).ca().spki_der())),
+        matches!(&err, Error::KeyProviderMismatch { pinned: p, got } if *p == pinned && *got == hex::encode(root_keys().ca().spki_der())),
         "{err}"
     );
     assert!(is_empty_or_missing(&s.keys_dir()));
@@ -145,37 +153,34 @@ async fn a_kms_with_another_root_ca_than_the_pin_is_refused_and_nothing_starts()
 /// A fake KMS in some TDX VM: valid `kms:rpc` quote, self-signed TLS certificate, echoing
 /// the genuine (public) root CA certificate. It must not pass as that KMS.
 async fn fake_kms_is_refused(extra: &str) {
-    let kms = StubKms::start(Mode::SelfSignedTls).await;
-    let s = share(&[&kms.url], extra);
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
-    match &err {
-        Error::AllKmsFailed(v) => {
-            assert_eq!(v.len(), 1);
-            assert!(
-                matches!(
-                    &v[0].1,
-                    KmsError::NotRooted {
-                        source: ChainError::IssuerName {
-                            role: CertRole::KmsServer,
-                            ..
-                        },
-                        ..
-                    }
-                ),
-                "{err}"
-            );
-        }
-        other => panic!("{other}"),
+    let w = World::with_kms(Hostile::SelfSignedTls).await;
+    let s = w.share(extra);
+    if !extra.is_empty() {
+        w.allow(&s).await;
     }
+    let err = boot_share(&s).await.unwrap_err();
+    assert!(
+        matches!(
+            only_kms_failure(&err),
+            KmsError::NotRooted {
+                source: ChainError::IssuerName {
+                    role: CertRole::KmsServer,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The rooting is checked on the answer (the root CA comes with it): what the fake
+    // relayed is refused and nothing reaches the disk.
     assert!(is_empty_or_missing(&s.keys_dir()));
     assert!(!s.out().exists());
 }
 
 #[tokio::test]
 async fn a_fake_kms_echoing_the_genuine_root_ca_is_refused_with_the_pin_set() {
-    let spki = hex::encode(root_keys(MASTER).ca().spki_der());
+    let spki = hex::encode(root_keys().ca().spki_der());
     fake_kms_is_refused(&format!(
         r#","key_provider":"kms","key_provider_id":"{spki}""#
     ))
@@ -189,58 +194,50 @@ async fn a_fake_kms_echoing_the_genuine_root_ca_is_refused_without_a_pin() {
 
 #[tokio::test]
 async fn a_fake_kms_first_in_the_list_is_skipped_for_the_genuine_one() {
-    let fake = StubKms::start(Mode::SelfSignedTls).await;
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&fake.url, &kms.url], "");
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    let w = World::start().await;
+    let fake = w.add_kms(0x0C, Hostile::SelfSignedTls).await;
+    let s = share(&[&fake.url(), &w.url()], w.app_id, "");
+    let booted = boot_share(&s).await.unwrap();
+    assert_eq!(booted.state.secrets.kms_url, w.url());
     assert_eq!(
         booted.state.secrets.key_provider.id,
-        hex::encode(root_keys(MASTER).ca().spki_der())
+        hex::encode(root_keys().ca().spki_der())
     );
 }
 
 #[tokio::test]
 async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
-    let kms = StubKms::start(Mode::PlainCert).await;
-    let s = share(&[&kms.url], "");
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
-    match &err {
-        Error::AllKmsFailed(v) => {
-            assert_eq!(v.len(), 1);
-            assert!(
-                matches!(
-                    v[0].1.ratls_error(),
-                    Some(RaTlsError::MissingExtension("quote"))
-                ),
-                "{err}"
-            );
-        }
-        other => panic!("{other}"),
-    }
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let w = World::with_kms(Hostile::PlainCert).await;
+    let s = w.share("");
+    let err = boot_share(&s).await.unwrap_err();
+    assert!(
+        matches!(
+            only_kms_failure(&err).ratls_error(),
+            Some(RaTlsError::MissingExtension("quote"))
+        ),
+        "{err}"
+    );
+    assert_eq!(w.releases(), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
     assert!(!s.out().exists());
 }
 
 #[tokio::test]
 async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
-    let kms = StubKms::start(Mode::WrongUsage).await;
-    let s = share(&[&kms.url], "");
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let w = World::with_kms(Hostile::WrongUsage).await;
+    let s = w.share("");
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(
-            v[0].1.ratls_error(),
-            Some(RaTlsError::WrongUsage { required: Usage::KmsRpc, presented: Some(Usage::AppCustom) })
-        )),
+        matches!(
+            only_kms_failure(&err).ratls_error(),
+            Some(RaTlsError::WrongUsage {
+                required: Usage::KmsRpc,
+                presented: Some(Usage::AppCustom)
+            })
+        ),
         "{err}"
     );
+    assert_eq!(w.releases(), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
@@ -249,41 +246,37 @@ async fn the_next_kms_is_tried_when_the_first_is_down() {
     let down = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let down_url = format!("https://127.0.0.1:{}", down.local_addr().unwrap().port());
     drop(down);
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&down_url, &kms.url], "");
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    let w = World::start().await;
+    let s = share(&[&down_url, &w.url()], w.app_id, "");
+    let booted = boot_share(&s).await.unwrap();
+    assert_eq!(booted.state.secrets.kms_url, w.url());
 }
 
 #[tokio::test]
 async fn a_kms_denial_fails_the_boot_with_the_kms_reason() {
-    let kms = StubKms::start(Mode::Deny).await;
-    let s = share(&[&kms.url], "");
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    // A compose the app's AppAuth never allowed: the KMS refuses with the contract's reason.
+    let w = World::start().await;
+    let s = w.share(r#","public_logs":true"#);
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::Status { status: 403, code, message, .. } if code == "denied.compose_hash" && message == "compose hash not allowed")),
+        matches!(only_kms_failure(&err), KmsError::Status { status: 403, code, message, .. } if code == "denied.compose_hash" && message == "Compose hash not allowed"),
         "{err}"
     );
-    assert!(err.to_string().contains("compose hash not allowed"));
+    assert!(err.to_string().contains("Compose hash not allowed"));
+    assert_eq!(w.releases(), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
     assert!(!s.out().exists());
 }
 
 #[tokio::test]
 async fn a_tampered_encrypted_env_stops_the_boot_before_keys_reach_the_disk() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let mut blob = encrypted_env(&kms, &s);
+    let w = World::start().await;
+    let s = w.share("");
+    let mut blob = encrypted_env(&s);
     let last = blob.len() - 1;
     blob[last] ^= 1;
     s.write(".encrypted-env", &blob);
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(err, Error::Env(cairn_protocol::Error::EnvDecrypt)),
         "{err}"
@@ -294,8 +287,8 @@ async fn a_tampered_encrypted_env_stops_the_boot_before_keys_reach_the_disk() {
 
 #[tokio::test]
 async fn a_malformed_compose_fails_before_anything_is_measured() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     s.write(
         "app-compose.json",
         br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
@@ -309,43 +302,39 @@ async fn a_malformed_compose_fails_before_anything_is_measured() {
         "{err}"
     );
     assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
 }
 
 #[tokio::test]
 async fn oversized_and_symlinked_share_files_are_refused() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     s.write(
         ".encrypted-env",
         &vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1],
     );
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(&err, Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env"),
         "{err}"
     );
 
-    let s = share(&[&kms.url], "");
+    let s = w.share("");
     let real = s.dir.path().join("real-sys-config.json");
     std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
     std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(&err, Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink")),
         "{err}"
     );
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
 }
 
 #[tokio::test]
 async fn docker_compose_without_a_docker_engine_is_a_clear_error() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     s.write(
         "app-compose.json",
         br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
@@ -361,7 +350,7 @@ async fn docker_compose_without_a_docker_engine_is_a_clear_error() {
         "{err}"
     );
     assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
@@ -403,21 +392,21 @@ fn global_capture() -> Capture {
 async fn no_secret_reaches_the_logs() {
     let capture = global_capture();
 
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    s.write(".encrypted-env", &encrypted_env(&kms, &s));
-    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let w = World::start().await;
+    let s = w.share("");
+    s.write(".encrypted-env", &encrypted_env(&s));
+    let mut booted = boot_share(&s).await.unwrap();
     booted.app.take().unwrap().wait().await.unwrap();
     // and a failing boot (tampered env)
-    let s2 = share(&[&kms.url], "");
-    let mut blob = encrypted_env(&kms, &s2);
+    let s2 = w.share("");
+    let mut blob = encrypted_env(&s2);
     blob[40] ^= 1;
     s2.write(".encrypted-env", &blob);
-    let _ = boot(as_tee(&guest_tee(1)), kms_client(), &s2.config())
-        .await
-        .unwrap_err();
+    let err = boot_share(&s2).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Env(cairn_protocol::Error::EnvDecrypt)),
+        "{err}"
+    );
     // and an agent call that returns a derived secret
     let resp = {
         use tower::ServiceExt;
@@ -440,7 +429,7 @@ async fn no_secret_reaches_the_logs() {
     assert!(logs.contains("/GetKey"), "the agent request is traced");
     assert!(!logs.contains(&derived.key), "derived key in logs");
     assert!(logs.contains("keys written"), "logs: {logs:?}");
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let keys = s.app_keys();
     for secret in [
         hex::encode(*keys.k256_secret()),
         hex::encode(keys.disk_key().expose()),
@@ -455,15 +444,14 @@ async fn no_secret_reaches_the_logs() {
 
 #[tokio::test]
 async fn no_instance_id_measures_an_empty_instance_id() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], r#","no_instance_id":true"#);
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let w = World::start().await;
+    let s = w.share(r#","no_instance_id":true"#);
+    w.allow(&s).await;
+    let booted = boot_share(&s).await.unwrap();
     let log = booted.state.event_log().events().to_vec();
     assert_eq!(log[3], RuntimeEvent::new("instance-id", vec![]));
     // the disk key is the one for an empty instance id
-    let keys = kms.app_keys(&s.app_id(), &cairn_attestation::ids::InstanceId::None);
+    let keys = app_keys(&s.app_id(), &InstanceId::None);
     assert_eq!(
         std::fs::read(s.keys_dir().join("disk.key")).unwrap(),
         keys.disk_key().expose().to_vec()
@@ -472,46 +460,60 @@ async fn no_instance_id_measures_an_empty_instance_id() {
 
 #[tokio::test]
 async fn a_missing_instance_seed_is_generated_and_written_back_once() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    std::fs::remove_file(s.share_dir().join(".instance-info")).unwrap();
-    let first = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
+    let w = World::start().await;
+    let s = w.share("");
+    let info_path = s.share_dir().join(".instance-info");
+    std::fs::remove_file(&info_path).unwrap();
+    // Without .instance-info the app id is compose_hash[0..20], an app the chain does not
+    // know: the KMS refuses with the contract's reason, but the seed was generated and
+    // written back (with that app id) before anything was measured.
+    let err = boot_share(&s).await.unwrap_err();
+    assert!(
+        matches!(only_kms_failure(&err), KmsError::Status { status: 403, code, message, .. } if code == "denied.app_not_registered" && message == "App not registered"),
+        "{err}"
+    );
+    let info = cairn_protocol::sysconfig::InstanceInfo::parse(&std::fs::read(&info_path).unwrap())
         .unwrap();
-    let info = cairn_protocol::sysconfig::InstanceInfo::parse(
-        &std::fs::read(s.share_dir().join(".instance-info")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(info.seed().unwrap().len(), 32);
-    // a reboot reads the same seed, hence the same instance id
-    let again = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let seed = info.seed().unwrap();
+    assert_eq!(seed.len(), 32);
+    assert_eq!(
+        info.app_id().unwrap(),
+        Some(AppId::from_compose_hash(&s.compose_hash()).0)
+    );
+    // The host assigns the registered app, keeping the seed: every boot now reads that
+    // seed (nothing is written again), hence the same instance id.
+    s.write(
+        ".instance-info",
+        &serde_json::to_vec(&serde_json::json!({
+            "instance_id_seed": hex::encode(&seed),
+            "app_id": hex::encode(w.app_id.0),
+        }))
+        .unwrap(),
+    );
+    let written = std::fs::read(&info_path).unwrap();
+    let first = boot_share(&s).await.unwrap();
+    let again = boot_share(&s).await.unwrap();
+    assert_eq!(
+        first.state.instance_id,
+        InstanceId::derive(&seed, &w.app_id)
+    );
     assert_eq!(again.state.instance_id, first.state.instance_id);
     assert_ne!(first.state.instance_id, s.instance_id());
+    assert_eq!(std::fs::read(&info_path).unwrap(), written);
 }
 
 #[tokio::test]
 async fn the_app_id_comes_from_instance_info_when_set() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let app_id = [0xAB; 20];
-    s.write(
-        ".instance-info",
-        format!(
-            r#"{{"instance_id_seed":"{}","app_id":"{}"}}"#,
-            hex::encode(b"seed-1"),
-            hex::encode(app_id)
-        )
-        .as_bytes(),
-    );
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
-    assert_eq!(booted.state.app_id.0, app_id);
+    // Every share names the app's AppAuth address in .instance-info, never the
+    // compose-derived id.
+    let w = World::start().await;
+    let s = w.share("");
+    assert_ne!(w.app_id, AppId::from_compose_hash(&s.compose_hash()));
+    let booted = boot_share(&s).await.unwrap();
+    assert_eq!(booted.state.app_id, w.app_id);
     assert_eq!(
         booted.state.event_log().events()[1].payload,
-        app_id.to_vec()
+        w.app_id.0.to_vec()
     );
 }
 
@@ -526,17 +528,17 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
             conns.push(c);
         }
     });
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&silent_url, &kms.url], "");
+    let w = World::start().await;
+    let s = share(&[&silent_url, &w.url()], w.app_id, "");
     let client = cairn_kms_client::KmsClient::new(verifier()).with_timeouts(
         cairn_kms_client::Timeouts::uniform(std::time::Duration::from_millis(500)),
     );
     let booted = boot(as_tee(&guest_tee(1)), client.clone(), &s.config())
         .await
         .unwrap();
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    assert_eq!(booted.state.secrets.kms_url, w.url());
 
-    let s = share(&[&silent_url], "");
+    let s = share(&[&silent_url], w.app_id, "");
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();
@@ -549,7 +551,7 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
 
 #[tokio::test]
 async fn an_http_kms_url_is_refused_without_connecting() {
-    let s = share(&["http://127.0.0.1:9"], "");
+    let s = share(&["http://127.0.0.1:9"], AppId([1; 20]), "");
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap_err();
@@ -572,13 +574,13 @@ fn tdx_without_kernel() -> (
 
 #[tokio::test]
 async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let (fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(matches!(err, Error::KmsPinRequired), "{err}");
     // Refused before anything was measured or asked.
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
     assert!(std::fs::read_dir(fake.path()).unwrap().next().is_none());
     assert!(is_empty_or_missing(&s.keys_dir()));
     assert!(!s.out().exists());
@@ -586,9 +588,10 @@ async fn boot_without_a_kms_pin_is_refused_on_a_non_simulator_tee() {
 
 #[tokio::test]
 async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_request() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let pinned = hex::encode(root_keys(MASTER).ca().spki_der());
-    let s = share(&[&kms.url], &format!(r#","key_provider_id":"{pinned}""#));
+    let w = World::start().await;
+    let pinned = hex::encode(root_keys().ca().spki_der());
+    let s = w.share(&format!(r#","key_provider_id":"{pinned}""#));
+    w.allow(&s).await;
     let (_fake, tdx) = tdx_without_kernel();
     let err = boot(tdx, kms_client(), &s.config()).await.unwrap_err();
     assert!(
@@ -600,7 +603,7 @@ async fn tee_tdx_without_the_kernel_interfaces_fails_clearly_before_any_kms_requ
         ),
         "{err}"
     );
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
 
@@ -622,27 +625,30 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
         let _ = stopped.await;
     }));
 
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let client = pccs_client(&pccs_url);
     let booted = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap();
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    assert_eq!(booted.state.secrets.kms_url, w.url());
     assert!(pccs.requests() > 0, "collateral was fetched");
 
     // with PCCS collateral a plain certificate is refused just the same
-    let plain = StubKms::start(Mode::PlainCert).await;
-    let s = share(&[&plain.url], "");
+    let plain = w.add_kms(0x0C, Hostile::PlainCert).await;
+    let s = share(&[&plain.url()], w.app_id, "");
     let client = pccs_client(&pccs_url);
     let err = boot(as_tee(&guest_tee(1)), client, &s.config())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1.ratls_error(), Some(RaTlsError::MissingExtension("quote")))),
+        matches!(
+            only_kms_failure(&err).ratls_error(),
+            Some(RaTlsError::MissingExtension("quote"))
+        ),
         "{err}"
     );
-    assert_eq!(plain.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(plain.node.log().size(), 0);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
@@ -655,12 +661,12 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
 async fn a_replaced_encrypted_env_changes_the_attested_identity() {
     use cairn_attestation::consts::EVENT_ENCRYPTED_ENV_HASH;
     use sha2::Digest;
-    let kms = StubKms::start(Mode::Honest).await;
+    let w = World::start().await;
     // One share (so one app id, compose and instance), booted three times.
-    let s = share(&[&kms.url], "");
-    let honest = encrypted_env(&kms, &s);
+    let s = w.share("");
+    let honest = encrypted_env(&s);
     let swapped = {
-        let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+        let keys = s.app_keys();
         let vars = env::EnvVars::new(vec![env::EnvVar {
             key: "API_KEY".into(),
             value: "the-hosts-value".into(),

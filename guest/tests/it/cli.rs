@@ -1,29 +1,34 @@
-//! The `cairn-guest boot` binary on the simulator against the stub KMS: it boots, starts
+//! The `cairn-guest boot` binary on the simulator against the real KMS: it boots, starts
 //! the app, serves the agent, and exits when the app exits.
+
+use cairn_attestation::ids::AppId;
 
 use crate::world::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let pki_now = pki().config().now.to_string();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
-        .arg("boot")
+/// `cairn-guest boot` of share `s` on the simulator, its PKI anchored at `pki_now` (unix
+/// seconds), trusting the simulator's KMS; the caller says how the agent is served.
+fn guest_boot(s: &Share, pki_now: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"));
+    cmd.arg("boot")
         .args(["--share", s.share_dir().to_str().unwrap()])
         .args(["--keys", s.keys_dir().to_str().unwrap()])
         .args(["--work", s.dir.path().join("work").to_str().unwrap()])
+        .args(["--tee", "simulator", "--kms-trust", "simulator"])
+        .args(["--sim-pki-now", pki_now]);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
+    let w = World::start().await;
+    let s = w.share("");
+    let pki_now = pki().config().now.to_string();
+    let out = guest_boot(&s, &pki_now)
         .args([
             "--agent-socket",
             s.dir.path().join("agent.sock").to_str().unwrap(),
         ])
-        .args(["--tee", "simulator", "--kms-trust", "simulator"])
-        .args([
-            "--sim-pki-seed",
-            &hex::encode([0x42u8; 32]),
-            "--sim-pki-now",
-            &pki_now,
-        ])
+        .args(["--sim-pki-seed", &hex::encode([0x42u8; 32])])
         .env("RUST_LOG", "info")
         .output()
         .await
@@ -40,25 +45,15 @@ async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
 
 #[tokio::test]
 async fn the_binary_refuses_a_bad_share_with_a_clear_error_and_nonzero_exit() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    // Refused while reading the share: no KMS is reached (none listens at this URL).
+    let s = share(&["https://127.0.0.1:9"], AppId([1; 20]), "");
     s.write(
         "app-compose.json",
         b"{\"manifest_version\":2,\"name\":\"a\",\"runner\":\"podman\"}",
     );
     let pki_now = pki().config().now.to_string();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
-        .arg("boot")
-        .args(["--share", s.share_dir().to_str().unwrap()])
-        .args(["--keys", s.keys_dir().to_str().unwrap()])
-        .args([
-            "--no-agent",
-            "--tee",
-            "simulator",
-            "--kms-trust",
-            "simulator",
-        ])
-        .args(["--sim-pki-now", &pki_now])
+    let out = guest_boot(&s, &pki_now)
+        .arg("--no-agent")
         .output()
         .await
         .unwrap();
@@ -74,22 +69,11 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
     // windows come from the anchor time. Trust anchors are matched by subject and key,
     // so a guest whose PKI was anchored 1000 s earlier still verifies the KMS (and the
     // KMS the guest).
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let earlier = (pki().config().now - 1000).to_string();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
-        .arg("boot")
-        .args(["--share", s.share_dir().to_str().unwrap()])
-        .args(["--keys", s.keys_dir().to_str().unwrap()])
-        .args(["--work", s.dir.path().join("work").to_str().unwrap()])
-        .args([
-            "--no-agent",
-            "--tee",
-            "simulator",
-            "--kms-trust",
-            "simulator",
-        ])
-        .args(["--sim-pki-now", &earlier])
+    let out = guest_boot(&s, &earlier)
+        .arg("--no-agent")
         .output()
         .await
         .unwrap();
@@ -102,30 +86,19 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
 /// guest that is stopped with SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_app_and_everything_it_started() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let mut s = w.share("");
     let pid_file = s.dir.path().join("grandchild.pid");
     let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
-    let compose = format!(
+    s.set_compose(format!(
         r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}]}},"kms_enabled":true}}"#,
         serde_json::to_string(&script).unwrap()
-    );
-    s.write("app-compose.json", compose.as_bytes());
+    ));
+    w.allow(&s).await;
     let pki_now = pki().config().now.to_string();
-    let mut guest = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn-guest"))
-        .arg("boot")
-        .args(["--share", s.share_dir().to_str().unwrap()])
-        .args(["--keys", s.keys_dir().to_str().unwrap()])
-        .args(["--work", s.dir.path().join("work").to_str().unwrap()])
-        .args([
-            "--no-agent",
-            "--tee",
-            "simulator",
-            "--kms-trust",
-            "simulator",
-        ])
+    let mut guest = guest_boot(&s, &pki_now)
+        .arg("--no-agent")
         .args(["--sim-pki-seed", &hex::encode([0x42u8; 32])])
-        .args(["--sim-pki-now", &pki_now])
         .kill_on_drop(true)
         .spawn()
         .unwrap();

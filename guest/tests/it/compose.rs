@@ -1,4 +1,4 @@
-//! The `docker-compose` runner's refusals, through the real boot (stub KMS) and this
+//! The `docker-compose` runner's refusals, through the real boot (the real KMS) and this
 //! machine's Docker engine (`scripts/setup.sh` starts one; without it these fail). The
 //! apps that run are in the cairn-e2e `docker_compose` scenarios.
 
@@ -8,25 +8,27 @@ use cairn_protocol::env::{self, EnvVar, EnvVars};
 
 use crate::world::*;
 
-/// A share whose compose runs `compose_yaml` with `allowed` env names, and `vars`
-/// encrypted for it.
-fn compose_share(
-    kms: &StubKms,
+/// A share of `w`'s app whose compose (allowed on chain) runs `compose_yaml` with
+/// `allowed` env names, and `vars` encrypted for it.
+async fn compose_share(
+    w: &World,
     compose_yaml: &str,
     allowed: &[&str],
     vars: &[(&str, &str)],
 ) -> Share {
-    let mut s = share(&[&kms.url], "");
-    s.compose = serde_json::json!({
-        "manifest_version": 2,
-        "name": "refused",
-        "runner": "docker-compose",
-        "docker_compose_file": compose_yaml,
-        "kms_enabled": true,
-        "allowed_envs": allowed,
-    })
-    .to_string();
-    s.write("app-compose.json", s.compose.as_bytes());
+    let mut s = w.share("");
+    s.set_compose(
+        serde_json::json!({
+            "manifest_version": 2,
+            "name": "refused",
+            "runner": "docker-compose",
+            "docker_compose_file": compose_yaml,
+            "kms_enabled": true,
+            "allowed_envs": allowed,
+        })
+        .to_string(),
+    );
+    w.allow(&s).await;
     if !vars.is_empty() {
         let vars = EnvVars::new(
             vars.iter()
@@ -37,8 +39,7 @@ fn compose_share(
                 .collect(),
         )
         .unwrap();
-        let keys = kms.app_keys(&s.app_id(), &s.instance_id());
-        let blob = env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap();
+        let blob = env::encrypt(&s.app_keys().env_public(), &s.app_id().0, &vars).unwrap();
         s.write(".encrypted-env", &blob);
     }
     s
@@ -48,13 +49,14 @@ const SECRET: &str = "s3cr3t-api-key";
 
 #[tokio::test]
 async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_files_are_written() {
-    let kms = StubKms::start(Mode::Honest).await;
+    let w = World::start().await;
     let s = compose_share(
-        &kms,
+        &w,
         "services:\n  a:\n    image: cairn/busybox:local\n",
         &["COMPOSE_PROJECT_NAME"],
         &[("COMPOSE_PROJECT_NAME", "someone-elses-project")],
-    );
+    )
+    .await;
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap_err();
@@ -74,8 +76,8 @@ async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_fi
 
 #[tokio::test]
 async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = compose_share(&kms, "services:\n  a: [\n", &[], &[]);
+    let w = World::start().await;
+    let s = compose_share(&w, "services:\n  a: [\n", &[], &[]).await;
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap_err();
@@ -87,14 +89,15 @@ async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
 
 #[tokio::test]
 async fn compose_cli_errors_never_carry_env_values() {
-    let kms = StubKms::start(Mode::Honest).await;
+    let w = World::start().await;
     // Compose echoes the substituted value in its error ("... is not a valid float").
     let s = compose_share(
-        &kms,
+        &w,
         "services:\n  a:\n    image: cairn/busybox:local\n    cpus: \"${API_KEY}\"\n",
         &["API_KEY"],
         &[("API_KEY", SECRET)],
-    );
+    )
+    .await;
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap_err();
@@ -109,13 +112,13 @@ async fn compose_cli_errors_never_carry_env_values() {
 
 #[tokio::test]
 async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
-    let kms = StubKms::start(Mode::Honest).await;
+    let w = World::start().await;
     let s = compose_share(
-        &kms,
+        &w,
         "services:\n  app:\n    image: cairn/busybox:local\n    volumes:\n      - /var/run/dstack.sock:/var/run/dstack.sock\n",
         &[],
         &[],
-    );
+    ).await;
     let mut cfg = s.config();
     cfg.agent_socket = None; // --no-agent
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &cfg)
@@ -129,13 +132,13 @@ async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
 
 #[tokio::test]
 async fn the_exit_of_every_container_is_the_apps_exit_and_stop_removes_them() {
-    let kms = StubKms::start(Mode::Honest).await;
+    let w = World::start().await;
     let s = compose_share(
-        &kms,
+        &w,
         "services:\n  one:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/sh\", \"-c\", \"exit 3\"]\n  two:\n    image: cairn/busybox:local\n    network_mode: none\n    command: [\"/bin/true\"]\n",
         &[],
         &[],
-    );
+    ).await;
     let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap();

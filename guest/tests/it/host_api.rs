@@ -47,19 +47,19 @@ fn sys_config(s: &Share, kms_url: &str, host: &Host, port_map: serde_json::Value
 
 #[tokio::test]
 async fn boot_steps_and_the_app_start_are_reported_and_the_app_learns_its_host_port() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let mut s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let mut s = w.share("");
     // An app that writes the host port it must listen on.
     let script = format!("printf '%s' \"$CAIRN_PORT_8080\" > {}", s.out().display());
-    s.compose = format!(
+    s.set_compose(format!(
         r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/sh","-c",{}]}},"kms_enabled":true}}"#,
         serde_json::to_string(&script).unwrap()
-    );
-    s.write("app-compose.json", s.compose.as_bytes());
+    ));
+    w.allow(&s).await;
     let host = host(s.dir.path());
     sys_config(
         &s,
-        &kms.url,
+        &w.url(),
         &host,
         serde_json::json!([{"guest_port": 8080, "host_port": 20123}]),
     );
@@ -92,22 +92,23 @@ async fn boot_steps_and_the_app_start_are_reported_and_the_app_learns_its_host_p
     }
     let receipt = got.iter().find(|n| n.event == "boot.receipt").unwrap();
     assert!(
-        receipt.payload.contains(&format!("kms={}", kms.url)),
+        receipt.payload.contains(&format!("kms={}", w.url())),
         "{receipt:?}"
     );
     assert_eq!(events.last(), Some(&("app.started", "process")));
     // Nothing secret: no key material in any payload.
-    let keys = kms.app_keys(&s.app_id(), &s.instance_id());
+    let keys = s.app_keys();
     let secret = hex::encode(*keys.k256_secret());
     assert!(got.iter().all(|n| !n.payload.contains(&secret)));
 }
 
 #[tokio::test]
 async fn a_refused_boot_reports_the_kms_reason_to_the_host() {
-    let kms = StubKms::start(Mode::Deny).await;
-    let s = share(&[&kms.url], "");
+    // A compose the app's AppAuth never allowed: the chain denies it.
+    let w = World::start().await;
+    let s = w.share(r#","public_logs":true"#);
     let host = host(s.dir.path());
-    sys_config(&s, &kms.url, &host, serde_json::json!([]));
+    sys_config(&s, &w.url(), &host, serde_json::json!([]));
     let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap_err();
@@ -117,20 +118,20 @@ async fn a_refused_boot_reports_the_kms_reason_to_the_host() {
     assert_eq!(last.event, "boot.error");
     assert_eq!(last.payload, err.to_string());
     assert!(
-        last.payload.contains("compose hash not allowed"),
+        last.payload.contains("Compose hash not allowed"),
         "{last:?}"
     );
 }
 
 #[tokio::test]
 async fn an_unreachable_host_does_not_fail_the_boot() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
+    let w = World::start().await;
+    let s = w.share("");
     let gone = Host {
         path: s.dir.path().join("nobody.sock"),
         got: Arc::default(),
     };
-    sys_config(&s, &kms.url, &gone, serde_json::json!([]));
+    sys_config(&s, &w.url(), &gone, serde_json::json!([]));
     let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .unwrap();

@@ -56,8 +56,8 @@ async fn node(script: &str, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_js_sdk_makes_hundreds_of_calls_without_a_reset_connection() {
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _tee) = booted(&w).await;
     let agent = ServedAgent::unix(&s, state).await;
     let v = node("stress.js", &[agent.socket.to_str().unwrap(), "600", "300"]).await;
     agent.stop().await;

@@ -1,99 +1,43 @@
 //! The guest asks KmsAuth about its KMS before trusting it: `isKmsAllowed` on the KMS's
 //! boot info (its verified quote, the OS image manifest it serves) at a pinned block, on
-//! a real anvil with the Cairn contracts.
-
-use std::path::Path;
-use std::time::Duration;
+//! the world's anvil with the Cairn contracts, where the world's KMS is registered.
 
 use cairn_guest::{boot, Error};
 use cairn_kms_client::Error as KmsError;
-use cairn_onchain::alloy::node_bindings::AnvilInstance;
-use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::alloy::signers::local::PrivateKeySigner;
-use cairn_onchain::testing::spawn_anvil;
-use cairn_onchain::{ChainClient, Check, Connection};
+use cairn_onchain::Check;
 
+use crate::hostile::Hostile;
 use crate::world::*;
 
-/// Anvil with KmsAuth deployed and the guest OS image allowed; the stub KMS's
-/// measurements and device allowed when `allow_kms`.
-struct Chain {
-    anvil: AnvilInstance,
-    kms_auth: Address,
-    _client: ChainClient,
+/// A share of `w`'s app that checks `w`'s KMS on chain `chain_id` before trusting it.
+fn share_checking_the_kms(w: &World, chain_id: u64) -> Share {
+    let s = w.share("");
+    s.set_chain(w.chain_section(chain_id));
+    s
 }
 
-impl Chain {
-    async fn new(allow_kms: bool) -> Chain {
-        let anvil = spawn_anvil(Path::new(env!("CARGO_MANIFEST_DIR")));
-        let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
-        let conn = Connection::connect(
-            anvil.endpoint_url(),
-            anvil.chain_id(),
-            Duration::from_secs(20),
-            Some(signer),
-        )
-        .await
-        .unwrap();
-        let owner = conn.sender().unwrap();
-        let deployment = conn.deploy_system(owner).await.unwrap();
-        let client = ChainClient::with_connection(conn, deployment.kms_auth, 0, 64)
-            .await
-            .unwrap();
-        client
-            .add_os_image(B256::from(guest_os().os_image_hash().0))
-            .await
-            .unwrap();
-        if allow_kms {
-            let kms = stub_kms_identity().await;
-            client
-                .add_kms_aggregated_mr(B256::from(kms.mr_aggregated().0))
-                .await
-                .unwrap();
-            client
-                .add_kms_device(B256::from(kms.device_id().0))
-                .await
-                .unwrap();
-        }
-        Chain {
-            anvil,
-            kms_auth: deployment.kms_auth,
-            _client: client,
-        }
-    }
-
-    /// sys-config's `chain` section for this chain (`chain_id` as given).
-    fn section(&self, chain_id: u64) -> serde_json::Value {
-        serde_json::json!({
-            "rpc_url": self.anvil.endpoint(),
-            "chain_id": chain_id,
-            "kms_auth": format!("{:#x}", self.kms_auth),
-            "confirmations": 0,
-        })
-    }
+async fn boot_share(s: &Share) -> cairn_guest::Result<cairn_guest::Booted> {
+    boot(as_tee(&guest_tee(1)), kms_client(), &s.config()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kms_that_kms_auth_allows_is_trusted() {
-    let chain = Chain::new(true).await;
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    s.set_chain(&[&kms.url], chain.section(chain.anvil.chain_id()));
-    let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
+    let w = World::start().await;
+    let s = share_checking_the_kms(&w, w.net.chain_id());
+    let booted = boot_share(&s).await.unwrap();
+    assert_eq!(booted.state.secrets.kms_url, w.url());
+    assert_eq!(w.releases(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kms_whose_measurements_kms_auth_does_not_allow_is_refused() {
-    let chain = Chain::new(false).await;
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    s.set_chain(&[&kms.url], chain.section(chain.anvil.chain_id()));
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let w = World::start().await;
+    // Governance removes the KMS's aggregated MR from KmsAuth.
+    let mr = w.kms.node.own_evidence().boot.mrAggregated;
+    w.net.client.remove_kms_aggregated_mr(mr).await.unwrap();
+    w.net.mine(CONFIRMATIONS).await;
+    let s = share_checking_the_kms(&w, w.net.chain_id());
+    let err = boot_share(&s).await.unwrap_err();
     match &err {
         Error::AllKmsFailed(v) => assert!(
             matches!(
@@ -109,7 +53,7 @@ async fn a_kms_whose_measurements_kms_auth_does_not_allow_is_refused() {
         other => panic!("{other}"),
     }
     assert_eq!(
-        kms.releases.load(std::sync::atomic::Ordering::SeqCst),
+        w.releases(),
         0,
         "no key was requested from a KMS the chain does not allow"
     );
@@ -119,29 +63,21 @@ async fn a_kms_whose_measurements_kms_auth_does_not_allow_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kms_serving_another_images_manifest_is_refused() {
-    let chain = Chain::new(true).await;
-    let kms = StubKms::start(Mode::WrongImage).await;
-    let s = share(&[&kms.url], "");
-    s.set_chain(&[&kms.url], chain.section(chain.anvil.chain_id()));
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let w = World::with_kms(Hostile::WrongImage).await;
+    let s = share_checking_the_kms(&w, w.net.chain_id());
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(&err, Error::AllKmsFailed(v) if matches!(v[0].1, KmsError::KmsImageMismatch { .. })),
         "{err}"
     );
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_that_is_not_the_configured_one_stops_the_boot() {
-    let chain = Chain::new(true).await;
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    s.set_chain(&[&kms.url], chain.section(chain.anvil.chain_id() + 1));
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let w = World::start().await;
+    let s = share_checking_the_kms(&w, w.net.chain_id() + 1);
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -149,7 +85,7 @@ async fn a_chain_that_is_not_the_configured_one_stops_the_boot() {
         ),
         "{err:?}"
     );
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.releases(), 0);
 }
 
 /// Issue 14, "Fail closed, recover by itself", for the guest: its chain RPC down, then
@@ -162,13 +98,12 @@ async fn the_guests_chain_rpc_lost_fails_the_boot_closed_and_the_next_boot_succe
 ) {
     use cairn_onchain::testing::{Behaviour, RpcProxy};
 
-    let chain = Chain::new(true).await;
-    let proxy = RpcProxy::start(chain.anvil.endpoint_url()).await;
-    let kms = StubKms::start(Mode::Honest).await;
-    let s = share(&[&kms.url], "");
-    let mut section = chain.section(chain.anvil.chain_id());
+    let w = World::start().await;
+    let proxy = RpcProxy::start(w.net.endpoint()).await;
+    let s = w.share("");
+    let mut section = w.chain_section(w.net.chain_id());
     section["rpc_url"] = serde_json::Value::String(proxy.url().to_string());
-    s.set_chain(&[&kms.url], section);
+    s.set_chain(section);
     // A hang detector only: a stalled RPC must end the boot within the chain call
     // timeout (several calls may each take up to it).
     let bound = 6 * cairn_guest::CHAIN_CALL_TIMEOUT;
@@ -201,7 +136,7 @@ async fn the_guests_chain_rpc_lost_fails_the_boot_closed_and_the_next_boot_succe
             ),
         }
         assert_eq!(
-            kms.releases.load(std::sync::atomic::Ordering::SeqCst),
+            w.releases(),
             0,
             "{behaviour:?}: no key was requested while the chain could not be asked"
         );
@@ -212,6 +147,6 @@ async fn the_guests_chain_rpc_lost_fails_the_boot_closed_and_the_next_boot_succe
     let booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
         .await
         .expect("the boot succeeds once the chain RPC is back");
-    assert_eq!(booted.state.secrets.kms_url, kms.url);
-    assert_eq!(kms.releases.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(booted.state.secrets.kms_url, w.url());
+    assert_eq!(w.releases(), 1);
 }

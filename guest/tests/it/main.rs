@@ -1,6 +1,7 @@
-//! cairn-guest integration tests: the boot flow and the guest agent against a stub KMS
-//! over real RA-TLS on loopback, the TDX simulator, the public Python dstack SDK, and
-//! (for the docker-compose runner's refusals) the machine's Docker engine.
+//! cairn-guest integration tests: the boot flow and the guest agent against the real KMS
+//! (in-process, over real RA-TLS on loopback, with anvil and the Cairn contracts) and
+//! hostile variants of it, the TDX simulator, the public Python, JS and Rust dstack SDKs,
+//! and (for the docker-compose runner's refusals) the machine's Docker engine.
 
 mod agent;
 mod agent_http;
@@ -8,6 +9,7 @@ mod boot;
 mod cli;
 mod compose;
 mod host_api;
+mod hostile;
 mod js_sdk;
 mod kms_chain;
 mod python_sdk;

@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use cairn_guest::agent;
-use cairn_protocol::sig;
 
 use crate::agent::booted;
 use crate::world::*;
@@ -31,8 +30,8 @@ fn venv_python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     let python = venv_python();
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _tee) = booted(&w).await;
     let socket = s.dir.path().join("dstack.sock");
     let listener = agent::bind_unix(&socket).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -85,29 +84,7 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     assert_eq!(v["tcb_event_count"], 9);
 
     // get_key: the signature chain verifies to the KMS root
-    let key =
-        k256::ecdsa::SigningKey::from_slice(&hex::decode(v["key"].as_str().unwrap()).unwrap())
-            .unwrap();
-    let chain: Vec<[u8; 65]> = v["signature_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    sig::verify_signature_chain(
-        &s.app_id().0,
-        "eth",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
-    )
-    .unwrap();
+    checked_get_key(&v, &s.app_id().0, "eth", root_keys().k256().verifying_key());
 
     // get_tls_key: leaf + app CA + root CA, leaf carries RA-TLS evidence
     let chain = v["tls_chain"].as_array().unwrap();

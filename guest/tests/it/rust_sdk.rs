@@ -36,8 +36,8 @@ fn interop_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let bin = interop_binary();
-    let kms = StubKms::start(Mode::Honest).await;
-    let (s, state, _tee) = booted(&kms).await;
+    let w = World::start().await;
+    let (s, state, _tee) = booted(&w).await;
     let agent = ServedAgent::unix(&s, state).await;
     let out = tokio::process::Command::new(&bin)
         .arg(&agent.socket)
@@ -61,29 +61,12 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     assert_eq!(v["emit_event"], "ok");
     // get_key: the chain verifies to the KMS root; to_account is the same key's address
     let key = &v["get_key"];
-    let sk =
-        k256::ecdsa::SigningKey::from_slice(&hex::decode(key["key"].as_str().unwrap()).unwrap())
-            .unwrap();
-    let chain: Vec<[u8; 65]> = key["signature_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    sig::verify_signature_chain(
+    let sk = checked_get_key(
+        key,
         &s.app_id().0,
         "eth",
-        &sig::compressed(sk.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root_keys(MASTER).k256().verifying_key(),
-    )
-    .unwrap();
+        root_keys().k256().verifying_key(),
+    );
     assert_eq!(
         v["to_account"].as_str().unwrap().to_lowercase(),
         format!("0x{}", hex::encode(sig::eth_address(sk.verifying_key())))
@@ -114,12 +97,9 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     );
     // legacy client: the derived key is stable for a path and its raw scalar is dstack's
     let raw = v["tappd_derive_key"]["raw_key"].as_str().unwrap();
-    let scalar = sig::derive_path_key(
-        &kms.app_keys(&s.app_id(), &s.instance_id()).k256_secret(),
-        b"legacy/path",
-    )
-    .map(|k| hex::encode(k.to_bytes()))
-    .unwrap();
+    let scalar = sig::derive_path_key(&s.app_keys().k256_secret(), b"legacy/path")
+        .map(|k| hex::encode(k.to_bytes()))
+        .unwrap();
     assert_eq!(raw, scalar);
     assert_eq!(v["tappd_get_quote"]["hash_algorithm"], "raw");
     verifier()

@@ -156,6 +156,21 @@ pub async fn run_with(
         Arc::clone(&node),
     )))?);
     let app = router(Arc::clone(&node));
+    serve(listener, node, app, acceptor, limits, shutdown).await
+}
+
+/// The accept loop of [`run_with`], serving `app` with `acceptor`'s TLS certificate.
+/// Product code serves only [`router`] under the node's own certificate; the test
+/// support (`testing`, feature `test-utils`) serves a KMS in disguise through here, so
+/// a hostile test server is the real server with exactly one thing changed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    app: Router,
+    acceptor: TlsAcceptor,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let anchor = tokio::spawn(crate::anchor::run(Arc::clone(&node), stop_rx.clone()));
     let generations = tokio::spawn(crate::node::sync_task(

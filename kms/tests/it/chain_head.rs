@@ -237,7 +237,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
         .await
         .unwrap();
     // Mined on the chain only: nothing tells the node; its head advances by itself.
-    w.net.mine(CONFIRMATIONS).await;
+    w.chain.mine(CONFIRMATIONS).await;
     let t = Instant::now();
     head_advances(&kms.node, 2).await;
     let err = app_key(&mut client).await.unwrap_err();

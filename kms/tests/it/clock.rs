@@ -9,7 +9,7 @@ use hyper::Method;
 use x509_parser::prelude::*;
 
 use crate::release::app_key;
-use crate::sign_cert::{csr, der_of};
+use crate::sign_cert::{csr, der_of, sign_own_key};
 use crate::world::{answer, pki, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,18 +28,7 @@ async fn a_node_with_a_fixed_clock_stamps_records_leaves_and_env_keys_with_it() 
     let cert = guest.cert();
     let mut client = kms.client_at(Some(&cert), fixed).await;
     let keys = app_key(&mut client).await.unwrap();
-    let resp: SignCertResponse = client
-        .call(
-            Method::POST,
-            PATH_SIGN_CERT,
-            Some(&SignCertRequest {
-                csr: csr(&cert.key_pair().unwrap()),
-                not_before: None,
-                not_after: None,
-            }),
-        )
-        .await
-        .unwrap();
+    let resp = sign_own_key(&mut client, &cert).await;
 
     // Release records carry the node's clock.
     let app_rec =

@@ -203,7 +203,7 @@ async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
     let guest = w.guest(0x1A);
     let cert = guest.cert();
     let mut client = kms.client(Some(&cert)).await;
-    w.net.kill_anvil();
+    w.net.chain.kill_anvil();
     let t = Instant::now();
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();

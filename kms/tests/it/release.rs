@@ -221,8 +221,7 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
 async fn collateral_from_a_pccs_serves_releases() {
     use cairn_attestation::simulator::SimPccs;
     use cairn_attestation::{PccsClient, Verifier};
-    use cairn_kms::SECRETS_DIR;
-    use cairn_kms::{CollateralSource, MasterSecret, SecretStore};
+    use cairn_kms::CollateralSource;
 
     let w = World::new().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -233,16 +232,7 @@ async fn collateral_from_a_pccs_serves_releases() {
         let _ = stopped.await;
     }));
 
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let address = SecretStore::open(dir.path().join(SECRETS_DIR))
-        .unwrap()
-        .install(MasterSecret::from_bytes(crate::world::MASTER), 1)
-        .unwrap()
-        .node_key
-        .address();
-    let opts = w.options(dir.path(), 0xA5, &crate::world::pki());
-    w.register_kms(&opts, Some(address)).await;
-    let mut opts = w.options(dir.path(), 0xA5, &crate::world::pki());
+    let (mut opts, dir) = w.prepare(0xA5, &crate::world::pki()).await;
     opts.verifier =
         Verifier::dangerous_with_simulator_root(crate::world::pki().root_ca_der()).into();
     opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap().into());

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::{RaTlsCertBuilder, Usage};
-use cairn_kms::{
-    unix_now, ApiError, Clock, Dependency, Error, MasterSecret, Node, RootKeys, SecretStore,
-    SECRETS_DIR,
-};
+use cairn_kms::testing::install_master;
+use cairn_kms::{unix_now, ApiError, Clock, Dependency, Error, MasterSecret, Node, RootKeys};
 use cairn_onchain::alloy::primitives::Bytes;
 use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{pki, Running, World, CONFIRMATIONS, MASTER};
+use crate::world::{pki, Running, World, CONFIRMATIONS};
 
 /// A node on `host_seed` whose clock the test sets.
 async fn clocked(w: &World, host_seed: u8) -> (Running, Arc<AtomicU64>) {
@@ -100,10 +98,7 @@ async fn a_client_certificate_outside_its_validity_window_is_denied() {
 async fn a_node_of_another_generation_than_the_chain_does_not_start() {
     let w = World::new().await;
     let dir = tempfile::tempdir().unwrap();
-    SecretStore::open(dir.path().join(SECRETS_DIR))
-        .unwrap()
-        .install(MasterSecret::from_bytes(MASTER), 2)
-        .unwrap();
+    install_master(dir.path(), 2);
     let err = Node::open(w.options(dir.path(), 0xE3, &pki()))
         .await
         .unwrap_err();
@@ -122,10 +117,7 @@ async fn a_node_of_another_generation_than_the_chain_does_not_start() {
 async fn a_node_does_not_start_before_root_keys_are_registered() {
     let w = World::without_root_keys().await;
     let dir = tempfile::tempdir().unwrap();
-    SecretStore::open(dir.path().join(SECRETS_DIR))
-        .unwrap()
-        .install(MasterSecret::from_bytes(MASTER), 1)
-        .unwrap();
+    install_master(dir.path(), 1);
     let opts = w.options(dir.path(), 0xE4, &pki());
     w.register_kms(&opts, None).await;
     let err = Node::open(opts).await.unwrap_err();

@@ -1,27 +1,15 @@
 //! A chain that hangs, and shutdown with a release in flight.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_kms::SECRETS_DIR;
-use cairn_kms::{MasterSecret, SecretStore};
 use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{pki, GateProxy, Running, World, MASTER};
+use crate::world::{pki, GateProxy, Running, World};
 
 /// A node whose chain RPC goes through `proxy`.
 async fn start_behind(w: &World, proxy: &GateProxy, host_seed: u8) -> Running {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let address = SecretStore::open(dir.path().join(SECRETS_DIR))
-        .unwrap()
-        .install(MasterSecret::from_bytes(MASTER), 1)
-        .unwrap()
-        .node_key
-        .address();
-    let opts = w.options(dir.path(), host_seed, &pki());
-    w.register_kms(&opts, Some(address)).await;
-    let mut opts = w.options(dir.path(), host_seed, &pki());
+    let (mut opts, dir) = w.prepare(host_seed, &pki()).await;
     // The head advances only when asked (never during the test): every RPC the gate
     // holds is the release's own.
     opts.chain = w

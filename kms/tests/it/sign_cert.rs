@@ -1,6 +1,8 @@
 //! `sign-cert`: the app CA signs a CSR for the attested key only.
 
 use cairn_attestation::ratls_consts::{OID_APP_ID, OID_SPECIAL_USAGE};
+use cairn_attestation::RaTlsCert;
+use cairn_kms_client::KmsConnection;
 use cairn_protocol::api::{SignCertRequest, SignCertResponse, PATH_SIGN_CERT};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 use hyper::{Method, StatusCode};
@@ -23,6 +25,19 @@ pub fn der_of(pem: &str) -> Vec<u8> {
     p.contents
 }
 
+/// `sign-cert` of a CSR for `cert`'s attested key over `c` (a connection authenticated with
+/// `cert`), at the KMS's default validity; it must be issued.
+pub async fn sign_own_key(c: &mut KmsConnection, cert: &RaTlsCert) -> SignCertResponse {
+    let req = SignCertRequest {
+        csr: csr(&cert.key_pair().unwrap()),
+        not_before: None,
+        not_after: None,
+    };
+    c.call(Method::POST, PATH_SIGN_CERT, Some(&req))
+        .await
+        .unwrap()
+}
+
 fn ext<'a>(cert: &'a X509Certificate<'_>, oid: &[u64]) -> &'a [u8] {
     let oid = x509_parser::der_parser::oid::Oid::from(oid).unwrap();
     let e = cert
@@ -40,15 +55,7 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
     let guest = w.guest(0x41);
     let cert = guest.cert();
     let mut c = kms.client(Some(&cert)).await;
-    let req = SignCertRequest {
-        csr: csr(&cert.key_pair().unwrap()),
-        not_before: None,
-        not_after: None,
-    };
-    let resp: SignCertResponse = c
-        .call(Method::POST, PATH_SIGN_CERT, Some(&req))
-        .await
-        .unwrap();
+    let resp = sign_own_key(&mut c, &cert).await;
     assert_eq!(resp.certificate_chain.len(), 3);
     let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
@@ -84,15 +91,7 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
     let guest = w.guest(0x43);
     let cert = guest.cert();
     let mut c = kms.client(Some(&cert)).await;
-    let req = SignCertRequest {
-        csr: csr(&cert.key_pair().unwrap()),
-        not_before: None,
-        not_after: None,
-    };
-    let resp: SignCertResponse = c
-        .call(Method::POST, PATH_SIGN_CERT, Some(&req))
-        .await
-        .unwrap();
+    let resp = sign_own_key(&mut c, &cert).await;
     let leaf_der = der_of(&resp.certificate_chain[0]);
     let ev = cairn_attestation::parse_ra_tls_extensions(&leaf_der).unwrap();
     let client_ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der).unwrap();
@@ -156,18 +155,7 @@ async fn a_relying_party_accepts_an_issued_leaf_for_its_app_only() {
     let guest = w.guest(0x43);
     let cert = guest.cert();
     let mut c = kms.client(Some(&cert)).await;
-    let resp: SignCertResponse = c
-        .call(
-            Method::POST,
-            PATH_SIGN_CERT,
-            Some(&SignCertRequest {
-                csr: csr(&cert.key_pair().unwrap()),
-                not_before: None,
-                not_after: None,
-            }),
-        )
-        .await
-        .unwrap();
+    let resp = sign_own_key(&mut c, &cert).await;
     let chain: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     // The root a relying party trusts is the one registered on chain, not the response's.
     let at = w.client.policy_block().await.unwrap();

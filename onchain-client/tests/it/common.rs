@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::testing::AnvilChain;
-use cairn_onchain::{AppAuthClient, AppParams, BootInfo};
+use cairn_onchain::{AppAuthClient, AppParams, BootInfo, Check, Error, Result, Verdict};
 
 pub const OS_IMAGE: B256 = B256::repeat_byte(0x05);
 pub const COMPOSE: B256 = B256::repeat_byte(0xc0);
@@ -38,6 +38,40 @@ impl Devnet {
             ..AppParams::new(self.owner)
         };
         self.deploy_app(&params).await
+    }
+
+    /// `isAppAllowed(b)` through the owner's client at its current policy block.
+    pub async fn app_verdict(&self, b: &BootInfo) -> Result<Verdict> {
+        let at = self.client.policy_block().await.unwrap();
+        self.client.is_app_allowed(b, at).await
+    }
+
+    /// `isKmsAllowed(b)` through the owner's client at its current policy block.
+    pub async fn kms_verdict(&self, b: &BootInfo) -> Result<Verdict> {
+        let at = self.client.policy_block().await.unwrap();
+        self.client.is_kms_allowed(b, at).await
+    }
+
+    /// [`Devnet::app_verdict`] is a denial by `check` with the contract's exact `reason`.
+    pub async fn assert_app_denied(&self, b: &BootInfo, check: Check, reason: &str) {
+        assert_denied(self.app_verdict(b).await, check, reason);
+    }
+
+    /// [`Devnet::kms_verdict`] is a denial by `check` with the contract's exact `reason`.
+    pub async fn assert_kms_denied(&self, b: &BootInfo, check: Check, reason: &str) {
+        assert_denied(self.kms_verdict(b).await, check, reason);
+    }
+}
+
+/// `verdict` is a denial by `check` with the contract's exact `reason`.
+#[track_caller]
+pub fn assert_denied(verdict: Result<Verdict>, check: Check, reason: &str) {
+    match verdict {
+        Err(Error::Denied {
+            check: c,
+            reason: r,
+        }) if c == check && r == reason => {}
+        other => panic!("expected a {check:?} denial ({reason:?}), got {other:?}"),
     }
 }
 

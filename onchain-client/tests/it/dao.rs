@@ -5,7 +5,7 @@ use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::CairnGovernor::CairnGovernorErrors;
 use cairn_onchain::TimelockController::TimelockControllerErrors;
 use cairn_onchain::{
-    AppParams, Check, Error, GovernanceParams, Proposal, ProposalState, Support, Verdict,
+    reasons, AppParams, Check, GovernanceParams, Proposal, ProposalState, Support, Verdict,
 };
 
 use crate::common::{boot, devnet};
@@ -50,18 +50,8 @@ async fn dao_vote_unlocks_new_compose_hash() {
     assert_eq!(dao.state(id).await.unwrap(), ProposalState::Queued);
 
     // Queued is not executed: the KMS still refuses the new code.
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     // Executing before the timelock delay reverts with the timelock's decoded error.
     let err = dao.execute(&proposal).await.unwrap_err();
@@ -79,11 +69,7 @@ async fn dao_vote_unlocks_new_compose_hash() {
     dao.execute(&proposal).await.unwrap();
     assert_eq!(dao.state(id).await.unwrap(), ProposalState::Executed);
 
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Reads pinned to head − confirmations, and the verdict cache keyed by block.
 
 use cairn_onchain::alloy::providers::Provider;
-use cairn_onchain::{Check, Error, Verdict};
+use cairn_onchain::{reasons, Check, Error, Verdict};
 
-use crate::common::{boot, devnet, COMPOSE};
+use crate::common::{assert_denied, boot, devnet, COMPOSE};
 
 #[tokio::test]
 async fn policy_block_is_head_minus_confirmations_saturating() {
@@ -75,25 +75,11 @@ async fn removal_at_head_is_invisible_until_confirmations_pass() {
     );
 
     net.mine(CONFIRMATIONS - 1).await;
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     net.mine(1).await;
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     // The earlier block still answers as it did: reads are by block, not by "latest".
     assert_eq!(
@@ -123,28 +109,16 @@ async fn cached_allow_is_not_reused_at_a_later_block() {
     app.remove_compose_hash(COMPOSE).await.unwrap();
     let later = net.client.policy_block().await.unwrap();
     assert_ne!(later.hash, at.hash);
-    let err = net.client.is_app_allowed(&b, later).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_denied(
+        net.client.is_app_allowed(&b, later).await,
+        Check::ComposeHash,
+        reasons::COMPOSE_HASH,
     );
     // Denials are cached per block too, and still answered as denials.
-    let err = net.client.is_app_allowed(&b, later).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_denied(
+        net.client.is_app_allowed(&b, later).await,
+        Check::ComposeHash,
+        reasons::COMPOSE_HASH,
     );
 }
 
@@ -181,15 +155,9 @@ async fn read_at_a_reorged_out_block_fails_retryably_instead_of_answering() {
     assert!(matches!(err, Error::Rpc { .. }), "{err:?}");
     assert!(err.is_retryable(), "{err:?}");
     assert!(!err.is_denied());
-    let err = reader.is_app_allowed(&b, now).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_denied(
+        reader.is_app_allowed(&b, now).await,
+        Check::ComposeHash,
+        reasons::COMPOSE_HASH,
     );
 }

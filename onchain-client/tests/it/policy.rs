@@ -3,7 +3,7 @@
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::AppAuth::AppAuthErrors;
 use cairn_onchain::KmsAuth::KmsAuthErrors;
-use cairn_onchain::{reasons, AppParams, Check, Error, Verdict};
+use cairn_onchain::{reasons, AppParams, Check, Verdict};
 
 use crate::common::{boot, devnet, COMPOSE, DEVICE};
 
@@ -13,24 +13,11 @@ async fn allowed_hash_is_allowed_and_removed_hash_is_denied_with_contract_reason
     let app = net.app_with_compose().await;
     let b = boot(app.app_id(), COMPOSE);
 
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     app.remove_compose_hash(COMPOSE).await.unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    match err {
-        Error::Denied {
-            check: Check::ComposeHash,
-            reason,
-        } => {
-            assert_eq!(reason, reasons::COMPOSE_HASH)
-        }
-        other => panic!("expected ComposeHash denial, got {other:?}"),
-    }
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 }
 
 #[tokio::test]
@@ -42,25 +29,11 @@ async fn hash_added_later_is_allowed() {
         .await
         .unwrap();
     let b = boot(app.app_id(), COMPOSE);
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
+        .await;
 
     app.add_compose_hash(COMPOSE).await.unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]
@@ -77,24 +50,15 @@ async fn release_is_denied_before_compose_hash_activation() {
         .unwrap();
     let b = boot(app.app_id(), COMPOSE);
 
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    match err {
-        Error::Denied {
-            check: Check::ComposeHashNotActive,
-            reason,
-        } => {
-            assert_eq!(reason, reasons::COMPOSE_HASH_NOT_ACTIVE)
-        }
-        other => panic!("expected ComposeHashNotActive, got {other:?}"),
-    }
+    net.assert_app_denied(
+        &b,
+        Check::ComposeHashNotActive,
+        reasons::COMPOSE_HASH_NOT_ACTIVE,
+    )
+    .await;
 
     net.increase_time(3601).await;
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]
@@ -103,32 +67,16 @@ async fn unlisted_os_image_is_denied() {
     let app = net.app_with_compose().await;
     let mut b = boot(app.app_id(), COMPOSE);
     b.osImageHash = B256::repeat_byte(0x66);
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    match err {
-        Error::Denied {
-            check: Check::OsImage,
-            reason,
-        } => assert_eq!(reason, reasons::OS_IMAGE),
-        other => panic!("expected OsImage, got {other:?}"),
-    }
+    net.assert_app_denied(&b, Check::OsImage, reasons::OS_IMAGE)
+        .await;
 }
 
 #[tokio::test]
 async fn unregistered_app_is_denied() {
     let net = devnet(0).await;
     let b = boot(Address::repeat_byte(0x77), COMPOSE);
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    match err {
-        Error::Denied {
-            check: Check::AppNotRegistered,
-            reason,
-        } => {
-            assert_eq!(reason, reasons::APP_NOT_REGISTERED)
-        }
-        other => panic!("expected AppNotRegistered, got {other:?}"),
-    }
+    net.assert_app_denied(&b, Check::AppNotRegistered, reasons::APP_NOT_REGISTERED)
+        .await;
 }
 
 #[tokio::test]
@@ -141,19 +89,11 @@ async fn unlisted_device_is_denied_unless_any_device_is_allowed() {
     };
     let app = net.client.deploy_app(&params).await.unwrap();
     let b = boot(app.app_id(), COMPOSE);
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Denied { check: Check::Device, reason } if reason == reasons::DEVICE),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::Device, reasons::DEVICE)
+        .await;
 
     app.add_device(DEVICE).await.unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]
@@ -162,84 +102,37 @@ async fn unacceptable_tcb_status_and_untolerated_advisory_are_denied() {
     let app = net.app_with_compose().await;
     let mut b = boot(app.app_id(), COMPOSE);
     b.tcbStatus = "OutOfDate".into();
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::TcbStatus,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::TcbStatus, reasons::TCB_STATUS)
+        .await;
 
     b.tcbStatus = "UpToDate".into();
     b.advisoryIds = vec!["INTEL-SA-00837".into()];
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::Advisory,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_app_denied(&b, Check::Advisory, reasons::ADVISORY)
+        .await;
 
     net.client
         .set_advisory_tolerated("INTEL-SA-00837", true)
         .await
         .unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]
 async fn kms_node_policy_checks_mr_and_device() {
     let net = devnet(0).await;
     let b = boot(Address::ZERO, B256::ZERO);
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_kms_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::KmsMr,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_kms_denied(&b, Check::KmsMr, reasons::KMS_MR)
+        .await;
 
     net.client
         .add_kms_aggregated_mr(b.mrAggregated)
         .await
         .unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_kms_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::KmsDevice,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    net.assert_kms_denied(&b, Check::KmsDevice, reasons::KMS_DEVICE)
+        .await;
 
     net.client.add_kms_device(b.deviceId).await.unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_kms_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.kms_verdict(&b).await.unwrap(), Verdict::Allowed);
 }
 
 #[tokio::test]
@@ -417,22 +310,9 @@ async fn app_requiring_up_to_date_tcb_denies_other_acceptable_statuses() {
     let app = net.app_with_compose().await;
     let mut b = boot(app.app_id(), COMPOSE);
     b.tcbStatus = "SWHardeningNeeded".into();
-    let at = net.client.policy_block().await.unwrap();
-    assert_eq!(
-        net.client.is_app_allowed(&b, at).await.unwrap(),
-        Verdict::Allowed
-    );
+    assert_eq!(net.app_verdict(&b).await.unwrap(), Verdict::Allowed);
 
     app.set_require_tcb_up_to_date(true).await.unwrap();
-    let at = net.client.policy_block().await.unwrap();
-    let err = net.client.is_app_allowed(&b, at).await.unwrap_err();
-    match err {
-        Error::Denied {
-            check: Check::TcbNotUpToDate,
-            reason,
-        } => {
-            assert_eq!(reason, reasons::TCB_NOT_UP_TO_DATE)
-        }
-        other => panic!("expected TcbNotUpToDate, got {other:?}"),
-    }
+    net.assert_app_denied(&b, Check::TcbNotUpToDate, reasons::TCB_NOT_UP_TO_DATE)
+        .await;
 }

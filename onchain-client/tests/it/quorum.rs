@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_onchain::testing::{spawn_anvil_with, Behaviour, RpcProxy};
-use cairn_onchain::{ChainClient, Check, Error, Verdict};
+use cairn_onchain::{reasons, ChainClient, Check, Error, Verdict};
 
-use crate::common::{boot, devnet, proxies, quorum_config, COMPOSE, OS_IMAGE};
+use crate::common::{assert_denied, boot, devnet, proxies, quorum_config, COMPOSE, OS_IMAGE};
 
 /// A hang detector far above every configured timeout, never a speed assertion.
 const HANG_DEADLINE: Duration = Duration::from_secs(60);
@@ -90,16 +90,10 @@ async fn a_lying_endpoint_that_flips_a_denial_is_a_disagreement_under_quorum_2()
     assert_eq!(client.disagreements(), 1);
     // Not cached: once the liar is gone, the honest answer comes back.
     p[1].set(Behaviour::Forward);
-    let err = client.is_app_allowed(&b, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_denied(
+        client.is_app_allowed(&b, at).await,
+        Check::ComposeHash,
+        reasons::COMPOSE_HASH,
     );
 }
 

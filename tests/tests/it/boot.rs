@@ -6,13 +6,18 @@ use std::os::unix::fs::PermissionsExt;
 use cairn_e2e::*;
 use cairn_guest::Error;
 use cairn_kms_client::Error as KmsError;
-use cairn_protocol::agent::GetKeyResponse;
 use cairn_protocol::env::{encrypt_env_for_app, EnvEncryption, EnvVar, EnvVars};
-use cairn_protocol::sig;
 use hyper::StatusCode;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `cvm`'s boot is refused by the chain's compose-hash check, and its app does not start.
+async fn boot_is_denied_by_the_compose_hash(cvm: &Cvm) {
+    let err = cvm.boot().await.unwrap_err();
+    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
+    assert!(!cvm.app_out().exists(), "the app must not start");
 }
 
 /// The boot failed because the KMS said 403 with `code` and the contract's `reason`.
@@ -48,7 +53,7 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
     net.mine(CONFIRMATIONS).await;
 
     // Deploy-time env encryption, checked against the KMS root key on chain.
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let vars = EnvVars::new(vec![
         EnvVar {
             key: "API_KEY".into(),
@@ -92,26 +97,9 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let r: GetKeyResponse = serde_json::from_value(v).unwrap();
-    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain: Vec<[u8; 65]> = r
-        .signature_chain
-        .iter()
-        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
-        .collect();
     // The root the chain holds, not the KMS's word for it.
-    let at = net.client.policy_block().await.unwrap();
-    let root = net.client.root_keys(at).await.unwrap().unwrap();
-    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
-    sig::verify_signature_chain(
-        &app_id.into_array(),
-        "eth",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        &root,
-    )
-    .unwrap();
+    let root = net.chain_k256_root().await;
+    checked_get_key(&v, &app_id.into_array(), "eth", &root);
     agent.stop().await;
 
     // The release receipt, checked as an auditor would: signed by a registered node,
@@ -136,9 +124,7 @@ async fn boot_of_a_compose_hash_never_allowed_fails_with_the_contracts_reason_an
     let app = net.deploy_app(net.owner, None).await;
     let cvm = Cvm::new(&kms.url(), app.app_id(), 0x02, "v1");
 
-    let err = cvm.boot().await.unwrap_err();
-    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
-    assert!(!cvm.app_out().exists(), "the app must not start");
+    boot_is_denied_by_the_compose_hash(&cvm).await;
     let no_keys = std::fs::read_dir(cvm.keys_dir())
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -162,9 +148,7 @@ async fn reboot_after_remove_compose_hash_is_refused() {
 
     app.remove_compose_hash(cvm.compose_hash()).await.unwrap();
     net.mine(CONFIRMATIONS).await;
-    let err = cvm.boot().await.unwrap_err();
-    assert_denied(&err, "denied.compose_hash", "Compose hash not allowed");
-    assert!(!cvm.app_out().exists(), "the app must not start again");
+    boot_is_denied_by_the_compose_hash(&cvm).await;
     assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
     kms.stop().await;
 }
@@ -231,7 +215,7 @@ async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy
         value: "never-encrypted".into(),
     }])
     .unwrap();
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let app_id = app.app_id().into_array();
     let err = encrypt_env_for_app(
         &public.env_pubkey(&app_id).await.unwrap(),

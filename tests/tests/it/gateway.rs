@@ -10,6 +10,7 @@ use cairn_e2e::gateway::*;
 use cairn_e2e::*;
 use cairn_gateway::{AppOptions, GatewayOptions, ProxyLimits};
 use cairn_guest::gateway::Outcome;
+use cairn_onchain::testing::{Behaviour, RpcProxy};
 use cairn_onchain::AppAuthClient;
 use cairn_protocol::api::ErrorBody;
 use cairn_protocol::gateway::{GatewayStatus, RegisterRequest, RegisterResponse, PATH_REGISTER};
@@ -995,4 +996,182 @@ async fn with_an_acme_certificate_source_the_gateway_serves_pebbles_wildcard_and
     );
     running.stop().await;
     w.stop().await;
+}
+
+/// Issue 14: the gateway's chain RPC through a lying proxy set to `behaviour` (`Down` or
+/// `Stall`), then back. `seed` picks the simulated hosts (gateway CVM, app A, app B).
+///
+/// While it is lost: a registration is refused `503 unavailable.chain` within the RPC
+/// timeout (nothing admitted);
+/// an instance admitted before stays admitted and new connections to it keep being routed
+/// until the last complete policy check is `max_policy_age` old, then they are refused
+/// (`policy_stale`, `internal_error` alert); a connection opened before stays open (only a
+/// denial cuts connections). When it returns: new connections flow again, the guest whose
+/// registration was refused registers by itself (its retry loop) and is reachable — no
+/// restart of anything.
+async fn gateway_chain_outage(behaviour: Behaviour, seed: u8) {
+    const MAX_POLICY_AGE: Duration = Duration::from_secs(2);
+    const RPC_TIMEOUT: Duration = Duration::from_secs(1);
+
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let gateway_app = net.deploy_gateway_app().await;
+    let gateway_cvm = boot_gateway_cvm(&net, &kms, &gateway_app, seed).await;
+    let ca = TestCa::new();
+    let proxy = RpcProxy::start(net.anvil.endpoint_url()).await;
+    let mut options = gateway_options(&net, &gateway_cvm.cvm.agent_socket(), &ca);
+    options.chain.rpc_urls = vec![proxy.url()];
+    options.chain.call_timeout = RPC_TIMEOUT;
+    options.max_policy_age = MAX_POLICY_AGE;
+    let node = GatewayNode::start(options, None).await;
+    let w = World {
+        net,
+        kms,
+        gateway_app,
+        gateway_cvm,
+        ca,
+        node,
+    };
+    let terminating = terminating_client(&w.ca);
+
+    // Before: app A admitted and reachable, a connection to it kept open; app B booted,
+    // not yet registered.
+    let (_a, running_a) = w.admitted_app(seed + 1, false, None).await;
+    let a = running_a.app_id();
+    let a_name = sni(&a, Some(443), false);
+    assert_eq!(
+        get_once(w.node.proxy, &a_name, &terminating, "/")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let mut open = KeepAlive::open(w.node.proxy, &a_name, &terminating)
+        .await
+        .unwrap();
+    assert_eq!(open.get("/before").await.unwrap().0, 200);
+    let (_b, mut running_b) = w
+        .app_cvm(seed + 2, &[w.node.registration_url()], false, None)
+        .await;
+    let (chain_b, key_b) = tls_key(&running_b).await;
+    let request_b = RegisterRequest {
+        app_compose: running_b.cvm.compose.clone(),
+        port_map: vec![],
+    };
+
+    proxy.set(behaviour);
+    let down = Instant::now();
+    // A registration is refused, fail closed, and names the chain, within the RPC timeout
+    // (+ slack on the shared cores: a hang detector).
+    let answer = register_by_hand(&w.node, &chain_b, &key_b, &request_b).await;
+    let took = down.elapsed();
+    assert!(
+        took < RPC_TIMEOUT + Duration::from_secs(4),
+        "{behaviour:?}: registration refused after {took:?}"
+    );
+    eprintln!("{behaviour:?}: registration refused in {took:?}");
+    assert_eq!(
+        code_of(&answer),
+        (503, "unavailable.chain".to_owned()),
+        "{}",
+        String::from_utf8_lossy(&answer.1)
+    );
+    // B's own registration loop starts now and is refused the same way.
+    running_b.register();
+    // New connections to A: routed until the policy is stale, then refused.
+    let refused_after = loop {
+        match get_once(w.node.proxy, &a_name, &terminating, "/").await {
+            Ok((status, _)) => assert_eq!(status, 200),
+            Err(e) => {
+                assert_eq!(e.alert(), Some(AlertDescription::InternalError), "{e:?}");
+                break down.elapsed();
+            }
+        }
+        assert!(
+            down.elapsed() < MAX_POLICY_AGE + Duration::from_secs(10),
+            "new connections still routed {:?} after the RPC went down",
+            down.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("{behaviour:?}: new connections refused after {refused_after:?} (max_policy_age {MAX_POLICY_AGE:?})");
+    let s = w.node.status().await;
+    assert!(
+        GatewayNode::admits(&s, &a, &running_a.instance_id()),
+        "A stays admitted (only a denial removes it): {s:#?}"
+    );
+    assert!(
+        !GatewayNode::admits(&s, &running_b.app_id(), &running_b.instance_id()),
+        "B admitted while the chain is down: {s:#?}"
+    );
+    // B's guest saw its registration refused the same way.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match &running_b.registration_outcomes()[0].1 {
+            Some(Outcome::Failed(e)) => {
+                assert!(e.contains("unavailable.chain"), "{e}");
+                break;
+            }
+            None => {}
+            Some(o) => panic!("{behaviour:?}: B's registration: {o:?}"),
+        }
+        assert!(Instant::now() < deadline, "no registration outcome for B");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(w
+        .node
+        .metrics()
+        .await
+        .contains("cairn_gateway_connections_refused_total{reason=\"policy_stale\"}"));
+    // The connection opened before is not cut for staleness.
+    assert_eq!(open.get("/during").await.unwrap().0, 200);
+
+    // Back: routing and admission resume by themselves.
+    proxy.set(Behaviour::Forward);
+    let back = Instant::now();
+    let (b, b_instance) = (running_b.app_id(), running_b.instance_id());
+    w.node
+        .wait_for("B admitted by its own retry", |s| {
+            GatewayNode::admits(s, &b, &b_instance)
+        })
+        .await;
+    let admitted_b = back.elapsed();
+    let resumed = loop {
+        match get_once(w.node.proxy, &a_name, &terminating, "/").await {
+            Ok((status, _)) => {
+                assert_eq!(status, 200);
+                break back.elapsed();
+            }
+            Err(e) => {
+                assert_eq!(e.alert(), Some(AlertDescription::InternalError), "{e:?}");
+                assert!(back.elapsed() < DEADLINE, "routing did not resume");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    eprintln!("{behaviour:?} → Forward: B admitted after {admitted_b:?}, A routed again after {resumed:?}");
+    let (status, body) = get_once(w.node.proxy, &sni(&b, Some(443), false), &terminating, "/b")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body),
+        (200, format!("echo {} /b\n", hex::encode(b_instance)))
+    );
+    assert_eq!(open.get("/after").await.unwrap().0, 200);
+    drop(open);
+    running_a.stop().await;
+    running_b.stop().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_chain_rpc_down_refuses_registrations_stops_routing_when_stale_and_resumes_by_itself(
+) {
+    gateway_chain_outage(Behaviour::Down, 0x33).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_chain_rpc_stalled_refuses_registrations_stops_routing_when_stale_and_resumes_by_itself(
+) {
+    gateway_chain_outage(Behaviour::Stall, 0x36).await;
 }

@@ -14,6 +14,5 @@ mod gateway;
 mod governance;
 mod python_sdk;
 mod rotation;
-mod timing;
 mod vmm;
 mod vmm_page;

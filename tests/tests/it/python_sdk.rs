@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use cairn_e2e::*;
 use cairn_kms::unix_now;
-use cairn_protocol::sig;
 use x509_parser::prelude::*;
 
 fn venv_python() -> PathBuf {
@@ -74,32 +73,7 @@ async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
     assert_eq!(v["compose_hash"], hex::encode(cvm.compose_hash()));
 
     // get_key: the chain verifies to the root key registered on chain.
-    let at = net.client.policy_block().await.unwrap();
-    let root = net.client.root_keys(at).await.unwrap().unwrap();
-    let root = k256::ecdsa::VerifyingKey::from_sec1_bytes(&root.k256_pubkey).unwrap();
-    let key =
-        k256::ecdsa::SigningKey::from_slice(&hex::decode(v["key"].as_str().unwrap()).unwrap())
-            .unwrap();
-    let chain: Vec<[u8; 65]> = v["signature_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    sig::verify_signature_chain(
-        &app_id,
-        "eth",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        &root,
-    )
-    .unwrap();
+    checked_get_key(&v, &app_id, "eth", &net.chain_k256_root().await);
 
     // get_tls_key(usage_ra_tls=True): [leaf, app CA, root CA] from the real KMS; the
     // leaf's evidence verifies against the leaf's own key.

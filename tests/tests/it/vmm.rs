@@ -64,7 +64,7 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
 
     // The client encrypts the env for the app's KMS key, checked against the chain
     // (the library function the CLI uses).
-    let mut public = kms.public_client().await;
+    let mut public = kms.client(None).await;
     let vars = EnvVars::new(vec![EnvVar {
         key: "API_KEY".into(),
         value: "vmm-s3cret".into(),
@@ -593,5 +593,84 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
         ),
         "{err:?}"
     );
+    kms.stop().await;
+}
+
+/// Issue 14: the VMM's chain RPC through a lying proxy, its client connected by a first
+/// create. Down, then stalled: a create is
+/// refused `503 unavailable.chain` within the RPC timeout and nothing is created or
+/// started; back: the same request boots the CVM, no VMM restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vmms_chain_rpc_lost_refuses_creates_closed_and_the_same_create_passes_when_it_returns()
+{
+    use cairn_onchain::testing::{Behaviour, RpcProxy};
+    use std::time::Instant;
+    const RPC_TIMEOUT_MS: u64 = 1000;
+    // One RPC timeout plus scheduling slack on the shared cores (a hang detector, not a
+    // speed assertion: an untimed call would take DEADLINE).
+    let bound = Duration::from_millis(RPC_TIMEOUT_MS) + Duration::from_secs(4);
+
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let compose = sleeper_compose("outage");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let proxy = RpcProxy::start(net.anvil.endpoint_url()).await;
+    let vmm = VmmNode::start_via(&net, &kms, "", proxy.url().as_str(), RPC_TIMEOUT_MS).await;
+    let c = vmm.client();
+    let req = create("sleeper", app.app_id(), &compose, &[]);
+
+    // Before: the VMM's chain client connects and a create passes (then it is removed).
+    let before = c.create(&req).await.unwrap();
+    vmm.wait_state(&before.id, CvmState::Running).await;
+    c.remove(&before.id).await.unwrap();
+    assert_eq!(cvm_dirs(&vmm), 0);
+
+    for behaviour in [Behaviour::Down, Behaviour::Stall] {
+        proxy.set(behaviour);
+        let t = Instant::now();
+        let (status, code, message) = api_err(c.create(&req).await.unwrap_err());
+        let took = t.elapsed();
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
+            "{behaviour:?}: {message}"
+        );
+        assert!(
+            took < bound,
+            "{behaviour:?}: refused after {took:?}, RPC timeout {RPC_TIMEOUT_MS} ms"
+        );
+        assert!(message.contains("chain RPC"), "{behaviour:?}: {message}");
+        eprintln!("{behaviour:?}: refused in {took:?}: {message}");
+        // nothing created, nothing started
+        assert_eq!(cvm_dirs(&vmm), 0, "{behaviour:?}");
+        assert!(c.list().await.unwrap().cvms.is_empty(), "{behaviour:?}");
+        assert!(
+            processes_in(&vmm.state_dir(), "cairn-guest").is_empty(),
+            "{behaviour:?}"
+        );
+    }
+
+    // The RPC returns: the same request passes on the same VMM.
+    proxy.set(Behaviour::Forward);
+    let t = Instant::now();
+    let created = loop {
+        match c.create(&req).await {
+            Ok(created) => break created,
+            Err(e) => {
+                let (status, code, message) = api_err(e);
+                assert_eq!(
+                    (status, code.as_str()),
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
+                    "{message}"
+                );
+                assert!(t.elapsed() < DEADLINE, "creates still refused: {message}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    eprintln!("Forward: created after {:?}", t.elapsed());
+    vmm.wait_state(&created.id, CvmState::Running).await;
+    assert_eq!(c.list().await.unwrap().cvms.len(), 1);
+    c.remove(&created.id).await.unwrap();
     kms.stop().await;
 }

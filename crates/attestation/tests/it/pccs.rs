@@ -210,17 +210,19 @@ async fn failed_fetch_is_remembered_for_thirty_seconds() {
     // After it: fetched again.
     let ttl = cairn_attestation::DEFAULT_PCCS_FAILURE_TTL_SECS;
     assert_eq!(client.limits().failure_ttl_secs, ttl);
-    let _ = client
+    let err = client
         .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
         .await
         .unwrap_err();
+    assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
     assert_eq!(paths.lock().unwrap().len(), 2);
     // clear_cache forgets failures too.
     client.clear_cache();
-    let _ = client
+    let err = client
         .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
         .await
         .unwrap_err();
+    assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
     assert_eq!(paths.lock().unwrap().len(), 3);
 }
 

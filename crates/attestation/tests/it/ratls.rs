@@ -270,6 +270,17 @@ const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// Runs one connection whose client certificate the server must reject; checks the
 /// client received `certificate_unknown` and returns the server's handshake error.
+/// `cert`, presented as a client certificate, is refused because its quote's report data
+/// does not bind the certificate's key.
+async fn refused_for_a_quote_over_another_key(cert: &RaTlsCert) {
+    let server_err = client_cert_rejected(cert, None).await;
+    let err = ratls_error(&server_err);
+    assert!(
+        matches!(evidence_error(err), Error::ReportDataMismatch),
+        "{err:?}"
+    );
+}
+
 async fn client_cert_rejected(client_cert: &RaTlsCert, required: Option<Usage>) -> io::Error {
     client_cert_rejected_by(client_verifier(required), client_cert).await
 }
@@ -379,12 +390,7 @@ async fn client_cert_whose_quote_binds_another_key_is_rejected() {
         .quote(&ra_tls_report_data(&other.subject_public_key_info()))
         .unwrap();
     let cert = forged_cert(&presented, &quote, &app.log.to_json(), Usage::AppCustom);
-    let server_err = client_cert_rejected(&cert, None).await;
-    let err = ratls_error(&server_err);
-    assert!(
-        matches!(evidence_error(err), Error::ReportDataMismatch),
-        "{err:?}"
-    );
+    refused_for_a_quote_over_another_key(&cert).await;
 }
 
 #[tokio::test]
@@ -399,12 +405,7 @@ async fn replayed_quote_copied_into_a_fresh_cert_is_rejected() {
         &evidence.event_log,
         Usage::AppCustom,
     );
-    let server_err = client_cert_rejected(&cert, None).await;
-    let err = ratls_error(&server_err);
-    assert!(
-        matches!(evidence_error(err), Error::ReportDataMismatch),
-        "{err:?}"
-    );
+    refused_for_a_quote_over_another_key(&cert).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,14 @@ use cairn_tlog::{
 
 use crate::support::{memory_tree, vector_entry};
 
+/// Change the log's sled tree under `dir` behind the log's back (the log closed), durably.
+fn tamper(dir: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(dir).expect("sled");
+    let tree = db.open_tree(b"cairn-tlog").expect("tree");
+    f(&tree);
+    db.flush().expect("flush");
+}
+
 fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
     range.map(vector_entry).collect()
 }
@@ -69,6 +77,21 @@ fn reopening_recovers_exactly_the_committed_state() {
     verify_consistency(133, 140, &root, &log.root(), &proof).expect("append-only");
 }
 
+/// `r` refuses size 11 of a log that has committed 10 entries.
+#[track_caller]
+fn assert_eleven_of_ten<T: std::fmt::Debug>(r: Result<T, Error>) {
+    assert!(
+        matches!(
+            r,
+            Err(Error::SizeOutOfRange {
+                requested: 11,
+                committed: 10
+            })
+        ),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn reads_beyond_the_committed_size_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -81,27 +104,9 @@ fn reads_beyond_the_committed_size_are_refused() {
             size: 10
         })
     ));
-    assert!(matches!(
-        log.entries(5..11),
-        Err(Error::SizeOutOfRange {
-            requested: 11,
-            committed: 10
-        })
-    ));
-    assert!(matches!(
-        log.root_at(11),
-        Err(Error::SizeOutOfRange {
-            requested: 11,
-            committed: 10
-        })
-    ));
-    assert!(matches!(
-        log.inclusion_proof(3, 11),
-        Err(Error::SizeOutOfRange {
-            requested: 11,
-            committed: 10
-        })
-    ));
+    assert_eleven_of_ten(log.entries(5..11));
+    assert_eleven_of_ten(log.root_at(11));
+    assert_eleven_of_ten(log.inclusion_proof(3, 11));
     assert!(matches!(
         log.inclusion_proof(10, 10),
         Err(Error::IndexOutOfRange {
@@ -109,13 +114,7 @@ fn reads_beyond_the_committed_size_are_refused() {
             size: 10
         })
     ));
-    assert!(matches!(
-        log.consistency_proof(3, 11),
-        Err(Error::SizeOutOfRange {
-            requested: 11,
-            committed: 10
-        })
-    ));
+    assert_eleven_of_ten(log.consistency_proof(3, 11));
     assert!(matches!(
         log.consistency_proof(8, 7),
         Err(Error::SizesDecreasing { old: 8, new: 7 })
@@ -167,13 +166,10 @@ fn batch_and_read_limits_are_enforced() {
 #[test]
 fn a_foreign_database_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let db = sled::open(dir.path()).expect("sled");
-        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+    tamper(dir.path(), |tree| {
         tree.insert(b"m:format", b"something-else/v9".as_slice())
             .expect("insert");
-        db.flush().expect("flush");
-    }
+    });
     assert!(matches!(
         Log::open(dir.path()),
         Err(Error::Corrupt {
@@ -190,16 +186,13 @@ fn a_missing_subtree_hash_is_reported_as_corruption() {
         let log = Log::open(dir.path()).expect("open");
         log.append_batch(&entries(0..6)).expect("append");
     }
-    {
-        let db = sled::open(dir.path()).expect("sled");
-        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+    tamper(dir.path(), |tree| {
         // Size 6 = subtree (level 2, index 0) ‖ (level 1, index 2).
         let mut key = vec![b'h'];
         key.extend_from_slice(&0u64.to_be_bytes());
         key.push(2);
         assert!(tree.remove(key).expect("remove").is_some());
-        db.flush().expect("flush");
-    }
+    });
     assert!(matches!(
         Log::open(dir.path()),
         Err(Error::Corrupt {
@@ -216,14 +209,11 @@ fn a_rewritten_last_entry_is_reported_as_corruption() {
         let log = Log::open(dir.path()).expect("open");
         log.append_batch(&entries(0..6)).expect("append");
     }
-    {
-        let db = sled::open(dir.path()).expect("sled");
-        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+    tamper(dir.path(), |tree| {
         let mut key = vec![b'e'];
         key.extend_from_slice(&5u64.to_be_bytes());
         tree.insert(key, b"rewritten".as_slice()).expect("insert");
-        db.flush().expect("flush");
-    }
+    });
     assert!(matches!(
         Log::open(dir.path()),
         Err(Error::Corrupt {
@@ -317,15 +307,12 @@ fn a_missing_upper_level_hash_is_reported_as_corruption() {
     };
     // Reopening loads the in-memory upper levels and keeps the same head.
     assert_eq!(Log::open(dir.path()).expect("reopen").head(), (size, root));
-    {
-        let db = sled::open(dir.path()).expect("sled");
-        let tree = db.open_tree(b"cairn-tlog").expect("tree");
+    tamper(dir.path(), |tree| {
         // Subtree (level 8, index 1) covers leaves 256..512.
         let mut key = vec![b'u', 8];
         key.extend_from_slice(&1u64.to_be_bytes());
         assert!(tree.remove(key).expect("remove").is_some());
-        db.flush().expect("flush");
-    }
+    });
     assert!(matches!(
         Log::open(dir.path()),
         Err(Error::Corrupt {

@@ -1,0 +1,33 @@
+//! Test support (feature `test-utils`): the test cluster of the KMS, e2e and guest tests
+//! and benchmarks — the simulated Intel PKI anchored now, the cluster's master secret,
+//! anvil with the Cairn system deployed and the cluster's root keys registered — and KMS
+//! nodes of it serving on free ports, honest or in disguise.
+//!
+//! The feature only adds this module; it changes no behaviour of the rest of the crate.
+//! Helpers panic with a message when the plumbing itself fails (that is a failed test);
+//! nothing here is mocked: the chain is anvil, the node is [`Node`](crate::Node) served by
+//! the real accept loop, the quotes are the simulator's real TDX v4 quotes.
+//!
+//! # Layout
+//! - `cluster`: the cluster's constants ([`MASTER`], [`CONFIRMATIONS`], [`image`], [`pki`],
+//!   [`verifier`], [`root_keys`], [`kms_client`], [`checked_get_key`]) and a simulated [`Guest`] (its TD, boot
+//!   measurements and RA-TLS client certificates) for calling the KMS directly.
+//! - `net`: [`TestNet`] — `cairn_onchain::testing::AnvilChain` with the cluster's root
+//!   keys; registers, opens and serves nodes, and lets their policy heads see what is
+//!   mined.
+//! - `running`: [`RunningKms`] — a node serving on `127.0.0.1:0`; stop, URL, clients.
+//!   [`TestNet::serve_disguised`] serves a node under another TLS certificate and router
+//!   (the real router behind a tampering layer): a hostile KMS that is the real one with
+//!   exactly one thing changed.
+
+mod cluster;
+mod net;
+mod running;
+
+// The public interface is:
+pub use cluster::{
+    checked_get_key, image, kms_client, pki, root_keys, unlisted_image, verifier, verifier_for,
+    Guest, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, MAX_HEAD_AGE, NODE_CALL_TIMEOUT, PKI_SEED,
+};
+pub use net::{install_master, TestNet};
+pub use running::RunningKms;
