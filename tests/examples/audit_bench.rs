@@ -121,7 +121,7 @@ async fn main() {
     );
 
     // The floor: reading the log's pages over RA-TLS, nothing checked.
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let t = Instant::now();
     let mut start = 0;
     while start < log.size() {
@@ -136,7 +136,7 @@ async fn main() {
     );
 
     // The whole cluster: every node KmsAuth names, every release re-evaluated.
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let report = audit_all(&net.client, &mut sources, AuditOptions::default())
         .await
         .expect("audit");
@@ -144,7 +144,7 @@ async fn main() {
 
     // One app: the log is still read and proven whole; a quarter of the releases are
     // re-evaluated.
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, apps[0].app_id())
         .await
         .expect("audit");

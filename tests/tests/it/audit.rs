@@ -103,7 +103,7 @@ impl LogSource for Liar {
 /// A [`Liar`] over a fresh connection to `kms`.
 pub async fn liar(kms: &Kms, lie: Lie) -> Liar {
     Liar {
-        inner: kms.public_client().await,
+        inner: kms.client(None).await,
         lie,
     }
 }
@@ -146,7 +146,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_exactly()
     let node = node_of(&kms);
 
     // One app, one node: clean, every release logged, allowed, exact (version 2).
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app_id)
         .await
         .unwrap();
@@ -178,7 +178,7 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_exactly()
     assert!(other.releases.is_empty());
 
     // The whole cluster, with the receipts the guests got: clean.
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let report = audit_all(
         &net.client,
         &mut sources,
@@ -307,14 +307,14 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
         receipts.push(cvm.boot().await.unwrap().state.secrets.receipt.clone());
     }
     cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
-    let old = kms.public_client().await.checkpoint().await.unwrap();
+    let old = kms.client(None).await.checkpoint().await.unwrap();
     // The third release: its receipt's checkpoint has size 3.
     let held = cvms[2].boot().await.unwrap().state.secrets.receipt.clone();
     assert_eq!(held.log_index, 2);
     receipts.push(held);
 
     // Honest: every receipt is in the log.
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let options = AuditOptions::default().with_receipts(receipts.clone());
     let report = audit_all(&net.client, &mut sources, options.clone())
         .await
@@ -363,7 +363,7 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
         .unwrap();
     let mut split_view = receipts.clone();
     split_view[2].checkpoint = split.to_string();
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let report = audit_all(
         &net.client,
         &mut sources,
@@ -422,7 +422,7 @@ async fn an_anchor_rollback_in_the_events_read_is_found() {
     let chain = client_through(&net, &proxy).await;
     for (by, size) in [(1u64, 1u64), (0, 2)] {
         proxy.set(Behaviour::RewindAnchors(by));
-        let mut source = kms.public_client().await;
+        let mut source = kms.client(None).await;
         let report = audit_app(&chain, &mut source, node, app_id).await.unwrap();
         assert!(
             matches!(
@@ -456,7 +456,7 @@ async fn an_audit_from_a_block_reads_only_what_came_after_the_anchor_before_it()
     // From just after the first anchor (size 2): entries 2 and 3 only, started from
     // the anchored tree by the last leaf's inclusion proof.
     let from = anchors[0].block_number + 1;
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let report = audit_all(
         &net.client,
         &mut sources,
@@ -498,7 +498,7 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
     let (mut net, kms, _, _, _) = scenario().await;
     let node = node_of(&kms);
 
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let clean = audit_all(&net.client, &mut sources, AuditOptions::default()).await;
     assert_eq!(AuditOutcome::of(&clean), AuditOutcome::Clean);
     assert_eq!(AuditOutcome::of(&clean).exit_code(), 0);
@@ -518,8 +518,8 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
     assert_eq!(AuditOutcome::of(&unread).exit_code(), 2);
 
     // No chain: an error, never a clean report.
-    net.net.kill_anvil();
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    net.net.chain.kill_anvil();
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let failed = audit_all(&net.client, &mut sources, AuditOptions::default()).await;
     assert!(failed.is_err());
     assert_eq!(AuditOutcome::of(&failed), AuditOutcome::CouldNotAudit);

@@ -103,7 +103,7 @@ async fn a_release_after_revocation_is_found_with_the_contracts_reason() {
     let index = forger.append(&record).await;
     forger.anchor().await;
 
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app.app_id())
         .await
         .unwrap();
@@ -145,7 +145,7 @@ async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_ti
     let far = forger.append(&late).await;
     forger.anchor().await;
 
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app.app_id())
         .await
         .unwrap();
@@ -172,7 +172,7 @@ async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_ti
         report.findings
     );
     // The thresholds are the auditor's: a deeper tolerance and a longer age accept both.
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let lenient = AuditOptions::default()
         .with_confirmations(100)
         .with_max_policy_age(Duration::from_secs(7200));
@@ -199,7 +199,7 @@ async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_
 
     // The node is not in `kmsNodes` any more; its anchors and removal name it.
     assert!(!net.client.kms_nodes(after).await.unwrap().contains(&node));
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let report = audit_all(&net.client, &mut sources, AuditOptions::default())
         .await
         .unwrap();
@@ -232,7 +232,7 @@ async fn a_version_1_record_is_audited_approximately_and_says_so() {
     forger.append(&v1).await;
     forger.anchor().await;
 
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app.app_id())
         .await
         .unwrap();
@@ -271,7 +271,7 @@ async fn identical_policy_calls_are_made_once() {
         "no block was mined between the two boots"
     );
 
-    let mut source = kms.public_client().await;
+    let mut source = kms.client(None).await;
     let report = audit_app(&net.client, &mut source, node, app.app_id())
         .await
         .unwrap();
@@ -291,7 +291,7 @@ async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
     let node = node_of(&kms);
     let mut forger = Forger::new(&kms);
     forger.anchor().await;
-    let mut sources = HashMap::from([(node, kms.public_client().await)]);
+    let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let mut auditor = Auditor::monitor(&net.client, AuditOptions::default());
 
     assert_eq!(auditor.poll(&mut sources).await.unwrap(), vec![]);
