@@ -83,5 +83,5 @@ pub use memory::MemoryTree;
 pub use proof::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion, HashReader,
 };
-pub use sled_open::{open_sled, sync_sled_dir, SLED_LOCK_WAIT};
+pub use sled_open::{open_sled, sync_sled_dir, SLED_CACHE_CAPACITY, SLED_LOCK_WAIT};
 pub use storage::{Log, MAX_BATCH_LEN, MAX_ENTRIES_PER_READ, MAX_ENTRY_LEN};
