@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Starts a local Cairn devnet, all real parts, the TDX simulator in place of hardware:
-#   anvil with Cairn's contracts deployed → a KMS node (cairn-kms) bootstrapped, registered
+#   anvil with Cairn's contracts and a DAO (token + Governor + timelock, votes delegated by
+#   anvil's account 0) deployed → a KMS node (cairn-kms) bootstrapped, registered
 #   on chain (root keys, node address, MR, device, OS image) and serving (with
 #   CAIRN_DEVNET_KMS_NODES=N, N-1 more nodes on their own simulated hosts onboard from it
 #   over mutual RA-TLS, each registered and anchoring its own log) → a demo app
-#   registered through the KmsAuth factory with its compose hash allowed → the app booted
+#   registered through the KmsAuth factory with its compose hash allowed, owned by the
+#   DAO's timelock (the README walkthrough upgrades it by vote) → the app booted
 #   by cairn-guest on the simulator: it gets its keys and its encrypted env from the KMS,
 #   and its guest agent answers → a second boot of an unapproved compose, refused by the
 #   chain, with no keys on disk. Then it prints where everything runs and keeps running
