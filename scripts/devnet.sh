@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Starts a local Cairn devnet, all real parts, the TDX simulator in place of hardware:
-#   anvil with Cairn's contracts deployed → a KMS node (cairn-kms) bootstrapped, registered
+#   anvil with Cairn's contracts and a DAO (token + Governor + timelock, votes delegated by
+#   anvil's account 0) deployed → a KMS node (cairn-kms) bootstrapped, registered
 #   on chain (root keys, node address, MR, device, OS image) and serving (with
 #   CAIRN_DEVNET_KMS_NODES=N, N-1 more nodes on their own simulated hosts onboard from it
 #   over mutual RA-TLS, each registered and anchoring its own log) → a demo app
-#   registered through the KmsAuth factory with its compose hash allowed → the app booted
+#   registered through the KmsAuth factory with its compose hash allowed, owned by the
+#   DAO's timelock (the README walkthrough upgrades it by vote) → the app booted
 #   by cairn-guest on the simulator: it gets its keys and its encrypted env from the KMS,
 #   and its guest agent answers → a second boot of an unapproved compose, refused by the
 #   chain, with no keys on disk. Then it prints where everything runs and keeps running
@@ -153,6 +155,33 @@ PRIVATE_KEY=$deployer_key \
   { cat "$dir/deploy.log" >&2; die "deployment failed"; }
 kms_auth=$(script_return Deploy.s.sol kms)
 
+# ---------------------------------------------------------------- DAO (governance)
+# The demo app is owned by a DAO, as docs/governance.md describes: CairnToken (votes) +
+# CairnGovernor + TimelockController, the timelock owning the app's AppAuth. The periods
+# are short for a devnet: the vote opens 1 block after the proposal and lasts 10 blocks
+# (blocks, so `cairn dao … --wait --mine` mines them at once), and the timelock holds a
+# passed proposal 60 s (`--mine` advances anvil's clock; it stays well inside the KMS's
+# and the audit's clock checks). anvil's account 0 holds the whole supply and delegates
+# it to itself here, before any proposal, so its votes count at every snapshot.
+dao_voting_delay=1 dao_voting_period=10 dao_timelock_delay=60
+step "deploying the DAO: token, governor, timelock (votes: anvil account 0)"
+PRIVATE_KEY=$deployer_key CAIRN_VOTING_DELAY=$dao_voting_delay CAIRN_VOTING_PERIOD=$dao_voting_period \
+  CAIRN_TIMELOCK_DELAY=$dao_timelock_delay \
+  "$FORGE" script contracts/script/DeployGovernance.s.sol --rpc-url "$rpc" --broadcast --silent >"$dir/dao.log" 2>&1 ||
+  { cat "$dir/dao.log" >&2; die "deploying the DAO failed"; }
+# The named return `g` is the (token, timelock, governor) struct.
+read -r dao_token dao_timelock dao_governor < <(script_return DeployGovernance.s.sol g | tr -d '()' | tr ',' ' ')
+for a in "$dao_token" "$dao_timelock" "$dao_governor"; do
+  case "$a" in 0x[0-9a-fA-F]*) [ "${#a}" = 42 ] || die "DeployGovernance returned '$a', not an address" ;; *) die "DeployGovernance returned '$a', not an address" ;; esac
+done
+"$CAST" send --private-key "$deployer_key" --rpc-url "$rpc" "$dao_token" "delegate(address)" \
+  "$("$CAST" wallet address --private-key "$deployer_key")" >>"$dir/dao.log" 2>&1 ||
+  { cat "$dir/dao.log" >&2; die "delegating the DAO's votes failed"; }
+# The voter's key for `cairn dao` (CAIRN_PRIVATE_KEY_FILE in devnet.env): anvil's public
+# test key, in a 0600 file all the same.
+(umask 077 && printf '%s\n' "$deployer_key" >"$dir/dao-voter.key")
+# ---------------------------------------------------------------- end of DAO
+
 # ---------------------------------------------------------------- KMS node
 write_kms_config() { # <file> <port> <data dir> <host seed hex>
   cat >"$1" <<TOML
@@ -244,8 +273,9 @@ done
 # ---------------------------------------------------------------- demo app
 compose="scripts/devnet/app-compose.json"
 compose_hash="0x$(sha256sum "$compose" | cut -d' ' -f1)"
-step "registering the demo app (compose hash $compose_hash)"
+step "registering the demo app, owned by the DAO's timelock (compose hash $compose_hash)"
 PRIVATE_KEY=$deployer_key CAIRN_KMS_AUTH=$kms_auth CAIRN_COMPOSE_HASH=$compose_hash CAIRN_ALLOW_ANY_DEVICE=true \
+  CAIRN_APP_OWNER=$dao_timelock \
   "$FORGE" script contracts/script/RegisterApp.s.sol --rpc-url "$rpc" --broadcast --silent >"$dir/register.log" 2>&1 ||
   { cat "$dir/register.log" >&2; die "app registration failed"; }
 app_id=$(script_return RegisterApp.s.sol appId)
@@ -332,12 +362,26 @@ if grep -q "this must never run" "$dir/refused/guest.log"; then die "the unappro
 if [ -n "$(ls -A "$dir/refused/keys" 2>/dev/null)" ]; then die "the refused boot left keys in $dir/refused/keys"; fi
 refusal=$(grep -o 'denied\.compose_hash[^"]*' "$dir/refused/guest.log" | head -n1)
 
-# A script that boots the demo app again (used by docs/walkthrough.md after a revocation).
+# A script that boots the demo app again, or another compose of it (`--compose FILE`): the
+# README's walkthrough boots compose v2 after the DAO's vote and v1 after it, with it.
 cat >"$dir/reboot-app.sh" <<SH
 #!/usr/bin/env bash
-# Boots the devnet's demo app again from its share, in the foreground, into fresh dirs,
-# once the KMS's policy head has read the chain's current block (so a change just made on
-# chain, e.g. a revoked compose hash, is what this boot is judged by; at most 10 s).
+# Boots the devnet's demo app again into fresh dirs ($dir/reboot/), from its share, or with
+# --compose FILE as its app-compose.json; other arguments go to cairn-guest boot. It first
+# waits until the KMS's policy head has read the chain's current block (so a change just
+# made on chain, e.g. an executed DAO vote, is what this boot is judged by; at most 10 s).
+# Then it reports and stops the guest: exit 0 once the app runs with its keys (its first
+# line and the release receipt are printed), else the guest's exit code with its log (a
+# refused boot names the contract's reason), 124 when neither happens within 60 s.
+set -u
+rm -rf "$dir/reboot" && mkdir -p "$dir/reboot/share"
+cp -R "$share/." "$dir/reboot/share/"
+if [ "\${1:-}" = --compose ]; then
+  [ -f "\${2:-}" ] || { echo "reboot-app.sh: --compose needs an app-compose.json file" >&2; exit 2; }
+  cp "\$2" "$dir/reboot/share/app-compose.json"
+  shift 2
+fi
+echo "booting compose hash 0x\$(sha256sum "$dir/reboot/share/app-compose.json" | cut -d' ' -f1)"
 target=\$("$CAST" block-number --rpc-url "$rpc")
 deadline=\$((SECONDS + 10))
 while [ "\$SECONDS" -lt "\$deadline" ]; do
@@ -345,9 +389,32 @@ while [ "\$SECONDS" -lt "\$deadline" ]; do
   [ -n "\$at" ] && [ "\$at" -ge "\$target" ] && break
   sleep 0.1
 done
-rm -rf "$dir/reboot" && mkdir -p "$dir/reboot"
-exec "$guest_bin" boot --share "$share" --keys "$dir/reboot/keys" --work "$dir/reboot/work" \\
-  --agent-socket "$dir/reboot/agent.sock" ${guest_args[*]} "\$@"
+log="$dir/reboot/guest.log"
+setsid "$guest_bin" boot --share "$dir/reboot/share" --keys "$dir/reboot/keys" --work "$dir/reboot/work" \\
+  --agent-socket "$dir/reboot/agent.sock" ${guest_args[*]} "\$@" >"\$log" 2>&1 &
+pid=\$!
+deadline=\$((SECONDS + 60))
+while kill -0 "\$pid" 2>/dev/null && [ "\$SECONDS" -lt "\$deadline" ]; do
+  if grep -q "hello from a Cairn CVM" "\$log" && [ -f "$dir/reboot/keys/receipt.json" ]; then
+    grep -m1 "hello from a Cairn CVM" "\$log"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("release receipt: log index %d, policy block %d" % (r["log_index"], r["policy_block_number"]))' "$dir/reboot/keys/receipt.json"
+    kill -TERM -- "-\$pid" 2>/dev/null
+    wait "\$pid" 2>/dev/null
+    exit 0
+  fi
+  sleep 0.05
+done
+if kill -0 "\$pid" 2>/dev/null; then
+  kill -TERM -- "-\$pid" 2>/dev/null
+  wait "\$pid" 2>/dev/null
+  cat "\$log" >&2
+  echo "reboot-app.sh: neither up nor refused within 60 s" >&2
+  exit 124
+fi
+wait "\$pid"
+status=\$?
+cat "\$log" >&2
+exit "\$status"
 SH
 chmod +x "$dir/reboot-app.sh"
 
@@ -364,6 +431,12 @@ export CAIRN_AGENT_SOCKET=$agent_socket
 export DSTACK_SIMULATOR_ENDPOINT=$agent_socket
 export CAIRN_KMS_TRUST=simulator
 export CAIRN_SIM_PKI_SEED=$sim_pki_seed
+# The DAO that owns the demo app (\`cairn dao\` reads CAIRN_GOVERNOR, CAIRN_APP and the signer).
+export CAIRN_GOVERNOR=$dao_governor
+export CAIRN_DAO_TIMELOCK=$dao_timelock
+export CAIRN_DAO_TOKEN=$dao_token
+export CAIRN_APP=$app_id
+export CAIRN_PRIVATE_KEY_FILE=$dir/dao-voter.key
 ENV
 
 up_secs=$(secs_since "$started_ms")
@@ -372,11 +445,14 @@ cat <<TXT
 Cairn devnet is up in $up_secs s (the app booted, got its keys and ran within ${boot_ms} ms).
   chain          $rpc (chain id $chain_id; log $dir/anvil.log)
   KmsAuth        $kms_auth (owner = anvil account 0)
+  DAO            governor $dao_governor, timelock $dao_timelock
+                 token $dao_token (votes: anvil account 0, delegated)
+                 voting delay $dao_voting_delay block, period $dao_voting_period blocks, timelock $dao_timelock_delay s
   KMS node       $kms_url  node $node_address  (simulator TEE)
                  config $dir/kms/kms.toml, data $dir/kms/data, log $dir/kms/kms.log
                  transparency log size $log_size, anchored every 5 s
   more KMS nodes ${replica_urls[*]:-none} (CAIRN_DEVNET_KMS_NODES=$kms_nodes; $dir/kms-N/)
-  demo app       $app_id
+  demo app       $app_id (owner = the DAO's timelock)
                  compose hash $compose_hash ($compose)
                  OS image $os_image_hash
                  share $share, keys $dir/app/keys, log $dir/app/guest.log
@@ -395,9 +471,8 @@ The unapproved compose $refused_hash was refused (exit $refused_status, no keys 
 Try it (docs/walkthrough.md):
   curl --unix-socket $agent_socket -d '{"path":"x"}' http://localhost/GetKey
   source $dir/devnet.env
-  PRIVATE_KEY=$deployer_key CAIRN_ACTION=remove \\
-    $FORGE script contracts/script/ComposeHash.s.sol --rpc-url \$CAIRN_RPC_URL --broadcast
-  $dir/reboot-app.sh      # now refused: Compose hash not allowed
+  cairn dao propose revoke \$CAIRN_COMPOSE_HASH     # then vote, queue, execute (--wait --mine)
+  $dir/reboot-app.sh      # once executed, refused: Compose hash not allowed
 
 Ctrl-C (in the foreground) or "cairn devnet down" stops the devnet; "cairn devnet status" shows it.
 TXT
@@ -425,6 +500,7 @@ state = {
     "kms_nodes": ["$node_address"] + [addr for _, _, addr in replicas],
     "app_id": "$app_id",
     "compose_hash": "$compose_hash",
+    "dao": {"governor": "$dao_governor", "timelock": "$dao_timelock", "token": "$dao_token"},
     "agent_socket": "$agent_socket",
     "env_file": "$dir/devnet.env",
     "up_secs": $up_secs,

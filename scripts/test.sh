@@ -48,7 +48,7 @@ CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_KMS_NODES=3 CAIRN_DEVNET_PORT=$(free_port) CAIR
   { cat "$devnet_dir/out.log" >&2; die "scripts/devnet.sh failed"; }
 rm -rf "$devnet_dir"
 
-log "walkthrough: the README's walkthrough runs as written (cairn devnet up → audit → revoke → down)"
+log "walkthrough: the README's walkthrough runs as written (cairn devnet up → audit → DAO upgrade → v2 boots, v1 refused → audit → down)"
 scripts/walkthrough.sh
 
 log "all tests passed"

@@ -1,6 +1,10 @@
 //! `cairn devnet up` → `status --json` parsed → `down` leaves no process behind (the
-//! recorded pids are checked), on free ports in a temporary directory.
+//! recorded pids are checked), on free ports in a temporary directory. While it runs,
+//! `devnet.env` has what `cairn dao` needs and `cairn dao status` reads the devnet's DAO,
+//! whose timelock owns the demo app (the README walkthrough's upgrade by vote).
 
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use serde_json::Value;
@@ -26,6 +30,40 @@ async fn devnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `export K=V` lines of a devnet.env.
+fn read_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `cairn --json <args…>` with exactly the devnet.env's variables: (exit code, stdout JSON).
+async fn cairn_with_env(env: &HashMap<String, String>, args: &[&str]) -> (i32, Value) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAIRN_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd
+        .arg("--json")
+        .args(args)
+        .envs(env)
+        .output()
+        .await
+        .expect("run cairn");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().expect("cairn exited by a signal"), json)
 }
 
 /// A live, non-zombie process.
@@ -76,6 +114,42 @@ async fn devnet_up_status_down_leaves_no_process() {
     let mut pids: Vec<u64> = procs.iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     pids.push(s["state"]["script_pid"].as_u64().unwrap());
     assert!(pids.iter().all(|p| alive(*p)));
+
+    // The DAO: devnet.env names what `cairn dao` reads, the voter's key file is 0600,
+    // the Governor answers (an unknown proposal is `Unknown`) and its timelock owns the
+    // demo app.
+    let env = read_env(&dir.path().join("devnet.env"));
+    for k in [
+        "CAIRN_GOVERNOR",
+        "CAIRN_APP",
+        "CAIRN_PRIVATE_KEY_FILE",
+        "CAIRN_DAO_TIMELOCK",
+        "CAIRN_DAO_TOKEN",
+    ] {
+        assert!(env.contains_key(k), "devnet.env lacks {k}: {env:#?}");
+    }
+    assert_eq!(env["CAIRN_APP"], env["CAIRN_APP_ID"]);
+    let mode = std::fs::metadata(&env["CAIRN_PRIVATE_KEY_FILE"])
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, dao) = cairn_with_env(
+        &env,
+        &["dao", "status", "allow", &env["CAIRN_COMPOSE_HASH"]],
+    )
+    .await;
+    assert_eq!(code, 0, "{dao:#}");
+    assert_eq!(dao["state"], "Unknown", "{dao:#}");
+    assert_eq!(dao["governor"], env["CAIRN_GOVERNOR"].as_str());
+    assert_eq!(dao["timelock"], env["CAIRN_DAO_TIMELOCK"].as_str());
+    let (code, app) = cairn_with_env(&env, &["app", "status", &env["CAIRN_APP"]]).await;
+    assert_eq!(code, 0, "{app:#}");
+    assert_eq!(app["owner"], env["CAIRN_DAO_TIMELOCK"].as_str());
+    assert_eq!(
+        app["compose_hashes"][0]["compose_hash"],
+        env["CAIRN_COMPOSE_HASH"].as_str()
+    );
 
     // A second up in the same directory is refused while the first runs.
     let (code, _, stderr) = devnet(dir.path(), &["up", "--port", &port]).await;
