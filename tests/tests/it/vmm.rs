@@ -674,3 +674,89 @@ async fn the_vmms_chain_rpc_lost_refuses_creates_closed_and_the_same_create_pass
     c.remove(&created.id).await.unwrap();
     kms.stop().await;
 }
+
+/// The KMS URL a running CVM got its keys from (its `boot.receipt` event names it).
+fn receipt_kms(info: &cairn_protocol::vmm::CvmInfo, urls: &[String]) -> String {
+    let payload = info
+        .events
+        .iter()
+        .find(|e| e.event == "boot.receipt")
+        .map(|e| e.payload.clone())
+        .unwrap_or_else(|| panic!("no boot.receipt event: {:?}", info.events));
+    urls.iter()
+        .find(|u| payload.contains(u.as_str()))
+        .unwrap_or_else(|| panic!("the receipt names no node of {urls:?}: {payload}"))
+        .clone()
+}
+
+/// Issue 14, "survives the loss and return of another KMS node" for the VMM: CVMs list
+/// two nodes; with the first down a deploy boots through the second, with the first back
+/// and the second down through the first, with both down the CVM fails naming each URL —
+/// and the VMM keeps serving throughout, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_the_vmm_survives_the_loss_and_return_of_a_kms_node() {
+    let net = Devnet::new().await;
+    let cluster = net.start_cluster(2).await;
+    let urls = cluster.urls();
+    let mut nodes = cluster.nodes;
+    let second = nodes.pop().expect("two nodes");
+    let first = nodes.pop().expect("two nodes");
+    let compose = web_compose("v1");
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &first, "").await;
+    let c = vmm.client();
+    let deploy = |name: &str| {
+        let mut req = create(name, app.app_id(), &compose, &[8080]);
+        req.kms_urls = Some(urls.clone());
+        req
+    };
+
+    // The first node lost: the guest walks its list and the second one releases.
+    let first_down = first.stop().await;
+    let a = c.create(&deploy("a")).await.unwrap();
+    let running = vmm.wait_state(&a.id, CvmState::Running).await;
+    assert_eq!(receipt_kms(&running, &urls), urls[1]);
+    let body = app_answer(running.ports[0].host_port).await;
+    assert!(body.ends_with(";version=v1"), "{body}");
+
+    // The first node back (same address), the second lost: the first releases again.
+    let first = net.restart_kms(first_down).await;
+    let second_down = second.stop().await;
+    let b = c.create(&deploy("b")).await.unwrap();
+    let running = vmm.wait_state(&b.id, CvmState::Running).await;
+    assert_eq!(receipt_kms(&running, &urls), urls[0]);
+
+    // Both lost: the CVM fails and says why; nothing else changes.
+    let first_down = first.stop().await;
+    let d = c.create(&deploy("d")).await.unwrap();
+    let failed = vmm.wait_state(&d.id, CvmState::Failed).await;
+    let console = String::from_utf8_lossy(&c.logs(&d.id, 200).await.unwrap()).into_owned();
+    for url in &urls {
+        assert!(
+            console.contains(url.trim_start_matches("https://")),
+            "the failed boot does not name {url}: reason {:?}\n{console}",
+            failed.reason
+        );
+    }
+    assert_eq!(
+        c.get(&a.id).await.unwrap().state,
+        CvmState::Running,
+        "a running CVM was disturbed"
+    );
+
+    // The nodes back: a new deploy boots, with no VMM restart.
+    let _first = net.restart_kms(first_down).await;
+    let _second = net.restart_kms(second_down).await;
+    let e = c.create(&deploy("e")).await.unwrap();
+    vmm.wait_state(&e.id, CvmState::Running).await;
+    for id in [&a.id, &b.id, &d.id, &e.id] {
+        if let Err(err) = c.remove(id).await {
+            let state = c
+                .get(id)
+                .await
+                .map(|i| format!("{:?} {:?}", i.state, i.reason));
+            panic!("remove {id}: {err} (CVM: {state:?})");
+        }
+    }
+    assert_eq!(cvm_dirs(&vmm), 0);
+}
