@@ -90,14 +90,16 @@ cleanup() {
   rm -f "$dir/state.json"
   stop "$refused_pid" "refused guest" group
   local p n
-  # The CVMs outlive their VMM (by design): remove them through it (each stop sweeps the
-  # guest's session), then make sure no process of their sessions is left.
-  local i
-  for ((i = ${#cvm_names[@]} - 1; i >= 0; i--)); do # the apps before the gateway
-    n=${cvm_names[i]}
-    log "removing CVM $n (cairn vm rm)"
-    timeout 30 "$cairn_bin" vm --vmm "unix:$vmm_sock" rm "$n" >/dev/null 2>&1 || log "cairn vm rm $n failed"
-  done
+  # The CVMs outlive their VMM (by design): remove every CVM it runs (ours and any a user
+  # deployed; the apps before the gateway; each stop sweeps the guest's session), then make
+  # sure no process of our CVMs' sessions is left.
+  if [ -n "$vmm_pid" ] && kill -0 "$vmm_pid" 2>/dev/null; then
+    for n in $(timeout 10 "$cairn_bin" --json vm --vmm "unix:$vmm_sock" list 2>/dev/null |
+      python3 -c 'import json,sys; print(" ".join(sorted((c["name"] for c in json.load(sys.stdin)["cvms"]), key=lambda n: n == "gateway")))' 2>/dev/null); do
+      log "removing CVM $n (cairn vm rm)"
+      timeout 30 "$cairn_bin" vm --vmm "unix:$vmm_sock" rm "$n" >/dev/null 2>&1 || log "cairn vm rm $n failed"
+    done
+  fi
   for p in "${cvm_pids[@]}"; do
     pkill -KILL -s "$p" 2>/dev/null || true
   done
@@ -356,6 +358,10 @@ vmm_url="http://127.0.0.1:$vmm_port"
 # Host ports for CVMs: 32 from a port the kernel just found free.
 port_lo=$(free_port)
 [ "$port_lo" -le 65500 ] || port_lo=65500
+# The gateway's registration port (the range's first; the gateway is deployed first) is
+# fixed before the VMM starts, so that the VMM's default sys-config lists it: every CVM
+# deployed here registers with the gateway.
+gw_reg_port=$port_lo
 all_kms_urls=$(printf '"%s",' "$kms_url" "${replica_urls[@]}")
 cat >"$vm_dir/vmm.toml" <<TOML
 # Written by scripts/devnet.sh. Reference: docs/vmm.md.
@@ -374,6 +380,7 @@ timeout_ms = 3000
 
 [cvm]
 kms_urls = [${all_kms_urls%,}]
+gateway_urls = ["https://127.0.0.1:$gw_reg_port"]
 port_range = [$port_lo, $((port_lo + 31))]
 stop_grace_ms = 5000
 
@@ -423,10 +430,9 @@ deploy_cvm() { # <name> <out json> <deploy args…>: deploys through the VMM, wa
 # ---------------------------------------------------------------- gateway
 step "deploying the gateway through the VMM (cairn vm deploy; its identity from the KMS)"
 deploy_cvm gateway "$gw/cvm.json" --compose "$gw/app-compose.json" --app-id "$gw_app_id" \
-  --port 443 --port 8444 --port 8090
+  --port 443 --port "8444:$gw_reg_port" --port 8090
 gw_cvm=$(cat "$gw/cvm.json")
 gw_port=$(host_port "$gw_cvm" 443)
-gw_reg_port=$(host_port "$gw_cvm" 8444)
 gw_admin_port=$(host_port "$gw_cvm" 8090)
 gw_admin="http://127.0.0.1:$gw_admin_port"
 gw_console="$vm_dir/state/cvms/$(py_field "$gw_cvm" "j['id']")/console.log"
@@ -438,8 +444,7 @@ step "deploying the demo app through the VMM (cairn vm deploy; its env encrypted
 boot_started_ms=$(now_ms)
 deploy_cvm demo "$dir/app/cvm.json" --compose "$compose" --app-id "$app_id" --port 8080 \
   --env "GREETING=$greeting" --env-kms-url "$kms_url" --rpc-url "$rpc" --chain-id "$chain_id" \
-  --kms-auth "$kms_auth" --kms-trust simulator --sim-pki-seed "$sim_pki_seed" \
-  --gateway-url "https://127.0.0.1:$gw_reg_port"
+  --kms-auth "$kms_auth" --kms-trust simulator --sim-pki-seed "$sim_pki_seed"
 app_cvm=$(cat "$dir/app/cvm.json")
 cvm_dir="$vm_dir/state/cvms/$(py_field "$app_cvm" "j['id']")"
 app_port=$(host_port "$app_cvm" 8080)

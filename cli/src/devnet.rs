@@ -408,12 +408,12 @@ fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
         if s.running { "running" } else { "NOT running" }
     );
     println!(
-        "  {:<28} {:>8}  {:<6} {:>6}  {:<9}",
+        "  {:<28} {:>8}  {:<6} {:>6}  {}",
         "PROCESS", "PID", "ALIVE", "PORT", "LISTENING"
     );
     for p in &s.processes {
         println!(
-            "  {:<28} {:>8}  {:<6} {:>6}  {:<9}",
+            "  {:<28} {:>8}  {:<6} {:>6}  {}",
             p.name,
             p.pid,
             if p.alive { "yes" } else { "NO" },
@@ -468,9 +468,10 @@ fn signal_group(pgid: u32, sig: Signal) {
     }
 }
 
-/// The live processes of session `sid` whose working directory is inside `dir` (a CVM's
-/// guest and app work in its directory; an unrelated session that reused the id does not).
-fn session_members(sid: u32, dir: &Path) -> Vec<u32> {
+/// The live processes whose working directory is inside `dir` (of session `sid` only, when
+/// given): a CVM's guest and app work in its directory, an unrelated process that reused
+/// an id does not.
+fn working_in(dir: &Path, sid: Option<u32>) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -485,7 +486,8 @@ fn session_members(sid: u32, dir: &Path) -> Vec<u32> {
                 .rfind(')')
                 .map(|i| stat[i + 1..].split_ascii_whitespace().collect())
                 .unwrap_or_default();
-            let in_session = fields.get(3).and_then(|s| s.parse::<u32>().ok()) == Some(sid);
+            let in_session = sid
+                .is_none_or(|sid| fields.get(3).and_then(|s| s.parse::<u32>().ok()) == Some(sid));
             let live = !matches!(fields.first(), None | Some(&"Z") | Some(&"X"));
             in_session
                 && live
@@ -529,10 +531,17 @@ async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
     // A guest's app lives in the guest's session: sweep it even when the guest went first.
     for p in state.processes.iter().filter(|p| p.group) {
         signal_group(p.pid, Signal::KILL);
-        for member in session_members(p.pid, Path::new(&state.dir)) {
+        for member in working_in(Path::new(&state.dir), Some(p.pid)) {
             signal_pid(member, Signal::KILL);
-            killed.push(format!("{} (session of {})", member, p.name));
+            killed.push(format!("pid {member} (session of {})", p.name));
         }
+    }
+    // CVMs a user deployed through the devnet's VMM: their guests and apps work in its CVM
+    // directories (the script's trap removes them through the VMM; this is the backstop).
+    let cvms = Path::new(&state.dir).join("vmm/state/cvms");
+    for member in working_in(&cvms, None) {
+        signal_pid(member, Signal::KILL);
+        killed.push(format!("pid {member} (a CVM in {})", cvms.display()));
     }
     let path = dir.join("state.json");
     match std::fs::remove_file(&path) {

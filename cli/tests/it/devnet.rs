@@ -138,6 +138,25 @@ async fn devnet_up_status_down_leaves_no_process() {
     let untrusted = run_curl(&curl[3..]);
     assert_eq!(untrusted.status.code(), Some(60), "{untrusted:?}");
 
+    // A CVM a user deploys through the devnet's VMM (the demo app's allowed compose again)
+    // is stopped by `down` too.
+    let extra = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--json", "vm", "--vmm"])
+        .arg(format!(
+            "unix:{}",
+            s["state"]["vmm_socket"].as_str().unwrap()
+        ))
+        .args(["deploy", "--name", "extra", "--port", "8080", "--compose"])
+        .arg(dir_canon.join("app/app-compose.json"))
+        .args(["--app-id", s["state"]["app_id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(extra.status.success(), "{extra:?}");
+    let extra: Value = serde_json::from_slice(&extra.stdout).unwrap();
+    let extra_pid = extra["pid"].as_u64().unwrap();
+    assert!(alive(extra_pid));
+    pids.push(extra_pid);
+
     // A second up in the same directory is refused while the first runs.
     let (code, _, stderr) = devnet(dir.path(), &["up", "--port", &port]).await;
     assert_eq!(code, 1);
