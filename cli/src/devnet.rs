@@ -408,8 +408,8 @@ fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
         if s.running { "running" } else { "NOT running" }
     );
     println!(
-        "  {:<28} {:>8}  {:<6} {:>6}  {}",
-        "PROCESS", "PID", "ALIVE", "PORT", "LISTENING"
+        "  {:<28} {:>8}  {:<6} {:>6}  LISTENING",
+        "PROCESS", "PID", "ALIVE", "PORT"
     );
     for p in &s.processes {
         println!(
