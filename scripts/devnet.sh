@@ -278,10 +278,12 @@ sed "s|@ECHO_APP@|$echo_bin|" scripts/devnet/app-compose.json >"$compose"
 compose_hash="0x$(sha256sum "$compose" | cut -d' ' -f1)"
 step "registering the demo app (compose hash $compose_hash)"
 register_app() { # <compose hash> <log>: registers an app through the KmsAuth factory, prints its id
-  PRIVATE_KEY=$deployer_key CAIRN_KMS_AUTH=$kms_auth CAIRN_COMPOSE_HASH=$1 CAIRN_ALLOW_ANY_DEVICE=true \
-    "$FORGE" script contracts/script/RegisterApp.s.sol --rpc-url "$rpc" --broadcast --silent >"$2" 2>&1 ||
+  # `cairn app deploy`: a new AppAuth owned by the signer (anvil account 0), this compose
+  # hash allowed, any device.
+  CAIRN_PRIVATE_KEY=$deployer_key "$cairn_bin" --json app deploy --compose-hash "$1" \
+    --rpc-url "$rpc" --chain-id "$chain_id" --kms-auth "$kms_auth" >"$2" 2>&1 ||
     { cat "$2" >&2; die "app registration failed"; }
-  script_return RegisterApp.s.sol appId
+  json_field "$2" app_id
 }
 app_id=$(register_app "$compose_hash" "$dir/register.log")
 app_id_lc=$(echo "${app_id#0x}" | tr 'A-F' 'a-f')
