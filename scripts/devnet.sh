@@ -163,7 +163,10 @@ if [ "${CAIRN_DEVNET_BUILD:-1}" = 0 ] && all_built; then
   log "CAIRN_DEVNET_BUILD=0: using the built cairn-kms, cairn-guest, cairn-vmm, cairn-gateway, cairn-echo-app and cairn as they are"
 else
   all_built || log "building cairn-kms, cairn-guest, cairn-vmm, cairn-gateway, cairn-echo-app and cairn"
-  cargo build --quiet -p cairn-kms -p cairn-guest -p cairn-cli -p cairn-vmm -p cairn-gateway
+  # One package per build, as README's `cargo build -p cairn-cli` and the tests' harness
+  # build them: one invocation for all would unify their features differently, and each
+  # side would relink the other's binaries on every run.
+  for pkg in cairn-kms cairn-guest cairn-cli cairn-vmm cairn-gateway; do cargo build --quiet -p "$pkg"; done
   cargo build --quiet -p cairn-e2e --bin cairn-echo-app
 fi
 
