@@ -413,13 +413,15 @@ py_field() { # <json text> <python expression over j>
 host_port() { # <cvm json> <guest port>
   py_field "$1" "[p['host_port'] for p in j['ports'] if p['guest_port'] == $2][0]"
 }
+# fd 3: the script's stderr, for a failure found inside wait_for (which silences its command).
+exec 3>&2
 cvm_running() { # <name>: true once the VMM shows it running; dies when it failed
   local s state
   s=$(vm status "$1") || return 1
   state=$(py_field "$s" "j['state']")
   case "$state" in
     running) return 0 ;;
-    failed | stopped) die_log "$vm_dir/state/cvms/$(py_field "$s" "j['id']")/console.log" "CVM $1 $state: $(py_field "$s" "j.get('reason')")" ;;
+    failed | stopped) die_log "$vm_dir/state/cvms/$(py_field "$s" "j['id']")/console.log" "CVM $1 $state: $(py_field "$s" "j.get('reason')")" 2>&3 ;;
   esac
   return 1
 }
