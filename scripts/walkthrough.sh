@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the README's walkthrough exactly as written: every fenced block whose info string is
-# `sh walkthrough` in README.md (and docs/developer-guide.md when it has any), in order, in
-# one bash session (set -eu) from the repository root, against a fresh devnet in .devnet/,
-# and prints how long it took (the figure in docs/benchmarks.md).
+# Runs the docs' walkthroughs exactly as written: every fenced block whose info string is
+# `sh walkthrough`, README.md's and then docs/developer-guide.md's, in order. Each document
+# runs in a bash session of its own (set -eu, from the repository root, a clean CAIRN_*
+# environment): README's ends with `cairn devnet down`, and the developer guide starts its
+# own devnet with `cairn devnet up` and stops it, as a reader following only that page
+# would. Prints how long each took (the figures in docs/benchmarks.md).
 #
-# The devnet listens on free ports (CAIRN_DEVNET_PORT / CAIRN_DEVNET_KMS_PORT, which
+# The devnets listen on free ports (CAIRN_DEVNET_PORT / CAIRN_DEVNET_KMS_PORT, which
 # `cairn devnet up` reads) so a developer's own chain on 8545 is no obstacle; the devnet is
 # stopped on exit whatever happened. Refuses to start when a devnet already runs in .devnet/.
 set -euo pipefail
@@ -16,25 +18,29 @@ ensure_npm_tools
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # Hermetic: nothing from a developer's shell (e.g. a sourced devnet.env).
 for v in $(env | grep -o '^CAIRN_[A-Z_]*' || true); do unset "$v"; done
-export CAIRN_DEVNET_PORT=$(free_port) CAIRN_DEVNET_KMS_PORT=$(free_port)
 
-blocks=$(mktemp)
-trap 'rm -f "$blocks"; target/debug/cairn devnet down >/dev/null 2>&1 || true' EXIT
-python3 - README.md docs/developer-guide.md >"$blocks" <<'PY'
+work=$(mktemp -d)
+trap 'rm -rf "$work"; target/debug/cairn devnet down >/dev/null 2>&1 || true' EXIT
+python3 - "$work" README.md docs/developer-guide.md <<'PY'
 import re, sys, os
-out = []
-for path in sys.argv[1:]:
-    if not os.path.exists(path):
-        continue
+work, docs = sys.argv[1], sys.argv[2:]
+for i, path in enumerate(docs):
     text = open(path).read()
-    for m in re.finditer(r"^```sh walkthrough\n(.*?)^```$", text, re.S | re.M):
-        out.append(f"# --- {path}\n{m.group(1)}")
-if not out:
-    sys.exit("no ```sh walkthrough blocks found")
-print("\n".join(out))
+    blocks = re.findall(r"^```sh walkthrough\n(.*?)^```$", text, re.S | re.M)
+    if not blocks:
+        sys.exit(f"{path}: no ```sh walkthrough blocks found")
+    with open(os.path.join(work, f"{i}.sh"), "w") as f:
+        f.write(f"# --- {path}: {len(blocks)} blocks\n" + "\n".join(blocks))
 PY
-log "running $(grep -c '^# --- ' "$blocks") walkthrough blocks from README.md (and docs/developer-guide.md)"
-started=$(date +%s%N)
-bash -eu -x "$blocks"
-elapsed_ms=$((($(date +%s%N) - started) / 1000000))
-log "the walkthrough ran as written in $((elapsed_ms / 1000)).$(((elapsed_ms % 1000) / 100)) s"
+total_started=$(date +%s%N)
+for script in "$work"/*.sh; do
+  doc=$(head -n1 "$script" | sed 's/^# --- //')
+  log "running $doc"
+  started=$(date +%s%N)
+  # Free ports for this document's devnet; nothing else carries over between documents.
+  CAIRN_DEVNET_PORT="$(free_port)" CAIRN_DEVNET_KMS_PORT="$(free_port)" bash -eu -x "$script"
+  elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+  log "${doc%%:*} ran as written in $((elapsed_ms / 1000)).$(((elapsed_ms % 1000) / 100)) s"
+done
+elapsed_ms=$((($(date +%s%N) - total_started) / 1000000))
+log "the walkthroughs ran as written in $((elapsed_ms / 1000)).$(((elapsed_ms % 1000) / 100)) s"

@@ -1,16 +1,20 @@
-//! `cairn devnet up|down|status`: a local Cairn (anvil, contracts, a KMS node, the demo
-//! app booted on the TDX simulator, an unapproved compose refused) in the background.
+//! `cairn devnet up|down|status`: a local Cairn (anvil, contracts, KMS node(s), a VMM
+//! running the gateway and the demo app as CVMs on the TDX simulator, the demo app reached
+//! through the gateway, an unapproved compose refused) in the background.
 //!
 //! `up` runs `scripts/devnet.sh` (which does the work, step by step, with its timeouts)
 //! in its own process group, its output in `<dir>/up.log`, and waits until the script
 //! writes `<dir>/state.json` (the devnet is up) or exits (it failed: the log's tail is
 //! shown). `--foreground` runs the script attached instead (Ctrl-C stops it). `status`
 //! reads the state file and checks every process and port. `down` stops the script (its
-//! trap stops what it started) and then makes sure every recorded process is gone,
-//! killing survivors, so nothing is left behind.
+//! trap removes the CVMs through the VMM and stops what it started) and then makes sure
+//! every recorded process is gone, killing survivors, so nothing is left behind.
 //!
 //! A pid from the state file is signalled only while `/proc/<pid>/cmdline` still names
-//! the program it was recorded for (a reused pid is never killed).
+//! the program it was recorded for (a reused pid is never killed). A CVM's guest leads a
+//! session of its own (the VMM starts it with `setsid`) and its app runs in that session
+//! in a process group of its own: `down` sweeps the session, killing only its processes
+//! whose working directory is inside the devnet's directory.
 
 use std::io::{BufRead as _, Read as _};
 use std::os::unix::process::CommandExt as _;
@@ -117,6 +121,27 @@ struct State {
     compose_hash: String,
     agent_socket: String,
     env_file: String,
+    /// The VMM's HTTP API (its web page at `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vmm_url: Option<String>,
+    /// The VMM's unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vmm_socket: Option<String>,
+    /// The gateway's public TLS listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway_url: Option<String>,
+    /// The gateway's admin endpoint (`cairn gateway status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway_admin: Option<String>,
+    /// KmsAuth's `gatewayAppId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway_app_id: Option<String>,
+    /// The gateway's base domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base_domain: Option<String>,
+    /// A curl command that reaches the demo app through the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    curl: Option<String>,
     up_secs: f64,
 }
 
@@ -124,7 +149,8 @@ struct State {
 struct Process {
     name: String,
     pid: u32,
-    /// Leads its own process group (a guest and its app): stopped as a group.
+    /// Leads its own process group and session (a CVM's guest; its app is in the
+    /// session): stopped as a group, its session swept.
     group: bool,
     port: Option<u16>,
 }
@@ -143,6 +169,8 @@ struct ProcessStatus {
     name: String,
     pid: u32,
     alive: bool,
+    /// The loopback port it serves on, if any.
+    port: Option<u16>,
     /// `Some(true)` when its port accepts a connection.
     listening: Option<bool>,
 }
@@ -345,6 +373,7 @@ fn status(dir: &Path) -> anyhow::Result<Status> {
             name: p.name.clone(),
             pid: p.pid,
             alive: process_matches(p.pid, program(p)),
+            port: p.port,
             listening: p.port.map(|port| {
                 std::net::TcpStream::connect_timeout(
                     &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -379,15 +408,18 @@ fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
         if s.running { "running" } else { "NOT running" }
     );
     println!(
-        "  {:<24} {:>8}  {:<6} {:<9}",
-        "PROCESS", "PID", "ALIVE", "LISTENING"
+        "  {:<28} {:>8}  {:<6} {:>6}  LISTENING",
+        "PROCESS", "PID", "ALIVE", "PORT"
     );
     for p in &s.processes {
         println!(
-            "  {:<24} {:>8}  {:<6} {:<9}",
+            "  {:<28} {:>8}  {:<6} {:>6}  {}",
             p.name,
             p.pid,
             if p.alive { "yes" } else { "NO" },
+            p.port
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
             match p.listening {
                 Some(true) => "yes",
                 Some(false) => "NO",
@@ -401,10 +433,24 @@ fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
     );
     println!("  KmsAuth    {}", state.kms_auth);
     println!("  KMS        {}", state.kms_urls.join(", "));
+    if let Some(vmm) = &state.vmm_url {
+        println!("  VMM        {vmm} (web page {vmm}/; cairn vm list)");
+    }
+    if let Some(gw) = &state.gateway_url {
+        println!(
+            "  gateway    {gw} (*.{}; app {}; admin {})",
+            state.base_domain.as_deref().unwrap_or("?"),
+            state.gateway_app_id.as_deref().unwrap_or("?"),
+            state.gateway_admin.as_deref().unwrap_or("?"),
+        );
+    }
     println!(
         "  demo app   {} (compose {})",
         state.app_id, state.compose_hash
     );
+    if let Some(curl) = &state.curl {
+        println!("  try        {curl}");
+    }
     println!("  env file   source {}", state.env_file);
     Ok(())
 }
@@ -420,6 +466,35 @@ fn signal_group(pgid: u32, sig: Signal) {
     if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
         let _ = kill_process_group(pid, sig);
     }
+}
+
+/// The live processes whose working directory is inside `dir` (of session `sid` only, when
+/// given): a CVM's guest and app work in its directory, an unrelated process that reused
+/// an id does not.
+fn working_in(dir: &Path, sid: Option<u32>) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat =
+                read_bounded(Path::new(&format!("/proc/{pid}/stat")), 4096).unwrap_or_default();
+            // After the command's `)`: state, ppid, pgrp, session.
+            let fields: Vec<&str> = stat
+                .rfind(')')
+                .map(|i| stat[i + 1..].split_ascii_whitespace().collect())
+                .unwrap_or_default();
+            let in_session = sid
+                .is_none_or(|sid| fields.get(3).and_then(|s| s.parse::<u32>().ok()) == Some(sid));
+            let live = !matches!(fields.first(), None | Some(&"Z") | Some(&"X"));
+            in_session
+                && live
+                && std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
 }
 
 async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
@@ -453,9 +528,20 @@ async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
     if process_matches(state.script_pid, "devnet.sh") {
         signal_pid(state.script_pid, Signal::KILL);
     }
-    // A guest's app lives in the guest's group: sweep it even when the guest went first.
+    // A guest's app lives in the guest's session: sweep it even when the guest went first.
     for p in state.processes.iter().filter(|p| p.group) {
         signal_group(p.pid, Signal::KILL);
+        for member in working_in(Path::new(&state.dir), Some(p.pid)) {
+            signal_pid(member, Signal::KILL);
+            killed.push(format!("pid {member} (session of {})", p.name));
+        }
+    }
+    // CVMs a user deployed through the devnet's VMM: their guests and apps work in its CVM
+    // directories (the script's trap removes them through the VMM; this is the backstop).
+    let cvms = Path::new(&state.dir).join("vmm/state/cvms");
+    for member in working_in(&cvms, None) {
+        signal_pid(member, Signal::KILL);
+        killed.push(format!("pid {member} (a CVM in {})", cvms.display()));
     }
     let path = dir.join("state.json");
     match std::fs::remove_file(&path) {

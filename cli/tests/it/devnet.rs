@@ -1,7 +1,9 @@
-//! `cairn devnet up` → `status --json` parsed → `down` leaves no process behind (the
-//! recorded pids are checked), on free ports in a temporary directory. While it runs,
-//! `devnet.env` has what `cairn dao` needs and `cairn dao status` reads the devnet's DAO,
-//! whose timelock owns the demo app (the README walkthrough's upgrade by vote).
+//! `cairn devnet up` → `status --json` parsed (anvil, the KMS, the VMM, the gateway's and
+//! the demo app's CVMs; the demo app reached through the gateway with the printed curl)
+//! → `down` leaves no process behind (the recorded pids and every process working in the
+//! devnet's directory are checked), on free ports in a temporary directory.
+//! While it runs, `devnet.env` has what `cairn dao` needs and `cairn dao status` reads the
+//! devnet's DAO, whose timelock owns the demo app (the README walkthrough's upgrade by vote).
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -75,6 +77,19 @@ fn alive(pid: u64) -> bool {
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
+/// Live processes whose working directory is inside `dir`.
+fn working_in(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(dir))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_up_status_down_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +117,18 @@ async fn devnet_up_status_down_leaves_no_process() {
     let s: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(s["running"], true);
     let procs = s["processes"].as_array().unwrap();
-    assert_eq!(procs.len(), 3, "{s:#}");
+    let names: Vec<&str> = procs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "anvil",
+            "cairn-kms",
+            "cairn-vmm",
+            "cairn-guest (CVM gateway)",
+            "cairn-guest (CVM demo)"
+        ],
+        "{s:#}"
+    );
     assert!(procs.iter().all(|p| p["alive"] == true), "{s:#}");
     assert!(
         procs
@@ -114,6 +140,60 @@ async fn devnet_up_status_down_leaves_no_process() {
     let mut pids: Vec<u64> = procs.iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     pids.push(s["state"]["script_pid"].as_u64().unwrap());
     assert!(pids.iter().all(|p| alive(*p)));
+    // The apps of the CVMs (the gateway, the echo app) run in the devnet's directory.
+    let dir_canon = dir.path().canonicalize().unwrap();
+    let in_dir = working_in(&dir_canon);
+    assert!(
+        in_dir.len() >= 4,
+        "guests and their apps in {dir_canon:?}: {in_dir:?}"
+    );
+    let vmm = s["state"]["vmm_url"].as_str().unwrap();
+    assert!(vmm.starts_with("http://127.0.0.1:"), "{s:#}");
+
+    // The printed curl reaches the demo app through the gateway: its answer names the
+    // instance the guest agent reports.
+    let curl: Vec<&str> = s["state"]["curl"]
+        .as_str()
+        .unwrap()
+        .split_ascii_whitespace()
+        .collect();
+    assert_eq!(curl[..2], ["curl", "--cacert"], "{curl:?}");
+    let run_curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run_curl(&curl[1..]);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{curl:?}: {answer} {out:?}");
+    assert!(
+        answer.starts_with("echo ") && answer.trim_end().ends_with(" /"),
+        "{answer}"
+    );
+    // Without the devnet's CA the gateway's certificate is not trusted (curl: exit 60).
+    let untrusted = run_curl(&curl[3..]);
+    assert_eq!(untrusted.status.code(), Some(60), "{untrusted:?}");
+
+    // A CVM a user deploys through the devnet's VMM (the demo app's allowed compose again)
+    // is stopped by `down` too.
+    let extra = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--json", "vm", "--vmm"])
+        .arg(format!(
+            "unix:{}",
+            s["state"]["vmm_socket"].as_str().unwrap()
+        ))
+        .args(["deploy", "--name", "extra", "--port", "8080", "--compose"])
+        .arg(dir_canon.join("app/app-compose.json"))
+        .args(["--app-id", s["state"]["app_id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(extra.status.success(), "{extra:?}");
+    let extra: Value = serde_json::from_slice(&extra.stdout).unwrap();
+    let extra_pid = extra["pid"].as_u64().unwrap();
+    assert!(alive(extra_pid));
+    pids.push(extra_pid);
 
     // The DAO: devnet.env names what `cairn dao` reads, the voter's key file is 0600,
     // the Governor answers (an unknown proposal is `Unknown`) and its timelock owns the
@@ -160,9 +240,14 @@ async fn devnet_up_status_down_leaves_no_process() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let down: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(down["running"], false);
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 3);
+    assert_eq!(down["stopped"].as_array().unwrap().len(), 5);
     let left: Vec<u64> = pids.iter().copied().filter(|p| alive(*p)).collect();
     assert_eq!(left, Vec::<u64>::new(), "processes left after down");
+    assert_eq!(
+        working_in(&dir_canon),
+        Vec::<u64>::new(),
+        "CVM processes left after down"
+    );
     assert!(!dir.path().join("state.json").exists());
     let (code, _, _) = devnet(dir.path(), &["status"]).await;
     assert_eq!(code, 1);
