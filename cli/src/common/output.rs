@@ -79,60 +79,42 @@ impl Exit {
     }
 }
 
-/// A usage or configuration error (exit 2) with a message naming what to fix.
-#[derive(Debug)]
-pub struct UsageError(pub String);
+/// Error types that are one message, told apart by their type (their exit code).
+macro_rules! message_errors {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name(pub String);
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+            impl std::fmt::Display for $name {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str(&self.0)
+                }
+            }
+
+            impl std::error::Error for $name {}
+        )*
+    };
 }
 
-impl std::error::Error for UsageError {}
-
-/// A refusal (exit 1) that is not a chain error: a proposal in the wrong state, no voting
-/// power. The message names what to do.
-#[derive(Debug)]
-pub struct Refused(pub String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+message_errors! {
+    /// A usage or configuration error (exit 2) with a message naming what to fix.
+    UsageError;
+    /// A refusal (exit 1) that is not a chain error: a proposal in the wrong state, no voting
+    /// power. The message names what to do.
+    Refused;
+    /// Findings (exit 1) of a command that has already printed its answer (with `--json`,
+    /// its one JSON object): `main` prints the message on stderr only.
+    Findings;
+    /// Something this run depends on is unreachable or too slow (exit 2, retrying may help).
+    Unavailable;
 }
-
-impl std::error::Error for Refused {}
-
-/// Findings (exit 1) of a command that has already printed its answer (with `--json`,
-/// its one JSON object): `main` prints the message on stderr only.
-#[derive(Debug)]
-pub struct Findings(pub String);
-
-impl std::fmt::Display for Findings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Findings {}
 
 /// A [`Refused`] as an `anyhow::Error`.
 pub fn refuse(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
-
-/// Something this run depends on is unreachable or too slow (exit 2, retrying may help).
-#[derive(Debug)]
-pub struct Unavailable(pub String);
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unavailable {}
 
 /// An [`Unavailable`] as an `anyhow::Error`.
 pub fn unavailable(msg: impl Into<String>) -> anyhow::Error {
