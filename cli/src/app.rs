@@ -221,22 +221,10 @@ pub async fn run(global: &Global, args: AppArgs, out: Out) -> anyhow::Result<()>
         AppCommand::ComposeHash { file, write } => compose_hash(&file, write.as_ref(), out),
         AppCommand::Deploy(d) => deploy(&cfg, d, out).await,
         AppCommand::Allow { hash } => {
-            let hash = parse_b256("compose hash", &hash)?;
-            let (chain, app) = owned_app(&cfg, args.app.as_deref()).await?;
-            let r = app
-                .add_compose_hash(hash)
-                .await
-                .context("allowing the compose hash")?;
-            report_tx(out, "allow", &chain, app.app_id(), Some(hash), None, &r)
+            allow_or_revoke(&cfg, args.app.as_deref(), &hash, true, out).await
         }
         AppCommand::Revoke { hash } => {
-            let hash = parse_b256("compose hash", &hash)?;
-            let (chain, app) = owned_app(&cfg, args.app.as_deref()).await?;
-            let r = app
-                .remove_compose_hash(hash)
-                .await
-                .context("revoking the compose hash")?;
-            report_tx(out, "revoke", &chain, app.app_id(), Some(hash), None, &r)
+            allow_or_revoke(&cfg, args.app.as_deref(), &hash, false, out).await
         }
         AppCommand::Schedule { hash, at } => {
             let hash = parse_b256("compose hash", &hash)?;
@@ -440,6 +428,26 @@ fn deploy_report(out: Out, r: &DeployOut) -> anyhow::Result<()> {
         println!("  compose hash  {h} (allowed)");
     }
     Ok(())
+}
+
+/// `addComposeHash` (`allow`) or `removeComposeHash` of `hash`, reported.
+async fn allow_or_revoke(
+    cfg: &Resolved,
+    app: Option<&str>,
+    hash: &str,
+    allow: bool,
+    out: Out,
+) -> anyhow::Result<()> {
+    let hash = parse_b256("compose hash", hash)?;
+    let (chain, app) = owned_app(cfg, app).await?;
+    let (action, r) = if allow {
+        let r = app.add_compose_hash(hash).await;
+        ("allow", r.context("allowing the compose hash")?)
+    } else {
+        let r = app.remove_compose_hash(hash).await;
+        ("revoke", r.context("revoking the compose hash")?)
+    };
+    report_tx(out, action, &chain, app.app_id(), Some(hash), None, &r)
 }
 
 /// The app named by `--app`, checked to be registered in KmsAuth, with a writer.

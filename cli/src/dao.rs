@@ -225,21 +225,20 @@ pub async fn run(global: &Global, args: DaoArgs, out: Out) -> anyhow::Result<()>
 
 fn proposal(app: Address, action: &Action, description: Option<&str>) -> anyhow::Result<Proposal> {
     Ok(match action {
-        Action::Allow { hash } => {
+        Action::Allow { hash } | Action::Revoke { hash } => {
             let h = parse_b256("compose hash", hash)?;
+            let allow = matches!(action, Action::Allow { .. });
+            let verb = if allow { "Allow" } else { "Revoke" };
             let d = description.map_or_else(
-                || format!("Allow compose hash {h} on app {app}"),
+                || format!("{verb} compose hash {h} on app {app}"),
                 str::to_owned,
             );
-            Proposal::new(d).call(app, &AppAuth::addComposeHashCall { hash: h })
-        }
-        Action::Revoke { hash } => {
-            let h = parse_b256("compose hash", hash)?;
-            let d = description.map_or_else(
-                || format!("Revoke compose hash {h} on app {app}"),
-                str::to_owned,
-            );
-            Proposal::new(d).call(app, &AppAuth::removeComposeHashCall { hash: h })
+            let proposal = Proposal::new(d);
+            if allow {
+                proposal.call(app, &AppAuth::addComposeHashCall { hash: h })
+            } else {
+                proposal.call(app, &AppAuth::removeComposeHashCall { hash: h })
+            }
         }
         Action::Upgrade { from, to } => {
             let old = parse_b256("compose hash (from)", from)?;

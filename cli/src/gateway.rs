@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use cairn_protocol::api::ErrorBody;
+
+use crate::common::{unavailable, Exit};
 use cairn_protocol::gateway::{GatewayStatus, PATH_STATUS};
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt as _, Empty, Limited};
@@ -127,7 +129,8 @@ async fn get(args: &GatewayArgs, path: &str) -> anyhow::Result<(u16, Bytes)> {
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .map_err(|_| anyhow!("{} did not answer within {TIMEOUT:?}", args.admin))?
+        .map_err(|_| unavailable(format!("{} did not answer within {TIMEOUT:?}", args.admin)))?
+        .map_err(|e| unavailable(format!("the gateway at {}: {e:#}", args.admin)))
 }
 
 async fn status(args: &GatewayArgs) -> anyhow::Result<String> {
@@ -136,9 +139,10 @@ async fn status(args: &GatewayArgs) -> anyhow::Result<String> {
         let msg = serde_json::from_slice::<ErrorBody>(&body)
             .map(|b| format!("{}: {}", b.error.code, b.error.message))
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-        bail!("the gateway answered {code}: {msg}");
+        return Err(Exit::of_status(code).error(format!("the gateway answered {code}: {msg}")));
     }
-    let s: GatewayStatus = serde_json::from_slice(&body).context("the status answer")?;
+    let s: GatewayStatus = serde_json::from_slice(&body)
+        .map_err(|e| unavailable(format!("the status answer is not the API's: {e}")))?;
     if args.json {
         return Ok(format!("{}\n", serde_json::to_string_pretty(&s)?));
     }

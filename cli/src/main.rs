@@ -5,8 +5,10 @@
 //! the shared plumbing (profiles, signers, output, exit codes).
 //!
 //! Human output by default, `--json` for scripts: one JSON object on stdout, errors too
-//! (`{"error":{"code","message"}}`). Exit codes: 0 ok, 1 denied / findings, 2 usage or
-//! configuration, 3 chain or KMS unavailable (docs/cli.md).
+//! (`{"error":{"code","message"}}`). One exit-code convention for every command: 0 done or
+//! clean, 1 the answer is no (denied, refused, findings), 2 could not do it (usage,
+//! configuration, unreachable, timeout; the message says whether retrying may help)
+//! (docs/cli.md).
 
 mod app;
 mod attest;
@@ -33,8 +35,9 @@ use common::{exit_code_of, Exit, Global, Out};
   cairn vm list
   cairn completions bash > /etc/bash_completion.d/cairn
 
-Exit codes: 0 ok, 1 denied or findings, 2 usage or configuration error,
-3 chain or KMS unavailable. Settings: flags, then CAIRN_* variables, then
+Exit codes: 0 ok, 1 denied or findings, 2 usage, configuration, unreachable
+or timeout (could not do it: the message says whether retrying may help); the
+same for every command. Settings: flags, then CAIRN_* variables, then
 the --profile of ./cairn.toml (docs/cli.md)."
 )]
 struct Cli {
@@ -75,17 +78,16 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
     let out = Out::new(json);
-    // `vm` and `gateway` print their own JSON errors.
+    // `vm` and `gateway` print their own JSON errors (their exit codes are everyone's).
     let mut reported = false;
     let result = match cli.group {
         Group::Devnet(mut args) => {
             args.json = json;
             return match devnet::run(*args).await {
                 Ok(code) => std::process::ExitCode::from(code),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
+                // `devnet` does not say the kind of its errors yet: "already runs" is a
+                // refusal (1), so every failure stays 1 (docs/cli.md).
+                Err(e) => report(&e, Exit::Denied),
             };
         }
         Group::Audit(mut args) => {
@@ -93,7 +95,14 @@ async fn main() -> std::process::ExitCode {
             return match audit::run(*args).await {
                 Ok(code) => std::process::ExitCode::from(code),
                 Err(e) => {
-                    eprintln!("error: could not audit: {e:#}");
+                    let hint = match exit_code_of(&e) {
+                        Exit::Unavailable => Exit::Unavailable.hint(),
+                        _ => Exit::Usage.hint(),
+                    };
+                    eprintln!(
+                        "error: could not audit: {e:#} ({})",
+                        hint.unwrap_or_default()
+                    );
                     std::process::ExitCode::from(
                         cairn_onchain::AuditOutcome::CouldNotAudit.exit_code(),
                     )
@@ -120,28 +129,24 @@ async fn main() -> std::process::ExitCode {
         }
     };
     match result {
-        Ok(()) => std::process::ExitCode::from(Exit::Ok as u8),
+        Ok(()) => std::process::ExitCode::from(Exit::Ok.code()),
         Err(e) => {
-            // `vm` and `gateway` keep their exit code 1 for every failure.
-            let code = if reported {
-                Exit::Denied
-            } else {
-                exit_code_of(&e)
-            };
+            let code = exit_code_of(&e);
             // A command that printed its answer and then reports findings has said it all.
             if json && !reported && !e.is::<common::Findings>() {
-                let name = match code {
-                    Exit::Ok => "ok",
-                    Exit::Denied => "denied",
-                    Exit::Usage => "usage",
-                    Exit::Unavailable => "unavailable",
-                };
-                let body =
-                    serde_json::json!({"error": {"code": name, "message": format!("{e:#}")}});
+                let body = serde_json::json!({"error": {"code": code.name(), "message": format!("{e:#}")}});
                 println!("{body}");
             }
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(code as u8)
+            report(&e, code)
         }
     }
+}
+
+/// Prints `e` on one stderr line, saying whether retrying may help; its exit code.
+fn report(e: &anyhow::Error, code: Exit) -> std::process::ExitCode {
+    match code.hint() {
+        Some(hint) => eprintln!("error: {e:#} ({hint})"),
+        None => eprintln!("error: {e:#}"),
+    }
+    std::process::ExitCode::from(code.code())
 }

@@ -50,6 +50,40 @@ pub(crate) enum Outcome {
     Address(Option<Address>),
 }
 
+/// A value kept in the cache as one [`Outcome`] variant.
+pub(crate) trait Cached: Sized {
+    /// The value as its outcome.
+    fn into_outcome(self) -> Outcome;
+    /// The value back; the outcome itself when it is of another kind.
+    fn from_outcome(outcome: Outcome) -> Result<Self, Box<Outcome>>;
+}
+
+macro_rules! cached_as {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(
+            impl Cached for $ty {
+                fn into_outcome(self) -> Outcome {
+                    Outcome::$variant(self)
+                }
+                fn from_outcome(outcome: Outcome) -> Result<Self, Box<Outcome>> {
+                    match outcome {
+                        Outcome::$variant(v) => Ok(v),
+                        other => Err(Box::new(other)),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+cached_as! {
+    Verdict(Option<String>),
+    RootKeys(Option<RootKeys>),
+    KeyGenerations(Option<KeyGenerations>),
+    Bool(bool),
+    Address(Option<Address>),
+}
+
 /// FIFO-bounded verdict cache. A capacity of 0 disables it.
 #[derive(Debug)]
 pub(crate) struct VerdictCache {

@@ -11,7 +11,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
 
 use crate::bindings::{AppBootInfo, KmsAuth};
-use crate::cache::{Key, Outcome, Query, VerdictCache};
+use crate::cache::{Cached, Key, Outcome, Query, VerdictCache};
 use crate::config::ChainConfig;
 use crate::connection::Connection;
 use crate::error::{Error, Result, Target};
@@ -488,16 +488,17 @@ impl ChainClient {
 
     /// A cached read: the answer at `at` if cached, else `read` (agreed by the quorum),
     /// cached on success. Errors are never cached.
-    async fn cached<F, Fut>(
+    async fn cached<T, F, Fut>(
         &self,
         query: Query,
         input: B256,
         at: PolicyBlock,
         read: F,
-    ) -> Result<Outcome>
+    ) -> Result<T>
     where
+        T: Cached + Clone,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Outcome>>,
+        Fut: Future<Output = Result<T>>,
     {
         let key = Key {
             query,
@@ -505,11 +506,11 @@ impl ChainClient {
             block: at.hash,
         };
         if let Some(hit) = self.cache.get(&key) {
-            return Ok(hit);
+            return T::from_outcome(hit).map_err(|other| cache_mixup(&other));
         }
-        let outcome = read().await?;
-        self.cache.insert(key, outcome.clone());
-        Ok(outcome)
+        let value = read().await?;
+        self.cache.insert(key, value.clone().into_outcome());
+        Ok(value)
     }
 
     /// Whether the answer to `read` at `at` is in the cache (no RPC).
@@ -525,7 +526,7 @@ impl ChainClient {
     }
 
     async fn verdict(&self, query: Query, boot: &BootInfo, at: PolicyBlock) -> Result<Verdict> {
-        let outcome = self
+        let outcome: Option<String> = self
             .cached(query, keccak256(boot.abi_encode()), at, || async {
                 let (op, what) = match query {
                     Query::App => ("KmsAuth.isAppAllowed", "isAppAllowed"),
@@ -552,19 +553,18 @@ impl ChainClient {
                         },
                     )
                     .await?;
-                Ok(Outcome::Verdict(answer))
+                Ok(answer)
             })
             .await?;
         match outcome {
-            Outcome::Verdict(None) => {
+            None => {
                 tracing::debug!(?query, block = at.number, "policy allows");
                 Ok(Verdict::Allowed)
             }
-            Outcome::Verdict(Some(reason)) => {
+            Some(reason) => {
                 tracing::debug!(?query, block = at.number, %reason, "policy denies");
                 Err(Error::denied(reason))
             }
-            other => Err(cache_mixup(other)),
         }
     }
 
@@ -601,49 +601,31 @@ impl ChainClient {
     /// block).
     pub async fn root_keys(&self, at: PolicyBlock) -> Result<Option<RootKeys>> {
         let addr = self.kms_auth;
-        let outcome = self
-            .cached(Query::RootKeys, B256::ZERO, at, || async {
-                let keys = self
-                    .endpoints
-                    .agree(
-                        || format!("the KMS root keys at block {}", at.number),
-                        |ep| async move {
-                            let generation = ep
-                                .conn
-                                .view(
-                                    "KmsAuth.keyGeneration",
-                                    Target::KmsAuth,
-                                    addr,
-                                    ep.kms.keyGeneration().block(at.block_id()).call(),
-                                )
-                                .await?;
-                            if generation == 0 {
-                                return Ok(None);
-                            }
-                            let keys = ep
-                                .conn
-                                .view(
-                                    "KmsAuth.rootKeys",
-                                    Target::KmsAuth,
-                                    addr,
-                                    ep.kms.rootKeys(generation).block(at.block_id()).call(),
-                                )
-                                .await?;
-                            Ok(Some(RootKeys {
-                                generation,
-                                k256_pubkey: keys.k256Pubkey,
-                                ca_pubkey: keys.caPubkey,
-                            }))
-                        },
-                    )
-                    .await?;
-                Ok(Outcome::RootKeys(keys))
-            })
-            .await?;
-        match outcome {
-            Outcome::RootKeys(keys) => Ok(keys),
-            other => Err(cache_mixup(other)),
-        }
+        let what = || format!("the KMS root keys at block {}", at.number);
+        self.cached_agreed(Query::RootKeys, at, what, |ep| async move {
+            match key_generation_on(ep, addr, at).await? {
+                0 => Ok(None),
+                generation => root_keys_on(ep, addr, generation, at).await.map(Some),
+            }
+        })
+        .await
+    }
+
+    /// `ask` of every endpoint, agreed by the quorum, cached per block under `query`.
+    async fn cached_agreed<'a, T, F, Fut>(
+        &'a self,
+        query: Query,
+        at: PolicyBlock,
+        what: impl Fn() -> String,
+        ask: F,
+    ) -> Result<T>
+    where
+        T: Cached + Clone + PartialEq + std::fmt::Debug,
+        F: Fn(&'a Endpoint) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.cached(query, B256::ZERO, at, || self.endpoints.agree(what, ask))
+            .await
     }
 
     /// The key generations served at `at` (current, and previous with its transition
@@ -651,69 +633,37 @@ impl ChainClient {
     /// `transitionWindow` read together, agreed by the quorum, cached per block.
     pub async fn key_generations(&self, at: PolicyBlock) -> Result<Option<KeyGenerations>> {
         let addr = self.kms_auth;
-        let outcome = self
-            .cached(Query::KeyGenerations, B256::ZERO, at, || async {
-                let generations = self
-                    .endpoints
-                    .agree(
-                        || format!("the KMS key generations at block {}", at.number),
-                        |ep| async move {
-                            let view = |op, call| ep.conn.view(op, Target::KmsAuth, addr, call);
-                            let current = view(
-                                "KmsAuth.keyGeneration",
-                                ep.kms.keyGeneration().block(at.block_id()).call(),
-                            )
-                            .await?;
-                            if current == 0 {
-                                return Ok(None);
-                            }
-                            let keys = |generation: u32| async move {
-                                let k = ep
-                                    .conn
-                                    .view(
-                                        "KmsAuth.rootKeys",
-                                        Target::KmsAuth,
-                                        addr,
-                                        ep.kms.rootKeys(generation).block(at.block_id()).call(),
-                                    )
-                                    .await?;
-                                Ok::<_, Error>(RootKeys {
-                                    generation,
-                                    k256_pubkey: k.k256Pubkey,
-                                    ca_pubkey: k.caPubkey,
-                                })
-                            };
-                            let window = ep
-                                .conn
-                                .view(
-                                    "KmsAuth.transitionWindow",
-                                    Target::KmsAuth,
-                                    addr,
-                                    ep.kms.transitionWindow().block(at.block_id()).call(),
-                                )
-                                .await?;
-                            let previous = match window.previousGeneration {
-                                0 => None,
-                                p => Some(PreviousGeneration {
-                                    keys: keys(p).await?,
-                                    valid_until: window.validUntil,
-                                    active: window.active,
-                                }),
-                            };
-                            Ok(Some(KeyGenerations {
-                                current: keys(current).await?,
-                                previous,
-                            }))
-                        },
-                    )
-                    .await?;
-                Ok(Outcome::KeyGenerations(generations))
-            })
-            .await?;
-        match outcome {
-            Outcome::KeyGenerations(g) => Ok(g),
-            other => Err(cache_mixup(other)),
-        }
+        let what = || format!("the KMS key generations at block {}", at.number);
+        self.cached_agreed(Query::KeyGenerations, at, what, |ep| async move {
+            let current = key_generation_on(ep, addr, at).await?;
+            if current == 0 {
+                return Ok(None);
+            }
+            let keys = |generation| root_keys_on(ep, addr, generation, at);
+            let call = ep.kms.transitionWindow().block(at.block_id());
+            let window = ep
+                .conn
+                .view(
+                    "KmsAuth.transitionWindow",
+                    Target::KmsAuth,
+                    addr,
+                    call.call(),
+                )
+                .await?;
+            let previous = match window.previousGeneration {
+                0 => None,
+                p => Some(PreviousGeneration {
+                    keys: keys(p).await?,
+                    valid_until: window.validUntil,
+                    active: window.active,
+                }),
+            };
+            Ok(Some(KeyGenerations {
+                current: keys(current).await?,
+                previous,
+            }))
+        })
+        .await
     }
 
     /// The current key generation at `at` (0 = none set).
@@ -744,35 +694,22 @@ impl ChainClient {
 
     /// The gateway app id at `at`, or `None` when unset (cached per block).
     pub async fn gateway_app_id(&self, at: PolicyBlock) -> Result<Option<Address>> {
-        let outcome = self
-            .cached(Query::GatewayAppId, B256::ZERO, at, || async {
-                let id = self
-                    .agreed_view("KmsAuth.gatewayAppId", at, |kms| kms.gatewayAppId())
-                    .await?;
-                Ok(Outcome::Address((!id.is_zero()).then_some(id)))
-            })
-            .await?;
-        match outcome {
-            Outcome::Address(id) => Ok(id),
-            other => Err(cache_mixup(other)),
-        }
+        self.cached(Query::GatewayAppId, B256::ZERO, at, || async {
+            let id = self
+                .agreed_view("KmsAuth.gatewayAppId", at, |kms| kms.gatewayAppId())
+                .await?;
+            Ok((!id.is_zero()).then_some(id))
+        })
+        .await
     }
 
     /// Whether `node` is a registered KMS node at `at` (cached per block).
     pub async fn is_kms_node(&self, node: Address, at: PolicyBlock) -> Result<bool> {
         let input = B256::left_padding_from(node.as_slice());
-        let outcome = self
-            .cached(Query::KmsNode, input, at, || async {
-                let yes = self
-                    .agreed_view("KmsAuth.isKmsNode", at, |kms| kms.isKmsNode(node))
-                    .await?;
-                Ok(Outcome::Bool(yes))
-            })
-            .await?;
-        match outcome {
-            Outcome::Bool(yes) => Ok(yes),
-            other => Err(cache_mixup(other)),
-        }
+        self.cached(Query::KmsNode, input, at, || {
+            self.agreed_view("KmsAuth.isKmsNode", at, |kms| kms.isKmsNode(node))
+        })
+        .await
     }
 
     /// The registered KMS node addresses at `at`.
@@ -878,10 +815,37 @@ impl Read {
     }
 }
 
+/// `KmsAuth.keyGeneration` at `at` on one endpoint (0 = none set).
+async fn key_generation_on(ep: &Endpoint, addr: Address, at: PolicyBlock) -> Result<u32> {
+    let call = ep.kms.keyGeneration().block(at.block_id());
+    ep.conn
+        .view("KmsAuth.keyGeneration", Target::KmsAuth, addr, call.call())
+        .await
+}
+
+/// `KmsAuth.rootKeys(generation)` at `at` on one endpoint.
+async fn root_keys_on(
+    ep: &Endpoint,
+    addr: Address,
+    generation: u32,
+    at: PolicyBlock,
+) -> Result<RootKeys> {
+    let call = ep.kms.rootKeys(generation).block(at.block_id());
+    let keys = ep
+        .conn
+        .view("KmsAuth.rootKeys", Target::KmsAuth, addr, call.call())
+        .await?;
+    Ok(RootKeys {
+        generation,
+        k256_pubkey: keys.k256Pubkey,
+        ca_pubkey: keys.caPubkey,
+    })
+}
+
 /// A cached answer of the wrong kind for its query: impossible by construction (the
 /// query is part of the key); reported as an error rather than trusted.
 #[cold]
-fn cache_mixup(outcome: Outcome) -> Error {
+fn cache_mixup(outcome: &Outcome) -> Error {
     Error::Contract {
         op: "read cache",
         message: format!("cached answer of the wrong kind: {outcome:?}"),

@@ -310,6 +310,21 @@ pub enum Error {
     },
 }
 
+/// `Error::as_*_error`: the decoded custom error of one contract, if this is one.
+macro_rules! revert_accessors {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> Option<&$ty> {
+                match self.as_revert() {
+                    Some(Revert::$variant(e)) => Some(e),
+                    _ => None,
+                }
+            }
+        )*
+    };
+}
+
 impl Error {
     /// True when asking again later (or another node) may succeed: the chain was not
     /// reachable, too slow, or refused to answer. A retryable error is never an allow.
@@ -354,36 +369,15 @@ impl Error {
         }
     }
 
-    /// The decoded `KmsAuth` custom error, if this is one.
-    pub fn as_kms_auth_error(&self) -> Option<&KmsAuth::KmsAuthErrors> {
-        match self.as_revert() {
-            Some(Revert::KmsAuth(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The decoded `AppAuth` custom error, if this is one.
-    pub fn as_app_auth_error(&self) -> Option<&AppAuth::AppAuthErrors> {
-        match self.as_revert() {
-            Some(Revert::AppAuth(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The decoded `CairnGovernor` custom error, if this is one.
-    pub fn as_governor_error(&self) -> Option<&CairnGovernor::CairnGovernorErrors> {
-        match self.as_revert() {
-            Some(Revert::Governor(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The decoded `TimelockController` custom error, if this is one.
-    pub fn as_timelock_error(&self) -> Option<&TimelockController::TimelockControllerErrors> {
-        match self.as_revert() {
-            Some(Revert::Timelock(e)) => Some(e),
-            _ => None,
-        }
+    revert_accessors! {
+        /// The decoded `KmsAuth` custom error, if this is one.
+        as_kms_auth_error => KmsAuth: KmsAuth::KmsAuthErrors;
+        /// The decoded `AppAuth` custom error, if this is one.
+        as_app_auth_error => AppAuth: AppAuth::AppAuthErrors;
+        /// The decoded `CairnGovernor` custom error, if this is one.
+        as_governor_error => Governor: CairnGovernor::CairnGovernorErrors;
+        /// The decoded `TimelockController` custom error, if this is one.
+        as_timelock_error => Timelock: TimelockController::TimelockControllerErrors;
     }
 
     #[cold]

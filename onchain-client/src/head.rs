@@ -189,12 +189,7 @@ impl PolicyHead {
     /// decision must use. [`Error::PolicyHead`] when the last advance failed,
     /// [`Error::StaleHead`] when the head aged past the bound.
     pub fn view(&self) -> Result<HeadView<'_>> {
-        let state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let state = self.state();
         let head = state.map_err(|source| Error::PolicyHead { source })?;
         head.check_fresh(
             (self.inner.options.clock)(),
@@ -225,14 +220,18 @@ impl PolicyHead {
         &self.inner.client
     }
 
-    /// The current state, for metrics and health checks.
-    pub fn status(&self) -> HeadStatus {
-        let state = self
-            .inner
+    /// The published head or the last advance's failure.
+    fn state(&self) -> std::result::Result<Head, Arc<Error>> {
+        self.inner
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .clone()
+    }
+
+    /// The current state, for metrics and health checks.
+    pub fn status(&self) -> HeadStatus {
+        let state = self.state();
         let (head, error) = match state {
             Ok(h) => (Some(h), None),
             Err(e) => (None, Some(e.to_string())),

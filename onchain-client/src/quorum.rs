@@ -138,9 +138,7 @@ impl Endpoints {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(endpoint = ep.label(), error = %e, "RPC endpoint failed");
-                    first_error.get_or_insert(e);
-                    if answers.len() + pending.len() < self.quorum {
+                    if self.failed(ep, e, &mut first_error, answers.len() + pending.len()) {
                         break;
                     }
                 }
@@ -175,9 +173,7 @@ impl Endpoints {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(endpoint = ep.label(), error = %e, "RPC endpoint failed");
-                    first_error.get_or_insert(e);
-                    if answers.len() + pending.len() < self.quorum {
+                    if self.failed(ep, e, &mut first_error, answers.len() + pending.len()) {
                         break;
                     }
                 }
@@ -207,6 +203,20 @@ impl Endpoints {
 
     /// Why fewer than `quorum` endpoints answered alike when `agreeing` did: the first
     /// endpoint error itself when none answered, else [`Error::NoQuorum`] with it as source.
+    /// Logs `ep`'s failure and keeps the first error; true when the `possible` answers
+    /// still to be had (given plus pending) can no longer make a quorum.
+    fn failed(
+        &self,
+        ep: &Endpoint,
+        e: Error,
+        first_error: &mut Option<Error>,
+        possible: usize,
+    ) -> bool {
+        tracing::debug!(endpoint = ep.label(), error = %e, "RPC endpoint failed");
+        first_error.get_or_insert(e);
+        possible < self.quorum
+    }
+
     fn shortfall(
         &self,
         what: impl Fn() -> String,

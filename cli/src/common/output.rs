@@ -7,77 +7,114 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The process exit codes (docs/cli.md).
+/// What became of a command, and its process exit code (docs/cli.md): 0 done or clean,
+/// 1 the answer is no, 2 it could not be done. The two kinds of "could not" share exit
+/// code 2; the message (and `--json`'s error code) says which, and whether retrying may
+/// help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Exit {
-    /// Done.
-    Ok = 0,
+    /// Done (or clean).
+    Ok,
     /// Done, and the answer is "no": a policy denial, a contract revert (not the owner, a
-    /// defeated proposal, …), verification findings.
-    Denied = 1,
-    /// Bad usage or configuration: a missing or malformed flag, file or profile key, the
-    /// wrong chain id, no contract at an address. Nothing was sent.
-    Usage = 2,
-    /// The chain or the KMS could not be reached or did not answer in time; retrying may
+    /// defeated proposal, …), a refusal, findings, evidence that does not verify.
+    Denied,
+    /// Could not do it because of the input: a missing or malformed flag, file or profile
+    /// key, the wrong chain id, no contract at an address, an unknown CVM. Nothing was
+    /// sent; retrying as is will not help.
+    Usage,
+    /// Could not do it because the chain, a KMS, the VMM or the gateway could not be
+    /// reached or did not answer in time (or answered with a server error); retrying may
     /// help.
-    Unavailable = 3,
+    Unavailable,
 }
 
-/// A usage or configuration error (exit 2) with a message naming what to fix.
-#[derive(Debug)]
-pub struct UsageError(pub String);
+impl Exit {
+    /// The process exit code: 0, 1 or 2.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Denied => 1,
+            Exit::Usage | Exit::Unavailable => 2,
+        }
+    }
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+    /// The error code `--json` prints (`{"error":{"code",…}}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Ok => "ok",
+            Exit::Denied => "denied",
+            Exit::Usage => "usage",
+            Exit::Unavailable => "unavailable",
+        }
+    }
+
+    /// What the user learns beyond the error itself: whether retrying may help.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            Exit::Ok | Exit::Denied => None,
+            Exit::Usage => Some("could not do it; retrying as is will not help"),
+            Exit::Unavailable => Some("could not do it; retrying may help"),
+        }
+    }
+
+    /// An error of this kind with `msg` (for [`Exit::Ok`] and [`Exit::Usage`]: a
+    /// usage error).
+    pub fn error(self, msg: impl Into<String>) -> anyhow::Error {
+        match self {
+            Exit::Denied => refuse(msg),
+            Exit::Unavailable => unavailable(msg),
+            Exit::Ok | Exit::Usage => fail(msg),
+        }
+    }
+
+    /// The kind of a failed HTTP answer from a Cairn service (VMM, gateway admin): a
+    /// denial or conflict is "no", a server error or an overloaded service may pass, the
+    /// rest (bad request, unknown name, missing token, too large) is the input's fault.
+    pub fn of_status(status: u16) -> Exit {
+        match status {
+            403 | 409 => Exit::Denied,
+            408 | 429 | 500..=599 => Exit::Unavailable,
+            _ => Exit::Usage,
+        }
     }
 }
 
-impl std::error::Error for UsageError {}
+/// Error types that are one message, told apart by their type (their exit code).
+macro_rules! message_errors {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name(pub String);
 
-/// A refusal (exit 1) that is not a chain error: a proposal in the wrong state, no voting
-/// power. The message names what to do.
-#[derive(Debug)]
-pub struct Refused(pub String);
+            impl std::fmt::Display for $name {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str(&self.0)
+                }
+            }
 
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+            impl std::error::Error for $name {}
+        )*
+    };
 }
 
-impl std::error::Error for Refused {}
-
-/// Findings (exit 1) of a command that has already printed its answer (with `--json`,
-/// its one JSON object): `main` prints the message on stderr only.
-#[derive(Debug)]
-pub struct Findings(pub String);
-
-impl std::fmt::Display for Findings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+message_errors! {
+    /// A usage or configuration error (exit 2) with a message naming what to fix.
+    UsageError;
+    /// A refusal (exit 1) that is not a chain error: a proposal in the wrong state, no voting
+    /// power. The message names what to do.
+    Refused;
+    /// Findings (exit 1) of a command that has already printed its answer (with `--json`,
+    /// its one JSON object): `main` prints the message on stderr only.
+    Findings;
+    /// Something this run depends on is unreachable or too slow (exit 2, retrying may help).
+    Unavailable;
 }
-
-impl std::error::Error for Findings {}
 
 /// A [`Refused`] as an `anyhow::Error`.
 pub fn refuse(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
-
-/// Something this run depends on is unreachable (exit 3).
-#[derive(Debug)]
-pub struct Unavailable(pub String);
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unavailable {}
 
 /// An [`Unavailable`] as an `anyhow::Error`.
 pub fn unavailable(msg: impl Into<String>) -> anyhow::Error {
@@ -121,6 +158,17 @@ pub fn exit_code_of(e: &anyhow::Error) -> Exit {
                 Exit::Unavailable
             } else {
                 Exit::Denied
+            };
+        }
+        if let Some(c) = cause.downcast_ref::<cairn_vmm::ClientError>() {
+            use cairn_vmm::ClientError as E;
+            return match c {
+                E::Endpoint(_) => Exit::Usage,
+                E::Connect { .. } | E::Http(_) | E::Timeout(_) | E::Decode { .. } => {
+                    Exit::Unavailable
+                }
+                E::Api { status, .. } => Exit::of_status(status.as_u16()),
+                _ => Exit::Usage,
             };
         }
     }
@@ -226,5 +274,46 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.0.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_kind_has_one_of_three_codes() {
+        assert_eq!(Exit::Ok.code(), 0);
+        assert_eq!(Exit::Denied.code(), 1);
+        assert_eq!(Exit::Usage.code(), 2);
+        assert_eq!(Exit::Unavailable.code(), 2);
+        assert_eq!(exit_code_of(&fail("no --rpc-url")), Exit::Usage);
+        assert_eq!(exit_code_of(&refuse("not the owner")), Exit::Denied);
+        assert_eq!(exit_code_of(&unavailable("the chain")), Exit::Unavailable);
+        // The innermost kind wins even under added context.
+        let e = unavailable("the chain").context("app status");
+        assert_eq!(exit_code_of(&e), Exit::Unavailable);
+        assert!(Exit::Unavailable
+            .hint()
+            .unwrap()
+            .contains("retrying may help"));
+        assert!(Exit::Usage.hint().unwrap().contains("will not help"));
+    }
+
+    #[test]
+    fn vmm_and_gateway_answers_are_classified_by_status() {
+        assert_eq!(Exit::of_status(403), Exit::Denied);
+        assert_eq!(Exit::of_status(409), Exit::Denied);
+        for s in [400, 401, 404, 413, 415] {
+            assert_eq!(Exit::of_status(s), Exit::Usage, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503] {
+            assert_eq!(Exit::of_status(s), Exit::Unavailable, "{s}");
+        }
+        use cairn_vmm::ClientError as E;
+        let e = anyhow::Error::new(E::Timeout(Duration::from_secs(1)));
+        assert_eq!(exit_code_of(&e), Exit::Unavailable);
+        let e = anyhow::Error::new(E::Endpoint("ftp://x".into()));
+        assert_eq!(exit_code_of(&e), Exit::Usage);
     }
 }

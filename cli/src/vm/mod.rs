@@ -26,6 +26,8 @@ use cairn_protocol::vmm::{
 use cairn_vmm::{ClientError, Endpoint, VmmClient};
 use clap::{Args, Subcommand};
 
+use crate::common::{refuse, unavailable};
+
 /// Default VMM endpoint.
 const DEFAULT_VMM: &str = "unix:/run/cairn-vmm.sock";
 /// How often `upgrade --wait` looks at the CVM.
@@ -307,7 +309,10 @@ async fn upgrade(client: &VmmClient, u: UpgradeArgs, json: bool) -> anyhow::Resu
     let mut last = String::new();
     loop {
         let Some(status) = info.upgrade.clone() else {
-            bail!("the VMM dropped the upgrade of {}", info.id);
+            return Err(unavailable(format!(
+                "the VMM dropped the upgrade of {}",
+                info.id
+            )));
         };
         let line = format!("{}: {}", state_name(status.state), status.detail);
         if line != last {
@@ -324,12 +329,13 @@ async fn upgrade(client: &VmmClient, u: UpgradeArgs, json: bool) -> anyhow::Resu
                 if json {
                     print_json(&info)?;
                 }
-                bail!(
+                // The chain did not allow it (in time), or applying it failed: "no".
+                return Err(refuse(format!(
                     "upgrade of {} {}: {}",
                     info.name,
                     state_name(status.state),
                     status.detail
-                );
+                )));
             }
             UpgradeState::WaitingForApproval | UpgradeState::Applying => {}
         }

@@ -8,6 +8,7 @@ mod chain;
 mod dao;
 mod devnet;
 mod env;
+mod exit_codes;
 mod gateway;
 mod kms;
 mod plumbing;

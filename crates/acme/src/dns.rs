@@ -51,14 +51,7 @@ pub(crate) fn check_host(host: &str) -> Result<(), DnsError> {
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(DnsError::Invalid {
-            what: "host",
-            value: truncated(host),
-        })
-    }
+    valid_if(ok, "host", host)
 }
 
 /// A TXT value: printable ASCII without quotes or backslashes, at most 255 bytes.
@@ -68,11 +61,16 @@ pub(crate) fn check_value(value: &str) -> Result<(), DnsError> {
         && value
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    valid_if(ok, "value", value)
+}
+
+/// `Ok` when `ok`, else [`DnsError::Invalid`] naming `what` with (a prefix of) `value`.
+fn valid_if(ok: bool, what: &'static str, value: &str) -> Result<(), DnsError> {
     if ok {
         Ok(())
     } else {
         Err(DnsError::Invalid {
-            what: "value",
+            what,
             value: truncated(value),
         })
     }

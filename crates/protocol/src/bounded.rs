@@ -1,4 +1,5 @@
-//! Serde helpers for size-capped text fields (`#[serde(with = "bounded::Str::<MAX>")]`).
+//! Serde helpers for size-capped text fields (`#[serde(with = "bounded::Str::<MAX>")]`),
+//! and [`json`]: a JSON document parsed only when it is small enough.
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
@@ -87,4 +88,21 @@ impl<const ITEMS: usize, const MAX: usize> StrList<ITEMS, MAX> {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         d.deserialize_seq(ListVisitor::<ITEMS, MAX>(PhantomData))
     }
+}
+
+/// Parses the JSON document `bytes` when it is at most `max` bytes (checked first):
+/// `too_large(len, max)` otherwise, `malformed(reason)` when it is not a `T`.
+pub(crate) fn json<T, E>(
+    bytes: &[u8],
+    max: usize,
+    too_large: impl FnOnce(usize, usize) -> E,
+    malformed: impl FnOnce(String) -> E,
+) -> Result<T, E>
+where
+    T: serde::de::DeserializeOwned,
+{
+    if bytes.len() > max {
+        return Err(too_large(bytes.len(), max));
+    }
+    serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bounded;
 use crate::env::is_valid_env_name;
 
 /// Largest `app-compose.json` accepted, in bytes.
@@ -266,14 +267,9 @@ pub fn is_valid_app_name(name: &str) -> bool {
 impl AppCompose {
     /// Parse and validate the file bytes (size first, then JSON, then [`Self::validate`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, ComposeError> {
-        if bytes.len() > MAX_APP_COMPOSE_LEN {
-            return Err(ComposeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_APP_COMPOSE_LEN,
-            });
-        }
+        let too_big = |len, max| ComposeError::TooLarge { len, max };
         let compose: AppCompose =
-            serde_json::from_slice(bytes).map_err(|e| ComposeError::Json(e.to_string()))?;
+            bounded::json(bytes, MAX_APP_COMPOSE_LEN, too_big, ComposeError::Json)?;
         compose.validate()?;
         Ok(compose)
     }

@@ -35,6 +35,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::api::EnvPubkeyResponse;
+use crate::bounded;
 use crate::error::{Error, Result};
 
 /// Magic prefix of Cairn's env blob format.
@@ -129,14 +130,8 @@ impl EnvVars {
 
     /// Parse and validate the plaintext JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > MAX_ENCRYPTED_ENV_LEN {
-            return Err(Error::EnvTooLarge {
-                len: bytes.len(),
-                max: MAX_ENCRYPTED_ENV_LEN,
-            });
-        }
-        let vars: EnvVars =
-            serde_json::from_slice(bytes).map_err(|e| Error::EnvJson(e.to_string()))?;
+        let too_big = |len, max| Error::EnvTooLarge { len, max };
+        let vars: EnvVars = bounded::json(bytes, MAX_ENCRYPTED_ENV_LEN, too_big, Error::EnvJson)?;
         vars.validate()?;
         Ok(vars)
     }
@@ -193,15 +188,31 @@ pub fn encrypt(
     app_id: &[u8; 20],
     vars: &EnvVars,
 ) -> Result<Vec<u8>> {
+    let (ephemeral, nonce) = fresh();
+    encrypt_with(ephemeral, nonce, recipient_pk, app_id, vars)
+}
+
+/// What both formats seal: the validated plaintext, the ephemeral public key, and the
+/// X25519 secret shared with the recipient.
+type Sealing = (Zeroizing<Vec<u8>>, [u8; X25519_LEN], Zeroizing<[u8; 32]>);
+
+fn sealing(
+    ephemeral: &StaticSecret,
+    recipient_pk: &[u8; X25519_LEN],
+    vars: &EnvVars,
+) -> Result<Sealing> {
+    vars.validate()?;
+    let plaintext = vars.to_json()?;
+    let eph_pk = PublicKey::from(ephemeral).to_bytes();
+    let shared = shared_secret(ephemeral, recipient_pk)?;
+    Ok((plaintext, eph_pk, shared))
+}
+
+/// A fresh ephemeral secret and nonce, both from the OS.
+fn fresh() -> (StaticSecret, [u8; NONCE_LEN]) {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    encrypt_with(
-        StaticSecret::random_from_rng(OsRng),
-        nonce,
-        recipient_pk,
-        app_id,
-        vars,
-    )
+    (StaticSecret::random_from_rng(OsRng), nonce)
 }
 
 /// Encrypt with a caller-chosen ephemeral secret and nonce (for test vectors).
@@ -214,10 +225,7 @@ pub fn encrypt_with(
     app_id: &[u8; 20],
     vars: &EnvVars,
 ) -> Result<Vec<u8>> {
-    vars.validate()?;
-    let plaintext = vars.to_json()?;
-    let eph_pk = PublicKey::from(&ephemeral).to_bytes();
-    let shared = shared_secret(&ephemeral, recipient_pk)?;
+    let (plaintext, eph_pk, shared) = sealing(&ephemeral, recipient_pk, vars)?;
     let key = cairn_key(&shared, &eph_pk, recipient_pk);
     let cipher = Aes256Gcm::new_from_slice(&key[..]).map_err(|_| Error::EnvDecrypt)?;
     let ct = cipher
@@ -311,14 +319,8 @@ pub fn encrypt_env_for_app(
 /// Encrypt in dstack's legacy format with a fresh ephemeral key and nonce (for guests
 /// that only read it; prefer [`encrypt`]).
 pub fn encrypt_legacy(recipient_pk: &[u8; X25519_LEN], vars: &EnvVars) -> Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
-    encrypt_legacy_with(
-        StaticSecret::random_from_rng(OsRng),
-        nonce,
-        recipient_pk,
-        vars,
-    )
+    let (ephemeral, nonce) = fresh();
+    encrypt_legacy_with(ephemeral, nonce, recipient_pk, vars)
 }
 
 /// Encrypt in dstack's legacy format (for compatibility tests; prefer [`encrypt`]).
@@ -328,10 +330,7 @@ pub fn encrypt_legacy_with(
     recipient_pk: &[u8; X25519_LEN],
     vars: &EnvVars,
 ) -> Result<Vec<u8>> {
-    vars.validate()?;
-    let plaintext = vars.to_json()?;
-    let eph_pk = PublicKey::from(&ephemeral).to_bytes();
-    let shared = shared_secret(&ephemeral, recipient_pk)?;
+    let (plaintext, eph_pk, shared) = sealing(&ephemeral, recipient_pk, vars)?;
     let cipher = Aes256Gcm::new_from_slice(&shared[..]).map_err(|_| Error::EnvDecrypt)?;
     let ct = cipher
         .encrypt(&Nonce::from(nonce), plaintext.as_slice())

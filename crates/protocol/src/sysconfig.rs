@@ -143,21 +143,25 @@ impl ChainSection {
     }
 }
 
+/// The shared-disk file `file` parsed, size first.
+fn share_file<T: serde::de::DeserializeOwned>(
+    file: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, ShareFileError> {
+    crate::bounded::json(
+        bytes,
+        max,
+        |len, max| ShareFileError::TooLarge { file, len, max },
+        |reason| ShareFileError::Json { file, reason },
+    )
+}
+
 impl SysConfig {
     /// Parse and validate (size first).
     pub fn parse(bytes: &[u8]) -> Result<Self, ShareFileError> {
         const FILE: &str = "sys-config.json";
-        if bytes.len() > MAX_SYS_CONFIG_LEN {
-            return Err(ShareFileError::TooLarge {
-                file: FILE,
-                len: bytes.len(),
-                max: MAX_SYS_CONFIG_LEN,
-            });
-        }
-        let c: SysConfig = serde_json::from_slice(bytes).map_err(|e| ShareFileError::Json {
-            file: FILE,
-            reason: e.to_string(),
-        })?;
+        let c: SysConfig = share_file(FILE, bytes, MAX_SYS_CONFIG_LEN)?;
         check_urls(&c.kms_urls, "kms_urls")?;
         check_urls(&c.gateway_urls, "gateway_urls")?;
         if let Some(p) = &c.pccs_url {
@@ -253,19 +257,7 @@ fn decode_hex(s: &str, field: &'static str, max: usize) -> Result<Vec<u8>, Share
 impl InstanceInfo {
     /// Parse (size first); hex fields are checked by the accessors.
     pub fn parse(bytes: &[u8]) -> Result<Self, ShareFileError> {
-        const FILE: &str = ".instance-info";
-        if bytes.len() > MAX_INSTANCE_INFO_LEN {
-            return Err(ShareFileError::TooLarge {
-                file: FILE,
-                len: bytes.len(),
-                max: MAX_INSTANCE_INFO_LEN,
-            });
-        }
-        let info: InstanceInfo =
-            serde_json::from_slice(bytes).map_err(|e| ShareFileError::Json {
-                file: FILE,
-                reason: e.to_string(),
-            })?;
+        let info: InstanceInfo = share_file(".instance-info", bytes, MAX_INSTANCE_INFO_LEN)?;
         info.seed()?;
         info.app_id()?;
         Ok(info)

@@ -173,17 +173,11 @@ pub fn verify_inclusion(
         if sn == 0 {
             return Err(InclusionError::RootMismatch);
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
+        r = if sibling_on_left(&mut fn_, &mut sn) {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
+            node_hash(&r, p)
+        };
     }
     if sn != 0 || r != *root {
         return Err(InclusionError::RootMismatch);
@@ -264,18 +258,12 @@ pub fn verify_consistency(
         if sn == 0 {
             return Err(ConsistencyError::NewRootMismatch);
         }
-        if fn_ & 1 == 1 || fn_ == sn {
+        if sibling_on_left(&mut fn_, &mut sn) {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
     }
     if fr != *old_root {
         return Err(ConsistencyError::OldRootMismatch);
@@ -284,6 +272,21 @@ pub fn verify_consistency(
         return Err(ConsistencyError::NewRootMismatch);
     }
     Ok(())
+}
+
+/// One step of RFC 9162's proof walk (§2.1.3.2, §2.1.4.2): whether the next proof hash
+/// is the left sibling, with `fn_` and `sn` moved up to the next level.
+fn sibling_on_left(fn_: &mut u64, sn: &mut u64) -> bool {
+    let left = *fn_ & 1 == 1 || *fn_ == *sn;
+    if left {
+        while *fn_ & 1 == 0 && *fn_ != 0 {
+            *fn_ >>= 1;
+            *sn >>= 1;
+        }
+    }
+    *fn_ >>= 1;
+    *sn >>= 1;
+    left
 }
 
 #[cfg(test)]

@@ -244,7 +244,16 @@ impl NodeAudit {
                     cp.size
                 ),
             });
-            return here;
+            if cp.size < here {
+                // The stream already read past it: those entries were audited.
+                return here;
+            }
+            // A rollback: the entries the node still serves are audited all the same
+            // (their inclusion in the served checkpoint and in the anchors up to its
+            // size, each release against the chain). Anchors above it stay unmet.
+            let at = self.pending.partition_point(|c| c.size <= cp.size);
+            self.pending.insert(at, cp);
+            return cp.size;
         }
         // Every pending anchor is at most `floor`, so the checkpoint goes last.
         self.pending.push_back(cp);

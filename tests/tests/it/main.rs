@@ -7,6 +7,7 @@
 mod acme;
 mod audit;
 mod audit_policy;
+mod audit_rollback;
 mod boot;
 mod cluster;
 mod docker_compose;
