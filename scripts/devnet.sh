@@ -317,7 +317,7 @@ register_app() { # <compose hash> <log> [more `cairn app deploy` args]: register
   local hash=$1 log=$2
   shift 2
   CAIRN_PRIVATE_KEY=$deployer_key "$cairn_bin" --json app deploy --compose-hash "$hash" "$@" \
-    --rpc-url "$rpc" --chain-id "$chain_id" --kms-auth "$kms_auth" >"$2" 2>&1 ||
+    --rpc-url "$rpc" --chain-id "$chain_id" --kms-auth "$kms_auth" >"$log" 2>&1 ||
     { cat "$log" >&2; die "app registration failed"; }
   json_field "$log" app_id
 }
