@@ -59,7 +59,9 @@ pub(crate) use checked::{Checked, Policy};
 pub(crate) use issue::own_cert;
 pub use issue::{LEAF_VALIDITY, MAX_CSR_ALT_NAMES};
 use keyring::Keyring;
-pub(crate) use keyring::{certified_key, run as sync_task, CurrentCert};
+#[cfg(feature = "test-utils")]
+pub(crate) use keyring::certified_key;
+pub(crate) use keyring::{run as sync_task, CurrentCert};
 
 /// Sub-directory of the data directory holding the secret store.
 pub const SECRETS_DIR: &str = "secrets";
