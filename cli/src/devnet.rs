@@ -230,11 +230,11 @@ fn script_path(root: Option<&Path>) -> anyhow::Result<PathBuf> {
 async fn up(dir: &Path, args: &UpArgs, json: bool) -> anyhow::Result<u8> {
     if let Some(state) = read_state(dir)? {
         if process_matches(state.script_pid, "devnet.sh") {
-            bail!(
+            return Err(crate::common::refuse(format!(
                 "a devnet already runs from {} (pid {}): `cairn devnet down` first",
                 dir.display(),
                 state.script_pid
-            );
+            )));
         }
         // A stale file from a devnet killed without its cleanup.
         std::fs::remove_file(dir.join("state.json")).context("removing the stale state")?;

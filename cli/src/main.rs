@@ -85,9 +85,9 @@ async fn main() -> std::process::ExitCode {
             args.json = json;
             return match devnet::run(*args).await {
                 Ok(code) => std::process::ExitCode::from(code),
-                // `devnet` does not say the kind of its errors yet: "already runs" is a
-                // refusal (1), so every failure stays 1 (docs/cli.md).
-                Err(e) => report(&e, Exit::Denied),
+                // "Already runs" is a refusal (1); a devnet that did not come up, a
+                // missing script or tree could not be done (2).
+                Err(e) => report(&e, exit_code_of(&e)),
             };
         }
         Group::Audit(mut args) => {

@@ -58,9 +58,9 @@ use crate::store::{Identity, NodeKey, SecretStore};
 pub(crate) use checked::{Checked, Policy};
 pub(crate) use issue::own_cert;
 pub use issue::{LEAF_VALIDITY, MAX_CSR_ALT_NAMES};
-use keyring::Keyring;
 #[cfg(feature = "test-utils")]
 pub(crate) use keyring::certified_key;
+use keyring::Keyring;
 pub(crate) use keyring::{run as sync_task, CurrentCert};
 
 /// Sub-directory of the data directory holding the secret store.
