@@ -24,9 +24,11 @@ pub const SLED_LOCK_WAIT: Duration = Duration::from_secs(2);
 ///
 /// A log is appended once and read mostly near its end (new entries, recent proofs), so
 /// a small cache costs little: a cold read of an old entry goes to the file. With the
-/// default, a node's RSS grew by the volume it appended (20 → 180 MB in the 10-minute
-/// soak) until the 1 GiB cap; with this bound it levels off (docs/benchmarks.md).
-pub const SLED_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// default, a node's RSS grew with the volume it appended (20 → 185 MB in the 10-minute
+/// soak): heaptrack shows sled's cached entry values (`IVec`s) as the part that grows,
+/// next to a fixed ~21 MB of sled's own metrics. With this bound the cache levels off
+/// (docs/benchmarks.md "KMS cluster soak").
+pub const SLED_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// The file sled locks inside its directory.
 pub(crate) const SLED_DATA_FILE: &str = "db";
