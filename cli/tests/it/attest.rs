@@ -11,10 +11,7 @@ use crate::chain::cairn;
 async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x51, "attest");
-    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    net.mine(CONFIRMATIONS).await;
+    let (app, cvm) = net.allowed_cvm(&kms, 0x51, "attest").await;
     let booted = cvm.boot().await.unwrap();
     let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
     let rd = "ab".repeat(64);

@@ -3,7 +3,7 @@
 //! the findings named, `--follow` printing each once), an unreachable chain and a
 //! registered node no URL serves (exit 2).
 
-use cairn_e2e::{Cvm, Devnet, CONFIRMATIONS};
+use cairn_e2e::{Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
 use serde_json::Value;
 use std::time::Duration;
@@ -57,14 +57,7 @@ async fn audit_json(args: &[String]) -> (i32, Value) {
 async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvms: Vec<Cvm> = (0..2u8)
-        .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x60 + i, "v1"))
-        .collect();
-    for cvm in &cvms {
-        app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    }
-    net.mine(CONFIRMATIONS).await;
+    let (app, cvms) = net.allowed_cvms(&kms, 0x60..0x60 + 2, "v1").await;
     for cvm in &cvms {
         cvm.boot().await.unwrap();
     }

@@ -4,41 +4,17 @@
 //! before anything is sent.
 
 use cairn_e2e::*;
-use cairn_guest::Error;
-use cairn_kms_client::Error as KmsError;
-use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::GovernanceParams;
+use cairn_onchain::alloy::primitives::B256;
 
 use crate::chain::{cairn, key_hex, nonce};
-
-fn denial_code(err: &Error) -> Option<(u16, String)> {
-    match err {
-        Error::AllKmsFailed(v) => match &v.first()?.1 {
-            KmsError::Status { status, code, .. } => Some((*status, code.clone())),
-            _ => None,
-        },
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old_is_refused() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (_, dao) = net.deploy_dao().await;
     dao.delegate(net.owner).await.unwrap();
-    let v1 = Cvm::new(&kms.url(), Address::ZERO, 0x21, "v1");
-    let app = net
-        .deploy_app(dao.timelock(), Some(v1.compose.as_bytes()))
-        .await;
-    v1.set_app_id(app.app_id());
-    let v2 = Cvm::new(&kms.url(), app.app_id(), 0x21, "v2");
+    let (app, v1, v2) = net.app_v1_v2(&kms, dao.timelock(), 0x21).await;
     let (h1, h2) = (v1.compose_hash().to_string(), v2.compose_hash().to_string());
     let _v1_running = v1.boot().await.unwrap();
     let err = v2.boot().await.unwrap_err();

@@ -44,13 +44,7 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
     let urls = cluster.urls();
 
     // The DAO's timelock owns KmsAuth (Ownable2Step: the DAO accepts by vote).
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (params, dao) = net.deploy_dao().await;
     dao.delegate(net.owner).await.unwrap();
     net.mine(1).await;
     net.client.transfer_ownership(dao.timelock()).await.unwrap();
