@@ -530,6 +530,16 @@ pub fn denial_code(err: &cairn_guest::Error) -> Option<(u16, String)> {
     }
 }
 
+/// Asserts that a boot failed because the KMS refused it (403) by the compose-hash check.
+#[track_caller]
+pub fn assert_compose_hash_denied(err: &cairn_guest::Error) {
+    assert_eq!(
+        denial_code(err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+}
+
 /// Asserts that an audit report's findings (`report.findings`, a `Vec<Finding>`) match a
 /// slice pattern (with an optional guard), printing them when they do not.
 #[macro_export]

@@ -21,6 +21,16 @@ use tokio::task::JoinHandle;
 
 use crate::{kms_client, Devnet, Kms, CONFIRMATIONS, DEADLINE, PKI_SEED};
 
+/// A scenario's devnet with a KMS, an app of the owner deployed with `compose` allowed,
+/// and a VMM with the default images.
+pub async fn vmm_world(compose: &str) -> (Devnet, Kms, cairn_onchain::AppAuthClient, VmmNode) {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    (net, kms, app, vmm)
+}
+
 /// An env of one variable: `API_KEY` = `value`.
 pub fn api_key_env(value: &str) -> EnvVars {
     EnvVars::new(vec![EnvVar {

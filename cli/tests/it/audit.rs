@@ -9,25 +9,15 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+use crate::chain::{hermetic_cairn, run_to_end};
+
 /// Run `cairn audit <args…>` hermetically: (exit code, stdout, stderr).
 async fn audit(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("audit")
-        .args(args)
-        .env_remove("CAIRN_RPC_URL")
-        .env_remove("CAIRN_CHAIN_ID")
-        .env_remove("CAIRN_KMS_AUTH")
-        .env_remove("CAIRN_KMS_URL")
-        .env_remove("CAIRN_KMS_TRUST")
-        .env_remove("CAIRN_PCCS_URL")
-        .env_remove("CAIRN_SIM_PKI_SEED")
-        .output()
-        .await
-        .expect("run cairn");
+    let (status, stdout, stderr) = run_to_end(hermetic_cairn().arg("audit").args(args)).await;
     (
-        out.status.code().expect("cairn exited by a signal"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().expect("cairn exited by a signal"),
+        stdout,
+        stderr,
     )
 }
 
@@ -130,9 +120,8 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let mut follow_args: Vec<&str> = vec!["audit"];
     follow_args.extend(args.iter().map(String::as_str));
     follow_args.extend(["--follow", "--interval", "1", "--json"]);
-    let mut monitor = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut monitor = hermetic_cairn()
         .args(&follow_args)
-        .env_remove("CAIRN_KMS_URL")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

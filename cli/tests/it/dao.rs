@@ -18,11 +18,7 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     let (h1, h2) = (v1.compose_hash().to_string(), v2.compose_hash().to_string());
     let _v1_running = v1.boot().await.unwrap();
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
 
     let dir = tempfile::tempdir().unwrap();
     let key = key_hex(&net, 0);
@@ -38,10 +34,14 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         args.extend_from_slice(extra);
         args
     };
+    // A step as the owner, which must succeed; its JSON.
+    let run_step = async |s: &'static str, extra: &'static [&'static str]| {
+        cairn(&net, dir.path(), &env, &step(s, extra))
+            .await
+            .ok_json()
+    };
 
-    let proposed = cairn(&net, dir.path(), &env, &step("propose", &[]))
-        .await
-        .ok_json();
+    let proposed = run_step("propose", &[]).await;
     assert_eq!(proposed["state"], "Pending");
     let id = proposed["proposal_id"].as_str().unwrap().to_owned();
 
@@ -78,22 +78,13 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         "nothing sent by the voter without votes"
     );
 
-    let voted = cairn(&net, dir.path(), &env, &step("vote", &["--wait", "--mine"]))
-        .await
-        .ok_json();
+    let voted = run_step("vote", &["--wait", "--mine"]).await;
     assert_eq!(voted["proposal_id"], id);
     assert_eq!(voted["state"], "Active");
     assert_ne!(voted["votes_for"], "0");
     assert!(voted["tx_hash"].is_string());
 
-    let queued = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &step("queue", &["--wait", "--mine"]),
-    )
-    .await
-    .ok_json();
+    let queued = run_step("queue", &["--wait", "--mine"]).await;
     assert_eq!(queued["state"], "Queued");
     let eta = queued["eta"].as_u64().unwrap();
     assert!(eta > queued["head_timestamp"].as_u64().unwrap());
@@ -101,24 +92,11 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     // Queued is not executed: v2 is still refused.
     net.mine(CONFIRMATIONS).await;
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
 
-    let executed = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &step("execute", &["--wait", "--mine"]),
-    )
-    .await
-    .ok_json();
+    let executed = run_step("execute", &["--wait", "--mine"]).await;
     assert_eq!(executed["state"], "Executed");
-    let status = cairn(&net, dir.path(), &env, &step("status", &[]))
-        .await
-        .ok_json();
+    let status = run_step("status", &[]).await;
     assert_eq!(status["state"], "Executed");
     let text = cairn(
         &net,
@@ -151,10 +129,6 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     let v1_again = Cvm::with_compose(&kms.url(), app.app_id(), 0x22, v1.compose.clone());
     assert_eq!(v1_again.compose_hash(), v1.compose_hash());
     let err = v1_again.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     kms.stop().await;
 }

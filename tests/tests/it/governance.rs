@@ -18,11 +18,7 @@ async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
 
     // v2 is refused until the DAO's vote executes.
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     dao.delegate(net.owner).await.unwrap();
     net.mine(1).await;
 
@@ -37,11 +33,7 @@ async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
 
     // Queued is not executed: still refused.
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     assert!(!v2.app_out().exists());
 
     net.increase_time(params.timelock_delay_secs + 1).await;

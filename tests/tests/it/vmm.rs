@@ -45,17 +45,6 @@ fn api_err(e: ClientError) -> (StatusCode, String, String) {
     }
 }
 
-/// A KMS, an app deployed with `sleeper_compose("v1")` (returned) allowed, and a VMM
-/// with the default images.
-async fn sleeper_world() -> (Devnet, Kms, String, cairn_onchain::AppAuthClient, VmmNode) {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let compose = sleeper_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
-    let vmm = VmmNode::start(&net, &kms, "").await;
-    (net, kms, compose, app, vmm)
-}
-
 fn cvm_dirs(vmm: &VmmNode) -> usize {
     std::fs::read_dir(vmm.state_dir().join("cvms"))
         .map(|d| d.count())
@@ -64,12 +53,9 @@ fn cvm_dirs(vmm: &VmmNode) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_mapped_port() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = web_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let (net, kms, app, vmm) = vmm_world(&compose).await;
     let app_id = app.app_id();
-    let vmm = VmmNode::start(&net, &kms, "").await;
     let c = vmm.client();
 
     // The client encrypts the env for the app's KMS key, checked against the chain
@@ -369,7 +355,8 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vmm_restart_keeps_running_cvms_without_duplicates_and_reports_one_that_died() {
-    let (_net, kms, compose, app, mut vmm) = sleeper_world().await;
+    let compose = sleeper_compose("v1");
+    let (_net, kms, app, mut vmm) = vmm_world(&compose).await;
     let c = vmm.client();
     let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
@@ -447,7 +434,8 @@ async fn a_vmm_restart_keeps_running_cvms_without_duplicates_and_reports_one_tha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop() {
-    let (_net, kms, compose, app, vmm) = sleeper_world().await;
+    let compose = sleeper_compose("v1");
+    let (_net, kms, app, vmm) = vmm_world(&compose).await;
     let c = vmm.client();
     let id = c
         .create(&create("sleeper", app.app_id(), &compose, &[9000]))
