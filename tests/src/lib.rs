@@ -32,6 +32,8 @@
 //! - [`chain_root_k256`] — the root key registered on chain, what deploy-time env
 //!   encryption (`cairn_protocol::env::encrypt_env_for_app`) checks the KMS's signed env
 //!   key (`KmsConnection::env_pubkey`) against.
+//! - [`denial_code`] — the KMS's status and code behind a refused boot;
+//!   [`assert_findings!`] — an audit report's findings match a pattern.
 //! - [`Agent`] — the guest agent served on a unix socket, and a client for it.
 //! - [`gateway`] — gateway scenarios: the gateway app and its CVM, in-process gateway
 //!   nodes, app CVMs running `cairn-echo-app` (`src/bin/`), clients through the gateway.
@@ -180,6 +182,86 @@ impl Devnet {
         let opts = self.kms_options(stopped.dir.path(), stopped.host_seed);
         self.serve_kms(opts, stopped.dir, stopped.host_seed, stopped.addr.port())
             .await
+    }
+
+    /// An app of the owner with one CVM of [`app_compose`] `tag` per host seed pointed at
+    /// `kms`, each CVM's compose hash allowed and mined past the confirmations.
+    pub async fn allowed_cvms(
+        &self,
+        kms: &Kms,
+        host_seeds: impl IntoIterator<Item = u8>,
+        tag: &str,
+    ) -> (cairn_onchain::AppAuthClient, Vec<Cvm>) {
+        let app = self.deploy_app(self.owner, None).await;
+        let cvms: Vec<Cvm> = host_seeds
+            .into_iter()
+            .map(|seed| Cvm::new(&kms.url(), app.app_id(), seed, tag))
+            .collect();
+        for cvm in &cvms {
+            app.add_compose_hash(cvm.compose_hash())
+                .await
+                .expect("add compose hash");
+        }
+        self.mine(CONFIRMATIONS).await;
+        (app, cvms)
+    }
+
+    /// [`Devnet::allowed_cvms`] with one CVM.
+    pub async fn allowed_cvm(
+        &self,
+        kms: &Kms,
+        host_seed: u8,
+        tag: &str,
+    ) -> (cairn_onchain::AppAuthClient, Cvm) {
+        let (app, mut cvms) = self.allowed_cvms(kms, [host_seed], tag).await;
+        let cvm = cvms.pop().expect("one CVM");
+        (app, cvm)
+    }
+
+    /// [`Devnet::allowed_cvms`] of `"v1"`, each CVM booted once (the boots are dropped:
+    /// their releases are logged).
+    pub async fn booted_app(
+        &self,
+        kms: &Kms,
+        host_seeds: impl IntoIterator<Item = u8>,
+    ) -> (cairn_onchain::AppAuthClient, Vec<Cvm>) {
+        let (app, cvms) = self.allowed_cvms(kms, host_seeds, "v1").await;
+        for cvm in &cvms {
+            cvm.boot().await.expect("boot an allowed CVM");
+        }
+        (app, cvms)
+    }
+
+    /// An app owned by `owner` (an address or a DAO's timelock) deployed with its first
+    /// version allowed, and two CVMs of it on host `host_seed` pointed at `kms`: `v1`
+    /// (allowed) and `v2` (another compose hash, not allowed).
+    pub async fn app_v1_v2(
+        &self,
+        kms: &Kms,
+        owner: Address,
+        host_seed: u8,
+    ) -> (cairn_onchain::AppAuthClient, Cvm, Cvm) {
+        let v1 = Cvm::new(&kms.url(), Address::ZERO, host_seed, "v1");
+        let app = self.deploy_app(owner, Some(v1.compose.as_bytes())).await;
+        v1.set_app_id(app.app_id());
+        let v2 = Cvm::new(&kms.url(), app.app_id(), host_seed, "v2");
+        (app, v1, v2)
+    }
+
+    /// Registers the root keys of another master secret as generation 2 and mines past
+    /// the confirmations: the chain then names a root the running KMS nodes do not hold.
+    pub async fn register_other_root(&self) {
+        let other = cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32]))
+            .expect("derive root keys");
+        self.client
+            .set_kms_root_keys(
+                2,
+                other.k256_public().to_vec().into(),
+                other.ca().spki_der().into(),
+            )
+            .await
+            .expect("set root keys");
+        self.mine(CONFIRMATIONS).await;
     }
 
     /// The cluster's secp256k1 root key as the chain holds it at the policy block (what a
@@ -434,6 +516,38 @@ pub async fn wait_for_file(path: &Path) -> Option<Vec<u8>> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The first KMS's refusal of a failed boot: its HTTP status and error code (`None` when
+/// the boot failed another way).
+pub fn denial_code(err: &cairn_guest::Error) -> Option<(u16, String)> {
+    match err {
+        cairn_guest::Error::AllKmsFailed(v) => match &v.first()?.1 {
+            cairn_kms_client::Error::Status { status, code, .. } => Some((*status, code.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Asserts that a boot failed because the KMS refused it (403) by the compose-hash check.
+#[track_caller]
+pub fn assert_compose_hash_denied(err: &cairn_guest::Error) {
+    assert_eq!(
+        denial_code(err),
+        Some((403, "denied.compose_hash".into())),
+        "{err}"
+    );
+}
+
+/// Asserts that an audit report's findings (`report.findings`, a `Vec<Finding>`) match a
+/// slice pattern (with an optional guard), printing them when they do not.
+#[macro_export]
+macro_rules! assert_findings {
+    ($report:expr, $($pattern:tt)+) => {{
+        let findings = &$report.findings;
+        assert!(matches!(findings.as_slice(), $($pattern)+), "{findings:?}");
+    }};
 }
 
 /// The guest agent served on a unix socket until dropped.

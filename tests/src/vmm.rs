@@ -11,13 +11,55 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use cairn_onchain::alloy::primitives::Address;
+use cairn_protocol::env::{EnvVar, EnvVars};
 use cairn_protocol::vmm::{CvmInfo, CvmState};
 use cairn_vmm::{Config, Endpoint, Listeners, VmmClient};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{Devnet, Kms, CONFIRMATIONS, DEADLINE, PKI_SEED};
+use crate::{kms_client, Devnet, Kms, CONFIRMATIONS, DEADLINE, PKI_SEED};
+
+/// A scenario's devnet with a KMS, an app of the owner deployed with `compose` allowed,
+/// and a VMM with the default images.
+pub async fn vmm_world(compose: &str) -> (Devnet, Kms, cairn_onchain::AppAuthClient, VmmNode) {
+    let net = Devnet::new().await;
+    let kms = net.start_kms().await;
+    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let vmm = VmmNode::start(&net, &kms, "").await;
+    (net, kms, app, vmm)
+}
+
+/// An env of one variable: `API_KEY` = `value`.
+pub fn api_key_env(value: &str) -> EnvVars {
+    EnvVars::new(vec![EnvVar {
+        key: "API_KEY".into(),
+        value: value.into(),
+    }])
+    .expect("a valid env")
+}
+
+/// The VMM client's deploy-time env encryption (`cairn_vmm::encrypt_env`) of `vars` for
+/// `app_id`, asking `kms` for the app's env key and checking it against `net`'s chain as
+/// of `now`.
+pub async fn encrypt_env(
+    net: &Devnet,
+    kms: &Kms,
+    app_id: Address,
+    vars: &EnvVars,
+    now: u64,
+) -> Result<Vec<u8>, cairn_vmm::EnvError> {
+    cairn_vmm::encrypt_env(
+        &kms_client(),
+        &kms.url(),
+        &net.client,
+        app_id.into_array(),
+        vars,
+        now,
+    )
+    .await
+}
 
 /// The `cairn-guest` binary the process backend runs: `$CAIRN_GUEST_BIN`, or built
 /// (once per test process) with the cargo that runs the tests.

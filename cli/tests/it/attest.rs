@@ -5,16 +5,13 @@
 
 use cairn_e2e::*;
 
-use crate::chain::cairn;
+use crate::chain::{cairn, Run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x51, "attest");
-    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    net.mine(CONFIRMATIONS).await;
+    let (app, cvm) = net.allowed_cvm(&kms, 0x51, "attest").await;
     let booted = cvm.boot().await.unwrap();
     let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
     let rd = "ab".repeat(64);
@@ -76,34 +73,15 @@ async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
         assert!(names.contains(&"compose-hash"), "{names:?}");
     }
     // Human output.
-    let text = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["attest", "verify", &quote_file, "--trust", "simulator"],
-    )
-    .await;
+    let text = attest_verify(&net, dir.path(), &quote_file, &[]).await;
     assert_eq!(text.code, 0, "{text:#?}");
     assert!(text.stdout.contains("verified (TCB UpToDate)"), "{text:#?}");
 
     // The Attest document bound to other report data: refused.
     let other = "cd".repeat(64);
-    cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "attest",
-            "verify",
-            &attest_file,
-            "--trust",
-            "simulator",
-            "--report-data",
-            &other,
-        ],
-    )
-    .await
-    .fails(1, "the evidence does not verify");
+    attest_verify(&net, dir.path(), &attest_file, &["--report-data", &other])
+        .await
+        .fails(1, "the evidence does not verify");
     // A tampered event log (another compose hash): the event no longer matches its digest.
     let mut tampered = quote.clone();
     let log = tampered["event_log"]
@@ -117,44 +95,27 @@ async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
     );
     tampered["event_log"] = serde_json::Value::String(log);
     let tampered_file = write("tampered.json", &tampered);
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["attest", "verify", &tampered_file, "--trust", "simulator"],
-    )
-    .await;
+    let r = attest_verify(&net, dir.path(), &tampered_file, &[]).await;
     r.fails(
         1,
         "(compose-hash): recorded digest does not match its payload",
     );
     // Another root.
     let seed = "11".repeat(32);
-    cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "attest",
-            "verify",
-            &quote_file,
-            "--trust",
-            "simulator",
-            "--sim-pki-seed",
-            &seed,
-        ],
-    )
-    .await
-    .fails(1, "the evidence does not verify");
+    attest_verify(&net, dir.path(), &quote_file, &["--sim-pki-seed", &seed])
+        .await
+        .fails(1, "the evidence does not verify");
     // Not evidence.
     let junk = write("junk.json", &serde_json::json!({"hello": 1}));
-    cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["attest", "verify", &junk, "--trust", "simulator"],
-    )
-    .await
-    .fails(2, "not a GetQuote or Attest response");
+    attest_verify(&net, dir.path(), &junk, &[])
+        .await
+        .fails(2, "not a GetQuote or Attest response");
     kms.stop().await;
+}
+
+/// `cairn attest verify FILE --trust simulator EXTRA…` with `net`'s chain, in `dir`.
+async fn attest_verify(net: &Devnet, dir: &std::path::Path, file: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["attest", "verify", file, "--trust", "simulator"];
+    args.extend_from_slice(extra);
+    cairn(net, dir, &[], &args).await
 }

@@ -3,31 +3,21 @@
 //! the findings named, `--follow` printing each once), an unreachable chain and a
 //! registered node no URL serves (exit 2).
 
-use cairn_e2e::{Cvm, Devnet, CONFIRMATIONS};
+use cairn_e2e::{Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+use crate::chain::{hermetic_cairn, run_to_end};
+
 /// Run `cairn audit <args…>` hermetically: (exit code, stdout, stderr).
 async fn audit(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("audit")
-        .args(args)
-        .env_remove("CAIRN_RPC_URL")
-        .env_remove("CAIRN_CHAIN_ID")
-        .env_remove("CAIRN_KMS_AUTH")
-        .env_remove("CAIRN_KMS_URL")
-        .env_remove("CAIRN_KMS_TRUST")
-        .env_remove("CAIRN_PCCS_URL")
-        .env_remove("CAIRN_SIM_PKI_SEED")
-        .output()
-        .await
-        .expect("run cairn");
+    let (status, stdout, stderr) = run_to_end(hermetic_cairn().arg("audit").args(args)).await;
     (
-        out.status.code().expect("cairn exited by a signal"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().expect("cairn exited by a signal"),
+        stdout,
+        stderr,
     )
 }
 
@@ -57,14 +47,7 @@ async fn audit_json(args: &[String]) -> (i32, Value) {
 async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvms: Vec<Cvm> = (0..2u8)
-        .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x60 + i, "v1"))
-        .collect();
-    for cvm in &cvms {
-        app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    }
-    net.mine(CONFIRMATIONS).await;
+    let (app, cvms) = net.allowed_cvms(&kms, 0x60..0x60 + 2, "v1").await;
     for cvm in &cvms {
         cvm.boot().await.unwrap();
     }
@@ -137,9 +120,8 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let mut follow_args: Vec<&str> = vec!["audit"];
     follow_args.extend(args.iter().map(String::as_str));
     follow_args.extend(["--follow", "--interval", "1", "--json"]);
-    let mut monitor = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut monitor = hermetic_cairn()
         .args(&follow_args)
-        .env_remove("CAIRN_KMS_URL")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

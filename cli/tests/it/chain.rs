@@ -29,8 +29,33 @@ const CAIRN_VARS: &[&str] = &[
     "CAIRN_PCCS_URL",
     "CAIRN_SIM_PKI_SEED",
     "CAIRN_VMM",
+    "CAIRN_VMM_TOKEN_FILE",
+    "CAIRN_GATEWAY_ADMIN",
+    "CAIRN_GATEWAY_ADMIN_TOKEN_FILE",
     "NO_COLOR",
 ];
+
+/// The `cairn` binary as a command with none of the variables it reads (hermetic:
+/// nothing from a developer's shell, e.g. a sourced devnet.env).
+pub fn hermetic_cairn() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for v in CAIRN_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// Runs `cmd` to its end: its exit status, stdout and stderr (lossy UTF-8).
+pub async fn run_to_end(
+    cmd: &mut tokio::process::Command,
+) -> (std::process::ExitStatus, String, String) {
+    let out = cmd.output().await.expect("run cairn");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 /// One run of `cairn`.
 #[derive(Debug)]
@@ -72,10 +97,7 @@ impl Run {
 /// Run `cairn args…` in `dir` with the chain of `net` configured by env (`CAIRN_RPC_URL`,
 /// `CAIRN_CHAIN_ID`, `CAIRN_KMS_AUTH`, `CAIRN_CONFIRMATIONS`) plus `envs`.
 pub async fn cairn(net: &Devnet, dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for v in CAIRN_VARS {
-        cmd.env_remove(v);
-    }
+    let mut cmd = hermetic_cairn();
     cmd.current_dir(dir)
         .env("CAIRN_RPC_URL", net.endpoint().as_str())
         .env("CAIRN_CHAIN_ID", net.chain_id().to_string())
@@ -85,11 +107,11 @@ pub async fn cairn(net: &Devnet, dir: &Path, envs: &[(&str, &str)], args: &[&str
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.args(args).output().await.expect("run cairn");
+    let (status, stdout, stderr) = run_to_end(cmd.args(args)).await;
     let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
     };
     transcript(args, &run);
     run

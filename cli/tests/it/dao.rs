@@ -4,49 +4,21 @@
 //! before anything is sent.
 
 use cairn_e2e::*;
-use cairn_guest::Error;
-use cairn_kms_client::Error as KmsError;
-use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::GovernanceParams;
+use cairn_onchain::alloy::primitives::B256;
 
 use crate::chain::{cairn, key_hex, nonce};
-
-fn denial_code(err: &Error) -> Option<(u16, String)> {
-    match err {
-        Error::AllKmsFailed(v) => match &v.first()?.1 {
-            KmsError::Status { status, code, .. } => Some((*status, code.clone())),
-            _ => None,
-        },
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old_is_refused() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (_, dao) = net.deploy_dao().await;
     dao.delegate(net.owner).await.unwrap();
-    let v1 = Cvm::new(&kms.url(), Address::ZERO, 0x21, "v1");
-    let app = net
-        .deploy_app(dao.timelock(), Some(v1.compose.as_bytes()))
-        .await;
-    v1.set_app_id(app.app_id());
-    let v2 = Cvm::new(&kms.url(), app.app_id(), 0x21, "v2");
+    let (app, v1, v2) = net.app_v1_v2(&kms, dao.timelock(), 0x21).await;
     let (h1, h2) = (v1.compose_hash().to_string(), v2.compose_hash().to_string());
     let _v1_running = v1.boot().await.unwrap();
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
 
     let dir = tempfile::tempdir().unwrap();
     let key = key_hex(&net, 0);
@@ -62,10 +34,14 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         args.extend_from_slice(extra);
         args
     };
+    // A step as the owner, which must succeed; its JSON.
+    let run_step = async |s: &'static str, extra: &'static [&'static str]| {
+        cairn(&net, dir.path(), &env, &step(s, extra))
+            .await
+            .ok_json()
+    };
 
-    let proposed = cairn(&net, dir.path(), &env, &step("propose", &[]))
-        .await
-        .ok_json();
+    let proposed = run_step("propose", &[]).await;
     assert_eq!(proposed["state"], "Pending");
     let id = proposed["proposal_id"].as_str().unwrap().to_owned();
 
@@ -102,22 +78,13 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         "nothing sent by the voter without votes"
     );
 
-    let voted = cairn(&net, dir.path(), &env, &step("vote", &["--wait", "--mine"]))
-        .await
-        .ok_json();
+    let voted = run_step("vote", &["--wait", "--mine"]).await;
     assert_eq!(voted["proposal_id"], id);
     assert_eq!(voted["state"], "Active");
     assert_ne!(voted["votes_for"], "0");
     assert!(voted["tx_hash"].is_string());
 
-    let queued = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &step("queue", &["--wait", "--mine"]),
-    )
-    .await
-    .ok_json();
+    let queued = run_step("queue", &["--wait", "--mine"]).await;
     assert_eq!(queued["state"], "Queued");
     let eta = queued["eta"].as_u64().unwrap();
     assert!(eta > queued["head_timestamp"].as_u64().unwrap());
@@ -125,24 +92,11 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     // Queued is not executed: v2 is still refused.
     net.mine(CONFIRMATIONS).await;
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
 
-    let executed = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &step("execute", &["--wait", "--mine"]),
-    )
-    .await
-    .ok_json();
+    let executed = run_step("execute", &["--wait", "--mine"]).await;
     assert_eq!(executed["state"], "Executed");
-    let status = cairn(&net, dir.path(), &env, &step("status", &[]))
-        .await
-        .ok_json();
+    let status = run_step("status", &[]).await;
     assert_eq!(status["state"], "Executed");
     let text = cairn(
         &net,
@@ -175,10 +129,6 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     let v1_again = Cvm::with_compose(&kms.url(), app.app_id(), 0x22, v1.compose.clone());
     assert_eq!(v1_again.compose_hash(), v1.compose_hash());
     let err = v1_again.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     kms.stop().await;
 }

@@ -72,23 +72,13 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
     assert_eq!(releases[0]["index"], 1);
     assert_eq!(releases[1]["index"], 0);
     assert_eq!(releases[0]["kind"], "AppKey");
-    let limited = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["--json", "app", "status", "--releases", "1"],
-    )
-    .await
-    .ok_json();
+    let status_with = async |releases: &str| {
+        let args = ["--json", "app", "status", "--releases", releases];
+        cairn(&net, dir.path(), &env, &args).await.ok_json()
+    };
+    let limited = status_with("1").await;
     assert_eq!(limited["releases"]["entries"].as_array().unwrap().len(), 1);
-    let none = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["--json", "app", "status", "--releases", "0"],
-    )
-    .await
-    .ok_json();
+    let none = status_with("0").await;
     assert!(none.get("releases").is_none());
 
     // Bad input: exit 2, the value never echoed.

@@ -7,23 +7,19 @@ use cairn_e2e::*;
 use cairn_protocol::api::ErrorBody;
 use cairn_protocol::gateway::GatewayStatus;
 
+use crate::chain::{hermetic_cairn, run_to_end};
+
 /// Run `cairn gateway --admin <url> <args…>`: (success, stdout, stderr).
 async fn cairn(admin: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("gateway")
-        .arg("--admin")
-        .arg(admin)
-        .args(args)
-        .env_remove("CAIRN_GATEWAY_ADMIN")
-        .env_remove("CAIRN_GATEWAY_ADMIN_TOKEN_FILE")
-        .output()
-        .await
-        .expect("run cairn");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let (status, stdout, stderr) = run_to_end(
+        hermetic_cairn()
+            .arg("gateway")
+            .arg("--admin")
+            .arg(admin)
+            .args(args),
     )
+    .await;
+    (status.success(), stdout, stderr)
 }
 
 /// An app that only keeps its CVM running and registers with the gateways.

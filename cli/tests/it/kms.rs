@@ -11,10 +11,7 @@ use crate::chain::cairn;
 async fn kms_status_and_describe_show_log_anchor_and_registration() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x31, "k");
-    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    net.mine(CONFIRMATIONS).await;
+    let (_app, cvm) = net.allowed_cvm(&kms, 0x31, "k").await;
     let _running = cvm.boot().await.unwrap();
     let anchored = cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
     assert_eq!(anchored, 1);

@@ -74,33 +74,26 @@ fn usage_errors_exit_2() {
 #[test]
 fn a_dao_call_must_be_an_appauth_function() {
     let one = "0x0000000000000000000000000000000000000001";
-    let out = cairn(&[
-        "dao",
-        "propose",
-        "--governor",
-        one,
-        "--app",
-        one,
-        "call",
-        "--calldata",
-        "0xdeadbeef",
-    ]);
+    let propose_call = |calldata: &str| {
+        cairn(&[
+            "dao",
+            "propose",
+            "--governor",
+            one,
+            "--app",
+            one,
+            "call",
+            "--calldata",
+            calldata,
+        ])
+    };
+    let out = propose_call("0xdeadbeef");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("selector 0xdeadbeef is not an AppAuth function"),
         "{err}"
     );
-    let out = cairn(&[
-        "dao",
-        "propose",
-        "--governor",
-        one,
-        "--app",
-        one,
-        "call",
-        "--calldata",
-        "0x12",
-    ]);
+    let out = propose_call("0x12");
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than a 4-byte selector"));
 }

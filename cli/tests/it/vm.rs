@@ -3,36 +3,24 @@
 
 use std::path::Path;
 
-use cairn_e2e::vmm::{app_answer, sleeper_compose, web_compose, VmmNode};
-use cairn_e2e::{compose_hash, Devnet, CONFIRMATIONS};
+use cairn_e2e::vmm::{app_answer, sleeper_compose, vmm_world, web_compose, VmmNode};
+use cairn_e2e::{compose_hash, CONFIRMATIONS};
+
+use crate::chain::{hermetic_cairn, run_to_end};
 use cairn_protocol::api::ErrorBody;
 use cairn_protocol::vmm::{CvmInfo, CvmList, CvmState, UpgradeState};
 
 /// Run `cairn vm --vmm unix:<socket> <args…>`: (success, stdout, stderr).
 async fn cairn(vmm: &VmmNode, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("vm")
-        .arg("--vmm")
-        .arg(format!("unix:{}", vmm.socket.display()))
-        .args(args)
-        // Hermetic: nothing from a developer's shell (e.g. a sourced devnet.env).
-        .env_remove("CAIRN_VMM")
-        .env_remove("CAIRN_VMM_TOKEN_FILE")
-        .env_remove("CAIRN_RPC_URL")
-        .env_remove("CAIRN_CHAIN_ID")
-        .env_remove("CAIRN_KMS_AUTH")
-        .env_remove("CAIRN_KMS_URL")
-        .env_remove("CAIRN_KMS_TRUST")
-        .env_remove("CAIRN_PCCS_URL")
-        .env_remove("CAIRN_SIM_PKI_SEED")
-        .output()
-        .await
-        .expect("run cairn");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let (status, stdout, stderr) = run_to_end(
+        hermetic_cairn()
+            .arg("vm")
+            .arg("--vmm")
+            .arg(format!("unix:{}", vmm.socket.display()))
+            .args(args),
     )
+    .await;
+    (status.success(), stdout, stderr)
 }
 
 async fn cairn_json<T: serde::de::DeserializeOwned>(vmm: &VmmNode, args: &[&str]) -> T {
@@ -51,12 +39,9 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vm_subcommand_answers_in_json_and_refusals_carry_the_contract_reason() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let v1 = sleeper_compose("v1");
     let v2 = sleeper_compose("v2");
-    let app = net.deploy_app(net.owner, Some(v1.as_bytes())).await;
-    let vmm = VmmNode::start(&net, &kms, "").await;
+    let (net, kms, app, vmm) = vmm_world(&v1).await;
     let files = tempfile::tempdir().unwrap();
     let v1_file = write(files.path(), "v1.json", &v1);
     let v2_file = write(files.path(), "v2.json", &v2);
@@ -164,11 +149,8 @@ async fn every_vm_subcommand_answers_in_json_and_refusals_carry_the_contract_rea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn human_output_shows_state_progress_and_why_an_upgrade_did_not_happen() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let v1 = sleeper_compose("v1");
-    let app = net.deploy_app(net.owner, Some(v1.as_bytes())).await;
-    let vmm = VmmNode::start(&net, &kms, "").await;
+    let (_net, kms, app, vmm) = vmm_world(&v1).await;
     let files = tempfile::tempdir().unwrap();
     let v1_file = write(files.path(), "v1.json", &v1);
     let never = write(files.path(), "never.json", &sleeper_compose("never"));
@@ -233,11 +215,8 @@ async fn human_output_shows_state_progress_and_why_an_upgrade_did_not_happen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_with_env_encrypts_it_here_for_the_key_the_chain_vouches_for() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = web_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
-    let vmm = VmmNode::start(&net, &kms, "").await;
+    let (net, kms, app, vmm) = vmm_world(&compose).await;
     let files = tempfile::tempdir().unwrap();
     let compose_file = write(files.path(), "web.json", &compose);
     let env_file = write(

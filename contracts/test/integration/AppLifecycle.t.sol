@@ -27,24 +27,29 @@ contract AppLifecycleTest is CairnTestBase {
         return kms.isAppAllowed(_bootInfo(address(app), hash, device));
     }
 
+    /// @dev The verdict on (`composeHash`, `deviceId`) is `wantAllowed` with `wantReason`.
+    function _expectVerdict(bytes32 composeHash, bytes32 deviceId, bool wantAllowed, string memory wantReason)
+        internal
+        view
+    {
+        (bool ok, string memory reason) = _verdict(composeHash, deviceId);
+        _assertVerdict(ok, reason, wantAllowed, wantReason);
+    }
+
     function test_NoticePeriodUpgradeThroughKms() public {
         uint64 activation = uint64(block.timestamp + 3 days);
         vm.prank(developer);
         app.scheduleComposeHash(COMPOSE_HASH_2, activation);
 
-        (bool ok, string memory reason) = _verdict(COMPOSE_HASH_2, DEVICE_ID);
-        _assertVerdict(ok, reason, false, "Compose hash not yet active");
-        (ok, reason) = _verdict(COMPOSE_HASH, DEVICE_ID);
-        _assertVerdict(ok, reason, true, "");
+        _expectVerdict(COMPOSE_HASH_2, DEVICE_ID, false, "Compose hash not yet active");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID, true, "");
 
         vm.warp(activation);
-        (ok, reason) = _verdict(COMPOSE_HASH_2, DEVICE_ID);
-        _assertVerdict(ok, reason, true, "");
+        _expectVerdict(COMPOSE_HASH_2, DEVICE_ID, true, "");
 
         vm.prank(developer);
         app.removeComposeHash(COMPOSE_HASH);
-        (ok, reason) = _verdict(COMPOSE_HASH, DEVICE_ID);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID, false, "Compose hash not allowed");
     }
 
     function test_DeviceMoveAndOsImageRetirement() public {
@@ -52,24 +57,20 @@ contract AppLifecycleTest is CairnTestBase {
         app.addDevice(DEVICE_ID_2);
         app.removeDevice(DEVICE_ID);
         vm.stopPrank();
-        (bool ok, string memory reason) = _verdict(COMPOSE_HASH, DEVICE_ID);
-        _assertVerdict(ok, reason, false, "Device not allowed");
-        (ok, reason) = _verdict(COMPOSE_HASH, DEVICE_ID_2);
-        _assertVerdict(ok, reason, true, "");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID, false, "Device not allowed");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID_2, true, "");
 
         vm.prank(governance);
         kms.removeOsImageHash(OS_IMAGE);
-        (ok, reason) = _verdict(COMPOSE_HASH, DEVICE_ID_2);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID_2, false, "OS image is not allowed");
     }
 
     function test_DeregisteredAppIsDenied() public {
         vm.prank(governance);
         kms.deregisterApp(address(app));
-        (bool ok, string memory reason) = _verdict(COMPOSE_HASH, DEVICE_ID);
-        _assertVerdict(ok, reason, false, "App not registered");
+        _expectVerdict(COMPOSE_HASH, DEVICE_ID, false, "App not registered");
         // The app's own policy still says yes: only the KMS registry denies.
-        (ok, reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
+        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
         _assertVerdict(ok, reason, true, "");
     }
 

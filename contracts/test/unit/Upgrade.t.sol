@@ -24,6 +24,13 @@ contract UpgradeTest is CairnTestBase {
         kms.addOsImageHash(OS_IMAGE);
     }
 
+    /// @dev `caller` (not the owner) cannot upgrade `proxy` to `impl`.
+    function _assertUpgradeRefused(address proxy, address impl, address caller) internal {
+        vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, caller));
+        vm.prank(caller);
+        UUPSUpgradeable(proxy).upgradeToAndCall(impl, "");
+    }
+
     function _implementation(address proxy) internal view returns (address) {
         return address(uint160(uint256(vm.load(proxy, ERC1967Utils.IMPLEMENTATION_SLOT))));
     }
@@ -43,10 +50,7 @@ contract UpgradeTest is CairnTestBase {
 
     function testFuzz_RevertIf_UpgradeAppAuth_CallerNotOwner(address caller) public {
         vm.assume(caller != owner);
-        AppAuthV2 v2 = new AppAuthV2();
-        vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, caller));
-        vm.prank(caller);
-        app.upgradeToAndCall(address(v2), "");
+        _assertUpgradeRefused(address(app), address(new AppAuthV2()), caller);
     }
 
     function test_RevertIf_UpgradeAppAuth_AfterDisableUpgrades() public {
@@ -105,10 +109,7 @@ contract UpgradeTest is CairnTestBase {
 
     function testFuzz_RevertIf_UpgradeKmsAuth_CallerNotOwner(address caller) public {
         vm.assume(caller != owner);
-        KmsAuthV2 v2 = new KmsAuthV2();
-        vm.expectRevert(abi.encodeWithSelector(OwnableUpgradeable.OwnableUnauthorizedAccount.selector, caller));
-        vm.prank(caller);
-        kms.upgradeToAndCall(address(v2), "");
+        _assertUpgradeRefused(address(kms), address(new KmsAuthV2()), caller);
     }
 }
 

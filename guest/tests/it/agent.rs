@@ -87,6 +87,23 @@ pub async fn call_ok<T: serde::de::DeserializeOwned>(
     serde_json::from_value(v).unwrap()
 }
 
+/// With a KMS that misbehaves as `hostile`, a booted guest refuses `GetTlsKey` with
+/// each of `bodies`: 503 naming `message`.
+pub async fn tls_key_refused(hostile: Hostile, bodies: &[&str], message: &str) {
+    let w = World::with_kms(hostile).await;
+    let (_s, state, _) = booted(&w).await;
+    for body in bodies {
+        call_refused(
+            &state,
+            "GetTlsKey",
+            body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        )
+        .await;
+    }
+}
+
 /// `POST /<method>` must be refused with `status` and a JSON error naming `needle`, and
 /// hand out no key.
 pub async fn call_refused(
@@ -325,14 +342,7 @@ async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
     let mut rd = [0u8; 64];
     rd[..5].copy_from_slice(b"hello");
     assert_eq!(r.report_data, hex::encode(rd));
-    let vq = verifier()
-        .verify(
-            &hex::decode(&r.quote).unwrap(),
-            r.event_log.as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
+    let vq = verify_hex_quote(&r.quote, &r.event_log, &rd);
     assert_eq!(*vq.compose_hash(), s.compose_hash());
     assert_eq!(vq.os_image_hash(), Some(&guest_os().os_image_hash()));
     assert_eq!(r.vm_config, "{\"cpus\":1}");
@@ -428,21 +438,16 @@ async fn get_tls_key_with_ra_tls_refuses_a_leaf_without_evidence() {
 
 #[tokio::test]
 async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
-    let w = World::with_kms(Hostile::ForeignChain).await;
-    let (_s, state, _) = booted(&w).await;
-    for body in [
+    let bodies = [
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","usage_ra_tls":true}"#,
-    ] {
-        call_refused(
-            &state,
-            "GetTlsKey",
-            body,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "is refused: app CA certificate signature does not verify",
-        )
-        .await;
-    }
+    ];
+    tls_key_refused(
+        Hostile::ForeignChain,
+        &bodies,
+        "is refused: app CA certificate signature does not verify",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -555,14 +560,7 @@ async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
     assert_eq!(doc.version, ATTESTATION_VERSION);
     let mut rd = [0u8; 64];
     rd[0] = 0xAA;
-    let vq = verifier()
-        .verify(
-            &hex::decode(&doc.quote).unwrap(),
-            doc.event_log.as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
+    let vq = verify_hex_quote(&doc.quote, &doc.event_log, &rd);
     assert_eq!(*vq.app_id(), s.app_id());
 }
 

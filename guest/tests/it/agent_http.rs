@@ -11,7 +11,7 @@ use cairn_guest::agent;
 use cairn_protocol::agent::*;
 use tower::ServiceExt;
 
-use crate::agent::{booted, call, call_ok, call_raw, call_refused};
+use crate::agent::{booted, call, call_ok, call_raw, tls_key_refused};
 use crate::hostile::Hostile;
 use crate::world::*;
 
@@ -151,14 +151,7 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
         ("sha512", "app-data")
     );
     let (rd, _, _) = tappd_report_data(b"hello", "sha512", "").unwrap();
-    let vq = verifier()
-        .verify(
-            &hex::decode(&r.quote).unwrap(),
-            r.event_log.as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
+    let vq = verify_hex_quote(&r.quote, &r.event_log, &rd);
     assert_eq!(*vq.app_id(), s.app_id());
     // RawQuote: the 64 bytes as given
     let r: TdxQuoteResponse = call_ok(
@@ -168,14 +161,7 @@ async fn legacy_tappd_methods_map_onto_the_current_ones() {
     )
     .await;
     assert_eq!(r.hash_algorithm, "raw");
-    verifier()
-        .verify(
-            &hex::decode(&r.quote).unwrap(),
-            r.event_log.as_bytes(),
-            &[7; 64],
-            unix_now(),
-        )
-        .unwrap();
+    verify_hex_quote(&r.quote, &r.event_log, &[7; 64]);
     let (st, _) = call(
         &state,
         "/prpc/Tappd.TdxQuote",
@@ -290,22 +276,12 @@ async fn get_tls_key_options_are_checked_against_the_issued_leaf() {
 
 #[tokio::test]
 async fn a_leaf_without_the_app_id_is_refused_with_or_without_with_app_info() {
-    let w = World::with_kms(Hostile::LeafWithoutAppId).await;
-    let (_s, state, _) = booted(&w).await;
     // The guest checks every KMS-issued chain as a relying party would
     // (cairn_attestation::verify_app_chain): the leaf must carry this app's id, so such a
     // leaf is never handed out, whether or not the caller asked for the app info.
-    for body in [
+    let bodies = [
         r#"{"subject":"x"}"#,
         r#"{"subject":"x","with_app_info":true}"#,
-    ] {
-        call_refused(
-            &state,
-            "GetTlsKey",
-            body,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no app id extension",
-        )
-        .await;
-    }
+    ];
+    tls_key_refused(Hostile::LeafWithoutAppId, &bodies, "no app id extension").await;
 }

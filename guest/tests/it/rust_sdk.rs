@@ -75,14 +75,11 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let q = &v["get_quote"];
     let mut rd = [0u8; 64];
     rd[..8].copy_from_slice(b"rust-sdk");
-    let vq = verifier()
-        .verify(
-            &hex::decode(q["quote"].as_str().unwrap()).unwrap(),
-            q["event_log"].as_str().unwrap().as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
+    let vq = verify_hex_quote(
+        q["quote"].as_str().unwrap(),
+        q["event_log"].as_str().unwrap(),
+        &rd,
+    );
     assert_eq!(q["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
     assert_eq!(v["info"]["app_id"], hex::encode(s.app_id().0));
     // sign/verify round trip through the SDK
@@ -102,16 +99,10 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
         .unwrap();
     assert_eq!(raw, scalar);
     assert_eq!(v["tappd_get_quote"]["hash_algorithm"], "raw");
-    verifier()
-        .verify(
-            &hex::decode(v["tappd_get_quote"]["quote"].as_str().unwrap()).unwrap(),
-            v["tappd_get_quote"]["event_log"]
-                .as_str()
-                .unwrap()
-                .as_bytes(),
-            &[7; 64],
-            unix_now(),
-        )
-        .unwrap();
+    verify_hex_quote(
+        v["tappd_get_quote"]["quote"].as_str().unwrap(),
+        v["tappd_get_quote"]["event_log"].as_str().unwrap(),
+        &[7; 64],
+    );
     assert_eq!(v["tappd_info"]["app_id"], hex::encode(s.app_id().0));
 }

@@ -278,3 +278,20 @@ pub fn is_empty_or_missing(dir: &Path) -> bool {
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
 }
+
+/// Verifies a quote given in hex, with its event log, for `report_data` now (the test
+/// verifier of the simulated PKI).
+pub fn verify_hex_quote(
+    quote_hex: &str,
+    event_log: &str,
+    report_data: &[u8; 64],
+) -> cairn_attestation::VerifiedQuote {
+    verifier()
+        .verify(
+            &hex::decode(quote_hex).unwrap(),
+            event_log.as_bytes(),
+            report_data,
+            unix_now(),
+        )
+        .unwrap()
+}

@@ -427,18 +427,26 @@ fn erasing_the_only_or_an_unheld_generation_is_refused() {
     );
 }
 
+/// A store in `dir` bootstrapped with generation 1 and holding generation 2 too (closed).
+fn two_generations_in(dir: &Path) {
+    let store = SecretStore::open(dir).unwrap();
+    store.bootstrap(1).unwrap();
+    store
+        .add_generation(MasterSecret::from_bytes([7; 32]), 2)
+        .unwrap();
+}
+
+/// The generations `store` holds, in order.
+fn held_generations(store: &SecretStore) -> Vec<u64> {
+    store.held().unwrap().masters.keys().copied().collect()
+}
+
 #[test]
 fn an_erasure_interrupted_after_the_swap_finishes_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("kms");
     let (rewrite, erased) = side_dirs(&dir);
-    {
-        let store = SecretStore::open(&dir).unwrap();
-        store.bootstrap(1).unwrap();
-        store
-            .add_generation(MasterSecret::from_bytes([7; 32]), 2)
-            .unwrap();
-    }
+    two_generations_in(&dir);
     // A crash after the old store was renamed away, before the new one moved in.
     {
         let held = SecretStore::open(&dir).unwrap().held().unwrap();
@@ -449,16 +457,7 @@ fn an_erasure_interrupted_after_the_swap_finishes_at_open() {
     }
     fs::rename(&dir, &erased).unwrap();
     let store = SecretStore::open(&dir).unwrap();
-    assert_eq!(
-        store
-            .held()
-            .unwrap()
-            .masters
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![2]
-    );
+    assert_eq!(held_generations(&store), vec![2]);
     assert!(!rewrite.exists() && !erased.exists());
 }
 
@@ -467,25 +466,10 @@ fn a_half_written_rewrite_is_discarded_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("kms");
     let (rewrite, _) = side_dirs(&dir);
-    {
-        let store = SecretStore::open(&dir).unwrap();
-        store.bootstrap(1).unwrap();
-        store
-            .add_generation(MasterSecret::from_bytes([7; 32]), 2)
-            .unwrap();
-    }
+    two_generations_in(&dir);
     // A crash while the new store was being written: the old one is still in place.
     drop(SecretStore::open(&rewrite).unwrap());
     let store = SecretStore::open(&dir).unwrap();
-    assert_eq!(
-        store
-            .held()
-            .unwrap()
-            .masters
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(held_generations(&store), vec![1, 2]);
     assert!(!rewrite.exists());
 }

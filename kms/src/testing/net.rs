@@ -338,3 +338,16 @@ pub fn install_master(dir: &Path, generation: u64) -> [u8; 20] {
         .node_key
         .address()
 }
+
+/// The key generations the secret store of a node whose data directory is `dir` holds, in
+/// order (what a node erased is gone from here).
+pub fn held_generations(dir: &Path) -> Vec<u64> {
+    SecretStore::open(dir.join(SECRETS_DIR))
+        .expect("secret store")
+        .held()
+        .expect("held secrets")
+        .masters
+        .keys()
+        .copied()
+        .collect()
+}

@@ -105,11 +105,7 @@ async fn releases_stop_at_the_unanchored_bound_while_anchoring_fails_and_resume_
 
     // The third would leave 3 entries unanchored.
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, ANCHOR);
     assert!(
         err.body.error.message.contains("log.max_unanchored = 2"),
         "{err:?}"
@@ -199,11 +195,7 @@ async fn releases_stop_when_the_log_was_last_fully_anchored_too_long_ago() {
     let err = app_key(&mut kms.client(Some(&cert)).await)
         .await
         .unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, ANCHOR),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, ANCHOR);
     assert!(
         err.body
             .error

@@ -77,13 +77,9 @@ async fn a_lying_endpoint_under_quorum_2_is_503_chain_disagreement_and_releases_
     let fresh = w.guest(0x72);
     let mut client = kms.client(Some(&fresh.cert())).await;
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable.chain_disagreement"
-        ),
-        "{err:?}"
+    err.assert_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable.chain_disagreement",
     );
     for proxy in &p {
         let label = cairn_onchain::endpoint_label(&proxy.url());
@@ -123,20 +119,15 @@ async fn a_lying_endpoint_under_quorum_2_is_503_chain_disagreement_and_releases_
 async fn a_lying_block_hash_under_quorum_2_fails_the_head_with_503_chain_disagreement() {
     let w = World::new().await;
     let (kms, p) = behind_proxies(&w, 0xC2, 2, 2, Duration::from_secs(2)).await;
-    let guest = w.guest(0x73);
-    let mut client = kms.client(Some(&guest.cert())).await;
+    let mut client = w.guest_client(&kms, 0x73).await;
     app_key(&mut client).await.unwrap();
     p[0].set(Behaviour::ChangeBlockHashes);
     w.mine(1).await;
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable.chain_disagreement"
-        ),
-        "{err:?}"
+    err.assert_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable.chain_disagreement",
     );
     assert_eq!(kms.node.log().size(), size);
     assert!(metrics_text(&kms)
@@ -157,8 +148,7 @@ async fn a_stale_head_answers_503_chain_stale_and_releases_nothing() {
         Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
     let kms = w.serve_node(Node::open(opts).await.unwrap(), dir).await;
-    let guest = w.guest(0x74);
-    let mut client = kms.client(Some(&guest.cert())).await;
+    let mut client = w.guest_client(&kms, 0x74).await;
     app_key(&mut client).await.unwrap();
     let size = kms.node.log().size();
 
@@ -167,11 +157,7 @@ async fn a_stale_head_answers_503_chain_stale_and_releases_nothing() {
     let head_ts = w.head_timestamp().await;
     now.store(head_ts + max.as_secs() + 1, Ordering::SeqCst);
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain_stale"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain_stale");
     assert_eq!(kms.node.log().size(), size);
 
     // A new block makes the node serve again.
@@ -207,17 +193,12 @@ async fn a_stalled_endpoint_under_quorum_2_of_2_fails_releases_within_the_rpc_ti
     let w = World::new().await;
     let (kms, p) = behind_proxies(&w, 0xC5, 2, 2, Duration::from_millis(500)).await;
     p[0].set(Behaviour::Stall);
-    let guest = w.guest(0x77);
-    let mut client = kms.client(Some(&guest.cert())).await;
+    let mut client = w.guest_client(&kms, 0x77).await;
     let err = tokio::time::timeout(HANG_DEADLINE, app_key(&mut client))
         .await
         .expect("the release must fail by itself, not hang")
         .unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain");
     assert_eq!(kms.node.log().size(), 0);
     kms.stop().await;
 }
@@ -226,8 +207,7 @@ async fn a_stalled_endpoint_under_quorum_2_of_2_fails_releases_within_the_rpc_ti
 async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
     let w = World::new().await;
     let kms = w.start(0xC6).await;
-    let guest = w.guest(0x78);
-    let mut client = kms.client(Some(&guest.cert())).await;
+    let mut client = w.guest_client(&kms, 0x78).await;
     app_key(&mut client).await.unwrap();
 
     w.app

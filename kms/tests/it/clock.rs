@@ -104,11 +104,7 @@ async fn a_requested_leaf_window_is_issued_exactly_and_one_beyond_the_validity_i
             .await
             .map_err(answer)
             .unwrap_err();
-        assert_eq!(
-            (err.status, err.body.error.code.as_str()),
-            (hyper::StatusCode::FORBIDDEN, "denied.csr"),
-            "{err:?}"
-        );
+        err.assert_code(hyper::StatusCode::FORBIDDEN, "denied.csr");
     }
     assert_eq!(kms.node.log().size(), logged);
     kms.stop().await;

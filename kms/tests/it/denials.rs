@@ -14,21 +14,16 @@ use hyper::StatusCode;
 use crate::release::app_key;
 use crate::world::{self, pki, ErrorAnswer, Guest, Running, World, COMPOSE};
 
-/// The request is denied with `code` and the log did not grow.
+/// The request is denied (403) with `code` and the log did not grow.
 async fn assert_denied(
     kms: &Running,
     guest_cert: &cairn_attestation::RaTlsCert,
-    status: StatusCode,
     code: &str,
 ) -> ErrorAnswer {
     let before = kms.node.log().size();
     let mut client = kms.client(Some(guest_cert)).await;
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (status, code),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::FORBIDDEN, code);
     assert_eq!(
         kms.node.log().size(),
         before,
@@ -46,13 +41,7 @@ async fn compose_hash_not_allowed_is_denied_with_the_contract_reason() {
     let w = World::new().await;
     let kms = w.start(0xB1).await;
     let guest = Guest::boot(pki(), 0x11, world::image(), w.app_id, br#"{"name":"evil"}"#);
-    let err = assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.compose_hash",
-    )
-    .await;
+    let err = assert_denied(&kms, &guest.cert(), "denied.compose_hash").await;
     assert_eq!(err.body.error.message, cairn_onchain::reasons::COMPOSE_HASH);
     kms.stop().await;
 }
@@ -62,13 +51,7 @@ async fn os_image_not_allowed_on_chain_is_denied() {
     let w = World::new().await;
     let kms = w.start(0xB2).await;
     let guest = Guest::boot(pki(), 0x12, world::unlisted_image(), w.app_id, COMPOSE);
-    assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.os_image",
-    )
-    .await;
+    assert_denied(&kms, &guest.cert(), "denied.os_image").await;
     kms.stop().await;
 }
 
@@ -78,13 +61,7 @@ async fn measurements_of_an_unknown_os_image_are_denied() {
     let kms = w.start(0xB3).await;
     let img = cairn_attestation::simulator::OsImage::example("homebrew", "6.6");
     let guest = Guest::boot(pki(), 0x13, img, w.app_id, COMPOSE);
-    assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.os_image_measurements",
-    )
-    .await;
+    assert_denied(&kms, &guest.cert(), "denied.os_image_measurements").await;
     kms.stop().await;
 }
 
@@ -107,7 +84,7 @@ async fn device_not_allowed_is_denied() {
         AppId(app.app_id().into_array()),
         COMPOSE,
     );
-    assert_denied(&kms, &guest.cert(), StatusCode::FORBIDDEN, "denied.device").await;
+    assert_denied(&kms, &guest.cert(), "denied.device").await;
     kms.stop().await;
 }
 
@@ -116,13 +93,7 @@ async fn out_of_date_tcb_is_denied() {
     let w = World::new().await;
     let kms = w.start_with(0xB5, &world::out_of_date_pki()).await;
     let guest = w.guest(0x15);
-    let err = assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.tcb_status",
-    )
-    .await;
+    let err = assert_denied(&kms, &guest.cert(), "denied.tcb_status").await;
     assert_eq!(err.body.error.message, cairn_onchain::reasons::TCB_STATUS);
     kms.stop().await;
 }
@@ -132,13 +103,7 @@ async fn unregistered_app_is_denied() {
     let w = World::new().await;
     let kms = w.start(0xB6).await;
     let guest = Guest::boot(pki(), 0x16, world::image(), AppId([0x77; 20]), COMPOSE);
-    assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.app_not_registered",
-    )
-    .await;
+    assert_denied(&kms, &guest.cert(), "denied.app_not_registered").await;
     kms.stop().await;
 }
 
@@ -147,7 +112,7 @@ async fn quote_from_another_trust_root_is_denied() {
     let w = World::new().await;
     let kms = w.start(0xB7).await;
     let guest = Guest::boot(world::rogue_pki(), 0x17, world::image(), w.app_id, COMPOSE);
-    assert_denied(&kms, &guest.cert(), StatusCode::FORBIDDEN, "denied.quote").await;
+    assert_denied(&kms, &guest.cert(), "denied.quote").await;
     kms.stop().await;
 }
 
@@ -170,7 +135,7 @@ async fn certificate_whose_quote_binds_another_key_is_denied() {
     let kms = w.start(0xB8).await;
     let guest = w.guest(0x18);
     let forged = guest.cert_from(&OtherKeyTee(guest.tdx.clone()));
-    assert_denied(&kms, &forged, StatusCode::FORBIDDEN, "denied.report_data").await;
+    assert_denied(&kms, &forged, "denied.report_data").await;
     kms.stop().await;
 }
 
@@ -178,9 +143,7 @@ async fn certificate_whose_quote_binds_another_key_is_denied() {
 async fn removing_the_compose_hash_denies_after_the_confirmations() {
     let w = World::new().await;
     let kms = w.start(0xB9).await;
-    let guest = w.guest(0x19);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x19).await;
     app_key(&mut client).await.unwrap();
     w.app
         .remove_compose_hash(B256::from(ComposeHash::of_compose(COMPOSE).0))
@@ -200,18 +163,12 @@ async fn removing_the_compose_hash_denies_after_the_confirmations() {
 async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
     let mut w = World::new().await;
     let kms = w.start(0xBA).await;
-    let guest = w.guest(0x1A);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x1A).await;
     w.net.chain.kill_anvil();
     let t = Instant::now();
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain");
     assert!(
         t.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -251,20 +208,14 @@ async fn wrong_chain_id_is_a_startup_error() {
 async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
     let w = World::new().await;
     let kms = w.start(0xBC).await;
-    let guest = w.guest(0x1C);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x1C).await;
     app_key(&mut client).await.unwrap();
     let mr = kms.node.own_evidence().boot.mrAggregated;
     w.client.remove_kms_aggregated_mr(mr).await.unwrap();
     w.mine(world::CONFIRMATIONS).await;
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.self_check"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.self_check");
     assert!(err
         .body
         .error
@@ -305,13 +256,7 @@ async fn an_os_image_hash_event_naming_another_image_is_denied() {
             world::unlisted_image().os_image_hash().0.to_vec(),
         )
         .unwrap();
-    let err = assert_denied(
-        &kms,
-        &guest.cert(),
-        StatusCode::FORBIDDEN,
-        "denied.os_image_measurements",
-    )
-    .await;
+    let err = assert_denied(&kms, &guest.cert(), "denied.os_image_measurements").await;
     assert!(
         err.body.error.message.contains("measured os-image-hash"),
         "{err:?}"
@@ -330,7 +275,7 @@ async fn an_app_id_extension_other_than_the_measured_app_id_is_denied() {
         .app_id([0x99; 20])
         .build(guest.tdx.as_ref())
         .unwrap();
-    let err = assert_denied(&kms, &cert, StatusCode::FORBIDDEN, "denied.event_log").await;
+    let err = assert_denied(&kms, &cert, "denied.event_log").await;
     assert!(
         err.body.error.message.contains("app id extension"),
         "{err:?}"

@@ -15,9 +15,7 @@ async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() 
     let w = World::new().await;
     let kms = w.start(0xF1).await;
     let me = Address::from(kms.node.address());
-    let guest = w.guest(0x71);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x71).await;
     app_key(&mut client).await.unwrap();
 
     w.client.remove_kms_node(me).await.unwrap();
@@ -27,11 +25,7 @@ async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() 
     let size = kms.node.log().size();
     for _ in 0..2 {
         let err = app_key(&mut client).await.unwrap_err();
-        assert_eq!(
-            (err.status, err.body.error.code.as_str()),
-            (StatusCode::SERVICE_UNAVAILABLE, NOT_REGISTERED),
-            "{err:?}"
-        );
+        err.assert_code(StatusCode::SERVICE_UNAVAILABLE, NOT_REGISTERED);
         assert!(
             err.body.error.message.contains("isKmsNode is false"),
             "{err:?}"
@@ -78,11 +72,7 @@ async fn a_node_onboarded_but_never_registered_releases_nothing() {
     let cert = guest.cert();
     let mut client = b.client(Some(&cert)).await;
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, NOT_REGISTERED),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, NOT_REGISTERED);
     assert!(
         err.body
             .error

@@ -195,8 +195,7 @@ async fn another_instance_of_the_app_gets_the_app_keys_but_its_own_disk_key() {
 async fn the_log_gets_anchored_on_chain_from_the_node_address() {
     let w = World::new().await;
     let kms = w.start(0xA4).await;
-    let guest = w.guest(0x05);
-    let mut client = kms.client(Some(&guest.cert())).await;
+    let mut client = w.guest_client(&kms, 0x05).await;
     app_key(&mut client).await.unwrap();
     app_key(&mut client).await.unwrap();
     let me = Address::from(kms.node.address());

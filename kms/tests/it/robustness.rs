@@ -229,11 +229,7 @@ async fn garbage_certificates_and_truncated_quotes_are_denied() {
     ]);
     let mut c = kms.client(Some(&cert)).await;
     let err = app_key(&mut c).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::FORBIDDEN, "denied.quote"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::FORBIDDEN, "denied.quote");
 
     // Random bytes instead of a quote.
     let cert = hand_made(&[

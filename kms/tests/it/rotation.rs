@@ -1,6 +1,7 @@
 //! Root-key rotation by vote (docs/rotation.md): generation 1 → 2 with a transition
 //! window, on two nodes; before, during and after the window; the old master erased.
 
+use cairn_kms::testing::held_generations;
 use cairn_kms::{Error, MasterSecret, RootKeys, SecretStore, SECRETS_DIR};
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, PreviousGeneration, PATH_APP_KEY};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
@@ -27,14 +28,7 @@ async fn ask(
 }
 
 fn held(node: &Running) -> Vec<u64> {
-    SecretStore::open(node.dir.path().join(SECRETS_DIR))
-        .unwrap()
-        .held()
-        .unwrap()
-        .masters
-        .keys()
-        .copied()
-        .collect()
+    held_generations(node.dir.path())
 }
 
 fn store_bytes(dir: &std::path::Path) -> Vec<u8> {
@@ -208,17 +202,7 @@ async fn a_voted_rotation_serves_both_generations_in_its_window_then_erases_the_
         Err(Error::GenerationHeld { generation: 2 }) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        SecretStore::open(c_dir.path().join(SECRETS_DIR))
-            .unwrap()
-            .held()
-            .unwrap()
-            .masters
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![2]
-    );
+    assert_eq!(held_generations(c_dir.path()), vec![2]);
     a.stop().await;
     b.stop().await;
 }
@@ -238,15 +222,7 @@ async fn a_node_reopened_after_the_window_erases_the_retired_master_at_open() {
     w.rotate_root_keys(2, &new_root.k256_public(), &new_root.ca().spki_der(), until)
         .await;
     let dir = a.stop().await;
-    assert_eq!(
-        SecretStore::open(dir.path().join(SECRETS_DIR))
-            .unwrap()
-            .held()
-            .unwrap()
-            .masters
-            .len(),
-        2
-    );
+    assert_eq!(held_generations(dir.path()).len(), 2);
     w.increase_time(WINDOW_SECS).await;
     w.mine(CONFIRMATIONS).await;
     let a = w.serve(w.options(dir.path(), 0xE3, &pki()), dir).await;

@@ -30,9 +30,7 @@ async fn clocked(w: &World, host_seed: u8) -> (Running, Arc<AtomicU64>) {
 async fn own_evidence_that_no_longer_verifies_fails_the_self_check_and_releases_nothing() {
     let w = World::new().await;
     let (kms, now) = clocked(&w, 0xE1).await;
-    let guest = w.guest(0x61);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x61).await;
     app_key(&mut client).await.unwrap();
     kms.node.self_check_now().await.unwrap();
 
@@ -54,11 +52,7 @@ async fn own_evidence_that_no_longer_verifies_fails_the_self_check_and_releases_
     // expired collateral first) and nothing is logged or released.
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.collateral"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.collateral");
     assert_eq!(kms.node.log().size(), size);
     assert_eq!(
         kms.node.metrics().releases("app_key", "released", "none"),
@@ -84,11 +78,7 @@ async fn a_client_certificate_outside_its_validity_window_is_denied() {
     now.fetch_add(3600, Ordering::SeqCst);
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::FORBIDDEN, "denied.client_cert"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::FORBIDDEN, "denied.client_cert");
     assert!(err.body.error.message.contains("not valid now"), "{err:?}");
     assert_eq!(kms.node.log().size(), size);
     kms.stop().await;
@@ -131,9 +121,7 @@ async fn a_node_does_not_start_before_root_keys_are_registered() {
 async fn a_node_rotated_out_on_chain_stops_releasing() {
     let w = World::new().await;
     let kms = w.start(0xE5).await;
-    let guest = w.guest(0x65);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x65).await;
     app_key(&mut client).await.unwrap();
 
     let next = RootKeys::derive(&MasterSecret::from_bytes([0x77; 32])).unwrap();
@@ -148,13 +136,9 @@ async fn a_node_rotated_out_on_chain_stops_releasing() {
     w.mine(CONFIRMATIONS).await;
     let size = kms.node.log().size();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable.key_generation"
-        ),
-        "{err:?}"
+    err.assert_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable.key_generation",
     );
     assert!(
         err.body.error.message.contains("generation is 2"),
@@ -168,9 +152,7 @@ async fn a_node_rotated_out_on_chain_stops_releasing() {
 async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
     let w = World::new().await;
     let kms = w.start(0xE6).await;
-    let guest = w.guest(0x66);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x66).await;
     app_key(&mut client).await.unwrap();
     app_key(&mut client).await.unwrap();
     cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
@@ -250,9 +232,7 @@ async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() 
     };
     let node = Node::open(opts).await.unwrap();
     let kms = w.serve_node(node, dir).await;
-    let guest = w.guest(0x67);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x67).await;
     app_key(&mut client).await.unwrap();
     let first = kms.node.own_evidence().quote.valid_until();
 

@@ -24,17 +24,11 @@ async fn a_hanging_chain_answers_503_after_the_rpc_timeout_not_never() {
     let w = World::new().await;
     let mut proxy = GateProxy::start(&w.endpoint()).await;
     let kms = start_behind(&w, &proxy, 0xF1).await;
-    let guest = w.guest(0x61);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x61).await;
     proxy.close();
     let t = Instant::now();
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.chain");
     assert!(err.body.error.message.contains("timed out"), "{err:?}");
     assert!(
         t.elapsed() < Duration::from_secs(10),
@@ -55,9 +49,7 @@ async fn shutdown_lets_an_in_flight_release_finish() {
     let w = World::new().await;
     let mut proxy = GateProxy::start(&w.endpoint()).await;
     let mut kms = start_behind(&w, &proxy, 0xF2).await;
-    let guest = w.guest(0x62);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let mut client = w.guest_client(&kms, 0x62).await;
     proxy.close();
     let request = tokio::spawn(async move { app_key(&mut client).await });
     // The release is now waiting on the chain: shut down while it is in flight.

@@ -10,7 +10,7 @@ use p256::ecdsa::signature::Verifier as _;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use x509_parser::prelude::*;
 
-use crate::world::{answer, pki, verifier_for, World};
+use crate::world::{answer, pki, verifier_for, Guest, Running, World};
 
 pub fn csr(key: &KeyPair) -> Vec<u8> {
     let mut params = CertificateParams::new(vec!["app.example".to_owned()]).unwrap();
@@ -38,6 +38,21 @@ pub async fn sign_own_key(c: &mut KmsConnection, cert: &RaTlsCert) -> SignCertRe
         .unwrap()
 }
 
+/// The world, a KMS node on host `node_seed`, a guest on host `guest_seed`, its RA-TLS
+/// certificate, and the KMS's answer to [`sign_own_key`] over the guest's connection.
+async fn issued(
+    node_seed: u8,
+    guest_seed: u8,
+) -> (World, Running, Guest, RaTlsCert, SignCertResponse) {
+    let w = World::new().await;
+    let kms = w.start(node_seed).await;
+    let guest = w.guest(guest_seed);
+    let cert = guest.cert();
+    let mut c = kms.client(Some(&cert)).await;
+    let resp = sign_own_key(&mut c, &cert).await;
+    (w, kms, guest, cert, resp)
+}
+
 fn ext<'a>(cert: &'a X509Certificate<'_>, oid: &[u64]) -> &'a [u8] {
     let oid = x509_parser::der_parser::oid::Oid::from(oid).unwrap();
     let e = cert
@@ -50,12 +65,7 @@ fn ext<'a>(cert: &'a X509Certificate<'_>, oid: &[u64]) -> &'a [u8] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
-    let w = World::new().await;
-    let kms = w.start(0xE1).await;
-    let guest = w.guest(0x41);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
-    let resp = sign_own_key(&mut c, &cert).await;
+    let (_w, kms, guest, cert, resp) = issued(0xE1, 0x41).await;
     assert_eq!(resp.certificate_chain.len(), 3);
     let ders: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
@@ -86,12 +96,7 @@ async fn csr_for_the_attested_key_is_signed_by_the_app_ca_and_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
-    let w = World::new().await;
-    let kms = w.start(0xE3).await;
-    let guest = w.guest(0x43);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
-    let resp = sign_own_key(&mut c, &cert).await;
+    let (_w, kms, guest, cert, resp) = issued(0xE3, 0x43).await;
     let leaf_der = der_of(&resp.certificate_chain[0]);
     let ev = cairn_attestation::parse_ra_tls_extensions(&leaf_der).unwrap();
     let client_ev = cairn_attestation::parse_ra_tls_extensions(&cert.cert_der).unwrap();
@@ -136,11 +141,7 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
             .await
             .map_err(answer)
             .unwrap_err();
-        assert_eq!(
-            (err.status, err.body.error.code.as_str()),
-            (StatusCode::FORBIDDEN, "denied.csr"),
-            "{err:?}"
-        );
+        err.assert_code(StatusCode::FORBIDDEN, "denied.csr");
     }
     assert_eq!(kms.node.log().size(), 0);
     kms.stop().await;
@@ -150,12 +151,7 @@ async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
 async fn a_relying_party_accepts_an_issued_leaf_for_its_app_only() {
     use cairn_attestation::{verify_app_chain, CertRole, ChainError, RootCa};
 
-    let w = World::new().await;
-    let kms = w.start(0xE3).await;
-    let guest = w.guest(0x43);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
-    let resp = sign_own_key(&mut c, &cert).await;
+    let (w, kms, guest, cert, resp) = issued(0xE3, 0x43).await;
     let chain: Vec<Vec<u8>> = resp.certificate_chain.iter().map(|p| der_of(p)).collect();
     // The root a relying party trusts is the one registered on chain, not the response's.
     let at = w.client.policy_block().await.unwrap();

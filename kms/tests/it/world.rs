@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::{SimPki, SimPkiConfig, SimTcbStatus};
 use cairn_kms::unix_now;
+use cairn_kms_client::KmsConnection;
 use cairn_onchain::AppAuthClient;
 use cairn_protocol::api::ErrorBody;
 use hyper::StatusCode;
@@ -77,6 +78,11 @@ impl World {
     /// A guest of the world's app on host `host_seed`.
     pub fn guest(&self, host_seed: u8) -> Guest {
         Guest::boot(pki(), host_seed, image(), self.app_id, COMPOSE)
+    }
+
+    /// A mutual RA-TLS connection to `kms` as [`World::guest`] on host `host_seed`.
+    pub async fn guest_client(&self, kms: &Running, host_seed: u8) -> KmsConnection {
+        kms.client(Some(&self.guest(host_seed).cert())).await
     }
 }
 
@@ -152,6 +158,18 @@ impl GateProxy {
 pub struct ErrorAnswer {
     pub status: StatusCode,
     pub body: ErrorBody,
+}
+
+impl ErrorAnswer {
+    /// Asserts the answer's HTTP status and error code.
+    #[track_caller]
+    pub fn assert_code(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.body.error.code.as_str()),
+            (status, code),
+            "{self:?}"
+        );
+    }
 }
 
 /// The KMS's error answer in `err`; a transport failure fails the test.

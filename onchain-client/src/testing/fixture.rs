@@ -13,7 +13,10 @@ use alloy::signers::local::PrivateKeySigner;
 use url::Url;
 
 use super::anvil::spawn_anvil;
-use crate::{AppAuthClient, AppParams, ChainClient, ChainConfig, Connection, Deployment};
+use crate::{
+    AppAuthClient, AppParams, ChainClient, ChainConfig, Connection, Dao, Deployment,
+    GovernanceParams,
+};
 
 /// RPC timeout of fixture clients: generous, for anvil on a loaded CI machine. Tests of
 /// timeouts set their own short one.
@@ -167,6 +170,19 @@ impl AnvilChain {
             .deploy_app(params)
             .await
             .unwrap_or_else(|e| panic!("deploy app: {e}"))
+    }
+
+    /// Deploys a DAO with [`GovernanceParams::devnet`] (the owner holds every vote, not yet
+    /// delegated; nothing mined after) and returns its parameters with it.
+    pub async fn deploy_dao(&self) -> (GovernanceParams, Dao) {
+        let params = GovernanceParams::devnet(self.owner);
+        let dao = self
+            .client
+            .connection()
+            .deploy_governance(&params)
+            .await
+            .unwrap_or_else(|e| panic!("deploy governance: {e}"));
+        (params, dao)
     }
 
     /// Allows an OS image hash.

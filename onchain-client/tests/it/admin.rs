@@ -1,9 +1,9 @@
 //! Administration round trips: every write is visible through the pinned reads.
 
 use cairn_onchain::alloy::primitives::B256;
-use cairn_onchain::{AppParams, Check, ComposeHashActivation, Error, Verdict};
+use cairn_onchain::{Check, ComposeHashActivation, Verdict};
 
-use crate::common::{boot, devnet, COMPOSE, DEVICE, OS_IMAGE};
+use crate::common::{assert_denied_by, boot, devnet, COMPOSE, DEVICE, OS_IMAGE};
 
 #[tokio::test]
 async fn registry_nodes_and_allowlists_read_back_at_the_policy_block() {
@@ -45,16 +45,7 @@ async fn registry_nodes_and_allowlists_read_back_at_the_policy_block() {
         .is_app_allowed_here(&boot(app.app_id(), B256::repeat_byte(3)), at)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_denied_by(&err, Check::ComposeHash);
 
     net.client.remove_kms_node(node).await.unwrap();
     net.client.deregister_app(app.app_id()).await.unwrap();
@@ -65,26 +56,13 @@ async fn registry_nodes_and_allowlists_read_back_at_the_policy_block() {
         .is_app_allowed(&boot(app.app_id(), COMPOSE), at)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::AppNotRegistered,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_denied_by(&err, Check::AppNotRegistered);
 }
 
 #[tokio::test]
 async fn app_ownership_handover_needs_acceptance() {
     let net = devnet(0).await;
-    let app = net
-        .client
-        .deploy_app(&AppParams::new(net.owner))
-        .await
-        .unwrap();
+    let app = net.owned_app().await;
     let dev = net.client_as(1, 0).await;
     let dev_addr = dev.connection().sender().unwrap();
     let dev_app = dev.app(app.app_id());

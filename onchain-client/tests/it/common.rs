@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 use cairn_onchain::alloy::primitives::{Address, B256};
+use cairn_onchain::alloy::providers::Provider;
 use cairn_onchain::testing::AnvilChain;
 use cairn_onchain::{AppAuthClient, AppParams, BootInfo, Check, Error, Result, Verdict};
 
@@ -31,6 +32,22 @@ pub async fn devnet(confirmations: u64) -> Devnet {
 }
 
 impl Devnet {
+    /// The block `number` as the owner's connection reads it.
+    pub async fn block(&self, number: u64) -> cairn_onchain::alloy::rpc::types::Block {
+        self.client
+            .connection()
+            .provider()
+            .get_block_by_number(number.into())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// An app owned by the KmsAuth owner, any device, nothing allowed.
+    pub async fn owned_app(&self) -> AppAuthClient {
+        self.deploy_app(&AppParams::new(self.owner)).await
+    }
+
     /// An app owned by the KmsAuth owner, any device, `COMPOSE` allowed.
     pub async fn app_with_compose(&self) -> AppAuthClient {
         let params = AppParams {
@@ -73,6 +90,15 @@ pub fn assert_denied(verdict: Result<Verdict>, check: Check, reason: &str) {
         }) if c == check && r == reason => {}
         other => panic!("expected a {check:?} denial ({reason:?}), got {other:?}"),
     }
+}
+
+/// `err` is a denial by `check` (whatever the contract's reason).
+#[track_caller]
+pub fn assert_denied_by(err: &Error, check: Check) {
+    assert!(
+        matches!(err, Error::Denied { check: c, .. } if *c == check),
+        "expected a {check:?} denial, got {err:?}"
+    );
 }
 
 pub fn boot(app_id: Address, compose_hash: B256) -> BootInfo {

@@ -4,25 +4,17 @@
 use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::CairnGovernor::CairnGovernorErrors;
 use cairn_onchain::TimelockController::TimelockControllerErrors;
-use cairn_onchain::{
-    reasons, AppParams, Check, GovernanceParams, Proposal, ProposalState, Support, Verdict,
-};
+use cairn_onchain::{reasons, AppParams, Check, Proposal, ProposalState, Support, Verdict};
 
 use crate::common::{boot, devnet};
 
 #[tokio::test]
 async fn dao_vote_unlocks_new_compose_hash() {
     let net = devnet(0).await;
-    let conn = net.client.connection();
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = conn.deploy_governance(&params).await.unwrap();
+    let (params, dao) = net.deploy_dao().await;
 
     // The app is owned by the DAO's timelock from the start.
-    let app = net
-        .client
-        .deploy_app(&AppParams::new(dao.timelock()))
-        .await
-        .unwrap();
+    let app = net.deploy_app(&AppParams::new(dao.timelock())).await;
     let at = net.client.policy_block().await.unwrap();
     assert_eq!(app.owner(at).await.unwrap(), dao.timelock());
 
@@ -75,18 +67,8 @@ async fn dao_vote_unlocks_new_compose_hash() {
 #[tokio::test]
 async fn proposal_without_votes_is_defeated_and_cannot_queue() {
     let net = devnet(0).await;
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
-    let app = net
-        .client
-        .deploy_app(&AppParams::new(dao.timelock()))
-        .await
-        .unwrap();
+    let (params, dao) = net.deploy_dao().await;
+    let app = net.deploy_app(&AppParams::new(dao.timelock())).await;
     dao.delegate(net.owner).await.unwrap();
     net.mine(1).await;
 

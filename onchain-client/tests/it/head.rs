@@ -8,14 +8,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_onchain::testing::Behaviour;
-use cairn_onchain::{ChainClient, Check, Error, HeadOptions, PolicyHead, Verdict};
+use cairn_onchain::{ChainClient, ChainConfig, Check, Error, HeadOptions, PolicyHead, Verdict};
 
-use crate::common::{boot, devnet, proxies, quorum_config, COMPOSE};
+use crate::common::{assert_denied_by, boot, devnet, proxies, quorum_config, COMPOSE};
 
 const POLL: Duration = Duration::from_millis(50);
 /// How long a test waits for the head to reach a state before it fails (a deadline on
 /// polling, not a speed assertion).
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A policy head over a fresh client of `config`.
+async fn start_head(config: &ChainConfig) -> PolicyHead {
+    let client = Arc::new(ChainClient::connect(config, None).await.unwrap());
+    PolicyHead::start(client, HeadOptions::new(config))
+        .await
+        .unwrap()
+}
 
 /// Waits until `head` has completed `n` more advances (started after this call).
 async fn advances(head: &PolicyHead, n: u64) {
@@ -45,10 +53,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
     let config = net
         .chain_config(CONFIRMATIONS)
         .with_head_poll_interval(POLL);
-    let client = Arc::new(ChainClient::connect(&config, None).await.unwrap());
-    let head = PolicyHead::start(client, HeadOptions::new(&config))
-        .await
-        .unwrap();
+    let head = start_head(&config).await;
     let b = boot(app.app_id(), COMPOSE);
     assert_eq!(
         head.view().unwrap().is_app_allowed(&b).await.unwrap(),
@@ -72,16 +77,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
         "the background refresh answered the used read at the new block"
     );
     let err = view.is_app_allowed(&b).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_denied_by(&err, Check::ComposeHash);
 }
 
 #[tokio::test]
@@ -92,10 +88,7 @@ async fn used_reads_are_answered_at_each_new_block_without_an_rpc_on_the_release
     // Advances are driven by hand here so that every request the proxies see is
     // accounted for; the background task is tested above.
     let config = quorum_config(&net, &p, 2).with_head_poll_interval(Duration::from_secs(3600));
-    let client = Arc::new(ChainClient::connect(&config, None).await.unwrap());
-    let head = PolicyHead::start(client, HeadOptions::new(&config))
-        .await
-        .unwrap();
+    let head = start_head(&config).await;
     let b = boot(app.app_id(), COMPOSE);
     let first = head.view().unwrap();
     first.is_app_allowed(&b).await.unwrap();
@@ -191,10 +184,7 @@ async fn a_failed_advance_is_an_error_until_the_endpoints_answer_again() {
     let app = net.app_with_compose().await;
     let p = proxies(&net, 1).await;
     let config = quorum_config(&net, &p, 1).with_call_timeout(Duration::from_millis(500));
-    let client = Arc::new(ChainClient::connect(&config, None).await.unwrap());
-    let head = PolicyHead::start(client, HeadOptions::new(&config))
-        .await
-        .unwrap();
+    let head = start_head(&config).await;
     let b = boot(app.app_id(), COMPOSE);
     head.view().unwrap().is_app_allowed(&b).await.unwrap();
 
@@ -223,10 +213,7 @@ async fn a_liar_after_startup_makes_the_head_a_disagreement_not_the_old_block() 
     let net = devnet(0).await;
     let p = proxies(&net, 2).await;
     let config = quorum_config(&net, &p, 2).with_head_poll_interval(POLL);
-    let client = Arc::new(ChainClient::connect(&config, None).await.unwrap());
-    let head = PolicyHead::start(client, HeadOptions::new(&config))
-        .await
-        .unwrap();
+    let head = start_head(&config).await;
     head.view().unwrap();
     p[1].set(Behaviour::ChangeBlockHashes);
     net.mine(1).await;
@@ -243,10 +230,7 @@ async fn a_read_that_failed_to_refresh_is_read_live_and_never_answered_from_an_o
     let app = net.app_with_compose().await;
     let p = proxies(&net, 2).await;
     let config = quorum_config(&net, &p, 2).with_head_poll_interval(POLL);
-    let client = Arc::new(ChainClient::connect(&config, None).await.unwrap());
-    let head = PolicyHead::start(client, HeadOptions::new(&config))
-        .await
-        .unwrap();
+    let head = start_head(&config).await;
     let b = boot(app.app_id(), COMPOSE);
     let first = head.view().unwrap();
     assert_eq!(first.is_app_allowed(&b).await.unwrap(), Verdict::Allowed);

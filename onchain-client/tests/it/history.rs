@@ -1,7 +1,6 @@
 //! Typed event history of app policy and KmsAuth.
 
 use cairn_onchain::alloy::primitives::B256;
-use cairn_onchain::alloy::providers::Provider;
 use cairn_onchain::AppAuth::AppAuthEvents;
 use cairn_onchain::KmsAuth::KmsAuthEvents;
 use cairn_onchain::{BlockRange, Error};
@@ -19,13 +18,7 @@ async fn app_policy_changes_are_listed_in_chain_order() {
     app.remove_device(DEVICE).await.unwrap();
     app.set_allow_any_device(false).await.unwrap();
 
-    let head = net
-        .client
-        .connection()
-        .provider()
-        .get_block_number()
-        .await
-        .unwrap();
+    let head = net.head_number().await;
     let events = app.policy_history(BlockRange::new(0, head)).await.unwrap();
     let policy: Vec<String> = events
         .iter()
@@ -60,13 +53,7 @@ async fn kms_history_lists_os_images_and_registrations() {
     let net = devnet(0).await;
     let app = net.app_with_compose().await;
     net.client.remove_os_image(OS_IMAGE).await.unwrap();
-    let head = net
-        .client
-        .connection()
-        .provider()
-        .get_block_number()
-        .await
-        .unwrap();
+    let head = net.head_number().await;
     let events = net
         .client
         .kms_history(BlockRange::new(0, head))

@@ -12,7 +12,7 @@ use cairn_onchain::alloy::rpc::types::TransactionRequest;
 use cairn_onchain::alloy::sol_types::SolValue;
 use cairn_onchain::{reasons, Check, Error};
 
-use crate::common::{boot, devnet, Devnet, COMPOSE};
+use crate::common::{assert_denied_by, boot, devnet, Devnet, COMPOSE};
 
 /// Offset of the JUMPDEST where the non-ERC-165 behaviour starts.
 const BEHAVIOUR: u8 = 0x3e;
@@ -97,16 +97,7 @@ async fn gas_burning_app_contract_is_denied_not_an_error() {
     // JUMPDEST at BEHAVIOUR+1; jump to it forever.
     let app = deploy_stub(&net, runtime(&[0x5b, 0x60, BEHAVIOUR + 1, 0x56])).await;
     let err = denial(&net, app).await;
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::AppContractFailed,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_denied_by(&err, Check::AppContractFailed);
 }
 
 #[tokio::test]

@@ -1,6 +1,5 @@
 //! Reads pinned to head − confirmations, and the verdict cache keyed by block.
 
-use cairn_onchain::alloy::providers::Provider;
 use cairn_onchain::{reasons, Check, Error, Verdict};
 
 use crate::common::{assert_denied, boot, devnet, COMPOSE};
@@ -8,23 +7,10 @@ use crate::common::{assert_denied, boot, devnet, COMPOSE};
 #[tokio::test]
 async fn policy_block_is_head_minus_confirmations_saturating() {
     let net = devnet(3).await;
-    let head = net
-        .client
-        .connection()
-        .provider()
-        .get_block_number()
-        .await
-        .unwrap();
+    let head = net.head_number().await;
     let at = net.client.policy_block().await.unwrap();
     assert_eq!(at.number, head - 3);
-    let block = net
-        .client
-        .connection()
-        .provider()
-        .get_block_by_number(at.number.into())
-        .await
-        .unwrap()
-        .unwrap();
+    let block = net.block(at.number).await;
     assert_eq!(block.header.hash, at.hash);
 
     // Deep confirmations saturate at genesis instead of underflowing.
@@ -37,14 +23,7 @@ async fn block_timestamp_is_the_policy_blocks_chain_time_not_the_heads() {
     let net = devnet(2).await;
     let at = net.client.policy_block().await.unwrap();
     let t = net.client.block_timestamp(at).await.unwrap();
-    let block = net
-        .client
-        .connection()
-        .provider()
-        .get_block_by_number(at.number.into())
-        .await
-        .unwrap()
-        .unwrap();
+    let block = net.block(at.number).await;
     assert_eq!(t, block.header.timestamp);
     // Time moves at head; the pinned block's time does not.
     net.increase_time(3600).await;

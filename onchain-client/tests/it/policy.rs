@@ -23,11 +23,7 @@ async fn allowed_hash_is_allowed_and_removed_hash_is_denied_with_contract_reason
 #[tokio::test]
 async fn hash_added_later_is_allowed() {
     let net = devnet(0).await;
-    let app = net
-        .client
-        .deploy_app(&AppParams::new(net.owner))
-        .await
-        .unwrap();
+    let app = net.owned_app().await;
     let b = boot(app.app_id(), COMPOSE);
     net.assert_app_denied(&b, Check::ComposeHash, reasons::COMPOSE_HASH)
         .await;
@@ -39,11 +35,7 @@ async fn hash_added_later_is_allowed() {
 #[tokio::test]
 async fn release_is_denied_before_compose_hash_activation() {
     let net = devnet(0).await;
-    let app = net
-        .client
-        .deploy_app(&AppParams::new(net.owner))
-        .await
-        .unwrap();
+    let app = net.owned_app().await;
     let activates_at = net.head_timestamp().await + 3600;
     app.schedule_compose_hash(COMPOSE, activates_at)
         .await

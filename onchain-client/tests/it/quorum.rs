@@ -8,7 +8,9 @@ use std::time::Duration;
 use cairn_onchain::testing::{spawn_anvil_with, Behaviour, RpcProxy};
 use cairn_onchain::{reasons, ChainClient, Check, Error, Verdict};
 
-use crate::common::{assert_denied, boot, devnet, proxies, quorum_config, COMPOSE, OS_IMAGE};
+use crate::common::{
+    assert_denied, assert_denied_by, boot, devnet, proxies, quorum_config, COMPOSE, OS_IMAGE,
+};
 
 /// A hang detector far above every configured timeout, never a speed assertion.
 const HANG_DEADLINE: Duration = Duration::from_secs(60);
@@ -46,16 +48,7 @@ async fn two_agreeing_endpoints_answer_as_one_does() {
     );
     let other = boot(app.app_id(), OS_IMAGE);
     let err = client.is_app_allowed(&other, at).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Denied {
-                check: Check::ComposeHash,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_denied_by(&err, Check::ComposeHash);
     assert_eq!(client.disagreements(), 0);
     assert!(
         p.iter().all(|p| p.requests() > 0),

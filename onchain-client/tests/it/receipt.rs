@@ -72,6 +72,19 @@ struct Logged {
     signer: CheckpointSigner,
 }
 
+impl Logged {
+    /// `verify_receipt` of this receipt for `app_id` and `kind` against `net`'s chain and
+    /// this log.
+    async fn verify(
+        &mut self,
+        net: &Devnet,
+        app_id: Address,
+        kind: ReleaseKind,
+    ) -> Result<ReleaseRecord, ReceiptError> {
+        verify_receipt(&net.client, &mut self.log, &self.receipt, app_id, kind).await
+    }
+}
+
 fn logged(net: &Devnet, app_id: Address, at: PolicyBlock, key: u8) -> Logged {
     let signer = CheckpointSigner::new("cairn-kms/test", node_key(key)).unwrap();
     let b = boot(app_id, COMPOSE);
@@ -133,41 +146,23 @@ async fn an_honest_receipt_verifies_and_every_forgery_is_refused_by_its_check() 
 
     let mut l = logged(&net, app_id, at, 0x42);
     assert_eq!(l.signer.address(), node);
-    let record = verify_receipt(
-        &net.client,
-        &mut l.log,
-        &l.receipt,
-        app_id,
-        ReleaseKind::AppKey,
-    )
-    .await
-    .unwrap();
+    let record = l.verify(&net, app_id, ReleaseKind::AppKey).await.unwrap();
     assert_eq!(record.boot.app_id, app_id);
     assert_eq!(record.kms_node, node);
 
     // Another app's receipt, or another kind of release.
-    let err = verify_receipt(
-        &net.client,
-        &mut l.log,
-        &l.receipt,
-        Address::repeat_byte(0x77),
-        ReleaseKind::AppKey,
-    )
-    .await
-    .unwrap_err();
+    let err = l
+        .verify(&net, Address::repeat_byte(0x77), ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ReceiptError::Mismatch { field: "app_id" }),
         "{err:?}"
     );
-    let err = verify_receipt(
-        &net.client,
-        &mut l.log,
-        &l.receipt,
-        app_id,
-        ReleaseKind::SignCert,
-    )
-    .await
-    .unwrap_err();
+    let err = l
+        .verify(&net, app_id, ReleaseKind::SignCert)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ReceiptError::Mismatch { field: "kind" }),
         "{err:?}"
@@ -197,28 +192,18 @@ async fn an_honest_receipt_verifies_and_every_forgery_is_refused_by_its_check() 
 
     // An entry that is not the one the signed root commits to.
     l.log.tamper = true;
-    let err = verify_receipt(
-        &net.client,
-        &mut l.log,
-        &l.receipt,
-        app_id,
-        ReleaseKind::AppKey,
-    )
-    .await
-    .unwrap_err();
+    let err = l
+        .verify(&net, app_id, ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ReceiptError::NotIncluded { .. }), "{err:?}");
 
     // A checkpoint signed by a key the chain does not list as a KMS node.
     let mut rogue = logged(&net, app_id, at, 0x43);
-    let err = verify_receipt(
-        &net.client,
-        &mut rogue.log,
-        &rogue.receipt,
-        app_id,
-        ReleaseKind::AppKey,
-    )
-    .await
-    .unwrap_err();
+    let err = rogue
+        .verify(&net, app_id, ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ReceiptError::UnregisteredSigner { number } if number == at.number),
         "{err:?}"
@@ -236,15 +221,10 @@ async fn a_receipt_for_a_release_the_policy_did_not_allow_is_refused_with_the_re
     net.client.add_kms_node(node).await.unwrap();
     let at = net.client.policy_block().await.unwrap();
     let mut l = logged(&net, app.app_id(), at, 0x42);
-    let err = verify_receipt(
-        &net.client,
-        &mut l.log,
-        &l.receipt,
-        app.app_id(),
-        ReleaseKind::AppKey,
-    )
-    .await
-    .unwrap_err();
+    let err = l
+        .verify(&net, app.app_id(), ReleaseKind::AppKey)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, ReceiptError::NotAllowed { check: Check::ComposeHash, reason }
             if reason == cairn_onchain::reasons::COMPOSE_HASH),

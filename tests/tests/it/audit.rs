@@ -12,8 +12,8 @@ use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::testing::{Behaviour, RpcProxy, FIXTURE_MAX_HEAD_AGE};
 use cairn_onchain::{
-    audit_all, audit_app, reasons, AuditOptions, AuditOutcome, BlockRange, ChainClient,
-    ChainConfig, Check, Finding, LogSource, PolicyBlock, SourceError, TreeHead,
+    audit_all, audit_app, reasons, AuditOptions, AuditOutcome, AuditReport, BlockRange,
+    ChainClient, ChainConfig, Check, Finding, LogSource, PolicyBlock, SourceError, TreeHead,
 };
 use cairn_protocol::api::{
     ConsistencyProofResponse, InclusionProofResponse, LogEntriesResponse, LogEntry, Receipt,
@@ -108,6 +108,17 @@ pub async fn liar(kms: &Kms, lie: Lie) -> Liar {
     }
 }
 
+/// `audit_all` of the cluster with `source` as the only log source, for `node`.
+pub async fn audit_node<S: LogSource + Send>(
+    net: &Devnet,
+    node: Address,
+    source: S,
+    options: AuditOptions,
+) -> cairn_onchain::Result<AuditReport> {
+    let mut sources = HashMap::from([(node, source)]);
+    audit_all(&net.client, &mut sources, options).await
+}
+
 /// The node address of `kms`.
 pub fn node_of(kms: &Kms) -> Address {
     Address::from(kms.node.address())
@@ -178,10 +189,10 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_exactly()
     assert!(other.releases.is_empty());
 
     // The whole cluster, with the receipts the guests got: clean.
-    let mut sources = HashMap::from([(node, kms.client(None).await)]);
-    let report = audit_all(
-        &net.client,
-        &mut sources,
+    let report = audit_node(
+        &net,
+        node,
+        kms.client(None).await,
         AuditOptions::default().with_receipts(receipts),
     )
     .await
@@ -201,12 +212,7 @@ async fn a_forked_log_is_found_and_each_forked_entry_named() {
     // A different entry at the same size: the anchors are not met, proofs locate it.
     let mut l = liar(&kms, Lie::ForkEntry(1)).await;
     let report = audit_app(&net.client, &mut l, node, app_id).await.unwrap();
-    assert!(
-        matches!(report.findings.as_slice(),
-            [Finding::NotLogged { node: n, index: 1, detail }] if *n == node && detail.contains("root")),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [Finding::NotLogged { node: n, index: 1, detail }] if *n == node && detail.contains("root"));
     assert!(!report.releases[1].logged);
     assert!(report.releases[0].logged && report.releases[2].logged);
     assert_eq!(report.outcome(), AuditOutcome::Findings);
@@ -224,25 +230,21 @@ async fn a_forked_log_is_found_and_each_forked_entry_named() {
     // settled while their block range is read, the served checkpoint after.
     let mut l = liar(&kms, Lie::ForkEntryAndProofs(1)).await;
     let report = audit_app(&net.client, &mut l, node, app_id).await.unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [
-                Finding::ForkedAnchors {
-                    first: 2,
-                    second: 3,
-                    ..
-                },
-                Finding::NotLogged { index: 1, .. },
-                Finding::CheckpointNotConsistent {
-                    anchor_size: 3,
-                    checkpoint_size: 4,
-                    ..
-                },
-            ]
-        ),
-        "{:?}",
-        report.findings
+    assert_findings!(
+        report,
+        [
+            Finding::ForkedAnchors {
+                first: 2,
+                second: 3,
+                ..
+            },
+            Finding::NotLogged { index: 1, .. },
+            Finding::CheckpointNotConsistent {
+                anchor_size: 3,
+                checkpoint_size: 4,
+                ..
+            },
+        ]
     );
     assert_eq!(report.node(node).unwrap().verified_size, Some(3));
     assert_eq!(
@@ -254,18 +256,11 @@ async fn a_forked_log_is_found_and_each_forked_entry_named() {
     // logged, behind the node's earlier policy blocks, and denied at that block.
     let mut l = liar(&kms, Lie::EarlierPolicyBlock(2, before)).await;
     let report = audit_app(&net.client, &mut l, node, app_id).await.unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [
-                Finding::StalePolicyBlock { index: 2, .. },
-                Finding::NotAllowed { index: 2, check: Check::ComposeHash, reason, block, .. },
-                Finding::NotLogged { index: 2, .. },
-            ] if reason == reasons::COMPOSE_HASH && *block == before.number
-        ),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [
+            Finding::StalePolicyBlock { index: 2, .. },
+            Finding::NotAllowed { index: 2, check: Check::ComposeHash, reason, block, .. },
+            Finding::NotLogged { index: 2, .. },
+        ] if reason == reasons::COMPOSE_HASH && *block == before.number);
     assert!(!report.releases[2].allowed);
 
     // The same record with a block hash that is not the chain's: a policy-block finding.
@@ -275,17 +270,10 @@ async fn a_forked_log_is_found_and_each_forked_entry_named() {
     };
     let mut l = liar(&kms, Lie::EarlierPolicyBlock(0, forged)).await;
     let report = audit_app(&net.client, &mut l, node, app_id).await.unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [
-                Finding::PolicyBlockMismatch { index: 0, number, actual: Some(h), .. },
-                Finding::NotLogged { index: 0, .. },
-            ] if *number == before.number && *h == before.hash
-        ),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [
+            Finding::PolicyBlockMismatch { index: 0, number, actual: Some(h), .. },
+            Finding::NotLogged { index: 0, .. },
+        ] if *number == before.number && *h == before.hash);
     kms.stop().await;
 }
 
@@ -294,14 +282,7 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
     let node = node_of(&kms);
-    let app = net.deploy_app(net.owner, None).await;
-    let cvms: Vec<Cvm> = (0..3u8)
-        .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x60 + i, "v1"))
-        .collect();
-    for cvm in &cvms {
-        app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    }
-    net.mine(CONFIRMATIONS).await;
+    let (_app, cvms) = net.allowed_cvms(&kms, 0x60..0x60 + 3, "v1").await;
     let mut receipts = Vec::new();
     for cvm in &cvms[..2] {
         receipts.push(cvm.boot().await.unwrap().state.secrets.receipt.clone());
@@ -324,7 +305,8 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
     // The node serves its log as it was before the third release (a rollback, with an
     // older checkpoint it really signed): consistent with its anchor, but the client's
     // receipt proves an entry the log no longer has.
-    let mut sources = HashMap::from([(
+    let report = audit_node(
+        &net,
         node,
         liar(
             &kms,
@@ -334,18 +316,11 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
             },
         )
         .await,
-    )]);
-    let report = audit_all(&net.client, &mut sources, options.clone())
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::MissingEntry { node: n, index: 2, checkpoint_size: 3, .. }] if *n == node
-        ),
-        "{:?}",
-        report.findings
-    );
+        options.clone(),
+    )
+    .await
+    .unwrap();
+    assert_findings!(report, [Finding::MissingEntry { node: n, index: 2, checkpoint_size: 3, .. }] if *n == node);
     assert_eq!(report.outcome(), AuditOutcome::Findings);
 
     // The node signed, for this client, a tree whose entry 2 is not the one its log has
@@ -363,36 +338,23 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
         .unwrap();
     let mut split_view = receipts.clone();
     split_view[2].checkpoint = split.to_string();
-    let mut sources = HashMap::from([(node, kms.client(None).await)]);
-    let report = audit_all(
-        &net.client,
-        &mut sources,
+    let report = audit_node(
+        &net,
+        node,
+        kms.client(None).await,
         AuditOptions::default().with_receipts(split_view),
     )
     .await
     .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::MissingEntry { index: 2, checkpoint_size: 3, detail, .. }] if detail.contains("another log")
-        ),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [Finding::MissingEntry { index: 2, checkpoint_size: 3, detail, .. }] if detail.contains("another log"));
 
     // By contrast, a source serving another entry at the receipt's index: the client's
     // checkpoint is the node's (its entry is in the committed tree); the served entry
     // is not logged.
-    let mut sources = HashMap::from([(node, liar(&kms, Lie::ForkEntry(2)).await)]);
-    let report = audit_all(&net.client, &mut sources, options).await.unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::NotLogged { index: 2, .. }]
-        ),
-        "{:?}",
-        report.findings
-    );
+    let report = audit_node(&net, node, liar(&kms, Lie::ForkEntry(2)).await, options)
+        .await
+        .unwrap();
+    assert_findings!(report, [Finding::NotLogged { index: 2, .. }]);
     kms.stop().await;
 }
 
@@ -424,19 +386,12 @@ async fn an_anchor_rollback_in_the_events_read_is_found() {
         proxy.set(Behaviour::RewindAnchors(by));
         let mut source = kms.client(None).await;
         let report = audit_app(&chain, &mut source, node, app_id).await.unwrap();
-        assert!(
-            matches!(
-                report.findings.as_slice(),
-                [Finding::AnchorRollback { node: n, previous, anchored, block }]
-                    if *n == node
-                        && *previous == TreeHead { size: 2, root: first_root }
-                        && anchored.size == size
-                        && anchored.root != first_root
-                        && *block == anchors[1].block_number
-            ),
-            "{:?}",
-            report.findings
-        );
+        assert_findings!(report, [Finding::AnchorRollback { node: n, previous, anchored, block }]
+                if *n == node
+                    && *previous == TreeHead { size: 2, root: first_root }
+                    && anchored.size == size
+                    && anchored.root != first_root
+                    && *block == anchors[1].block_number);
         // The rest still checks out against the real anchor and the checkpoint.
         assert_eq!(report.releases.len(), 4);
         assert!(report.releases.iter().all(|r| r.logged && r.allowed));
@@ -456,10 +411,10 @@ async fn an_audit_from_a_block_reads_only_what_came_after_the_anchor_before_it()
     // From just after the first anchor (size 2): entries 2 and 3 only, started from
     // the anchored tree by the last leaf's inclusion proof.
     let from = anchors[0].block_number + 1;
-    let mut sources = HashMap::from([(node, kms.client(None).await)]);
-    let report = audit_all(
-        &net.client,
-        &mut sources,
+    let report = audit_node(
+        &net,
+        node,
+        kms.client(None).await,
         AuditOptions::default().from_block(from),
     )
     .await
@@ -474,22 +429,15 @@ async fn an_audit_from_a_block_reads_only_what_came_after_the_anchor_before_it()
     assert_eq!(report.stats.proofs, 1);
 
     // A source whose proofs lie cannot start there: the base entry is not proven.
-    let mut sources = HashMap::from([(node, liar(&kms, Lie::ForkEntry(1)).await)]);
-    let report = audit_all(
-        &net.client,
-        &mut sources,
+    let report = audit_node(
+        &net,
+        node,
+        liar(&kms, Lie::ForkEntry(1)).await,
         AuditOptions::default().from_block(from),
     )
     .await
     .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::NotLogged { index: 1, .. }]
-        ),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [Finding::NotLogged { index: 1, .. }]);
     kms.stop().await;
 }
 
@@ -498,13 +446,17 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
     let (mut net, kms, _, _, _) = scenario().await;
     let node = node_of(&kms);
 
-    let mut sources = HashMap::from([(node, kms.client(None).await)]);
-    let clean = audit_all(&net.client, &mut sources, AuditOptions::default()).await;
+    let clean = audit_node(&net, node, kms.client(None).await, AuditOptions::default()).await;
     assert_eq!(AuditOutcome::of(&clean), AuditOutcome::Clean);
     assert_eq!(AuditOutcome::of(&clean).exit_code(), 0);
 
-    let mut sources = HashMap::from([(node, liar(&kms, Lie::ForkEntry(0)).await)]);
-    let forked = audit_all(&net.client, &mut sources, AuditOptions::default()).await;
+    let forked = audit_node(
+        &net,
+        node,
+        liar(&kms, Lie::ForkEntry(0)).await,
+        AuditOptions::default(),
+    )
+    .await;
     assert_eq!(AuditOutcome::of(&forked), AuditOutcome::Findings);
     assert_eq!(AuditOutcome::of(&forked).exit_code(), 1);
 
@@ -519,8 +471,7 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
 
     // No chain: an error, never a clean report.
     net.net.chain.kill_anvil();
-    let mut sources = HashMap::from([(node, kms.client(None).await)]);
-    let failed = audit_all(&net.client, &mut sources, AuditOptions::default()).await;
+    let failed = audit_node(&net, node, kms.client(None).await, AuditOptions::default()).await;
     assert!(failed.is_err());
     assert_eq!(AuditOutcome::of(&failed), AuditOutcome::CouldNotAudit);
     assert_eq!(AuditOutcome::of(&failed).exit_code(), 2);

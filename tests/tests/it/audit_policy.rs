@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use cairn_e2e::*;
 use cairn_kms::Node;
-use cairn_onchain::alloy::primitives::{keccak256, B256};
+use cairn_onchain::alloy::primitives::{keccak256, Address, B256};
 use cairn_onchain::alloy::sol_types::SolValue;
 use cairn_onchain::{
-    audit_all, audit_app, boot_info_of, reasons, AuditOptions, AuditOutcome, Auditor, Check,
-    Finding, Staleness,
+    audit_all, audit_app, boot_info_of, reasons, AuditOptions, AuditOutcome, AuditReport, Auditor,
+    Check, Finding, PolicyBlock, Staleness,
 };
 use cairn_tlog::{RecordVersion, ReleaseRecord};
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +56,15 @@ impl Forger {
             .unwrap()
     }
 
+    /// Appends a copy of the record at `index` judged at the policy block `at` (a release
+    /// the chain no longer allowed there); returns its index.
+    async fn append_judged_at(&self, index: u64, at: &PolicyBlock) -> u64 {
+        let mut record = self.record(index);
+        record.policy_block_number = at.number;
+        record.policy_block_hash = at.hash;
+        self.append(&record).await
+    }
+
     /// Anchors the log as the node does.
     async fn anchor(&mut self) {
         self.anchored = cairn_kms::anchor_once(&self.node, self.anchored)
@@ -64,70 +73,78 @@ impl Forger {
     }
 }
 
-/// One app with a compose hash allowed, one KMS, `boots` boots of distinct CVMs, then an
-/// anchor.
-async fn world(boots: u8) -> (Devnet, Kms, cairn_onchain::AppAuthClient, Vec<Cvm>) {
+/// One app with a compose hash allowed, one KMS, `boots` boots of distinct CVMs; the
+/// node's address and a [`Forger`] of its log (nothing anchored yet).
+type World = (
+    Devnet,
+    Kms,
+    cairn_onchain::AppAuthClient,
+    Vec<Cvm>,
+    Address,
+    Forger,
+);
+
+async fn world(boots: u8) -> World {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvms: Vec<Cvm> = (0..boots)
-        .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x70 + i, "v1"))
-        .collect();
-    for cvm in &cvms {
-        app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    }
-    net.mine(CONFIRMATIONS).await;
-    for cvm in &cvms {
-        cvm.boot().await.unwrap();
-    }
-    (net, kms, app, cvms)
+    let (app, cvms) = net.booted_app(&kms, 0x70..0x70 + boots).await;
+    let node = node_of(&kms);
+    let forger = Forger::new(&kms);
+    (net, kms, app, cvms, node, forger)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_after_revocation_is_found_with_the_contracts_reason() {
-    let (net, kms, app, cvms) = world(1).await;
-    let node = node_of(&kms);
-    let mut forger = Forger::new(&kms);
-    forger.anchor().await;
-
-    // The DAO revokes the compose hash; a compromised node still releases (and logs)
-    // at the pinned block after the revocation.
-    app.remove_compose_hash(cvms[0].compose_hash())
-        .await
-        .unwrap();
+/// The owner revokes `cvm`'s compose hash; then the node releases (and logs) the first
+/// record again, judged at the pinned block after the revocation. Returns that block and
+/// the forged record's index.
+async fn release_after_revocation(
+    net: &Devnet,
+    app: &cairn_onchain::AppAuthClient,
+    cvm: &Cvm,
+    forger: &Forger,
+) -> (PolicyBlock, u64) {
+    app.remove_compose_hash(cvm.compose_hash()).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let after = net.client.policy_block().await.unwrap();
-    let mut record = forger.record(0);
-    record.policy_block_number = after.number;
-    record.policy_block_hash = after.hash;
-    let index = forger.append(&record).await;
-    forger.anchor().await;
+    let index = forger.append_judged_at(0, &after).await;
+    (after, index)
+}
 
-    let mut source = kms.client(None).await;
-    let report = audit_app(&net.client, &mut source, node, app.app_id())
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::NotAllowed { node: n, index: i, block, check: Check::ComposeHash, reason }]
-                if *n == node && *i == index && *block == after.number && reason == reasons::COMPOSE_HASH
-        ),
-        "{:?}",
-        report.findings
-    );
-    assert!(report.releases[0].allowed);
-    assert!(!report.releases[1].allowed && report.releases[1].logged);
-    assert_eq!(report.outcome().exit_code(), 1);
+/// Drops the forger (its handle on the node), then stops the KMS.
+async fn finish(forger: Forger, kms: Kms) {
     drop(forger);
     kms.stop().await;
 }
 
+/// `audit_app` of `app` over the node of `kms`.
+async fn audit_one(net: &Devnet, kms: &Kms, app: &cairn_onchain::AppAuthClient) -> AuditReport {
+    let mut source = kms.client(None).await;
+    audit_app(&net.client, &mut source, node_of(kms), app.app_id())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_after_revocation_is_found_with_the_contracts_reason() {
+    let (net, kms, app, cvms, node, mut forger) = world(1).await;
+    forger.anchor().await;
+
+    // The DAO revokes the compose hash; a compromised node still releases (and logs)
+    // at the pinned block after the revocation.
+    let (after, index) = release_after_revocation(&net, &app, &cvms[0], &forger).await;
+    forger.anchor().await;
+
+    let report = audit_one(&net, &kms, &app).await;
+    assert_findings!(report, [Finding::NotAllowed { node: n, index: i, block, check: Check::ComposeHash, reason }]
+            if *n == node && *i == index && *block == after.number && reason == reasons::COMPOSE_HASH);
+    assert!(report.releases[0].allowed);
+    assert!(!report.releases[1].allowed && report.releases[1].logged);
+    assert_eq!(report.outcome().exit_code(), 1);
+    finish(forger, kms).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_time_is_stale() {
-    let (net, kms, app, cvms) = world(1).await;
-    let node = node_of(&kms);
-    let mut forger = Forger::new(&kms);
+    let (net, kms, app, cvms, node, mut forger) = world(1).await;
     let old = forger.record(0);
     // Later, a new boot is judged at a newer block.
     net.mine(10).await;
@@ -145,32 +162,22 @@ async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_ti
     let far = forger.append(&late).await;
     forger.anchor().await;
 
-    let mut source = kms.client(None).await;
-    let report = audit_app(&net.client, &mut source, node, app.app_id())
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [
-                Finding::StalePolicyBlock {
-                    index: i,
-                    block: b,
-                    staleness: Staleness::BehindPrevious { previous, depth: CONFIRMATIONS },
-                    ..
-                },
-                Finding::StalePolicyBlock {
-                    index: j,
-                    staleness: Staleness::TimeGap { max_secs: 600, record_timestamp, .. },
-                    ..
-                },
-            ] if *i == behind && *b == old.policy_block_number
-                && *previous == newer.policy_block_number
-                && *j == far && *record_timestamp == late.timestamp
-        ),
-        "{:?}",
-        report.findings
-    );
+    let report = audit_one(&net, &kms, &app).await;
+    assert_findings!(report, [
+            Finding::StalePolicyBlock {
+                index: i,
+                block: b,
+                staleness: Staleness::BehindPrevious { previous, depth: CONFIRMATIONS },
+                ..
+            },
+            Finding::StalePolicyBlock {
+                index: j,
+                staleness: Staleness::TimeGap { max_secs: 600, record_timestamp, .. },
+                ..
+            },
+        ] if *i == behind && *b == old.policy_block_number
+            && *previous == newer.policy_block_number
+            && *j == far && *record_timestamp == late.timestamp);
     // The thresholds are the auditor's: a deeper tolerance and a longer age accept both.
     let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let lenient = AuditOptions::default()
@@ -178,24 +185,18 @@ async fn a_policy_block_behind_the_nodes_earlier_ones_or_far_from_the_release_ti
         .with_max_policy_age(Duration::from_secs(7200));
     let report = audit_all(&net.client, &mut sources, lenient).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.findings);
-    drop(forger);
-    kms.stop().await;
+    finish(forger, kms).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_longer_listed() {
-    let (net, kms, _, _) = world(1).await;
-    let node = node_of(&kms);
-    let mut forger = Forger::new(&kms);
+    let (net, kms, _, _, node, mut forger) = world(1).await;
     forger.anchor().await;
 
     net.client.remove_kms_node(node).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let after = net.client.policy_block().await.unwrap();
-    let mut record = forger.record(0);
-    record.policy_block_number = after.number;
-    record.policy_block_hash = after.hash;
-    let index = forger.append(&record).await;
+    let index = forger.append_judged_at(0, &after).await;
 
     // The node is not in `kmsNodes` any more; its anchors and removal name it.
     assert!(!net.client.kms_nodes(after).await.unwrap().contains(&node));
@@ -203,27 +204,17 @@ async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_
     let report = audit_all(&net.client, &mut sources, AuditOptions::default())
         .await
         .unwrap();
-    assert!(
-        matches!(
-            report.findings.as_slice(),
-            [Finding::UnregisteredNode { node: n, index: i, block }]
-                if *n == node && *i == index && *block == after.number
-        ),
-        "{:?}",
-        report.findings
-    );
+    assert_findings!(report, [Finding::UnregisteredNode { node: n, index: i, block }]
+            if *n == node && *i == index && *block == after.number);
     let summary = report.node(node).unwrap();
     assert!(!summary.registered);
     assert_eq!(summary.verified_size, Some(2));
-    drop(forger);
-    kms.stop().await;
+    finish(forger, kms).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_record_is_audited_approximately_and_says_so() {
-    let (net, kms, app, _) = world(1).await;
-    let node = node_of(&kms);
-    let mut forger = Forger::new(&kms);
+    let (net, kms, app, _, _, mut forger) = world(1).await;
     let mut v1 = forger.record(0);
     assert_eq!(v1.version, RecordVersion::V2);
     v1.version = RecordVersion::V1;
@@ -232,10 +223,7 @@ async fn a_version_1_record_is_audited_approximately_and_says_so() {
     forger.append(&v1).await;
     forger.anchor().await;
 
-    let mut source = kms.client(None).await;
-    let report = audit_app(&net.client, &mut source, node, app.app_id())
-        .await
-        .unwrap();
+    let report = audit_one(&net, &kms, &app).await;
     assert!(report.is_clean(), "{:?}", report.findings);
     assert_eq!(
         report
@@ -246,17 +234,14 @@ async fn a_version_1_record_is_audited_approximately_and_says_so() {
         vec![(true, true), (false, true)]
     );
     assert_eq!(report.stats.approximate, 1);
-    drop(forger);
-    kms.stop().await;
+    finish(forger, kms).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_policy_calls_are_made_once() {
-    let (net, kms, app, cvms) = world(2).await;
-    let node = node_of(&kms);
+    let (net, kms, app, cvms, _, mut forger) = world(2).await;
     // The same CVM again, at the same pinned block: the same boot info.
     cvms[0].boot().await.unwrap();
-    let mut forger = Forger::new(&kms);
     forger.anchor().await;
 
     let records: Vec<ReleaseRecord> = (0..3).map(|i| forger.record(i)).collect();
@@ -271,25 +256,19 @@ async fn identical_policy_calls_are_made_once() {
         "no block was mined between the two boots"
     );
 
-    let mut source = kms.client(None).await;
-    let report = audit_app(&net.client, &mut source, node, app.app_id())
-        .await
-        .unwrap();
+    let report = audit_one(&net, &kms, &app).await;
     assert!(report.is_clean(), "{:?}", report.findings);
     assert_eq!(report.stats.releases, 3);
     assert_eq!(report.stats.policy_calls, distinct.len() as u64);
     assert_eq!(report.stats.policy_calls, 2);
     assert_eq!(report.stats.header_reads, blocks.len() as u64);
     assert_eq!(report.stats.registration_calls, blocks.len() as u64);
-    drop(forger);
-    kms.stop().await;
+    finish(forger, kms).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
-    let (net, kms, app, cvms) = world(1).await;
-    let node = node_of(&kms);
-    let mut forger = Forger::new(&kms);
+    let (net, kms, app, cvms, node, mut forger) = world(1).await;
     forger.anchor().await;
     let mut sources = HashMap::from([(node, kms.client(None).await)]);
     let mut auditor = Auditor::monitor(&net.client, AuditOptions::default());
@@ -310,15 +289,7 @@ async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
     );
 
     // A revoked compose hash, then a release under it: the next poll reports it.
-    app.remove_compose_hash(cvms[0].compose_hash())
-        .await
-        .unwrap();
-    net.mine(CONFIRMATIONS).await;
-    let after = net.client.policy_block().await.unwrap();
-    let mut record = forger.record(0);
-    record.policy_block_number = after.number;
-    record.policy_block_hash = after.hash;
-    let revoked = forger.append(&record).await;
+    let (_, revoked) = release_after_revocation(&net, &app, &cvms[0], &forger).await;
     let found = auditor.poll(&mut sources).await.unwrap();
     assert!(
         matches!(found.as_slice(), [Finding::NotAllowed { index, .. }] if *index == revoked),
@@ -357,6 +328,5 @@ async fn follow_mode_reports_a_bad_release_as_soon_as_it_is_logged() {
         "{seen:?}"
     );
     assert_eq!(auditor.report().outcome(), AuditOutcome::Findings);
-    drop(forger);
-    kms.stop().await;
+    finish(forger, kms).await;
 }

@@ -137,10 +137,7 @@ async fn boot_of_a_compose_hash_never_allowed_fails_with_the_contracts_reason_an
 async fn reboot_after_remove_compose_hash_is_refused() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
-    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x03, "v1");
-    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    net.mine(CONFIRMATIONS).await;
+    let (app, cvm) = net.allowed_cvm(&kms, 0x03, "v1").await;
     let first = cvm.boot().await.unwrap();
     assert!(wait_for_file(&cvm.app_out()).await.is_some());
     drop(first);
@@ -199,22 +196,8 @@ async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy
     let app = net.deploy_app(net.owner, None).await;
     // The chain now names another root (generation 2): the running KMS's signature over
     // the env key no longer verifies against what the chain says.
-    let other =
-        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
-    net.client
-        .set_kms_root_keys(
-            2,
-            other.k256_public().to_vec().into(),
-            other.ca().spki_der().into(),
-        )
-        .await
-        .unwrap();
-    net.mine(CONFIRMATIONS).await;
-    let vars = EnvVars::new(vec![EnvVar {
-        key: "API_KEY".into(),
-        value: "never-encrypted".into(),
-    }])
-    .unwrap();
+    net.register_other_root().await;
+    let vars = vmm::api_key_env("never-encrypted");
     let mut public = kms.client(None).await;
     let app_id = app.app_id().into_array();
     let err = encrypt_env_for_app(

@@ -233,21 +233,10 @@ async fn a_compose_app_deployed_through_the_vmm_serves_its_key_and_env_and_remov
     let c = vmm.client();
 
     // The deployer encrypts the env for the app's KMS key, checked against the chain.
-    let vars = EnvVars::new(vec![EnvVar {
-        key: "API_KEY".into(),
-        value: "s3cret through the VMM $HOME".into(),
-    }])
-    .unwrap();
-    let env = cairn_vmm::encrypt_env(
-        &kms_client(),
-        &kms.url(),
-        &net.client,
-        app_id.into_array(),
-        &vars,
-        cairn_kms::unix_now(),
-    )
-    .await
-    .unwrap();
+    let vars = vmm::api_key_env("s3cret through the VMM $HOME");
+    let env = vmm::encrypt_env(&net, &kms, app_id, &vars, cairn_kms::unix_now())
+        .await
+        .unwrap();
     let created = c
         .create(&CreateCvmRequest {
             name: "dockerized".into(),

@@ -2,51 +2,23 @@
 //! through the governor and the timelock; then the new version boots.
 
 use cairn_e2e::*;
-use cairn_guest::Error;
-use cairn_kms_client::Error as KmsError;
-use cairn_onchain::alloy::primitives::Address;
-use cairn_onchain::{GovernanceParams, Proposal, ProposalState, Support};
-
-fn denial_code(err: &Error) -> Option<(u16, String)> {
-    match err {
-        Error::AllKmsFailed(v) => match &v.first()?.1 {
-            KmsError::Status { status, code, .. } => Some((*status, code.clone())),
-            _ => None,
-        },
-        _ => None,
-    }
-}
+use cairn_onchain::{Proposal, ProposalState, Support};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (params, dao) = net.deploy_dao().await;
 
     // The app is owned by the DAO's timelock from the start and runs v1.
-    let v1 = Cvm::new(&kms.url(), Address::ZERO, 0x11, "v1");
-    let app = net
-        .deploy_app(dao.timelock(), Some(v1.compose.as_bytes()))
-        .await;
-    v1.set_app_id(app.app_id());
-    let v2 = Cvm::new(&kms.url(), app.app_id(), 0x11, "v2");
+    let (app, v1, v2) = net.app_v1_v2(&kms, dao.timelock(), 0x11).await;
     assert_ne!(v1.compose_hash(), v2.compose_hash());
     let _v1_running = v1.boot().await.unwrap();
     assert!(wait_for_file(&v1.app_out()).await.is_some());
 
     // v2 is refused until the DAO's vote executes.
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     dao.delegate(net.owner).await.unwrap();
     net.mine(1).await;
 
@@ -61,11 +33,7 @@ async fn dao_vote_unlocks_new_compose_hash_only_after_the_timelock_executes() {
 
     // Queued is not executed: still refused.
     let err = v2.boot().await.unwrap_err();
-    assert_eq!(
-        denial_code(&err),
-        Some((403, "denied.compose_hash".into())),
-        "{err}"
-    );
+    assert_compose_hash_denied(&err);
     assert!(!v2.app_out().exists());
 
     net.increase_time(params.timelock_delay_secs + 1).await;

@@ -28,11 +28,8 @@ async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest/tests/it/python/sdk_client.py");
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (app, cvm) = net.allowed_cvm(&kms, 0x21, "v1").await;
     let app_id = app.app_id().into_array();
-    let cvm = Cvm::new(&kms.url(), app.app_id(), 0x21, "v1");
-    app.add_compose_hash(cvm.compose_hash()).await.unwrap();
-    net.mine(CONFIRMATIONS).await;
     let booted = cvm.boot().await.unwrap();
     let agent = Agent::serve(&cvm.agent_socket(), booted.state.clone());
     // The socket is bound inside the spawned task: wait until it answers.

@@ -24,17 +24,6 @@ async fn pass(net: &Devnet, dao: &Dao, params: &GovernanceParams, p: &Proposal) 
     net.mine(CONFIRMATIONS).await;
 }
 
-fn held(data_dir: &std::path::Path) -> Vec<u64> {
-    SecretStore::open(data_dir.join(SECRETS_DIR))
-        .unwrap()
-        .held()
-        .unwrap()
-        .masters
-        .keys()
-        .copied()
-        .collect()
-}
-
 const WINDOW_SECS: u64 = 7 * 24 * 3600;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,13 +33,7 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
     let urls = cluster.urls();
 
     // The DAO's timelock owns KmsAuth (Ownable2Step: the DAO accepts by vote).
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (params, dao) = net.deploy_dao().await;
     dao.delegate(net.owner).await.unwrap();
     net.mine(1).await;
     net.client.transfer_ownership(dao.timelock()).await.unwrap();
@@ -105,7 +88,10 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
         assert_eq!(report.key_generation, 2);
         let kms = net.restart_kms(stopped).await;
         assert_eq!(kms.node.key_generation(), 2);
-        assert_eq!(held(kms.data_dir()), vec![1, 2]);
+        assert_eq!(
+            cairn_kms::testing::held_generations(kms.data_dir()),
+            vec![1, 2]
+        );
         rest.push(kms);
     }
 
@@ -149,7 +135,10 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
     assert!(after.state.secrets.previous.is_none());
     for kms in std::iter::once(&first).chain(&rest) {
         kms.node.sync_generations().await.unwrap();
-        assert_eq!(held(kms.data_dir()), vec![2]);
+        assert_eq!(
+            cairn_kms::testing::held_generations(kms.data_dir()),
+            vec![2]
+        );
         assert_eq!(kms.node.previous_generation(), None);
     }
 }

@@ -6,9 +6,8 @@ use std::time::Duration;
 use cairn_e2e::vmm::*;
 use cairn_e2e::*;
 use cairn_onchain::alloy::primitives::Address;
-use cairn_onchain::{GovernanceParams, Proposal, ProposalState, Support};
+use cairn_onchain::{Proposal, ProposalState, Support};
 use cairn_protocol::api::Receipt;
-use cairn_protocol::env::{EnvVar, EnvVars};
 use cairn_protocol::vmm::{
     CheckStatus, CreateCvmRequest, CvmState, PortRequest, PreflightCheck, UpgradeRequest,
     UpgradeState,
@@ -54,32 +53,18 @@ fn cvm_dirs(vmm: &VmmNode) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_mapped_port() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = web_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let (net, kms, app, vmm) = vmm_world(&compose).await;
     let app_id = app.app_id();
-    let vmm = VmmNode::start(&net, &kms, "").await;
     let c = vmm.client();
 
     // The client encrypts the env for the app's KMS key, checked against the chain
     // (the library function the CLI uses).
     let mut public = kms.client(None).await;
-    let vars = EnvVars::new(vec![EnvVar {
-        key: "API_KEY".into(),
-        value: "vmm-s3cret".into(),
-    }])
-    .unwrap();
-    let env = cairn_vmm::encrypt_env(
-        &kms_client(),
-        &kms.url(),
-        &net.client,
-        app_id.into_array(),
-        &vars,
-        cairn_kms::unix_now(),
-    )
-    .await
-    .unwrap();
+    let vars = vmm::api_key_env("vmm-s3cret");
+    let env = vmm::encrypt_env(&net, &kms, app_id, &vars, cairn_kms::unix_now())
+        .await
+        .unwrap();
     let mut req = create("web", app_id, &compose, &[8080]);
     req.encrypted_env = Some(env);
     let created = c.create(&req).await.unwrap();
@@ -259,13 +244,7 @@ async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_any
 async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_executes() {
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
-    let params = GovernanceParams::devnet(net.owner);
-    let dao = net
-        .client
-        .connection()
-        .deploy_governance(&params)
-        .await
-        .unwrap();
+    let (params, dao) = net.deploy_dao().await;
     let v1 = web_compose("v1");
     let v2 = web_compose("v2");
     let app = net.deploy_app(dao.timelock(), Some(v1.as_bytes())).await;
@@ -376,11 +355,8 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vmm_restart_keeps_running_cvms_without_duplicates_and_reports_one_that_died() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = sleeper_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
-    let mut vmm = VmmNode::start(&net, &kms, "").await;
+    let (_net, kms, app, mut vmm) = vmm_world(&compose).await;
     let c = vmm.client();
     let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
@@ -458,11 +434,8 @@ async fn a_vmm_restart_keeps_running_cvms_without_duplicates_and_reports_one_tha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = sleeper_compose("v1");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
-    let vmm = VmmNode::start(&net, &kms, "").await;
+    let (_net, kms, app, vmm) = vmm_world(&compose).await;
     let c = vmm.client();
     let id = c
         .create(&create("sleeper", app.app_id(), &compose, &[9000]))
@@ -540,23 +513,12 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
     let app = net.deploy_app(net.owner, None).await;
-    let vars = EnvVars::new(vec![EnvVar {
-        key: "API_KEY".into(),
-        value: "never-encrypted".into(),
-    }])
-    .unwrap();
-    let app_id = app.app_id().into_array();
+    let vars = vmm::api_key_env("never-encrypted");
+    let app_id = app.app_id();
     // A stale answer is refused too (the KMS signed "now"; we are an hour later).
-    let err = cairn_vmm::encrypt_env(
-        &kms_client(),
-        &kms.url(),
-        &net.client,
-        app_id,
-        &vars,
-        cairn_kms::unix_now() + 3600,
-    )
-    .await
-    .unwrap_err();
+    let err = vmm::encrypt_env(&net, &kms, app_id, &vars, cairn_kms::unix_now() + 3600)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -565,27 +527,10 @@ async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_
         "{err:?}"
     );
     // The chain now names another root: the running KMS's signature no longer verifies.
-    let other =
-        cairn_kms::RootKeys::derive(&cairn_kms::MasterSecret::from_bytes([0x77; 32])).unwrap();
-    net.client
-        .set_kms_root_keys(
-            2,
-            other.k256_public().to_vec().into(),
-            other.ca().spki_der().into(),
-        )
+    net.register_other_root().await;
+    let err = vmm::encrypt_env(&net, &kms, app_id, &vars, cairn_kms::unix_now())
         .await
-        .unwrap();
-    net.mine(CONFIRMATIONS).await;
-    let err = cairn_vmm::encrypt_env(
-        &kms_client(),
-        &kms.url(),
-        &net.client,
-        app_id,
-        &vars,
-        cairn_kms::unix_now(),
-    )
-    .await
-    .unwrap_err();
+        .unwrap_err();
     assert!(
         matches!(
             err,

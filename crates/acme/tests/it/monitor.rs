@@ -35,18 +35,39 @@ fn info(entries: Vec<QuotedPublicKey>) -> AcmeInfo {
     }
 }
 
+/// `verify_served_certificate` of `cert` for the gateway app, now, with `entry` the only
+/// published key.
+fn serve_checked(
+    entry: QuotedPublicKey,
+    cert: &[u8],
+) -> Result<cairn_attestation::VerifiedQuote, MonitorError> {
+    verify_served_certificate(
+        &verifier(),
+        &info(vec![entry]),
+        cert,
+        &GATEWAY_APP,
+        unix_now(),
+    )
+}
+
+/// `entry` with its quote document (JSON: quote, event log, …) changed by `edit`.
+fn with_quote_doc(
+    entry: &QuotedPublicKey,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> QuotedPublicKey {
+    let mut doc: serde_json::Value = serde_json::from_str(&entry.quote).unwrap();
+    edit(&mut doc);
+    QuotedPublicKey {
+        quote: doc.to_string(),
+        ..entry.clone()
+    }
+}
+
 #[test]
 fn a_published_key_quoted_by_the_gateway_app_verifies() {
     let gw = SimGateway::boot(GATEWAY_APP, 1);
     let (cert, entry) = published(&gw);
-    let v = verify_served_certificate(
-        &verifier(),
-        &info(vec![entry]),
-        &cert,
-        &GATEWAY_APP,
-        unix_now(),
-    )
-    .unwrap();
+    let v = serve_checked(entry, &cert).unwrap();
     assert_eq!(v.app_id(), &GATEWAY_APP);
 }
 
@@ -54,13 +75,7 @@ fn a_published_key_quoted_by_the_gateway_app_verifies() {
 fn a_key_quoted_by_another_app_is_refused() {
     let impostor = SimGateway::boot(AppId([0x11; 20]), 1);
     let (cert, entry) = published(&impostor);
-    match verify_served_certificate(
-        &verifier(),
-        &info(vec![entry]),
-        &cert,
-        &GATEWAY_APP,
-        unix_now(),
-    ) {
+    match serve_checked(entry, &cert) {
         Err(MonitorError::WrongApp { expected, got }) => {
             assert_eq!(expected, GATEWAY_APP.to_hex());
             assert_eq!(got, "11".repeat(20));
@@ -75,13 +90,7 @@ fn a_certificate_whose_key_is_not_published_is_refused() {
     let (_cert, entry) = published(&gw);
     let (other_cert, _) = published(&gw);
     assert!(matches!(
-        verify_served_certificate(
-            &verifier(),
-            &info(vec![entry]),
-            &other_cert,
-            &GATEWAY_APP,
-            unix_now()
-        ),
+        serve_checked(entry, &other_cert),
         Err(MonitorError::KeyNotPublished { .. })
     ));
 }
@@ -93,13 +102,7 @@ fn a_quote_over_another_key_does_not_bind_the_published_key() {
     let (cert, mut entry) = published(&gw);
     // the entry names this certificate's key but carries the quote made for another key
     entry.quote = quoted.quote;
-    match verify_served_certificate(
-        &verifier(),
-        &info(vec![entry]),
-        &cert,
-        &GATEWAY_APP,
-        unix_now(),
-    ) {
+    match serve_checked(entry, &cert) {
         Err(MonitorError::Quote(cairn_attestation::Error::ReportDataMismatch)) => {}
         other => panic!("{other:?}"),
     }
@@ -109,27 +112,18 @@ fn a_quote_over_another_key_does_not_bind_the_published_key() {
 fn a_tampered_quote_or_event_log_is_refused() {
     let gw = SimGateway::boot(GATEWAY_APP, 1);
     let (_, entry) = published(&gw);
-    let mut doc: serde_json::Value = serde_json::from_str(&entry.quote).unwrap();
-    let q = doc["quote"].as_str().unwrap().to_owned();
     // flip one byte of the report body (inside the signed part)
-    let mut bytes = hex::decode(&q).unwrap();
-    bytes[200] ^= 1;
-    doc["quote"] = hex::encode(&bytes).into();
-    let tampered = QuotedPublicKey {
-        quote: doc.to_string(),
-        ..entry.clone()
-    };
+    let tampered = with_quote_doc(&entry, |doc| {
+        let mut bytes = hex::decode(doc["quote"].as_str().unwrap()).unwrap();
+        bytes[200] ^= 1;
+        doc["quote"] = hex::encode(&bytes).into();
+    });
     assert!(matches!(
         verify_quoted_key(&verifier(), &tampered, &GATEWAY_APP, unix_now()),
         Err(MonitorError::Quote(_))
     ));
     // an event log that does not replay to RTMR3
-    let mut doc: serde_json::Value = serde_json::from_str(&entry.quote).unwrap();
-    doc["event_log"] = "[]".into();
-    let no_log = QuotedPublicKey {
-        quote: doc.to_string(),
-        ..entry.clone()
-    };
+    let no_log = with_quote_doc(&entry, |doc| doc["event_log"] = "[]".into());
     assert!(matches!(
         verify_quoted_key(&verifier(), &no_log, &GATEWAY_APP, unix_now()),
         Err(MonitorError::Quote(_))

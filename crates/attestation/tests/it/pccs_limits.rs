@@ -278,20 +278,32 @@ async fn genuine_chains_for_unknown_platforms_are_rate_limited_with_bounded_cach
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_for_one_new_platform_cause_one_fetch() {
+/// The PKI, its root, a gated (closed) simulated PCCS of it and a shared client of that.
+async fn gated_pccs() -> (Arc<SimPki>, Arc<[u8]>, Server, Arc<PccsClient>) {
     let pki = pki();
     let root: Arc<[u8]> = Arc::from(pki.root_ca_der());
     let server = serve(SimPccs::new(Arc::clone(&pki)), false).await;
     let client = Arc::new(PccsClient::new(&server.url).unwrap());
+    (pki, root, server, client)
+}
+
+/// A task asking `client` for the collateral of `quote` under `root` at [`NOW`].
+fn spawn_collateral(
+    client: &Arc<PccsClient>,
+    quote: &Arc<[u8]>,
+    root: &Arc<[u8]>,
+) -> tokio::task::JoinHandle<Result<Arc<cairn_attestation::Collateral>, Error>> {
+    let (client, quote, root) = (Arc::clone(client), Arc::clone(quote), Arc::clone(root));
+    tokio::spawn(async move { client.collateral_for_quote(&quote, &root, NOW).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_one_new_platform_cause_one_fetch() {
+    let (_, root, server, client) = gated_pccs().await;
     let quote: Arc<[u8]> = Arc::from(evidence().quote);
     let callers = 64;
     let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let (client, quote, root) =
-                (Arc::clone(&client), Arc::clone(&quote), Arc::clone(&root));
-            tokio::spawn(async move { client.collateral_for_quote(&quote, &root, NOW).await })
-        })
+        .map(|_| spawn_collateral(&client, &quote, &root))
         .collect();
     // The leader's request reaches the gated PCCS asynchronously: wait for both it and the
     // 63 followers, then check that nobody else got through.
@@ -319,19 +331,12 @@ async fn concurrent_requests_for_one_new_platform_cause_one_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_one_failed_fetch() {
-    let pki = pki();
-    let root: Arc<[u8]> = Arc::from(pki.root_ca_der());
-    let server = serve(SimPccs::new(Arc::clone(&pki)), false).await;
-    let client = Arc::new(PccsClient::new(&server.url).unwrap());
+    let (pki, root, server, client) = gated_pccs().await;
     // A genuine host on a platform the PCCS does not know: TCB Info answers 404.
     let quote: Arc<[u8]> = Arc::from(quote_on_platform(&pki, [3; 32], nth_fmspc(0)));
     let callers = 16;
     let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let (client, quote, root) =
-                (Arc::clone(&client), Arc::clone(&quote), Arc::clone(&root));
-            tokio::spawn(async move { client.collateral_for_quote(&quote, &root, NOW).await })
-        })
+        .map(|_| spawn_collateral(&client, &quote, &root))
         .collect();
     poll_until("15 callers waiting on one fetch", || {
         client.stats().waiting == callers - 1
@@ -354,15 +359,9 @@ async fn concurrent_requests_share_one_failed_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_leading_request_hands_the_fetch_to_a_waiting_one() {
-    let pki = pki();
-    let root: Arc<[u8]> = Arc::from(pki.root_ca_der());
-    let server = serve(SimPccs::new(Arc::clone(&pki)), false).await;
-    let client = Arc::new(PccsClient::new(&server.url).unwrap());
+    let (_, root, server, client) = gated_pccs().await;
     let quote: Arc<[u8]> = Arc::from(evidence().quote);
-    let spawn = || {
-        let (client, quote, root) = (Arc::clone(&client), Arc::clone(&quote), Arc::clone(&root));
-        tokio::spawn(async move { client.collateral_for_quote(&quote, &root, NOW).await })
-    };
+    let spawn = || spawn_collateral(&client, &quote, &root);
     let leader = spawn();
     poll_until("the leader's request", || server.arrived() == 1).await;
     let follower = spawn();

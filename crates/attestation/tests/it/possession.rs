@@ -116,16 +116,38 @@ fn tls_error(err: &io::Error) -> &rustls::Error {
         .unwrap_or_else(|| panic!("not a rustls error: {err:?}"))
 }
 
+/// `result` failed with the TLS error `want`.
+#[track_caller]
+fn assert_tls_error<T: std::fmt::Debug>(result: io::Result<T>, want: rustls::Error) {
+    let err = result.unwrap_err();
+    assert_eq!(tls_error(&err), &want, "{err:?}");
+}
+
+/// [`exchange`] between a server presenting `server` that checks client certificates
+/// with `clients`, and a client presenting `client` (if any).
+async fn handshake(
+    server: Arc<CertifiedKey>,
+    clients: PossessionClientVerifier,
+    client: Option<Arc<CertifiedKey>>,
+) -> (
+    io::Result<Option<CertificateDer<'static>>>,
+    io::Result<CertificateDer<'static>>,
+) {
+    exchange(
+        server_config(server, Arc::new(clients)),
+        client_config(client),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn possession_verifiers_accept_any_certificate_whose_key_signs_and_expose_it() {
     let (server_cert, server_key) = plain();
     let (client_cert, client_key) = plain();
-    let (server, client) = exchange(
-        server_config(
-            certified(server_cert.clone(), &server_key),
-            Arc::new(PossessionClientVerifier::mandatory()),
-        ),
-        client_config(Some(certified(client_cert.clone(), &client_key))),
+    let (server, client) = handshake(
+        certified(server_cert.clone(), &server_key),
+        PossessionClientVerifier::mandatory(),
+        Some(certified(client_cert.clone(), &client_key)),
     )
     .await;
     assert_eq!(server.unwrap(), Some(client_cert));
@@ -136,21 +158,15 @@ async fn possession_verifiers_accept_any_certificate_whose_key_signs_and_expose_
 async fn a_server_without_the_certified_key_fails_the_possession_check() {
     let (genuine, _) = plain();
     let (_, thief) = plain();
-    let (_, client) = exchange(
-        server_config(
-            certified(genuine, &thief),
-            Arc::new(PossessionClientVerifier::optional()),
-        ),
-        client_config(None),
+    let (_, client) = handshake(
+        certified(genuine, &thief),
+        PossessionClientVerifier::optional(),
+        None,
     )
     .await;
-    let err = client.unwrap_err();
-    assert!(
-        matches!(
-            tls_error(&err),
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
-        ),
-        "{err:?}"
+    assert_tls_error(
+        client,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature),
     );
 }
 
@@ -159,59 +175,41 @@ async fn a_client_without_the_certified_key_fails_the_possession_check() {
     let (server_cert, server_key) = plain();
     let (genuine, _) = plain();
     let (_, thief) = plain();
-    let (server, client) = exchange(
-        server_config(
-            certified(server_cert, &server_key),
-            Arc::new(PossessionClientVerifier::optional()),
-        ),
-        client_config(Some(certified(genuine, &thief))),
+    let (server, client) = handshake(
+        certified(server_cert, &server_key),
+        PossessionClientVerifier::optional(),
+        Some(certified(genuine, &thief)),
     )
     .await;
-    let err = server.unwrap_err();
-    assert!(
-        matches!(
-            tls_error(&err),
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
-        ),
-        "{err:?}"
+    assert_tls_error(
+        server,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature),
     );
-    let err = client.unwrap_err();
-    assert!(
-        matches!(
-            tls_error(&err),
-            rustls::Error::AlertReceived(AlertDescription::DecryptError)
-        ),
-        "{err:?}"
+    assert_tls_error(
+        client,
+        rustls::Error::AlertReceived(AlertDescription::DecryptError),
     );
 }
 
 #[tokio::test]
 async fn client_certificates_are_optional_or_mandatory_as_configured() {
     let (server_cert, server_key) = plain();
-    let (server, client) = exchange(
-        server_config(
-            certified(server_cert.clone(), &server_key),
-            Arc::new(PossessionClientVerifier::optional()),
-        ),
-        client_config(None),
+    let (server, client) = handshake(
+        certified(server_cert.clone(), &server_key),
+        PossessionClientVerifier::optional(),
+        None,
     )
     .await;
     assert_eq!(server.unwrap(), None, "no certificate, no identity");
     client.unwrap();
 
-    let (server, _) = exchange(
-        server_config(
-            certified(server_cert, &server_key),
-            Arc::new(PossessionClientVerifier::mandatory()),
-        ),
-        client_config(None),
+    let (server, _) = handshake(
+        certified(server_cert, &server_key),
+        PossessionClientVerifier::mandatory(),
+        None,
     )
     .await;
-    let err = server.unwrap_err();
-    assert!(
-        matches!(tls_error(&err), rustls::Error::NoCertificatesPresented),
-        "{err:?}"
-    );
+    assert_tls_error(server, rustls::Error::NoCertificatesPresented);
 }
 
 #[test]

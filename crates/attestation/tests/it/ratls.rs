@@ -206,6 +206,24 @@ async fn serve_once(
 }
 
 /// Connects, completes the handshake and reads the reply to the end.
+/// A server presenting `server_cert` (any client) and a guest client presenting
+/// `client_cert` that requires a KMS: the handshake fails on both sides; their errors.
+async fn kms_handshake_fails(
+    server_cert: &RaTlsCert,
+    client_cert: &RaTlsCert,
+) -> (io::Error, io::Error) {
+    let v = client_verifier(None);
+    let (addr, server) = serve_once(server_config(server_cert, v.clone(), TLS13), v).await;
+    let client_err = request(
+        client_config(client_cert, kms_server_verifier(), TLS13),
+        addr,
+    )
+    .await
+    .unwrap_err();
+    let server_err = server.await.unwrap().unwrap_err();
+    (client_err, server_err)
+}
+
 async fn request(
     config: ClientConfig,
     addr: SocketAddr,
@@ -461,12 +479,7 @@ async fn server_cert_without_kms_rpc_usage_is_rejected_by_the_client() {
     let app = Cvm::boot(0x01, APP_COMPOSE);
     let app_cert = app.cert(Usage::AppCustom);
     let impostor = Cvm::boot(0x0C, r#"{"name":"not-kms"}"#).cert(Usage::AppCustom);
-    let v = client_verifier(None);
-    let (addr, server) = serve_once(server_config(&impostor, v.clone(), TLS13), v).await;
-    let client_err = request(client_config(&app_cert, kms_server_verifier(), TLS13), addr)
-        .await
-        .unwrap_err();
-    let server_err = server.await.unwrap().unwrap_err();
+    let (client_err, server_err) = kms_handshake_fails(&impostor, &app_cert).await;
     assert!(
         matches!(
             ratls_error(&client_err),
@@ -492,12 +505,7 @@ async fn plain_server_cert_is_rejected_by_the_client() {
         .der()
         .clone();
     let plain = raw_cert(der, &key);
-    let v = client_verifier(None);
-    let (addr, server) = serve_once(server_config(&plain, v.clone(), TLS13), v).await;
-    let client_err = request(client_config(&app_cert, kms_server_verifier(), TLS13), addr)
-        .await
-        .unwrap_err();
-    let server_err = server.await.unwrap().unwrap_err();
+    let (client_err, server_err) = kms_handshake_fails(&plain, &app_cert).await;
     assert!(
         matches!(
             ratls_error(&client_err),

@@ -337,3 +337,21 @@ impl SilentServer {
         SilentServer { url, task }
     }
 }
+
+/// `err` refuses a KMS whose server certificate the root it returned (or the caller's
+/// root) did not sign.
+#[track_caller]
+pub fn assert_kms_not_rooted(err: &cairn_kms_client::Error) {
+    assert!(
+        matches!(
+            err,
+            cairn_kms_client::Error::NotRooted {
+                source: cairn_attestation::ChainError::BadSignature {
+                    role: cairn_attestation::CertRole::KmsServer
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -65,6 +65,13 @@ const VECTOR_HEX: &str = concat!(
     "5570546f44617465000000000000000000000000000000000000000000000000",
 );
 
+/// The encoded [`sample`] with byte `at` set to `value`, decoded.
+fn decode_patched(at: usize, value: u8) -> Result<ReleaseRecord, EntryError> {
+    let mut bytes = sample().encode().expect("encode");
+    bytes[at] = value;
+    ReleaseRecord::decode(&bytes)
+}
+
 #[test]
 fn record_encoding_matches_the_documented_vector() {
     let bytes = sample().encode().expect("encode");
@@ -317,19 +324,14 @@ fn every_kind_round_trips() {
 
 #[test]
 fn unknown_versions_are_rejected() {
-    let good = sample().encode().expect("encode");
     for v in [0u8, 3, 255] {
-        let mut bad = good.clone();
-        bad[63] = v;
         assert_eq!(
-            ReleaseRecord::decode(&bad),
+            decode_patched(63, v),
             Err(EntryError::UnsupportedVersion { version: v })
         );
     }
-    let mut huge = good.clone();
-    huge[40] = 1;
     assert_eq!(
-        ReleaseRecord::decode(&huge),
+        decode_patched(40, 1),
         Err(EntryError::UnsupportedVersion { version: 255 })
     );
 }
@@ -348,12 +350,7 @@ fn trailing_bytes_are_rejected() {
 fn dirty_padding_and_truncation_are_rejected() {
     let good = sample().encode().expect("encode");
     // A non-zero byte in the high part of the `kind` word (uint8).
-    let mut dirty = good.clone();
-    dirty[64] = 1;
-    assert!(matches!(
-        ReleaseRecord::decode(&dirty),
-        Err(EntryError::Abi(_))
-    ));
+    assert!(matches!(decode_patched(64, 1), Err(EntryError::Abi(_))));
     // Garbage in the padding after the string bytes.
     let mut pad = good.clone();
     let last = pad.len() - 1;
@@ -375,10 +372,8 @@ fn dirty_padding_and_truncation_are_rejected() {
 
 #[test]
 fn unknown_kinds_are_rejected() {
-    let mut bad = sample().encode().expect("encode");
-    bad[95] = 3;
     assert_eq!(
-        ReleaseRecord::decode(&bad),
+        decode_patched(95, 3),
         Err(EntryError::UnknownKind { kind: 3 })
     );
 }

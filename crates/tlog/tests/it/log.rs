@@ -18,6 +18,29 @@ fn tamper(dir: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
     db.flush().expect("flush");
 }
 
+/// A log of the first `n` vector entries, written and closed; its directory.
+fn closed_log_of(n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path()).expect("open");
+    log.append_batch(&entries(0..n)).expect("append");
+    dir
+}
+
+/// The sled key of record `prefix` (`e` entry, `h` hash) at `index`.
+fn stored_key(prefix: u8, index: u64) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// What and where opening the log in `dir` found corrupt (it must refuse to open).
+fn corruption(dir: &std::path::Path) -> (Corruption, u64) {
+    match Log::open(dir) {
+        Err(Error::Corrupt { what, index }) => (what, index),
+        other => panic!("expected a corrupt log, got {:?}", other.map(|l| l.size())),
+    }
+}
+
 fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
     range.map(vector_entry).collect()
 }
@@ -171,56 +194,31 @@ fn a_foreign_database_is_refused() {
             .expect("insert");
     });
     assert!(matches!(
-        Log::open(dir.path()),
-        Err(Error::Corrupt {
-            what: Corruption::FormatMarker,
-            ..
-        })
+        corruption(dir.path()),
+        (Corruption::FormatMarker, _)
     ));
 }
 
 #[test]
 fn a_missing_subtree_hash_is_reported_as_corruption() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let log = Log::open(dir.path()).expect("open");
-        log.append_batch(&entries(0..6)).expect("append");
-    }
+    let dir = closed_log_of(6);
     tamper(dir.path(), |tree| {
         // Size 6 = subtree (level 2, index 0) ‖ (level 1, index 2).
-        let mut key = vec![b'h'];
-        key.extend_from_slice(&0u64.to_be_bytes());
+        let mut key = stored_key(b'h', 0);
         key.push(2);
         assert!(tree.remove(key).expect("remove").is_some());
     });
-    assert!(matches!(
-        Log::open(dir.path()),
-        Err(Error::Corrupt {
-            what: Corruption::MissingHash,
-            index: 0
-        })
-    ));
+    assert_eq!(corruption(dir.path()), (Corruption::MissingHash, 0));
 }
 
 #[test]
 fn a_rewritten_last_entry_is_reported_as_corruption() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let log = Log::open(dir.path()).expect("open");
-        log.append_batch(&entries(0..6)).expect("append");
-    }
+    let dir = closed_log_of(6);
     tamper(dir.path(), |tree| {
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&5u64.to_be_bytes());
+        let key = stored_key(b'e', 5);
         tree.insert(key, b"rewritten".as_slice()).expect("insert");
     });
-    assert!(matches!(
-        Log::open(dir.path()),
-        Err(Error::Corrupt {
-            what: Corruption::LeafHashMismatch,
-            index: 5
-        })
-    ));
+    assert_eq!(corruption(dir.path()), (Corruption::LeafHashMismatch, 5));
 }
 
 #[test]
@@ -313,11 +311,5 @@ fn a_missing_upper_level_hash_is_reported_as_corruption() {
         key.extend_from_slice(&1u64.to_be_bytes());
         assert!(tree.remove(key).expect("remove").is_some());
     });
-    assert!(matches!(
-        Log::open(dir.path()),
-        Err(Error::Corrupt {
-            what: Corruption::MissingHash,
-            index: 1
-        })
-    ));
+    assert_eq!(corruption(dir.path()), (Corruption::MissingHash, 1));
 }

@@ -68,11 +68,7 @@ async fn a_guest_up_to_five_minutes_ahead_is_served_and_further_ahead_is_denied_
     let ahead = guest.cert_at(k + 6 * MIN);
     let mut client = kms.client(Some(&ahead)).await;
     let err = app_key(&mut client).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::FORBIDDEN, "denied.client_cert"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::FORBIDDEN, "denied.client_cert");
     assert!(err.body.error.message.contains("not valid now"), "{err:?}");
     assert_eq!(kms.node.log().size(), served);
 

@@ -112,11 +112,7 @@ async fn a_full_disk_under_the_log_refuses_releases_clearly_acknowledges_nothing
         }
         assert!(held.len() < 10_000, "the log never hit the full disk");
     };
-    assert_eq!(
-        (refusal.status, refusal.body.error.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable.log"),
-        "{refusal:?}"
-    );
+    refusal.assert_code(StatusCode::SERVICE_UNAVAILABLE, "unavailable.log");
     assert_eq!(
         refusal.body.error.message,
         "the transparency log could not make the release durable (no space left on the \

@@ -101,11 +101,7 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
     // reused; the new chain says no.
     let size = kms.node.log().size();
     let err = app_key(&mut v2_conn).await.unwrap_err();
-    assert_eq!(
-        (err.status, err.body.error.code.as_str()),
-        (StatusCode::FORBIDDEN, "denied.compose_hash"),
-        "{err:?}"
-    );
+    err.assert_code(StatusCode::FORBIDDEN, "denied.compose_hash");
     assert_eq!(kms.node.log().size(), size);
     // Version 1 (allowed before the fork) keeps getting keys.
     let v1 = w.guest(0x82);
