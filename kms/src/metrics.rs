@@ -105,24 +105,8 @@ impl Histogram {
     }
 }
 
-/// Why a connection was closed at accept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The server already serves its maximum number of connections.
-    MaxConnections,
-    /// The source address already has its maximum number of connections.
-    MaxPerSource,
-}
-
-impl Refusal {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::MaxConnections => "max_connections",
-            Refusal::MaxPerSource => "max_per_source",
-        }
-    }
-}
+/// Why a connection was closed at accept (shared with the other services).
+pub use cairn_service::Refusal;
 
 /// Counters and histograms of one node.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! What the three Cairn services (the KMS node, the gateway and the VMM) have in common
 //! at their edges, written once: a TOML config file with `CAIRN_<SERVICE>_*` environment
 //! overrides and bounded file reads; per-source connection counting (an IPv4 address or
-//! an IPv6 /64); and the JSON error body every rejection is answered with.
+//! an IPv6 /64) and the accept loop's admission; and the JSON error body every rejection is answered with.
 //!
 //! Trust: nothing here decides policy. Config values are only parsed (each service
 //! validates its own struct); connection counting is a resource bound, not an access
@@ -14,15 +14,19 @@
 //! - `config`: [`parse_with_env`], [`apply_env`], [`read_bounded`], [`read_text`],
 //!   [`hex32`] and the typed [`ConfigError`].
 //! - `limits`: [`source_of`], [`Sources`] and the [`SourceSlot`] guard.
+//! - `listen`: the accept loop's [`ConnectionGate`] (in all and per source, with the
+//!   [`Refusal`] that names the limit) and [`accept_failed`]'s back-off.
 //! - `reject`: [`error_body`], [`json_error`] and [`cut_message`].
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod limits;
+mod listen;
 mod reject;
 
 // The public interface is:
 pub use config::{apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind};
 pub use limits::{source_of, SourceSlot, Sources};
+pub use listen::{accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF};
 pub use reject::{cut_message, error_body, json_error};
