@@ -1,7 +1,8 @@
 //! What the three Cairn services (the KMS node, the gateway and the VMM) have in common
 //! at their edges, written once: a TOML config file with `CAIRN_<SERVICE>_*` environment
 //! overrides and bounded file reads; per-source connection counting (an IPv4 address or
-//! an IPv6 /64) and the accept loop's admission; and the JSON error body every rejection is answered with.
+//! an IPv6 /64) and the accept loop's admission; the Prometheus text exposition; and the JSON error body every rejection is answered
+//! with.
 //!
 //! Trust: nothing here decides policy. Config values are only parsed (each service
 //! validates its own struct); connection counting is a resource bound, not an access
@@ -16,6 +17,7 @@
 //! - `limits`: [`source_of`], [`Sources`] and the [`SourceSlot`] guard.
 //! - `listen`: the accept loop's [`ConnectionGate`] (in all and per source, with the
 //!   [`Refusal`] that names the limit) and [`accept_failed`]'s back-off.
+//! - `metrics`: the Prometheus text [`Exposition`] and the [`GaugeGuard`] of a gauge.
 //! - `reject`: [`error_body`], [`json_error`] and [`cut_message`].
 
 #![forbid(unsafe_code)]
@@ -23,10 +25,12 @@
 mod config;
 mod limits;
 mod listen;
+mod metrics;
 mod reject;
 
 // The public interface is:
 pub use config::{apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind};
 pub use limits::{source_of, SourceSlot, Sources};
 pub use listen::{accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF};
+pub use metrics::{Exposition, GaugeGuard};
 pub use reject::{cut_message, error_body, json_error};
