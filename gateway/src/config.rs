@@ -69,7 +69,7 @@ use cairn_attestation::simulator::{OsImage, SimPki, SimPkiConfig};
 use cairn_attestation::{Collateral, OsImageManifest, PccsClient, Verifier};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
-use cairn_service::EnvKind;
+use cairn_service::EnvKinds;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -486,6 +486,14 @@ const INTEGER_KEYS: &[&str] = &[
     "proxy.race",
 ];
 
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: INTEGER_KEYS,
+    floats: FLOAT_KEYS,
+    bools: &[],
+    lists: LIST_KEYS,
+};
+
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::config(key, reason)
 }
@@ -497,18 +505,6 @@ pub(crate) fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> 
 
 fn seed(key: &str, v: &Option<String>) -> Result<[u8; 32]> {
     Ok(cairn_service::hex32(key, v.as_deref())?)
-}
-
-fn env_kind(key: &str) -> EnvKind {
-    if INTEGER_KEYS.contains(&key) {
-        EnvKind::Int
-    } else if FLOAT_KEYS.contains(&key) {
-        EnvKind::Float
-    } else if LIST_KEYS.contains(&key) {
-        EnvKind::List
-    } else {
-        EnvKind::Str
-    }
 }
 
 /// Parse an app id key of `[apps]`: 20 bytes of hex, optional `0x`.
@@ -544,7 +540,7 @@ impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_GATEWAY_<KEY>`, dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
         let config: Config =
-            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, env_kind, env)?;
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }

@@ -32,7 +32,7 @@ use std::sync::{Mutex, PoisonError};
 use cairn_service::Exposition;
 
 /// A family of counters with up to two labels.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Family {
     values: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -86,7 +86,7 @@ pub struct Gauges {
 }
 
 /// Counters of one gateway node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     connections_open: AtomicU64,
     connections: Family,
@@ -96,12 +96,6 @@ pub struct Metrics {
     revocations: Family,
     policy_checks: Family,
     cert_reloads: Family,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
 }
 
 /// Decrements the open-connections gauge when dropped.

@@ -58,7 +58,7 @@ use cairn_attestation::{
 };
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
-use cairn_service::{ConfigError, EnvKind};
+use cairn_service::{ConfigError, EnvKinds};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
@@ -307,6 +307,7 @@ const LIST_KEYS: &[&str] = &[
     "tee.simulator_os_image",
 ];
 
+/// Keys whose environment value is an integer.
 const INTEGER_KEYS: &[&str] = &[
     "chain.quorum",
     "chain.chain_id",
@@ -330,24 +331,20 @@ const INTEGER_KEYS: &[&str] = &[
 /// Keys given as `true` / `false` in the environment.
 const BOOL_KEYS: &[&str] = &["chain.allow_insecure_rpc"];
 
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: INTEGER_KEYS,
+    floats: &[],
+    bools: BOOL_KEYS,
+    lists: LIST_KEYS,
+};
+
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
     ConfigError::new(key, reason).into()
 }
 
 fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
     Ok(cairn_service::read_bounded(path, key, max)?)
-}
-
-fn env_kind(key: &str) -> EnvKind {
-    if INTEGER_KEYS.contains(&key) {
-        EnvKind::Int
-    } else if LIST_KEYS.contains(&key) {
-        EnvKind::List
-    } else if BOOL_KEYS.contains(&key) {
-        EnvKind::Bool
-    } else {
-        EnvKind::Str
-    }
 }
 
 /// The certificates of a PEM file (bounded); at least one.
@@ -379,7 +376,7 @@ impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_KMS_<KEY>` with dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
         let config: Config =
-            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, env_kind, env)?;
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }

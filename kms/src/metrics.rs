@@ -86,7 +86,7 @@ impl Stage {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Histogram {
     counts: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -133,7 +133,7 @@ impl Histogram {
 pub use cairn_service::Refusal;
 
 /// Counters and histograms of one node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     releases: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     stages: [Histogram; 5],
@@ -150,12 +150,6 @@ pub struct Metrics {
 
 /// Decrements a gauge when dropped (shared with the other services).
 pub use cairn_service::GaugeGuard;
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
 
 impl Metrics {
     /// Count one release-path outcome.

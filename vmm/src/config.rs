@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
-use cairn_service::EnvKind;
+use cairn_service::EnvKinds;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -429,24 +429,25 @@ fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
     Ok(cairn_service::read_bounded(path, key, max)?)
 }
 
-/// How the environment value of a key in [`ENV_KEYS`] parses.
-fn env_kind(key: &str) -> EnvKind {
-    match key {
-        "chain.chain_id"
-        | "chain.confirmations"
-        | "chain.timeout_ms"
-        | "cvm.max_cvms"
-        | "logs.max_bytes" => EnvKind::Int,
-        "cvm.kms_urls" | "cvm.gateway_urls" => EnvKind::List,
-        _ => EnvKind::Str,
-    }
-}
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: &[
+        "chain.chain_id",
+        "chain.confirmations",
+        "chain.timeout_ms",
+        "cvm.max_cvms",
+        "logs.max_bytes",
+    ],
+    floats: &[],
+    bools: &[],
+    lists: &["cvm.kms_urls", "cvm.gateway_urls"],
+};
 
 impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_VMM_<KEY>`, dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
         let config: Config =
-            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, env_kind, env)?;
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }

@@ -18,19 +18,13 @@ use cairn_protocol::vmm::CvmState;
 use cairn_service::Exposition;
 
 /// Counters of one VMM.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     preflights: Mutex<BTreeMap<(&'static str, String), u64>>,
     operations: Mutex<BTreeMap<(&'static str, String), u64>>,
     guest_reports: AtomicU64,
     deploy_count: AtomicU64,
     deploy_ns: AtomicU64,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
 }
 
 fn bump(m: &Mutex<BTreeMap<(&'static str, String), u64>>, a: &'static str, b: &str) {

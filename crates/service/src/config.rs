@@ -44,10 +44,51 @@ pub enum EnvKind {
     List,
 }
 
+/// Which of a service's override keys are not strings; every other key is
+/// [`EnvKind::Str`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnvKinds {
+    /// Keys taken as [`EnvKind::Int`].
+    pub ints: &'static [&'static str],
+    /// Keys taken as [`EnvKind::Float`].
+    pub floats: &'static [&'static str],
+    /// Keys taken as [`EnvKind::Bool`].
+    pub bools: &'static [&'static str],
+    /// Keys taken as [`EnvKind::List`].
+    pub lists: &'static [&'static str],
+}
+
+impl EnvKinds {
+    /// How the value of `key` parses.
+    pub fn of(&self, key: &str) -> EnvKind {
+        let kinds = [
+            (self.ints, EnvKind::Int),
+            (self.floats, EnvKind::Float),
+            (self.bools, EnvKind::Bool),
+            (self.lists, EnvKind::List),
+        ];
+        kinds
+            .into_iter()
+            .find(|(keys, _)| keys.contains(&key))
+            .map_or(EnvKind::Str, |(_, kind)| kind)
+    }
+}
+
 /// The environment variable that overrides `key`: `prefix` + the key upper-cased with
 /// dots as `_` (`CAIRN_KMS_` + `chain.rpc_urls` is `CAIRN_KMS_CHAIN_RPC_URLS`).
 fn env_name(prefix: &str, key: &str) -> String {
     format!("{prefix}{}", key.replace('.', "_").to_uppercase())
+}
+
+/// `value` of the variable `name` parsed as a `T` (`what` says what it should be).
+fn parsed<T>(key: &str, name: &str, value: &str, what: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse::<T>()
+        .map_err(|e| ConfigError::new(key, format!("{name}: not {what}: {e}")))
 }
 
 fn env_value(
@@ -58,21 +99,9 @@ fn env_value(
 ) -> Result<toml::Value, ConfigError> {
     Ok(match kind {
         EnvKind::Str => toml::Value::String(value.to_owned()),
-        EnvKind::Int => toml::Value::Integer(
-            value
-                .parse::<i64>()
-                .map_err(|e| ConfigError::new(key, format!("{name}: not an integer: {e}")))?,
-        ),
-        EnvKind::Float => toml::Value::Float(
-            value
-                .parse::<f64>()
-                .map_err(|e| ConfigError::new(key, format!("{name}: not a number: {e}")))?,
-        ),
-        EnvKind::Bool => toml::Value::Boolean(
-            value
-                .parse::<bool>()
-                .map_err(|e| ConfigError::new(key, format!("{name}: not true or false: {e}")))?,
-        ),
+        EnvKind::Int => toml::Value::Integer(parsed(key, name, value, "an integer")?),
+        EnvKind::Float => toml::Value::Float(parsed(key, name, value, "a number")?),
+        EnvKind::Bool => toml::Value::Boolean(parsed(key, name, value, "true or false")?),
         EnvKind::List => toml::Value::Array(
             value
                 .split(',')
@@ -84,14 +113,14 @@ fn env_value(
     })
 }
 
-/// Write the environment overrides of `keys` (dotted paths; `kind` says how each value
+/// Write the environment overrides of `keys` (dotted paths; `kinds` says how each value
 /// parses) into `table`, creating the tables on the way. Variables not named by a key
 /// are ignored.
 pub fn apply_env(
     table: &mut toml::Table,
     prefix: &str,
     keys: &[&str],
-    kind: impl Fn(&str) -> EnvKind,
+    kinds: &EnvKinds,
     env: &HashMap<String, String>,
 ) -> Result<(), ConfigError> {
     for key in keys {
@@ -99,7 +128,7 @@ pub fn apply_env(
         let Some(value) = env.get(&name) else {
             continue;
         };
-        let value = env_value(key, &name, kind(key), value)?;
+        let value = env_value(key, &name, kinds.of(key), value)?;
         let mut t = &mut *table;
         let mut parts: Vec<&str> = key.split('.').collect();
         let last = parts.pop().unwrap_or(key);
@@ -122,13 +151,13 @@ pub fn parse_with_env<T: DeserializeOwned>(
     text: &str,
     prefix: &str,
     keys: &[&str],
-    kind: impl Fn(&str) -> EnvKind,
+    kinds: &EnvKinds,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e| ConfigError::new("(file)", e.to_string()))?;
     let env: HashMap<String, String> = env.into_iter().collect();
-    apply_env(&mut table, prefix, keys, kind, &env)?;
+    apply_env(&mut table, prefix, keys, kinds, &env)?;
     toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::new("(config)", e.to_string()))
@@ -192,21 +221,15 @@ mod tests {
 
     const KEYS: &[&str] = &["name", "inner.n", "inner.f", "inner.b", "inner.l"];
 
-    fn kind(key: &str) -> EnvKind {
-        match key {
-            "inner.n" => EnvKind::Int,
-            "inner.f" => EnvKind::Float,
-            "inner.b" => EnvKind::Bool,
-            "inner.l" => EnvKind::List,
-            _ => EnvKind::Str,
-        }
-    }
+    const KINDS: &EnvKinds = &EnvKinds {
+        ints: &["inner.n"],
+        floats: &["inner.f"],
+        bools: &["inner.b"],
+        lists: &["inner.l"],
+    };
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn env<'a>(pairs: &'a [(&str, &str)]) -> impl Iterator<Item = (String, String)> + 'a {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))
     }
 
     #[test]
@@ -215,7 +238,7 @@ mod tests {
             "name = \"file\"\n",
             "CAIRN_T_",
             KEYS,
-            kind,
+            KINDS,
             env(&[
                 ("CAIRN_T_NAME", "env"),
                 ("CAIRN_T_INNER_N", "7"),
@@ -244,7 +267,7 @@ mod tests {
                 "name = \"a\"\n",
                 "CAIRN_T_",
                 KEYS,
-                kind,
+                KINDS,
                 env(&[(var, value)]),
             )
             .unwrap_err();
@@ -259,7 +282,7 @@ mod tests {
             "name = \"a\"\ninner = 3\n",
             "CAIRN_T_",
             KEYS,
-            kind,
+            KINDS,
             env(&[("CAIRN_T_INNER_N", "1")]),
         )
         .unwrap_err();
@@ -268,9 +291,9 @@ mod tests {
 
     #[test]
     fn bad_toml_and_unknown_keys_name_the_file_and_the_config() {
-        let e = parse_with_env::<Cfg>("name = ", "CAIRN_T_", KEYS, kind, []).unwrap_err();
+        let e = parse_with_env::<Cfg>("name = ", "CAIRN_T_", KEYS, KINDS, []).unwrap_err();
         assert_eq!(e.key, "(file)");
-        let e = parse_with_env::<Cfg>("name = \"a\"\nbogus = 1\n", "CAIRN_T_", KEYS, kind, [])
+        let e = parse_with_env::<Cfg>("name = \"a\"\nbogus = 1\n", "CAIRN_T_", KEYS, KINDS, [])
             .unwrap_err();
         assert_eq!(e.key, "(config)");
         assert!(e.reason.contains("bogus"), "{e}");

@@ -12,7 +12,7 @@
 //! stay with their service, which converts [`ConfigError`] into its own error type.
 //!
 //! # Layout
-//! - `config`: [`parse_with_env`], [`apply_env`], [`read_bounded`], [`read_text`],
+//! - `config`: [`parse_with_env`] and [`apply_env`] (with [`EnvKinds`]), [`read_bounded`], [`read_text`],
 //!   [`hex32`] and the typed [`ConfigError`].
 //! - `limits`: [`source_of`], [`Sources`] and the [`SourceSlot`] guard.
 //! - `listen`: the accept loop's [`ConnectionGate`] (in all and per source, with the
@@ -29,7 +29,9 @@ mod metrics;
 mod reject;
 
 // The public interface is:
-pub use config::{apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind};
+pub use config::{
+    apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind, EnvKinds,
+};
 pub use limits::{source_of, SourceSlot, Sources};
 pub use listen::{accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF};
 pub use metrics::{Exposition, GaugeGuard};
