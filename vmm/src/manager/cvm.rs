@@ -112,14 +112,7 @@ impl Cvm {
     }
 
     pub fn abort_tasks(&self) {
-        for h in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            h.abort();
-        }
+        abort_all(&self.tasks);
     }
 
     /// A guest report arrived over the host API. Display only: recorded (bounded), and
@@ -223,3 +216,14 @@ impl Cvm {
 
 /// Shared handle.
 pub(crate) type CvmRef = Arc<Cvm>;
+
+/// Abort every task in `tasks` (and forget them).
+pub(super) fn abort_all(tasks: &Mutex<Vec<AbortHandle>>) {
+    for h in tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+    {
+        h.abort();
+    }
+}
