@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_service::ConnectionGate;
+use cairn_service::{accept_admitted, ConnectionGate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,24 +48,10 @@ pub(crate) async fn serve(listener: TcpListener, g: Arc<Shared>, mut stop: watch
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, ?limits, "gateway proxy listening");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    cairn_service::accept_failed(&e).await;
-                    continue;
-                }
-            },
-            _ = crate::forward::stopped(&mut stop) => return,
-        };
-        let admitted = match gate.admit(remote.ip()) {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                g.metrics.refused(refusal.label());
-                continue;
-            }
-        };
+    let refused = |why: Refusal| g.metrics.refused(why.label());
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, forward::stopped(&mut stop), refused).await
+    {
         let _ = tcp.set_nodelay(true);
         let (g, stop) = (Arc::clone(&g), stop.clone());
         tokio::spawn(async move {

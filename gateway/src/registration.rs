@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use cairn_protocol::gateway::{RegisterRequest, MAX_REGISTER_BODY, PATH_REGISTER};
-use cairn_service::ConnectionGate;
+use cairn_service::{accept_admitted, ConnectionGate};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -95,20 +95,9 @@ pub(crate) async fn serve(listener: TcpListener, g: Arc<Shared>, mut stop: watch
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway registration listening");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    cairn_service::accept_failed(&e).await;
-                    continue;
-                }
-            },
-            _ = crate::forward::stopped(&mut stop) => return,
-        };
-        let Ok(admitted) = gate.admit(remote.ip()) else {
-            continue;
-        };
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, crate::forward::stopped(&mut stop), |_| {}).await
+    {
         let (acceptor, app, stop) = (acceptor.clone(), app.clone(), stop.clone());
         tokio::spawn(async move {
             let _admitted = admitted;

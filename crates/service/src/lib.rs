@@ -16,7 +16,7 @@
 //!   [`hex32`] and the typed [`ConfigError`].
 //! - `limits`: [`source_of`], [`Sources`] and the [`SourceSlot`] guard.
 //! - `listen`: the accept loop's [`ConnectionGate`] (in all and per source, with the
-//!   [`Refusal`] that names the limit) and [`accept_failed`]'s back-off.
+//!   [`Refusal`] that names the limit), [`accept_admitted`] and [`accept_failed`]'s back-off.
 //! - `metrics`: the Prometheus text [`Exposition`] and the [`GaugeGuard`] of a gauge.
 //! - `reject`: [`error_body`], [`json_error`] and [`cut_message`].
 
@@ -33,6 +33,8 @@ pub use config::{
     apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind, EnvKinds,
 };
 pub use limits::{source_of, SourceSlot, Sources};
-pub use listen::{accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF};
+pub use listen::{
+    accept_admitted, accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF,
+};
 pub use metrics::{Exposition, GaugeGuard};
 pub use reject::{cut_message, error_body, json_error};

@@ -2,10 +2,12 @@
 //! limit and against its source's ([`Sources`]) before any byte of it is read, and an
 //! accept error backs off instead of spinning.
 
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{SourceSlot, Sources};
@@ -79,6 +81,34 @@ pub async fn accept_failed(error: &std::io::Error) {
     tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
+/// The next TCP connection `gate` admits on `listener`, or `None` once `stop` completes.
+/// A refused connection is closed at once (after `refused` counts it); an accept error
+/// backs off ([`accept_failed`]).
+pub async fn accept_admitted(
+    listener: &TcpListener,
+    gate: &ConnectionGate,
+    stop: impl Future<Output = ()>,
+    refused: impl Fn(Refusal),
+) -> Option<(TcpStream, SocketAddr, Admitted)> {
+    tokio::pin!(stop);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return None,
+        };
+        match gate.admit(remote.ip()) {
+            Ok(admitted) => return Some((tcp, remote, admitted)),
+            Err(why) => refused(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -97,6 +127,44 @@ mod tests {
         assert_eq!(gate.admit(b).unwrap_err(), Refusal::MaxConnections);
         drop(first);
         let _again = gate.admit(a).unwrap();
+    }
+
+    #[tokio::test]
+    async fn accept_admitted_closes_refused_connections_and_ends_at_stop() {
+        use std::sync::Mutex;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = ConnectionGate::new(1, 1);
+        let refusals = Mutex::new(Vec::new());
+        let count = |why| refusals.lock().unwrap().push(why);
+        let _first = TcpStream::connect(addr).await.unwrap();
+        let (_tcp, _, held) = accept_admitted(&listener, &gate, std::future::pending(), count)
+            .await
+            .unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let accepting = accept_admitted(
+            &listener,
+            &gate,
+            async move {
+                let _ = stop_rx.await;
+            },
+            count,
+        );
+        tokio::pin!(accepting);
+        // The second connection is refused at the limit; the loop goes on until stopped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while refusals.lock().unwrap().is_empty() {
+            tokio::select! {
+                r = &mut accepting => panic!("returned early: {:?}", r.map(|(_, a, _)| a)),
+                () = tokio::time::sleep_until(deadline) => panic!("no refusal"),
+                () = tokio::task::yield_now() => {}
+            }
+        }
+        assert_eq!(*refusals.lock().unwrap(), [Refusal::MaxConnections]);
+        stop_tx.send(()).unwrap();
+        assert!(accepting.await.is_none());
+        drop(held);
     }
 
     #[test]

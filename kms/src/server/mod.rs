@@ -29,7 +29,7 @@ use cairn_protocol::api::{
     PATH_APP_KEY, PATH_ENV_PUBKEY, PATH_LOG_CHECKPOINT, PATH_LOG_CONSISTENCY, PATH_LOG_ENTRIES,
     PATH_LOG_INCLUSION, PATH_META, PATH_ONBOARD, PATH_SIGN_CERT,
 };
-use cairn_service::ConnectionGate;
+use cairn_service::{accept_admitted, ConnectionGate};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -184,24 +184,10 @@ pub(crate) async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, ?limits, "KMS serving");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    cairn_service::accept_failed(&e).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let admitted = match gate.admit(remote.ip()) {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                node.metrics().connection_refused(refusal);
-                continue;
-            }
-        };
+    let refused = |why| node.metrics().connection_refused(why);
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, &mut shutdown, refused).await
+    {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
