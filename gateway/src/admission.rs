@@ -41,35 +41,13 @@ pub(crate) struct Peer {
 }
 
 /// The OS image whose manifest matches the quote's MRTD and RTMR0-2; a measured
-/// `os-image-hash` must name the same image.
+/// `os-image-hash` must name the same image ([`cairn_attestation::booted_os_image`]).
 pub(crate) fn match_os_image(
     quote: &VerifiedQuote,
     images: &[OsImageManifest],
 ) -> Result<[u8; 32], ApiError> {
-    let m = quote.measurements();
-    let Some(image) = images.iter().find(|img| img.matches(m)) else {
-        return Err(ApiError::denied(
-            Check::OsImageMeasurements,
-            format!(
-                "MRTD/RTMR0-2 match no known OS image (mrtd {})",
-                m.mrtd.to_hex()
-            ),
-        ));
-    };
-    let hash = image.os_image_hash().0;
-    if let Some(measured) = quote.os_image_hash() {
-        if measured.0 != hash {
-            return Err(ApiError::denied(
-                Check::OsImageMeasurements,
-                format!(
-                    "measured os-image-hash {} differs from the image the measurements show ({})",
-                    hex::encode(measured.0),
-                    hex::encode(hash)
-                ),
-            ));
-        }
-    }
-    Ok(hash)
+    cairn_attestation::booted_os_image(quote, images)
+        .map_err(|e| ApiError::denied(Check::OsImageMeasurements, e.to_string()))
 }
 
 /// An evidence failure as an admission refusal (collateral problems are 503: retry).

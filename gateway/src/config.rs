@@ -69,6 +69,7 @@ use cairn_attestation::simulator::{OsImage, SimPki, SimPkiConfig};
 use cairn_attestation::{Collateral, OsImageManifest, PccsClient, Verifier};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
+use cairn_service::EnvKinds;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -485,34 +486,25 @@ const INTEGER_KEYS: &[&str] = &[
     "proxy.race",
 ];
 
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: INTEGER_KEYS,
+    floats: FLOAT_KEYS,
+    bools: &[],
+    lists: LIST_KEYS,
+};
+
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::config(key, reason)
 }
 
 /// Read at most `max` bytes of `path`, naming `key` in errors.
 pub(crate) fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
-    use std::io::Read as _;
-    let f = std::fs::File::open(path)
-        .map_err(|e| cfg_err(key, format!("cannot open {}: {e}", path.display())))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| cfg_err(key, format!("cannot read {}: {e}", path.display())))?;
-    if buf.len() as u64 > max {
-        return Err(cfg_err(
-            key,
-            format!("{} exceeds {max} bytes", path.display()),
-        ));
-    }
-    Ok(buf)
+    Ok(cairn_service::read_bounded(path, key, max)?)
 }
 
 fn seed(key: &str, v: &Option<String>) -> Result<[u8; 32]> {
-    let v = v.as_deref().ok_or_else(|| cfg_err(key, "required"))?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(v.strip_prefix("0x").unwrap_or(v), &mut out)
-        .map_err(|e| cfg_err(key, format!("need 32 bytes of hex: {e}")))?;
-    Ok(out)
+    Ok(cairn_service::hex32(key, v.as_deref())?)
 }
 
 /// Parse an app id key of `[apps]`: 20 bytes of hex, optional `0x`.
@@ -547,61 +539,15 @@ pub fn parse_agent(s: &str) -> Result<AgentEndpoint> {
 impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_GATEWAY_<KEY>`, dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| cfg_err("(file)", e.to_string()))?;
-        let env: HashMap<String, String> = env.into_iter().collect();
-        for key in ENV_KEYS {
-            let name = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
-            let Some(value) = env.get(&name) else {
-                continue;
-            };
-            let value = if INTEGER_KEYS.contains(key) {
-                toml::Value::Integer(
-                    value
-                        .parse::<i64>()
-                        .map_err(|e| cfg_err(*key, format!("{name}: not an integer: {e}")))?,
-                )
-            } else if FLOAT_KEYS.contains(key) {
-                toml::Value::Float(
-                    value
-                        .parse::<f64>()
-                        .map_err(|e| cfg_err(*key, format!("{name}: not a number: {e}")))?,
-                )
-            } else if LIST_KEYS.contains(key) {
-                toml::Value::Array(
-                    value
-                        .split(',')
-                        .filter(|item| !item.is_empty())
-                        .map(|item| toml::Value::String(item.to_owned()))
-                        .collect(),
-                )
-            } else {
-                toml::Value::String(value.clone())
-            };
-            let mut t = &mut table;
-            let mut parts: Vec<&str> = key.split('.').collect();
-            let last = parts.pop().unwrap_or(key);
-            for p in parts {
-                let entry = t
-                    .entry(p.to_owned())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                t = entry
-                    .as_table_mut()
-                    .ok_or_else(|| cfg_err(p, "must be a table"))?;
-            }
-            t.insert(last.to_owned(), value);
-        }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| cfg_err("(config)", e.to_string()))?;
+        let config: Config =
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }
 
     /// Read `path` (bounded) and apply the process environment.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = read_bounded(path, "(file)", MAX_FILE_LEN)?;
-        let text = String::from_utf8(text).map_err(|_| cfg_err("(file)", "not UTF-8"))?;
+        let text = cairn_service::read_text(path, MAX_FILE_LEN)?;
         Config::parse(&text, std::env::vars())
     }
 

@@ -64,6 +64,15 @@ pub enum Error {
     Attestation(#[source] cairn_attestation::Error),
 }
 
+impl From<cairn_service::ConfigError> for Error {
+    fn from(e: cairn_service::ConfigError) -> Self {
+        Error::Config {
+            key: e.key,
+            reason: e.reason,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Config {

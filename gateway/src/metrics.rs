@@ -26,12 +26,13 @@
 //! registry dependency; state gauges are sampled by the caller at scrape time.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use cairn_service::Exposition;
+
 /// A family of counters with up to two labels.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Family {
     values: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -56,9 +57,8 @@ impl Family {
             .sum()
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: (&str, &str)) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
+    fn render(&self, e: &mut Exposition, name: &str, help: &str, labels: (&str, &str)) {
+        e.header(name, "counter", help);
         for ((a, b), n) in self
             .values
             .lock()
@@ -66,13 +66,9 @@ impl Family {
             .iter()
         {
             if labels.1.is_empty() {
-                let _ = writeln!(out, "{name}{{{}=\"{a}\"}} {n}", labels.0);
+                e.sample(name, &[(labels.0, a)], n);
             } else {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{}=\"{a}\",{}=\"{b}\"}} {n}",
-                    labels.0, labels.1
-                );
+                e.sample(name, &[(labels.0, a), (labels.1, b)], n);
             }
         }
     }
@@ -90,7 +86,7 @@ pub struct Gauges {
 }
 
 /// Counters of one gateway node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     connections_open: AtomicU64,
     connections: Family,
@@ -102,27 +98,13 @@ pub struct Metrics {
     cert_reloads: Family,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
 /// Decrements the open-connections gauge when dropped.
-#[must_use = "the gauge is decremented when this is dropped"]
-pub struct OpenGuard<'a>(&'a AtomicU64);
-
-impl Drop for OpenGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+pub type OpenGuard<'a> = cairn_service::GaugeGuard<'a>;
 
 impl Metrics {
     /// Count one open connection until the guard drops.
     pub fn connection_opened(&self) -> OpenGuard<'_> {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(&self.connections_open)
+        OpenGuard::inc(&self.connections_open)
     }
 
     /// Connections open now.
@@ -192,79 +174,31 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the state gauges sampled by the caller.
     pub fn render(&self, g: &Gauges) -> String {
-        let mut out = String::new();
-        let mut one = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        one(
-            "cairn_gateway_connections_open",
-            "gauge",
-            "Proxied connections open, ClientHello included.",
-            self.connections_open().to_string(),
-        );
-        one(
-            "cairn_gateway_backend_connect_failures_total",
-            "counter",
-            "Connects to instances that failed.",
-            self.backend_failures.load(Ordering::Relaxed).to_string(),
-        );
-        one(
-            "cairn_gateway_instances",
-            "gauge",
-            "Admitted instances.",
-            g.instances.to_string(),
-        );
-        one(
-            "cairn_gateway_policy_block",
-            "gauge",
-            "Block of the last full policy check.",
-            g.policy_block.to_string(),
-        );
-        one(
-            "cairn_gateway_policy_age_seconds",
-            "gauge",
-            "Seconds since the last successful policy check (-1: none).",
-            g.policy_age_seconds.to_string(),
-        );
-        self.connections.render(
-            &mut out,
-            "cairn_gateway_connections_total",
-            "Proxied connections that ended, by mode and outcome.",
-            ("mode", "outcome"),
-        );
-        self.refused.render(
-            &mut out,
-            "cairn_gateway_connections_refused_total",
-            "Connections closed before any byte was forwarded, by reason.",
-            ("reason", ""),
-        );
-        self.registrations.render(
-            &mut out,
-            "cairn_gateway_registrations_total",
-            "Registrations by outcome and check.",
-            ("outcome", "check"),
-        );
-        self.revocations.render(
-            &mut out,
-            "cairn_gateway_revocations_total",
-            "Admitted instances dropped, by check.",
-            ("check", ""),
-        );
-        self.policy_checks.render(
-            &mut out,
-            "cairn_gateway_policy_checks_total",
-            "Policy polls by outcome.",
-            ("outcome", ""),
-        );
-        self.cert_reloads.render(
-            &mut out,
-            "cairn_gateway_certificate_reloads_total",
-            "Certificate file reloads by outcome.",
-            ("outcome", ""),
-        );
-        out
+        let mut e = Exposition::new();
+        #[rustfmt::skip]
+        let singles = [
+            ("connections_open", "gauge", "Proxied connections open, ClientHello included.", self.connections_open().to_string()),
+            ("backend_connect_failures_total", "counter", "Connects to instances that failed.", self.backend_failures.load(Ordering::Relaxed).to_string()),
+            ("instances", "gauge", "Admitted instances.", g.instances.to_string()),
+            ("policy_block", "gauge", "Block of the last full policy check.", g.policy_block.to_string()),
+            ("policy_age_seconds", "gauge", "Seconds since the last successful policy check (-1: none).", g.policy_age_seconds.to_string()),
+        ];
+        for (name, kind, help, value) in singles {
+            e.single(&format!("cairn_gateway_{name}"), kind, help, value);
+        }
+        #[rustfmt::skip]
+        let families = [
+            (&self.connections, "connections_total", "Proxied connections that ended, by mode and outcome.", ("mode", "outcome")),
+            (&self.refused, "connections_refused_total", "Connections closed before any byte was forwarded, by reason.", ("reason", "")),
+            (&self.registrations, "registrations_total", "Registrations by outcome and check.", ("outcome", "check")),
+            (&self.revocations, "revocations_total", "Admitted instances dropped, by check.", ("check", "")),
+            (&self.policy_checks, "policy_checks_total", "Policy polls by outcome.", ("outcome", "")),
+            (&self.cert_reloads, "certificate_reloads_total", "Certificate file reloads by outcome.", ("outcome", "")),
+        ];
+        for (family, name, help, labels) in families {
+            family.render(&mut e, &format!("cairn_gateway_{name}"), help, labels);
+        }
+        e.finish()
     }
 }
 

@@ -16,16 +16,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_service::{accept_admitted, ConnectionGate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::StartHandshake;
 
 use crate::backend::{self, Hop, Target};
 use crate::forward::{self, Bounds, Ended, Io};
 use crate::hello::{self, alerts, Hello, HelloError};
-use crate::limits::Sources;
 use crate::service::Shared;
 use crate::sni::{self, Mode};
 
@@ -44,38 +44,18 @@ const OWN_PAGES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serve the public listener until `stop` flips.
 pub(crate) async fn serve(listener: TcpListener, g: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let limits = g.options.proxy;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let sources = Sources::new(limits.max_connections_per_source);
+    let gate = ConnectionGate::new(limits.max_connections, limits.max_connections_per_source);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, ?limits, "gateway proxy listening");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = crate::forward::stopped(&mut stop) => return,
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            g.metrics.refused("max_connections");
-            tracing::warn!(%remote, "connection limit reached; closing");
-            continue;
-        };
-        let Some(source) = sources.admit(remote.ip()) else {
-            g.metrics.refused("max_per_source");
-            tracing::debug!(%remote, "per-source connection limit reached; closing");
-            continue;
-        };
+    let refused = |why: Refusal| g.metrics.refused(why.label());
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, forward::stopped(&mut stop), refused).await
+    {
         let _ = tcp.set_nodelay(true);
         let (g, stop) = (Arc::clone(&g), stop.clone());
         tokio::spawn(async move {
-            let _slots = (slot, source);
+            let _admitted = admitted;
             handle(g, tcp, remote, stop).await;
         });
     }

@@ -21,15 +21,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use cairn_protocol::gateway::{RegisterRequest, MAX_REGISTER_BODY, PATH_REGISTER};
+use cairn_service::{accept_admitted, ConnectionGate};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{self, Peer};
-use crate::limits::Sources;
 use crate::reject::ApiError;
 use crate::service::Shared;
 
@@ -91,32 +91,16 @@ pub(crate) async fn serve(listener: TcpListener, g: Arc<Shared>, mut stop: watch
     let limits = g.options.registration;
     let acceptor = TlsAcceptor::from(Arc::clone(&g.registration_tls));
     let app = router(Arc::clone(&g));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let sources = Sources::new(limits.max_connections_per_source);
+    let gate = ConnectionGate::new(limits.max_connections, limits.max_connections_per_source);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway registration listening");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = crate::forward::stopped(&mut stop) => return,
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            continue;
-        };
-        let Some(source) = sources.admit(remote.ip()) else {
-            continue;
-        };
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, crate::forward::stopped(&mut stop), |_| {}).await
+    {
         let (acceptor, app, stop) = (acceptor.clone(), app.clone(), stop.clone());
         tokio::spawn(async move {
-            let _slots = (slot, source);
+            let _admitted = admitted;
             connection(acceptor, app, tcp, remote, limits.handshake_timeout, stop).await;
         });
     }

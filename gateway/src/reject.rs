@@ -8,7 +8,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cairn_protocol::api::{ErrorBody, MAX_ERROR_MESSAGE_LEN};
+use cairn_protocol::api::ErrorBody;
 
 /// A named admission step that can refuse a registration (docs/gateway.md, "Admission").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,7 +164,7 @@ impl ApiError {
     }
 
     /// The body sent to the client (internal details are not disclosed), its message cut
-    /// at [`MAX_ERROR_MESSAGE_LEN`] on a char boundary.
+    /// at [`MAX_ERROR_MESSAGE_LEN`](cairn_protocol::api::MAX_ERROR_MESSAGE_LEN) on a char boundary.
     pub fn body(&self) -> ErrorBody {
         let message = match self {
             ApiError::BadRequest { message, .. } => message.clone(),
@@ -173,20 +173,8 @@ impl ApiError {
             ApiError::NotFound => "not found".to_owned(),
             ApiError::Internal(_) => "internal error".to_owned(),
         };
-        ErrorBody::new(self.code(), truncate(message, MAX_ERROR_MESSAGE_LEN))
+        cairn_service::error_body(self.code(), message)
     }
-}
-
-/// `s` cut to at most `max` bytes at a char boundary.
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 impl From<cairn_onchain::Error> for ApiError {
@@ -208,15 +196,18 @@ impl From<cairn_onchain::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
-        }
-        (self.status(), axum::Json(self.body())).into_response()
+        let detail = match &self {
+            ApiError::Internal(detail) => Some(detail as &dyn std::fmt::Display),
+            _ => None,
+        };
+        cairn_service::json_error(self.status(), self.body(), detail)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use cairn_protocol::api::MAX_ERROR_MESSAGE_LEN;
+
     use super::*;
 
     #[test]

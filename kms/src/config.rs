@@ -58,6 +58,7 @@ use cairn_attestation::{
 };
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
+use cairn_service::{ConfigError, EnvKinds};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
@@ -306,6 +307,7 @@ const LIST_KEYS: &[&str] = &[
     "tee.simulator_os_image",
 ];
 
+/// Keys whose environment value is an integer.
 const INTEGER_KEYS: &[&str] = &[
     "chain.quorum",
     "chain.chain_id",
@@ -329,28 +331,20 @@ const INTEGER_KEYS: &[&str] = &[
 /// Keys given as `true` / `false` in the environment.
 const BOOL_KEYS: &[&str] = &["chain.allow_insecure_rpc"];
 
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: INTEGER_KEYS,
+    floats: &[],
+    bools: BOOL_KEYS,
+    lists: LIST_KEYS,
+};
+
 fn cfg_err(key: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::Config {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::new(key, reason).into()
 }
 
 fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
-    use std::io::Read as _;
-    let f = std::fs::File::open(path)
-        .map_err(|e| cfg_err(key, format!("cannot open {}: {e}", path.display())))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| cfg_err(key, format!("cannot read {}: {e}", path.display())))?;
-    if buf.len() as u64 > max {
-        return Err(cfg_err(
-            key,
-            format!("{} exceeds {max} bytes", path.display()),
-        ));
-    }
-    Ok(buf)
+    Ok(cairn_service::read_bounded(path, key, max)?)
 }
 
 /// The certificates of a PEM file (bounded); at least one.
@@ -375,72 +369,21 @@ fn read_pem_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>
 }
 
 fn seed(key: &str, v: &Option<String>) -> Result<[u8; 32]> {
-    let v = v.as_deref().ok_or_else(|| cfg_err(key, "required"))?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(v.strip_prefix("0x").unwrap_or(v), &mut out)
-        .map_err(|e| cfg_err(key, format!("need 32 bytes of hex: {e}")))?;
-    Ok(out)
+    Ok(cairn_service::hex32(key, v.as_deref())?)
 }
 
 impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_KMS_<KEY>` with dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| cfg_err("(file)", e.to_string()))?;
-        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-        for key in ENV_KEYS {
-            let name = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
-            let Some(value) = env.get(&name) else {
-                continue;
-            };
-            let value = if INTEGER_KEYS.contains(key) {
-                toml::Value::Integer(
-                    value
-                        .parse::<i64>()
-                        .map_err(|e| cfg_err(*key, format!("{name}: not an integer: {e}")))?,
-                )
-            } else if LIST_KEYS.contains(key) {
-                toml::Value::Array(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| toml::Value::String(v.to_owned()))
-                        .collect(),
-                )
-            } else if BOOL_KEYS.contains(key) {
-                toml::Value::Boolean(
-                    value
-                        .parse::<bool>()
-                        .map_err(|e| cfg_err(*key, format!("{name}: not true or false: {e}")))?,
-                )
-            } else {
-                toml::Value::String(value.clone())
-            };
-            let mut t = &mut table;
-            let mut parts: Vec<&str> = key.split('.').collect();
-            let last = parts.pop().unwrap_or(key);
-            for p in parts {
-                let entry = t
-                    .entry(p.to_owned())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                t = entry
-                    .as_table_mut()
-                    .ok_or_else(|| cfg_err(p, "must be a table"))?;
-            }
-            t.insert(last.to_owned(), value);
-        }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| cfg_err("(config)", e.to_string()))?;
+        let config: Config =
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }
 
     /// Read `path` (bounded) and apply the process environment.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = read_bounded(path, "(file)", MAX_CONFIG_LEN)?;
-        let text = String::from_utf8(text).map_err(|_| cfg_err("(file)", "not UTF-8"))?;
+        let text = cairn_service::read_text(path, MAX_CONFIG_LEN)?;
         Config::parse(&text, std::env::vars())
     }
 

@@ -211,5 +211,14 @@ pub enum Error {
     NoRootKeysOnChain,
 }
 
+impl From<cairn_service::ConfigError> for Error {
+    fn from(e: cairn_service::ConfigError) -> Self {
+        Error::Config {
+            key: e.key,
+            reason: e.reason,
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -83,38 +83,14 @@ fn attestation_error(e: cairn_attestation::Error) -> ApiError {
     }
 }
 
-/// The OS image whose manifest matches the quote's MRTD and RTMR0-2.
+/// The OS image whose manifest matches the quote's MRTD and RTMR0-2
+/// ([`cairn_attestation::booted_os_image`]), as a `denied.os_image_measurements` refusal.
 pub fn match_os_image(
     quote: &VerifiedQuote,
     images: &[OsImageManifest],
 ) -> Result<[u8; 32], ApiError> {
-    let m = quote.measurements();
-    let found = images.iter().find(|img| {
-        img.mrtd == m.mrtd && img.rtmr0 == m.rtmr0 && img.rtmr1 == m.rtmr1 && img.rtmr2 == m.rtmr2
-    });
-    let Some(image) = found else {
-        return Err(ApiError::denied(
-            Check::OsImageMeasurements,
-            format!(
-                "MRTD/RTMR0-2 match no known OS image (mrtd {})",
-                m.mrtd.to_hex()
-            ),
-        ));
-    };
-    let hash = image.os_image_hash().0;
-    if let Some(measured) = quote.os_image_hash() {
-        if measured.0 != hash {
-            return Err(ApiError::denied(
-                Check::OsImageMeasurements,
-                format!(
-                    "measured os-image-hash {} differs from the image the measurements show ({})",
-                    hex::encode(measured.0),
-                    hex::encode(hash)
-                ),
-            ));
-        }
-    }
-    Ok(hash)
+    cairn_attestation::booted_os_image(quote, images)
+        .map_err(|e| ApiError::denied(Check::OsImageMeasurements, e.to_string()))
 }
 
 /// Steps 1 and 2 on a peer certificate (DER) at `now` (seconds since the Unix epoch, the

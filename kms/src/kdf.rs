@@ -143,10 +143,7 @@ pub fn derive_scalar_bytes(
             return Ok((okm, attempt));
         }
     }
-    Err(Error::KdfResampleExhausted {
-        label,
-        attempts: MAX_RESAMPLE_ATTEMPTS,
-    })
+    Err(exhausted(label))
 }
 
 /// Whether 32 big-endian bytes are a valid secp256k1 secret scalar (1 ≤ x < n).
@@ -159,6 +156,14 @@ pub fn is_valid_p256_scalar(bytes: &[u8; 32]) -> bool {
     p256::SecretKey::from_bytes(bytes.into()).is_ok()
 }
 
+/// No valid key after [`MAX_RESAMPLE_ATTEMPTS`] draws for `label`.
+fn exhausted(label: &'static str) -> Error {
+    Error::KdfResampleExhausted {
+        label,
+        attempts: MAX_RESAMPLE_ATTEMPTS,
+    }
+}
+
 /// A secp256k1 signing key for `label` and `parts`.
 pub fn derive_k256(
     master: &MasterSecret,
@@ -166,12 +171,7 @@ pub fn derive_k256(
     parts: &[&[u8]],
 ) -> Result<k256::ecdsa::SigningKey> {
     let (okm, _) = derive_scalar_bytes(master, label, parts, is_valid_k256_scalar)?;
-    k256::ecdsa::SigningKey::from_bytes(okm.expose().into()).map_err(|_| {
-        Error::KdfResampleExhausted {
-            label,
-            attempts: MAX_RESAMPLE_ATTEMPTS,
-        }
-    })
+    k256::ecdsa::SigningKey::from_bytes(okm.expose().into()).map_err(|_| exhausted(label))
 }
 
 /// A P-256 signing key for `label` and `parts`.
@@ -181,12 +181,7 @@ pub fn derive_p256(
     parts: &[&[u8]],
 ) -> Result<p256::ecdsa::SigningKey> {
     let (okm, _) = derive_scalar_bytes(master, label, parts, is_valid_p256_scalar)?;
-    p256::ecdsa::SigningKey::from_bytes(okm.expose().into()).map_err(|_| {
-        Error::KdfResampleExhausted {
-            label,
-            attempts: MAX_RESAMPLE_ATTEMPTS,
-        }
-    })
+    p256::ecdsa::SigningKey::from_bytes(okm.expose().into()).map_err(|_| exhausted(label))
 }
 
 #[cfg(test)]

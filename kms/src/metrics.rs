@@ -38,10 +38,11 @@
 //! by the caller at scrape time ([`AnchorGauges`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use cairn_service::Exposition;
 
 use crate::anchor::AnchorGauges;
 
@@ -85,7 +86,7 @@ impl Stage {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Histogram {
     counts: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -103,29 +104,36 @@ impl Histogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
-}
 
-/// Why a connection was closed at accept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The server already serves its maximum number of connections.
-    MaxConnections,
-    /// The source address already has its maximum number of connections.
-    MaxPerSource,
-}
-
-impl Refusal {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::MaxConnections => "max_connections",
-            Refusal::MaxPerSource => "max_per_source",
+    /// The samples of the histogram `name` for one `stage` (cumulative buckets).
+    fn render(&self, e: &mut Exposition, name: &str, stage: &str) {
+        let mut cumulative = 0u64;
+        for (b, c) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = b.to_string();
+            e.sample(
+                &format!("{name}_bucket"),
+                &[("stage", stage), ("le", &le)],
+                cumulative,
+            );
         }
+        let count = self.count.load(Ordering::Relaxed);
+        e.sample(
+            &format!("{name}_bucket"),
+            &[("stage", stage), ("le", "+Inf")],
+            count,
+        );
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        e.sample(&format!("{name}_sum"), &[("stage", stage)], sum);
+        e.sample(&format!("{name}_count"), &[("stage", stage)], count);
     }
 }
 
+/// Why a connection was closed at accept (shared with the other services).
+pub use cairn_service::Refusal;
+
 /// Counters and histograms of one node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     releases: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     stages: [Histogram; 5],
@@ -140,21 +148,8 @@ pub struct Metrics {
     body_timeouts: AtomicU64,
 }
 
-/// Decrements a gauge when dropped.
-#[must_use = "the gauge is decremented when this is dropped"]
-pub struct GaugeGuard<'a>(&'a AtomicU64);
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
+/// Decrements a gauge when dropped (shared with the other services).
+pub use cairn_service::GaugeGuard;
 
 impl Metrics {
     /// Count one release-path outcome.
@@ -207,8 +202,7 @@ impl Metrics {
 
     /// Count one open connection until the guard drops.
     pub fn connection_opened(&self) -> GaugeGuard<'_> {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(&self.connections_open)
+        GaugeGuard::inc(&self.connections_open)
     }
 
     /// Connections being served now.
@@ -245,8 +239,7 @@ impl Metrics {
 
     /// Count one request (headers read) until the guard drops.
     pub fn request_started(&self) -> GaugeGuard<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(&self.in_flight)
+        GaugeGuard::inc(&self.in_flight)
     }
 
     /// Requests received and not answered yet.
@@ -256,8 +249,7 @@ impl Metrics {
 
     /// Count one request whose body is being read until the guard drops.
     pub fn body_reading(&self) -> GaugeGuard<'_> {
-        self.reading_body.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(&self.reading_body)
+        GaugeGuard::inc(&self.reading_body)
     }
 
     /// Requests whose body is being read now.
@@ -296,191 +288,82 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the anchoring gauges sampled by the caller.
     pub fn render(&self, anchor: &AnchorGauges, log_writable: bool) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP cairn_kms_releases_total Release-path requests by kind, outcome and check.\n",
+        let mut e = Exposition::new();
+        let releases = "cairn_kms_releases_total";
+        e.header(
+            releases,
+            "counter",
+            "Release-path requests by kind, outcome and check.",
         );
-        out.push_str("# TYPE cairn_kms_releases_total counter\n");
         for ((kind, outcome, check), n) in self
             .releases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "cairn_kms_releases_total{{kind=\"{kind}\",outcome=\"{outcome}\",check=\"{check}\"}} {n}"
-            );
+            let labels = [("kind", *kind), ("outcome", *outcome), ("check", *check)];
+            e.sample(releases, &labels, n);
         }
-        out.push_str("# HELP cairn_kms_stage_duration_seconds Latency of release-path stages.\n");
-        out.push_str("# TYPE cairn_kms_stage_duration_seconds histogram\n");
+        let stages = "cairn_kms_stage_duration_seconds";
+        e.header(stages, "histogram", "Latency of release-path stages.");
         for (stage, h) in Stage::ALL.iter().zip(&self.stages) {
-            let label = stage.label();
-            let mut cumulative = 0u64;
-            for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                cumulative += c.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "cairn_kms_stage_duration_seconds_bucket{{stage=\"{label}\",le=\"{b}\"}} {cumulative}"
-                );
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "cairn_kms_stage_duration_seconds_bucket{{stage=\"{label}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "cairn_kms_stage_duration_seconds_sum{{stage=\"{label}\"}} {}",
-                h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
-            );
-            let _ = writeln!(
-                out,
-                "cairn_kms_stage_duration_seconds_count{{stage=\"{label}\"}} {count}"
-            );
+            h.render(&mut e, stages, stage.label());
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut one = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        one(
-            "cairn_kms_anchor_failures_total",
-            "counter",
-            "Anchoring rounds that failed.",
-            load(&self.anchor_failures).to_string(),
-        );
-        one(
-            "cairn_kms_anchor_unanchored_entries",
-            "gauge",
-            "Log entries not yet anchored on chain.",
-            anchor.unanchored_entries.to_string(),
-        );
-        one(
-            "cairn_kms_anchor_last_success_age_seconds",
-            "gauge",
-            "Seconds since the log was last fully anchored on chain.",
-            anchor.last_success_age_seconds.to_string(),
-        );
-        one(
-            "cairn_kms_log_writable",
-            "gauge",
-            "1 while the transparency log takes entries, 0 after a write failed until it is recovered.",
-            u8::from(log_writable).to_string(),
-        );
-        one(
-            "cairn_kms_log_recoveries_total",
-            "counter",
-            "Times the log was reopened after a failed write.",
-            load(&self.log_recoveries).to_string(),
-        );
-        one(
-            "cairn_kms_connections_open",
-            "gauge",
-            "Connections being served, TLS handshake included.",
-            load(&self.connections_open).to_string(),
-        );
-        one(
-            "cairn_kms_tls_handshake_timeouts_total",
-            "counter",
-            "TLS handshakes cut at the handshake timeout.",
-            load(&self.handshake_timeouts).to_string(),
-        );
-        one(
-            "cairn_kms_requests_in_flight",
-            "gauge",
-            "Requests whose headers were read and that are not answered yet.",
-            load(&self.in_flight).to_string(),
-        );
-        one(
-            "cairn_kms_requests_reading_body",
-            "gauge",
-            "Requests whose body is being read (no release permit held).",
-            load(&self.reading_body).to_string(),
-        );
-        one(
-            "cairn_kms_request_body_timeouts_total",
-            "counter",
-            "Requests answered 408 because their body stalled or was too slow.",
-            load(&self.body_timeouts).to_string(),
-        );
-        out.push_str(
-            "# HELP cairn_kms_connections_refused_total Connections closed at accept, by reason.\n",
-        );
-        out.push_str("# TYPE cairn_kms_connections_refused_total counter\n");
-        for why in [Refusal::MaxConnections, Refusal::MaxPerSource] {
-            let _ = writeln!(
-                out,
-                "cairn_kms_connections_refused_total{{reason=\"{}\"}} {}",
-                why.label(),
-                self.connections_refused(why)
-            );
+        #[rustfmt::skip]
+        let singles = [
+            ("anchor_failures_total", "counter", "Anchoring rounds that failed.", load(&self.anchor_failures).to_string()),
+            ("anchor_unanchored_entries", "gauge", "Log entries not yet anchored on chain.", anchor.unanchored_entries.to_string()),
+            ("anchor_last_success_age_seconds", "gauge", "Seconds since the log was last fully anchored on chain.", anchor.last_success_age_seconds.to_string()),
+            ("log_writable", "gauge", "1 while the transparency log takes entries, 0 after a write failed until it is recovered.", u8::from(log_writable).to_string()),
+            ("log_recoveries_total", "counter", "Times the log was reopened after a failed write.", load(&self.log_recoveries).to_string()),
+            ("connections_open", "gauge", "Connections being served, TLS handshake included.", load(&self.connections_open).to_string()),
+            ("tls_handshake_timeouts_total", "counter", "TLS handshakes cut at the handshake timeout.", load(&self.handshake_timeouts).to_string()),
+            ("requests_in_flight", "gauge", "Requests whose headers were read and that are not answered yet.", load(&self.in_flight).to_string()),
+            ("requests_reading_body", "gauge", "Requests whose body is being read (no release permit held).", load(&self.reading_body).to_string()),
+            ("request_body_timeouts_total", "counter", "Requests answered 408 because their body stalled or was too slow.", load(&self.body_timeouts).to_string()),
+        ];
+        for (name, kind, help, value) in singles {
+            e.single(&format!("cairn_kms_{name}"), kind, help, value);
         }
-        out
+        e.labelled(
+            "cairn_kms_connections_refused_total",
+            "Connections closed at accept, by reason.",
+            "reason",
+            [Refusal::MaxConnections, Refusal::MaxPerSource]
+                .map(|why| (why.label(), self.connections_refused(why))),
+        );
+        e.finish()
     }
 }
 
 /// The chain section of the exposition, from the policy head's status at `now` (seconds
 /// since the Unix epoch, the node's clock).
 pub fn render_chain(status: &cairn_onchain::HeadStatus, now: u64) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        let _ = writeln!(out, "{name} {value}");
-    };
+    let mut e = Exposition::new();
     if let Some(head) = &status.head {
-        metric(
-            "cairn_kms_chain_head_block",
-            "gauge",
-            "The chain head the RPC quorum reported at the last advance.",
-            head.number.to_string(),
-        );
-        metric(
-            "cairn_kms_chain_policy_block",
-            "gauge",
-            "The pinned policy block (head - confirmations).",
-            head.pinned.number.to_string(),
-        );
-        metric(
-            "cairn_kms_chain_head_age_seconds",
-            "gauge",
-            "Age of the head block's timestamp at the node's clock.",
-            head.age(now).as_secs().to_string(),
-        );
+        #[rustfmt::skip]
+        let gauges = [
+            ("head_block", "The chain head the RPC quorum reported at the last advance.", head.number),
+            ("policy_block", "The pinned policy block (head - confirmations).", head.pinned.number),
+            ("head_age_seconds", "Age of the head block's timestamp at the node's clock.", head.age(now).as_secs()),
+        ];
+        for (name, help, value) in gauges {
+            e.single(&format!("cairn_kms_chain_{name}"), "gauge", help, value);
+        }
     }
-    metric(
-        "cairn_kms_chain_head_up",
-        "gauge",
-        "1 when the last policy-head advance succeeded, else 0 (releases fail with 503).",
-        u8::from(status.head.is_some()).to_string(),
-    );
-    metric(
-        "cairn_kms_chain_head_advances_total",
-        "counter",
-        "Policy-head advances (successful or not).",
-        status.advances.to_string(),
-    );
-    metric(
-        "cairn_kms_chain_head_failures_total",
-        "counter",
-        "Policy-head advances that failed (unreachable, disagreement, stale).",
-        status.failures.to_string(),
-    );
-    metric(
-        "cairn_kms_chain_disagreements_total",
-        "counter",
-        "Chain reads the RPC endpoints answered differently (none used).",
-        status.disagreements.to_string(),
-    );
-    metric(
-        "cairn_kms_chain_tracked_reads",
-        "gauge",
-        "Recently used chain reads re-read at each new policy block.",
-        status.tracked.to_string(),
-    );
-    out
+    #[rustfmt::skip]
+    let singles = [
+        ("head_up", "gauge", "1 when the last policy-head advance succeeded, else 0 (releases fail with 503).", u64::from(status.head.is_some())),
+        ("head_advances_total", "counter", "Policy-head advances (successful or not).", status.advances),
+        ("head_failures_total", "counter", "Policy-head advances that failed (unreachable, disagreement, stale).", status.failures),
+        ("disagreements_total", "counter", "Chain reads the RPC endpoints answered differently (none used).", status.disagreements),
+        ("tracked_reads", "gauge", "Recently used chain reads re-read at each new policy block.", status.tracked as u64),
+    ];
+    for (name, kind, help, value) in singles {
+        e.single(&format!("cairn_kms_chain_{name}"), kind, help, value);
+    }
+    e.finish()
 }
 
 #[cfg(test)]

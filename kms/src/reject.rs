@@ -197,17 +197,7 @@ impl ApiError {
             ApiError::NotFound(m) => m.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         };
-        let max = cairn_protocol::api::MAX_ERROR_MESSAGE_LEN;
-        let message = if message.len() > max {
-            let mut cut = max;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message[..cut].to_owned()
-        } else {
-            message
-        };
-        ErrorBody::new(self.code(), message)
+        cairn_service::error_body(self.code(), message)
     }
 }
 
@@ -250,10 +240,11 @@ impl From<cairn_tlog::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
-        }
-        (self.status(), axum::Json(self.body())).into_response()
+        let detail = match &self {
+            ApiError::Internal(detail) => Some(detail as &dyn std::fmt::Display),
+            _ => None,
+        };
+        cairn_service::json_error(self.status(), self.body(), detail)
     }
 }
 

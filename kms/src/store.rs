@@ -556,13 +556,7 @@ impl SecretStore {
                 tx.insert(&new_key[..], &new_master[..])?;
                 Ok(())
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => Error::Corrupt {
-                    key: KEY_FORMAT,
-                    reason: "the store changed while a generation was added",
-                },
-                TransactionError::Storage(e) => Error::Storage(e),
-            })?;
+            .map_err(aborted("the store changed while a generation was added"))?;
         self.make_durable()?;
         tracing::info!(generation, "key generation added to the secret store");
         Ok(())
@@ -635,13 +629,7 @@ impl SecretStore {
                 tx.insert(KEY_NODE, &node_secret[..])?;
                 Ok(())
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => Error::Corrupt {
-                    key: KEY_FORMAT,
-                    reason: "rewrite target is not empty",
-                },
-                TransactionError::Storage(e) => Error::Storage(e),
-            })?;
+            .map_err(aborted("rewrite target is not empty"))?;
         self.make_durable()
     }
 
@@ -668,6 +656,18 @@ impl SecretStore {
         self.tree.remove(key)?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// A transaction's error: a storage error as it is, an abort (the transaction found the
+/// store in another state than it checked) as [`Error::Corrupt`] with `reason`.
+fn aborted(reason: &'static str) -> impl FnOnce(TransactionError<()>) -> Error {
+    move |e| match e {
+        TransactionError::Abort(()) => Error::Corrupt {
+            key: KEY_FORMAT,
+            reason,
+        },
+        TransactionError::Storage(e) => Error::Storage(e),
     }
 }
 

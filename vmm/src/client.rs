@@ -241,36 +241,32 @@ impl VmmClient {
         Ok(self.call(Method::POST, PATH_CVMS, Some(req)).await?.1)
     }
 
-    /// `GET /v1/cvms/{id}`.
-    pub async fn get(&self, id: &str) -> Result<CvmInfo, ClientError> {
+    /// `method` on the CVM `id`'s path + `action`, answered with its info.
+    async fn on_cvm(&self, method: Method, id: &str, action: &str) -> Result<CvmInfo, ClientError> {
         Ok(self
-            .call(Method::GET, &cvm_path(id, ""), None::<&()>)
+            .call(method, &cvm_path(id, action), None::<&()>)
             .await?
             .1)
+    }
+
+    /// `GET /v1/cvms/{id}`.
+    pub async fn get(&self, id: &str) -> Result<CvmInfo, ClientError> {
+        self.on_cvm(Method::GET, id, "").await
     }
 
     /// `POST /v1/cvms/{id}/start`.
     pub async fn start(&self, id: &str) -> Result<CvmInfo, ClientError> {
-        Ok(self
-            .call(Method::POST, &cvm_path(id, "/start"), None::<&()>)
-            .await?
-            .1)
+        self.on_cvm(Method::POST, id, "/start").await
     }
 
     /// `POST /v1/cvms/{id}/stop`.
     pub async fn stop(&self, id: &str) -> Result<CvmInfo, ClientError> {
-        Ok(self
-            .call(Method::POST, &cvm_path(id, "/stop"), None::<&()>)
-            .await?
-            .1)
+        self.on_cvm(Method::POST, id, "/stop").await
     }
 
     /// `POST /v1/cvms/{id}/restart`.
     pub async fn restart(&self, id: &str) -> Result<CvmInfo, ClientError> {
-        Ok(self
-            .call(Method::POST, &cvm_path(id, "/restart"), None::<&()>)
-            .await?
-            .1)
+        self.on_cvm(Method::POST, id, "/restart").await
     }
 
     /// `DELETE /v1/cvms/{id}`.

@@ -45,13 +45,13 @@
 //! max_bytes = 1048576                    # console log rotated past this
 //! ```
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::ChainConfig;
+use cairn_service::EnvKinds;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -403,102 +403,58 @@ fn default_log_check_ms() -> u64 {
     DEFAULT_LOG_CHECK_MS
 }
 
-/// Every key that may be overridden from the environment, and its kind.
-const ENV_KEYS: &[(&str, EnvKind)] = &[
-    ("state_dir", EnvKind::Str),
-    ("api.unix_socket", EnvKind::Str),
-    ("api.tcp", EnvKind::Str),
-    ("api.token_file", EnvKind::Str),
-    ("chain.rpc_url", EnvKind::Str),
-    ("chain.chain_id", EnvKind::Int),
-    ("chain.kms_auth", EnvKind::Str),
-    ("chain.confirmations", EnvKind::Int),
-    ("chain.timeout_ms", EnvKind::Int),
-    ("cvm.kms_urls", EnvKind::List),
-    ("cvm.gateway_urls", EnvKind::List),
-    ("cvm.pccs_url", EnvKind::Str),
-    ("cvm.max_cvms", EnvKind::Int),
-    ("cvm.device_id", EnvKind::Str),
-    ("backend.kind", EnvKind::Str),
-    ("backend.process.guest_bin", EnvKind::Str),
-    ("backend.qemu.qemu", EnvKind::Str),
-    ("logs.max_bytes", EnvKind::Int),
+/// Every key that may be overridden from the environment.
+const ENV_KEYS: &[&str] = &[
+    "state_dir",
+    "api.unix_socket",
+    "api.tcp",
+    "api.token_file",
+    "chain.rpc_url",
+    "chain.chain_id",
+    "chain.kms_auth",
+    "chain.confirmations",
+    "chain.timeout_ms",
+    "cvm.kms_urls",
+    "cvm.gateway_urls",
+    "cvm.pccs_url",
+    "cvm.max_cvms",
+    "cvm.device_id",
+    "backend.kind",
+    "backend.process.guest_bin",
+    "backend.qemu.qemu",
+    "logs.max_bytes",
 ];
 
-#[derive(Clone, Copy)]
-enum EnvKind {
-    Str,
-    Int,
-    List,
+fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
+    Ok(cairn_service::read_bounded(path, key, max)?)
 }
 
-fn read_bounded(path: &Path, key: &str, max: u64) -> Result<Vec<u8>> {
-    use std::io::Read as _;
-    let f = std::fs::File::open(path)
-        .map_err(|e| Error::config(key, format!("cannot open {}: {e}", path.display())))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::config(key, format!("cannot read {}: {e}", path.display())))?;
-    if buf.len() as u64 > max {
-        return Err(Error::config(
-            key,
-            format!("{} exceeds {max} bytes", path.display()),
-        ));
-    }
-    Ok(buf)
-}
+/// How the environment values of [`ENV_KEYS`] parse.
+const ENV_KINDS: &EnvKinds = &EnvKinds {
+    ints: &[
+        "chain.chain_id",
+        "chain.confirmations",
+        "chain.timeout_ms",
+        "cvm.max_cvms",
+        "logs.max_bytes",
+    ],
+    floats: &[],
+    bools: &[],
+    lists: &["cvm.kms_urls", "cvm.gateway_urls"],
+};
 
 impl Config {
     /// Parse TOML text, then apply `env` overrides (`CAIRN_VMM_<KEY>`, dots as `_`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| Error::config("(file)", e.to_string()))?;
-        let env: HashMap<String, String> = env.into_iter().collect();
-        for (key, kind) in ENV_KEYS {
-            let name = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
-            let Some(value) = env.get(&name) else {
-                continue;
-            };
-            let value =
-                match kind {
-                    EnvKind::Str => toml::Value::String(value.clone()),
-                    EnvKind::Int => toml::Value::Integer(value.parse::<i64>().map_err(|e| {
-                        Error::config(*key, format!("{name}: not an integer: {e}"))
-                    })?),
-                    EnvKind::List => toml::Value::Array(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| toml::Value::String(s.to_owned()))
-                            .collect(),
-                    ),
-                };
-            let mut t = &mut table;
-            let mut parts: Vec<&str> = key.split('.').collect();
-            let last = parts.pop().unwrap_or(key);
-            for p in parts {
-                let entry = t
-                    .entry(p.to_owned())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                t = entry
-                    .as_table_mut()
-                    .ok_or_else(|| Error::config(p, "must be a table"))?;
-            }
-            t.insert(last.to_owned(), value);
-        }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::config("(config)", e.to_string()))?;
+        let config: Config =
+            cairn_service::parse_with_env(text, ENV_PREFIX, ENV_KEYS, ENV_KINDS, env)?;
         config.check()?;
         Ok(config)
     }
 
     /// Read `path` (bounded) and apply the process environment.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = read_bounded(path, "(file)", MAX_CONFIG_LEN)?;
-        let text = String::from_utf8(text).map_err(|_| Error::config("(file)", "not UTF-8"))?;
+        let text = cairn_service::read_text(path, MAX_CONFIG_LEN)?;
         Config::parse(&text, std::env::vars())
     }
 

@@ -154,6 +154,15 @@ pub enum Error {
     Locked(PathBuf),
 }
 
+impl From<cairn_service::ConfigError> for Error {
+    fn from(e: cairn_service::ConfigError) -> Self {
+        Error::Config {
+            key: e.key,
+            reason: e.reason,
+        }
+    }
+}
+
 impl Error {
     /// An [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -10,27 +10,21 @@
 //!   the guest process runs.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use cairn_protocol::vmm::CvmState;
+use cairn_service::Exposition;
 
 /// Counters of one VMM.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     preflights: Mutex<BTreeMap<(&'static str, String), u64>>,
     operations: Mutex<BTreeMap<(&'static str, String), u64>>,
     guest_reports: AtomicU64,
     deploy_count: AtomicU64,
     deploy_ns: AtomicU64,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
 }
 
 fn bump(m: &Mutex<BTreeMap<(&'static str, String), u64>>, a: &'static str, b: &str) {
@@ -76,9 +70,8 @@ impl Metrics {
 
     /// The exposition text; `states` are the current CVM counts.
     pub fn render(&self, states: &BTreeMap<CvmState, usize>) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP cairn_vmm_cvms CVMs by lifecycle state.\n");
-        out.push_str("# TYPE cairn_vmm_cvms gauge\n");
+        let mut e = Exposition::new();
+        e.header("cairn_vmm_cvms", "gauge", "CVMs by lifecycle state.");
         for s in [
             CvmState::Created,
             CvmState::Booting,
@@ -87,56 +80,37 @@ impl Metrics {
             CvmState::Failed,
         ] {
             let n = states.get(&s).copied().unwrap_or(0);
-            let _ = writeln!(out, "cairn_vmm_cvms{{state=\"{s}\"}} {n}");
+            e.sample("cairn_vmm_cvms", &[("state", &s.to_string())], n);
         }
-        out.push_str(
-            "# HELP cairn_vmm_preflights_total Chain pre-flights by outcome and failed check.\n",
-        );
-        out.push_str("# TYPE cairn_vmm_preflights_total counter\n");
-        for ((o, c), n) in self
-            .preflights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "cairn_vmm_preflights_total{{outcome=\"{o}\",check=\"{c}\"}} {n}"
-            );
+        #[rustfmt::skip]
+        let families = [
+            (&self.preflights, "preflights_total", "Chain pre-flights by outcome and failed check.", ["outcome", "check"]),
+            (&self.operations, "operations_total", "Lifecycle operations by outcome.", ["op", "outcome"]),
+        ];
+        for (family, name, help, [la, lb]) in families {
+            let name = format!("cairn_vmm_{name}");
+            e.header(&name, "counter", help);
+            for ((a, b), n) in family.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                e.sample(&name, &[(la, a), (lb, b)], n);
+            }
         }
-        out.push_str("# HELP cairn_vmm_operations_total Lifecycle operations by outcome.\n");
-        out.push_str("# TYPE cairn_vmm_operations_total counter\n");
-        for ((op, o), n) in self
-            .operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "cairn_vmm_operations_total{{op=\"{op}\",outcome=\"{o}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP cairn_vmm_guest_reports_total Host-API reports received.\n");
-        out.push_str("# TYPE cairn_vmm_guest_reports_total counter\n");
-        let _ = writeln!(
-            out,
-            "cairn_vmm_guest_reports_total {}",
-            self.guest_reports.load(Ordering::Relaxed)
+        let reports = self.guest_reports.load(Ordering::Relaxed);
+        e.single(
+            "cairn_vmm_guest_reports_total",
+            "counter",
+            "Host-API reports received.",
+            reports,
         );
-        out.push_str("# HELP cairn_vmm_deploy_seconds Deploys until the guest process runs.\n");
-        out.push_str("# TYPE cairn_vmm_deploy_seconds summary\n");
-        let _ = writeln!(
-            out,
-            "cairn_vmm_deploy_seconds_sum {}",
-            self.deploy_ns.load(Ordering::Relaxed) as f64 / 1e9
+        let deploys = "cairn_vmm_deploy_seconds";
+        e.header(deploys, "summary", "Deploys until the guest process runs.");
+        let sum = self.deploy_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        e.sample(&format!("{deploys}_sum"), &[], sum);
+        e.sample(
+            &format!("{deploys}_count"),
+            &[],
+            self.deploy_count.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "cairn_vmm_deploy_seconds_count {}",
-            self.deploy_count.load(Ordering::Relaxed)
-        );
-        out
+        e.finish()
     }
 }
 

@@ -14,7 +14,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cairn_protocol::api::{ErrorBody, MAX_ERROR_MESSAGE_LEN};
+use cairn_protocol::api::ErrorBody;
 
 use crate::error::Error;
 
@@ -66,32 +66,22 @@ impl Error {
             e if e.status() == StatusCode::INTERNAL_SERVER_ERROR => "internal error".to_owned(),
             e => e.to_string(),
         };
-        ErrorBody::new(self.code(), cut(message, MAX_ERROR_MESSAGE_LEN))
+        cairn_service::error_body(self.code(), message)
     }
-}
-
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-    s
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "internal error");
-        }
-        (self.status(), axum::Json(self.body())).into_response()
+        let internal = self.status() == StatusCode::INTERNAL_SERVER_ERROR;
+        let detail: Option<&dyn std::fmt::Display> = if internal { Some(&self) } else { None };
+        cairn_service::json_error(self.status(), self.body(), detail)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use cairn_protocol::api::MAX_ERROR_MESSAGE_LEN;
+
     use super::*;
     use crate::error::Conflict;
     use cairn_onchain::Check;

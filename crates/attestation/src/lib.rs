@@ -56,7 +56,7 @@ pub use collateral::Collateral;
 pub use der::der_octet_string;
 pub use error::{Error, Result};
 pub use eventlog::{EventLog, RuntimeEvent};
-pub use os_image::{OsImageManifest, MAX_MANIFEST_LEN};
+pub use os_image::{booted_os_image, OsImageManifest, OsImageMismatch, MAX_MANIFEST_LEN};
 pub use pccs::{
     PccsClient, PccsLimits, PccsStats, DEFAULT_PCCS_COLLATERAL_BYTES, DEFAULT_PCCS_CONNECT_TIMEOUT,
     DEFAULT_PCCS_FAILURE_TTL_SECS, DEFAULT_PCCS_FETCHES_PER_MINUTE, DEFAULT_PCCS_FETCH_BURST,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::{Measurement48, OsImageHash, TdMeasurements};
+use crate::verify::VerifiedQuote;
 
 /// Largest OS image manifest accepted by [`OsImageManifest::parse`].
 pub const MAX_MANIFEST_LEN: usize = 16 * 1024;
@@ -73,6 +74,50 @@ impl OsImageManifest {
             return Err(Error::ManifestNotCanonical);
         }
         Ok(m)
+    }
+}
+
+/// Why a verified quote does not show a known OS image.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OsImageMismatch {
+    /// No manifest has the quote's MRTD and RTMR0-2.
+    #[error("MRTD/RTMR0-2 match no known OS image (mrtd {mrtd})")]
+    Unknown {
+        /// The quote's MRTD, hex.
+        mrtd: String,
+    },
+    /// The quote's measured `os-image-hash` event names another image than the one its
+    /// measurements show.
+    #[error("measured os-image-hash {measured} differs from the image the measurements show ({expected})")]
+    HashDiffers {
+        /// The measured hash, hex.
+        measured: String,
+        /// The hash of the image the measurements show, hex.
+        expected: String,
+    },
+}
+
+/// The `os_image_hash` of the image among `images` whose manifest matches `quote`'s MRTD
+/// and RTMR0-2 ([`OsImageManifest::matches`]); a measured `os-image-hash` must name the
+/// same image. The one check of a TD's OS image, for the KMS and the gateway alike.
+pub fn booted_os_image(
+    quote: &VerifiedQuote,
+    images: &[OsImageManifest],
+) -> std::result::Result<[u8; 32], OsImageMismatch> {
+    let m = quote.measurements();
+    let Some(image) = images.iter().find(|img| img.matches(m)) else {
+        return Err(OsImageMismatch::Unknown {
+            mrtd: m.mrtd.to_hex(),
+        });
+    };
+    let hash = image.os_image_hash().0;
+    match quote.os_image_hash() {
+        Some(measured) if measured.0 != hash => Err(OsImageMismatch::HashDiffers {
+            measured: hex::encode(measured.0),
+            expected: hex::encode(hash),
+        }),
+        _ => Ok(hash),
     }
 }
 

@@ -29,10 +29,11 @@ use cairn_protocol::api::{
     PATH_APP_KEY, PATH_ENV_PUBKEY, PATH_LOG_CHECKPOINT, PATH_LOG_CONSISTENCY, PATH_LOG_ENTRIES,
     PATH_LOG_INCLUSION, PATH_META, PATH_ONBOARD, PATH_SIGN_CERT,
 };
+use cairn_service::{accept_admitted, ConnectionGate};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceExt as _;
@@ -45,7 +46,6 @@ pub use limits::{
 };
 
 use crate::error::Result;
-use crate::metrics::Refusal;
 use crate::node::Node;
 
 /// Most release requests (`app-key`, `sign-cert`, `onboard`) processed at once; more wait
@@ -179,42 +179,22 @@ pub(crate) async fn serve(
         stop_rx,
     ));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let sources = limits::Sources::new(limits.max_connections_per_source);
+    let gate = ConnectionGate::new(limits.max_connections, limits.max_connections_per_source);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, ?limits, "KMS serving");
     }
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            node.metrics().connection_refused(Refusal::MaxConnections);
-            tracing::warn!(%remote, "connection limit reached; closing");
-            continue;
-        };
-        let Some(source) = sources.admit(remote.ip()) else {
-            node.metrics().connection_refused(Refusal::MaxPerSource);
-            tracing::debug!(%remote, "per-source connection limit reached; closing");
-            continue;
-        };
+    let refused = |why| node.metrics().connection_refused(why);
+    while let Some((tcp, remote, admitted)) =
+        accept_admitted(&listener, &gate, &mut shutdown, refused).await
+    {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         let node = Arc::clone(&node);
         tokio::spawn(async move {
-            let _slots = (permit, source);
+            let _admitted = admitted;
             let _open = node.metrics().connection_opened();
             let io = limits::WriteDeadline::new(tcp, limits.write_stall_timeout);
             let tls =

@@ -16,7 +16,8 @@ mod qemu;
 
 use std::ffi::OsString;
 
-use cairn_protocol::sysconfig::SysConfig;
+use cairn_protocol::hostapi::HostApiAddr;
+use cairn_protocol::sysconfig::{AppPort, SysConfig};
 
 pub use process::ProcessBackend;
 pub use qemu::{check_tdx, QemuBackend};
@@ -53,6 +54,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The command line (program first) that runs the CVM.
     fn command(&self, launch: Launch<'_>) -> Result<Vec<OsString>>;
+}
+
+/// The `sys-config.json` both backends write: the CVM's manifest URLs, `pccs_url`, the
+/// backend's host API address and port map; `chain` is filled in by the VMM.
+fn sys_config(
+    launch: Launch<'_>,
+    pccs_url: Option<&str>,
+    host_api: HostApiAddr,
+    port_map: Vec<AppPort>,
+) -> SysConfig {
+    SysConfig {
+        kms_urls: launch.manifest.kms_urls.clone(),
+        gateway_urls: launch.manifest.gateway_urls.clone(),
+        pccs_url: pccs_url.map(str::to_owned),
+        docker_registry: None,
+        host_api_url: Some(host_api.to_url()),
+        port_map,
+        vm_config: vm_config(launch),
+        // Filled in by the VMM from its own `[chain]` (`Vmm::launch`).
+        chain: None,
+    }
 }
 
 /// `vm_config` as the guest agent returns it (dstack's field names).

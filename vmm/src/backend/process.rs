@@ -12,7 +12,7 @@ use cairn_protocol::hostapi::HostApiAddr;
 use cairn_protocol::sysconfig::{AppPort, SysConfig};
 use cairn_protocol::vmm::ImageKind;
 
-use super::{vm_config, Backend, Launch};
+use super::{Backend, Launch};
 use crate::error::{Error, Result};
 use crate::images::Image;
 
@@ -56,25 +56,12 @@ impl Backend for ProcessBackend {
     }
 
     fn sys_config(&self, launch: Launch<'_>, pccs_url: Option<&str>) -> SysConfig {
-        SysConfig {
-            kms_urls: launch.manifest.kms_urls.clone(),
-            gateway_urls: launch.manifest.gateway_urls.clone(),
-            pccs_url: pccs_url.map(str::to_owned),
-            docker_registry: None,
-            host_api_url: Some(HostApiAddr::Unix(launch.dir.host_api()).to_url()),
-            port_map: launch
-                .manifest
-                .ports
-                .iter()
-                .map(|p| AppPort {
-                    guest_port: p.guest_port,
-                    host_port: p.host_port,
-                })
-                .collect(),
-            vm_config: vm_config(launch),
-            // Filled in by the VMM from its own `[chain]` (`Vmm::launch`).
-            chain: None,
-        }
+        let ports = launch.manifest.ports.iter().map(|p| AppPort {
+            guest_port: p.guest_port,
+            host_port: p.host_port,
+        });
+        let host_api = HostApiAddr::Unix(launch.dir.host_api());
+        super::sys_config(launch, pccs_url, host_api, ports.collect())
     }
 
     fn command(&self, launch: Launch<'_>) -> Result<Vec<OsString>> {

@@ -27,7 +27,7 @@ use cairn_protocol::hostapi::HostApiAddr;
 use cairn_protocol::sysconfig::SysConfig;
 use cairn_protocol::vmm::ImageKind;
 
-use super::{vm_config, Backend, Launch};
+use super::{Backend, Launch};
 use crate::error::{Error, Result};
 use crate::images::Image;
 
@@ -123,25 +123,13 @@ impl Backend for QemuBackend {
     }
 
     fn sys_config(&self, launch: Launch<'_>, pccs_url: Option<&str>) -> SysConfig {
-        SysConfig {
-            kms_urls: launch.manifest.kms_urls.clone(),
-            gateway_urls: launch.manifest.gateway_urls.clone(),
-            pccs_url: pccs_url.map(str::to_owned),
-            docker_registry: None,
-            host_api_url: Some(
-                HostApiAddr::Vsock {
-                    cid: HOST_CID,
-                    port: self.host_api_port,
-                }
-                .to_url(),
-            ),
-            // QEMU forwards host ports to the guest's own ports: the app listens on
-            // its guest port.
-            port_map: Vec::new(),
-            vm_config: vm_config(launch),
-            // Filled in by the VMM from its own `[chain]` (`Vmm::launch`).
-            chain: None,
-        }
+        let host_api = HostApiAddr::Vsock {
+            cid: HOST_CID,
+            port: self.host_api_port,
+        };
+        // QEMU forwards host ports to the guest's own ports: the app listens on its guest
+        // port.
+        super::sys_config(launch, pccs_url, host_api, Vec::new())
     }
 
     fn command(&self, launch: Launch<'_>) -> Result<Vec<OsString>> {

@@ -10,6 +10,7 @@ use cairn_protocol::hostapi::{Notification, EVENT_APP_STARTED, EVENT_BOOT_ERROR}
 use cairn_protocol::vmm::{
     CvmInfo, CvmState, CvmSummary, GuestEvent, MAX_GUEST_EVENTS, MAX_STATUS_TEXT_LEN,
 };
+use cairn_service::cut_message;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -54,17 +55,6 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-    s
-}
-
 impl Cvm {
     pub fn new(dir: CvmDir, manifest: Manifest, state: Persisted) -> Self {
         Cvm {
@@ -107,7 +97,7 @@ impl Cvm {
     pub fn set_state(&self, state: CvmState, reason: Option<String>) -> Result<()> {
         self.update(|d| {
             d.state.state = state;
-            d.state.reason = reason.map(|r| cut(r, MAX_STATUS_TEXT_LEN));
+            d.state.reason = reason.map(|r| cut_message(r, MAX_STATUS_TEXT_LEN));
             d.state.changed_at = unix_now();
             if !state.is_active() {
                 d.state.process = None;
@@ -122,14 +112,7 @@ impl Cvm {
     }
 
     pub fn abort_tasks(&self) {
-        for h in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            h.abort();
-        }
+        abort_all(&self.tasks);
     }
 
     /// A guest report arrived over the host API. Display only: recorded (bounded), and
@@ -178,7 +161,10 @@ impl Cvm {
                     Some(r) => format!("{r} (guest ended with {exit})"),
                     None => format!("the guest ended with {exit}"),
                 };
-                (CvmState::Failed, Some(cut(reason, MAX_STATUS_TEXT_LEN)))
+                (
+                    CvmState::Failed,
+                    Some(cut_message(reason, MAX_STATUS_TEXT_LEN)),
+                )
             };
             d.state.state = state;
             d.state.reason = reason;
@@ -230,3 +216,14 @@ impl Cvm {
 
 /// Shared handle.
 pub(crate) type CvmRef = Arc<Cvm>;
+
+/// Abort every task in `tasks` (and forget them).
+pub(super) fn abort_all(tasks: &Mutex<Vec<AbortHandle>>) {
+    for h in tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+    {
+        h.abort();
+    }
+}

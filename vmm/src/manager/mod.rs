@@ -205,14 +205,7 @@ impl Vmm {
     /// Stop background work and release the state directory. CVMs keep running: a
     /// later VMM re-adopts them.
     pub async fn shutdown(&self) {
-        for h in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            h.abort();
-        }
+        cvm::abort_all(&self.tasks);
         let cvms: Vec<CvmRef> = self.all();
         for c in cvms {
             c.abort_tasks();

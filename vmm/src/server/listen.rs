@@ -69,9 +69,7 @@ pub async fn serve(
             c = accept(tcp.as_ref(), unix.as_ref()) => match c {
                 Ok(c) => c,
                 Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    cairn_service::accept_failed(&e).await;
                     continue;
                 }
             },
