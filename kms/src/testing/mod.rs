@@ -14,7 +14,7 @@
 //!   measurements and RA-TLS client certificates) for calling the KMS directly.
 //! - `net`: [`TestNet`] — `cairn_onchain::testing::AnvilChain` with the cluster's root
 //!   keys; registers, opens and serves nodes, and lets their policy heads see what is
-//!   mined; [`install_master`] and [`held_generations`] on a node's secret store.
+//!   mined; [`install_master`], [`held_generations`] and [`open_live_store`] on a node's secret store.
 //! - `running`: [`RunningKms`] — a node serving on `127.0.0.1:0`; stop, URL, clients.
 //!   [`TestNet::serve_disguised`] serves a node under another TLS certificate and router
 //!   (the real router behind a tampering layer): a hostile KMS that is the real one with
@@ -29,5 +29,5 @@ pub use cluster::{
     checked_get_key, image, kms_client, pki, root_keys, unlisted_image, verifier, verifier_for,
     Guest, CONFIRMATIONS, DEADLINE, HEAD_POLL, MASTER, MAX_HEAD_AGE, NODE_CALL_TIMEOUT, PKI_SEED,
 };
-pub use net::{held_generations, install_master, TestNet};
+pub use net::{held_generations, install_master, open_live_store, TestNet};
 pub use running::RunningKms;

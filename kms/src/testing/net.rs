@@ -339,11 +339,34 @@ pub fn install_master(dir: &Path, generation: u64) -> [u8; 20] {
         .address()
 }
 
+/// Open the secret store of a node whose data directory is `dir` while the node may be
+/// running: its background key-generation sync opens the same store now and then (and
+/// sled keeps its file lock a moment after a handle is dropped), so a refused open is
+/// retried until it succeeds, for up to 30 s.
+///
+/// # Panics
+///
+/// When the store cannot be opened within 30 s.
+pub fn open_live_store(dir: &Path) -> SecretStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match SecretStore::open(dir.join(SECRETS_DIR)) {
+            Ok(store) => return store,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!(
+                    "the secret store in {} did not open within 30 s: {e}",
+                    dir.display()
+                )
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 /// The key generations the secret store of a node whose data directory is `dir` holds, in
-/// order (what a node erased is gone from here).
+/// order (what a node erased is gone from here); see [`open_live_store`].
 pub fn held_generations(dir: &Path) -> Vec<u64> {
-    SecretStore::open(dir.join(SECRETS_DIR))
-        .expect("secret store")
+    open_live_store(dir)
         .held()
         .expect("held secrets")
         .masters

@@ -1,7 +1,7 @@
 //! Root-key rotation by vote (docs/rotation.md): generation 1 → 2 with a transition
 //! window, on two nodes; before, during and after the window; the old master erased.
 
-use cairn_kms::testing::held_generations;
+use cairn_kms::testing::{held_generations, open_live_store};
 use cairn_kms::{Error, MasterSecret, RootKeys, SecretStore, SECRETS_DIR};
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, PreviousGeneration, PATH_APP_KEY};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
@@ -74,7 +74,7 @@ async fn a_voted_rotation_serves_both_generations_in_its_window_then_erases_the_
 
     // Node A generates generation 2 as pending: nothing changes until the chain says so.
     {
-        let store = SecretStore::open(a.dir.path().join(SECRETS_DIR)).unwrap();
+        let store = open_live_store(a.dir.path());
         store
             .add_generation(MasterSecret::from_bytes(NEW_MASTER), 2)
             .unwrap();
@@ -212,7 +212,7 @@ async fn a_node_reopened_after_the_window_erases_the_retired_master_at_open() {
     let w = World::new().await;
     let a = w.start(0xE3).await;
     {
-        let store = SecretStore::open(a.dir.path().join(SECRETS_DIR)).unwrap();
+        let store = open_live_store(a.dir.path());
         store
             .add_generation(MasterSecret::from_bytes(NEW_MASTER), 2)
             .unwrap();

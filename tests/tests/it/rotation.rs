@@ -5,7 +5,7 @@
 //! refused and its master erased from every node.
 
 use cairn_e2e::*;
-use cairn_kms::{MasterSecret, RootKeys, SecretStore, SECRETS_DIR};
+use cairn_kms::{MasterSecret, RootKeys};
 use cairn_onchain::alloy::primitives::Bytes;
 use cairn_onchain::{Dao, GovernanceParams, KmsAuth, Proposal, ProposalState, Support};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
@@ -56,8 +56,7 @@ async fn a_dao_rotation_gives_guests_both_generations_in_the_window_and_retires_
     // Node 0 generates generation 2 (pending: still serving 1).
     let new_master = MasterSecret::random();
     let new_root = RootKeys::derive(&new_master).unwrap();
-    SecretStore::open(cluster.nodes[0].data_dir().join(SECRETS_DIR))
-        .unwrap()
+    cairn_kms::testing::open_live_store(cluster.nodes[0].data_dir())
         .add_generation(new_master, 2)
         .unwrap();
 
