@@ -15,12 +15,7 @@ contract AppLifecycleTest is CairnTestBase {
     AppAuth internal app;
 
     function setUp() public {
-        vm.warp(1_700_000_000);
-        kms = _deployKmsAuth(governance, address(new AppAuth()));
-        vm.prank(governance);
-        kms.addOsImageHash(OS_IMAGE);
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
+        (kms, app) = _deployKmsWithApp(governance, developer);
     }
 
     function _verdict(bytes32 hash, bytes32 device) internal view returns (bool, string memory) {

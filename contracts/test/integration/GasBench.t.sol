@@ -19,16 +19,12 @@ contract GasBenchTest is CairnTestBase {
     AppAuth internal app;
 
     function setUp() public {
-        vm.warp(1_700_000_000);
-        kms = _deployKmsAuth(owner, address(new AppAuth()));
+        (kms, app) = _deployKmsWithApp(owner, developer);
         vm.startPrank(owner);
-        kms.addOsImageHash(OS_IMAGE);
         kms.addKmsNode(node);
         kms.setAdvisoryTolerated("INTEL-SA-00837", true);
         kms.setAdvisoryTolerated("INTEL-SA-00615", true);
         vm.stopPrank();
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
     }
 
     /// @dev `kms.isAppAllowed(b)` must answer `allowed`; logs its gas under `label` and bounds it.
