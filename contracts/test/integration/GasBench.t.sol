@@ -6,20 +6,17 @@ import {console2} from "forge-std/console2.sol";
 import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
 import {AppAuth} from "../../src/AppAuth.sol";
 import {KmsAuth} from "../../src/KmsAuth.sol";
-import {CairnTestBase} from "../utils/CairnTestBase.sol";
+import {KmsAppTestBase} from "../utils/CairnTestBase.sol";
 
 /// @dev Gas of the hot paths, one call each, through the proxies. Reproduce with
 /// `forge test --match-contract GasBenchTest --gas-report` (or `-vv` for the logged numbers).
 /// The bounds are regression guards, far above the measured values.
-contract GasBenchTest is CairnTestBase {
+contract GasBenchTest is KmsAppTestBase {
     address internal owner = makeAddr("Owner");
-    address internal developer = makeAddr("Developer");
     address internal node = makeAddr("KmsNode");
-    KmsAuth internal kms;
-    AppAuth internal app;
 
     function setUp() public {
-        (kms, app) = _deployKmsWithApp(owner, developer);
+        _deployKmsWithApp(owner);
         vm.startPrank(owner);
         kms.addKmsNode(node);
         kms.setAdvisoryTolerated("INTEL-SA-00837", true);

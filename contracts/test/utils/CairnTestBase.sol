@@ -44,17 +44,6 @@ abstract contract CairnTestBase is Test {
         return KmsAuth(address(new ERC1967Proxy(address(impl), init)));
     }
 
-    /// @dev At a fixed time, a KmsAuth owned by `owner_` that allows `OS_IMAGE`, and an app of
-    /// `developer` deployed through its factory (device `DEVICE_ID`, compose `COMPOSE_HASH`).
-    function _deployKmsWithApp(address owner_, address developer) internal returns (KmsAuth kms, AppAuth app) {
-        vm.warp(1_700_000_000);
-        kms = _deployKmsAuth(owner_, address(new AppAuth()));
-        vm.prank(owner_);
-        kms.addOsImageHash(OS_IMAGE);
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
-    }
-
     function _bootInfo(address appId, bytes32 composeHash, bytes32 deviceId)
         internal
         pure
@@ -77,5 +66,23 @@ abstract contract CairnTestBase is Test {
     {
         assertEq(allowed, wantAllowed, "isAllowed");
         assertEq(reason, wantReason, "reason");
+    }
+}
+
+/// @dev A KmsAuth with one factory-deployed app: the fixture of the integration tests.
+abstract contract KmsAppTestBase is CairnTestBase {
+    address internal developer = makeAddr("Developer");
+    KmsAuth internal kms;
+    AppAuth internal app;
+
+    /// @dev At a fixed time, `kms` owned by `owner_` that allows `OS_IMAGE`, and `app` of
+    /// `developer` deployed through its factory (device `DEVICE_ID`, compose `COMPOSE_HASH`).
+    function _deployKmsWithApp(address owner_) internal {
+        vm.warp(1_700_000_000);
+        kms = _deployKmsAuth(owner_, address(new AppAuth()));
+        vm.prank(owner_);
+        kms.addOsImageHash(OS_IMAGE);
+        vm.prank(developer);
+        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
     }
 }
