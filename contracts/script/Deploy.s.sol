@@ -21,21 +21,10 @@ contract Deploy is CairnScript {
         // The deployer owns KmsAuth while it applies the initial policy, then hands over.
         (kms, appImpl) = _deployKmsAuth(deployer);
 
-        bytes32[] memory none32 = new bytes32[](0);
-        address[] memory noneAddr = new address[](0);
-        bytes32[] memory images = vm.envOr("CAIRN_OS_IMAGE_HASHES", ",", none32);
-        for (uint256 i = 0; i < images.length; ++i) {
-            kms.addOsImageHash(images[i]);
-        }
-        bytes32[] memory mrs = vm.envOr("CAIRN_KMS_AGGREGATED_MRS", ",", none32);
-        for (uint256 i = 0; i < mrs.length; ++i) {
-            kms.addKmsAggregatedMr(mrs[i]);
-        }
-        bytes32[] memory devices = vm.envOr("CAIRN_KMS_DEVICE_IDS", ",", none32);
-        for (uint256 i = 0; i < devices.length; ++i) {
-            kms.addKmsDevice(devices[i]);
-        }
-        address[] memory nodes = vm.envOr("CAIRN_KMS_NODES", ",", noneAddr);
+        _addEach("CAIRN_OS_IMAGE_HASHES", kms.addOsImageHash);
+        _addEach("CAIRN_KMS_AGGREGATED_MRS", kms.addKmsAggregatedMr);
+        _addEach("CAIRN_KMS_DEVICE_IDS", kms.addKmsDevice);
+        address[] memory nodes = vm.envOr("CAIRN_KMS_NODES", ",", new address[](0));
         for (uint256 i = 0; i < nodes.length; ++i) {
             kms.addKmsNode(nodes[i]);
         }
@@ -53,5 +42,14 @@ contract Deploy is CairnScript {
             console2.log("KmsAuth pending owner (must acceptOwnership):", newOwner);
         }
         vm.stopBroadcast();
+    }
+
+    /// @dev Calls `add` (a KmsAuth allowlist setter) once for each value of the comma-separated
+    /// bytes32 list in the environment variable `key` (none when unset).
+    function _addEach(string memory key, function(bytes32) external add) internal {
+        bytes32[] memory values = vm.envOr(key, ",", new bytes32[](0));
+        for (uint256 i = 0; i < values.length; ++i) {
+            add(values[i]);
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! [`AppAuthClient`]: one app's policy contract (AppAuth): administration and reads.
 
+use std::future::IntoFuture;
+
 use alloy::primitives::{Address, B256};
 use alloy::providers::DynProvider;
-use alloy::rpc::types::TransactionReceipt;
 
 use crate::bindings::{AppAuth, AppBootInfo};
 use crate::client::PolicyBlock;
 use crate::connection::Connection;
 use crate::error::{Error, Result, Target};
+use crate::wrappers::contract_sends;
 
 /// A handle on one app's AppAuth (the app id is the AppAuth proxy address).
 ///
@@ -38,99 +40,49 @@ impl AppAuthClient {
         *self.app.address()
     }
 
-    async fn tx<D: alloy::contract::CallDecoder>(
+    /// An AppAuth view call (at the block its builder names).
+    async fn view<T>(
         &self,
         op: &'static str,
-        call: alloy::contract::CallBuilder<&DynProvider, D>,
-    ) -> Result<TransactionReceipt> {
-        self.conn.send(op, Target::AppAuth, call).await
-    }
-
-    /// Allows `hash` now (`addComposeHash`).
-    pub async fn add_compose_hash(&self, hash: B256) -> Result<TransactionReceipt> {
-        self.tx("AppAuth.addComposeHash", self.app.addComposeHash(hash))
+        call: impl IntoFuture<Output = alloy::contract::Result<T>>,
+    ) -> Result<T> {
+        self.conn
+            .view(op, Target::AppAuth, self.app_id(), call)
             .await
     }
 
-    /// Allows `hash` from unix time `activates_at` on (`scheduleComposeHash`).
-    pub async fn schedule_compose_hash(
-        &self,
-        hash: B256,
-        activates_at: u64,
-    ) -> Result<TransactionReceipt> {
-        self.tx(
-            "AppAuth.scheduleComposeHash",
-            self.app.scheduleComposeHash(hash, activates_at),
-        )
-        .await
+    fn contract(&self) -> &AppAuth::AppAuthInstance<DynProvider> {
+        &self.app
     }
 
-    /// Removes `hash` (`removeComposeHash`).
-    pub async fn remove_compose_hash(&self, hash: B256) -> Result<TransactionReceipt> {
-        self.tx(
-            "AppAuth.removeComposeHash",
-            self.app.removeComposeHash(hash),
-        )
-        .await
-    }
-
-    /// Allows a device id.
-    pub async fn add_device(&self, device_id: B256) -> Result<TransactionReceipt> {
-        self.tx("AppAuth.addDevice", self.app.addDevice(device_id))
-            .await
-    }
-
-    /// Removes a device id.
-    pub async fn remove_device(&self, device_id: B256) -> Result<TransactionReceipt> {
-        self.tx("AppAuth.removeDevice", self.app.removeDevice(device_id))
-            .await
-    }
-
-    /// Sets allow-any-device.
-    pub async fn set_allow_any_device(&self, allow_any_device: bool) -> Result<TransactionReceipt> {
-        self.tx(
-            "AppAuth.setAllowAnyDevice",
-            self.app.setAllowAnyDevice(allow_any_device),
-        )
-        .await
-    }
-
-    /// Sets require-TCB-up-to-date.
-    pub async fn set_require_tcb_up_to_date(&self, require: bool) -> Result<TransactionReceipt> {
-        self.tx(
-            "AppAuth.setRequireTcbUpToDate",
-            self.app.setRequireTcbUpToDate(require),
-        )
-        .await
-    }
-
-    /// Disables upgrades of this AppAuth, irreversibly.
-    pub async fn disable_upgrades(&self) -> Result<TransactionReceipt> {
-        self.tx("AppAuth.disableUpgrades", self.app.disableUpgrades())
-            .await
-    }
-
-    /// Starts an ownership handover (Ownable2Step); `new_owner` must accept.
-    pub async fn transfer_ownership(&self, new_owner: Address) -> Result<TransactionReceipt> {
-        self.tx(
-            "AppAuth.transferOwnership",
-            self.app.transferOwnership(new_owner),
-        )
-        .await
-    }
-
-    /// Accepts a pending ownership handover (sent by the new owner).
-    pub async fn accept_ownership(&self) -> Result<TransactionReceipt> {
-        self.tx("AppAuth.acceptOwnership", self.app.acceptOwnership())
-            .await
+    contract_sends! { "AppAuth", Target::AppAuth, connection, contract;
+        /// Allows `hash` now (`addComposeHash`).
+        add_compose_hash(hash: B256) => addComposeHash(hash);
+        /// Allows `hash` from unix time `activates_at` on (`scheduleComposeHash`).
+        schedule_compose_hash(hash: B256, activates_at: u64)
+            => scheduleComposeHash(hash, activates_at);
+        /// Removes `hash` (`removeComposeHash`).
+        remove_compose_hash(hash: B256) => removeComposeHash(hash);
+        /// Allows a device id.
+        add_device(device_id: B256) => addDevice(device_id);
+        /// Removes a device id.
+        remove_device(device_id: B256) => removeDevice(device_id);
+        /// Sets allow-any-device.
+        set_allow_any_device(allow_any_device: bool) => setAllowAnyDevice(allow_any_device);
+        /// Sets require-TCB-up-to-date.
+        set_require_tcb_up_to_date(require: bool) => setRequireTcbUpToDate(require);
+        /// Disables upgrades of this AppAuth, irreversibly.
+        disable_upgrades() => disableUpgrades();
+        /// Starts an ownership handover (Ownable2Step); `new_owner` must accept.
+        transfer_ownership(new_owner: Address) => transferOwnership(new_owner);
+        /// Accepts a pending ownership handover (sent by the new owner).
+        accept_ownership() => acceptOwnership();
     }
 
     /// The owner at `at`.
     pub async fn owner(&self, at: PolicyBlock) -> Result<Address> {
         let call = self.app.owner().block(at.block_id());
-        self.conn
-            .view("AppAuth.owner", Target::AppAuth, self.app_id(), call.call())
-            .await
+        self.view("AppAuth.owner", call.call()).await
     }
 
     /// The activation of `hash` at `at`, or `None` when it is not listed.
@@ -141,13 +93,7 @@ impl AppAuthClient {
     ) -> Result<Option<ComposeHashActivation>> {
         let call = self.app.composeHashActivation(hash).block(at.block_id());
         let r = self
-            .conn
-            .view(
-                "AppAuth.composeHashActivation",
-                Target::AppAuth,
-                self.app_id(),
-                call.call(),
-            )
+            .view("AppAuth.composeHashActivation", call.call())
             .await?;
         Ok(r.listed.then_some(ComposeHashActivation {
             activates_at: r.activatesAt,
@@ -157,14 +103,7 @@ impl AppAuthClient {
     /// Whether `device_id` is listed at `at`.
     pub async fn is_device_allowed(&self, device_id: B256, at: PolicyBlock) -> Result<bool> {
         let call = self.app.allowedDeviceIds(device_id).block(at.block_id());
-        self.conn
-            .view(
-                "AppAuth.allowedDeviceIds",
-                Target::AppAuth,
-                self.app_id(),
-                call.call(),
-            )
-            .await
+        self.view("AppAuth.allowedDeviceIds", call.call()).await
     }
 
     /// This AppAuth's own `isAppAllowed` at `at` (without KmsAuth's platform checks).
@@ -175,15 +114,7 @@ impl AppAuthClient {
             .app
             .isAppAllowed(to_app_boot_info(boot))
             .block(at.block_id());
-        let r = self
-            .conn
-            .view(
-                "AppAuth.isAppAllowed",
-                Target::AppAuth,
-                self.app_id(),
-                call.call(),
-            )
-            .await?;
+        let r = self.view("AppAuth.isAppAllowed", call.call()).await?;
         if r.isAllowed {
             Ok(())
         } else {
@@ -200,26 +131,22 @@ impl AppAuthClient {
 /// from the same Solidity struct; this moves the fields across (a field added to the
 /// struct breaks the build here rather than drifting).
 fn to_app_boot_info(b: &AppBootInfo) -> crate::bindings::app_auth::IAppAuth::AppBootInfo {
-    let AppBootInfo {
-        appId,
-        composeHash,
-        instanceId,
-        deviceId,
-        mrAggregated,
-        mrSystem,
-        osImageHash,
-        tcbStatus,
-        advisoryIds,
-    } = b.clone();
-    crate::bindings::app_auth::IAppAuth::AppBootInfo {
-        appId,
-        composeHash,
-        instanceId,
-        deviceId,
-        mrAggregated,
-        mrSystem,
-        osImageHash,
-        tcbStatus,
-        advisoryIds,
+    // Every field named once; the pattern (no `..`) and the literal are both exhaustive.
+    macro_rules! move_fields {
+        ($($field:ident),*) => {{
+            let AppBootInfo { $($field),* } = b.clone();
+            crate::bindings::app_auth::IAppAuth::AppBootInfo { $($field),* }
+        }};
     }
+    move_fields!(
+        appId,
+        composeHash,
+        instanceId,
+        deviceId,
+        mrAggregated,
+        mrSystem,
+        osImageHash,
+        tcbStatus,
+        advisoryIds
+    )
 }

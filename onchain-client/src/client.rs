@@ -427,12 +427,11 @@ impl ChainClient {
     /// The block at `number` as `quorum` endpoints agree it is, or `None` when they
     /// agree it does not exist (auditing a recorded block).
     pub async fn find_block(&self, number: u64) -> Result<Option<PolicyBlock>> {
-        self.endpoints
-            .agree(
-                || format!("block {number}"),
-                |ep| header_at(&ep.conn, number),
-            )
-            .await
+        let header = self.block_header(number).await?;
+        Ok(header.map(|h| PolicyBlock {
+            number: h.number,
+            hash: h.hash,
+        }))
     }
 
     /// The header of block `number` (hash and timestamp) as `quorum` endpoints agree it
@@ -441,30 +440,7 @@ impl ChainClient {
         self.endpoints
             .agree(
                 || format!("the header of block {number}"),
-                |ep| async move {
-                    let header = ep
-                        .conn
-                        .rpc(
-                            "eth_getBlockByNumber",
-                            ep.conn
-                                .provider()
-                                .get_header_by_number(BlockNumberOrTag::Number(number)),
-                        )
-                        .await?;
-                    match header {
-                        None => Ok(None),
-                        Some(h) if h.number == number => Ok(Some(BlockHeader {
-                            number,
-                            hash: h.hash,
-                            timestamp: h.timestamp,
-                        })),
-                        Some(h) => Err(Error::Rpc {
-                            op: "eth_getBlockByNumber",
-                            code: 0,
-                            message: format!("asked for block {number}, got {}", h.number),
-                        }),
-                    }
-                },
+                |ep| block_header_of(&ep.conn, number),
             )
             .await
     }
@@ -769,6 +745,16 @@ impl ChainClient {
 
 /// One endpoint's header at `number` (`None`: it has no such block).
 async fn header_at(conn: &Connection, number: u64) -> Result<Option<PolicyBlock>> {
+    let header = block_header_of(conn, number).await?;
+    Ok(header.map(|h| PolicyBlock {
+        number: h.number,
+        hash: h.hash,
+    }))
+}
+
+/// One endpoint's header of block `number` (`None`: it has no such block); a header of
+/// another number is an error.
+async fn block_header_of(conn: &Connection, number: u64) -> Result<Option<BlockHeader>> {
     let header = conn
         .rpc(
             "eth_getBlockByNumber",
@@ -778,9 +764,10 @@ async fn header_at(conn: &Connection, number: u64) -> Result<Option<PolicyBlock>
         .await?;
     match header {
         None => Ok(None),
-        Some(h) if h.number == number => Ok(Some(PolicyBlock {
+        Some(h) if h.number == number => Ok(Some(BlockHeader {
             number,
             hash: h.hash,
+            timestamp: h.timestamp,
         })),
         Some(h) => Err(Error::Rpc {
             op: "eth_getBlockByNumber",

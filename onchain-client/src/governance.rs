@@ -1,14 +1,16 @@
 //! DAO governance: deploy an `ERC20Votes` token + `TimelockController` + `Governor`, and
 //! drive proposals (propose → vote → queue → execute).
 
+use std::future::IntoFuture;
+
 use alloy::primitives::{aliases::U48, keccak256, Address, Bytes, B256, U256};
 use alloy::providers::DynProvider;
-use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 
 use crate::bindings::{AppAuth, CairnGovernor, CairnToken, KmsAuth, TimelockController};
 use crate::connection::Connection;
 use crate::error::{Error, Result, Target};
+use crate::wrappers::contract_sends;
 
 /// Parameters of a new DAO.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,46 +232,30 @@ impl Connection {
             )
             .await?;
         let tl = TimelockController::new(timelock, p.clone());
-        let proposer = self
-            .view(
-                "TimelockController.PROPOSER_ROLE",
-                Target::Timelock,
-                timelock,
-                tl.PROPOSER_ROLE().call(),
-            )
-            .await?;
-        let canceller = self
-            .view(
-                "TimelockController.CANCELLER_ROLE",
-                Target::Timelock,
-                timelock,
-                tl.CANCELLER_ROLE().call(),
-            )
-            .await?;
-        let admin = self
-            .view(
-                "TimelockController.DEFAULT_ADMIN_ROLE",
-                Target::Timelock,
-                timelock,
-                tl.DEFAULT_ADMIN_ROLE().call(),
-            )
-            .await?;
-        self.send(
-            "TimelockController.grantRole",
-            Target::Timelock,
-            tl.grantRole(proposer, governor),
-        )
-        .await?;
-        self.send(
-            "TimelockController.grantRole",
-            Target::Timelock,
-            tl.grantRole(canceller, governor),
-        )
-        .await?;
+        // The role ids as the timelock defines them (read, not recomputed).
+        macro_rules! role {
+            ($name:ident) => {
+                self.view(
+                    concat!("TimelockController.", stringify!($name)),
+                    Target::Timelock,
+                    timelock,
+                    tl.$name().call(),
+                )
+                .await?
+            };
+        }
+        let (proposer, canceller) = (role!(PROPOSER_ROLE), role!(CANCELLER_ROLE));
+        let admin = role!(DEFAULT_ADMIN_ROLE);
+        for role in [proposer, canceller] {
+            let grant = tl.grantRole(role, governor);
+            self.send("TimelockController.grantRole", Target::Timelock, grant)
+                .await?;
+        }
+        let renounce = tl.renounceRole(admin, me);
         self.send(
             "TimelockController.renounceRole",
             Target::Timelock,
-            tl.renounceRole(admin, me),
+            renounce,
         )
         .await?;
         let addresses = Governance {
@@ -303,36 +289,41 @@ impl Dao {
         self.addresses.timelock
     }
 
-    /// Transfers voting tokens from the signer.
-    pub async fn transfer_tokens(&self, to: Address, amount: U256) -> Result<TransactionReceipt> {
-        self.conn
-            .send(
-                "CairnToken.transfer",
-                Target::Other,
-                self.token.transfer(to, amount),
-            )
-            .await
+    fn connection(&self) -> &Connection {
+        &self.conn
     }
 
-    /// Delegates the signer's votes to `delegatee` (needed before voting power counts).
-    pub async fn delegate(&self, delegatee: Address) -> Result<TransactionReceipt> {
-        self.conn
-            .send(
-                "CairnToken.delegate",
-                Target::Other,
-                self.token.delegate(delegatee),
-            )
-            .await
+    fn token(&self) -> &CairnToken::CairnTokenInstance<DynProvider> {
+        &self.token
+    }
+
+    fn governor(&self) -> &CairnGovernor::CairnGovernorInstance<DynProvider> {
+        &self.governor
+    }
+
+    /// A governor view call at the latest block.
+    async fn governor_view<T>(
+        &self,
+        op: &'static str,
+        call: impl IntoFuture<Output = alloy::contract::Result<T>>,
+    ) -> Result<T> {
+        let governor = self.addresses.governor;
+        self.conn.view(op, Target::Governor, governor, call).await
+    }
+
+    contract_sends! { "CairnToken", Target::Other, connection, token;
+        /// Transfers voting tokens from the signer.
+        transfer_tokens(to: Address, amount: U256) => transfer(to, amount);
+        /// Delegates the signer's votes to `delegatee` (needed before voting power counts).
+        delegate(delegatee: Address) => delegate(delegatee);
     }
 
     /// Submits a proposal; returns its id.
     pub async fn propose(&self, proposal: &Proposal) -> Result<U256> {
-        let call = self.governor.propose(
-            proposal.targets.clone(),
-            proposal.values.clone(),
-            proposal.calldatas.clone(),
-            proposal.description.clone(),
-        );
+        let p = proposal.clone();
+        let call = self
+            .governor
+            .propose(p.targets, p.values, p.calldatas, p.description);
         self.conn
             .send("CairnGovernor.propose", Target::Governor, call)
             .await?;
@@ -347,65 +338,26 @@ impl Dao {
             proposal.calldatas.clone(),
             proposal.description_hash(),
         );
-        self.conn
-            .view(
-                "CairnGovernor.getProposalId",
-                Target::Governor,
-                self.addresses.governor,
-                call.call(),
-            )
+        self.governor_view("CairnGovernor.getProposalId", call.call())
             .await
     }
 
-    /// Casts the signer's vote.
-    pub async fn cast_vote(
-        &self,
-        proposal_id: U256,
-        support: Support,
-    ) -> Result<TransactionReceipt> {
-        let call = self.governor.castVote(proposal_id, support as u8);
-        self.conn
-            .send("CairnGovernor.castVote", Target::Governor, call)
-            .await
-    }
-
-    /// Queues a passed proposal in the timelock.
-    pub async fn queue(&self, proposal: &Proposal) -> Result<TransactionReceipt> {
-        let call = self.governor.queue(
-            proposal.targets.clone(),
-            proposal.values.clone(),
-            proposal.calldatas.clone(),
-            proposal.description_hash(),
-        );
-        self.conn
-            .send("CairnGovernor.queue", Target::Governor, call)
-            .await
-    }
-
-    /// Executes a queued proposal after the timelock delay.
-    pub async fn execute(&self, proposal: &Proposal) -> Result<TransactionReceipt> {
-        let call = self.governor.execute(
-            proposal.targets.clone(),
-            proposal.values.clone(),
-            proposal.calldatas.clone(),
-            proposal.description_hash(),
-        );
-        self.conn
-            .send("CairnGovernor.execute", Target::Governor, call)
-            .await
+    contract_sends! { "CairnGovernor", Target::Governor, connection, governor;
+        /// Casts the signer's vote.
+        cast_vote(proposal_id: U256, support: Support) => castVote(proposal_id, support as u8);
+        /// Queues a passed proposal in the timelock.
+        queue(p: &Proposal)
+            => queue(p.targets.clone(), p.values.clone(), p.calldatas.clone(), p.description_hash());
+        /// Executes a queued proposal after the timelock delay.
+        execute(p: &Proposal)
+            => execute(p.targets.clone(), p.values.clone(), p.calldatas.clone(), p.description_hash());
     }
 
     /// The proposal's state (at the latest block: governance flow, not release policy).
     pub async fn state(&self, proposal_id: U256) -> Result<ProposalState> {
         let op = "CairnGovernor.state";
         let raw = self
-            .conn
-            .view(
-                op,
-                Target::Governor,
-                self.addresses.governor,
-                self.governor.state(proposal_id).call(),
-            )
+            .governor_view(op, self.governor.state(proposal_id).call())
             .await?;
         ProposalState::from_u8(raw).ok_or_else(|| Error::Contract {
             op,
@@ -416,39 +368,21 @@ impl Dao {
     /// The block at which voting ends.
     pub async fn proposal_deadline(&self, proposal_id: U256) -> Result<U256> {
         let call = self.governor.proposalDeadline(proposal_id);
-        self.conn
-            .view(
-                "CairnGovernor.proposalDeadline",
-                Target::Governor,
-                self.addresses.governor,
-                call.call(),
-            )
+        self.governor_view("CairnGovernor.proposalDeadline", call.call())
             .await
     }
 
     /// The snapshot block of the proposal (voting starts after it).
     pub async fn proposal_snapshot(&self, proposal_id: U256) -> Result<U256> {
         let call = self.governor.proposalSnapshot(proposal_id);
-        self.conn
-            .view(
-                "CairnGovernor.proposalSnapshot",
-                Target::Governor,
-                self.addresses.governor,
-                call.call(),
-            )
+        self.governor_view("CairnGovernor.proposalSnapshot", call.call())
             .await
     }
 
     /// The unix time from which a queued proposal can execute.
     pub async fn proposal_eta(&self, proposal_id: U256) -> Result<U256> {
         let call = self.governor.proposalEta(proposal_id);
-        self.conn
-            .view(
-                "CairnGovernor.proposalEta",
-                Target::Governor,
-                self.addresses.governor,
-                call.call(),
-            )
+        self.governor_view("CairnGovernor.proposalEta", call.call())
             .await
     }
 }

@@ -51,7 +51,8 @@
 //! - `client`: [`ChainClient`], the head and pinned policy reads.
 //! - `head`: [`PolicyHead`], the background-advanced pinned block.
 //! - `cache`: the read cache.
-//! - `kms_admin`, `app`: KmsAuth and AppAuth transactions.
+//! - `kms_admin`, `app`: KmsAuth and AppAuth transactions (the one-call wrappers generated
+//!   by `wrappers`' `contract_sends!`).
 //! - `deploy`, `governance`: system and DAO deployment, proposals.
 //! - `history`: event queries.
 //! - `record`: the release record's boot info ↔ the chain's `BootInfo`.
@@ -114,6 +115,7 @@ mod quorum;
 mod record;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+mod wrappers;
 
 // The public interface is:
 pub use app::{AppAuthClient, ComposeHashActivation};

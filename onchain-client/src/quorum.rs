@@ -118,33 +118,17 @@ impl Endpoints {
             only.record(&r);
             return r;
         }
-        let mut pending = self.ask_all(ask);
-        let mut answers: Vec<(usize, T)> = Vec::with_capacity(self.quorum);
-        let mut first_error: Option<Error> = None;
-        while let Some((i, r)) = pending.next().await {
-            let ep = &self.list[i];
-            ep.record(&r);
-            match r {
-                Ok(v) => {
-                    let conflict = answers.iter().any(|(_, a)| *a != v);
-                    answers.push((i, v));
-                    if conflict {
-                        return Err(self.disagreement(what(), &answers));
-                    }
-                    if answers.len() >= self.quorum {
-                        if let Some((_, v)) = answers.pop() {
-                            return Ok(v);
-                        }
-                    }
-                }
-                Err(e) => {
-                    if self.failed(ep, e, &mut first_error, answers.len() + pending.len()) {
-                        break;
-                    }
-                }
+        self.gather(&what, ask, |answers| {
+            let (_, v) = answers.last()?;
+            if answers.iter().any(|(_, a)| a != v) {
+                return Some(Err(self.disagreement(what(), answers)));
             }
-        }
-        Err(self.shortfall(what, answers.len(), first_error))
+            if answers.len() < self.quorum {
+                return None;
+            }
+            answers.pop().map(|(_, v)| Ok(v))
+        })
+        .await
     }
 
     /// Asks `ask` of every endpoint at once and returns the first `quorum` successful
@@ -159,6 +143,26 @@ impl Endpoints {
         F: Fn(&'a Endpoint) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.gather(&what, ask, |answers| {
+            (answers.len() >= self.quorum).then(|| Ok(std::mem::take(answers)))
+        })
+        .await
+    }
+
+    /// Asks `ask` of every endpoint at once and hands the successful answers so far
+    /// (with their endpoint index, in arrival order) to `settle` after each one; the
+    /// first `Some` it returns is the outcome. Fails as [`Endpoints::agree`] does when the
+    /// endpoints that are left can no longer settle it.
+    async fn gather<'a, T, R, F, Fut>(
+        &'a self,
+        what: impl Fn() -> String,
+        ask: F,
+        mut settle: impl FnMut(&mut Vec<(usize, T)>) -> Option<Result<R>>,
+    ) -> Result<R>
+    where
+        F: Fn(&'a Endpoint) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let mut pending = self.ask_all(ask);
         let mut answers = Vec::with_capacity(self.quorum);
         let mut first_error: Option<Error> = None;
@@ -168,8 +172,8 @@ impl Endpoints {
             match r {
                 Ok(v) => {
                     answers.push((i, v));
-                    if answers.len() >= self.quorum {
-                        return Ok(answers);
+                    if let Some(outcome) = settle(&mut answers) {
+                        return outcome;
                     }
                 }
                 Err(e) => {

@@ -4,23 +4,15 @@ pragma solidity ^0.8.24;
 import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
 import {AppAuth} from "../../src/AppAuth.sol";
 import {KmsAuth} from "../../src/KmsAuth.sol";
-import {CairnTestBase} from "../utils/CairnTestBase.sol";
+import {KmsAppTestBase} from "../utils/CairnTestBase.sol";
 
 /// @dev An app's life through KmsAuth: factory deployment, a notice-period upgrade, a device
 /// move, a TCB downgrade, deregistration.
-contract AppLifecycleTest is CairnTestBase {
+contract AppLifecycleTest is KmsAppTestBase {
     address internal governance = makeAddr("Governance");
-    address internal developer = makeAddr("Developer");
-    KmsAuth internal kms;
-    AppAuth internal app;
 
     function setUp() public {
-        vm.warp(1_700_000_000);
-        kms = _deployKmsAuth(governance, address(new AppAuth()));
-        vm.prank(governance);
-        kms.addOsImageHash(OS_IMAGE);
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
+        _deployKmsWithApp(governance);
     }
 
     function _verdict(bytes32 hash, bytes32 device) internal view returns (bool, string memory) {

@@ -21,6 +21,8 @@ contract DaoFlowTest is CairnTestBase {
     uint256 internal constant TIMELOCK_DELAY = 1 days; // seconds
     uint64 internal constant TIMELOCK_DELAY_U64 = 1 days;
     uint256 internal constant SUPPLY = 1_000_000e18;
+    uint8 internal constant AGAINST = 0; // GovernorCountingSimple support values
+    uint8 internal constant FOR = 1;
 
     address internal kmsOwner = makeAddr("KmsOwner");
     address internal voter = makeAddr("Voter");
@@ -70,6 +72,54 @@ contract DaoFlowTest is CairnTestBase {
         calldatas[0] = call;
     }
 
+    /// A proposal of two calls to `target`: accept its pending ownership, then `call`.
+    function _acceptOwnershipThen(address target, bytes memory call)
+        internal
+        pure
+        returns (address[] memory targets, uint256[] memory values, bytes[] memory calldatas)
+    {
+        targets = new address[](2);
+        targets[0] = target;
+        targets[1] = target;
+        values = new uint256[](2);
+        calldatas = new bytes[](2);
+        calldatas[0] = abi.encodeCall(Ownable2StepUpgradeable.acceptOwnership, ());
+        calldatas[1] = call;
+    }
+
+    /// `voter` (the majority) votes `voterSupport`, then `minority` votes `minoritySupport`.
+    function _castVotes(uint256 id, uint8 voterSupport, uint8 minoritySupport) internal {
+        vm.prank(voter);
+        governor.castVote(id, voterSupport);
+        vm.prank(minority);
+        governor.castVote(id, minoritySupport);
+    }
+
+    /// `voter` proposes it; returns the id.
+    function _proposeAsVoter(
+        address[] memory targets,
+        uint256[] memory values,
+        bytes[] memory calldatas,
+        string memory description
+    ) internal returns (uint256) {
+        vm.prank(voter);
+        return governor.propose(targets, values, calldatas, description);
+    }
+
+    /// `voter` proposes and votes for it; returns the id once voting has closed.
+    function _proposeAndPass(
+        address[] memory targets,
+        uint256[] memory values,
+        bytes[] memory calldatas,
+        string memory description
+    ) internal returns (uint256 id) {
+        id = _proposeAsVoter(targets, values, calldatas, description);
+        vm.roll(block.number + VOTING_DELAY + 1);
+        vm.prank(voter);
+        governor.castVote(id, 1);
+        vm.roll(block.number + VOTING_PERIOD + 1);
+    }
+
     function _kmsVerdict(bytes32 hash) internal view returns (bool, string memory) {
         return kms.isAppAllowed(_bootInfo(address(app), hash, DEVICE_ID));
     }
@@ -80,16 +130,12 @@ contract DaoFlowTest is CairnTestBase {
         string memory description = "Upgrade the app to compose v2";
         bytes32 descriptionHash = keccak256(bytes(description));
 
-        vm.prank(voter);
-        uint256 id = governor.propose(targets, values, calldatas, description);
+        uint256 id = _proposeAsVoter(targets, values, calldatas, description);
         assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Pending), "pending");
 
         vm.roll(block.number + VOTING_DELAY + 1);
         assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Active), "active");
-        vm.prank(voter);
-        governor.castVote(id, 1); // for
-        vm.prank(minority);
-        governor.castVote(id, 0); // against
+        _castVotes(id, FOR, AGAINST);
 
         vm.roll(block.number + VOTING_PERIOD + 1);
         assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Succeeded), "succeeded");
@@ -133,10 +179,7 @@ contract DaoFlowTest is CairnTestBase {
         vm.prank(minority);
         uint256 id = governor.propose(targets, values, calldatas, description);
         vm.roll(block.number + VOTING_DELAY + 1);
-        vm.prank(voter);
-        governor.castVote(id, 0); // against
-        vm.prank(minority);
-        governor.castVote(id, 1); // for
+        _castVotes(id, AGAINST, FOR);
         vm.roll(block.number + VOTING_PERIOD + 1);
         assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Defeated), "defeated");
 
@@ -173,22 +216,12 @@ contract DaoFlowTest is CairnTestBase {
         devApp.transferOwnership(address(timelock));
         assertEq(devApp.pendingOwner(), address(timelock), "pending");
 
-        address[] memory targets = new address[](2);
-        targets[0] = address(devApp);
-        targets[1] = address(devApp);
-        uint256[] memory values = new uint256[](2);
-        bytes[] memory calldatas = new bytes[](2);
-        calldatas[0] = abi.encodeCall(Ownable2StepUpgradeable.acceptOwnership, ());
-        calldatas[1] = abi.encodeCall(AppAuth.addComposeHash, (COMPOSE_HASH_2));
+        (address[] memory targets, uint256[] memory values, bytes[] memory calldatas) =
+            _acceptOwnershipThen(address(devApp), abi.encodeCall(AppAuth.addComposeHash, (COMPOSE_HASH_2)));
         string memory description = "Accept ownership and upgrade";
         bytes32 descriptionHash = keccak256(bytes(description));
 
-        vm.prank(voter);
-        uint256 id = governor.propose(targets, values, calldatas, description);
-        vm.roll(block.number + VOTING_DELAY + 1);
-        vm.prank(voter);
-        governor.castVote(id, 1);
-        vm.roll(block.number + VOTING_PERIOD + 1);
+        _proposeAndPass(targets, values, calldatas, description);
         governor.queue(targets, values, calldatas, descriptionHash);
         vm.warp(block.timestamp + TIMELOCK_DELAY);
         governor.execute(targets, values, calldatas, descriptionHash);
@@ -210,22 +243,12 @@ contract DaoFlowTest is CairnTestBase {
         vm.stopPrank();
 
         uint64 windowEnd = uint64(block.timestamp) + TIMELOCK_DELAY_U64 + 100 + 7 days;
-        address[] memory targets = new address[](2);
-        targets[0] = address(kms);
-        targets[1] = address(kms);
-        uint256[] memory values = new uint256[](2);
-        bytes[] memory calldatas = new bytes[](2);
-        calldatas[0] = abi.encodeCall(Ownable2StepUpgradeable.acceptOwnership, ());
-        calldatas[1] = abi.encodeCall(KmsAuth.rotateKmsRootKeys, (2, k2, ca, windowEnd));
+        (address[] memory targets, uint256[] memory values, bytes[] memory calldatas) =
+            _acceptOwnershipThen(address(kms), abi.encodeCall(KmsAuth.rotateKmsRootKeys, (2, k2, ca, windowEnd)));
         string memory description = "Rotate the KMS root keys to generation 2";
         bytes32 descriptionHash = keccak256(bytes(description));
 
-        vm.prank(voter);
-        uint256 id = governor.propose(targets, values, calldatas, description);
-        vm.roll(block.number + VOTING_DELAY + 1);
-        vm.prank(voter);
-        governor.castVote(id, 1);
-        vm.roll(block.number + VOTING_PERIOD + 1);
+        _proposeAndPass(targets, values, calldatas, description);
         governor.queue(targets, values, calldatas, descriptionHash);
         assertEq(kms.keyGeneration(), 1, "queued is not executed");
         vm.warp(block.timestamp + TIMELOCK_DELAY);
@@ -249,13 +272,11 @@ contract DaoFlowTest is CairnTestBase {
         (address[] memory targets, uint256[] memory values, bytes[] memory calldatas) =
             _proposal(abi.encodeCall(AppAuth.addComposeHash, (COMPOSE_HASH_2)));
         string memory description = "Withdrawn upgrade";
-        bytes32 descriptionHash = keccak256(bytes(description));
-        vm.prank(voter);
-        uint256 id = governor.propose(targets, values, calldatas, description);
+        uint256 id = _proposeAsVoter(targets, values, calldatas, description);
         vm.expectEmit(address(governor));
         emit IGovernor.ProposalCanceled(id);
         vm.prank(voter);
-        governor.cancel(targets, values, calldatas, descriptionHash);
+        governor.cancel(targets, values, calldatas, keccak256(bytes(description)));
         assertEq(uint8(governor.state(id)), uint8(IGovernor.ProposalState.Canceled), "canceled");
         (bool ok, string memory reason) = _kmsVerdict(COMPOSE_HASH_2);
         _assertVerdict(ok, reason, false, "Compose hash not allowed");

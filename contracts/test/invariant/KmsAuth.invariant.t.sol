@@ -16,19 +16,24 @@ contract KmsAuthInvariantTest is Test {
         vm.warp(1_700_000_000);
         handler = new KmsAuthHandler();
         kms = handler.kms();
-        bytes4[] memory selectors = new bytes4[](12);
-        selectors[0] = KmsAuthHandler.registerApp.selector;
-        selectors[1] = KmsAuthHandler.deregisterApp.selector;
-        selectors[2] = KmsAuthHandler.addComposeHash.selector;
-        selectors[3] = KmsAuthHandler.scheduleComposeHash.selector;
-        selectors[4] = KmsAuthHandler.removeComposeHash.selector;
-        selectors[5] = KmsAuthHandler.warp.selector;
-        selectors[6] = KmsAuthHandler.addKmsNode.selector;
-        selectors[7] = KmsAuthHandler.removeKmsNode.selector;
-        selectors[8] = KmsAuthHandler.anchorCheckpoint.selector;
-        selectors[9] = KmsAuthHandler.rotateKmsRootKeys.selector;
-        selectors[10] = KmsAuthHandler.setKmsRootKeys.selector;
-        selectors[11] = KmsAuthHandler.setTransitionWindowEnd.selector;
+        bytes4[12] memory handlerCalls = [
+            KmsAuthHandler.registerApp.selector,
+            KmsAuthHandler.deregisterApp.selector,
+            KmsAuthHandler.addComposeHash.selector,
+            KmsAuthHandler.scheduleComposeHash.selector,
+            KmsAuthHandler.removeComposeHash.selector,
+            KmsAuthHandler.warp.selector,
+            KmsAuthHandler.addKmsNode.selector,
+            KmsAuthHandler.removeKmsNode.selector,
+            KmsAuthHandler.anchorCheckpoint.selector,
+            KmsAuthHandler.rotateKmsRootKeys.selector,
+            KmsAuthHandler.setKmsRootKeys.selector,
+            KmsAuthHandler.setTransitionWindowEnd.selector
+        ];
+        bytes4[] memory selectors = new bytes4[](handlerCalls.length);
+        for (uint256 i = 0; i < handlerCalls.length; ++i) {
+            selectors[i] = handlerCalls[i];
+        }
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }

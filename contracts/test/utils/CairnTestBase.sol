@@ -68,3 +68,21 @@ abstract contract CairnTestBase is Test {
         assertEq(reason, wantReason, "reason");
     }
 }
+
+/// @dev A KmsAuth with one factory-deployed app: the fixture of the integration tests.
+abstract contract KmsAppTestBase is CairnTestBase {
+    address internal developer = makeAddr("Developer");
+    KmsAuth internal kms;
+    AppAuth internal app;
+
+    /// @dev At a fixed time, `kms` owned by `owner_` that allows `OS_IMAGE`, and `app` of
+    /// `developer` deployed through its factory (device `DEVICE_ID`, compose `COMPOSE_HASH`).
+    function _deployKmsWithApp(address owner_) internal {
+        vm.warp(1_700_000_000);
+        kms = _deployKmsAuth(owner_, address(new AppAuth()));
+        vm.prank(owner_);
+        kms.addOsImageHash(OS_IMAGE);
+        vm.prank(developer);
+        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
+    }
+}
