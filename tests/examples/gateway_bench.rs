@@ -168,9 +168,8 @@ async fn main() {
     net.mine(CONFIRMATIONS).await;
     let mut running = Running::boot(cvm).await;
     running.register();
+    node.wait_admitting("admitted", &running).await;
     let (a, i) = (running.app_id(), running.instance_id());
-    node.wait_for("admitted", |s| GatewayNode::admits(s, &a, &i))
-        .await;
     // a second node forwarding to the plain twin (explicit opt-in for this app)
     let mut plain_options = options.clone();
     plain_options.apps.insert(
@@ -190,10 +189,7 @@ async fn main() {
     );
     let mut plain_running = Running::boot(plain_cvm).await;
     plain_running.register();
-    let pi = plain_running.instance_id();
-    plain_node
-        .wait_for("admitted", |s| GatewayNode::admits(s, &a, &pi))
-        .await;
+    plain_node.wait_admitting("admitted", &plain_running).await;
     // the app answers directly before measuring
     let direct_check = get_once(
         std::net::SocketAddr::from(([127, 0, 0, 1], app_port)),

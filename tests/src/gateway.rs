@@ -393,6 +393,14 @@ impl GatewayNode {
         }
     }
 
+    /// Poll the status until `running`'s instance is admitted (up to [`DEADLINE`]);
+    /// `what` names the wait.
+    pub async fn wait_admitting(&self, what: &str, running: &Running) -> GatewayStatus {
+        let (app, instance) = (running.app_id(), running.instance_id());
+        self.wait_for(what, |s| Self::admits(s, &app, &instance))
+            .await
+    }
+
     /// Whether `instance` of `app` is admitted.
     pub fn admits(s: &GatewayStatus, app: &[u8; 20], instance: &[u8; 20]) -> bool {
         s.apps.iter().any(|a| {

@@ -7,7 +7,7 @@ use std::path::Path;
 use cairn_e2e::{image, Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
 
-use crate::chain::{cairn, key_hex, nonce};
+use crate::chain::{key_hex, nonce, Cli};
 
 /// An app-compose.json in no particular key order (as a user writes it).
 const COMPOSE: &str = r#"{
@@ -51,47 +51,37 @@ async fn compose_hash_of_the_deterministic_form_equals_dstack_sdks() {
     let file = write(dir.path(), "app-compose.json", COMPOSE);
     let out_file = dir.path().join("det.json").display().to_string();
 
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["--json", "app", "compose-hash", &file, "--write", &out_file],
-    )
-    .await
-    .ok_json();
+    let cli = Cli::new(&net, dir.path());
+    let r = cli
+        .run(
+            &[],
+            &["--json", "app", "compose-hash", &file, "--write", &out_file],
+        )
+        .await
+        .ok_json();
     let exact = cairn_protocol::compose::compose_hash(COMPOSE.as_bytes());
     assert_eq!(b256(&r["compose_hash"]), B256::from(exact));
     assert_eq!(r["deterministic"], false);
     assert_eq!(r["deterministic_hash"], DSTACK_SDK_HASH);
 
     // The written file is deterministic: its exact-bytes hash is the SDKs' hash.
-    let again = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["--json", "app", "compose-hash", &out_file],
-    )
-    .await
-    .ok_json();
+    let again = cli
+        .run(&[], &["--json", "app", "compose-hash", &out_file])
+        .await
+        .ok_json();
     assert_eq!(again["compose_hash"], DSTACK_SDK_HASH);
     assert_eq!(again["deterministic"], true);
 
     // Text mode prints the hash alone on stdout (for `$(cairn app compose-hash f)`).
-    let text = cairn(&net, dir.path(), &[], &["app", "compose-hash", &out_file]).await;
+    let text = cli.run(&[], &["app", "compose-hash", &out_file]).await;
     assert_eq!(text.stdout.trim(), DSTACK_SDK_HASH);
 
     // Bad compose JSON: exit 2, one line naming the file.
     let bad = write(dir.path(), "bad.json", r#"{"runner": "#);
-    cairn(&net, dir.path(), &[], &["app", "compose-hash", &bad])
+    cli.run(&[], &["app", "compose-hash", &bad])
         .await
         .fails(2, "bad.json: not JSON");
-    let json_err = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["--json", "app", "compose-hash", &bad],
-    )
-    .await;
+    let json_err = cli.run(&[], &["--json", "app", "compose-hash", &bad]).await;
     assert_eq!(json_err.json()["error"]["code"], "usage");
 }
 
@@ -106,52 +96,45 @@ async fn app_deploy_allow_schedule_revoke_devices_and_status_in_json() {
     let h2 = B256::repeat_byte(0x22);
     let h3 = B256::repeat_byte(0x33);
 
-    let deployed = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["--json", "app", "deploy", "--compose", &file],
-    )
-    .await
-    .ok_json();
+    let cli = Cli::new(&net, dir.path());
+    let deployed = cli
+        .run(&env, &["--json", "app", "deploy", "--compose", &file])
+        .await
+        .ok_json();
     assert_eq!(deployed["how"], "deployed");
     assert_eq!(b256(&deployed["initial_compose_hash"]), h1);
     let app: Address = deployed["app_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(deployed["owner"], net.owner.to_string());
     let app_s = app.to_string();
 
-    let allowed = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["--json", "app", "allow", &h2.to_string(), "--app", &app_s],
-    )
-    .await
-    .ok_json();
+    let allowed = cli
+        .run(
+            &env,
+            &["--json", "app", "allow", &h2.to_string(), "--app", &app_s],
+        )
+        .await
+        .ok_json();
     assert_eq!(allowed["action"], "allow");
     assert!(allowed["tx_hash"].as_str().unwrap().starts_with("0x"));
-    let sched = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &[
-            "--json",
-            "app",
-            "schedule",
-            &h3.to_string(),
-            "--at",
-            "+1d",
-            "--app",
-            &app_s,
-        ],
-    )
-    .await
-    .ok_json();
+    let sched = cli
+        .run(
+            &env,
+            &[
+                "--json",
+                "app",
+                "schedule",
+                &h3.to_string(),
+                "--at",
+                "+1d",
+                "--app",
+                &app_s,
+            ],
+        )
+        .await
+        .ok_json();
     let activates_at = sched["activates_at"].as_u64().unwrap();
     let device = B256::repeat_byte(0xde);
-    cairn(
-        &net,
-        dir.path(),
+    cli.run(
         &env,
         &[
             "--json",
@@ -167,7 +150,8 @@ async fn app_deploy_allow_schedule_revoke_devices_and_status_in_json() {
     .ok_json();
     net.mine(CONFIRMATIONS).await;
 
-    let status = cairn(&net, dir.path(), &[], &["--json", "app", "status", &app_s])
+    let status = cli
+        .run(&[], &["--json", "app", "status", &app_s])
         .await
         .ok_json();
     assert_eq!(status["registered"], true);
@@ -189,41 +173,34 @@ async fn app_deploy_allow_schedule_revoke_devices_and_status_in_json() {
     assert_eq!(state_of(h3), Some(("scheduled".into(), activates_at)));
     assert!(activates_at > status["block_timestamp"].as_u64().unwrap());
     assert_eq!(status["devices"][0], device.to_string());
-    let check = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "--json",
-            "app",
-            "devices",
-            "check",
-            &device.to_string(),
-            "--app",
-            &app_s,
-        ],
-    )
-    .await
-    .ok_json();
+    let check = cli
+        .run(
+            &[],
+            &[
+                "--json",
+                "app",
+                "devices",
+                "check",
+                &device.to_string(),
+                "--app",
+                &app_s,
+            ],
+        )
+        .await
+        .ok_json();
     assert_eq!(check["listed"], true);
 
-    cairn(
-        &net,
-        dir.path(),
+    cli.run(
         &env,
         &["--json", "app", "revoke", &h2.to_string(), "--app", &app_s],
     )
     .await
     .ok_json();
     net.mine(CONFIRMATIONS).await;
-    let status = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_APP", &app_s)],
-        &["--json", "app", "status"],
-    )
-    .await
-    .ok_json();
+    let status = cli
+        .run(&[("CAIRN_APP", &app_s)], &["--json", "app", "status"])
+        .await
+        .ok_json();
     let listed: Vec<B256> = status["compose_hashes"]
         .as_array()
         .unwrap()
@@ -233,23 +210,18 @@ async fn app_deploy_allow_schedule_revoke_devices_and_status_in_json() {
     assert!(listed.contains(&h1) && !listed.contains(&h2), "{listed:?}");
 
     let img = B256::from(image().os_image_hash().0).to_string();
-    let images = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["--json", "app", "images", "check", &img],
-    )
-    .await
-    .ok_json();
+    let images = cli
+        .run(&[], &["--json", "app", "images", "check", &img])
+        .await
+        .ok_json();
     assert_eq!(images["allowed"], true);
-    let other = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["--json", "app", "images", "check", &B256::ZERO.to_string()],
-    )
-    .await
-    .ok_json();
+    let other = cli
+        .run(
+            &[],
+            &["--json", "app", "images", "check", &B256::ZERO.to_string()],
+        )
+        .await
+        .ok_json();
     assert_eq!(other["allowed"], false);
 }
 
@@ -292,6 +264,7 @@ async fn signers_from_env_file_and_a_cast_keystore_never_print_the_key() {
     let wrong = write(dir.path(), "wrong", "hunter23\n");
     let key_file = write(dir.path(), "key", &format!("0x{key}\n"));
 
+    let cli = Cli::new(&net, dir.path());
     let mut outputs = Vec::new();
     for args in [
         vec![
@@ -305,55 +278,42 @@ async fn signers_from_env_file_and_a_cast_keystore_never_print_the_key() {
         ],
         vec!["--json", "app", "deploy", "--private-key-file", &key_file],
     ] {
-        let r = cairn(&net, dir.path(), &[], &args).await;
+        let r = cli.run(&[], &args).await;
         assert_eq!(r.ok_json()["owner"], account.to_string());
         outputs.push(r);
     }
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_PRIVATE_KEY", &key)],
-        &["--json", "app", "deploy"],
-    )
-    .await;
+    let r = cli
+        .run(&[("CAIRN_PRIVATE_KEY", &key)], &["--json", "app", "deploy"])
+        .await;
     assert_eq!(r.ok_json()["owner"], account.to_string());
     outputs.push(r);
 
     // Refusals name the file, never a key; nothing is sent.
     let before = nonce(&net, account).await;
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "app",
-            "deploy",
-            "--keystore",
-            &keystore,
-            "--password-file",
-            &wrong,
-        ],
-    )
-    .await;
+    let r = cli
+        .run(
+            &[],
+            &[
+                "app",
+                "deploy",
+                "--keystore",
+                &keystore,
+                "--password-file",
+                &wrong,
+            ],
+        )
+        .await;
     r.fails(2, "wrong password");
     outputs.push(r);
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["app", "deploy", "--keystore", &keystore],
-    )
-    .await;
+    let r = cli
+        .run(&[], &["app", "deploy", "--keystore", &keystore])
+        .await;
     r.fails(2, "needs its password: pass --password-file");
     outputs.push(r);
     let almost = format!("{}zz", &key[..62]);
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_PRIVATE_KEY", &almost)],
-        &["app", "deploy"],
-    )
-    .await;
+    let r = cli
+        .run(&[("CAIRN_PRIVATE_KEY", &almost)], &["app", "deploy"])
+        .await;
     r.fails(2, "CAIRN_PRIVATE_KEY: not a 32-byte hex private key");
     outputs.push(r);
     assert_eq!(nonce(&net, account).await, before, "nothing sent");
@@ -379,22 +339,16 @@ async fn bad_input_fails_with_one_line_naming_the_fix_and_sends_nothing() {
     let owner_nonce = nonce(&net, net.owner).await;
 
     // Unknown app.
+    let cli = Cli::new(&net, dir.path());
     let unknown = Address::repeat_byte(0x01).to_string();
-    cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "allow", &h, "--app", &unknown],
-    )
-    .await
-    .fails(2, "unknown app");
-    cairn(&net, dir.path(), &[], &["app", "status", &unknown])
+    cli.run(&env, &["app", "allow", &h, "--app", &unknown])
+        .await
+        .fails(2, "unknown app");
+    cli.run(&[], &["app", "status", &unknown])
         .await
         .fails(2, "unknown app");
     // Wrong chain id.
-    cairn(
-        &net,
-        dir.path(),
+    cli.run(
         &env,
         &["app", "allow", &h, "--app", &app_s, "--chain-id", "999"],
     )
@@ -402,42 +356,23 @@ async fn bad_input_fails_with_one_line_naming_the_fix_and_sends_nothing() {
     .fails(2, "chain id mismatch: expected 999");
     // Bad compose JSON.
     let bad = write(dir.path(), "bad.json", "{\"runner\":\"process\"");
-    cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "deploy", "--compose", &bad],
-    )
-    .await
-    .fails(2, "bad.json: not an app compose");
+    cli.run(&env, &["app", "deploy", "--compose", &bad])
+        .await
+        .fails(2, "bad.json: not an app compose");
     // Missing signer.
-    cairn(
-        &net,
-        dir.path(),
-        &[],
-        &["app", "allow", &h, "--app", &app_s],
-    )
-    .await
-    .fails(2, "missing signer: set CAIRN_PRIVATE_KEY");
+    cli.run(&[], &["app", "allow", &h, "--app", &app_s])
+        .await
+        .fails(2, "missing signer: set CAIRN_PRIVATE_KEY");
     // Missing chain setting, named with its flag, variable and profile key.
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_KMS_AUTH", "")],
-        &["app", "status", &app_s],
-    )
-    .await;
+    let r = cli
+        .run(&[("CAIRN_KMS_AUTH", "")], &["app", "status", &app_s])
+        .await;
     assert_eq!(r.code, 2, "{r:#?}");
     assert!(r.stderr.contains("kms-auth"), "{r:#?}");
     // A malformed hash.
-    cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "allow", "0x1234", "--app", &app_s],
-    )
-    .await
-    .fails(2, "compose hash \"0x1234\": not 0x + 64 hex digits");
+    cli.run(&env, &["app", "allow", "0x1234", "--app", &app_s])
+        .await
+        .fails(2, "compose hash \"0x1234\": not 0x + 64 hex digits");
     assert_eq!(
         nonce(&net, net.owner).await,
         owner_nonce,
@@ -448,13 +383,12 @@ async fn bad_input_fails_with_one_line_naming_the_fix_and_sends_nothing() {
     let stranger = net.signer(3).address();
     let before = nonce(&net, stranger).await;
     let key3 = key_hex(&net, 3);
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_PRIVATE_KEY", &key3)],
-        &["--json", "app", "allow", &h, "--app", &app_s],
-    )
-    .await;
+    let r = cli
+        .run(
+            &[("CAIRN_PRIVATE_KEY", &key3)],
+            &["--json", "app", "allow", &h, "--app", &app_s],
+        )
+        .await;
     assert_eq!(r.code, 1, "{r:#?}");
     assert_eq!(r.json()["error"]["code"], "denied");
     assert!(r.stderr.contains("OwnableUnauthorizedAccount"), "{r:#?}");
@@ -466,37 +400,13 @@ async fn bad_input_fails_with_one_line_naming_the_fix_and_sends_nothing() {
 
     // A profile: the missing key is named with the profile and file.
     let cfg = write(dir.path(), "cairn.toml", "[profile.dev]\nchain_id = 1\n");
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "--config",
-            &cfg,
-            "--profile",
-            "nope",
-            "app",
-            "status",
-            &app_s,
-        ],
-    )
-    .await;
+    let with_profile = |profile: &'static str| {
+        let (cfg, app) = (cfg.as_str(), app_s.as_str());
+        ["--config", cfg, "--profile", profile, "app", "status", app]
+    };
+    let r = cli.run(&[], &with_profile("nope")).await;
     r.fails(2, "no [profile.nope] (profiles: dev)");
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[],
-        &[
-            "--config",
-            &cfg,
-            "--profile",
-            "dev",
-            "app",
-            "status",
-            &app_s,
-        ],
-    )
-    .await;
+    let r = cli.run(&[], &with_profile("dev")).await;
     // CAIRN_CHAIN_ID (set by the harness) wins over the profile's chain_id.
     assert_eq!(r.code, 0, "{r:#?}");
 }
@@ -510,20 +420,20 @@ async fn deploy_existing_registers_an_iappauth_contract_and_refuses_anything_els
     // Any contract answering ERC-165 for IAppAuth: here the AppAuth implementation itself
     // (a dstack AppAuth is registered the same way).
     let existing = net.deployment.app_auth_implementation;
-    let r = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &[
-            "--json",
-            "app",
-            "deploy",
-            "--existing",
-            &existing.to_string(),
-        ],
-    )
-    .await
-    .ok_json();
+    let cli = Cli::new(&net, dir.path());
+    let r = cli
+        .run(
+            &env,
+            &[
+                "--json",
+                "app",
+                "deploy",
+                "--existing",
+                &existing.to_string(),
+            ],
+        )
+        .await
+        .ok_json();
     assert_eq!(r["how"], "registered");
     assert_eq!(r["app_id"], existing.to_string());
     let head = net.client.head().await.unwrap();
@@ -534,22 +444,15 @@ async fn deploy_existing_registers_an_iappauth_contract_and_refuses_anything_els
     let sender = net.signer(2).address();
     let before = nonce(&net, sender).await;
     let eoa = net.signer(5).address().to_string();
-    let r = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "deploy", "--existing", &eoa],
-    )
-    .await;
+    let r = cli.run(&env, &["app", "deploy", "--existing", &eoa]).await;
     r.fails(1, "KmsAuthNotAppAuth");
     // Registering twice: refused the same way.
-    let r = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "deploy", "--existing", &existing.to_string()],
-    )
-    .await;
+    let r = cli
+        .run(
+            &env,
+            &["app", "deploy", "--existing", &existing.to_string()],
+        )
+        .await;
     r.fails(1, "KmsAuthAppAlreadyRegistered");
     assert_eq!(nonce(&net, sender).await, before);
 }
@@ -568,7 +471,7 @@ async fn a_cairn_toml_profile_supplies_every_setting_and_flags_override_it() {
         net.kms_auth(),
     );
     write(dir.path(), "cairn.toml", &toml);
-    let run = |args: &'static [&'static str]| {
+    let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAIRN_")) {
             cmd.env_remove(k);
@@ -585,28 +488,13 @@ async fn a_cairn_toml_profile_supplies_every_setting_and_flags_override_it() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["owner"], net.signer(6).address().to_string());
     // The wrong profile's chain id is refused on connect; a flag overrides it.
-    let out = run(&[
-        "--profile",
-        "wrong",
-        "app",
-        "images",
-        "check",
-        "0x0000000000000000000000000000000000000000000000000000000000000000",
-    ]);
+    let check = ["--profile", "wrong", "app", "images", "check"];
+    let zero = "0x0000000000000000000000000000000000000000000000000000000000000000";
+    let out = run(&[&check[..], &[zero]].concat());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chain id mismatch: expected 1"));
-    let out = run(&[
-        "--profile",
-        "wrong",
-        "app",
-        "images",
-        "check",
-        "--chain-id",
-        "31337",
-        "--max-head-age",
-        "3600",
-        "0x0000000000000000000000000000000000000000000000000000000000000000",
-    ]);
+    let flags = ["--chain-id", "31337", "--max-head-age", "3600", zero];
+    let out = run(&[&check[..], &flags].concat());
     assert!(
         out.status.success(),
         "{}",

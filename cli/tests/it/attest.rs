@@ -5,7 +5,7 @@
 
 use cairn_e2e::*;
 
-use crate::chain::{cairn, Run};
+use crate::chain::{cairn, Cli, Run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
@@ -36,6 +36,7 @@ async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
     let compose_hex = hex::encode(cvm.compose_hash());
     let app_hex = hex::encode(app.app_id());
 
+    let cli = Cli::new(&net, dir.path());
     for (file, extra) in [(&quote_file, None), (&attest_file, Some(rd.as_str()))] {
         let mut args = vec![
             "--json",
@@ -48,7 +49,7 @@ async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
         if let Some(rd) = extra {
             args.extend_from_slice(&["--report-data", rd]);
         }
-        let v = cairn(&net, dir.path(), &[], &args).await.ok_json();
+        let v = cli.run(&[], &args).await.ok_json();
         assert_eq!(v["verified"], true);
         assert_eq!(v["tcb_status"], "UpToDate");
         assert!(

@@ -117,6 +117,24 @@ pub async fn cairn(net: &Devnet, dir: &Path, envs: &[(&str, &str)], args: &[&str
     run
 }
 
+/// [`cairn`] with the chain and the working directory fixed (one per test).
+pub struct Cli<'a> {
+    net: &'a Devnet,
+    dir: &'a Path,
+}
+
+impl<'a> Cli<'a> {
+    /// `cairn` on `net`'s chain, run in `dir`.
+    pub fn new(net: &'a Devnet, dir: &'a Path) -> Cli<'a> {
+        Cli { net, dir }
+    }
+
+    /// Run `cairn args…` with `envs` added (see [`cairn`]).
+    pub async fn run(&self, envs: &[(&str, &str)], args: &[&str]) -> Run {
+        cairn(self.net, self.dir, envs, args).await
+    }
+}
+
 /// With `CAIRN_DOC_TRANSCRIPT=FILE`, append each command and its output to FILE: the
 /// docs' command output (docs/dao.md) is copied from such a run.
 fn transcript(args: &[&str], run: &Run) {

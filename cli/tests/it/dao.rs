@@ -6,7 +6,7 @@
 use cairn_e2e::*;
 use cairn_onchain::alloy::primitives::B256;
 
-use crate::chain::{cairn, key_hex, nonce};
+use crate::chain::{key_hex, nonce, Cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old_is_refused() {
@@ -35,10 +35,9 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         args
     };
     // A step as the owner, which must succeed; its JSON.
+    let cli = Cli::new(&net, dir.path());
     let run_step = async |s: &'static str, extra: &'static [&'static str]| {
-        cairn(&net, dir.path(), &env, &step(s, extra))
-            .await
-            .ok_json()
+        cli.run(&env, &step(s, extra)).await.ok_json()
     };
 
     let proposed = run_step("propose", &[]).await;
@@ -47,7 +46,7 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
 
     // Too early to queue, and no --wait: refused, nothing sent.
     let before = nonce(&net, net.owner).await;
-    let r = cairn(&net, dir.path(), &env, &step("queue", &[])).await;
+    let r = cli.run(&env, &step("queue", &[])).await;
     assert_eq!(r.code, 1, "{r:#?}");
     assert!(
         r.stderr
@@ -64,13 +63,9 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         ("CAIRN_GOVERNOR", governor.as_str()),
         ("CAIRN_APP", app_s.as_str()),
     ];
-    let r = cairn(
-        &net,
-        dir.path(),
-        &poor_env,
-        &step("vote", &["--wait", "--mine"]),
-    )
-    .await;
+    let r = cli
+        .run(&poor_env, &step("vote", &["--wait", "--mine"]))
+        .await;
     r.fails(1, "has no voting power at the proposal's snapshot");
     assert_eq!(
         nonce(&net, poor).await,
@@ -98,18 +93,13 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
     assert_eq!(executed["state"], "Executed");
     let status = run_step("status", &[]).await;
     assert_eq!(status["state"], "Executed");
-    let text = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["dao", "status", "upgrade", &h1, &h2],
-    )
-    .await;
+    let text = cli.run(&env, &["dao", "status", "upgrade", &h1, &h2]).await;
     assert_eq!(text.code, 0, "{text:#?}");
     assert!(text.stdout.contains("state      Executed"), "{text:#?}");
     net.mine(CONFIRMATIONS).await;
 
-    let app_status = cairn(&net, dir.path(), &[], &["--json", "app", "status", &app_s])
+    let app_status = cli
+        .run(&[], &["--json", "app", "status", &app_s])
         .await
         .ok_json();
     let hashes: Vec<B256> = app_status["compose_hashes"]

@@ -4,7 +4,7 @@
 
 use cairn_e2e::*;
 
-use crate::chain::cairn;
+use crate::chain::Cli;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypts_it() {
@@ -22,6 +22,7 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
     let dotenv = dir.path().join(".env");
     std::fs::write(&dotenv, "# secrets\nexport API_KEY=\"s3cret-value\"\n").unwrap();
 
+    let cli = Cli::new(&net, dir.path());
     for (seed, legacy) in [(0x41u8, false), (0x42, true)] {
         let blob = dir.path().join(format!("env-{legacy}.bin"));
         let blob_s = blob.display().to_string();
@@ -39,7 +40,7 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
         if legacy {
             args.push("--legacy");
         }
-        let r = cairn(&net, dir.path(), &env, &args).await;
+        let r = cli.run(&env, &args).await;
         let j = r.ok_json();
         assert!(
             !r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"),
@@ -63,9 +64,7 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
 
     // `app status` with the KMS shows the two releases, newest first.
     net.mine(CONFIRMATIONS).await;
-    let st = cairn(&net, dir.path(), &env, &["--json", "app", "status"])
-        .await
-        .ok_json();
+    let st = cli.run(&env, &["--json", "app", "status"]).await.ok_json();
     let releases = st["releases"]["entries"].as_array().unwrap();
     assert_eq!(releases.len(), 2, "{st}");
     assert_eq!(st["releases"]["log_size"], 2);
@@ -74,7 +73,7 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
     assert_eq!(releases[0]["kind"], "AppKey");
     let status_with = async |releases: &str| {
         let args = ["--json", "app", "status", "--releases", releases];
-        cairn(&net, dir.path(), &env, &args).await.ok_json()
+        cli.run(&env, &args).await.ok_json()
     };
     let limited = status_with("1").await;
     assert_eq!(limited["releases"]["entries"].as_array().unwrap().len(), 1);
@@ -83,21 +82,11 @@ async fn env_encrypt_for_the_kms_key_the_chain_vouches_for_and_the_guest_decrypt
 
     // Bad input: exit 2, the value never echoed.
     let out = dir.path().join("x.bin").display().to_string();
-    let r = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "env", "encrypt", "NOEQUALS", "-o", &out],
-    )
-    .await;
+    let r = cli
+        .run(&env, &["app", "env", "encrypt", "NOEQUALS", "-o", &out])
+        .await;
     r.fails(2, "\"NOEQUALS\" is not NAME=VALUE");
-    let r = cairn(
-        &net,
-        dir.path(),
-        &env,
-        &["app", "env", "encrypt", "-o", &out],
-    )
-    .await;
+    let r = cli.run(&env, &["app", "env", "encrypt", "-o", &out]).await;
     r.fails(2, "no variables");
     kms.stop().await;
 }

@@ -50,9 +50,8 @@ async fn gateway_status_shows_admitted_instances_with_their_verdicts_and_revocat
     net.mine(CONFIRMATIONS).await;
     let mut running = Running::boot(cvm).await;
     running.register();
+    node.wait_admitting("admitted", &running).await;
     let (a, i) = (running.app_id(), running.instance_id());
-    node.wait_for("admitted", |s| GatewayNode::admits(s, &a, &i))
-        .await;
 
     // --json is the node's own answer
     let (ok, stdout, stderr) = cairn(&admin, &["status", "--json"]).await;

@@ -5,7 +5,7 @@
 use cairn_e2e::*;
 use cairn_onchain::alloy::primitives::Address;
 
-use crate::chain::cairn;
+use crate::chain::Cli;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_status_and_describe_show_log_anchor_and_registration() {
@@ -24,9 +24,8 @@ async fn kms_status_and_describe_show_log_anchor_and_registration() {
         ("CAIRN_KMS_URL", url.as_str()),
         ("CAIRN_KMS_TRUST", "simulator"),
     ];
-    let s = cairn(&net, dir.path(), &env, &["--json", "kms", "status"])
-        .await
-        .ok_json();
+    let cli = Cli::new(&net, dir.path());
+    let s = cli.run(&env, &["--json", "kms", "status"]).await.ok_json();
     assert_eq!(s["node_address"], node.to_string());
     assert_eq!(s["registered"], true);
     assert_eq!(s["key_generation"], 1);
@@ -37,7 +36,8 @@ async fn kms_status_and_describe_show_log_anchor_and_registration() {
     assert!(s["anchor_age_secs"].is_u64());
     assert!(s.get("identity").is_none());
 
-    let d = cairn(&net, dir.path(), &env, &["--json", "kms", "describe"])
+    let d = cli
+        .run(&env, &["--json", "kms", "describe"])
         .await
         .ok_json();
     assert_eq!(d["identity"]["tcb_status"], "UpToDate");
@@ -45,32 +45,31 @@ async fn kms_status_and_describe_show_log_anchor_and_registration() {
         .as_str()
         .unwrap()
         .contains("BEGIN CERTIFICATE"));
-    let text = cairn(&net, dir.path(), &env, &["kms", "status"]).await;
+    let text = cli.run(&env, &["kms", "status"]).await;
     assert_eq!(text.code, 0, "{text:#?}");
     assert!(text.stdout.contains("registered        yes"), "{text:#?}");
 
     // Removed from KmsAuth: a finding, exit 1, the answer still one JSON object.
     net.client.remove_kms_node(node).await.unwrap();
     net.mine(CONFIRMATIONS).await;
-    let r = cairn(&net, dir.path(), &env, &["--json", "kms", "status"]).await;
+    let r = cli.run(&env, &["--json", "kms", "status"]).await;
     assert_eq!(r.code, 1, "{r:#?}");
     assert_eq!(r.json()["registered"], false);
     assert!(r.stderr.contains("not in good standing"), "{r:#?}");
 
     // Verified against another (simulated) root, its evidence is refused (exit 1).
     let other_root = "11".repeat(32);
-    let r = cairn(
-        &net,
-        dir.path(),
-        &[("CAIRN_SIM_PKI_SEED", other_root.as_str()), env[0], env[1]],
-        &["kms", "status"],
-    )
-    .await;
+    let r = cli
+        .run(
+            &[("CAIRN_SIM_PKI_SEED", other_root.as_str()), env[0], env[1]],
+            &["kms", "status"],
+        )
+        .await;
     r.fails(1, "connecting to the KMS");
     kms.stop().await;
 
     // Nothing listening: could not, exit 2 (was 3), and retrying may help.
-    let r = cairn(&net, dir.path(), &env, &["kms", "status"]).await;
+    let r = cli.run(&env, &["kms", "status"]).await;
     r.fails(2, "connecting to the KMS");
     assert!(r.stderr.contains("retrying may help"), "{r:#?}");
 }

@@ -32,6 +32,18 @@ pub async fn booted(
     (s, b.state, tee)
 }
 
+/// A fresh [`World`] and a guest [`booted`] in it.
+pub async fn world_booted() -> (
+    World,
+    Share,
+    Arc<GuestState>,
+    Arc<cairn_attestation::simulator::SimTdx>,
+) {
+    let w = World::start().await;
+    let (s, state, tee) = booted(&w).await;
+    (w, s, state, tee)
+}
+
 /// Send `req` through the router; the status, content type and raw body.
 pub async fn call_raw(
     state: &Arc<GuestState>,
@@ -122,6 +134,11 @@ pub async fn call_refused(
     assert!(v.get("key").is_none(), "{v}");
 }
 
+/// `GetKey` with `body` is refused 400 naming `needle` ([`call_refused`]).
+async fn get_key_refused(state: &Arc<GuestState>, body: &str, needle: &str) {
+    call_refused(state, "GetKey", body, StatusCode::BAD_REQUEST, needle).await;
+}
+
 /// A hex signature chain as 65-byte recoverable signatures.
 pub fn sig_chain(chain: &[String]) -> Vec<[u8; 65]> {
     chain
@@ -196,18 +213,13 @@ async fn a_guest_booted_outside_a_window_has_no_previous_generation_to_give() {
     let (_s, state, _) = booted(&w).await;
     assert_eq!(state.secrets.key_generation, 2);
     assert!(state.secrets.previous.is_none());
-    let (st, v) = call(&state, "GetKey", r#"{"path":"/seal","key_generation":1}"#).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(
-        v["error"].as_str().unwrap().contains("previous none"),
-        "{v}"
-    );
+    let body = r#"{"path":"/seal","key_generation":1}"#;
+    get_key_refused(&state, body, "previous none").await;
 }
 
 #[tokio::test]
 async fn get_key_signature_chain_verifies_to_the_kms_root() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
@@ -238,18 +250,13 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         ),
         Err(cairn_protocol::Error::WrongSigner)
     ));
-    let (st, v) = call(&state, "GetKey", r#"{"path":"x","algorithm":"rsa"}"#).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(
-        v["error"].as_str().unwrap().contains("not supported"),
-        "{v}"
-    );
+    let body = r#"{"path":"x","algorithm":"rsa"}"#;
+    get_key_refused(&state, body, "not supported").await;
 }
 
 #[tokio::test]
 async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms_root() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: GetKeyResponse = call_ok(
         &state,
         "GetKey",
@@ -283,8 +290,7 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
 
 #[tokio::test]
 async fn ed25519_sign_and_verify_follow_dstack() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: SignResponse = call_ok(
         &state,
         "Sign",
@@ -336,8 +342,7 @@ async fn ed25519_sign_and_verify_follow_dstack() {
 
 #[tokio::test]
 async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: GetQuoteResponse = call_ok(&state, "GetQuote", r#"{"report_data":"68656c6c6f"}"#).await;
     let mut rd = [0u8; 64];
     rd[..5].copy_from_slice(b"hello");
@@ -359,8 +364,7 @@ async fn get_quote_pads_report_data_and_verifies_with_the_event_log() {
 
 #[tokio::test]
 async fn info_reports_the_measured_identity_and_tcb_info() {
-    let w = World::start().await;
-    let (s, state, tee) = booted(&w).await;
+    let (_w, s, state, tee) = world_booted().await;
     let r: InfoResponse = call_ok(&state, "Info", "{}").await;
     assert_eq!(r.app_id, hex::encode(s.app_id().0));
     assert_eq!(r.instance_id, hex::encode(s.instance_id().as_bytes()));
@@ -384,8 +388,7 @@ async fn info_reports_the_measured_identity_and_tcb_info() {
 
 #[tokio::test]
 async fn get_tls_key_returns_an_ra_tls_leaf_signed_by_the_app_ca() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: GetTlsKeyResponse = call_ok(&state, "GetTlsKey", r#"{"subject":"demo.example","alt_names":["demo.example"],"usage_ra_tls":true,"usage_server_auth":true,"usage_client_auth":true}"#).await;
     assert_eq!(r.certificate_chain.len(), 3);
     assert!(r.key.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -452,8 +455,7 @@ async fn get_tls_key_refuses_a_chain_not_issued_under_the_kms_root() {
 
 #[tokio::test]
 async fn sign_and_verify_round_trip_and_reject_tampering() {
-    let w = World::start().await;
-    let (_s, state, _) = booted(&w).await;
+    let (_w, _s, state, _) = world_booted().await;
     let r: SignResponse = call_ok(
         &state,
         "Sign",
@@ -498,8 +500,7 @@ async fn sign_and_verify_round_trip_and_reject_tampering() {
 
 #[tokio::test]
 async fn emit_event_extends_rtmr3_after_system_ready() {
-    let w = World::start().await;
-    let (_s, state, tee) = booted(&w).await;
+    let (_w, _s, state, tee) = world_booted().await;
     let before = tee.rtmr3();
     let (st, v) = call(
         &state,
@@ -553,8 +554,7 @@ async fn the_agent_socket_never_replaces_a_regular_file() {
 
 #[tokio::test]
 async fn attest_wraps_a_verifiable_quote_in_a_versioned_document() {
-    let w = World::start().await;
-    let (s, state, _) = booted(&w).await;
+    let (_w, s, state, _) = world_booted().await;
     let r: AttestResponse = call_ok(&state, "Attest", r#"{"report_data":"aa"}"#).await;
     let doc: Attestation = serde_json::from_slice(&hex::decode(&r.attestation).unwrap()).unwrap();
     assert_eq!(doc.version, ATTESTATION_VERSION);

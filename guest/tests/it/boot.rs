@@ -33,7 +33,7 @@ fn encrypted_env(s: &Share) -> Vec<u8> {
 
 /// The boot of `s` on a fresh TD of host 1 with the cluster's KMS client.
 async fn boot_share(s: &Share) -> cairn_guest::Result<cairn_guest::Booted> {
-    boot(as_tee(&guest_tee(1)), kms_client(), &s.config()).await
+    boot_host1(&s.config()).await
 }
 
 /// The one failure of a boot that asked one KMS.
@@ -552,9 +552,7 @@ async fn a_silent_kms_times_out_and_the_next_one_is_asked() {
 #[tokio::test]
 async fn an_http_kms_url_is_refused_without_connecting() {
     let s = share(&["http://127.0.0.1:9"], AppId([1; 20]), "");
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_share(&s).await.unwrap_err();
     assert!(
         matches!(&err, Error::AllKmsFailed(v) if matches!(&v[0].1, KmsError::BadUrl { reason, .. } if reason.contains("RA-TLS"))),
         "{err}"

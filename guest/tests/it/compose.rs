@@ -3,7 +3,7 @@
 //! apps that run are in the cairn-e2e `docker_compose` scenarios.
 
 use cairn_guest::runner::{AppExit, RunnerError};
-use cairn_guest::{boot, Error};
+use cairn_guest::Error;
 use cairn_protocol::env::{self, EnvVar, EnvVars};
 
 use crate::world::*;
@@ -57,9 +57,7 @@ async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_fi
         &[("COMPOSE_PROJECT_NAME", "someone-elses-project")],
     )
     .await;
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_host1(&s.config()).await.unwrap_err();
     assert!(
         matches!(&err, Error::Runner(RunnerError::ReservedEnvName(n)) if n == "COMPOSE_PROJECT_NAME"),
         "{err:?}"
@@ -78,9 +76,7 @@ async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_fi
 async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
     let w = World::start().await;
     let s = compose_share(&w, "services:\n  a: [\n", &[], &[]).await;
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_host1(&s.config()).await.unwrap_err();
     assert!(
         matches!(&err, Error::Runner(RunnerError::Command { what: "compose config", stderr, .. }) if !stderr.is_empty()),
         "{err:?}"
@@ -98,9 +94,7 @@ async fn compose_cli_errors_never_carry_env_values() {
         &[("API_KEY", SECRET)],
     )
     .await;
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap_err();
+    let err = boot_host1(&s.config()).await.unwrap_err();
     let Error::Runner(RunnerError::Command { what, stderr, .. }) = &err else {
         panic!("expected a compose config failure, got {err:?}");
     };
@@ -121,9 +115,7 @@ async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
     ).await;
     let mut cfg = s.config();
     cfg.agent_socket = None; // --no-agent
-    let err = boot(as_tee(&guest_tee(1)), kms_client(), &cfg)
-        .await
-        .unwrap_err();
+    let err = boot_host1(&cfg).await.unwrap_err();
     assert!(
         matches!(&err, Error::Runner(RunnerError::NoAgentForMount(svc)) if svc == "app"),
         "{err:?}"
@@ -139,9 +131,7 @@ async fn the_exit_of_every_container_is_the_apps_exit_and_stop_removes_them() {
         &[],
         &[],
     ).await;
-    let mut booted = boot(as_tee(&guest_tee(1)), kms_client(), &s.config())
-        .await
-        .unwrap();
+    let mut booted = boot_host1(&s.config()).await.unwrap();
     let app = booted.app.as_mut().unwrap();
     let exit = app.wait().await.unwrap();
     let AppExit::Compose(containers) = &exit else {

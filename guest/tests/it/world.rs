@@ -295,3 +295,8 @@ pub fn verify_hex_quote(
         )
         .unwrap()
 }
+
+/// The boot of `cfg` on a fresh TD of host 1 with the cluster's KMS client.
+pub async fn boot_host1(cfg: &BootConfig) -> cairn_guest::Result<cairn_guest::Booted> {
+    cairn_guest::boot(as_tee(&guest_tee(1)), kms_client(), cfg).await
+}

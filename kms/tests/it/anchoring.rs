@@ -9,10 +9,10 @@ use cairn_kms::AnchorLimits;
 use cairn_onchain::alloy::primitives::{Address, U256};
 use cairn_onchain::alloy::providers::ext::AnvilApi;
 use cairn_protocol::api::ErrorBody;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{pki, Running, World};
+use crate::world::{health, metric, pki, Running, World};
 
 const ANCHOR: &str = "unavailable.anchor";
 
@@ -32,23 +32,6 @@ async fn set_balance(w: &World, kms: &Running, wei: u128) {
         .unwrap();
 }
 
-/// `GET /healthz` on a fresh connection: `Ok(())` or the error body.
-async fn health(kms: &Running) -> Result<(), (StatusCode, ErrorBody)> {
-    let (status, body) = kms
-        .client(None)
-        .await
-        .request(Method::GET, "/healthz", None)
-        .await
-        .unwrap();
-    if status == StatusCode::OK {
-        assert_eq!(&body[..], b"ok");
-        return Ok(());
-    }
-    let err: ErrorBody =
-        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {body:?} ({status})"));
-    Err((status, err))
-}
-
 /// Poll `/healthz` until `f` accepts its answer (deadline 60 s).
 async fn until_health(
     kms: &Running,
@@ -64,22 +47,6 @@ async fn until_health(
         assert!(Instant::now() < deadline, "{what}: last answer {h:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn metric(kms: &Running, name: &str) -> f64 {
-    let (status, text) = kms
-        .client(None)
-        .await
-        .request(Method::GET, "/metrics", None)
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    let text = String::from_utf8(text.to_vec()).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in {text}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,8 +119,7 @@ async fn a_lying_endpoint_under_quorum_2_is_503_chain_disagreement_and_releases_
 async fn a_lying_block_hash_under_quorum_2_fails_the_head_with_503_chain_disagreement() {
     let w = World::new().await;
     let (kms, p) = behind_proxies(&w, 0xC2, 2, 2, Duration::from_secs(2)).await;
-    let mut client = w.guest_client(&kms, 0x73).await;
-    app_key(&mut client).await.unwrap();
+    let mut client = w.released_client(&kms, 0x73).await;
     p[0].set(Behaviour::ChangeBlockHashes);
     w.mine(1).await;
     let size = kms.node.log().size();
@@ -148,8 +147,7 @@ async fn a_stale_head_answers_503_chain_stale_and_releases_nothing() {
         Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
     let kms = w.serve_node(Node::open(opts).await.unwrap(), dir).await;
-    let mut client = w.guest_client(&kms, 0x74).await;
-    app_key(&mut client).await.unwrap();
+    let mut client = w.released_client(&kms, 0x74).await;
     let size = kms.node.log().size();
 
     // The chain makes no block for longer than the bound (a stuck or lagging RPC looks
@@ -205,10 +203,8 @@ async fn a_stalled_endpoint_under_quorum_2_of_2_fails_releases_within_the_rpc_ti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
-    let w = World::new().await;
-    let kms = w.start(0xC6).await;
-    let mut client = w.guest_client(&kms, 0x78).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xC6).await;
+    let mut client = w.released_client(&kms, 0x78).await;
 
     w.app
         .remove_compose_hash(cairn_onchain::alloy::primitives::B256::from(

@@ -27,41 +27,75 @@ async fn assert_denied(
     assert_eq!(
         kms.node.log().size(),
         before,
-        "a denied request must not be logged"
+        "{code}: a denied request must not be logged"
     );
     assert_eq!(
         kms.node.metrics().releases("app_key", "released", "none"),
-        0
+        0,
+        "{code}"
     );
     err
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_hash_not_allowed_is_denied_with_the_contract_reason() {
-    let w = World::new().await;
-    let kms = w.start(0xB1).await;
-    let guest = Guest::boot(pki(), 0x11, world::image(), w.app_id, br#"{"name":"evil"}"#);
-    let err = assert_denied(&kms, &guest.cert(), "denied.compose_hash").await;
-    assert_eq!(err.body.error.message, cairn_onchain::reasons::COMPOSE_HASH);
-    kms.stop().await;
+/// A TEE that quotes report data of another key than the one it is asked about.
+struct OtherKeyTee(Arc<SimTdx>);
+
+impl Tee for OtherKeyTee {
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<(), TeeError> {
+        self.0.extend_rtmr3(digest)
+    }
+    fn quote(&self, _report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
+        self.0
+            .quote(&cairn_attestation::ra_tls_report_data(b"some other key"))
+    }
 }
 
+/// Guests that each fail one check of the same node: every one is denied with its own
+/// code (the code names the case in every assertion message), and a chain denial carries
+/// the contract's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn os_image_not_allowed_on_chain_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xB2).await;
-    let guest = Guest::boot(pki(), 0x12, world::unlisted_image(), w.app_id, COMPOSE);
-    assert_denied(&kms, &guest.cert(), "denied.os_image").await;
-    kms.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn measurements_of_an_unknown_os_image_are_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xB3).await;
-    let img = cairn_attestation::simulator::OsImage::example("homebrew", "6.6");
-    let guest = Guest::boot(pki(), 0x13, img, w.app_id, COMPOSE);
-    assert_denied(&kms, &guest.cert(), "denied.os_image_measurements").await;
+async fn a_guest_failing_one_check_is_denied_naming_the_check() {
+    let (w, kms) = World::serving(0xB1).await;
+    let homebrew = cairn_attestation::simulator::OsImage::example("homebrew", "6.6");
+    let other_key = w.guest(0x18);
+    let cases = [
+        (
+            Guest::boot(pki(), 0x11, world::image(), w.app_id, br#"{"name":"evil"}"#).cert(),
+            "denied.compose_hash",
+            Some(cairn_onchain::reasons::COMPOSE_HASH),
+        ),
+        (
+            Guest::boot(pki(), 0x12, world::unlisted_image(), w.app_id, COMPOSE).cert(),
+            "denied.os_image",
+            None,
+        ),
+        (
+            Guest::boot(pki(), 0x13, homebrew, w.app_id, COMPOSE).cert(),
+            "denied.os_image_measurements",
+            None,
+        ),
+        (
+            Guest::boot(pki(), 0x16, world::image(), AppId([0x77; 20]), COMPOSE).cert(),
+            "denied.app_not_registered",
+            None,
+        ),
+        (
+            Guest::boot(world::rogue_pki(), 0x17, world::image(), w.app_id, COMPOSE).cert(),
+            "denied.quote",
+            None,
+        ),
+        (
+            other_key.cert_from(&OtherKeyTee(other_key.tdx.clone())),
+            "denied.report_data",
+            None,
+        ),
+    ];
+    for (cert, code, reason) in cases {
+        let err = assert_denied(&kms, &cert, code).await;
+        if let Some(reason) = reason {
+            assert_eq!(err.body.error.message, reason, "{code}");
+        }
+    }
     kms.stop().await;
 }
 
@@ -99,52 +133,9 @@ async fn out_of_date_tcb_is_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unregistered_app_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xB6).await;
-    let guest = Guest::boot(pki(), 0x16, world::image(), AppId([0x77; 20]), COMPOSE);
-    assert_denied(&kms, &guest.cert(), "denied.app_not_registered").await;
-    kms.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quote_from_another_trust_root_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xB7).await;
-    let guest = Guest::boot(world::rogue_pki(), 0x17, world::image(), w.app_id, COMPOSE);
-    assert_denied(&kms, &guest.cert(), "denied.quote").await;
-    kms.stop().await;
-}
-
-/// A TEE that quotes report data of another key than the one it is asked about.
-struct OtherKeyTee(Arc<SimTdx>);
-
-impl Tee for OtherKeyTee {
-    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<(), TeeError> {
-        self.0.extend_rtmr3(digest)
-    }
-    fn quote(&self, _report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
-        self.0
-            .quote(&cairn_attestation::ra_tls_report_data(b"some other key"))
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificate_whose_quote_binds_another_key_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xB8).await;
-    let guest = w.guest(0x18);
-    let forged = guest.cert_from(&OtherKeyTee(guest.tdx.clone()));
-    assert_denied(&kms, &forged, "denied.report_data").await;
-    kms.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_compose_hash_denies_after_the_confirmations() {
-    let w = World::new().await;
-    let kms = w.start(0xB9).await;
-    let mut client = w.guest_client(&kms, 0x19).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xB9).await;
+    let mut client = w.released_client(&kms, 0x19).await;
     w.app
         .remove_compose_hash(B256::from(ComposeHash::of_compose(COMPOSE).0))
         .await
@@ -188,10 +179,7 @@ async fn unreachable_chain_answers_503_fast_and_logs_nothing() {
 async fn wrong_chain_id_is_a_startup_error() {
     let w = World::new().await;
     let dir = tempfile::tempdir().unwrap();
-    cairn_kms::SecretStore::open(dir.path().join(cairn_kms::SECRETS_DIR))
-        .unwrap()
-        .install(cairn_kms::MasterSecret::from_bytes(world::MASTER), 1)
-        .unwrap();
+    cairn_kms::testing::install_master(dir.path(), 1);
     let mut opts = w.options(dir.path(), 0xBB, &pki());
     opts.chain = cairn_onchain::ChainConfig::new(w.endpoint(), 1, w.kms_auth());
     let err = cairn_kms::Node::open(opts).await.unwrap_err();
@@ -206,10 +194,8 @@ async fn wrong_chain_id_is_a_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_no_longer_allowed_on_chain_releases_nothing() {
-    let w = World::new().await;
-    let kms = w.start(0xBC).await;
-    let mut client = w.guest_client(&kms, 0x1C).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xBC).await;
+    let mut client = w.released_client(&kms, 0x1C).await;
     let mr = kms.node.own_evidence().boot.mrAggregated;
     w.client.remove_kms_aggregated_mr(mr).await.unwrap();
     w.mine(world::CONFIRMATIONS).await;
@@ -244,8 +230,7 @@ async fn root_keys_other_than_the_registered_ones_are_a_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_os_image_hash_event_naming_another_image_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xBE).await;
+    let (w, kms) = World::serving(0xBE).await;
     let mut guest = w.guest(0x1E);
     // MRTD/RTMR0-2 are image 1.0's, the measured os-image-hash claims 0.9.
     guest
@@ -266,8 +251,7 @@ async fn an_os_image_hash_event_naming_another_image_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_id_extension_other_than_the_measured_app_id_is_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xBF).await;
+    let (w, kms) = World::serving(0xBF).await;
     let guest = w.guest(0x1F);
     let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::AppCustom)
         .common_name("guest")

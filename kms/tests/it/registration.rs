@@ -12,11 +12,9 @@ const NOT_REGISTERED: &str = "self_check.not_registered";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() {
-    let w = World::new().await;
-    let kms = w.start(0xF1).await;
+    let (w, kms) = World::serving(0xF1).await;
     let me = Address::from(kms.node.address());
-    let mut client = w.guest_client(&kms, 0x71).await;
-    app_key(&mut client).await.unwrap();
+    let mut client = w.released_client(&kms, 0x71).await;
 
     w.client.remove_kms_node(me).await.unwrap();
     // Policy is pinned `CONFIRMATIONS` behind head: the removal is not seen yet.

@@ -9,18 +9,17 @@ use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::alloy::primitives::B256;
 use cairn_onchain::{recorded_boot_info, BootInfo};
 use cairn_protocol::api::{
-    AppKeyRequest, AppKeyResponse, InclusionProofResponse, LogEntriesResponse, MetaResponse,
-    PATH_APP_KEY, PATH_LOG_ENTRIES, PATH_LOG_INCLUSION, PATH_META,
+    AppKeyResponse, InclusionProofResponse, LogEntriesResponse, MetaResponse, PATH_LOG_ENTRIES,
+    PATH_LOG_INCLUSION, PATH_META,
 };
 use cairn_protocol::sig;
 use cairn_tlog::{
     leaf_hash, verify_inclusion, CheckpointVerifier, Hash, RecordVersion, ReleaseKind,
     ReleaseRecord,
 };
-use hyper::Method;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::world::{answer, image, pki, verifier_for, ErrorAnswer, World, CONFIRMATIONS};
+use crate::world::{image, pki, verifier_for, World, CONFIRMATIONS};
 
 /// The boot info of `cert`'s evidence, verified here (not by the KMS).
 fn boot_info_of_cert(cert: &RaTlsCert) -> BootInfo {
@@ -38,12 +37,7 @@ fn boot_info_of_cert(cert: &RaTlsCert) -> BootInfo {
     cairn_kms_client::boot_info(&verified, image().os_image_hash().0)
 }
 
-pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
-    client
-        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
-        .await
-        .map_err(answer)
-}
+pub use crate::world::app_key;
 
 /// Check a receipt: the checkpoint is signed by the node, the entry at `log_index` is
 /// an app-key record for `app_id`, and its inclusion proof verifies against the
@@ -88,8 +82,7 @@ pub async fn check_receipt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
-    let w = World::new().await;
-    let kms = w.start(0xA1).await;
+    let (w, kms) = World::serving(0xA1).await;
     let guest = w.guest(0x01);
     let cert = guest.cert();
     let mut client = kms.client(Some(&cert)).await;
@@ -130,8 +123,7 @@ async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_keys_across_requests_connections_and_a_restart() {
-    let w = World::new().await;
-    let kms = w.start(0xA2).await;
+    let (w, kms) = World::serving(0xA2).await;
     let guest = w.guest(0x02);
     let cert = guest.cert();
     let mut c1 = kms.client(Some(&cert)).await;
@@ -177,8 +169,7 @@ async fn same_keys_across_requests_connections_and_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_of_the_app_gets_the_app_keys_but_its_own_disk_key() {
-    let w = World::new().await;
-    let kms = w.start(0xA3).await;
+    let (w, kms) = World::serving(0xA3).await;
     let a = app_key(&mut kms.client(Some(&w.guest(0x03).cert())).await)
         .await
         .unwrap();
@@ -193,10 +184,8 @@ async fn another_instance_of_the_app_gets_the_app_keys_but_its_own_disk_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_gets_anchored_on_chain_from_the_node_address() {
-    let w = World::new().await;
-    let kms = w.start(0xA4).await;
-    let mut client = w.guest_client(&kms, 0x05).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xA4).await;
+    let mut client = w.released_client(&kms, 0x05).await;
     app_key(&mut client).await.unwrap();
     let me = Address::from(kms.node.address());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -253,8 +242,7 @@ async fn the_server_certificate_is_a_kms_rpc_ra_tls_cert_issued_by_the_root_ca()
     use p256::ecdsa::signature::Verifier as _;
     use x509_parser::prelude::*;
 
-    let w = World::new().await;
-    let kms = w.start(0xA6).await;
+    let (_w, kms) = World::serving(0xA6).await;
     let client = kms.client(None).await;
     let server_der = client.peer().cert_der().to_vec();
     assert_eq!(server_der, kms.node.server_cert().cert_der.to_vec());

@@ -11,7 +11,7 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair, PKCS_ECDSA_P256_SHA256}
 use rustls_pki_types::CertificateDer;
 
 use crate::release::app_key;
-use crate::world::{Running, World};
+use crate::world::World;
 
 /// A self-signed certificate with the given RA-TLS extensions (or none).
 fn hand_made(ext: &[(&[u64], Vec<u8>)]) -> RaTlsCert {
@@ -92,16 +92,9 @@ async fn junk_certificate_exchange(addr: std::net::SocketAddr) -> std::io::Resul
     Ok(out)
 }
 
-async fn healthy(kms: &Running) {
-    let mut c = kms.client(None).await;
-    let (status, body) = c.request(Method::GET, "/healthz", None).await.unwrap();
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
-    let w = World::new().await;
-    let kms = w.start(0xC1).await;
+    let (w, kms) = World::serving(0xC1).await;
     let guest = w.guest(0x21);
     let cert = guest.cert();
     let mut c = kms.client(Some(&cert)).await;
@@ -170,8 +163,7 @@ async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_endpoints_need_no_certificate_but_releases_do() {
-    let w = World::new().await;
-    let kms = w.start(0xC2).await;
+    let (w, kms) = World::serving(0xC2).await;
     let mut c = kms.client(None).await;
     let meta: MetaResponse = c.call(Method::GET, PATH_META, None::<&()>).await.unwrap();
     assert_eq!(meta.node_address, kms.node.address());
@@ -209,8 +201,7 @@ async fn public_endpoints_need_no_certificate_but_releases_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_certificates_and_truncated_quotes_are_denied() {
-    let w = World::new().await;
-    let kms = w.start(0xC3).await;
+    let (w, kms) = World::serving(0xC3).await;
     let guest = w.guest(0x23);
 
     // A plain certificate: no evidence at all.
@@ -254,7 +245,7 @@ async fn garbage_certificates_and_truncated_quotes_are_denied() {
         ),
         "{err:?}"
     );
-    healthy(&kms).await;
+    crate::world::health(&kms).await.unwrap();
     assert_eq!(kms.node.log().size(), 0);
     kms.stop().await;
 }

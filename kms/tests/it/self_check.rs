@@ -30,8 +30,7 @@ async fn clocked(w: &World, host_seed: u8) -> (Running, Arc<AtomicU64>) {
 async fn own_evidence_that_no_longer_verifies_fails_the_self_check_and_releases_nothing() {
     let w = World::new().await;
     let (kms, now) = clocked(&w, 0xE1).await;
-    let mut client = w.guest_client(&kms, 0x61).await;
-    app_key(&mut client).await.unwrap();
+    let mut client = w.released_client(&kms, 0x61).await;
     kms.node.self_check_now().await.unwrap();
 
     // The collateral behind the node's own evidence expires: the self-check re-verifies
@@ -119,10 +118,8 @@ async fn a_node_does_not_start_before_root_keys_are_registered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_rotated_out_on_chain_stops_releasing() {
-    let w = World::new().await;
-    let kms = w.start(0xE5).await;
-    let mut client = w.guest_client(&kms, 0x65).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xE5).await;
+    let mut client = w.released_client(&kms, 0x65).await;
 
     let next = RootKeys::derive(&MasterSecret::from_bytes([0x77; 32])).unwrap();
     w.client
@@ -150,10 +147,8 @@ async fn a_node_rotated_out_on_chain_stops_releasing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
-    let w = World::new().await;
-    let kms = w.start(0xE6).await;
-    let mut client = w.guest_client(&kms, 0x66).await;
-    app_key(&mut client).await.unwrap();
+    let (w, kms) = World::serving(0xE6).await;
+    let mut client = w.released_client(&kms, 0x66).await;
     app_key(&mut client).await.unwrap();
     cairn_kms::anchor_once(&kms.node, 0).await.unwrap();
     let dir = kms.stop().await;
@@ -174,36 +169,27 @@ async fn a_log_that_does_not_extend_the_on_chain_anchor_refuses_to_start() {
         forked.append(b"forked-0".to_vec()).unwrap();
         forked.append(b"forked-1".to_vec()).unwrap();
     }
-    let err = Node::open(w.options(dir.path(), 0xE6, &pki()))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::LogBehindAnchor {
-                local_size: 2,
-                anchored_size: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_behind_anchor(&w, dir.path(), 2).await;
 
     // Lost: empty.
     std::fs::remove_dir_all(&log_dir).unwrap();
-    let err = Node::open(w.options(dir.path(), 0xE6, &pki()))
-        .await
-        .unwrap_err();
+    assert_behind_anchor(&w, dir.path(), 0).await;
+}
+
+/// Opening the node of host 0xE6 on `dir` fails: its log of `local` entries does not
+/// extend the 2 entries it anchored.
+async fn assert_behind_anchor(w: &World, dir: &std::path::Path, local: u64) {
+    let err = Node::open(w.options(dir, 0xE6, &pki())).await.unwrap_err();
     assert!(
         matches!(
             err,
             Error::LogBehindAnchor {
-                local_size: 0,
+                local_size,
                 anchored_size: 2,
                 ..
-            }
+            } if local_size == local
         ),
-        "{err}"
+        "a log of {local} entries: {err}"
     );
 }
 
@@ -232,8 +218,7 @@ async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() 
     };
     let node = Node::open(opts).await.unwrap();
     let kms = w.serve_node(node, dir).await;
-    let mut client = w.guest_client(&kms, 0x67).await;
-    app_key(&mut client).await.unwrap();
+    let mut client = w.released_client(&kms, 0x67).await;
     let first = kms.node.own_evidence().quote.valid_until();
 
     // Past the first collateral window, the PCCS serves renewed collateral (same PKI

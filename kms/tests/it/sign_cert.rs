@@ -121,8 +121,7 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
-    let w = World::new().await;
-    let kms = w.start(0xE2).await;
+    let (w, kms) = World::serving(0xE2).await;
     let guest = w.guest(0x42);
     let cert = guest.cert();
     let mut c = kms.client(Some(&cert)).await;

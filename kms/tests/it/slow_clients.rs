@@ -14,7 +14,6 @@ use cairn_attestation::PossessionServerVerifier;
 use cairn_kms::{Refusal, ServerLimits};
 use cairn_kms_client::{KmsClient, Timeouts};
 use cairn_protocol::api::{ErrorBody, PATH_SIGN_CERT};
-use hyper::{Method, StatusCode};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -22,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::release::app_key;
-use crate::world::{pki, GateProxy, Running, World};
+use crate::world::{health, metrics_text, pki, until, GateProxy, Running, World};
 
 /// Generous for a loaded 2-core CI machine, and well under the 30 s request timeout
 /// that a request stuck behind the stalled bodies needed before the fix.
@@ -111,25 +110,18 @@ async fn response(mut tls: TlsStream<TcpStream>) -> (u16, String, Vec<u8>) {
     (status, head.to_ascii_lowercase(), body.as_bytes().to_vec())
 }
 
-/// Poll `cond` until it holds (deadline 60 s).
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
+/// `/healthz` answers `ok`; how long it took.
 async fn healthz(kms: &Running) -> Duration {
     let t = Instant::now();
-    let (status, body) = kms
-        .client(None)
-        .await
-        .request(Method::GET, "/healthz", None)
-        .await
-        .unwrap();
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+    health(kms).await.unwrap();
     t.elapsed()
+}
+
+/// A node on `host_seed` served with `limits`.
+async fn serve_with(w: &World, host_seed: u8, limits: ServerLimits) -> Running {
+    let (opts, dir) = w.prepare(host_seed, &pki()).await;
+    let node = cairn_kms::Node::open(opts).await.unwrap();
+    w.serve_node_with(node, dir, limits).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,8 +129,7 @@ async fn stalled_bodies_and_handshakes_do_not_delay_a_release_or_healthz() {
     const STALLED: usize = 256;
     // 8 attacking sources of 64 connections each: under the per-source default.
     const SOURCES: usize = 8;
-    let w = World::new().await;
-    let kms = w.start(0xF6).await;
+    let (w, kms) = World::serving(0xF6).await;
     let guest = w.guest(0x76);
     let cert = guest.cert();
     let attacker = AnyServer::config();
@@ -187,15 +178,13 @@ async fn stalled_bodies_and_handshakes_do_not_delay_a_release_or_healthz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_at_its_connection_limit_is_refused_and_others_are_served() {
     let w = World::new().await;
-    let (opts, dir) = w.prepare(0xF7, &pki()).await;
-    let node = cairn_kms::Node::open(opts).await.unwrap();
     let limits = ServerLimits {
         max_connections_per_source: 4,
         // The held connections must outlive the test.
         handshake_timeout: Duration::from_secs(120),
         ..ServerLimits::default()
     };
-    let kms = w.serve_node_with(node, dir, limits).await;
+    let kms = serve_with(&w, 0xF7, limits).await;
     let m = kms.node.metrics();
 
     let mut held = Vec::new();
@@ -241,14 +230,12 @@ async fn a_source_at_its_connection_limit_is_refused_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_too_slow_body_is_answered_408_and_its_connection_closed() {
     let w = World::new().await;
-    let (opts, dir) = w.prepare(0xF8, &pki()).await;
-    let node = cairn_kms::Node::open(opts).await.unwrap();
     let limits = ServerLimits {
         body_idle_timeout: Duration::from_millis(300),
         body_timeout: Duration::from_secs(1),
         ..ServerLimits::default()
     };
-    let kms = w.serve_node_with(node, dir, limits).await;
+    let kms = serve_with(&w, 0xF8, limits).await;
     let config = AnyServer::config();
 
     // Stalled: one byte of 100, then nothing.
@@ -296,13 +283,11 @@ async fn a_stalled_or_too_slow_body_is_answered_408_and_its_connection_closed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_handshake_is_cut_at_the_handshake_timeout() {
     let w = World::new().await;
-    let (opts, dir) = w.prepare(0xF9, &pki()).await;
-    let node = cairn_kms::Node::open(opts).await.unwrap();
     let limits = ServerLimits {
         handshake_timeout: Duration::from_millis(300),
         ..ServerLimits::default()
     };
-    let kms = w.serve_node_with(node, dir, limits).await;
+    let kms = serve_with(&w, 0xF9, limits).await;
     let mut tcp = stalled_handshake(2, kms.addr).await;
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(DEADLINE, tcp.read(&mut buf))
@@ -373,20 +358,13 @@ async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chai
 
     let took = healthz(&kms).await;
     let t = Instant::now();
-    let (status, text) = kms
-        .client(None)
-        .await
-        .request(Method::GET, "/metrics", None)
-        .await
-        .unwrap();
+    let text = metrics_text(&kms).await;
     let took_metrics = t.elapsed();
     eprintln!(
         "{RELEASES} releases waiting on the chain: healthz {took:?}, metrics {took_metrics:?}"
     );
     assert!(took < DEADLINE, "healthz took {took:?}");
     assert!(took_metrics < DEADLINE, "metrics took {took_metrics:?}");
-    assert_eq!(status, StatusCode::OK);
-    let text = String::from_utf8(text.to_vec()).unwrap();
     assert!(
         text.contains(&format!(
             "\ncairn_kms_requests_in_flight {}\n",
@@ -406,13 +384,11 @@ async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_its_responses_is_disconnected() {
     let w = World::new().await;
-    let (opts, dir) = w.prepare(0xFB, &pki()).await;
-    let node = cairn_kms::Node::open(opts).await.unwrap();
     let limits = ServerLimits {
         write_stall_timeout: Duration::from_millis(300),
         ..ServerLimits::default()
     };
-    let kms = w.serve_node_with(node, dir, limits).await;
+    let kms = serve_with(&w, 0xFB, limits).await;
     let m = kms.node.metrics();
     let mut tls = tls_from(2, kms.addr, AnyServer::config()).await;
     until("connection not accepted", || m.connections_open() == 1).await;

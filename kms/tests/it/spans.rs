@@ -58,8 +58,7 @@ async fn release_spans_record_the_callers_app_id_once_its_evidence_verified() {
     let recorded = Recorded::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
-    let w = World::new().await;
-    let kms = w.start(0xD3).await;
+    let (w, kms) = World::serving(0xD3).await;
     let guest = w.guest(0x73);
     let cert = guest.cert();
 

@@ -6,14 +6,15 @@
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::{SimPki, SimPkiConfig, SimTcbStatus};
 use cairn_kms::unix_now;
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::AppAuthClient;
-use cairn_protocol::api::ErrorBody;
-use hyper::StatusCode;
+use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, ErrorBody, PATH_APP_KEY};
+use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
 
 pub use cairn_kms::testing::{
@@ -64,6 +65,13 @@ impl World {
         Self::with(TestNet::new(Path::new(env!("CARGO_MANIFEST_DIR"))).await).await
     }
 
+    /// [`World::new`] and a node on `host_seed` serving it ([`TestNet::start`]).
+    pub async fn serving(host_seed: u8) -> (World, Running) {
+        let w = World::new().await;
+        let kms = w.start(host_seed).await;
+        (w, kms)
+    }
+
     /// [`World::new`] without root keys registered (for a real bootstrap).
     pub async fn without_root_keys() -> World {
         Self::with(TestNet::without_root_keys(Path::new(env!("CARGO_MANIFEST_DIR"))).await).await
@@ -83,6 +91,13 @@ impl World {
     /// A mutual RA-TLS connection to `kms` as [`World::guest`] on host `host_seed`.
     pub async fn guest_client(&self, kms: &Running, host_seed: u8) -> KmsConnection {
         kms.client(Some(&self.guest(host_seed).cert())).await
+    }
+
+    /// [`World::guest_client`] whose first `app-key` request has been released.
+    pub async fn released_client(&self, kms: &Running, host_seed: u8) -> KmsConnection {
+        let mut client = self.guest_client(kms, host_seed).await;
+        app_key(&mut client).await.unwrap();
+        client
     }
 }
 
@@ -186,4 +201,61 @@ pub fn answer(err: cairn_kms_client::Error) -> ErrorAnswer {
         },
         other => panic!("expected an error answer from the KMS, got {other:?}"),
     }
+}
+
+/// `GET path` on a fresh public connection (no client certificate).
+pub async fn get(kms: &Running, path: &str) -> (StatusCode, hyper::body::Bytes) {
+    kms.client(None)
+        .await
+        .request(Method::GET, path, None)
+        .await
+        .unwrap()
+}
+
+/// `GET /healthz` on a fresh public connection: `Ok(())` (200 `ok`) or the status and
+/// error body of a node that is not ready.
+pub async fn health(kms: &Running) -> Result<(), (StatusCode, ErrorBody)> {
+    let (status, body) = get(kms, "/healthz").await;
+    if status == StatusCode::OK {
+        assert_eq!(&body[..], b"ok");
+        return Ok(());
+    }
+    let err: ErrorBody =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {body:?} ({status})"));
+    Err((status, err))
+}
+
+/// `GET /metrics` on a fresh public connection: the exposition text (200 asserted).
+pub async fn metrics_text(kms: &Running) -> String {
+    let (status, text) = get(kms, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(text.to_vec()).unwrap()
+}
+
+/// The value of the unlabelled metric `name` in `/metrics`.
+pub async fn metric(kms: &Running, name: &str) -> f64 {
+    let text = metrics_text(kms).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Poll `cond` until it holds (deadline 60 s); `what` names what did not happen.
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `POST /v1/app-key` (the default request) on `client`: the response or the KMS's
+/// error answer.
+pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, ErrorAnswer> {
+    client
+        .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
+        .await
+        .map_err(answer)
 }

@@ -119,6 +119,23 @@ pub async fn audit_node<S: LogSource + Send>(
     audit_all(&net.client, &mut sources, options).await
 }
 
+/// [`audit_node`] of `kms`, its log read through a public connection to it.
+pub async fn audit_kms(
+    net: &Devnet,
+    kms: &Kms,
+    options: AuditOptions,
+) -> cairn_onchain::Result<AuditReport> {
+    audit_node(net, node_of(kms), kms.client(None).await, options).await
+}
+
+/// Every checkpoint anchored on the chain so far.
+async fn all_anchors(
+    net: &Devnet,
+) -> Vec<cairn_onchain::Logged<cairn_onchain::KmsAuth::CheckpointAnchored>> {
+    let range = BlockRange::new(0, net.head_number().await);
+    net.client.anchors(range).await.unwrap()
+}
+
 /// The node address of `kms`.
 pub fn node_of(kms: &Kms) -> Address {
     Address::from(kms.node.address())
@@ -189,14 +206,9 @@ async fn audit_of_an_honest_log_finds_every_release_logged_and_allowed_exactly()
     assert!(other.releases.is_empty());
 
     // The whole cluster, with the receipts the guests got: clean.
-    let report = audit_node(
-        &net,
-        node,
-        kms.client(None).await,
-        AuditOptions::default().with_receipts(receipts),
-    )
-    .await
-    .unwrap();
+    let report = audit_kms(&net, &kms, AuditOptions::default().with_receipts(receipts))
+        .await
+        .unwrap();
     assert_eq!(report.findings, vec![]);
     assert_eq!(report.nodes.len(), 1);
     assert_eq!(report.stats.releases, 4);
@@ -338,10 +350,9 @@ async fn a_release_a_client_holds_a_receipt_for_but_the_log_hides_is_a_missing_e
         .unwrap();
     let mut split_view = receipts.clone();
     split_view[2].checkpoint = split.to_string();
-    let report = audit_node(
+    let report = audit_kms(
         &net,
-        node,
-        kms.client(None).await,
+        &kms,
         AuditOptions::default().with_receipts(split_view),
     )
     .await
@@ -370,11 +381,7 @@ async fn client_through(net: &Devnet, proxy: &RpcProxy) -> ChainClient {
 async fn an_anchor_rollback_in_the_events_read_is_found() {
     let (net, kms, app_id, _, _) = scenario().await;
     let node = node_of(&kms);
-    let anchors = net
-        .client
-        .anchors(BlockRange::new(0, net.head_number().await))
-        .await
-        .unwrap();
+    let anchors = all_anchors(&net).await;
     assert_eq!(anchors.len(), 2);
     let first_root = anchors[0].event.rootHash;
 
@@ -403,22 +410,13 @@ async fn an_anchor_rollback_in_the_events_read_is_found() {
 async fn an_audit_from_a_block_reads_only_what_came_after_the_anchor_before_it() {
     let (net, kms, _, _, _) = scenario().await;
     let node = node_of(&kms);
-    let anchors = net
-        .client
-        .anchors(BlockRange::new(0, net.head_number().await))
-        .await
-        .unwrap();
+    let anchors = all_anchors(&net).await;
     // From just after the first anchor (size 2): entries 2 and 3 only, started from
     // the anchored tree by the last leaf's inclusion proof.
     let from = anchors[0].block_number + 1;
-    let report = audit_node(
-        &net,
-        node,
-        kms.client(None).await,
-        AuditOptions::default().from_block(from),
-    )
-    .await
-    .unwrap();
+    let report = audit_kms(&net, &kms, AuditOptions::default().from_block(from))
+        .await
+        .unwrap();
     assert_eq!(report.findings, vec![]);
     let summary = report.node(node).unwrap();
     assert_eq!(summary.start, 2);
@@ -446,7 +444,7 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
     let (mut net, kms, _, _, _) = scenario().await;
     let node = node_of(&kms);
 
-    let clean = audit_node(&net, node, kms.client(None).await, AuditOptions::default()).await;
+    let clean = audit_kms(&net, &kms, AuditOptions::default()).await;
     assert_eq!(AuditOutcome::of(&clean), AuditOutcome::Clean);
     assert_eq!(AuditOutcome::of(&clean).exit_code(), 0);
 
@@ -471,7 +469,7 @@ async fn the_outcome_is_clean_findings_or_could_not_audit() {
 
     // No chain: an error, never a clean report.
     net.net.chain.kill_anvil();
-    let failed = audit_node(&net, node, kms.client(None).await, AuditOptions::default()).await;
+    let failed = audit_kms(&net, &kms, AuditOptions::default()).await;
     assert!(failed.is_err());
     assert_eq!(AuditOutcome::of(&failed), AuditOutcome::CouldNotAudit);
     assert_eq!(AuditOutcome::of(&failed).exit_code(), 2);

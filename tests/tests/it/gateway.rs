@@ -34,21 +34,61 @@ async fn world() -> World {
 }
 
 async fn world_with(tune: impl FnOnce(&mut GatewayOptions)) -> World {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let gateway_app = net.deploy_gateway_app().await;
-    let gateway_cvm = boot_gateway_cvm(&net, &kms, &gateway_app, 0x31).await;
-    let ca = TestCa::new();
-    let mut options = gateway_options(&net, &gateway_cvm.cvm.agent_socket(), &ca);
+    let parts = Parts::boot(0x31).await;
+    let mut options = parts.options();
     tune(&mut options);
-    let node = GatewayNode::start(options, None).await;
-    World {
-        net,
-        kms,
-        gateway_app,
-        gateway_cvm,
-        ca,
-        node,
+    parts.start(options).await
+}
+
+/// A [`World`] before its gateway node starts: the chain, the KMS, the gateway app and
+/// its CVM, the test CA.
+struct Parts {
+    net: Devnet,
+    kms: Kms,
+    gateway_app: AppAuthClient,
+    gateway_cvm: Running,
+    ca: TestCa,
+}
+
+impl Parts {
+    /// The chain and KMS, and the gateway app's CVM booted on host `seed`.
+    async fn boot(seed: u8) -> Parts {
+        let net = Devnet::new().await;
+        let kms = net.start_kms().await;
+        let gateway_app = net.deploy_gateway_app().await;
+        let gateway_cvm = boot_gateway_cvm(&net, &kms, &gateway_app, seed).await;
+        Parts {
+            net,
+            kms,
+            gateway_app,
+            gateway_cvm,
+            ca: TestCa::new(),
+        }
+    }
+
+    /// The default options of a gateway node on the gateway CVM.
+    fn options(&self) -> GatewayOptions {
+        gateway_options(&self.net, &self.gateway_cvm.cvm.agent_socket(), &self.ca)
+    }
+
+    /// The world with a gateway node started with `options`.
+    async fn start(self, options: GatewayOptions) -> World {
+        let node = GatewayNode::start(options, None).await;
+        let Parts {
+            net,
+            kms,
+            gateway_app,
+            gateway_cvm,
+            ca,
+        } = self;
+        World {
+            net,
+            kms,
+            gateway_app,
+            gateway_cvm,
+            ca,
+            node,
+        }
     }
 }
 
@@ -91,11 +131,43 @@ impl World {
             .app_cvm(host, &[self.node.registration_url()], plain, policy)
             .await;
         running.register();
-        let (a, i) = (running.app_id(), running.instance_id());
-        self.node
-            .wait_for("the app admitted", |s| GatewayNode::admits(s, &a, &i))
-            .await;
+        self.node.wait_admitting("the app admitted", &running).await;
         (app, running)
+    }
+
+    /// [`world`] with an app admitted ([`World::admitted_app`] on `host`, no port
+    /// policy).
+    async fn admitting(host: u8, plain: bool) -> (World, AppAuthClient, Running) {
+        let w = world().await;
+        let (app, running) = w.admitted_app(host, plain, None).await;
+        (w, app, running)
+    }
+
+    /// `GET path` once through this world's node, terminated at the gateway, to `id` (an
+    /// app or instance id) on port 443.
+    async fn get_terminated(
+        &self,
+        id: &[u8; 20],
+        connector: &tokio_rustls::TlsConnector,
+        path: &str,
+    ) -> Result<(u16, String), ClientError> {
+        get_once(self.node.proxy, &sni(id, Some(443), false), connector, path).await
+    }
+
+    /// The world with its node stopped and a new one started on the same registration
+    /// address.
+    async fn with_restarted_node(self) -> World {
+        let registration = self.node.registration;
+        self.node.stop().await;
+        let options = gateway_options(&self.net, &self.gateway_cvm.cvm.agent_socket(), &self.ca);
+        let node = GatewayNode::start(options, Some(registration)).await;
+        World { node, ..self }
+    }
+
+    /// Stop `running`, then the world.
+    async fn stop_with(self, running: Running) {
+        running.stop().await;
+        self.stop().await;
     }
 
     async fn stop(self) {
@@ -103,6 +175,34 @@ impl World {
         self.gateway_cvm.stop().await;
         self.kms.stop().await;
     }
+}
+
+/// An HTTP/1.1 connection over TLS (`connector`, server name `name`) on `tcp`, its
+/// driver spawned.
+async fn http1_over_tls<B>(
+    connector: tokio_rustls::TlsConnector,
+    name: String,
+    tcp: tokio::net::TcpStream,
+) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let server = rustls_pki_types::ServerName::try_from(name).unwrap();
+    let tls = connector.connect(server, tcp).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// `answer` is the echo app's: 200 and `echo <instance id> <path>` of `running`.
+#[track_caller]
+fn assert_echo(answer: (u16, String), running: &Running, path: &str) {
+    let want = format!("echo {} {path}\n", hex::encode(running.instance_id()));
+    assert_eq!(answer, (200, want));
 }
 
 fn expect_alert(r: Result<(u16, String), ClientError>, want: AlertDescription) {
@@ -114,32 +214,19 @@ fn expect_alert(r: Result<(u16, String), ClientError>, want: AlertDescription) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_through_the_gateway_reach_the_app_terminated_and_passed_through() {
-    let w = world().await;
-    let (_app, running) = w.admitted_app(0x41, false, None).await;
+    let (w, _app, running) = World::admitting(0x41, false).await;
     let (app_id, instance) = (running.app_id(), running.instance_id());
     let terminating = terminating_client(&w.ca);
 
     // terminated at the gateway (its certificate, verified by the client against the
     // test CA), forwarded over TLS to the app
-    let (status, body) = get_once(
-        w.node.proxy,
-        &sni(&app_id, Some(443), false),
-        &terminating,
-        "/hello",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(body, format!("echo {} /hello\n", hex::encode(instance)));
+    let answer = w.get_terminated(&app_id, &terminating, "/hello").await;
+    assert_echo(answer.unwrap(), &running, "/hello");
     // by instance id too
-    let (status, _) = get_once(
-        w.node.proxy,
-        &sni(&instance, Some(443), false),
-        &terminating,
-        "/i",
-    )
-    .await
-    .unwrap();
+    let (status, _) = w
+        .get_terminated(&instance, &terminating, "/i")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 
     // passed through: the client talks TLS with the app itself and sees its KMS-issued
@@ -156,14 +243,7 @@ async fn requests_through_the_gateway_reach_the_app_terminated_and_passed_throug
         check_app_chain(&running.root(), &pass.server_chain, &[0x77; 20]),
         Err(cairn_attestation::ChainError::AppIdMismatch { .. })
     ));
-    let (status, body) = pass.get("/through").await.unwrap();
-    assert_eq!(
-        (status, body.as_str()),
-        (
-            200,
-            format!("echo {} /through\n", hex::encode(instance)).as_str()
-        )
-    );
+    assert_echo(pass.get("/through").await.unwrap(), &running, "/through");
     // keep-alive: a second request on the same connection
     assert_eq!(pass.get("/again").await.unwrap().0, 200);
 
@@ -185,8 +265,7 @@ async fn requests_through_the_gateway_reach_the_app_terminated_and_passed_throug
         Some(Outcome::Registered(r)) if r.app_id == app_id
     ));
     drop(pass);
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,14 +326,12 @@ async fn an_instance_whose_compose_is_not_allowed_is_never_admitted() {
         .await,
         AlertDescription::UnrecognisedName,
     );
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_compose_hash_closes_open_connections_within_one_poll() {
-    let w = world().await;
-    let (app, running) = w.admitted_app(0x43, false, None).await;
+    let (w, app, running) = World::admitting(0x43, false).await;
     let app_id = running.app_id();
     let mut terminated = KeepAlive::open(
         w.node.proxy,
@@ -293,13 +370,8 @@ async fn revoking_the_compose_hash_closes_open_connections_within_one_poll() {
     );
     // no new connection either
     expect_alert(
-        get_once(
-            w.node.proxy,
-            &sni(&app_id, Some(443), false),
-            &terminating_client(&w.ca),
-            "/",
-        )
-        .await,
+        w.get_terminated(&app_id, &terminating_client(&w.ca), "/")
+            .await,
         AlertDescription::UnrecognisedName,
     );
     let s = w.node.status().await;
@@ -319,8 +391,7 @@ async fn revoking_the_compose_hash_closes_open_connections_within_one_poll() {
             "{metrics}"
         );
     }
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,13 +412,9 @@ async fn with_two_gateway_nodes_one_stopped_the_other_keeps_serving() {
         )
         .await;
     running.register();
-    let (a, i) = (running.app_id(), running.instance_id());
-    w.node
-        .wait_for("admitted by node 1", |s| GatewayNode::admits(s, &a, &i))
-        .await;
-    second
-        .wait_for("admitted by node 2", |s| GatewayNode::admits(s, &a, &i))
-        .await;
+    let a = running.app_id();
+    w.node.wait_admitting("admitted by node 1", &running).await;
+    second.wait_admitting("admitted by node 2", &running).await;
     let client = terminating_client(&w.ca);
     let name = sni(&a, Some(443), false);
     assert_eq!(
@@ -382,60 +449,31 @@ async fn with_two_gateway_nodes_one_stopped_the_other_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_is_registered_with_again() {
-    let w = world().await;
-    let (_app, running) = w.admitted_app(0x45, false, None).await;
-    let (a, i) = (running.app_id(), running.instance_id());
-    let registration = w.node.registration;
-    let World {
-        net,
-        kms,
-        gateway_cvm,
-        ca,
-        node,
-        ..
-    } = w;
-    node.stop().await;
+    let (w, _app, running) = World::admitting(0x45, false).await;
+    let a = running.app_id();
     // a new node on the same registration address keeps no state of the old one
-    let node = GatewayNode::start(
-        gateway_options(&net, &gateway_cvm.cvm.agent_socket(), &ca),
-        Some(registration),
-    )
-    .await;
-    node.wait_for("the instance registered again", |s| {
-        GatewayNode::admits(s, &a, &i)
-    })
-    .await;
-    let (status, _) = get_once(
-        node.proxy,
-        &sni(&a, Some(443), false),
-        &terminating_client(&ca),
-        "/",
-    )
-    .await
-    .unwrap();
+    let w = w.with_restarted_node().await;
+    w.node
+        .wait_admitting("the instance registered again", &running)
+        .await;
+    let (status, _) = w
+        .get_terminated(&a, &terminating_client(&w.ca), "/")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    node.stop().await;
-    running.stop().await;
-    gateway_cvm.stop().await;
-    kms.stop().await;
-    drop(net);
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_is_down_answers_502_quickly() {
-    let w = world().await;
-    let (_app, mut running) = w.admitted_app(0x46, false, None).await;
+    let (w, _app, mut running) = World::admitting(0x46, false).await;
     let a = running.app_id();
     running.stop_app().await;
     let started = Instant::now();
-    let (status, body) = get_once(
-        w.node.proxy,
-        &sni(&a, Some(443), false),
-        &terminating_client(&w.ca),
-        "/",
-    )
-    .await
-    .unwrap();
+    let (status, body) = w
+        .get_terminated(&a, &terminating_client(&w.ca), "/")
+        .await
+        .unwrap();
     eprintln!("backend down → 502 in {:?}", started.elapsed());
     assert_eq!(
         (status, body.as_str()),
@@ -457,8 +495,7 @@ async fn a_backend_that_is_down_answers_502_quickly() {
         !s.apps[0].instances[0].healthy,
         "failed connects mark it unhealthy"
     );
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 /// Everything the gateway answers to bytes that are not a routable ClientHello: read to
@@ -491,8 +528,7 @@ fn oversized_hello(len: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_hello_no_sni_unknown_app_and_oversized_hello_close_cleanly_and_the_gateway_keeps_serving(
 ) {
-    let w = world().await;
-    let (_app, running) = w.admitted_app(0x47, false, None).await;
+    let (w, _app, running) = World::admitting(0x47, false).await;
     let a = running.app_id();
     let client = terminating_client(&w.ca);
 
@@ -531,9 +567,7 @@ async fn malformed_hello_no_sni_unknown_app_and_oversized_hello_close_cleanly_an
         );
     }
     // and the gateway still serves
-    let (status, _) = get_once(w.node.proxy, &sni(&a, Some(443), false), &client, "/")
-        .await
-        .unwrap();
+    let (status, _) = w.get_terminated(&a, &client, "/").await.unwrap();
     assert_eq!(status, 200);
     let m = w.node.metrics().await;
     for reason in [
@@ -550,8 +584,7 @@ async fn malformed_hello_no_sni_unknown_app_and_oversized_hello_close_cleanly_an
             "{reason} not counted:\n{m}"
         );
     }
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 /// A TLS connection from `source` (a loopback address of its own).
@@ -584,18 +617,8 @@ async fn a_slowloris_of_handshakes_does_not_stop_other_clients() {
     // meanwhile a client from another source is served at once
     let started = Instant::now();
     let tcp = connect_from("127.0.0.3".parse().unwrap(), w.node.proxy).await;
-    let tls = terminating_client(&w.ca)
-        .connect(
-            rustls_pki_types::ServerName::try_from(sni(&a, Some(443), false)).unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender =
+        http1_over_tls(terminating_client(&w.ca), sni(&a, Some(443), false), tcp).await;
     let resp = sender
         .send_request(
             hyper::Request::get("/")
@@ -625,8 +648,7 @@ async fn a_slowloris_of_handshakes_does_not_stop_other_clients() {
         m.contains("cairn_gateway_connections_refused_total{reason=\"hello_timeout\"} 16"),
         "{m}"
     );
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,21 +663,14 @@ async fn the_measured_port_policy_restricts_reachable_ports() {
         .await;
     let a = running.app_id();
     let client = terminating_client(&w.ca);
-    assert_eq!(
-        get_once(w.node.proxy, &sni(&a, Some(443), false), &client, "/")
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(w.get_terminated(&a, &client, "/").await.unwrap().0, 200);
     for port in [Some(8080), None] {
         expect_alert(
             get_once(w.node.proxy, &sni(&a, port, false), &client, "/").await,
             AlertDescription::AccessDenied,
         );
     }
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,20 +714,11 @@ async fn plain_tcp_to_an_app_only_by_explicit_opt_in() {
     w.net.mine(CONFIRMATIONS).await;
     let mut running = Running::boot(app_cvm).await;
     running.register();
-    let i = running.instance_id();
-    plain
-        .wait_for("admitted", |s| GatewayNode::admits(s, &a, &i))
-        .await;
-    let (status, body) = get_once(plain.proxy, &name, &client, "/plain")
-        .await
-        .unwrap();
-    assert_eq!(
-        (status, body),
-        (200, format!("echo {} /plain\n", hex::encode(i)))
-    );
+    plain.wait_admitting("admitted", &running).await;
+    let answer = get_once(plain.proxy, &name, &client, "/plain").await;
+    assert_echo(answer.unwrap(), &running, "/plain");
     plain.stop().await;
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -785,18 +791,8 @@ async fn register_by_hand(
     let tcp = tokio::net::TcpStream::connect(node.registration)
         .await
         .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("gateway").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut sender = http1_over_tls(connector, "gateway".to_owned(), tcp).await;
     let req = hyper::Request::post(PATH_REGISTER)
         .header("host", "gateway")
         .header("content-type", "application/json")
@@ -967,7 +963,7 @@ async fn with_an_acme_certificate_source_the_gateway_serves_pebbles_wildcard_and
     // once issued, the app is served under the ACME wildcard
     let deadline = Instant::now() + Duration::from_secs(60);
     let (status, _) = loop {
-        match get_once(w.node.proxy, &sni(&a, Some(443), false), &client, "/acme").await {
+        match w.get_terminated(&a, &client, "/acme").await {
             Ok(ok) => break ok,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -994,8 +990,7 @@ async fn with_an_acme_certificate_source_the_gateway_serves_pebbles_wildcard_and
             .any(|k| k.public_key == hex::encode(&served)),
         "the served key is published with its quote"
     );
-    running.stop().await;
-    w.stop().await;
+    w.stop_with(running).await;
 }
 
 /// Issue 14: the gateway's chain RPC through a lying proxy set to `behaviour` (`Down` or
@@ -1013,25 +1008,13 @@ async fn gateway_chain_outage(behaviour: Behaviour, seed: u8) {
     const MAX_POLICY_AGE: Duration = Duration::from_secs(2);
     const RPC_TIMEOUT: Duration = Duration::from_secs(1);
 
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let gateway_app = net.deploy_gateway_app().await;
-    let gateway_cvm = boot_gateway_cvm(&net, &kms, &gateway_app, seed).await;
-    let ca = TestCa::new();
-    let proxy = RpcProxy::start(net.anvil.endpoint_url()).await;
-    let mut options = gateway_options(&net, &gateway_cvm.cvm.agent_socket(), &ca);
+    let parts = Parts::boot(seed).await;
+    let proxy = RpcProxy::start(parts.net.anvil.endpoint_url()).await;
+    let mut options = parts.options();
     options.chain.rpc_urls = vec![proxy.url()];
     options.chain.call_timeout = RPC_TIMEOUT;
     options.max_policy_age = MAX_POLICY_AGE;
-    let node = GatewayNode::start(options, None).await;
-    let w = World {
-        net,
-        kms,
-        gateway_app,
-        gateway_cvm,
-        ca,
-        node,
-    };
+    let w = parts.start(options).await;
     let terminating = terminating_client(&w.ca);
 
     // Before: app A admitted and reachable, a connection to it kept open; app B booted,
@@ -1129,11 +1112,8 @@ async fn gateway_chain_outage(behaviour: Behaviour, seed: u8) {
     // Back: routing and admission resume by themselves.
     proxy.set(Behaviour::Forward);
     let back = Instant::now();
-    let (b, b_instance) = (running_b.app_id(), running_b.instance_id());
     w.node
-        .wait_for("B admitted by its own retry", |s| {
-            GatewayNode::admits(s, &b, &b_instance)
-        })
+        .wait_admitting("B admitted by its own retry", &running_b)
         .await;
     let admitted_b = back.elapsed();
     let resumed = loop {
@@ -1150,13 +1130,10 @@ async fn gateway_chain_outage(behaviour: Behaviour, seed: u8) {
         }
     };
     eprintln!("{behaviour:?} → Forward: B admitted after {admitted_b:?}, A routed again after {resumed:?}");
-    let (status, body) = get_once(w.node.proxy, &sni(&b, Some(443), false), &terminating, "/b")
-        .await
-        .unwrap();
-    assert_eq!(
-        (status, body),
-        (200, format!("echo {} /b\n", hex::encode(b_instance)))
-    );
+    let answer = w
+        .get_terminated(&running_b.app_id(), &terminating, "/b")
+        .await;
+    assert_echo(answer.unwrap(), &running_b, "/b");
     assert_eq!(open.get("/after").await.unwrap().0, 200);
     drop(open);
     running_a.stop().await;

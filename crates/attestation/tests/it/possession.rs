@@ -219,24 +219,21 @@ fn certificates_over_the_ra_tls_limit_are_refused_before_anything_else() {
     use rustls::server::danger::ClientCertVerifier;
     let big = CertificateDer::from(vec![0x30; MAX_RA_TLS_CERT_LEN + 1]);
     let now = rustls_pki_types::UnixTime::now();
+    let bad_encoding = |side: &str, err: rustls::Error| {
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+            ),
+            "{side}: {err:?}"
+        );
+    };
     let err = PossessionServerVerifier::new()
         .verify_server_cert(&big, &[], &ServerName::try_from("x").unwrap(), &[], now)
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        ),
-        "{err:?}"
-    );
+    bad_encoding("server verifier", err);
     let err = PossessionClientVerifier::optional()
         .verify_client_cert(&big, &[], now)
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        ),
-        "{err:?}"
-    );
+    bad_encoding("client verifier", err);
 }

@@ -29,8 +29,7 @@ const COMPOSE_V2: &[u8] = br#"{"manifest_version":2,"name":"demo","runner":"proc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_orphaned_block() {
-    let w = World::new().await;
-    let kms = w.start(0xE1).await;
+    let (w, kms) = World::serving(0xE1).await;
     let v2 = Guest::boot(pki(), 0x81, image(), w.app_id, COMPOSE_V2);
     let mut v2_conn = kms.client(Some(&v2.cert())).await;
     let err = app_key(&mut v2_conn).await.unwrap_err();

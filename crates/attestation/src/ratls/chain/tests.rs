@@ -43,6 +43,20 @@ fn make_root(name: &str) -> (Issuer<'static, KeyPair>, String) {
     (Issuer::new(params, key), pem)
 }
 
+/// [`make_root`] named "root", and that root trusted.
+fn trusted_root() -> (Issuer<'static, KeyPair>, String, RootCa) {
+    let (issuer, pem) = make_root("root");
+    let root = RootCa::from_pem(&pem).unwrap();
+    (issuer, pem, root)
+}
+
+/// An app CA of [`APP_A`] under `root` and a leaf of [`APP_A`] under it (DER).
+fn chain_of_a(root: &Issuer<'_, KeyPair>) -> (Vec<u8>, Vec<u8>) {
+    let (ca_issuer, ca_der) = app_ca(root, Some(&APP_A), Usage::AppCa);
+    let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
+    (ca_der, leaf_der)
+}
+
 /// An app CA under `issuer` for `app_id` (None: no app-id extension) with `usage`.
 fn app_ca(
     issuer: &Issuer<'_, KeyPair>,
@@ -91,8 +105,7 @@ fn der(pem: &str) -> Vec<u8> {
 
 #[test]
 fn a_root_issued_cert_verifies_and_a_self_signed_one_does_not() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (_, issued) = leaf(&root_issuer, &APP_A);
     root.verify_issued(&issued, NOW).unwrap();
 
@@ -118,8 +131,7 @@ fn a_root_issued_cert_verifies_and_a_self_signed_one_does_not() {
 
 #[test]
 fn a_tampered_tbs_fails() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (_, mut issued) = leaf(&root_issuer, &APP_A);
     // Flip a byte of the SAN "app.example" inside the TBS.
     let i = issued.iter().rposition(|&b| b == b'x').unwrap();
@@ -148,8 +160,7 @@ fn a_non_ca_issuer_and_a_non_self_signed_root_are_refused() {
 
 #[test]
 fn a_root_or_server_cert_outside_its_validity_is_refused() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (_, issued) = leaf(&root_issuer, &APP_A);
     // Before the root's notBefore (2025): the root is checked first.
     refused!(
@@ -172,8 +183,7 @@ fn a_root_or_server_cert_outside_its_validity_is_refused() {
 
 #[test]
 fn an_app_chain_verifies_with_and_without_the_trailing_root() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, root_pem, root) = trusted_root();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (leaf_key, leaf_der) = leaf(&ca_issuer, &APP_A);
     let v = verify_app_chain(&root, &[&leaf_der, &ca_der, &der(&root_pem)], &APP_A, NOW).unwrap();
@@ -185,10 +195,8 @@ fn an_app_chain_verifies_with_and_without_the_trailing_root() {
 
 #[test]
 fn chains_must_have_the_documented_shape_and_end_at_the_trusted_root() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
-    let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
-    let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
+    let (root_issuer, _, root) = trusted_root();
+    let (ca_der, leaf_der) = chain_of_a(&root_issuer);
     let (_, other_root) = make_root("root");
     refused!(
         verify_app_chain(&root, &[&leaf_der, &ca_der, &der(&other_root)], &APP_A, NOW),
@@ -203,8 +211,7 @@ fn chains_must_have_the_documented_shape_and_end_at_the_trusted_root() {
 #[test]
 fn a_chain_under_a_wrong_root_is_refused() {
     let (root_issuer, _) = make_root("root");
-    let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
-    let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
+    let (ca_der, leaf_der) = chain_of_a(&root_issuer);
     // Another root with the same name: names match, the app CA's signature does not.
     let (_, other_pem) = make_root("root");
     let other = RootCa::from_pem(&other_pem).unwrap();
@@ -218,10 +225,8 @@ fn a_chain_under_a_wrong_root_is_refused() {
 
 #[test]
 fn a_leaf_of_app_a_presented_for_app_b_is_refused() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
-    let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
-    let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
+    let (root_issuer, _, root) = trusted_root();
+    let (ca_der, leaf_der) = chain_of_a(&root_issuer);
     refused!(
         verify_app_chain(&root, &[&leaf_der, &ca_der], &APP_B, NOW),
         ChainError::AppIdMismatch {
@@ -246,8 +251,7 @@ fn a_leaf_of_app_a_presented_for_app_b_is_refused() {
 
 #[test]
 fn a_ca_without_app_id_or_with_another_usage_is_refused() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, None, Usage::AppCa);
     let (_, leaf_der) = leaf(&ca_issuer, &APP_A);
     refused!(
@@ -271,8 +275,7 @@ fn a_ca_without_app_id_or_with_another_usage_is_refused() {
 
 #[test]
 fn an_expired_or_not_yet_valid_leaf_is_refused() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (ca_issuer, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, expired) = leaf_valid(&ca_issuer, &APP_A, 2025, 2026);
     refused!(
@@ -295,8 +298,7 @@ fn an_expired_or_not_yet_valid_leaf_is_refused() {
 
 #[test]
 fn a_leaf_signed_by_another_app_ca_or_claiming_to_be_a_ca_is_refused() {
-    let (root_issuer, root_pem) = make_root("root");
-    let root = RootCa::from_pem(&root_pem).unwrap();
+    let (root_issuer, _, root) = trusted_root();
     let (_, ca_der) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (other_ca, _) = app_ca(&root_issuer, Some(&APP_A), Usage::AppCa);
     let (_, leaf_der) = leaf(&other_ca, &APP_A);
