@@ -52,11 +52,22 @@ pub(crate) async fn send_alert<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S
         return;
     }
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    drain(stream, &mut [0u8; 4096], MAX_LINGER_BYTES, LINGER).await;
+}
+
+/// Read and drop what the peer still sends, up to `max` bytes or for `within`, whichever
+/// ends first (or until EOF or an error), through `buf`, so that closing does not reset
+/// a connection whose peer has not read the last thing written to it yet.
+pub(crate) async fn drain<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+    max: usize,
+    within: Duration,
+) {
     let mut drained = 0;
-    let _ = tokio::time::timeout(LINGER, async {
-        while drained < MAX_LINGER_BYTES {
-            match stream.read(&mut sink).await {
+    let _ = tokio::time::timeout(within, async {
+        while drained < max {
+            match stream.read(buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }

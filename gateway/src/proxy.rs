@@ -263,16 +263,7 @@ async fn bad_gateway<S: Io>(client: &mut S) {
         return;
     }
     let _ = client.flush().await;
-    let mut drained = 0;
-    let _ = tokio::time::timeout(DRAIN_AFTER_502, async {
-        while drained < MAX_DRAIN {
-            match client.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    })
-    .await;
+    hello::drain(client, &mut buf, MAX_DRAIN, DRAIN_AFTER_502).await;
     let _ = tokio::time::timeout(Duration::from_millis(100), client.shutdown()).await;
 }
 

@@ -186,14 +186,26 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
+/// `dir`'s entries, read one at a time, each with its path and its own (unfollowed)
+/// file type: the walk `restrict` and `wipe` share.
+fn entries(
+    dir: &Path,
+) -> Result<impl Iterator<Item = Result<(fs::DirEntry, PathBuf, fs::FileType)>> + '_> {
+    let read = fs::read_dir(dir).map_err(io_err("read dir", dir))?;
+    Ok(read.map(move |entry| {
+        let entry = entry.map_err(io_err("read dir", dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io_err("stat", &path))?;
+        Ok((entry, path, kind))
+    }))
+}
+
 /// Set 0700 on `dir` and every directory below it, 0600 on every file. Symlinks are not
 /// followed.
 fn restrict(dir: &Path) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(io_err("chmod", dir))?;
-    for entry in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
-        let entry = entry.map_err(io_err("read dir", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("stat", &path))?;
+    for entry in entries(dir)? {
+        let (_, path, kind) = entry?;
         if kind.is_dir() {
             restrict(&path)?;
         } else if kind.is_file() {
@@ -265,10 +277,8 @@ fn recover_erasure(dir: &Path) -> Result<()> {
 /// Best effort against the storage below (see docs/security.md "Key rotation").
 fn wipe(dir: &Path) -> Result<()> {
     use std::io::Write as _;
-    for entry in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
-        let entry = entry.map_err(io_err("read dir", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("stat", &path))?;
+    for entry in entries(dir)? {
+        let (entry, path, kind) = entry?;
         if kind.is_dir() {
             wipe(&path)?;
             continue;

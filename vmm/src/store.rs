@@ -164,42 +164,41 @@ impl CvmDir {
             root: state_dir.join(CVMS_DIR).join(id),
         }
     }
+}
+
+/// One accessor of [`CvmDir`] a row: `name => path below the CVM's directory`.
+macro_rules! cvm_dir_paths {
+    ($($(#[$doc:meta])* $name:ident => $rel:literal;)*) => {
+        impl CvmDir {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> PathBuf {
+                    self.root.join($rel)
+                }
+            )*
+        }
+    };
+}
+
+cvm_dir_paths! {
     /// `manifest.json`.
-    pub fn manifest(&self) -> PathBuf {
-        self.root.join("manifest.json")
-    }
+    manifest => "manifest.json";
     /// `state.json`.
-    pub fn state(&self) -> PathBuf {
-        self.root.join("state.json")
-    }
+    state => "state.json";
     /// The host share.
-    pub fn shared(&self) -> PathBuf {
-        self.root.join("shared")
-    }
+    shared => "shared";
     /// The console log.
-    pub fn console(&self) -> PathBuf {
-        self.root.join("console.log")
-    }
+    console => "console.log";
     /// The rotated console log.
-    pub fn console_old(&self) -> PathBuf {
-        self.root.join("console.log.1")
-    }
+    console_old => "console.log.1";
     /// The host-API socket.
-    pub fn host_api(&self) -> PathBuf {
-        self.root.join("host-api.sock")
-    }
+    host_api => "host-api.sock";
     /// The guest's keys directory (process backend).
-    pub fn keys(&self) -> PathBuf {
-        self.root.join("keys")
-    }
+    keys => "keys";
     /// The guest's work directory (process backend).
-    pub fn work(&self) -> PathBuf {
-        self.root.join("work")
-    }
+    work => "work";
     /// The guest agent's socket (process backend).
-    pub fn agent_socket(&self) -> PathBuf {
-        self.root.join("agent.sock")
-    }
+    agent_socket => "agent.sock";
 }
 
 /// Write `bytes` to `path` atomically (temp file 0600 + fsync + rename + dir fsync).

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::consts::MAX_COLLATERAL_LEN;
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 
 /// Verification collateral with its validity window and a version fingerprint.
 ///
@@ -58,13 +58,7 @@ impl Collateral {
             (&inner.tcb_info, "TCB Info"),
             (&inner.qe_identity, "QE Identity"),
         ] {
-            if json.len() > MAX_COLLATERAL_LEN {
-                return Err(Error::TooLarge {
-                    what: "collateral JSON",
-                    len: json.len(),
-                    max: MAX_COLLATERAL_LEN,
-                });
-            }
+            check_len("collateral JSON", json.len(), MAX_COLLATERAL_LEN)?;
             let d: Dates = serde_json::from_str(json).map_err(|e| malformed(what, e))?;
             window(
                 rfc3339_unix(&d.issue_date, what)?,
@@ -110,13 +104,7 @@ impl Collateral {
     /// Parse collateral JSON in dcap-qvl's `QuoteCollateralV3` shape (byte fields as hex),
     /// bounded by [`MAX_COLLATERAL_LEN`].
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > MAX_COLLATERAL_LEN {
-            return Err(Error::TooLarge {
-                what: "collateral",
-                len: bytes.len(),
-                max: MAX_COLLATERAL_LEN,
-            });
-        }
+        check_len("collateral", bytes.len(), MAX_COLLATERAL_LEN)?;
         let inner: QuoteCollateralV3 =
             serde_json::from_slice(bytes).map_err(|e| malformed("collateral JSON", e))?;
         Self::new(inner)

@@ -166,3 +166,12 @@ impl Error {
         )
     }
 }
+
+/// [`Error::TooLarge`] when `len` is over `max`: the bound every parser checks first.
+pub(crate) fn check_len(what: &'static str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        Err(Error::TooLarge { what, len, max })
+    } else {
+        Ok(())
+    }
+}

@@ -11,7 +11,7 @@ use crate::consts::{
     MAX_EVENT_NAME_LEN, MAX_EVENT_PAYLOAD_LEN, MIN_BOOT_EVENTS, RUNTIME_EVENT_IMR,
     RUNTIME_EVENT_TYPE,
 };
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 use crate::ids::{AppId, ComposeHash, InstanceId, KeyProvider, Measurement48, OsImageHash};
 use crate::tee::Tee;
 
@@ -93,22 +93,10 @@ pub fn to_json(events: &[RuntimeEvent]) -> Vec<u8> {
 /// Every entry must be an RTMR3 runtime event (`imr` 3, `event_type` 0x08000001) whose
 /// recorded `digest` equals the digest of its name and payload.
 pub fn from_json(bytes: &[u8]) -> Result<Vec<RuntimeEvent>> {
-    if bytes.len() > MAX_EVENT_LOG_LEN {
-        return Err(Error::TooLarge {
-            what: "event log",
-            len: bytes.len(),
-            max: MAX_EVENT_LOG_LEN,
-        });
-    }
+    check_len("event log", bytes.len(), MAX_EVENT_LOG_LEN)?;
     let items: Vec<EventJson> =
         serde_json::from_slice(bytes).map_err(|e| Error::MalformedEventLog(e.to_string()))?;
-    if items.len() > MAX_EVENTS {
-        return Err(Error::TooLarge {
-            what: "event count",
-            len: items.len(),
-            max: MAX_EVENTS,
-        });
-    }
+    check_len("event count", items.len(), MAX_EVENTS)?;
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         if item.imr != RUNTIME_EVENT_IMR || item.event_type != RUNTIME_EVENT_TYPE {
@@ -117,13 +105,7 @@ pub fn from_json(bytes: &[u8]) -> Result<Vec<RuntimeEvent>> {
                 item.imr, item.event_type
             )));
         }
-        if item.event.len() > MAX_EVENT_NAME_LEN {
-            return Err(Error::TooLarge {
-                what: "event name",
-                len: item.event.len(),
-                max: MAX_EVENT_NAME_LEN,
-            });
-        }
+        check_len("event name", item.event.len(), MAX_EVENT_NAME_LEN)?;
         if item.event_payload.len() > 2 * MAX_EVENT_PAYLOAD_LEN {
             return Err(Error::TooLarge {
                 what: "event payload",
@@ -327,27 +309,9 @@ impl EventLog {
         payload: impl Into<Vec<u8>>,
     ) -> Result<()> {
         let event = RuntimeEvent::new(name, payload);
-        if event.name.len() > MAX_EVENT_NAME_LEN {
-            return Err(Error::TooLarge {
-                what: "event name",
-                len: event.name.len(),
-                max: MAX_EVENT_NAME_LEN,
-            });
-        }
-        if event.payload.len() > MAX_EVENT_PAYLOAD_LEN {
-            return Err(Error::TooLarge {
-                what: "event payload",
-                len: event.payload.len(),
-                max: MAX_EVENT_PAYLOAD_LEN,
-            });
-        }
-        if self.events.len() >= MAX_EVENTS {
-            return Err(Error::TooLarge {
-                what: "event count",
-                len: self.events.len() + 1,
-                max: MAX_EVENTS,
-            });
-        }
+        check_len("event name", event.name.len(), MAX_EVENT_NAME_LEN)?;
+        check_len("event payload", event.payload.len(), MAX_EVENT_PAYLOAD_LEN)?;
+        check_len("event count", self.events.len() + 1, MAX_EVENTS)?;
         tee.extend_rtmr3(&event.digest())?;
         self.events.push(event);
         Ok(())

@@ -253,30 +253,24 @@ impl TdMeasurements {
     /// SHA-256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ SHA-256(key_provider payload)).
     pub fn mr_system(&self, key_provider_payload: &[u8]) -> MrSystem {
         let kp: [u8; 32] = Sha256::digest(key_provider_payload).into();
-        MrSystem(
-            Sha256::new()
-                .chain_update(self.mrtd.0)
-                .chain_update(self.rtmr0.0)
-                .chain_update(self.rtmr1.0)
-                .chain_update(self.rtmr2.0)
-                .chain_update(kp)
-                .finalize()
-                .into(),
-        )
+        MrSystem(self.digest_with(&kp))
     }
 
     /// SHA-256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ RTMR3).
     pub fn mr_aggregated(&self) -> MrAggregated {
-        MrAggregated(
-            Sha256::new()
-                .chain_update(self.mrtd.0)
-                .chain_update(self.rtmr0.0)
-                .chain_update(self.rtmr1.0)
-                .chain_update(self.rtmr2.0)
-                .chain_update(self.rtmr3.0)
-                .finalize()
-                .into(),
-        )
+        MrAggregated(self.digest_with(&self.rtmr3.0))
+    }
+
+    /// SHA-256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ `last`): what both aggregates hash.
+    fn digest_with(&self, last: &[u8]) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(self.mrtd.0)
+            .chain_update(self.rtmr0.0)
+            .chain_update(self.rtmr1.0)
+            .chain_update(self.rtmr2.0)
+            .chain_update(last)
+            .finalize()
+            .into()
     }
 }
 

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 use crate::ids::{Measurement48, OsImageHash, TdMeasurements};
 use crate::verify::VerifiedQuote;
 
@@ -61,13 +61,7 @@ impl OsImageManifest {
     /// Parse a manifest (bounded by [`MAX_MANIFEST_LEN`]). The bytes must be canonical, so
     /// that the hash of the bytes given equals [`Self::os_image_hash`].
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > MAX_MANIFEST_LEN {
-            return Err(Error::TooLarge {
-                what: "OS image manifest",
-                len: bytes.len(),
-                max: MAX_MANIFEST_LEN,
-            });
-        }
+        check_len("OS image manifest", bytes.len(), MAX_MANIFEST_LEN)?;
         let m: OsImageManifest =
             serde_json::from_slice(bytes).map_err(|source| Error::MalformedManifest { source })?;
         if m.to_bytes() != bytes {

@@ -12,7 +12,7 @@
 use dcap_qvl::quote::Quote;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 
 /// Most certificates accepted in a quote's PCK chain (Intel's is leaf, PCK CA, root).
 pub const MAX_PCK_CHAIN_CERTS: usize = 5;
@@ -37,13 +37,11 @@ pub(crate) fn pck_chain(quote: &Quote) -> Result<Vec<Vec<u8>>> {
             "PCK certificate chain: no certificate".into(),
         ));
     }
-    if chain.len() > MAX_PCK_CHAIN_CERTS {
-        return Err(Error::TooLarge {
-            what: "PCK certificate chain (certificates)",
-            len: chain.len(),
-            max: MAX_PCK_CHAIN_CERTS,
-        });
-    }
+    check_len(
+        "PCK certificate chain (certificates)",
+        chain.len(),
+        MAX_PCK_CHAIN_CERTS,
+    )?;
     Ok(chain)
 }
 

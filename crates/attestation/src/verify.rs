@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::bounded::BoundedCache;
 use crate::collateral::Collateral;
 use crate::consts::{INTEL_ROOT_CA_DER, MAX_EVENT_LOG_LEN, MAX_QUOTE_LEN};
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 use crate::eventlog::{self, RuntimeEvent};
 use crate::ids::{
     AppId, ComposeHash, DeviceId, InstanceId, KeyProvider, Measurement48, MrAggregated, MrSystem,
@@ -240,14 +240,6 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-fn too_large(what: &'static str, len: usize, max: usize) -> Result<()> {
-    if len > max {
-        Err(Error::TooLarge { what, len, max })
-    } else {
-        Ok(())
-    }
-}
-
 impl Verifier {
     fn with_root(root_der: Vec<u8>, root: TrustRoot) -> Self {
         Verifier {
@@ -336,8 +328,8 @@ impl Verifier {
         expected_report_data: &[u8; 64],
         now_unix: u64,
     ) -> Result<VerifiedQuote> {
-        too_large("quote", quote.len(), MAX_QUOTE_LEN)?;
-        too_large("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
+        check_len("quote", quote.len(), MAX_QUOTE_LEN)?;
+        check_len("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
         let collateral = pccs
             .collateral_for_quote(quote, &self.root_der, now_unix)
             .await?;
@@ -359,8 +351,8 @@ impl Verifier {
         collateral: &Collateral,
         now_unix: u64,
     ) -> Result<VerifiedQuote> {
-        too_large("quote", quote.len(), MAX_QUOTE_LEN)?;
-        too_large("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
+        check_len("quote", quote.len(), MAX_QUOTE_LEN)?;
+        check_len("event log", event_log_json.len(), MAX_EVENT_LOG_LEN)?;
 
         let key = (
             cache_key(quote, event_log_json, expected_report_data),
@@ -414,7 +406,7 @@ impl Verifier {
         collateral: &Collateral,
         now_unix: u64,
     ) -> Result<VerifiedReport> {
-        too_large("quote", quote.len(), MAX_QUOTE_LEN)?;
+        check_len("quote", quote.len(), MAX_QUOTE_LEN)?;
         collateral.check_valid_at(now_unix)?;
         let parsed = dcap_qvl::quote::Quote::parse(quote)
             .map_err(|e| Error::MalformedQuote(format!("{e:#}")))?;

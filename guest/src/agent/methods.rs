@@ -173,15 +173,24 @@ pub(super) async fn quote(
     blocking(move || s.quote_with_log(&rd)).await
 }
 
+/// [`quote`] as the API answers it: the quote as hex and the event log as text.
+pub(super) async fn quote_text(
+    s: &Arc<GuestState>,
+    rd: [u8; 64],
+) -> Result<(String, String), AgentFailure> {
+    let (q, log) = quote(s, rd).await?;
+    Ok((hex::encode(q), String::from_utf8_lossy(&log).into_owned()))
+}
+
 pub(super) async fn get_quote(
     State(s): State<Arc<GuestState>>,
     body: Bytes,
 ) -> AgentResult<GetQuoteResponse> {
     let rd = report_data(&parse(&body)?)?;
-    let (q, log) = quote(&s, rd).await?;
+    let (quote, event_log) = quote_text(&s, rd).await?;
     Ok(Json(GetQuoteResponse {
-        quote: hex::encode(q),
-        event_log: String::from_utf8_lossy(&log).into_owned(),
+        quote,
+        event_log,
         report_data: hex::encode(rd),
         vm_config: s.vm_config.clone(),
     }))
@@ -192,11 +201,11 @@ pub(super) async fn attest(
     body: Bytes,
 ) -> AgentResult<AttestResponse> {
     let rd = report_data(&parse(&body)?)?;
-    let (q, log) = quote(&s, rd).await?;
+    let (quote, event_log) = quote_text(&s, rd).await?;
     let doc = Attestation {
         version: ATTESTATION_VERSION.to_owned(),
-        quote: hex::encode(q),
-        event_log: String::from_utf8_lossy(&log).into_owned(),
+        quote,
+        event_log,
         vm_config: s.vm_config.clone(),
     };
     let json = serde_json::to_vec(&doc).map_err(|e| AgentFailure(Error::Io(e.to_string())))?;

@@ -22,7 +22,7 @@ use cairn_protocol::agent::{
 };
 use p256::pkcs8::EncodePrivateKey;
 
-use super::methods::{key_for, quote};
+use super::methods::{key_for, quote_text};
 use super::tls::{self, TlsKeyOptions};
 use super::{bad, hex_arg, parse, AgentFailure, AgentResult};
 use crate::error::Error;
@@ -85,10 +85,10 @@ async fn tdx_quote_of(
     let (rd, hash_algorithm, prefix) =
         tappd_report_data(&content, &req.hash_algorithm, &req.prefix)
             .map_err(|e| bad(e.to_string()))?;
-    let (q, log) = quote(s, rd).await?;
+    let (quote, event_log) = quote_text(s, rd).await?;
     Ok(TdxQuoteResponse {
-        quote: hex::encode(q),
-        event_log: String::from_utf8_lossy(&log).into_owned(),
+        quote,
+        event_log,
         hash_algorithm,
         prefix,
     })

@@ -59,28 +59,24 @@ fn peer_cert(peer: &Option<Extension<Peer>>) -> Option<&[u8]> {
         .map(Vec::as_slice)
 }
 
-pub(crate) async fn app_key(
-    State(node): NodeState,
-    peer: Option<Extension<Peer>>,
-    ApiJson(req): ApiJson<AppKeyRequest>,
-) -> Result<Json<AppKeyResponse>, ApiError> {
-    node.release_app_key(peer_cert(&peer), &req).await.map(Json)
+/// The release endpoints, one a row: `handler(Request) -> Response = Node method`. Each
+/// passes the caller's client certificate and its JSON body to the node.
+macro_rules! release_handlers {
+    ($($name:ident($req:ty) -> $resp:ty = $release:ident;)*) => {$(
+        pub(crate) async fn $name(
+            State(node): NodeState,
+            peer: Option<Extension<Peer>>,
+            ApiJson(req): ApiJson<$req>,
+        ) -> Result<Json<$resp>, ApiError> {
+            node.$release(peer_cert(&peer), &req).await.map(Json)
+        }
+    )*};
 }
 
-pub(crate) async fn sign_cert(
-    State(node): NodeState,
-    peer: Option<Extension<Peer>>,
-    ApiJson(req): ApiJson<SignCertRequest>,
-) -> Result<Json<SignCertResponse>, ApiError> {
-    node.sign_cert(peer_cert(&peer), &req).await.map(Json)
-}
-
-pub(crate) async fn onboard(
-    State(node): NodeState,
-    peer: Option<Extension<Peer>>,
-    ApiJson(req): ApiJson<OnboardRequest>,
-) -> Result<Json<OnboardResponse>, ApiError> {
-    node.onboard_peer(peer_cert(&peer), &req).await.map(Json)
+release_handlers! {
+    app_key(AppKeyRequest) -> AppKeyResponse = release_app_key;
+    sign_cert(SignCertRequest) -> SignCertResponse = sign_cert;
+    onboard(OnboardRequest) -> OnboardResponse = onboard_peer;
 }
 
 pub(crate) async fn env_pubkey(

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use crate::bounded::BoundedCache;
 use crate::collateral::Collateral;
 use crate::consts::{INTEL_ROOT_CA_DER, MAX_QUOTE_LEN};
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 use crate::pck::{claimed_platform, pck_chain, verify_pck_chain, Platform};
 use limits::TokenBucket;
 pub use limits::{PccsLimits, PccsStats};
@@ -273,13 +273,7 @@ impl PccsClient {
         trust_root_der: &[u8],
         now: u64,
     ) -> Result<Arc<Collateral>> {
-        if quote.len() > MAX_QUOTE_LEN {
-            return Err(Error::TooLarge {
-                what: "quote",
-                len: quote.len(),
-                max: MAX_QUOTE_LEN,
-            });
-        }
+        check_len("quote", quote.len(), MAX_QUOTE_LEN)?;
         let parsed = dcap_qvl::quote::Quote::parse(quote)
             .map_err(|e| Error::MalformedQuote(format!("{e:#}")))?;
         let chain = pck_chain(&parsed)?;
