@@ -40,7 +40,7 @@ cargo test --workspace --locked --doc
 # The workspace tests above include the cluster ones (tests/tests/it/cluster.rs: a guest
 # boots on a 3-node cluster with its first node down; rotation.rs: a DAO-voted root-key
 # rotation on that cluster).
-log "devnet: scripts/devnet.sh with 3 KMS nodes boots the demo app with keys, refuses the unapproved one (then exits)"
+log "devnet: scripts/devnet.sh with 3 KMS nodes: DAO, VMM, gateway, the demo app deployed through the VMM with its keys and reached through the gateway, the unapproved compose refused (then exits)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 devnet_dir=$(mktemp -d)
 CAIRN_DEVNET_EXIT=1 CAIRN_DEVNET_KMS_NODES=3 CAIRN_DEVNET_PORT=$(free_port) CAIRN_DEVNET_KMS_PORT=$(free_port) CAIRN_DEVNET_DIR=$devnet_dir \
