@@ -129,6 +129,7 @@ pub struct AgentError {
 }
 
 /// `GetKey` request.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetKeyRequest {
     /// Derivation path (HKDF info).
@@ -144,7 +145,6 @@ pub struct GetKeyRequest {
     /// generation instead of the current one — the previous generation while the CVM
     /// holds it (booted during a rotation's transition window), so the app can decrypt
     /// what it sealed before and re-encrypt it. Absent: the current generation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_generation: Option<u64>,
 }
 
@@ -171,6 +171,7 @@ fn default_true() -> bool {
 }
 
 /// `GetTlsKey` request.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetTlsKeyRequest {
     /// Subject common name (default: the app name).
@@ -190,15 +191,12 @@ pub struct GetTlsKeyRequest {
     pub usage_client_auth: bool,
     /// dstack ≥ 0.5.7: the leaf's notBefore, seconds since the Unix epoch (default: the
     /// KMS's, a few minutes before now).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<u64>,
     /// dstack ≥ 0.5.7: the leaf's notAfter, seconds since the Unix epoch (default: the
     /// KMS's leaf validity from now; never later than that).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<u64>,
     /// dstack ≥ 0.5.7: the leaf must carry the app id extension (`…62397.1.3`). Cairn's
     /// KMS puts it in every leaf; `true` makes the agent check it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub with_app_info: Option<bool>,
 }
 

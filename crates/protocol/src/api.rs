@@ -74,11 +74,11 @@ impl ErrorBody {
 /// certificate, never from the body; the body only says whether the keys of the previous
 /// key generation are wanted too (a rotation's transition window, docs/rotation.md).
 /// `{}` asks for the current generation alone.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppKeyRequest {
     /// Also release the same app's keys of the generation a rotation replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_generation: Option<PreviousGeneration>,
 }
 
@@ -155,6 +155,7 @@ pub struct Receipt {
 }
 
 /// `POST /v1/app-key` response: the app's keys. `Debug` redacts every secret.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppKeyResponse {
@@ -184,7 +185,6 @@ pub struct AppKeyResponse {
     /// The log receipt of this release.
     pub receipt: Receipt,
     /// The previous generation's keys, when asked for and served.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousAppKeys>,
 }
 
@@ -205,6 +205,7 @@ impl std::fmt::Debug for AppKeyResponse {
 }
 
 /// `POST /v1/sign-cert` request: a PKCS#10 CSR signed by the attested app's key.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignCertRequest {
@@ -214,11 +215,9 @@ pub struct SignCertRequest {
     /// The leaf's notBefore, seconds since the Unix epoch (guest agent `GetTlsKey`
     /// `not_before`); absent: a few minutes before now. Sent only when set, so a KMS
     /// without this field still accepts requests that do not use it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<u64>,
     /// The leaf's notAfter, seconds since the Unix epoch; absent: the KMS's leaf validity
     /// from now, which is also the latest a KMS issues.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<u64>,
 }
 
@@ -385,13 +384,13 @@ pub struct ConsistencyProofResponse {
 
 /// `POST /v1/onboard` request. The new node is identified by its RA-TLS client
 /// certificate (usage `kms:rpc`); `{}` asks for the current key generation.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
     /// Ask for this key generation instead (a rotation: the new generation, once it is
     /// current on chain; or the previous one during its window). Refused with 404
     /// `not_found` when the source node does not hold it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_generation: Option<u64>,
 }
 

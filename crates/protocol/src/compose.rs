@@ -180,6 +180,7 @@ pub enum Runner<'a> {
 }
 
 /// The parsed `app-compose.json`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppCompose {
@@ -190,10 +191,8 @@ pub struct AppCompose {
     /// `process` or `docker-compose`.
     pub runner: String,
     /// The docker-compose YAML (runner `docker-compose`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_compose_file: Option<String>,
     /// The command line (runner `process`; Cairn's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessSpec>,
     /// Ask a KMS for keys (without it, the app boots without keys or env).
     #[serde(default)]
@@ -202,7 +201,6 @@ pub struct AppCompose {
     #[serde(default, alias = "tproxy_enabled")]
     pub gateway_enabled: bool,
     /// `"kms"` (the only provider Cairn has); absent means `kms` when `kms_enabled`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_provider: Option<String>,
     /// Hex of the KMS root CA SPKI DER the app pins; empty means not pinned.
     #[serde(default)]
@@ -214,7 +212,6 @@ pub struct AppCompose {
     #[serde(default)]
     pub public_sysinfo: bool,
     /// Whether the TCB info may be served publicly (dstack; informational).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_tcbinfo: Option<bool>,
     /// Names of the encrypted env vars passed to the app; every other name is dropped.
     #[serde(default)]
@@ -226,25 +223,19 @@ pub struct AppCompose {
     #[serde(default)]
     pub secure_time: bool,
     /// dstack's deprecated feature list (accepted, ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<String>>,
     /// dstack's docker registry configuration (accepted, ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<serde_json::Value>,
     /// dstack's local key provider (must not be enabled: Cairn only has the KMS).
     #[serde(default)]
     pub local_key_provider_enabled: bool,
     /// dstack's pre-launch script (must be absent or empty: Cairn does not run it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_launch_script: Option<String>,
     /// dstack's data-disk file system (accepted, ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_fs: Option<String>,
     /// dstack's swap size (accepted, ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_size: Option<serde_json::Value>,
     /// Which ports a gateway may forward to (dstack's field; see [`PortPolicy`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_policy: Option<PortPolicy>,
 }
 

@@ -76,6 +76,7 @@ impl AppPort {
 }
 
 /// `sys-config.json`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SysConfig {
@@ -86,15 +87,12 @@ pub struct SysConfig {
     #[serde(default)]
     pub gateway_urls: Vec<String>,
     /// A PCCS for collateral (dstack field; optional).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pccs_url: Option<String>,
     /// dstack's docker registry mirror (accepted, ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_registry: Option<String>,
     /// Where the guest reports boot progress to the host (the VMM's per-CVM host API,
     /// [`crate::hostapi`]): `unix:/path/to/host-api.sock`. Other schemes (dstack's
     /// `vsock://`) are accepted and not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_api_url: Option<String>,
     /// Host ports the VMM mapped to the app's ports (process backend: the app shares the
     /// host's loopback, so it must listen on `host_port`; the guest exports each pair to
@@ -108,11 +106,11 @@ pub struct SysConfig {
     /// Cairn's own: where the guest reads KmsAuth to check its KMS's measurements
     /// (`isKmsAllowed`) before trusting it. Optional; without it the guest relies on its
     /// KMS pin alone (docs/guest.md "Which KMS a guest trusts").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainSection>,
 }
 
 /// `sys-config.json`'s `chain` section: an RPC endpoint and the KmsAuth contract.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSection {
@@ -123,7 +121,6 @@ pub struct ChainSection {
     /// The KmsAuth contract address, hex (20 bytes, optional `0x`).
     pub kms_auth: String,
     /// Policy is read this many blocks behind head ([`DEFAULT_CONFIRMATIONS`] if absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmations: Option<u64>,
 }
 

@@ -69,6 +69,7 @@ pub fn is_valid_cvm_name(name: &str) -> bool {
 }
 
 /// A port the app listens on and the host port it is reachable at.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -76,7 +77,6 @@ pub struct PortRequest {
     /// The port the app listens on inside the CVM.
     pub guest_port: u16,
     /// The loopback port on the host; omitted: the VMM picks a free one from its range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
 }
 
@@ -92,6 +92,7 @@ pub struct PortMapping {
 }
 
 /// `POST /v1/cvms`: deploy a CVM.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -101,7 +102,7 @@ pub struct CreateCvmRequest {
     pub name: String,
     /// The app id (its AppAuth contract address). Omitted: `compose_hash[0..20]`, which no
     /// KmsAuth registers, so the pre-flight refuses it.
-    #[serde(default, with = "opt_fixed", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "opt_fixed")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "0x5fbdb2315678afecb367f032d93f642f64180aa3"))]
     pub app_id: Option<[u8; 20]>,
     /// The exact text of `app-compose.json` (its SHA-256 is the compose hash).
@@ -119,18 +120,12 @@ pub struct CreateCvmRequest {
     #[serde(default)]
     pub ports: Vec<PortRequest>,
     /// `.encrypted-env`: ciphertext for the app's KMS env key (never plaintext).
-    #[serde(
-        default,
-        with = "opt_capped_env",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_capped_env")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub encrypted_env: Option<Vec<u8>>,
     /// KMS URLs for this CVM; omitted: the VMM's configured ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_urls: Option<Vec<String>>,
     /// Gateway URLs for this CVM; omitted: the VMM's configured ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_urls: Option<Vec<String>>,
     /// Start right after creating (default true).
     #[serde(default = "default_true")]
@@ -148,6 +143,7 @@ fn default_true() -> bool {
 }
 
 /// `POST /v1/cvms/{id}/upgrade`: a new compose (a new compose hash) for the same app.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -155,15 +151,10 @@ pub struct UpgradeRequest {
     /// The exact text of the new `app-compose.json`.
     pub compose: String,
     /// A new `.encrypted-env`; omitted: keep the current one.
-    #[serde(
-        default,
-        with = "opt_capped_env",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_capped_env")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub encrypted_env: Option<Vec<u8>>,
     /// A new OS image `NAME:VERSION`; omitted: keep the current one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// When the chain does not allow the new compose yet: wait (poll the chain) until a
     /// vote or timelock allows it, then apply (answer 202 and report progress in the
@@ -171,7 +162,6 @@ pub struct UpgradeRequest {
     #[serde(default)]
     pub wait_for_approval: bool,
     /// How long to wait for approval, in seconds (default 3600, at most 7 days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_secs: Option<u64>,
 }
 
@@ -264,6 +254,7 @@ impl UpgradeState {
 }
 
 /// The progress of an upgrade (`wait_for_approval`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -278,18 +269,17 @@ pub struct UpgradeStatus {
     /// scheduled hash activates.
     pub detail: String,
     /// When the scheduled compose hash activates (unix seconds, chain time), if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activates_at: Option<u64>,
     /// When waiting began (unix seconds).
     pub started_at: u64,
     /// When waiting gives up (unix seconds).
     pub deadline: u64,
     /// The policy block of the latest check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at_block: Option<u64>,
 }
 
 /// A CVM in a list.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -311,19 +301,17 @@ pub struct CvmSummary {
     /// Lifecycle state.
     pub state: CvmState,
     /// Why it failed (state `failed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Port mappings.
     pub ports: Vec<PortMapping>,
     /// The latest guest report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event: Option<GuestEvent>,
     /// A pending or finished upgrade's state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeState>,
 }
 
 /// One CVM in full (`GET /v1/cvms/{id}`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -363,10 +351,8 @@ pub struct CvmInfo {
     /// Lifecycle state.
     pub state: CvmState,
     /// Why it failed (state `failed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The guest process (process backend) or QEMU pid, while active.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     /// When it was created (unix seconds).
     pub created_at: u64,
@@ -376,7 +362,6 @@ pub struct CvmInfo {
     /// (display only; at most [`MAX_GUEST_EVENTS`]).
     pub events: Vec<GuestEvent>,
     /// A pending or finished upgrade.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeStatus>,
 }
 
@@ -423,6 +408,7 @@ pub enum CheckStatus {
 }
 
 /// One check of a pre-flight.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -432,13 +418,10 @@ pub struct CheckOutcome {
     /// Its outcome.
     pub status: CheckStatus,
     /// The denial code when it failed (`denied.compose_hash`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// The contract's reason string when it failed or is scheduled, unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When a scheduled compose hash activates (unix seconds, chain time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activates_at: Option<u64>,
 }
 
@@ -524,6 +507,7 @@ pub enum ImageKind {
 }
 
 /// An OS image the VMM knows.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -553,11 +537,11 @@ pub struct ImageInfo {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub rtmr2: [u8; 48],
     /// Whether KmsAuth allows it at `block_number`; absent when the chain could not be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed: Option<bool>,
 }
 
 /// `GET /v1/images`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -565,10 +549,8 @@ pub struct ImageList {
     /// The images, by reference.
     pub images: Vec<ImageInfo>,
     /// The policy block the `allowed` flags were read at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_number: Option<u64>,
     /// Why the chain could not be read, when it could not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_error: Option<String>,
 }
 
@@ -657,6 +639,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("expected 20 bytes"), "{e}");
+    }
+
+    #[test]
+    fn absent_optional_fields_read_as_none_and_stay_absent() {
+        fn round_trip<T: serde::de::DeserializeOwned + Serialize>(json: &str) -> String {
+            serde_json::to_string(&serde_json::from_str::<T>(json).unwrap()).unwrap()
+        }
+        type RoundTrip = fn(&str) -> String;
+        let cases: [(&str, &str, RoundTrip); 5] = [
+            (
+                "PortRequest",
+                r#"{"guest_port":80}"#,
+                round_trip::<PortRequest>,
+            ),
+            (
+                "CreateCvmRequest",
+                r#"{"name":"d","compose":"{}","image":"x","vcpus":1,"memory_mb":1024,"ports":[],"start":true}"#,
+                round_trip::<CreateCvmRequest>,
+            ),
+            (
+                "UpgradeRequest",
+                r#"{"compose":"{}","wait_for_approval":false}"#,
+                round_trip::<UpgradeRequest>,
+            ),
+            (
+                "CheckOutcome",
+                r#"{"check":"os_image","status":"pass"}"#,
+                round_trip::<CheckOutcome>,
+            ),
+            ("ImageList", r#"{"images":[]}"#, round_trip::<ImageList>),
+        ];
+        for (name, json, round_trip) in cases {
+            assert_eq!(round_trip(json), json, "{name}");
+        }
     }
 
     #[test]
