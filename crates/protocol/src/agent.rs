@@ -157,14 +157,10 @@ pub struct GetKeyResponse {
     pub signature_chain: Vec<String>,
 }
 
-impl std::fmt::Debug for GetKeyResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetKeyResponse")
-            .field("key", &"<redacted>")
-            .field("signature_chain", &self.signature_chain)
-            .finish()
-    }
-}
+redacted_debug!(GetKeyResponse {
+    key: redacted,
+    signature_chain
+});
 
 fn default_true() -> bool {
     true
@@ -209,14 +205,10 @@ pub struct GetTlsKeyResponse {
     pub certificate_chain: Vec<String>,
 }
 
-impl std::fmt::Debug for GetTlsKeyResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetTlsKeyResponse")
-            .field("key", &"<redacted>")
-            .field("certificate_chain", &self.certificate_chain.len())
-            .finish()
-    }
-}
+redacted_debug!(GetTlsKeyResponse {
+    key: redacted,
+    certificate_chain: len
+});
 
 /// `GetQuote` / `Attest` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,14 +413,10 @@ pub struct DeriveK256KeyResponse {
     pub k256_signature_chain: Vec<String>,
 }
 
-impl std::fmt::Debug for DeriveK256KeyResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeriveK256KeyResponse")
-            .field("k256_key", &"<redacted>")
-            .field("k256_signature_chain", &self.k256_signature_chain)
-            .finish()
-    }
-}
+redacted_debug!(DeriveK256KeyResponse {
+    k256_key: redacted,
+    k256_signature_chain
+});
 
 /// `POST /prpc/Tappd.TdxQuote` / `RawQuote` request (legacy).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

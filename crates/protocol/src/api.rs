@@ -124,19 +124,16 @@ pub struct PreviousAppKeys {
     pub receipt: Receipt,
 }
 
-impl std::fmt::Debug for PreviousAppKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreviousAppKeys")
-            .field("key_generation", &self.key_generation)
-            .field("valid_until", &self.valid_until)
-            .field("app_key", &"<redacted>")
-            .field("kms_signature", &hex0x::encode(&self.kms_signature))
-            .field("disk_key", &"<redacted>")
-            .field("env_secret", &"<redacted>")
-            .field("receipt", &self.receipt)
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(PreviousAppKeys {
+    key_generation,
+    valid_until,
+    app_key: redacted,
+    kms_signature: hex,
+    disk_key: redacted,
+    env_secret: redacted,
+    receipt,
+    ..
+});
 
 /// Proof that a release was logged and under which policy block it was allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,21 +185,18 @@ pub struct AppKeyResponse {
     pub previous: Option<PreviousAppKeys>,
 }
 
-impl std::fmt::Debug for AppKeyResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppKeyResponse")
-            .field("app_key", &"<redacted>")
-            .field("kms_signature", &hex0x::encode(&self.kms_signature))
-            .field("disk_key", &"<redacted>")
-            .field("env_secret", &"<redacted>")
-            .field("gateway_app_id", &hex0x::encode(&self.gateway_app_id))
-            .field("os_image_hash", &hex0x::encode(&self.os_image_hash))
-            .field("key_generation", &self.key_generation)
-            .field("receipt", &self.receipt)
-            .field("previous", &self.previous)
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(AppKeyResponse {
+    app_key: redacted,
+    kms_signature: hex,
+    disk_key: redacted,
+    env_secret: redacted,
+    gateway_app_id: hex,
+    os_image_hash: hex,
+    key_generation,
+    receipt,
+    previous,
+    ..
+});
 
 /// `POST /v1/sign-cert` request: a PKCS#10 CSR signed by the attested app's key.
 #[serde_with::skip_serializing_none]
@@ -408,15 +402,11 @@ pub struct OnboardResponse {
     pub receipt: Receipt,
 }
 
-impl std::fmt::Debug for OnboardResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnboardResponse")
-            .field("master_secret", &"<redacted>")
-            .field("key_generation", &self.key_generation)
-            .field("receipt", &self.receipt)
-            .finish()
-    }
-}
+redacted_debug!(OnboardResponse {
+    master_secret: redacted,
+    key_generation,
+    receipt
+});
 
 #[cfg(test)]
 mod tests {

@@ -72,14 +72,10 @@ pub struct EnvVar {
     pub value: String,
 }
 
-impl std::fmt::Debug for EnvVar {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvVar")
-            .field("key", &self.key)
-            .field("value", &"<redacted>")
-            .finish()
-    }
-}
+redacted_debug!(EnvVar {
+    key,
+    value: redacted
+});
 
 /// The plaintext document `{"env":[...]}`, validated: names well formed and unique.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@
 //! # Layout
 //! - `hex0x` — serde helpers for `0x` hex (fixed, capped, secret).
 //! - `bounded` — serde helpers for capped strings and lists.
+//! - `redact` — `redacted_debug!`, the `Debug` impls of the types that hold secrets.
 //! - `api` — KMS API wire types.
 //! - `gateway` — gateway API wire types.
 //! - `sig` — signatures and the app-key chain.
@@ -27,6 +28,9 @@
 //! # Feature flags
 //! - `openapi`: derives `utoipa::ToSchema` on the [`vmm`] types; changes nothing else.
 //! - `error` — [`Error`].
+
+#[macro_use]
+mod redact;
 
 pub mod agent;
 pub mod api;

@@ -234,14 +234,11 @@ pub struct InstanceInfo {
     pub instance_id: String,
 }
 
-impl std::fmt::Debug for InstanceInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InstanceInfo")
-            .field("app_id", &self.app_id)
-            .field("instance_id", &self.instance_id)
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(InstanceInfo {
+    app_id,
+    instance_id,
+    ..
+});
 
 fn decode_hex(s: &str, field: &'static str, max: usize) -> Result<Vec<u8>, ShareFileError> {
     let digits = s.strip_prefix("0x").unwrap_or(s);

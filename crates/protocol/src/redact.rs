@@ -1,0 +1,76 @@
+//! `redacted_debug!`: the `Debug` impl of a wire type that holds secrets.
+//!
+//! The secret-bearing responses (`api`, `agent`, `env`, `sysconfig`) list the fields
+//! `Debug` may show and how; one macro writes the impls so that each type's list is all a
+//! reader has to check.
+
+/// Implements `std::fmt::Debug` for a struct holding secrets, with its fields in the order
+/// listed: `field` shows the value, `field: redacted` shows `"<redacted>"`, `field: hex`
+/// shows the bytes as `0x` hex, `field: len` shows only the length. A trailing `..` marks
+/// that some fields are left out (`finish_non_exhaustive`); fields not listed never appear.
+macro_rules! redacted_debug {
+    ($ty:ident { $($field:ident $(: $how:ident)?),+ $(,)? }) => {
+        redacted_debug!(@impl $ty, finish, $($field $(: $how)?),+);
+    };
+    ($ty:ident { $($field:ident $(: $how:ident)?),+ , .. }) => {
+        redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(: $how)?),+);
+    };
+    (@impl $ty:ident, $finish:ident, $($field:ident $(: $how:ident)?),+) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), redacted_debug!(@show self.$field $(, $how)?)))+
+                    .$finish()
+            }
+        }
+    };
+    (@show $value:expr) => { &$value };
+    (@show $value:expr, redacted) => { &"<redacted>" };
+    (@show $value:expr, hex) => { &$crate::hex0x::encode(&$value) };
+    (@show $value:expr, len) => { &$value.len() };
+}
+
+#[cfg(test)]
+mod tests {
+    struct Secretive {
+        name: &'static str,
+        #[allow(dead_code)] // never read: `Debug` must not show it
+        secret: [u8; 2],
+        id: [u8; 2],
+        chain: Vec<&'static str>,
+    }
+    redacted_debug!(Secretive {
+        name,
+        secret: redacted,
+        id: hex,
+        chain: len
+    });
+
+    struct Partial {
+        name: &'static str,
+        #[allow(dead_code)] // left out of `Debug`
+        hidden: u8,
+    }
+    redacted_debug!(Partial { name, .. });
+
+    #[test]
+    fn each_mode_shows_what_it_names_and_the_secret_never() {
+        let s = Secretive {
+            name: "n",
+            secret: [0xaa, 0xbb],
+            id: [1, 2],
+            chain: vec!["a", "b", "c"],
+        };
+        let shown = format!("{s:?}");
+        assert_eq!(
+            shown,
+            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", chain: 3 }"#
+        );
+        assert!(!shown.contains("aabb") && !shown.contains("170"), "{shown}");
+        let p = Partial {
+            name: "n",
+            hidden: 7,
+        };
+        assert_eq!(format!("{p:?}"), r#"Partial { name: "n", .. }"#);
+    }
+}
