@@ -49,11 +49,10 @@ mod abi {
             string[] advisoryIds;
         }
 
-        /// ABI layout of a version-2 release record; `abi.encode(record)`.
-        struct ReleaseRecordV2 {
-            uint8 version;
-            uint8 kind;
-            AppBootInfo boot;
+        /// The fields after the boot info, the same in both versions. Every field is
+        /// static, so the tuple is encoded in place: `abi.encode` of a record is the same
+        /// as with these fields written out flat.
+        struct ReleaseTail {
             uint32 keyGeneration;
             uint64 chainId;
             uint64 policyBlockNumber;
@@ -62,6 +61,14 @@ mod abi {
             bytes32 clientKeyHash;
             address kmsNode;
             uint64 timestamp;
+        }
+
+        /// ABI layout of a version-2 release record; `abi.encode(record)`.
+        struct ReleaseRecordV2 {
+            uint8 version;
+            uint8 kind;
+            AppBootInfo boot;
+            ReleaseTail tail;
         }
 
         /// ABI layout of a version-1 release record; `abi.encode(record)`.
@@ -75,16 +82,21 @@ mod abi {
             bytes32 osImageHash;
             bytes32 mrAggregated;
             string tcbStatus;
-            uint32 keyGeneration;
-            uint64 chainId;
-            uint64 policyBlockNumber;
-            bytes32 policyBlockHash;
-            bytes32 quoteHash;
-            bytes32 clientKeyHash;
-            address kmsNode;
-            uint64 timestamp;
+            ReleaseTail tail;
         }
     }
+}
+
+/// Strict ABI decoding that also rejects any bytes `abi.encode` of the result would not
+/// give back (trailing bytes, dirty padding, non-canonical offsets).
+fn decode_canonical<T: SolValue + From<<T::SolType as alloy_sol_types::SolType>::RustType>>(
+    bytes: &[u8],
+) -> Result<T, EntryError> {
+    let r = T::abi_decode_validate(bytes)?;
+    if r.abi_encode() != bytes {
+        return Err(EntryError::NonCanonical);
+    }
+    Ok(r)
 }
 
 /// What kind of release a record logs.
@@ -257,14 +269,7 @@ impl ReleaseRecord {
                 version: RECORD_VERSION,
                 kind: self.kind as u8,
                 boot: self.boot.to_abi(),
-                keyGeneration: self.key_generation,
-                chainId: self.chain_id,
-                policyBlockNumber: self.policy_block_number,
-                policyBlockHash: self.policy_block_hash,
-                quoteHash: self.quote_hash,
-                clientKeyHash: self.client_key_hash,
-                kmsNode: self.kms_node,
-                timestamp: self.timestamp,
+                tail: self.abi_tail(),
             }
             .abi_encode(),
             RecordVersion::V1 => self.encode_v1()?,
@@ -291,14 +296,7 @@ impl ReleaseRecord {
             osImageHash: b.os_image_hash,
             mrAggregated: b.mr_aggregated,
             tcbStatus: b.tcb_status.clone(),
-            keyGeneration: self.key_generation,
-            chainId: self.chain_id,
-            policyBlockNumber: self.policy_block_number,
-            policyBlockHash: self.policy_block_hash,
-            quoteHash: self.quote_hash,
-            clientKeyHash: self.client_key_hash,
-            kmsNode: self.kms_node,
-            timestamp: self.timestamp,
+            tail: self.abi_tail(),
         }
         .abi_encode())
     }
@@ -332,23 +330,13 @@ impl ReleaseRecord {
     }
 
     fn decode_v2(bytes: &[u8]) -> Result<Self, EntryError> {
-        let r = abi::ReleaseRecordV2::abi_decode_validate(bytes)?;
-        if r.abi_encode() != bytes {
-            return Err(EntryError::NonCanonical);
-        }
-        Ok(ReleaseRecord {
-            version: RecordVersion::V2,
-            kind: ReleaseKind::try_from(r.kind)?,
-            boot: AppBootInfo::from_abi(r.boot),
-            key_generation: r.keyGeneration,
-            chain_id: r.chainId,
-            policy_block_number: r.policyBlockNumber,
-            policy_block_hash: r.policyBlockHash,
-            quote_hash: r.quoteHash,
-            client_key_hash: r.clientKeyHash,
-            kms_node: r.kmsNode,
-            timestamp: r.timestamp,
-        })
+        let r: abi::ReleaseRecordV2 = decode_canonical(bytes)?;
+        Self::from_abi(
+            RecordVersion::V2,
+            r.kind,
+            AppBootInfo::from_abi(r.boot),
+            r.tail,
+        )
     }
 
     fn decode_v1(bytes: &[u8]) -> Result<Self, EntryError> {
@@ -358,14 +346,11 @@ impl ReleaseRecord {
                 max: MAX_RECORD_V1_LEN,
             });
         }
-        let r = abi::ReleaseRecordV1::abi_decode_validate(bytes)?;
-        if r.abi_encode() != bytes {
-            return Err(EntryError::NonCanonical);
-        }
-        Ok(ReleaseRecord {
-            version: RecordVersion::V1,
-            kind: ReleaseKind::try_from(r.kind)?,
-            boot: AppBootInfo {
+        let r: abi::ReleaseRecordV1 = decode_canonical(bytes)?;
+        Self::from_abi(
+            RecordVersion::V1,
+            r.kind,
+            AppBootInfo {
                 app_id: r.appId,
                 compose_hash: r.composeHash,
                 instance_id: r.instanceId,
@@ -376,14 +361,41 @@ impl ReleaseRecord {
                 tcb_status: r.tcbStatus,
                 advisory_ids: Vec::new(),
             },
-            key_generation: r.keyGeneration,
-            chain_id: r.chainId,
-            policy_block_number: r.policyBlockNumber,
-            policy_block_hash: r.policyBlockHash,
-            quote_hash: r.quoteHash,
-            client_key_hash: r.clientKeyHash,
-            kms_node: r.kmsNode,
-            timestamp: r.timestamp,
+            r.tail,
+        )
+    }
+
+    fn abi_tail(&self) -> abi::ReleaseTail {
+        abi::ReleaseTail {
+            keyGeneration: self.key_generation,
+            chainId: self.chain_id,
+            policyBlockNumber: self.policy_block_number,
+            policyBlockHash: self.policy_block_hash,
+            quoteHash: self.quote_hash,
+            clientKeyHash: self.client_key_hash,
+            kmsNode: self.kms_node,
+            timestamp: self.timestamp,
+        }
+    }
+
+    fn from_abi(
+        version: RecordVersion,
+        kind: u8,
+        boot: AppBootInfo,
+        t: abi::ReleaseTail,
+    ) -> Result<Self, EntryError> {
+        Ok(ReleaseRecord {
+            version,
+            kind: ReleaseKind::try_from(kind)?,
+            boot,
+            key_generation: t.keyGeneration,
+            chain_id: t.chainId,
+            policy_block_number: t.policyBlockNumber,
+            policy_block_hash: t.policyBlockHash,
+            quote_hash: t.quoteHash,
+            client_key_hash: t.clientKeyHash,
+            kms_node: t.kmsNode,
+            timestamp: t.timestamp,
         })
     }
 
