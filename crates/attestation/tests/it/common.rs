@@ -6,7 +6,7 @@ use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
 use cairn_attestation::simulator::{
     OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTcbStatus, SimTdx,
 };
-use cairn_attestation::{Collateral, EventLog, Tee, Verifier};
+use cairn_attestation::{Collateral, Error, EventLog, Tee, Verifier};
 
 /// The fixed "now" every simulator test runs at (2026-09-21T...Z).
 pub const NOW: u64 = 1_790_000_000;
@@ -84,6 +84,15 @@ pub fn evidence() -> Evidence {
 pub fn sim_verifier(pki: &SimPki) -> Verifier {
     Verifier::dangerous_with_simulator_root(pki.root_ca_der())
         .with_collateral(Collateral::new(pki.collateral()).expect("collateral"))
+}
+
+/// Why [`sim_verifier`] of `pki` refuses `quote` and `log` for `report_data` at [`NOW`]
+/// (the test fails if it accepts them).
+pub fn refusal(pki: &SimPki, quote: &[u8], log: &[u8], report_data: &[u8; 64]) -> Error {
+    match sim_verifier(pki).verify(quote, log, report_data, NOW) {
+        Ok(q) => panic!("verified, expected a refusal: {q:?}"),
+        Err(e) => e,
+    }
 }
 
 /// Forges the FMSPC in a quote's PCK leaf: the leaf keeps its length (so the quote's

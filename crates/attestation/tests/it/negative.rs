@@ -22,9 +22,7 @@ fn tampered_quote_body_fails_the_quote_signature() {
     ] {
         let mut q = ev.quote.clone();
         q[offset] ^= 0x01;
-        let err = sim_verifier(&pki())
-            .verify(&q, &ev.log, &rd(1), NOW)
-            .unwrap_err();
+        let err = refusal(&pki(), &q, &ev.log, &rd(1));
         assert!(
             matches!(&err, Error::QuoteVerification(m) if m.contains("signature")),
             "offset {offset}: {err}"
@@ -37,18 +35,14 @@ fn tampered_qe_report_fails() {
     let ev = evidence();
     let mut q = ev.quote.clone();
     q[770 + 100] ^= 0x01;
-    let err = sim_verifier(&pki())
-        .verify(&q, &ev.log, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki(), &q, &ev.log, &rd(1));
     assert!(matches!(err, Error::QuoteVerification(_)), "{err}");
 }
 
 #[test]
 fn wrong_report_data_is_rejected() {
     let ev = evidence();
-    let err = sim_verifier(&pki())
-        .verify(&ev.quote, &ev.log, &rd(9), NOW)
-        .unwrap_err();
+    let err = refusal(&pki(), &ev.quote, &ev.log, &rd(9));
     assert!(matches!(err, Error::ReportDataMismatch), "{err}");
 }
 
@@ -56,9 +50,7 @@ fn wrong_report_data_is_rejected() {
 fn debug_td_is_rejected() {
     let pki = pki();
     let ev = evidence_on(&pki, 1, true);
-    let err = sim_verifier(&pki)
-        .verify(&ev.quote, &ev.log, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki, &ev.quote, &ev.log, &rd(1));
     assert!(matches!(err, Error::DebugTd(_)), "{err}");
 }
 
@@ -68,9 +60,7 @@ fn non_zero_mrsignerseam_is_rejected_even_when_collateral_expects_it() {
     cfg.mr_signer_seam = [0xee; 48];
     let pki = std::sync::Arc::new(SimPki::new(cfg).unwrap());
     let ev = evidence_on(&pki, 1, false);
-    let err = sim_verifier(&pki)
-        .verify(&ev.quote, &ev.log, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki, &ev.quote, &ev.log, &rd(1));
     assert!(matches!(err, Error::NonIntelTdxModule(_)), "{err}");
 }
 
@@ -81,16 +71,12 @@ fn event_log_that_does_not_replay_to_rtmr3_is_rejected() {
     let mut events = eventlog::from_json(&ev.log).unwrap();
     events[2].payload = vec![0xaa; 32];
     let forged = eventlog::to_json(&events);
-    let err = sim_verifier(&pki())
-        .verify(&ev.quote, &forged, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki(), &ev.quote, &forged, &rd(1));
     assert!(matches!(err, Error::Rtmr3Mismatch { .. }), "{err}");
 
     // Dropping the last event also breaks the replay.
     let truncated = eventlog::to_json(&events[..events.len() - 1]);
-    let err = sim_verifier(&pki())
-        .verify(&ev.quote, &truncated, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki(), &ev.quote, &truncated, &rd(1));
     assert!(matches!(err, Error::Rtmr3Mismatch { .. }), "{err}");
 }
 
@@ -99,9 +85,7 @@ fn event_with_a_wrong_recorded_digest_is_rejected() {
     let ev = evidence();
     let mut v: serde_json::Value = serde_json::from_slice(&ev.log).unwrap();
     v[3]["digest"] = serde_json::Value::String(hex::encode([0u8; 48]));
-    let err = sim_verifier(&pki())
-        .verify(&ev.quote, &serde_json::to_vec(&v).unwrap(), &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki(), &ev.quote, &serde_json::to_vec(&v).unwrap(), &rd(1));
     assert!(
         matches!(err, Error::EventDigestMismatch { index: 3, .. }),
         "{err}"
@@ -110,23 +94,14 @@ fn event_with_a_wrong_recorded_digest_is_rejected() {
 
 #[test]
 fn events_measured_out_of_boot_order_are_rejected() {
-    let pki = pki();
-    let tdx = tdx_on(&pki, 4, false);
-    let mut log = EventLog::new();
     // compose-hash measured before app-id, for real: RTMR3 replays, the order is wrong.
-    for (name, payload) in [
+    let err = refusal_of_events(&[
         (EVENT_SYSTEM_PREPARING, vec![]),
         (EVENT_COMPOSE_HASH, vec![2u8; 32]),
         (EVENT_APP_ID, vec![1u8; 20]),
         (EVENT_INSTANCE_ID, vec![]),
         (EVENT_BOOT_MR_DONE, vec![]),
-    ] {
-        log.measure(&tdx, name, payload).unwrap();
-    }
-    let quote = tdx.quote(&rd(1)).unwrap();
-    let err = sim_verifier(&pki)
-        .verify(&quote, &log.to_json(), &rd(1), NOW)
-        .unwrap_err();
+    ]);
     assert!(
         matches!(
             err,
@@ -142,15 +117,7 @@ fn events_measured_out_of_boot_order_are_rejected() {
 
 #[test]
 fn app_event_measured_before_boot_finished_is_rejected() {
-    let pki = pki();
-    let tdx = tdx_on(&pki, 4, false);
-    let mut log = EventLog::new();
-    log.measure(&tdx, EVENT_SYSTEM_PREPARING, vec![]).unwrap();
-    log.measure(&tdx, "my-app", vec![1]).unwrap();
-    let quote = tdx.quote(&rd(1)).unwrap();
-    let err = sim_verifier(&pki)
-        .verify(&quote, &log.to_json(), &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal_of_events(&[(EVENT_SYSTEM_PREPARING, vec![]), ("my-app", vec![1])]);
     assert!(matches!(err, Error::EventOrder { index: 1, .. }), "{err}");
 }
 
@@ -176,9 +143,7 @@ fn expired_collateral_is_rejected() {
 fn revoked_tcb_is_rejected() {
     let pki = pki_with(SimTcbStatus::Revoked);
     let ev = evidence_on(&pki, 1, false);
-    let err = sim_verifier(&pki)
-        .verify(&ev.quote, &ev.log, &rd(1), NOW)
-        .unwrap_err();
+    let err = refusal(&pki, &ev.quote, &ev.log, &rd(1));
     assert!(matches!(err, Error::Revoked), "{err}");
 }
 
@@ -264,6 +229,19 @@ fn malformed_event_log_is_rejected() {
         .verify(&ev.quote, json.as_bytes(), &rd(1), NOW)
         .unwrap_err();
     assert!(matches!(err, Error::MalformedEventLog(_)), "{err}");
+}
+
+/// Why the verifier refuses a TD that measured exactly `events` (name, payload), in
+/// order, into RTMR3: the log replays, so only the event checks can refuse it.
+fn refusal_of_events(events: &[(&str, Vec<u8>)]) -> Error {
+    let pki = pki();
+    let tdx = tdx_on(&pki, 4, false);
+    let mut log = EventLog::new();
+    for (name, payload) in events {
+        log.measure(&tdx, *name, payload.clone()).unwrap();
+    }
+    let quote = tdx.quote(&rd(1)).unwrap();
+    refusal(&pki, &quote, &log.to_json(), &rd(1))
 }
 
 /// Which check must refuse a quote with a bit flipped at `offset` (TDX quote v4: a 48-byte
