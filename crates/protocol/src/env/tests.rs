@@ -24,6 +24,28 @@ fn recipient_pk() -> [u8; 32] {
     PublicKey::from(&recipient()).to_bytes()
 }
 
+/// The ephemeral secret and nonce of both vectors.
+const EPHEMERAL: [u8; 32] = [0x22; 32];
+const NONCE: [u8; 12] = [0x33; 12];
+
+/// [`vars`] in the legacy format with the vectors' ephemeral secret and nonce.
+fn legacy_blob() -> Vec<u8> {
+    encrypt_legacy_with(
+        StaticSecret::from(EPHEMERAL),
+        NONCE,
+        &recipient_pk(),
+        &vars(),
+    )
+    .unwrap()
+}
+
+/// `blob` decrypts for `app_id` to [`vars`], read as `format`.
+fn assert_decrypts_to_vars(app_id: &[u8; 20], blob: &[u8], format: EnvFormat) {
+    let (got, read_as) = decrypt(&recipient(), app_id, blob).unwrap();
+    assert_eq!(got, vars());
+    assert_eq!(read_as, format);
+}
+
 /// The vector of docs/protocol.md ("Env encryption test vector").
 const VECTOR_HEX: &str = include_str!("vector.hex");
 /// The legacy-format vector of docs/protocol.md, produced by
@@ -33,17 +55,8 @@ const LEGACY_VECTOR_HEX: &str = include_str!("legacy_vector.hex");
 #[test]
 fn legacy_format_matches_the_reference_vector() {
     let blob = hex::decode(LEGACY_VECTOR_HEX.trim()).unwrap();
-    let (got, format) = decrypt(&recipient(), &APP, &blob).unwrap();
-    assert_eq!(got, vars());
-    assert_eq!(format, EnvFormat::DstackLegacy);
-    let ours = encrypt_legacy_with(
-        StaticSecret::from([0x22; 32]),
-        [0x33; 12],
-        &recipient_pk(),
-        &vars(),
-    )
-    .unwrap();
-    assert_eq!(ours, blob);
+    assert_decrypts_to_vars(&APP, &blob, EnvFormat::DstackLegacy);
+    assert_eq!(legacy_blob(), blob);
 }
 
 #[test]
@@ -63,24 +76,21 @@ fn cairn_reference_vector_decrypts_only_for_its_app_id() {
 fn cairn_format_round_trips() {
     let blob = encrypt(&recipient_pk(), &APP, &vars()).unwrap();
     assert!(blob.starts_with(MAGIC));
-    let (got, format) = decrypt(&recipient(), &APP, &blob).unwrap();
-    assert_eq!(got, vars());
-    assert_eq!(format, EnvFormat::Cairn);
+    assert_decrypts_to_vars(&APP, &blob, EnvFormat::Cairn);
 }
 
 #[test]
 fn cairn_format_matches_known_vector() {
     let blob = encrypt_with(
-        StaticSecret::from([0x22; 32]),
-        [0x33; 12],
+        StaticSecret::from(EPHEMERAL),
+        NONCE,
         &recipient_pk(),
         &APP,
         &vars(),
     )
     .unwrap();
     assert_eq!(hex::encode(&blob), VECTOR_HEX.trim());
-    let (got, _) = decrypt(&recipient(), &APP, &blob).unwrap();
-    assert_eq!(got, vars());
+    assert_decrypts_to_vars(&APP, &blob, EnvFormat::Cairn);
 }
 
 #[test]
@@ -165,17 +175,9 @@ fn low_order_ephemeral_key_is_rejected() {
 
 #[test]
 fn legacy_format_round_trips_and_ignores_app_id() {
-    let blob = encrypt_legacy_with(
-        StaticSecret::from([0x22; 32]),
-        [0x33; 12],
-        &recipient_pk(),
-        &vars(),
-    )
-    .unwrap();
+    let blob = legacy_blob();
     assert_eq!(blob.len(), 32 + 12 + vars().to_json().unwrap().len() + 16);
-    let (got, format) = decrypt(&recipient(), &[0x99; 20], &blob).unwrap();
-    assert_eq!(got, vars());
-    assert_eq!(format, EnvFormat::DstackLegacy);
+    assert_decrypts_to_vars(&[0x99; 20], &blob, EnvFormat::DstackLegacy);
     let mut t = blob.clone();
     let last = t.len() - 1;
     t[last] ^= 1;
