@@ -162,34 +162,38 @@ impl KmsClient {
         let config = tls_config(client_cert)?;
 
         let t = self.timeouts;
-        let tcp = tokio::time::timeout(
+        let tcp = staged(
+            &addr,
+            Stage::Connect,
             t.connect,
             TcpStream::connect((target.host.as_str(), target.port)),
+            |source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            },
         )
-        .await
-        .map_err(|_| timeout(&addr, Stage::Connect, t.connect))?
-        .map_err(|source| Error::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
+        .await?;
         // Latency only; a socket that refuses the option still works.
         let _ = tcp.set_nodelay(true);
-        let tls = tokio::time::timeout(
+        let tls = staged(
+            &addr,
+            Stage::Handshake,
             t.handshake,
             TlsConnector::from(config).connect(server_name, tcp),
+            |source| Error::Handshake {
+                addr: addr.clone(),
+                source,
+            },
         )
-        .await
-        .map_err(|_| timeout(&addr, Stage::Handshake, t.handshake))?
-        .map_err(|source| Error::Handshake {
-            addr: addr.clone(),
-            source,
-        })?;
+        .await?;
         let cert_der = peer_end_entity(tls.get_ref().1)
             .map(|c| c.to_vec())
             .ok_or_else(|| Error::NoServerCertificate { addr: addr.clone() })?;
 
         let now = (self.now)();
-        let identity = tokio::time::timeout(
+        let identity = staged(
+            &addr,
+            Stage::Attestation,
             t.attestation,
             self.verifier.verify_ra_tls_cert(
                 &cert_der,
@@ -197,10 +201,9 @@ impl KmsClient {
                 self.pccs.as_deref(),
                 now,
             ),
+            |e| evidence_error(&addr, e),
         )
-        .await
-        .map_err(|_| timeout(&addr, Stage::Attestation, t.attestation))?
-        .map_err(|e| evidence_error(&addr, e))?;
+        .await?;
         tracing::debug!(kms = %addr, kms_app_id = %identity.app_id(), "KMS evidence verified");
 
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -253,11 +256,22 @@ impl KmsClient {
     }
 }
 
-fn timeout(addr: &str, stage: Stage, after: Duration) -> Error {
-    Error::Timeout {
-        addr: addr.to_owned(),
-        stage,
-        after,
+/// One stage of [`KmsClient::connect`] under its time limit: [`Error::Timeout`] naming
+/// `stage` when `fut` takes longer than `after`, else `fut`'s own error mapped by `err`.
+async fn staged<T, E>(
+    addr: &str,
+    stage: Stage,
+    after: Duration,
+    fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    err: impl FnOnce(E) -> Error,
+) -> Result<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(done) => done.map_err(err),
+        Err(_) => Err(Error::Timeout {
+            addr: addr.to_owned(),
+            stage,
+            after,
+        }),
     }
 }
 
