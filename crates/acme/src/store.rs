@@ -32,17 +32,13 @@ pub struct ServingCert {
     not_after: u64,
 }
 
-impl std::fmt::Debug for ServingCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServingCert")
-            .field("names", &self.names)
-            .field("serial", &self.serial)
-            .field("not_before", &self.not_before)
-            .field("not_after", &self.not_after)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
+cairn_protocol::redacted_debug!(ServingCert {
+    names,
+    serial,
+    not_before,
+    not_after,
+    key: redacted,
+});
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::BadCertificate(msg.into())

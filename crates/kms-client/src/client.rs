@@ -90,15 +90,12 @@ pub struct KmsClient {
     now: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
-impl std::fmt::Debug for KmsClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmsClient")
-            .field("verifier", &self.verifier)
-            .field("pccs", &self.pccs)
-            .field("timeouts", &self.timeouts)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(KmsClient {
+    verifier,
+    pccs,
+    timeouts,
+    ..
+});
 
 impl KmsClient {
     /// A client verifying KMS quotes with `verifier` and the collateral configured in it

@@ -18,7 +18,8 @@
 //! # Layout
 //! - `hex0x` — serde helpers for `0x` hex (fixed, capped, secret).
 //! - `bounded` — serde helpers for capped strings and lists.
-//! - `redact` — `redacted_debug!`, the `Debug` impls of the types that hold secrets.
+//! - `redact` — [`redacted_debug!`], the `Debug` impls of the types that hold secrets
+//!   (exported: `cairn-acme` and `cairn-kms-client` use it too).
 //! - `api` — KMS API wire types.
 //! - `gateway` — gateway API wire types.
 //! - `sig` — signatures and the app-key chain.

@@ -1,25 +1,37 @@
-//! `redacted_debug!`: the `Debug` impl of a wire type that holds secrets.
+//! `redacted_debug!`: the `Debug` impl of a type that holds secrets.
 //!
-//! The secret-bearing responses (`api`, `agent`, `env`, `sysconfig`) list the fields
-//! `Debug` may show and how; one macro writes the impls so that each type's list is all a
-//! reader has to check.
+//! The secret-bearing wire types (`api`, `agent`, `env`, `sysconfig`) and the crates
+//! that hold keys (`cairn-acme`, `cairn-kms-client`) list the fields `Debug` may show
+//! and how; one macro writes the impls so that each type's list is all a reader has to
+//! check.
 
-/// Implements `std::fmt::Debug` for a struct holding secrets, with its fields in the order
-/// listed: `field` shows the value, `field: redacted` shows `"<redacted>"`, `field: hex`
-/// shows the bytes as `0x` hex, `field: len` shows only the length. A trailing `..` marks
-/// that some fields are left out (`finish_non_exhaustive`); fields not listed never appear.
+/// Implements `std::fmt::Debug` for a struct holding secrets, with its entries in the
+/// order listed: `field` shows the field's value, `name: redacted` shows `"<redacted>"`
+/// (the name need not be a field: it says a secret is there), `field: hex` shows the
+/// field's bytes as `0x` hex, `field: len` shows only its length. A trailing `..` marks
+/// that some fields are left out (`finish_non_exhaustive`); fields not listed never
+/// appear.
+///
+/// ```
+/// struct Login { user: String, password: String }
+/// cairn_protocol::redacted_debug!(Login { user, password: redacted });
+///
+/// let l = Login { user: "ada".into(), password: "hunter2".into() };
+/// assert_eq!(format!("{l:?}"), r#"Login { user: "ada", password: "<redacted>" }"#);
+/// ```
+#[macro_export]
 macro_rules! redacted_debug {
     ($ty:ident { $($field:ident $(: $how:ident)?),+ $(,)? }) => {
-        redacted_debug!(@impl $ty, finish, $($field $(: $how)?),+);
+        $crate::redacted_debug!(@impl $ty, finish, $($field $(: $how)?),+);
     };
     ($ty:ident { $($field:ident $(: $how:ident)?),+ , .. }) => {
-        redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(: $how)?),+);
+        $crate::redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(: $how)?),+);
     };
     (@impl $ty:ident, $finish:ident, $($field:ident $(: $how:ident)?),+) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), redacted_debug!(@show self.$field $(, $how)?)))+
+                    $(.field(stringify!($field), $crate::redacted_debug!(@show self.$field $(, $how)?)))+
                     .$finish()
             }
         }
