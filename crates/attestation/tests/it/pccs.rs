@@ -207,23 +207,21 @@ async fn failed_fetch_is_remembered_for_thirty_seconds() {
         "served from the failure cache"
     );
 
-    // After it: fetched again.
+    // After it: fetched again (the server still fails), so `requests` in all by then.
     let ttl = cairn_attestation::DEFAULT_PCCS_FAILURE_TTL_SECS;
     assert_eq!(client.limits().failure_ttl_secs, ttl);
-    let err = client
-        .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
-    assert_eq!(paths.lock().unwrap().len(), 2);
+    let fetched_and_failed = async |requests: usize| {
+        let err = client
+            .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
+        assert_eq!(paths.lock().unwrap().len(), requests);
+    };
+    fetched_and_failed(2).await;
     // clear_cache forgets failures too.
     client.clear_cache();
-    let err = client
-        .collateral_for_quote(&ev.quote, pki().root_ca_der(), NOW + ttl)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::CollateralFetch { .. }), "{err}");
-    assert_eq!(paths.lock().unwrap().len(), 3);
+    fetched_and_failed(3).await;
 }
 
 #[tokio::test]
