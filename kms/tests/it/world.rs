@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::{SimPki, SimPkiConfig, SimTcbStatus};
+use cairn_attestation::RaTlsCert;
 use cairn_kms::unix_now;
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::AppAuthClient;
@@ -86,6 +87,19 @@ impl World {
     /// A guest of the world's app on host `host_seed`.
     pub fn guest(&self, host_seed: u8) -> Guest {
         Guest::boot(pki(), host_seed, image(), self.app_id, COMPOSE)
+    }
+
+    /// [`World::serving`] with a guest on host `guest_seed`, its RA-TLS certificate and a
+    /// mutual RA-TLS connection to the node with that certificate.
+    pub async fn serving_guest(
+        node_seed: u8,
+        guest_seed: u8,
+    ) -> (World, Running, Guest, RaTlsCert, KmsConnection) {
+        let (w, kms) = World::serving(node_seed).await;
+        let guest = w.guest(guest_seed);
+        let cert = guest.cert();
+        let client = kms.client(Some(&cert)).await;
+        (w, kms, guest, cert, client)
     }
 
     /// A mutual RA-TLS connection to `kms` as [`World::guest`] on host `host_seed`.
