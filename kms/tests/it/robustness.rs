@@ -108,12 +108,12 @@ async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
         (StatusCode::PAYLOAD_TOO_LARGE, "bad_request.too_large")
     );
     let mut c = kms.client(Some(&cert)).await;
-    let cases: [(&str, Method, &str, Option<&[u8]>, StatusCode, &str); 6] = [
+    let cases = [
         (
             "malformed JSON",
             Method::POST,
             PATH_APP_KEY,
-            Some(b"{not json"),
+            Some(b"{not json".as_slice()),
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
@@ -121,7 +121,7 @@ async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
             "short app id",
             Method::POST,
             PATH_APP_KEY,
-            Some(br#"{"app_id":"0x00"}"#),
+            Some(br#"{"app_id":"0x00"}"#.as_slice()),
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),

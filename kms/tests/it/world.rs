@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::{SimPki, SimPkiConfig, SimTcbStatus};
 use cairn_attestation::RaTlsCert;
-use cairn_kms::unix_now;
+use cairn_kms::{unix_now, NodeOptions};
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::AppAuthClient;
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, ErrorBody, PATH_APP_KEY};
 use hyper::{Method, StatusCode};
+use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 pub use cairn_kms::testing::{
@@ -100,6 +101,18 @@ impl World {
         let cert = guest.cert();
         let client = kms.client(Some(&cert)).await;
         (w, kms, guest, cert, client)
+    }
+
+    /// [`World::serving`] on `host_seed`, and the options of another node on
+    /// `candidate_seed` with its fresh data dir: a node to onboard (not served yet).
+    pub async fn with_candidate(
+        host_seed: u8,
+        candidate_seed: u8,
+    ) -> (World, Running, NodeOptions, Arc<TempDir>) {
+        let (w, kms) = World::serving(host_seed).await;
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let opts = w.options(dir.path(), candidate_seed, &pki());
+        (w, kms, opts, dir)
     }
 
     /// A mutual RA-TLS connection to `kms` as [`World::guest`] on host `host_seed`.
