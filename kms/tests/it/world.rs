@@ -286,3 +286,22 @@ pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, Error
         .await
         .map_err(answer)
 }
+
+/// `client`'s next `app-key` request, which `kms` must refuse with `status` and `code`
+/// and without a log entry: the refusal.
+pub async fn refused_app_key(
+    kms: &Running,
+    client: &mut KmsConnection,
+    status: StatusCode,
+    code: &str,
+) -> ErrorAnswer {
+    let size = kms.node.log().size();
+    let err = app_key(client).await.unwrap_err();
+    err.assert_code(status, code);
+    assert_eq!(
+        kms.node.log().size(),
+        size,
+        "a refused release was logged: {err:?}"
+    );
+    err
+}
