@@ -20,7 +20,7 @@ use cairn_onchain::{audit_app, verify_receipt, Finding, ReceiptError};
 use cairn_tlog::ReleaseKind;
 use hyper::StatusCode;
 
-use crate::faults::PHASE_DEADLINE;
+use crate::faults::{until_log_anchored, PHASE_DEADLINE};
 use crate::release::app_key;
 use crate::world::{image, pki, refused_app_key, Guest, World, CONFIRMATIONS};
 
@@ -144,26 +144,7 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
     .expect("the release on the canonical chain verifies");
 
     // Anchoring re-posts the whole log (its anchors on the branch are gone).
-    let size = kms.node.log().size();
-    let deadline = Instant::now() + PHASE_DEADLINE;
-    loop {
-        w.net.mine(1).await;
-        let pinned = w.client.policy_block().await.expect("policy block");
-        let anchored = w
-            .client
-            .latest_anchor(Address::from(kms.node.address()), pinned)
-            .await
-            .expect("latest anchor")
-            .map_or(0, |a| a.tree_size);
-        if anchored >= size {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "anchoring never re-posted the log"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_log_anchored(&w, &kms, "anchoring never re-posted the log", || true).await;
     let report = audit_app(
         &w.client,
         &mut source,
