@@ -151,6 +151,34 @@ pub struct Metrics {
 /// Decrements a gauge when dropped (shared with the other services).
 pub use cairn_service::GaugeGuard;
 
+/// For each metric field, its methods: a `counter` counts one more, a `gauge` holds one
+/// more until its [`GaugeGuard`] drops; then the field's reader.
+macro_rules! metric_methods {
+    ($(
+        $(#[$doc:meta])* $kind:ident fn $name:ident;
+        $(#[$read_doc:meta])* fn $read:ident => $field:ident;
+    )*) => {$(
+        metric_methods!(@$kind $(#[$doc])* $name $field);
+
+        $(#[$read_doc])*
+        pub fn $read(&self) -> u64 {
+            self.$field.load(Ordering::Relaxed)
+        }
+    )*};
+    (@counter $(#[$doc:meta])* $name:ident $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(&self) {
+            self.$field.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    (@gauge $(#[$doc:meta])* $name:ident $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> GaugeGuard<'_> {
+            GaugeGuard::inc(&self.$field)
+        }
+    };
+}
+
 impl Metrics {
     /// Count one release-path outcome.
     pub fn count(&self, kind: &'static str, outcome: &'static str, check: &'static str) {
@@ -180,34 +208,35 @@ impl Metrics {
         }
     }
 
-    /// Count one failed anchoring round.
-    pub fn anchor_failed(&self) {
-        self.anchor_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Count one recovery of the log after a failed write.
-    pub fn log_recovered(&self) {
-        self.log_recoveries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Log recoveries so far.
-    pub fn log_recoveries(&self) -> u64 {
-        self.log_recoveries.load(Ordering::Relaxed)
-    }
-
-    /// Anchoring rounds that failed so far.
-    pub fn anchor_failures(&self) -> u64 {
-        self.anchor_failures.load(Ordering::Relaxed)
-    }
-
-    /// Count one open connection until the guard drops.
-    pub fn connection_opened(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.connections_open)
-    }
-
-    /// Connections being served now.
-    pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+    metric_methods! {
+        /// Count one failed anchoring round.
+        counter fn anchor_failed;
+        /// Anchoring rounds that failed so far.
+        fn anchor_failures => anchor_failures;
+        /// Count one recovery of the log after a failed write.
+        counter fn log_recovered;
+        /// Log recoveries so far.
+        fn log_recoveries => log_recoveries;
+        /// Count one open connection until the guard drops.
+        gauge fn connection_opened;
+        /// Connections being served now.
+        fn connections_open => connections_open;
+        /// Count one TLS handshake cut at the timeout.
+        counter fn handshake_timed_out;
+        /// TLS handshakes cut at the timeout so far.
+        fn handshake_timeouts => handshake_timeouts;
+        /// Count one request (headers read) until the guard drops.
+        gauge fn request_started;
+        /// Requests received and not answered yet.
+        fn requests_in_flight => in_flight;
+        /// Count one request whose body is being read until the guard drops.
+        gauge fn body_reading;
+        /// Requests whose body is being read now.
+        fn requests_reading_body => reading_body;
+        /// Count one request answered 408 because its body was too slow.
+        counter fn body_timed_out;
+        /// Requests answered 408 for a slow body so far.
+        fn body_timeouts => body_timeouts;
     }
 
     /// Count one connection closed at accept.
@@ -225,46 +254,6 @@ impl Metrics {
             Refusal::MaxConnections => &self.refused_max_connections,
             Refusal::MaxPerSource => &self.refused_max_per_source,
         }
-    }
-
-    /// Count one TLS handshake cut at the timeout.
-    pub fn handshake_timed_out(&self) {
-        self.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// TLS handshakes cut at the timeout so far.
-    pub fn handshake_timeouts(&self) -> u64 {
-        self.handshake_timeouts.load(Ordering::Relaxed)
-    }
-
-    /// Count one request (headers read) until the guard drops.
-    pub fn request_started(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.in_flight)
-    }
-
-    /// Requests received and not answered yet.
-    pub fn requests_in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Count one request whose body is being read until the guard drops.
-    pub fn body_reading(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.reading_body)
-    }
-
-    /// Requests whose body is being read now.
-    pub fn requests_reading_body(&self) -> u64 {
-        self.reading_body.load(Ordering::Relaxed)
-    }
-
-    /// Count one request answered 408 because its body was too slow.
-    pub fn body_timed_out(&self) {
-        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests answered 408 for a slow body so far.
-    pub fn body_timeouts(&self) -> u64 {
-        self.body_timeouts.load(Ordering::Relaxed)
     }
 
     /// (count, sum in seconds) of a stage histogram.
