@@ -14,7 +14,7 @@ use cairn_onchain::testing::{Behaviour, RpcProxy};
 use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{pki, refused_app_key, Running, World, CONFIRMATIONS};
+use crate::world::{metrics_text, pki, refused_app_key, Running, World, CONFIRMATIONS};
 
 /// A hang detector far above every configured timeout, never a speed assertion.
 const HANG_DEADLINE: Duration = Duration::from_secs(60);
@@ -51,16 +51,6 @@ async fn head_advances(node: &Node, n: u64) {
     })
     .await
     .expect("the policy head keeps advancing by itself");
-}
-
-async fn metrics_text(kms: &Running) -> String {
-    let mut client = kms.client(None).await;
-    let (status, body) = client
-        .request(hyper::Method::GET, "/metrics", None)
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    String::from_utf8(body.to_vec()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
