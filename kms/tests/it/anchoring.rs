@@ -130,13 +130,7 @@ async fn releases_stop_at_the_unanchored_bound_while_anchoring_fails_and_resume_
     let r = app_key(&mut kms.client(Some(&cert)).await).await.unwrap();
     assert_eq!(r.receipt.log_index, 2);
     w.mine(crate::world::CONFIRMATIONS).await;
-    let at = w.client.policy_block().await.unwrap();
-    let anchor = w
-        .client
-        .latest_anchor(Address::from(kms.node.address()), at)
-        .await
-        .unwrap()
-        .unwrap();
+    let anchor = w.latest_anchor_of(kms.node.address()).await.unwrap();
     assert!(anchor.tree_size >= 2, "{anchor:?}");
     kms.stop().await;
 }

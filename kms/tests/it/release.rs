@@ -181,12 +181,10 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
     let (w, kms) = World::serving(0xA4).await;
     let mut client = w.released_client(&kms, 0x05).await;
     app_key(&mut client).await.unwrap();
-    let me = Address::from(kms.node.address());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         w.mine(1).await;
-        let at = w.client.policy_block().await.unwrap();
-        if let Some(anchor) = w.client.latest_anchor(me, at).await.unwrap() {
+        if let Some(anchor) = w.latest_anchor_of(kms.node.address()).await {
             if anchor.tree_size == 2 {
                 assert_eq!(anchor.root_hash.0, kms.node.log().root_at(2).unwrap().0);
                 break;

@@ -43,12 +43,9 @@ pub async fn until_log_anchored(w: &World, kms: &Running, what: &str, also: impl
     let deadline = Instant::now() + PHASE_DEADLINE;
     loop {
         w.net.mine(1).await;
-        let at = w.client.policy_block().await.expect("policy block");
         let anchored = w
-            .client
-            .latest_anchor(Address::from(kms.node.address()), at)
+            .latest_anchor_of(kms.node.address())
             .await
-            .expect("latest anchor")
             .map_or(0, |a| a.tree_size);
         if anchored >= size && also() {
             return;
