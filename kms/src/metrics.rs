@@ -378,30 +378,26 @@ mod tests {
             },
             false,
         );
-        assert!(text.contains(
-            "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2"
-        ));
-        assert!(
-            text.contains("cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.0005\"} 1")
-        );
-        assert!(
-            text.contains("cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.05\"} 2")
-        );
-        assert!(text.contains("cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2"));
+        for sample in [
+            "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2",
+            "cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.0005\"} 1",
+            "cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.05\"} 2",
+            "cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2",
+            "\ncairn_kms_anchor_failures_total 1\n",
+            "\ncairn_kms_log_writable 0\n",
+            "\ncairn_kms_log_recoveries_total 1\n",
+            "\ncairn_kms_anchor_unanchored_entries 7\n",
+            "\ncairn_kms_anchor_last_success_age_seconds 1.5\n",
+            "\ncairn_kms_connections_open 1\n",
+            "cairn_kms_connections_refused_total{reason=\"max_per_source\"} 1\n",
+            "cairn_kms_connections_refused_total{reason=\"max_connections\"} 0\n",
+        ] {
+            assert!(text.contains(sample), "{sample:?} not in {text}");
+        }
         assert_eq!(m.releases("app_key", "denied", "denied.compose_hash"), 2);
         // 300 µs is in (250 µs, 500 µs], 30 ms in (25 ms, 50 ms]; not cumulative.
         let b = m.stage_buckets(Stage::Log);
         assert_eq!((b[2], b[8], b.iter().sum::<u64>()), (1, 1, 2));
-        assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
-        assert!(text.contains("\ncairn_kms_log_writable 0\n"));
-        assert!(text.contains("\ncairn_kms_log_recoveries_total 1\n"));
-        assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
-        assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
-        assert!(text.contains("\ncairn_kms_connections_open 1\n"));
-        assert!(text.contains("cairn_kms_connections_refused_total{reason=\"max_per_source\"} 1\n"));
-        assert!(
-            text.contains("cairn_kms_connections_refused_total{reason=\"max_connections\"} 0\n")
-        );
         drop(open);
         assert_eq!(m.connections_open(), 0);
     }
@@ -425,17 +421,15 @@ mod tests {
             tracked: 3,
         };
         let text = render_chain(&status, 1_030);
-        assert!(text.contains("cairn_kms_chain_head_block 12\n"), "{text}");
-        assert!(text.contains("cairn_kms_chain_policy_block 10\n"), "{text}");
-        assert!(
-            text.contains("cairn_kms_chain_head_age_seconds 30\n"),
-            "{text}"
-        );
-        assert!(text.contains("cairn_kms_chain_head_up 1\n"), "{text}");
-        assert!(
-            text.contains("cairn_kms_chain_disagreements_total 2\n"),
-            "{text}"
-        );
+        for sample in [
+            "cairn_kms_chain_head_block 12\n",
+            "cairn_kms_chain_policy_block 10\n",
+            "cairn_kms_chain_head_age_seconds 30\n",
+            "cairn_kms_chain_head_up 1\n",
+            "cairn_kms_chain_disagreements_total 2\n",
+        ] {
+            assert!(text.contains(sample), "{sample:?} not in {text}");
+        }
         let down = cairn_onchain::HeadStatus {
             head: None,
             error: Some("stale".into()),
