@@ -54,27 +54,9 @@ pub(crate) fn match_os_image(
 fn evidence_error(e: RaTlsError) -> ApiError {
     use cairn_attestation::Error as A;
     match e {
+        // The step that refused, as the KMS names it ([`cairn_service::EvidenceStep`]).
         RaTlsError::Evidence(inner) => match inner.downcast::<A>() {
-            Ok(e) => match *e {
-                A::ReportDataMismatch => ApiError::denied(
-                    Check::ReportData,
-                    "the quote's report data does not bind the certificate key",
-                ),
-                e @ (A::MalformedEventLog(_)
-                | A::EventDigestMismatch { .. }
-                | A::EventOrder { .. }
-                | A::EventPayload { .. }
-                | A::Rtmr3Mismatch { .. }) => ApiError::denied(Check::EventLog, e.to_string()),
-                e @ (A::CollateralExpired { .. }
-                | A::CollateralFetch { .. }
-                | A::PccsRateLimited { .. }
-                | A::NoCollateral
-                | A::MalformedCollateral(_)) => ApiError::Unavailable {
-                    dependency: Dependency::Collateral,
-                    reason: e.to_string(),
-                },
-                e => ApiError::denied(Check::Quote, e.to_string()),
-            },
+            Ok(e) => cairn_service::EvidenceFailure::from(*e).into(),
             Err(other) => ApiError::denied(Check::Quote, other.to_string()),
         },
         e @ RaTlsError::AppIdMismatch { .. } => ApiError::denied(Check::EventLog, e.to_string()),

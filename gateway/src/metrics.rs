@@ -38,16 +38,16 @@ struct Family {
 }
 
 impl Family {
-    fn inc(&self, a: &'static str, b: &'static str) {
+    fn inc(&self, labels: (&'static str, &'static str)) {
         *self
             .values
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry((a, b))
+            .entry(labels)
             .or_default() += 1;
     }
 
-    fn get(&self, a: &str, b: &str) -> u64 {
+    fn get(&self, (a, b): (&str, &str)) -> u64 {
         self.values
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -98,6 +98,31 @@ pub struct Metrics {
     cert_reloads: Family,
 }
 
+/// For each counter [`Family`], its methods: one counting one more for its labels (one or
+/// two; a missing second label is `""`), then the family's reader for the same labels.
+macro_rules! family_methods {
+    ($(
+        $(#[$doc:meta])* fn $count:ident($($label:ident),+);
+        $(#[$read_doc:meta])* fn $read:ident => $family:ident;
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $count(&self, $($label: &'static str),+) {
+            self.$family.inc(family_methods!(@labels $($label),+));
+        }
+
+        $(#[$read_doc])*
+        pub fn $read(&self, $($label: &str),+) -> u64 {
+            self.$family.get(family_methods!(@labels $($label),+))
+        }
+    )*};
+    (@labels $a:ident) => {
+        ($a, "")
+    };
+    (@labels $a:ident, $b:ident) => {
+        ($a, $b)
+    };
+}
+
 /// Decrements the open-connections gauge when dropped.
 pub type OpenGuard<'a> = cairn_service::GaugeGuard<'a>;
 
@@ -112,64 +137,36 @@ impl Metrics {
         self.connections_open.load(Ordering::Relaxed)
     }
 
-    /// Count a proxied connection that ended.
-    pub fn connection_ended(&self, mode: &'static str, outcome: &'static str) {
-        self.connections.inc(mode, outcome);
-    }
-
-    /// Proxied connections that ended with `outcome` (any mode).
-    pub fn connections_ended(&self, mode: &str, outcome: &str) -> u64 {
-        self.connections.get(mode, outcome)
-    }
-
-    /// Count a connection refused before forwarding.
-    pub fn refused(&self, reason: &'static str) {
-        self.refused.inc(reason, "");
-    }
-
-    /// Connections refused for `reason` so far.
-    pub fn refusals(&self, reason: &str) -> u64 {
-        self.refused.get(reason, "")
-    }
-
     /// Count a failed connect to an instance.
     pub fn backend_failed(&self) {
         self.backend_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Count a registration outcome.
-    pub fn registration(&self, outcome: &'static str, check: &'static str) {
-        self.registrations.inc(outcome, check);
-    }
-
-    /// Registrations with this outcome and check so far.
-    pub fn registrations(&self, outcome: &str, check: &str) -> u64 {
-        self.registrations.get(outcome, check)
-    }
-
-    /// Count a revoked (or expired) instance.
-    pub fn revoked(&self, check: &'static str) {
-        self.revocations.inc(check, "");
-    }
-
-    /// Revocations for `check` so far.
-    pub fn revocations(&self, check: &str) -> u64 {
-        self.revocations.get(check, "")
-    }
-
-    /// Count a policy poll.
-    pub fn policy_check(&self, outcome: &'static str) {
-        self.policy_checks.inc(outcome, "");
-    }
-
-    /// Count a certificate reload.
-    pub fn cert_reload(&self, outcome: &'static str) {
-        self.cert_reloads.inc(outcome, "");
-    }
-
-    /// Certificate reloads with `outcome` so far.
-    pub fn cert_reloads(&self, outcome: &str) -> u64 {
-        self.cert_reloads.get(outcome, "")
+    family_methods! {
+        /// Count a proxied connection that ended.
+        fn connection_ended(mode, outcome);
+        /// Proxied connections that ended with `outcome` (any mode).
+        fn connections_ended => connections;
+        /// Count a connection refused before forwarding.
+        fn refused(reason);
+        /// Connections refused for `reason` so far.
+        fn refusals => refused;
+        /// Count a registration outcome.
+        fn registration(outcome, check);
+        /// Registrations with this outcome and check so far.
+        fn registrations => registrations;
+        /// Count a revoked (or expired) instance.
+        fn revoked(check);
+        /// Revocations for `check` so far.
+        fn revocations => revocations;
+        /// Count a policy poll.
+        fn policy_check(outcome);
+        /// Policy polls with `outcome` so far.
+        fn policy_checks => policy_checks;
+        /// Count a certificate reload.
+        fn cert_reload(outcome);
+        /// Certificate reloads with `outcome` so far.
+        fn cert_reloads => cert_reloads;
     }
 
     /// The Prometheus text exposition, with the state gauges sampled by the caller.

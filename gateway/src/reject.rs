@@ -194,6 +194,9 @@ impl From<cairn_onchain::Error> for ApiError {
     }
 }
 
+// Unavailable collateral is 503 (retry); every other evidence step is a 403 naming it.
+cairn_service::evidence_answer!(ApiError, Check, Dependency);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = match &self {

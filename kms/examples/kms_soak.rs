@@ -119,8 +119,10 @@ impl Caller {
                 }
                 Err(e) => {
                     self.conns[i] = None;
-                    last = format!("{url}: {}", error_chain(&e));
-                    if !e.is_retryable() {
+                    let retryable = e.is_retryable();
+                    // `{:#}`: the error and its sources, `: `-separated.
+                    last = format!("{url}: {:#}", anyhow::Error::new(e));
+                    if !retryable {
                         break;
                     }
                     failovers += 1;
@@ -133,18 +135,6 @@ impl Caller {
             failed: Some(last),
         }
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The node's log size (its latest checkpoint) and the size anchored on chain.

@@ -19,7 +19,7 @@ use cairn_onchain::BootInfo;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::reject::{ApiError, Check, Dependency};
+use crate::reject::{ApiError, Check};
 
 /// A peer whose evidence verified.
 #[derive(Clone, Debug)]
@@ -56,31 +56,11 @@ pub enum CollateralSource {
     Pccs(std::sync::Arc<PccsClient>),
 }
 
+/// A failed quote or event-log verification as the answer: the step that refused
+/// ([`cairn_service::EvidenceStep`], shared with the gateway; an error it does not name is
+/// a quote denial), or 503 for unavailable collateral.
 fn attestation_error(e: cairn_attestation::Error) -> ApiError {
-    use cairn_attestation::Error as E;
-    match e {
-        E::ReportDataMismatch => ApiError::denied(
-            Check::ReportData,
-            "the quote's report data does not bind the certificate key",
-        ),
-        e @ (E::MalformedEventLog(_)
-        | E::EventDigestMismatch { .. }
-        | E::EventOrder { .. }
-        | E::EventPayload { .. }
-        | E::Rtmr3Mismatch { .. }) => ApiError::denied(Check::EventLog, e.to_string()),
-        e @ (E::CollateralExpired { .. }
-        | E::CollateralFetch { .. }
-        | E::PccsRateLimited { .. }
-        | E::NoCollateral
-        | E::MalformedCollateral(_)) => ApiError::Unavailable {
-            dependency: Dependency::Collateral,
-            reason: e.to_string(),
-        },
-        // Everything else (bad signature, wrong root, a PCK chain that does not verify,
-        // debug TD, revoked, malformed or oversized quote, and any future variant) is a
-        // quote denial: fail closed.
-        e => ApiError::denied(Check::Quote, e.to_string()),
-    }
+    cairn_service::EvidenceFailure::from(e).into()
 }
 
 /// The OS image whose manifest matches the quote's MRTD and RTMR0-2
@@ -186,6 +166,7 @@ pub async fn attest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reject::Dependency;
 
     fn attest_blocking(cert: Option<&[u8]>) -> Result<Attested, ApiError> {
         let rt = tokio::runtime::Builder::new_current_thread()

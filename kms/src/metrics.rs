@@ -151,6 +151,34 @@ pub struct Metrics {
 /// Decrements a gauge when dropped (shared with the other services).
 pub use cairn_service::GaugeGuard;
 
+/// For each metric field, its methods: a `counter` counts one more, a `gauge` holds one
+/// more until its [`GaugeGuard`] drops; then the field's reader.
+macro_rules! metric_methods {
+    ($(
+        $(#[$doc:meta])* $kind:ident fn $name:ident;
+        $(#[$read_doc:meta])* fn $read:ident => $field:ident;
+    )*) => {$(
+        metric_methods!(@$kind $(#[$doc])* $name $field);
+
+        $(#[$read_doc])*
+        pub fn $read(&self) -> u64 {
+            self.$field.load(Ordering::Relaxed)
+        }
+    )*};
+    (@counter $(#[$doc:meta])* $name:ident $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(&self) {
+            self.$field.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    (@gauge $(#[$doc:meta])* $name:ident $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> GaugeGuard<'_> {
+            GaugeGuard::inc(&self.$field)
+        }
+    };
+}
+
 impl Metrics {
     /// Count one release-path outcome.
     pub fn count(&self, kind: &'static str, outcome: &'static str, check: &'static str) {
@@ -180,34 +208,35 @@ impl Metrics {
         }
     }
 
-    /// Count one failed anchoring round.
-    pub fn anchor_failed(&self) {
-        self.anchor_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Count one recovery of the log after a failed write.
-    pub fn log_recovered(&self) {
-        self.log_recoveries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Log recoveries so far.
-    pub fn log_recoveries(&self) -> u64 {
-        self.log_recoveries.load(Ordering::Relaxed)
-    }
-
-    /// Anchoring rounds that failed so far.
-    pub fn anchor_failures(&self) -> u64 {
-        self.anchor_failures.load(Ordering::Relaxed)
-    }
-
-    /// Count one open connection until the guard drops.
-    pub fn connection_opened(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.connections_open)
-    }
-
-    /// Connections being served now.
-    pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+    metric_methods! {
+        /// Count one failed anchoring round.
+        counter fn anchor_failed;
+        /// Anchoring rounds that failed so far.
+        fn anchor_failures => anchor_failures;
+        /// Count one recovery of the log after a failed write.
+        counter fn log_recovered;
+        /// Log recoveries so far.
+        fn log_recoveries => log_recoveries;
+        /// Count one open connection until the guard drops.
+        gauge fn connection_opened;
+        /// Connections being served now.
+        fn connections_open => connections_open;
+        /// Count one TLS handshake cut at the timeout.
+        counter fn handshake_timed_out;
+        /// TLS handshakes cut at the timeout so far.
+        fn handshake_timeouts => handshake_timeouts;
+        /// Count one request (headers read) until the guard drops.
+        gauge fn request_started;
+        /// Requests received and not answered yet.
+        fn requests_in_flight => in_flight;
+        /// Count one request whose body is being read until the guard drops.
+        gauge fn body_reading;
+        /// Requests whose body is being read now.
+        fn requests_reading_body => reading_body;
+        /// Count one request answered 408 because its body was too slow.
+        counter fn body_timed_out;
+        /// Requests answered 408 for a slow body so far.
+        fn body_timeouts => body_timeouts;
     }
 
     /// Count one connection closed at accept.
@@ -225,46 +254,6 @@ impl Metrics {
             Refusal::MaxConnections => &self.refused_max_connections,
             Refusal::MaxPerSource => &self.refused_max_per_source,
         }
-    }
-
-    /// Count one TLS handshake cut at the timeout.
-    pub fn handshake_timed_out(&self) {
-        self.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// TLS handshakes cut at the timeout so far.
-    pub fn handshake_timeouts(&self) -> u64 {
-        self.handshake_timeouts.load(Ordering::Relaxed)
-    }
-
-    /// Count one request (headers read) until the guard drops.
-    pub fn request_started(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.in_flight)
-    }
-
-    /// Requests received and not answered yet.
-    pub fn requests_in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Count one request whose body is being read until the guard drops.
-    pub fn body_reading(&self) -> GaugeGuard<'_> {
-        GaugeGuard::inc(&self.reading_body)
-    }
-
-    /// Requests whose body is being read now.
-    pub fn requests_reading_body(&self) -> u64 {
-        self.reading_body.load(Ordering::Relaxed)
-    }
-
-    /// Count one request answered 408 because its body was too slow.
-    pub fn body_timed_out(&self) {
-        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests answered 408 for a slow body so far.
-    pub fn body_timeouts(&self) -> u64 {
-        self.body_timeouts.load(Ordering::Relaxed)
     }
 
     /// (count, sum in seconds) of a stage histogram.
@@ -389,30 +378,26 @@ mod tests {
             },
             false,
         );
-        assert!(text.contains(
-            "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2"
-        ));
-        assert!(
-            text.contains("cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.0005\"} 1")
-        );
-        assert!(
-            text.contains("cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.05\"} 2")
-        );
-        assert!(text.contains("cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2"));
+        for sample in [
+            "cairn_kms_releases_total{kind=\"app_key\",outcome=\"denied\",check=\"denied.compose_hash\"} 2",
+            "cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.0005\"} 1",
+            "cairn_kms_stage_duration_seconds_bucket{stage=\"log\",le=\"0.05\"} 2",
+            "cairn_kms_stage_duration_seconds_count{stage=\"log\"} 2",
+            "\ncairn_kms_anchor_failures_total 1\n",
+            "\ncairn_kms_log_writable 0\n",
+            "\ncairn_kms_log_recoveries_total 1\n",
+            "\ncairn_kms_anchor_unanchored_entries 7\n",
+            "\ncairn_kms_anchor_last_success_age_seconds 1.5\n",
+            "\ncairn_kms_connections_open 1\n",
+            "cairn_kms_connections_refused_total{reason=\"max_per_source\"} 1\n",
+            "cairn_kms_connections_refused_total{reason=\"max_connections\"} 0\n",
+        ] {
+            assert!(text.contains(sample), "{sample:?} not in {text}");
+        }
         assert_eq!(m.releases("app_key", "denied", "denied.compose_hash"), 2);
         // 300 µs is in (250 µs, 500 µs], 30 ms in (25 ms, 50 ms]; not cumulative.
         let b = m.stage_buckets(Stage::Log);
         assert_eq!((b[2], b[8], b.iter().sum::<u64>()), (1, 1, 2));
-        assert!(text.contains("\ncairn_kms_anchor_failures_total 1\n"));
-        assert!(text.contains("\ncairn_kms_log_writable 0\n"));
-        assert!(text.contains("\ncairn_kms_log_recoveries_total 1\n"));
-        assert!(text.contains("\ncairn_kms_anchor_unanchored_entries 7\n"));
-        assert!(text.contains("\ncairn_kms_anchor_last_success_age_seconds 1.5\n"));
-        assert!(text.contains("\ncairn_kms_connections_open 1\n"));
-        assert!(text.contains("cairn_kms_connections_refused_total{reason=\"max_per_source\"} 1\n"));
-        assert!(
-            text.contains("cairn_kms_connections_refused_total{reason=\"max_connections\"} 0\n")
-        );
         drop(open);
         assert_eq!(m.connections_open(), 0);
     }
@@ -436,17 +421,15 @@ mod tests {
             tracked: 3,
         };
         let text = render_chain(&status, 1_030);
-        assert!(text.contains("cairn_kms_chain_head_block 12\n"), "{text}");
-        assert!(text.contains("cairn_kms_chain_policy_block 10\n"), "{text}");
-        assert!(
-            text.contains("cairn_kms_chain_head_age_seconds 30\n"),
-            "{text}"
-        );
-        assert!(text.contains("cairn_kms_chain_head_up 1\n"), "{text}");
-        assert!(
-            text.contains("cairn_kms_chain_disagreements_total 2\n"),
-            "{text}"
-        );
+        for sample in [
+            "cairn_kms_chain_head_block 12\n",
+            "cairn_kms_chain_policy_block 10\n",
+            "cairn_kms_chain_head_age_seconds 30\n",
+            "cairn_kms_chain_head_up 1\n",
+            "cairn_kms_chain_disagreements_total 2\n",
+        ] {
+            assert!(text.contains(sample), "{sample:?} not in {text}");
+        }
         let down = cairn_onchain::HeadStatus {
             head: None,
             error: Some("stale".into()),

@@ -221,6 +221,9 @@ impl From<cairn_onchain::Error> for ApiError {
     }
 }
 
+// Unavailable collateral is 503 (retry); every other evidence step is a 403 naming it.
+cairn_service::evidence_answer!(ApiError, Check, Dependency);
+
 impl From<Error> for ApiError {
     /// Chain errors keep their mapping (403 denial, 503 when retryable); everything else
     /// is internal.

@@ -1,12 +1,14 @@
 //! What the three Cairn services (the KMS node, the gateway and the VMM) have in common
 //! at their edges, written once: a TOML config file with `CAIRN_<SERVICE>_*` environment
 //! overrides and bounded file reads; per-source connection counting (an IPv4 address or
-//! an IPv6 /64) and the accept loop's admission; the Prometheus text exposition; and the JSON error body every rejection is answered
-//! with.
+//! an IPv6 /64) and the accept loop's admission; the Prometheus text exposition; the JSON error body every rejection is answered
+//! with; and which step a failed attestation refuses at.
 //!
 //! Trust: nothing here decides policy. Config values are only parsed (each service
 //! validates its own struct); connection counting is a resource bound, not an access
-//! control; the error body never carries an internal error's detail (the caller logs it).
+//! control; the error body never carries an internal error's detail (the caller logs it);
+//! an attestation error is only classified after it refused, and one not named is a quote
+//! denial (fail closed).
 //!
 //! It does not hold any service's config struct, error enum, metrics or listener: those
 //! stay with their service, which converts [`ConfigError`] into its own error type.
@@ -14,6 +16,9 @@
 //! # Layout
 //! - `config`: [`parse_with_env`] and [`apply_env`] (with [`EnvKinds`]), [`read_bounded`], [`read_text`],
 //!   [`hex32`] and the typed [`ConfigError`].
+//! - `evidence`: [`EvidenceFailure`], an attestation error as the [`EvidenceStep`] that
+//!   refused (or unavailable collateral) and the reason a client is told; the
+//!   [`evidence_answer!`] macro turns it into a service's own error answer.
 //! - `limits`: [`source_of`], [`Sources`] and the [`SourceSlot`] guard.
 //! - `listen`: the accept loop's [`ConnectionGate`] (in all and per source, with the
 //!   [`Refusal`] that names the limit), [`accept_admitted`] and [`accept_failed`]'s back-off.
@@ -23,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod evidence;
 mod limits;
 mod listen;
 mod metrics;
@@ -32,6 +38,7 @@ mod reject;
 pub use config::{
     apply_env, hex32, parse_with_env, read_bounded, read_text, ConfigError, EnvKind, EnvKinds,
 };
+pub use evidence::{EvidenceFailure, EvidenceStep};
 pub use limits::{source_of, SourceSlot, Sources};
 pub use listen::{
     accept_admitted, accept_failed, Admitted, ConnectionGate, Refusal, ACCEPT_BACKOFF,

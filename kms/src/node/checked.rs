@@ -179,39 +179,56 @@ mod tests {
         let _ = anvil.child_mut().kill();
         let _ = anvil.child_mut().wait();
 
-        let too_many = boot(vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS + 1]);
-        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::AppKey, too_many)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CheckError::Unloggable(EntryError::TooManyAdvisoryIds { .. })
+        // (case, advisory ids, kind, the error it must get)
+        type Expect = fn(&CheckError) -> bool;
+        let cases: [(&str, Vec<String>, ReleaseKind, Expect); 3] = [
+            (
+                "too many advisory ids",
+                vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS + 1],
+                ReleaseKind::AppKey,
+                |e| {
+                    matches!(
+                        e,
+                        CheckError::Unloggable(EntryError::TooManyAdvisoryIds { .. })
+                    )
+                },
             ),
-            "{err:?}"
-        );
-        assert!(matches!(
-            ApiError::from(err),
-            ApiError::Denied {
-                check: Check::Quote,
-                ..
+            (
+                "an advisory id too long",
+                vec!["x".repeat(MAX_ADVISORY_ID_LEN + 1)],
+                ReleaseKind::KmsOnboard,
+                |e| {
+                    matches!(
+                        e,
+                        CheckError::Unloggable(EntryError::AdvisoryIdTooLong { .. })
+                    )
+                },
+            ),
+            (
+                "the most advisory ids a record holds",
+                vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS],
+                ReleaseKind::AppKey,
+                |e| matches!(e, CheckError::Chain(_)),
+            ),
+        ];
+        for (case, ids, kind, expected) in cases {
+            let err = Checked::allowed(Policy::Block(&chain, at), kind, boot(ids))
+                .await
+                .unwrap_err();
+            assert!(expected(&err), "{case}: {err:?}");
+            if matches!(err, CheckError::Unloggable(_)) {
+                // An unloggable boot info is a quote denial to the client.
+                assert!(
+                    matches!(
+                        ApiError::from(err),
+                        ApiError::Denied {
+                            check: Check::Quote,
+                            ..
+                        }
+                    ),
+                    "{case}"
+                );
             }
-        ));
-        let too_long = boot(vec!["x".repeat(MAX_ADVISORY_ID_LEN + 1)]);
-        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::KmsOnboard, too_long)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CheckError::Unloggable(EntryError::AdvisoryIdTooLong { .. })
-            ),
-            "{err:?}"
-        );
-        let fine = boot(vec!["INTEL-SA-00001".into(); MAX_ADVISORY_IDS]);
-        let err = Checked::allowed(Policy::Block(&chain, at), ReleaseKind::AppKey, fine)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, CheckError::Chain(_)), "{err:?}");
+        }
     }
 }

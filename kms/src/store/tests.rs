@@ -3,6 +3,33 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
+/// A data dir `kms` inside a fresh temporary directory (removed when the guard drops).
+fn kms_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    (tmp, dir)
+}
+
+/// A store opened in a fresh temporary directory (removed when the guard drops).
+fn temp_store() -> (tempfile::TempDir, SecretStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    (tmp, store)
+}
+
+/// `dir` is [`DIR_MODE`] and everything in it [`DIR_MODE`] (directories) or [`FILE_MODE`].
+fn assert_private(dir: &Path) {
+    let dir_mode = fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, DIR_MODE, "{}", dir.display());
+    let mut seen = Vec::new();
+    modes(dir, &mut seen);
+    assert!(seen.iter().any(|(_, _, d)| !d), "sled wrote no files?");
+    for (path, mode, is_dir) in seen {
+        let want = if is_dir { DIR_MODE } else { FILE_MODE };
+        assert_eq!(mode, want, "{}", path.display());
+    }
+}
+
 fn modes(dir: &Path, out: &mut Vec<(PathBuf, u32, bool)>) {
     for entry in fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
@@ -17,8 +44,7 @@ fn modes(dir: &Path, out: &mut Vec<(PathBuf, u32, bool)>) {
 
 #[test]
 fn bootstrap_then_reopen_returns_the_same_identity() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let created = {
         let store = SecretStore::open(&dir).unwrap();
         assert!(matches!(store.identity(), Err(Error::NotBootstrapped)));
@@ -33,8 +59,7 @@ fn bootstrap_then_reopen_returns_the_same_identity() {
 
 #[test]
 fn bootstrap_refuses_to_overwrite_an_identity() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = temp_store();
     let first = store.bootstrap(1).unwrap();
     assert!(matches!(
         store.bootstrap(2),
@@ -61,8 +86,7 @@ fn install_keeps_the_given_master_with_a_fresh_node_key() {
 
 #[test]
 fn data_dir_is_0700_and_files_are_0600() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let store = SecretStore::open(&dir).unwrap();
     store.bootstrap(1).unwrap();
     drop(store);
@@ -75,15 +99,7 @@ fn data_dir_is_0700_and_files_are_0600() {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
     let _store = SecretStore::open(&dir).unwrap();
-    let dir_mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-    assert_eq!(dir_mode, DIR_MODE);
-    let mut seen = Vec::new();
-    modes(&dir, &mut seen);
-    assert!(seen.iter().any(|(_, _, d)| !d), "sled wrote no files?");
-    for (path, mode, is_dir) in seen {
-        let want = if is_dir { DIR_MODE } else { FILE_MODE };
-        assert_eq!(mode, want, "{}", path.display());
-    }
+    assert_private(&dir);
 }
 
 #[test]
@@ -92,16 +108,7 @@ fn fresh_data_dir_is_created_0700() {
     let dir = tmp.path().join("nested").join("kms");
     let store = SecretStore::open(&dir).unwrap();
     store.bootstrap(1).unwrap();
-    assert_eq!(
-        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        DIR_MODE
-    );
-    let mut seen = Vec::new();
-    modes(&dir, &mut seen);
-    for (path, mode, is_dir) in seen {
-        let want = if is_dir { DIR_MODE } else { FILE_MODE };
-        assert_eq!(mode, want, "{}", path.display());
-    }
+    assert_private(&dir);
 }
 
 #[test]
@@ -132,8 +139,7 @@ fn corrupt_or_partial_records_are_typed_errors() {
         ),
     ];
     for (key, value, want_key, want_reason) in cases {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SecretStore::open(tmp.path()).unwrap();
+        let (_tmp, store) = temp_store();
         store.bootstrap(1).unwrap();
         match value {
             Some(v) => store.raw_insert(key, v).unwrap(),
@@ -150,8 +156,7 @@ fn corrupt_or_partial_records_are_typed_errors() {
 
 #[test]
 fn partial_identity_blocks_bootstrap() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = temp_store();
     store.raw_insert(KEY_MASTER, &[1; 32]).unwrap();
     assert!(matches!(
         store.bootstrap(1),
@@ -164,8 +169,7 @@ fn partial_identity_blocks_bootstrap() {
 
 #[test]
 fn debug_never_shows_secrets() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = temp_store();
     let id = store
         .install(MasterSecret::from_bytes([0xab; 32]), 1)
         .unwrap();
@@ -311,8 +315,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn an_added_generation_survives_a_reopen_beside_the_first() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let first = SecretStore::open(&dir).unwrap().bootstrap(1).unwrap();
     {
         let store = SecretStore::open(&dir).unwrap();
@@ -332,8 +335,7 @@ fn an_added_generation_survives_a_reopen_beside_the_first() {
 
 #[test]
 fn adding_a_held_generation_or_a_fourth_one_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = temp_store();
     store.bootstrap(1).unwrap();
     assert!(matches!(
         store.add_generation(MasterSecret::from_bytes([1; 32]), 1),
@@ -357,8 +359,7 @@ fn adding_a_held_generation_or_a_fourth_one_is_refused() {
 
 #[test]
 fn adding_a_generation_to_an_empty_store_is_not_bootstrapped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SecretStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = temp_store();
     assert!(matches!(
         store.add_generation(MasterSecret::from_bytes([1; 32]), 2),
         Err(Error::NotBootstrapped)
@@ -367,8 +368,7 @@ fn adding_a_generation_to_an_empty_store_is_not_bootstrapped() {
 
 #[test]
 fn an_erased_generation_is_gone_from_the_store_and_its_files() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let old = [0xc3u8; 32];
     let node = {
         let store = SecretStore::open(&dir).unwrap();
@@ -405,8 +405,7 @@ fn an_erased_generation_is_gone_from_the_store_and_its_files() {
 
 #[test]
 fn erasing_the_only_or_an_unheld_generation_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let store = SecretStore::open(&dir).unwrap();
     store.bootstrap(4).unwrap();
     let store = match store.erase_generation(4) {
@@ -443,8 +442,7 @@ fn held_generations(store: &SecretStore) -> Vec<u64> {
 
 #[test]
 fn an_erasure_interrupted_after_the_swap_finishes_at_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let (rewrite, erased) = side_dirs(&dir);
     two_generations_in(&dir);
     // A crash after the old store was renamed away, before the new one moved in.
@@ -463,8 +461,7 @@ fn an_erasure_interrupted_after_the_swap_finishes_at_open() {
 
 #[test]
 fn a_half_written_rewrite_is_discarded_at_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("kms");
+    let (_tmp, dir) = kms_dir();
     let (rewrite, _) = side_dirs(&dir);
     two_generations_in(&dir);
     // A crash while the new store was being written: the old one is still in place.

@@ -109,6 +109,7 @@ pub fn checked_get_key(
 
 /// A simulated guest CVM that calls the KMS itself: its TD, its event log up to
 /// `boot-mr-done`, its app id.
+#[derive(Debug)]
 pub struct Guest {
     /// The TD (host seed, image).
     pub tdx: Arc<SimTdx>,
@@ -116,14 +117,6 @@ pub struct Guest {
     pub log: EventLog,
     /// The app id it measured.
     pub app_id: AppId,
-}
-
-impl std::fmt::Debug for Guest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guest")
-            .field("app_id", &self.app_id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Guest {

@@ -75,6 +75,16 @@ impl TestNet {
         Self::build(start, false).await
     }
 
+    /// The latest anchor the node with address `node` posted, as the current policy block
+    /// holds it (`None`: none yet).
+    pub async fn latest_anchor_of(&self, node: [u8; 20]) -> Option<cairn_onchain::Anchor> {
+        let at = self.client.policy_block().await.expect("policy block");
+        self.client
+            .latest_anchor(Address::from(node), at)
+            .await
+            .expect("latest anchor")
+    }
+
     async fn build(start: &Path, register_root: bool) -> TestNet {
         install_crypto_provider();
         let net = AnvilChain::deploy(start, CONFIRMATIONS).await;

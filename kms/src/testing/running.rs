@@ -15,6 +15,7 @@ use crate::node::Node;
 
 /// A KMS node serving on `127.0.0.1:0` (started by [`TestNet`](super::TestNet)); stopped
 /// when [`RunningKms::stop`] is called or the test's runtime ends.
+#[derive(Debug)]
 pub struct RunningKms {
     /// The node (its log, keys, metrics).
     pub node: Arc<Node>,
@@ -24,14 +25,6 @@ pub struct RunningKms {
     pub dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<crate::Result<()>>>,
-}
-
-impl std::fmt::Debug for RunningKms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningKms")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RunningKms {

@@ -14,7 +14,7 @@ use cairn_onchain::testing::{Behaviour, RpcProxy};
 use hyper::StatusCode;
 
 use crate::release::app_key;
-use crate::world::{pki, Running, World, CONFIRMATIONS};
+use crate::world::{metrics_text, pki, refused_app_key, Running, World, CONFIRMATIONS};
 
 /// A hang detector far above every configured timeout, never a speed assertion.
 const HANG_DEADLINE: Duration = Duration::from_secs(60);
@@ -51,16 +51,6 @@ async fn head_advances(node: &Node, n: u64) {
     })
     .await
     .expect("the policy head keeps advancing by itself");
-}
-
-async fn metrics_text(kms: &Running) -> String {
-    let mut client = kms.client(None).await;
-    let (status, body) = client
-        .request(hyper::Method::GET, "/metrics", None)
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::OK);
-    String::from_utf8(body.to_vec()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,13 +112,13 @@ async fn a_lying_block_hash_under_quorum_2_fails_the_head_with_503_chain_disagre
     let mut client = w.released_client(&kms, 0x73).await;
     p[0].set(Behaviour::ChangeBlockHashes);
     w.mine(1).await;
-    let size = kms.node.log().size();
-    let err = app_key(&mut client).await.unwrap_err();
-    err.assert_code(
+    refused_app_key(
+        &kms,
+        &mut client,
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable.chain_disagreement",
-    );
-    assert_eq!(kms.node.log().size(), size);
+    )
+    .await;
     assert!(metrics_text(&kms)
         .await
         .contains("cairn_kms_chain_head_up 0\n"));

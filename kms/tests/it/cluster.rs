@@ -66,6 +66,7 @@ impl Default for ClusterOptions {
 }
 
 /// One `cairn-kms serve` process (maybe not running right now).
+#[derive(Debug)]
 pub struct ProcNode {
     /// `node-<i>`.
     pub name: String,
@@ -82,16 +83,6 @@ pub struct ProcNode {
     child: Option<Child>,
     /// Times it was started.
     pub starts: u32,
-}
-
-impl std::fmt::Debug for ProcNode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcNode")
-            .field("name", &self.name)
-            .field("addr", &self.addr)
-            .field("pid", &self.pid())
-            .finish_non_exhaustive()
-    }
 }
 
 impl ProcNode {

@@ -3,7 +3,7 @@
 //! derives the same public keys with the `cryptography` package.
 
 use cairn_kms::{derive_bytes, label};
-use cairn_kms::{AppKeys, RootKeys};
+use cairn_kms::{AppKeys, MasterSecret, RootKeys};
 use cairn_protocol::sig;
 use sha2::{Digest, Sha256};
 
@@ -14,6 +14,14 @@ const INST: &[u8] = &[0x22; 20];
 
 fn okm(l: &str, parts: &[&[u8]]) -> String {
     hex::encode(derive_bytes(&master(), l, parts).unwrap().expose())
+}
+
+/// The master secret of the vectors, its root keys and the keys of `APP_ID`'s instance.
+fn derived() -> (MasterSecret, RootKeys, AppKeys) {
+    let master = master();
+    let root = RootKeys::derive(&master).unwrap();
+    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    (master, root, app)
 }
 
 #[test]
@@ -68,51 +76,64 @@ fn okm_of_every_label_matches_the_reference() {
 
 #[test]
 fn public_values_match_the_vectors() {
-    let master = master();
-    let root = RootKeys::derive(&master).unwrap();
-    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
-    let compressed_p256 =
-        |k: &p256::ecdsa::VerifyingKey| hex::encode(k.to_encoded_point(true).as_bytes());
-    assert_eq!(
-        hex::encode(root.k256_public()),
-        "02fd9aebade894fed3f329ffcc69d360376ce4867400588db1d27104f602baae0f"
-    );
-    assert_eq!(
-        compressed_p256(root.ca().signer().verifying_key()),
-        "0250a776cf5ffebe037afa54ab647585c27edfcb551cfdebd1f41a0f8f15f2640a"
-    );
-    assert_eq!(
-        hex::encode(root.ca().spki_der()),
-        "3059301306072a8648ce3d020106082a8648ce3d0301070342000450a776cf5ffebe037afa54ab647585c27edfcb551cfdebd1f41a0f8f15f2640a71aa96e4feab39326d5155f758cf3b850f84d780d548492382ce7cb19db72cc4"
-    );
-    assert_eq!(
-        hex::encode(Sha256::digest(root.ca().cert_der())),
-        "ee51bbc40ef03ee509502c19e096ebb5655f97b45c627f7095952967b2ae3c71"
-    );
-    assert_eq!(
-        hex::encode(app.k256_public()),
-        "02e90732f8f2570b8962620e631a502b9aa26257972c69fbd7ce7358c89f544522"
-    );
-    assert_eq!(
-        hex::encode(app.kms_signature()),
-        "d257833cadd77fb0626fea372667a210824d7ef4fad08f9e57a90295780780030ff6ed9c7a775056b2080152cf3ed0c075d42e4e1d8c92e075a1bf7ec7be125800"
-    );
-    assert_eq!(
-        compressed_p256(app.ca().signer().verifying_key()),
-        "024c22d855249af9eb8c75fa0dbb9a5a0178dc09d7ec2f0c50531a65fa5b84515f"
-    );
-    assert_eq!(
-        hex::encode(Sha256::digest(app.ca().cert_der())),
-        "ce976c5853328e531492cc87b6a25075b47c7e208d2a20c74237890781b768e2"
-    );
-    assert_eq!(
-        hex::encode(app.disk_key().expose()),
-        "d764062634f0c3dcb91f252e65decd27ba4fd8b138db0a6cce965700fa53cede"
-    );
-    assert_eq!(
-        hex::encode(app.env_public()),
-        "37126ff04edba37ae5b6bff8287432c225bb344ce3c6827ae758e52154cc0b1c"
-    );
+    let (master, root, app) = derived();
+    let root_ca_key = root.ca().signer().verifying_key().to_encoded_point(true);
+    let app_ca_key = app.ca().signer().verifying_key().to_encoded_point(true);
+    let cases: [(&str, &[u8], &str); 10] = [
+        (
+            "root k256 public key",
+            &root.k256_public()[..],
+            "02fd9aebade894fed3f329ffcc69d360376ce4867400588db1d27104f602baae0f",
+        ),
+        (
+            "root CA public key",
+            root_ca_key.as_bytes(),
+            "0250a776cf5ffebe037afa54ab647585c27edfcb551cfdebd1f41a0f8f15f2640a",
+        ),
+        (
+            "root CA SPKI",
+            &root.ca().spki_der(),
+            "3059301306072a8648ce3d020106082a8648ce3d0301070342000450a776cf5ffebe037afa54ab647585c27edfcb551cfdebd1f41a0f8f15f2640a71aa96e4feab39326d5155f758cf3b850f84d780d548492382ce7cb19db72cc4",
+        ),
+        (
+            "root CA certificate digest",
+            &Sha256::digest(root.ca().cert_der())[..],
+            "ee51bbc40ef03ee509502c19e096ebb5655f97b45c627f7095952967b2ae3c71",
+        ),
+        (
+            "app k256 public key",
+            &app.k256_public()[..],
+            "02e90732f8f2570b8962620e631a502b9aa26257972c69fbd7ce7358c89f544522",
+        ),
+        (
+            "KMS signature",
+            &app.kms_signature()[..],
+            "d257833cadd77fb0626fea372667a210824d7ef4fad08f9e57a90295780780030ff6ed9c7a775056b2080152cf3ed0c075d42e4e1d8c92e075a1bf7ec7be125800",
+        ),
+        (
+            "app CA public key",
+            app_ca_key.as_bytes(),
+            "024c22d855249af9eb8c75fa0dbb9a5a0178dc09d7ec2f0c50531a65fa5b84515f",
+        ),
+        (
+            "app CA certificate digest",
+            &Sha256::digest(app.ca().cert_der())[..],
+            "ce976c5853328e531492cc87b6a25075b47c7e208d2a20c74237890781b768e2",
+        ),
+        (
+            "disk key",
+            &app.disk_key().expose()[..],
+            "d764062634f0c3dcb91f252e65decd27ba4fd8b138db0a6cce965700fa53cede",
+        ),
+        (
+            "env public key",
+            &app.env_public()[..],
+            "37126ff04edba37ae5b6bff8287432c225bb344ce3c6827ae758e52154cc0b1c",
+        ),
+    ];
+    for (name, got, want) in cases {
+        assert_eq!(hex::encode(got), want, "{name}");
+    }
     assert_eq!(
         cairn_kms::env_public_key(&master, &APP_ID).unwrap(),
         app.env_public()
@@ -121,9 +142,7 @@ fn public_values_match_the_vectors() {
 
 #[test]
 fn kms_signature_recovers_to_the_root_key() {
-    let master = master();
-    let root = RootKeys::derive(&master).unwrap();
-    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let (_, root, app) = derived();
     let signer =
         sig::recover_kms_app_key_signer(APP_ID.as_bytes(), &app.k256_public(), app.kms_signature())
             .unwrap();
@@ -194,9 +213,7 @@ fn derivation_is_deterministic_and_separates_inputs() {
 
 #[test]
 fn debug_output_never_contains_secrets() {
-    let master = master();
-    let root = RootKeys::derive(&master).unwrap();
-    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let (master, root, app) = derived();
     let text = format!("{master:?} {root:?} {app:?}");
     for secret in [
         okm(label::ROOT_K256, &[]),
@@ -214,9 +231,7 @@ fn debug_output_never_contains_secrets() {
 
 #[test]
 fn env_pubkey_signature_matches_the_vector_and_verifies() {
-    let master = master();
-    let root = RootKeys::derive(&master).unwrap();
-    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let (_, root, app) = derived();
     let signature = root
         .sign_env_pubkey(&APP_ID, 1_700_000_000, &app.env_public())
         .unwrap();
@@ -247,9 +262,7 @@ fn env_pubkey_signature_matches_the_vector_and_verifies() {
 
 #[test]
 fn get_key_signature_chain_matches_the_vector_and_verifies_to_the_root() {
-    let master = master();
-    let root = RootKeys::derive(&master).unwrap();
-    let app = AppKeys::derive(&master, &root, &APP_ID, &instance()).unwrap();
+    let (_, root, app) = derived();
     let derived = sig::derive_signed_key(
         &app.k256_secret(),
         b"/wallet/0",

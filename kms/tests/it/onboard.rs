@@ -1,19 +1,15 @@
 //! Replication: a second node onboarded from the first serves the same keys.
 
-use cairn_kms::{Error, SecretStore};
+use cairn_kms::{Error, NodeOptions, SecretStore};
 use cairn_kms::{LOG_DIR, SECRETS_DIR};
 use cairn_tlog::{ReleaseKind, ReleaseRecord};
 
 use crate::release::app_key;
-use crate::world::{answer, pki, World};
+use crate::world::{answer, pki, Running, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_onboarded_node_serves_the_same_keys_and_both_log_the_onboarding() {
-    let w = World::new().await;
-    let a = w.start(0xD1).await;
-
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let opts = w.options(dir.path(), 0xD2, &pki());
+    let (w, a, opts, dir) = World::with_candidate(0xD1, 0xD2).await;
     w.register_kms(&opts, None).await;
     let report = cairn_kms::onboard(&opts, a.addr).await.unwrap();
     assert_eq!(report.key_generation, 1);
@@ -52,21 +48,13 @@ async fn an_onboarded_node_serves_the_same_keys_and_both_log_the_onboarding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_mr_is_not_allowed_is_refused_and_gets_nothing() {
-    let w = World::new().await;
-    let a = w.start(0xD3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = w.options(dir.path(), 0xD4, &pki());
-    let before = a.node.log().size();
-    let err = cairn_kms::onboard(&opts, a.addr).await.unwrap_err();
-    match &err {
+    let (_w, a, opts, dir) = World::with_candidate(0xD3, 0xD4).await;
+    match &refused_onboarding(&a, &opts, dir.path()).await {
         Error::OnboardRefused {
             status: 403, code, ..
         } => assert_eq!(code, "denied.kms_mr"),
         e => panic!("unexpected {e}"),
     }
-    assert_eq!(a.node.log().size(), before);
-    let store = SecretStore::open(dir.path().join(SECRETS_DIR)).unwrap();
-    assert!(matches!(store.identity(), Err(Error::NotBootstrapped)));
     a.stop().await;
 }
 
@@ -75,13 +63,20 @@ fn not_bootstrapped(dir: &std::path::Path) -> bool {
     matches!(store.identity(), Err(Error::NotBootstrapped))
 }
 
+/// `opts`' onboarding from `a`, which must fail with nothing logged by `a` and nothing
+/// stored in `dir`: the error.
+async fn refused_onboarding(a: &Running, opts: &NodeOptions, dir: &std::path::Path) -> Error {
+    let before = a.node.log().size();
+    let err = cairn_kms::onboard(opts, a.addr).await.unwrap_err();
+    assert_eq!(a.node.log().size(), before, "{err}");
+    assert!(not_bootstrapped(dir), "{err}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_tee() {
     use cairn_protocol::api::{OnboardRequest, OnboardResponse, PATH_ONBOARD};
-    let w = World::new().await;
-    let a = w.start(0xD5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = w.options(dir.path(), 0xD6, &pki());
+    let (w, a, opts, _dir) = World::with_candidate(0xD5, 0xD6).await;
     // The TEE is an allowed KMS (isKmsAllowed would pass); only the usage is wrong.
     w.register_kms(&opts, None).await;
     let cert = cairn_attestation::RaTlsCertBuilder::new(cairn_attestation::Usage::AppCustom)
@@ -112,26 +107,19 @@ async fn a_peer_without_a_kms_rpc_certificate_is_refused_even_on_an_allowed_kms_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_refuses_a_source_the_chain_does_not_allow() {
-    let w = World::new().await;
-    let a = w.start(0xD7).await;
+    let (w, a, opts, dir) = World::with_candidate(0xD7, 0xD8).await;
     w.client
         .remove_kms_device(a.node.own_evidence().boot.deviceId)
         .await
         .unwrap();
     w.mine(crate::world::CONFIRMATIONS).await;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = w.options(dir.path(), 0xD8, &pki());
     w.register_kms(&opts, None).await;
-    let before = a.node.log().size();
-    let err = cairn_kms::onboard(&opts, a.addr).await.unwrap_err();
-    match &err {
+    match &refused_onboarding(&a, &opts, dir.path()).await {
         Error::Chain(cairn_onchain::Error::Denied { reason, .. }) => {
             assert_eq!(reason, cairn_onchain::reasons::KMS_DEVICE)
         }
         e => panic!("unexpected {e}"),
     }
-    assert_eq!(a.node.log().size(), before);
-    assert!(not_bootstrapped(dir.path()));
     a.stop().await;
 }
 

@@ -53,10 +53,7 @@ async fn a_node_removed_from_kms_auth_stops_releasing_until_it_is_added_again() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_onboarded_but_never_registered_releases_nothing() {
-    let w = World::new().await;
-    let a = w.start(0xF2).await;
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let opts = w.options(dir.path(), 0xF3, &pki());
+    let (w, a, opts, dir) = World::with_candidate(0xF2, 0xF3).await;
     // Its MR and device are allowed (onboarding needs that), its address is not added.
     w.register_kms(&opts, None).await;
     let report = cairn_kms::onboard(&opts, a.addr).await.unwrap();

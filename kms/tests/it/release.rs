@@ -82,10 +82,7 @@ pub async fn check_receipt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
-    let (w, kms) = World::serving(0xA1).await;
-    let guest = w.guest(0x01);
-    let cert = guest.cert();
-    let mut client = kms.client(Some(&cert)).await;
+    let (w, kms, guest, cert, mut client) = World::serving_guest(0xA1, 0x01).await;
     let r = app_key(&mut client).await.unwrap();
 
     // The KMS signature recovers to the k256 key registered on chain.
@@ -123,10 +120,7 @@ async fn allowed_app_gets_keys_signed_by_the_root_key_registered_on_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_keys_across_requests_connections_and_a_restart() {
-    let (w, kms) = World::serving(0xA2).await;
-    let guest = w.guest(0x02);
-    let cert = guest.cert();
-    let mut c1 = kms.client(Some(&cert)).await;
+    let (w, kms, guest, cert, mut c1) = World::serving_guest(0xA2, 0x02).await;
     let a = app_key(&mut c1).await.unwrap();
     let b = app_key(&mut c1).await.unwrap();
     // A new certificate (new key, new quote) of the same instance.
@@ -187,12 +181,10 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
     let (w, kms) = World::serving(0xA4).await;
     let mut client = w.released_client(&kms, 0x05).await;
     app_key(&mut client).await.unwrap();
-    let me = Address::from(kms.node.address());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         w.mine(1).await;
-        let at = w.client.policy_block().await.unwrap();
-        if let Some(anchor) = w.client.latest_anchor(me, at).await.unwrap() {
+        if let Some(anchor) = w.latest_anchor_of(kms.node.address()).await {
             if anchor.tree_size == 2 {
                 assert_eq!(anchor.root_hash.0, kms.node.log().root_at(2).unwrap().0);
                 break;

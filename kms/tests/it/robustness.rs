@@ -94,10 +94,7 @@ async fn junk_certificate_exchange(addr: std::net::SocketAddr) -> std::io::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
-    let (w, kms) = World::serving(0xC1).await;
-    let guest = w.guest(0x21);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
+    let (_w, kms, _guest, cert, mut c) = World::serving_guest(0xC1, 0x21).await;
 
     let (s, b) = error_of(
         &mut c,
@@ -111,49 +108,60 @@ async fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
         (StatusCode::PAYLOAD_TOO_LARGE, "bad_request.too_large")
     );
     let mut c = kms.client(Some(&cert)).await;
-    let (s, b) = error_of(
-        &mut c,
-        Method::POST,
-        PATH_APP_KEY,
-        Some(b"{not json".to_vec()),
-    )
-    .await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
-    let (s, b) = error_of(
-        &mut c,
-        Method::POST,
-        PATH_APP_KEY,
-        Some(br#"{"app_id":"0x00"}"#.to_vec()),
-    )
-    .await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request"),
-        "{b:?}"
-    );
-    let (s, b) = error_of(&mut c, Method::GET, "/v1/log/entries?start=5&end=1", None).await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
-    let (s, b) = error_of(&mut c, Method::GET, "/v1/log/proof/inclusion?index=x", None).await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
-    let (s, b) = error_of(&mut c, Method::GET, "/v1/env-pubkey/0x1234", None).await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
-    let (s, b) = error_of(&mut c, Method::GET, "/v2/nothing", None).await;
-    assert_eq!(
-        (s, b.error.code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
+    let cases = [
+        (
+            "malformed JSON",
+            Method::POST,
+            PATH_APP_KEY,
+            Some(b"{not json".as_slice()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "short app id",
+            Method::POST,
+            PATH_APP_KEY,
+            Some(br#"{"app_id":"0x00"}"#.as_slice()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "start after end",
+            Method::GET,
+            "/v1/log/entries?start=5&end=1",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "non-numeric index",
+            Method::GET,
+            "/v1/log/proof/inclusion?index=x",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "short env-pubkey app id",
+            Method::GET,
+            "/v1/env-pubkey/0x1234",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "unknown path",
+            Method::GET,
+            "/v2/nothing",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (name, method, path, body, status, code) in cases {
+        let (s, b) = error_of(&mut c, method, path, body.map(<[u8]>::to_vec)).await;
+        assert_eq!((s, b.error.code.as_str()), (status, code), "{name}: {b:?}");
+    }
 
     // The connection still works for a real release afterwards.
     app_key(&mut c).await.unwrap();

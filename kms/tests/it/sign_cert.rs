@@ -44,11 +44,7 @@ async fn issued(
     node_seed: u8,
     guest_seed: u8,
 ) -> (World, Running, Guest, RaTlsCert, SignCertResponse) {
-    let w = World::new().await;
-    let kms = w.start(node_seed).await;
-    let guest = w.guest(guest_seed);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
+    let (w, kms, guest, cert, mut c) = World::serving_guest(node_seed, guest_seed).await;
     let resp = sign_own_key(&mut c, &cert).await;
     (w, kms, guest, cert, resp)
 }
@@ -121,10 +117,7 @@ async fn issued_leaf_carries_the_callers_evidence_and_is_a_valid_ra_tls_cert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_for_another_key_or_garbage_is_denied_and_not_logged() {
-    let (w, kms) = World::serving(0xE2).await;
-    let guest = w.guest(0x42);
-    let cert = guest.cert();
-    let mut c = kms.client(Some(&cert)).await;
+    let (_w, kms, _guest, _cert, mut c) = World::serving_guest(0xE2, 0x42).await;
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     for csr in [csr(&other), vec![0x30, 0x00], vec![]] {
         let err = c

@@ -117,11 +117,32 @@ async fn healthz(kms: &Running) -> Duration {
     t.elapsed()
 }
 
-/// A node on `host_seed` served with `limits`.
-async fn serve_with(w: &World, host_seed: u8, limits: ServerLimits) -> Running {
+/// A new world and a node on `host_seed` served with `limits`.
+async fn serve_with(host_seed: u8, limits: ServerLimits) -> (World, Running) {
+    let w = World::new().await;
     let (opts, dir) = w.prepare(host_seed, &pki()).await;
     let node = cairn_kms::Node::open(opts).await.unwrap();
-    w.serve_node_with(node, dir, limits).await
+    let kms = w.serve_node_with(node, dir, limits).await;
+    (w, kms)
+}
+
+/// The server ends `conn` without answering: EOF or a reset before [`DEADLINE`].
+async fn assert_closed(mut conn: TcpStream, what: &str) {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(DEADLINE, conn.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    assert!(matches!(read, Ok(0) | Err(_)), "{what}: {read:?}");
+}
+
+/// The error body of a 408 `bad_request.timeout` response.
+fn timeout_answer(status: u16, body: &[u8]) -> ErrorBody {
+    let body: ErrorBody = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (408, "bad_request.timeout")
+    );
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,14 +198,13 @@ async fn stalled_bodies_and_handshakes_do_not_delay_a_release_or_healthz() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_at_its_connection_limit_is_refused_and_others_are_served() {
-    let w = World::new().await;
     let limits = ServerLimits {
         max_connections_per_source: 4,
         // The held connections must outlive the test.
         handshake_timeout: Duration::from_secs(120),
         ..ServerLimits::default()
     };
-    let kms = serve_with(&w, 0xF7, limits).await;
+    let (_w, kms) = serve_with(0xF7, limits).await;
     let m = kms.node.metrics();
 
     let mut held = Vec::new();
@@ -195,12 +215,11 @@ async fn a_source_at_its_connection_limit_is_refused_and_others_are_served() {
     }
     // The fifth from the same source is closed at once: EOF (or a reset) instead of a
     // handshake.
-    let mut fifth = stalled_handshake(2, kms.addr).await;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(DEADLINE, fifth.read(&mut buf))
-        .await
-        .expect("the fifth connection was neither served nor closed");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_closed(
+        stalled_handshake(2, kms.addr).await,
+        "the fifth connection was neither served nor closed",
+    )
+    .await;
     assert_eq!(m.connections_refused(Refusal::MaxPerSource), 1);
     assert_eq!(m.connections_refused(Refusal::MaxConnections), 0);
 
@@ -229,23 +248,18 @@ async fn a_source_at_its_connection_limit_is_refused_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_too_slow_body_is_answered_408_and_its_connection_closed() {
-    let w = World::new().await;
     let limits = ServerLimits {
         body_idle_timeout: Duration::from_millis(300),
         body_timeout: Duration::from_secs(1),
         ..ServerLimits::default()
     };
-    let kms = serve_with(&w, 0xF8, limits).await;
+    let (w, kms) = serve_with(0xF8, limits).await;
     let config = AnyServer::config();
 
     // Stalled: one byte of 100, then nothing.
     let tls = stalled_body(2, kms.addr, Arc::clone(&config), 100, b"{").await;
     let (status, head, body) = response(tls).await;
-    let body: ErrorBody = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        (status, body.error.code.as_str()),
-        (408, "bad_request.timeout")
-    );
+    let body = timeout_answer(status, &body);
     assert!(head.contains("connection: close"), "{head}");
     assert!(body.error.message.contains("1 of 100 bytes"), "{body:?}");
 
@@ -264,11 +278,7 @@ async fn a_stalled_or_too_slow_body_is_answered_408_and_its_connection_closed() 
         .await
         .expect("the server kept reading a too slow body");
     let (status, _, body) = response(tls).await;
-    let body: ErrorBody = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        (status, body.error.code.as_str()),
-        (408, "bad_request.timeout")
-    );
+    timeout_answer(status, &body);
     assert_eq!(kms.node.metrics().body_timeouts(), 2);
     assert_eq!(kms.node.metrics().requests_reading_body(), 0);
 
@@ -282,18 +292,16 @@ async fn a_stalled_or_too_slow_body_is_answered_408_and_its_connection_closed() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_handshake_is_cut_at_the_handshake_timeout() {
-    let w = World::new().await;
     let limits = ServerLimits {
         handshake_timeout: Duration::from_millis(300),
         ..ServerLimits::default()
     };
-    let kms = serve_with(&w, 0xF9, limits).await;
-    let mut tcp = stalled_handshake(2, kms.addr).await;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(DEADLINE, tcp.read(&mut buf))
-        .await
-        .expect("a stalled handshake was kept open");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let (_w, kms) = serve_with(0xF9, limits).await;
+    assert_closed(
+        stalled_handshake(2, kms.addr).await,
+        "a stalled handshake was kept open",
+    )
+    .await;
     let m = kms.node.metrics();
     until("handshake timeout not counted", || {
         m.handshake_timeouts() == 1
@@ -383,12 +391,11 @@ async fn healthz_and_metrics_answer_while_every_release_permit_waits_on_the_chai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_its_responses_is_disconnected() {
-    let w = World::new().await;
     let limits = ServerLimits {
         write_stall_timeout: Duration::from_millis(300),
         ..ServerLimits::default()
     };
-    let kms = serve_with(&w, 0xFB, limits).await;
+    let (_w, kms) = serve_with(0xFB, limits).await;
     let m = kms.node.metrics();
     let mut tls = tls_from(2, kms.addr, AnyServer::config()).await;
     until("connection not accepted", || m.connections_open() == 1).await;

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use cairn_attestation::ids::AppId;
 use cairn_attestation::simulator::{SimPki, SimPkiConfig, SimTcbStatus};
-use cairn_kms::unix_now;
+use cairn_attestation::RaTlsCert;
+use cairn_kms::{unix_now, NodeOptions};
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::AppAuthClient;
 use cairn_protocol::api::{AppKeyRequest, AppKeyResponse, ErrorBody, PATH_APP_KEY};
 use hyper::{Method, StatusCode};
+use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 pub use cairn_kms::testing::{
@@ -86,6 +88,31 @@ impl World {
     /// A guest of the world's app on host `host_seed`.
     pub fn guest(&self, host_seed: u8) -> Guest {
         Guest::boot(pki(), host_seed, image(), self.app_id, COMPOSE)
+    }
+
+    /// [`World::serving`] with a guest on host `guest_seed`, its RA-TLS certificate and a
+    /// mutual RA-TLS connection to the node with that certificate.
+    pub async fn serving_guest(
+        node_seed: u8,
+        guest_seed: u8,
+    ) -> (World, Running, Guest, RaTlsCert, KmsConnection) {
+        let (w, kms) = World::serving(node_seed).await;
+        let guest = w.guest(guest_seed);
+        let cert = guest.cert();
+        let client = kms.client(Some(&cert)).await;
+        (w, kms, guest, cert, client)
+    }
+
+    /// [`World::serving`] on `host_seed`, and the options of another node on
+    /// `candidate_seed` with its fresh data dir: a node to onboard (not served yet).
+    pub async fn with_candidate(
+        host_seed: u8,
+        candidate_seed: u8,
+    ) -> (World, Running, NodeOptions, Arc<TempDir>) {
+        let (w, kms) = World::serving(host_seed).await;
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let opts = w.options(dir.path(), candidate_seed, &pki());
+        (w, kms, opts, dir)
     }
 
     /// A mutual RA-TLS connection to `kms` as [`World::guest`] on host `host_seed`.
@@ -258,4 +285,23 @@ pub async fn app_key(client: &mut KmsConnection) -> Result<AppKeyResponse, Error
         .call(Method::POST, PATH_APP_KEY, Some(&AppKeyRequest::default()))
         .await
         .map_err(answer)
+}
+
+/// `client`'s next `app-key` request, which `kms` must refuse with `status` and `code`
+/// and without a log entry: the refusal.
+pub async fn refused_app_key(
+    kms: &Running,
+    client: &mut KmsConnection,
+    status: StatusCode,
+    code: &str,
+) -> ErrorAnswer {
+    let size = kms.node.log().size();
+    let err = app_key(client).await.unwrap_err();
+    err.assert_code(status, code);
+    assert_eq!(
+        kms.node.log().size(),
+        size,
+        "a refused release was logged: {err:?}"
+    );
+    err
 }

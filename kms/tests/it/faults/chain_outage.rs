@@ -14,11 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::testing::{Behaviour, RpcProxy};
 use hyper::StatusCode;
 
-use crate::faults::{audit_node, PHASE_DEADLINE};
+use crate::faults::{audit_node, until_log_anchored, PHASE_DEADLINE};
 use crate::release::app_key;
 use crate::world::{pki, Running, World};
 
@@ -173,26 +172,13 @@ async fn outage_then_return(behaviour: Behaviour, host_seed: u8) {
     assert!(head.head.is_some() && head.failures > 0, "{head:?}");
 
     // Anchoring catches up by itself: the chain holds the whole log again.
-    let size = kms.node.log().size();
-    let deadline = Instant::now() + PHASE_DEADLINE;
-    loop {
-        w.net.mine(1).await;
-        let at = w.client.policy_block().await.expect("policy block");
-        let anchored = w
-            .client
-            .latest_anchor(Address::from(kms.node.address()), at)
-            .await
-            .expect("latest anchor")
-            .map_or(0, |a| a.tree_size);
-        if anchored >= size && kms.node.readiness().is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{behaviour:?}: anchoring never resumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_log_anchored(
+        &w,
+        &kms,
+        &format!("{behaviour:?}: anchoring never resumed"),
+        || kms.node.readiness().is_ok(),
+    )
+    .await;
     let mut source = kms.client(None).await;
     audit_node(&w, &mut source, kms.node.address(), &[]).await;
 

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_onchain::alloy::primitives::Address;
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterOptions, FailoverClient, ProcCluster};
@@ -106,13 +105,7 @@ async fn a_node_killed_mid_append_again_and_again_restarts_extends_its_anchor_an
         let deadline = Instant::now() + PHASE_DEADLINE;
         let anchored = loop {
             w.net.mine(1).await;
-            let at = w.client.policy_block().await.expect("policy block");
-            let a = w
-                .client
-                .latest_anchor(Address::from(address), at)
-                .await
-                .expect("latest anchor")
-                .map_or(0, |a| a.tree_size);
+            let a = w.latest_anchor_of(address).await.map_or(0, |a| a.tree_size);
             if a >= size {
                 break a;
             }

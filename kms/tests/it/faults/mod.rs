@@ -20,7 +20,7 @@ mod kill;
 mod reorg;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::Address;
@@ -28,13 +28,32 @@ use cairn_onchain::{audit_app, verify_receipt, AuditReport};
 use cairn_protocol::api::Receipt;
 use cairn_tlog::ReleaseKind;
 
-use crate::world::World;
+use crate::world::{Running, World};
 
 /// The `cairn-kms` binary of this build.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cairn-kms");
 
 /// A hang detector for whole phases of a fault test (never a speed assertion).
 pub const PHASE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Mine a block at a time until the chain holds an anchor of `kms`'s whole log (its size
+/// now) and `also()` holds; `what` names the wait if [`PHASE_DEADLINE`] passes first.
+pub async fn until_log_anchored(w: &World, kms: &Running, what: &str, also: impl Fn() -> bool) {
+    let size = kms.node.log().size();
+    let deadline = Instant::now() + PHASE_DEADLINE;
+    loop {
+        w.net.mine(1).await;
+        let anchored = w
+            .latest_anchor_of(kms.node.address())
+            .await
+            .map_or(0, |a| a.tree_size);
+        if anchored >= size && also() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// Audit the world's app on `node` through `source` with the light client: the report
 /// must be clean (anchors consistent, checkpoint extends the last anchor, every release

@@ -20,9 +20,9 @@ use cairn_onchain::{audit_app, verify_receipt, Finding, ReceiptError};
 use cairn_tlog::ReleaseKind;
 use hyper::StatusCode;
 
-use crate::faults::PHASE_DEADLINE;
+use crate::faults::{until_log_anchored, PHASE_DEADLINE};
 use crate::release::app_key;
-use crate::world::{image, pki, Guest, World, CONFIRMATIONS};
+use crate::world::{image, pki, refused_app_key, Guest, World, CONFIRMATIONS};
 
 /// Version 2 of the world's app: allowed only on the branch that gets orphaned.
 const COMPOSE_V2: &[u8] = br#"{"manifest_version":2,"name":"demo","runner":"process","v":2}"#;
@@ -98,10 +98,13 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
 
     // The same guest on the same connection: the allow of the orphaned block is not
     // reused; the new chain says no.
-    let size = kms.node.log().size();
-    let err = app_key(&mut v2_conn).await.unwrap_err();
-    err.assert_code(StatusCode::FORBIDDEN, "denied.compose_hash");
-    assert_eq!(kms.node.log().size(), size);
+    refused_app_key(
+        &kms,
+        &mut v2_conn,
+        StatusCode::FORBIDDEN,
+        "denied.compose_hash",
+    )
+    .await;
     // Version 1 (allowed before the fork) keeps getting keys.
     let v1 = w.guest(0x82);
     let kept = app_key(&mut kms.client(Some(&v1.cert())).await)
@@ -141,26 +144,7 @@ async fn a_reorg_deeper_than_the_confirmations_never_reuses_a_verdict_from_an_or
     .expect("the release on the canonical chain verifies");
 
     // Anchoring re-posts the whole log (its anchors on the branch are gone).
-    let size = kms.node.log().size();
-    let deadline = Instant::now() + PHASE_DEADLINE;
-    loop {
-        w.net.mine(1).await;
-        let pinned = w.client.policy_block().await.expect("policy block");
-        let anchored = w
-            .client
-            .latest_anchor(Address::from(kms.node.address()), pinned)
-            .await
-            .expect("latest anchor")
-            .map_or(0, |a| a.tree_size);
-        if anchored >= size {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "anchoring never re-posted the log"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_log_anchored(&w, &kms, "anchoring never re-posted the log", || true).await;
     let report = audit_app(
         &w.client,
         &mut source,
