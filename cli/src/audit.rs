@@ -30,6 +30,8 @@ use cairn_onchain::{
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::common::outln;
+
 /// Intel's PCS, the default collateral source for `--kms-trust intel`.
 const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 /// The simulator PKI seed the devnet uses.
@@ -310,16 +312,16 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
         if let Some(o) = line.as_object_mut() {
             o.insert("event".into(), event.into());
         }
-        println!("{line}");
+        outln!("{line}");
     } else {
         match event {
-            "finding" => println!(
+            "finding" => outln!(
                 "FINDING node {}: {} {}",
                 body["node"].as_str().unwrap_or("-"),
                 body["finding"]["code"].as_str().unwrap_or("?"),
                 body["finding"]["detail"].as_str().unwrap_or("")
             ),
-            "release" => println!(
+            "release" => outln!(
                 "release  node {} app {}: index {} compose {} policy block {} logged {} allowed {}",
                 body["node"].as_str().unwrap_or("?"),
                 body["release"]["app_id"].as_str().unwrap_or("?"),
@@ -329,7 +331,7 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
                 body["release"]["logged"],
                 body["release"]["allowed"],
             ),
-            _ => println!("ERROR {}", body["error"].as_str().unwrap_or("?")),
+            _ => outln!("ERROR {}", body["error"].as_str().unwrap_or("?")),
         }
     }
 }
@@ -607,10 +609,10 @@ fn finding_row(f: &Finding) -> FindingRow {
 
 fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        outln!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "audit of chain {} KmsAuth {} from block {} to {}{}",
         r.chain_id,
         r.kms_auth,
@@ -621,7 +623,7 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             .map_or(String::new(), |a| format!(", releases of app {a}"))
     );
     for n in &r.nodes {
-        println!(
+        outln!(
             "\nnode {} ({}){}",
             n.node,
             n.url.as_deref().unwrap_or("no --kms-url"),
@@ -631,7 +633,7 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
                 "  NOT in KmsAuth's node list"
             }
         );
-        println!(
+        outln!(
             "  {} anchors, entries {}..{} read, verified size {}, {} releases, {} findings",
             n.anchors,
             n.start,
@@ -641,13 +643,19 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             n.findings.len()
         );
         if !n.releases.is_empty() {
-            println!(
+            outln!(
                 "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
-                "INDEX", "KIND", "APP", "COMPOSE", "POLICY BLOCK", "LOGGED", "ALLOWED"
+                "INDEX",
+                "KIND",
+                "APP",
+                "COMPOSE",
+                "POLICY BLOCK",
+                "LOGGED",
+                "ALLOWED"
             );
         }
         for x in &n.releases {
-            println!(
+            outln!(
                 "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
                 x.index,
                 x.kind,
@@ -659,16 +667,16 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             );
         }
         for f in &n.findings {
-            println!("    FINDING {}: {}", f.code, f.detail);
+            outln!("    FINDING {}: {}", f.code, f.detail);
         }
     }
     for f in &r.findings {
-        println!("\nFINDING {}: {}", f.code, f.detail);
+        outln!("\nFINDING {}: {}", f.code, f.detail);
     }
     for e in &r.errors {
-        println!("\nCOULD NOT AUDIT: {e}");
+        outln!("\nCOULD NOT AUDIT: {e}");
     }
-    println!(
+    outln!(
         "\n{}",
         match outcome(&r.findings_all, &r.errors) {
             AuditOutcome::Clean => "clean: every release logged and allowed, logs unforked",

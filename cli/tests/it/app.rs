@@ -10,7 +10,7 @@ use cairn_onchain::alloy::primitives::{Address, B256};
 use crate::chain::{key_hex, nonce, Cli};
 
 /// An app-compose.json in no particular key order (as a user writes it).
-const COMPOSE: &str = r#"{
+pub(crate) const COMPOSE: &str = r#"{
   "runner": "docker-compose",
   "name": "hello",
   "manifest_version": 2,
