@@ -86,16 +86,11 @@ impl HeadOptions {
         }
     }
 
-    /// Judges head ages against `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Sets how many recently used reads are kept answered.
-    pub fn with_max_tracked(mut self, max_tracked: usize) -> Self {
-        self.max_tracked = max_tracked;
-        self
+    setters! {
+        /// Judges head ages against `clock` instead of the system clock.
+        fn with_clock(clock: Clock);
+        /// Sets how many recently used reads are kept answered.
+        fn with_max_tracked(max_tracked: usize);
     }
 }
 
