@@ -190,18 +190,21 @@ contract AppAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ devices
 
-    function test_AddDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.DeviceAdded(DEVICE_ID_2);
-        vm.prank(owner);
-        app.addDevice(DEVICE_ID_2);
-        assertTrue(app.allowedDeviceIds(DEVICE_ID_2), "listed");
-    }
-
-    function test_RevertIf_AddDevice_AlreadyAllowed() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthDeviceAlreadyAllowed.selector, DEVICE_ID));
-        vm.prank(owner);
-        app.addDevice(DEVICE_ID);
+    function test_DeviceAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "devices",
+                owner: owner,
+                add: app.addDevice,
+                remove: app.removeDevice,
+                isListed: app.allowedDeviceIds,
+                added: AppAuth.DeviceAdded.selector,
+                removed: AppAuth.DeviceRemoved.selector,
+                alreadyListed: AppAuth.AppAuthDeviceAlreadyAllowed.selector,
+                notListed: AppAuth.AppAuthDeviceNotAllowed.selector
+            }),
+            DEVICE_ID_2
+        );
     }
 
     function test_RevertIf_AddDevice_Zero() public {
@@ -210,56 +213,30 @@ contract AppAuthTest is CairnTestBase {
         app.addDevice(bytes32(0));
     }
 
-    function test_RemoveDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.DeviceRemoved(DEVICE_ID);
-        vm.prank(owner);
-        app.removeDevice(DEVICE_ID);
-        assertFalse(app.allowedDeviceIds(DEVICE_ID), "unlisted");
+    function test_AllowAnyDeviceFlag() public {
+        _assertFlag(
+            Flag({
+                name: "allowAnyDevice",
+                owner: owner,
+                set: app.setAllowAnyDevice,
+                get: app.allowAnyDevice,
+                changed: AppAuth.AllowAnyDeviceSet.selector,
+                unchanged: AppAuth.AppAuthAllowAnyDeviceUnchanged.selector
+            })
+        );
     }
 
-    function test_RevertIf_RemoveDevice_NotAllowed() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthDeviceNotAllowed.selector, DEVICE_ID_2));
-        vm.prank(owner);
-        app.removeDevice(DEVICE_ID_2);
-    }
-
-    function test_SetAllowAnyDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.AllowAnyDeviceSet(true);
-        vm.prank(owner);
-        app.setAllowAnyDevice(true);
-        assertTrue(app.allowAnyDevice(), "set");
-        vm.expectEmit(address(app));
-        emit AppAuth.AllowAnyDeviceSet(false);
-        vm.prank(owner);
-        app.setAllowAnyDevice(false);
-        assertFalse(app.allowAnyDevice(), "cleared");
-    }
-
-    function test_RevertIf_SetAllowAnyDevice_Unchanged() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthAllowAnyDeviceUnchanged.selector, false));
-        vm.prank(owner);
-        app.setAllowAnyDevice(false);
-    }
-
-    function test_SetRequireTcbUpToDate_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.RequireTcbUpToDateSet(true);
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(true);
-        assertTrue(app.requireTcbUpToDate(), "set");
-        vm.expectEmit(address(app));
-        emit AppAuth.RequireTcbUpToDateSet(false);
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(false);
-        assertFalse(app.requireTcbUpToDate(), "cleared");
-    }
-
-    function test_RevertIf_SetRequireTcbUpToDate_Unchanged() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector, false));
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(false);
+    function test_RequireTcbUpToDateFlag() public {
+        _assertFlag(
+            Flag({
+                name: "requireTcbUpToDate",
+                owner: owner,
+                set: app.setRequireTcbUpToDate,
+                get: app.requireTcbUpToDate,
+                changed: AppAuth.RequireTcbUpToDateSet.selector,
+                unchanged: AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector
+            })
+        );
     }
 
     // ------------------------------------------------------------------ upgrades switch

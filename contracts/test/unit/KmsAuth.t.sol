@@ -8,28 +8,20 @@ import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/Own
 import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
 import {AppAuth} from "../../src/AppAuth.sol";
 import {KmsAuth} from "../../src/KmsAuth.sol";
-import {CairnTestBase} from "../utils/CairnTestBase.sol";
+import {KmsAppTestBase} from "../utils/CairnTestBase.sol";
 
-contract KmsAuthTest is CairnTestBase {
+contract KmsAuthTest is KmsAppTestBase {
     address internal owner = makeAddr("Owner");
-    address internal developer = makeAddr("Developer");
     address internal node = makeAddr("KmsNode");
     AppAuth internal appImpl;
-    KmsAuth internal kms;
-    AppAuth internal app;
 
     bytes internal constant K256 = hex"02aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
     bytes internal constant CA = hex"3059301306072a8648ce3d020106082a8648ce3d03010703420004";
 
     function setUp() public {
-        vm.warp(1_700_000_000);
         vm.roll(100);
-        appImpl = new AppAuth();
-        kms = _deployKmsAuth(owner, address(appImpl));
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
-        vm.prank(owner);
-        kms.addOsImageHash(OS_IMAGE);
+        _deployKmsWithApp(owner);
+        appImpl = AppAuth(kms.appAuthImplementation());
     }
 
     function _allowed(IAppAuth.AppBootInfo memory b) internal view returns (bool, string memory) {
@@ -159,77 +151,55 @@ contract KmsAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ allowlists
 
-    function test_AddOsImageHash_EmitsEvent() public {
-        bytes32 h = keccak256("os-2");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.OsImageHashAdded(h);
-        vm.prank(owner);
-        kms.addOsImageHash(h);
-        assertTrue(kms.allowedOsImages(h), "allowed");
+    function test_OsImageAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "OS images",
+                owner: owner,
+                add: kms.addOsImageHash,
+                remove: kms.removeOsImageHash,
+                isListed: kms.allowedOsImages,
+                added: KmsAuth.OsImageHashAdded.selector,
+                removed: KmsAuth.OsImageHashRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthOsImageAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthOsImageNotAllowed.selector
+            }),
+            keccak256("os-2")
+        );
     }
 
-    function test_RemoveOsImageHash_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.OsImageHashRemoved(OS_IMAGE);
-        vm.prank(owner);
-        kms.removeOsImageHash(OS_IMAGE);
-        assertFalse(kms.allowedOsImages(OS_IMAGE), "removed");
+    function test_KmsAggregatedMrAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "KMS MRs",
+                owner: owner,
+                add: kms.addKmsAggregatedMr,
+                remove: kms.removeKmsAggregatedMr,
+                isListed: kms.kmsAllowedAggregatedMrs,
+                added: KmsAuth.KmsAggregatedMrAdded.selector,
+                removed: KmsAuth.KmsAggregatedMrRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector
+            }),
+            KMS_MR
+        );
     }
 
-    function test_RevertIf_OsImageHash_NoOp() public {
-        bytes32 h = keccak256("os-2");
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthOsImageAlreadyAllowed.selector, OS_IMAGE));
-        kms.addOsImageHash(OS_IMAGE);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthOsImageNotAllowed.selector, h));
-        kms.removeOsImageHash(h);
-        vm.stopPrank();
-    }
-
-    function test_AddKmsAggregatedMr_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsAggregatedMrAdded(KMS_MR);
-        vm.prank(owner);
-        kms.addKmsAggregatedMr(KMS_MR);
-        assertTrue(kms.kmsAllowedAggregatedMrs(KMS_MR), "allowed");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsAggregatedMrRemoved(KMS_MR);
-        vm.prank(owner);
-        kms.removeKmsAggregatedMr(KMS_MR);
-        assertFalse(kms.kmsAllowedAggregatedMrs(KMS_MR), "removed");
-    }
-
-    function test_RevertIf_KmsAggregatedMr_NoOp() public {
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector, KMS_MR));
-        kms.removeKmsAggregatedMr(KMS_MR);
-        kms.addKmsAggregatedMr(KMS_MR);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector, KMS_MR));
-        kms.addKmsAggregatedMr(KMS_MR);
-        vm.stopPrank();
-    }
-
-    function test_AddKmsDevice_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsDeviceAdded(KMS_DEVICE);
-        vm.prank(owner);
-        kms.addKmsDevice(KMS_DEVICE);
-        assertTrue(kms.kmsAllowedDeviceIds(KMS_DEVICE), "allowed");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsDeviceRemoved(KMS_DEVICE);
-        vm.prank(owner);
-        kms.removeKmsDevice(KMS_DEVICE);
-        assertFalse(kms.kmsAllowedDeviceIds(KMS_DEVICE), "removed");
-    }
-
-    function test_RevertIf_KmsDevice_NoOp() public {
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsDeviceNotAllowed.selector, KMS_DEVICE));
-        kms.removeKmsDevice(KMS_DEVICE);
-        kms.addKmsDevice(KMS_DEVICE);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector, KMS_DEVICE));
-        kms.addKmsDevice(KMS_DEVICE);
-        vm.stopPrank();
+    function test_KmsDeviceAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "KMS devices",
+                owner: owner,
+                add: kms.addKmsDevice,
+                remove: kms.removeKmsDevice,
+                isListed: kms.kmsAllowedDeviceIds,
+                added: KmsAuth.KmsDeviceAdded.selector,
+                removed: KmsAuth.KmsDeviceRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthKmsDeviceNotAllowed.selector
+            }),
+            KMS_DEVICE
+        );
     }
 
     // ------------------------------------------------------------------ nodes and gateway
