@@ -117,15 +117,15 @@ contract AppAuthTest is CairnTestBase {
         assertTrue(listed, "listed");
         assertEq(activation, later, "activatesAt");
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH_2), "inactive before");
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "Compose hash not yet active");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), false, "Compose hash not yet active"
+        );
 
         vm.warp(later - 1);
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH_2), "inactive one second before");
         vm.warp(later);
         assertTrue(app.allowedComposeHashes(COMPOSE_HASH_2), "active at activatesAt");
-        (ok, reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), true, "");
     }
 
     function test_ScheduleComposeHash_ReschedulesListedHash() public {
@@ -260,52 +260,49 @@ contract AppAuthTest is CairnTestBase {
     // ------------------------------------------------------------------ isAppAllowed
 
     function test_IsAppAllowed_AllowsListedHashAndDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), true, "");
     }
 
     function test_IsAppAllowed_DeniesUnlistedHash() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), false, "Compose hash not allowed"
+        );
     }
 
     function test_IsAppAllowed_ChecksHashBeforeDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID_2));
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID_2), false, "Compose hash not allowed"
+        );
     }
 
     function test_IsAppAllowed_DeniesUnlistedDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2));
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2), false, "Device not allowed"
+        );
     }
 
     function test_IsAppAllowed_AllowAnyDeviceSkipsDeviceCheck() public {
         vm.prank(owner);
         app.setAllowAnyDevice(true);
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2), true, "");
     }
 
     function test_IsAppAllowed_RequireTcbUpToDate() public {
         vm.prank(owner);
         app.setRequireTcbUpToDate(true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
         b.tcbStatus = "SWHardeningNeeded";
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        _assertVerdictOf(app.isAppAllowed, b, false, "TCB status is not UpToDate");
         // The device check comes before the TCB check.
         b.deviceId = DEVICE_ID_2;
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
     }
 
     function test_IsAppAllowed_IgnoresTcbWhenNotRequired() public view {
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "OutOfDate";
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
     }
 
     // ------------------------------------------------------------------ ERC-165
@@ -364,39 +361,31 @@ contract AppAuthTest is CairnTestBase {
     function testFuzz_ComposeHashAllowlist(bytes32 hash, uint32 delay) public {
         vm.assume(hash != bytes32(0) && hash != COMPOSE_HASH);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), hash, DEVICE_ID);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Compose hash not allowed");
 
         uint64 activation = uint64(block.timestamp) + delay;
         vm.prank(owner);
         app.scheduleComposeHash(hash, activation);
-        (ok, reason) = app.isAppAllowed(b);
-        if (delay == 0) _assertVerdict(ok, reason, true, "");
-        else _assertVerdict(ok, reason, false, "Compose hash not yet active");
+        _assertVerdictOf(app.isAppAllowed, b, delay == 0, delay == 0 ? "" : "Compose hash not yet active");
 
         vm.warp(activation);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
 
         vm.prank(owner);
         app.removeComposeHash(hash);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Compose hash not allowed");
     }
 
     function testFuzz_DeviceAllowlist(bytes32 device) public {
         vm.assume(device != bytes32(0) && device != DEVICE_ID);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, device);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
         vm.prank(owner);
         app.addDevice(device);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
         vm.prank(owner);
         app.removeDevice(device);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
     }
 
     function testFuzz_TcbStatusOnlyUpToDatePasses(string calldata status) public {
@@ -404,8 +393,7 @@ contract AppAuthTest is CairnTestBase {
         app.setRequireTcbUpToDate(true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = status;
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        if (keccak256(bytes(status)) == keccak256("UpToDate")) _assertVerdict(ok, reason, true, "");
-        else _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        bool upToDate = keccak256(bytes(status)) == keccak256("UpToDate");
+        _assertVerdictOf(app.isAppAllowed, b, upToDate, upToDate ? "" : "TCB status is not UpToDate");
     }
 }

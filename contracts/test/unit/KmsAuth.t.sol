@@ -24,10 +24,6 @@ contract KmsAuthTest is KmsAppTestBase {
         appImpl = AppAuth(kms.appAuthImplementation());
     }
 
-    function _allowed(IAppAuth.AppBootInfo memory b) internal view returns (bool, string memory) {
-        return kms.isAppAllowed(b);
-    }
-
     // ------------------------------------------------------------------ initialize
 
     function test_Initialize_SetsState() public view {
@@ -356,8 +352,9 @@ contract KmsAuthTest is KmsAppTestBase {
         vm.prank(owner);
         kms.deregisterApp(address(app));
         assertFalse(kms.isAppRegistered(address(app)), "deregistered");
-        (bool ok, string memory reason) = _allowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(
+            kms.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), false, "App not registered"
+        );
     }
 
     function test_RevertIf_DeregisterApp_NotRegistered() public {
@@ -403,8 +400,7 @@ contract KmsAuthTest is KmsAppTestBase {
     // ------------------------------------------------------------------ isAppAllowed
 
     function test_IsAppAllowed_AllowsWhenEveryCheckPasses() public view {
-        (bool ok, string memory reason) = _allowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), true, "");
     }
 
     function test_IsAppAllowed_ChecksInOrder() public {
@@ -413,27 +409,20 @@ contract KmsAuthTest is KmsAppTestBase {
         b.tcbStatus = "OutOfDate";
         b.advisoryIds = new string[](1);
         b.advisoryIds[0] = "INTEL-SA-00001";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "App not registered");
         b.appId = address(app);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
         b.osImageHash = OS_IMAGE;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status not acceptable");
         b.tcbStatus = "UpToDate";
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Advisory not tolerated");
         vm.prank(owner);
         kms.setAdvisoryTolerated("INTEL-SA-00001", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Compose hash not allowed");
         b.composeHash = COMPOSE_HASH;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Device not allowed");
         b.deviceId = DEVICE_ID;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_EveryAdvisoryMustBeTolerated() public {
@@ -443,23 +432,19 @@ contract KmsAuthTest is KmsAppTestBase {
         b.advisoryIds = new string[](2);
         b.advisoryIds[0] = "INTEL-SA-A";
         b.advisoryIds[1] = "INTEL-SA-B";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Advisory not tolerated");
         vm.prank(owner);
         kms.setAdvisoryTolerated("INTEL-SA-B", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_AcceptsConfiguredTcbStatus() public {
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "SWHardeningNeeded";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status not acceptable");
         vm.prank(owner);
         kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_PassesAppReasonThrough() public {
@@ -469,8 +454,7 @@ contract KmsAuthTest is KmsAppTestBase {
         kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "SWHardeningNeeded";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status is not UpToDate");
     }
 
     // ------------------------------------------------------------------ isKmsAllowed
@@ -481,25 +465,19 @@ contract KmsAuthTest is KmsAppTestBase {
         b.tcbStatus = "OutOfDate";
         b.advisoryIds = new string[](1);
         b.advisoryIds[0] = "INTEL-SA-00001";
-        (bool ok, string memory reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS aggregated MR not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS aggregated MR not allowed");
         vm.prank(owner);
         kms.addKmsAggregatedMr(KMS_MR);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS device not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS device not allowed");
         vm.prank(owner);
         kms.addKmsDevice(KMS_DEVICE);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "OS image is not allowed");
         b.osImageHash = OS_IMAGE;
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "TCB status not acceptable");
         b.tcbStatus = "UpToDate";
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "Advisory not tolerated");
         b.advisoryIds = new string[](0);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isKmsAllowed, b, true, "");
     }
 
     // ------------------------------------------------------------------ anchoring
@@ -618,22 +596,18 @@ contract KmsAuthTest is KmsAppTestBase {
         vm.assume(image != OS_IMAGE);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.osImageHash = image;
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
         vm.prank(owner);
         kms.addOsImageHash(image);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
         vm.prank(owner);
         kms.removeOsImageHash(image);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
     }
 
     function testFuzz_UnregisteredAppNeverAllowed(address appId, bytes32 hash, bytes32 device) public view {
         vm.assume(appId != address(app));
-        (bool ok, string memory reason) = _allowed(_bootInfo(appId, hash, device));
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(kms.isAppAllowed, _bootInfo(appId, hash, device), false, "App not registered");
     }
 
     function testFuzz_KmsAllowlists(bytes32 mr, bytes32 device) public {
@@ -643,12 +617,10 @@ contract KmsAuthTest is KmsAppTestBase {
         kms.addKmsAggregatedMr(mr);
         kms.addKmsDevice(device);
         vm.stopPrank();
-        (bool ok, string memory reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isKmsAllowed, b, true, "");
         vm.prank(owner);
         kms.removeKmsDevice(device);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS device not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS device not allowed");
     }
 
     function testFuzz_AnchorSizesOnlyGrow(uint64 first, uint64 second, bytes32 r1, bytes32 r2) public {

@@ -68,6 +68,17 @@ abstract contract CairnTestBase is Test {
         assertEq(reason, wantReason, "reason");
     }
 
+    /// @dev `check(b)` (an `isAppAllowed` or `isKmsAllowed`) answers `wantAllowed` with `wantReason`.
+    function _assertVerdictOf(
+        function(IAppAuth.AppBootInfo memory) external view returns (bool, string memory) check,
+        IAppAuth.AppBootInfo memory b,
+        bool wantAllowed,
+        string memory wantReason
+    ) internal view {
+        (bool allowed, string memory reason) = check(b);
+        _assertVerdict(allowed, reason, wantAllowed, wantReason);
+    }
+
     /// @dev An owner-managed allowlist of bytes32 values (KmsAuth's OS images, KMS MRs and KMS
     /// devices; AppAuth's devices): its functions, and the selectors of its events and errors.
     struct Allowlist {
@@ -83,24 +94,34 @@ abstract contract CairnTestBase is Test {
     }
 
     /// @dev `value` (not listed) goes through `list`'s life by its owner: removing it reverts with
-    /// `notListed`; adding it emits `added` and lists it; adding it again reverts with
-    /// `alreadyListed`; removing it emits `removed` and unlists it.
+    /// `notListed`; adding it emits `added` and lists it, and adding it again reverts with
+    /// `alreadyListed`; removing it emits `removed` and unlists it, and removing it again reverts
+    /// with `notListed`.
     function _assertAllowlist(Allowlist memory list, bytes32 value) internal {
-        address target = list.add.address;
         vm.startPrank(list.owner);
         vm.expectRevert(abi.encodeWithSelector(list.notListed, value));
         list.remove(value);
-        vm.recordLogs();
-        list.add(value);
-        _assertOneLog(list.name, target, _topics(list.added, value), "");
-        assertTrue(list.isListed(value), string.concat(list.name, ": listed"));
-        vm.expectRevert(abi.encodeWithSelector(list.alreadyListed, value));
-        list.add(value);
-        vm.recordLogs();
-        list.remove(value);
-        _assertOneLog(list.name, target, _topics(list.removed, value), "");
-        assertFalse(list.isListed(value), string.concat(list.name, ": unlisted"));
+        _assertAllowlistStep(list, list.add, list.added, list.alreadyListed, value, true);
+        _assertAllowlistStep(list, list.remove, list.removed, list.notListed, value, false);
         vm.stopPrank();
+    }
+
+    /// @dev `step(value)` emits `eventSelector` and leaves `value` listed or not; doing it again is a
+    /// no-op that reverts with `repeatError`.
+    function _assertAllowlistStep(
+        Allowlist memory list,
+        function(bytes32) external step,
+        bytes32 eventSelector,
+        bytes4 repeatError,
+        bytes32 value,
+        bool listed
+    ) internal {
+        vm.recordLogs();
+        step(value);
+        _assertOneLog(list.name, step.address, _topics(eventSelector, value), "");
+        assertEq(list.isListed(value), listed, string.concat(list.name, ": listed"));
+        vm.expectRevert(abi.encodeWithSelector(repeatError, value));
+        step(value);
     }
 
     /// @dev An owner-managed boolean setting (AppAuth's allow-any-device and require-TCB-up-to-date):
