@@ -248,54 +248,69 @@ contract KmsAuthTest is KmsAppTestBase {
 
     // ------------------------------------------------------------------ TCB policy
 
-    function test_SetTcbStatusAcceptable_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.TcbStatusAcceptabilitySet("SWHardeningNeeded", true);
-        vm.prank(owner);
-        kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
-        assertTrue(kms.isTcbStatusAcceptable("SWHardeningNeeded"), "acceptable");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.TcbStatusAcceptabilitySet("UpToDate", false);
+    /// @dev An owner-managed set of strings (acceptable TCB statuses, tolerated advisories): its
+    /// setter and getter, the selector of its `(string, bool)` event and of its errors.
+    struct StringSet {
+        string name;
+        function(string memory, bool) external set;
+        function(string memory) external view returns (bool) isIn;
+        bytes32 changed;
+        bytes4 unchanged;
+        bytes4 invalid;
+    }
+
+    /// @dev `key` (not in `strings`) is put in and taken out by the owner, each time with its
+    /// event, and each time again is a no-op that reverts with `unchanged`; an empty or 129-byte key
+    /// reverts with `invalid`.
+    function _assertStringSet(StringSet memory strings, string memory key) internal {
+        string memory tooLong = string(new bytes(129));
+        vm.startPrank(owner);
+        bool[2] memory values = [true, false];
+        for (uint256 i = 0; i < values.length; ++i) {
+            vm.recordLogs();
+            strings.set(key, values[i]);
+            _assertOneLog(strings.name, address(kms), _topics(strings.changed), abi.encode(key, values[i]));
+            assertEq(strings.isIn(key), values[i], string.concat(strings.name, ": ", key));
+            vm.expectRevert(abi.encodeWithSelector(strings.unchanged, key, values[i]));
+            strings.set(key, values[i]);
+        }
+        vm.expectRevert(abi.encodeWithSelector(strings.invalid, ""));
+        strings.set("", true);
+        vm.expectRevert(abi.encodeWithSelector(strings.invalid, tooLong));
+        strings.set(tooLong, true);
+        vm.stopPrank();
+    }
+
+    function test_TcbStatusAcceptable() public {
+        _assertStringSet(
+            StringSet({
+                name: "acceptable TCB statuses",
+                set: kms.setTcbStatusAcceptable,
+                isIn: kms.isTcbStatusAcceptable,
+                changed: KmsAuth.TcbStatusAcceptabilitySet.selector,
+                unchanged: KmsAuth.KmsAuthTcbStatusUnchanged.selector,
+                invalid: KmsAuth.KmsAuthInvalidTcbStatus.selector
+            }),
+            "SWHardeningNeeded"
+        );
+        // The initial `UpToDate` is taken out like any other.
         vm.prank(owner);
         kms.setTcbStatusAcceptable("UpToDate", false);
-        assertFalse(kms.isTcbStatusAcceptable("UpToDate"), "no longer acceptable");
+        assertFalse(kms.isTcbStatusAcceptable("UpToDate"), "UpToDate no longer acceptable");
     }
 
-    function test_RevertIf_SetTcbStatusAcceptable_NoOpOrInvalid() public {
-        string memory tooLong = string(new bytes(129));
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthTcbStatusUnchanged.selector, "UpToDate", true));
-        kms.setTcbStatusAcceptable("UpToDate", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidTcbStatus.selector, ""));
-        kms.setTcbStatusAcceptable("", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidTcbStatus.selector, tooLong));
-        kms.setTcbStatusAcceptable(tooLong, true);
-        vm.stopPrank();
-    }
-
-    function test_SetAdvisoryTolerated_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.AdvisoryToleranceSet("INTEL-SA-00837", true);
-        vm.prank(owner);
-        kms.setAdvisoryTolerated("INTEL-SA-00837", true);
-        assertTrue(kms.isAdvisoryTolerated("INTEL-SA-00837"), "tolerated");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.AdvisoryToleranceSet("INTEL-SA-00837", false);
-        vm.prank(owner);
-        kms.setAdvisoryTolerated("INTEL-SA-00837", false);
-        assertFalse(kms.isAdvisoryTolerated("INTEL-SA-00837"), "not tolerated");
-    }
-
-    function test_RevertIf_SetAdvisoryTolerated_NoOpOrInvalid() public {
-        string memory tooLong = string(new bytes(129));
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthAdvisoryUnchanged.selector, "INTEL-SA-1", false));
-        kms.setAdvisoryTolerated("INTEL-SA-1", false);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidAdvisoryId.selector, ""));
-        kms.setAdvisoryTolerated("", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidAdvisoryId.selector, tooLong));
-        kms.setAdvisoryTolerated(tooLong, true);
-        vm.stopPrank();
+    function test_AdvisoryTolerated() public {
+        _assertStringSet(
+            StringSet({
+                name: "tolerated advisories",
+                set: kms.setAdvisoryTolerated,
+                isIn: kms.isAdvisoryTolerated,
+                changed: KmsAuth.AdvisoryToleranceSet.selector,
+                unchanged: KmsAuth.KmsAuthAdvisoryUnchanged.selector,
+                invalid: KmsAuth.KmsAuthInvalidAdvisoryId.selector
+            }),
+            "INTEL-SA-00837"
+        );
     }
 
     // ------------------------------------------------------------------ registry and factory
