@@ -15,37 +15,19 @@
 //! exits as above for everything it saw.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use cairn_attestation::simulator::{SimPki, SimPkiConfig};
-use cairn_attestation::{Collateral, PccsClient, Verifier};
 use cairn_kms_client::{KmsClient, KmsConnection};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::{
     audit_all, AuditOptions, AuditOutcome, AuditReport, AuditedRelease, Auditor, ChainClient,
     ChainConfig, Finding, Staleness,
 };
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 
-use crate::common::outln;
-
-/// Intel's PCS, the default collateral source for `--kms-trust intel`.
-const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
-/// The simulator PKI seed the devnet uses.
-const DEFAULT_SIM_PKI_SEED: &str =
-    "4242424242424242424242424242424242424242424242424242424242424242";
-
-/// Which root a KMS's attestation is verified against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trust {
-    /// Intel's SGX root CA (collateral from `--pccs-url`).
-    Intel,
-    /// The TDX simulator's mock root (development only).
-    Simulator,
-}
+use crate::common::{kms_client, outln, KmsTrust, DEFAULT_PCCS_URL, DEFAULT_SIM_PKI_SEED};
 
 /// `cairn audit` options.
 #[derive(Debug, Args)]
@@ -94,7 +76,7 @@ pub struct AuditArgs {
     kms_auth: String,
     /// The root the KMS's attestation is verified against.
     #[arg(long, env = "CAIRN_KMS_TRUST", value_enum, default_value = "intel")]
-    kms_trust: Trust,
+    kms_trust: KmsTrust,
     /// Collateral source for --kms-trust intel.
     #[arg(long, env = "CAIRN_PCCS_URL", default_value = DEFAULT_PCCS_URL)]
     pccs_url: String,
@@ -366,7 +348,7 @@ impl Context {
             .with_context(|| format!("connecting to the chain at {}", args.rpc_url))?;
         Ok(Context {
             chain,
-            kms: kms_client(args)?,
+            kms: audit_kms_client(args)?,
             chain_id: args.chain_id,
             kms_auth,
             app,
@@ -695,26 +677,11 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-fn kms_client(args: &AuditArgs) -> anyhow::Result<KmsClient> {
-    Ok(match args.kms_trust {
-        Trust::Intel => {
-            let pccs = PccsClient::new(&args.pccs_url).context("--pccs-url")?;
-            KmsClient::with_pccs(Verifier::intel(), pccs)
-        }
-        Trust::Simulator => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .map_err(|_| anyhow!("the system clock is before 1970"))?;
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(args.sim_pki_seed.trim_start_matches("0x"), &mut seed)
-                .context("--sim-pki-seed: 32 bytes of hex")?;
-            let pki = SimPki::new(SimPkiConfig::new(seed, now)).context("simulator PKI")?;
-            let collateral = Collateral::new(pki.collateral()).context("simulator collateral")?;
-            KmsClient::new(Arc::new(
-                Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-                    .with_collateral(collateral),
-            ))
-        }
-    })
+/// The KMS client the audit verifies each node's attestation with (`--kms-trust`).
+fn audit_kms_client(args: &AuditArgs) -> anyhow::Result<KmsClient> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| anyhow!("the system clock is before 1970"))?;
+    kms_client(args.kms_trust, &args.pccs_url, &args.sim_pki_seed, now)
 }
