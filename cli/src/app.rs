@@ -27,7 +27,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::common::{
-    fail, parse_address, read_bounded, ChainArgs, Global, Out, Resolved, TrustArgs,
+    fail, outln, parse_address, read_bounded, ChainArgs, Global, Out, Resolved, TrustArgs,
 };
 
 /// Largest app-compose.json read.
@@ -299,10 +299,10 @@ fn compose_hash(file: &Path, write: Option<&PathBuf>, out: Out) -> anyhow::Resul
         return out.json(&result);
     }
     if let Some(w) = &result.written {
-        println!("{}", result.deterministic_hash);
+        outln!("{}", result.deterministic_hash);
         eprintln!("wrote {w} (deterministic JSON; dstack's SDKs compute the same hash)");
     } else {
-        println!("{}", result.compose_hash);
+        outln!("{}", result.compose_hash);
         if !result.deterministic {
             eprintln!(
                 "{}: not dstack's deterministic JSON; dstack's getComposeHash gives {} (use --write to normalise)",
@@ -420,12 +420,12 @@ fn deploy_report(out: Out, r: &DeployOut) -> anyhow::Result<()> {
     if out.json {
         return out.json(r);
     }
-    println!("{} app {}", r.how, out.bold(&r.app_id));
+    outln!("{} app {}", r.how, out.bold(&r.app_id));
     if let Some(o) = &r.owner {
-        println!("  owner         {o}");
+        outln!("  owner         {o}");
     }
     if let Some(h) = &r.initial_compose_hash {
-        println!("  compose hash  {h} (allowed)");
+        outln!("  compose hash  {h} (allowed)");
     }
     Ok(())
 }
@@ -528,11 +528,11 @@ fn print_tx(out: Out, t: TxOut) -> anyhow::Result<()> {
         .as_deref()
         .or(t.device_id.as_deref())
         .unwrap_or("");
-    println!("{} {what} for app {}", out.good(t.action), t.app_id);
+    outln!("{} {what} for app {}", out.good(t.action), t.app_id);
     if let Some(at) = t.activates_at {
-        println!("  activates at  {at} (unix)");
+        outln!("  activates at  {at} (unix)");
     }
-    println!(
+    outln!(
         "  tx            {} (block {})",
         t.tx_hash,
         t.block_number.map(|b| b.to_string()).unwrap_or_default()
@@ -564,7 +564,7 @@ async fn devices(
             } else {
                 out.bad("not listed")
             };
-            println!("device {device}: {verdict}");
+            outln!("device {device}: {verdict}");
             return Ok(());
         }
         DevicesCommand::Allow { device } => {
@@ -619,7 +619,7 @@ async fn images(cfg: &Resolved, cmd: ImagesCommand, out: Out) -> anyhow::Result<
             "os_image_hash": hash.to_string(), "allowed": allowed, "block": at.number,
         }));
     }
-    println!(
+    outln!(
         "OS image {hash}: {}",
         if allowed {
             out.good("allowed")
@@ -832,11 +832,11 @@ async fn status(
     if out.json {
         return out.json(&result);
     }
-    println!("app {} at block {}", out.bold(&result.app_id), result.block);
-    println!("  registered    {}", out.good("yes"));
-    println!("  owner         {}", result.owner.as_deref().unwrap_or("?"));
+    outln!("app {} at block {}", out.bold(&result.app_id), result.block);
+    outln!("  registered    {}", out.good("yes"));
+    outln!("  owner         {}", result.owner.as_deref().unwrap_or("?"));
     if result.compose_hashes.is_empty() {
-        println!("  compose       {}", out.warn("none allowed"));
+        outln!("  compose       {}", out.warn("none allowed"));
     }
     for h in &result.compose_hashes {
         let state = if h.state == "allowed" {
@@ -844,14 +844,15 @@ async fn status(
         } else {
             out.warn(h.state)
         };
-        println!(
+        outln!(
             "  compose       {} {state} (activates at {})",
-            h.compose_hash, h.activates_at
+            h.compose_hash,
+            h.activates_at
         );
     }
     match result.allow_any_device {
         Some(true) | None if result.devices.is_empty() => {
-            println!(
+            outln!(
                 "  devices       any ({})",
                 if result.allow_any_device.is_some() {
                     "set"
@@ -862,24 +863,28 @@ async fn status(
         }
         _ => {
             for d in &result.devices {
-                println!("  device        {d}");
+                outln!("  device        {d}");
             }
         }
     }
     if result.upgrades_disabled {
-        println!("  upgrades      disabled");
+        outln!("  upgrades      disabled");
     }
     if let Some(r) = &result.releases {
-        println!(
+        outln!(
             "  releases      {} of the last {} log entries at {}",
             r.entries.len(),
             r.scanned,
             r.kms_url
         );
         for e in &r.entries {
-            println!(
+            outln!(
                 "    #{} {} {} at {} (block {})",
-                e.index, e.kind, e.compose_hash, e.timestamp, e.policy_block
+                e.index,
+                e.kind,
+                e.compose_hash,
+                e.timestamp,
+                e.policy_block
             );
         }
     }
@@ -994,7 +999,7 @@ async fn env_encrypt(
     if out.json {
         return out.json(&result);
     }
-    println!(
+    outln!(
         "encrypted {} variable(s) for app {} ({}, {} bytes) -> {}",
         result.names.len(),
         result.app_id,

@@ -26,7 +26,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::common::{
-    fail, read_bounded, Global, KmsTrust, Out, DEFAULT_PCCS_URL, DEFAULT_SIM_PKI_SEED,
+    fail, outln, read_bounded, Global, KmsTrust, Out, DEFAULT_PCCS_URL, DEFAULT_SIM_PKI_SEED,
 };
 
 /// Largest input read (a quote and its event log are well below).
@@ -244,7 +244,7 @@ pub async fn run(_global: &Global, args: AttestArgs, out: Out) -> anyhow::Result
                     &serde_json::json!({ "extended": true, "event": event, "payload": payload }),
                 );
             }
-            println!("{} RTMR3 with event {event:?}", out.good("extended"));
+            outln!("{} RTMR3 with event {event:?}", out.good("extended"));
             return Ok(());
         }
     };
@@ -340,7 +340,7 @@ pub async fn run(_global: &Global, args: AttestArgs, out: Out) -> anyhow::Result
     if out.json {
         return out.json(&result);
     }
-    println!("{} (TCB {})", out.good("verified"), result.tcb_status);
+    outln!("{} (TCB {})", out.good("verified"), result.tcb_status);
     for (k, v) in [
         ("app id", &result.app_id),
         ("compose hash", &result.compose_hash),
@@ -351,17 +351,17 @@ pub async fn run(_global: &Global, args: AttestArgs, out: Out) -> anyhow::Result
         ("MRTD", &result.mrtd),
         ("RTMR3", &result.rtmr3),
     ] {
-        println!("  {k:<14} {v}");
+        outln!("  {k:<14} {v}");
     }
-    println!(
+    outln!(
         "  {:<14} {}",
         "OS image",
         result.os_image_hash.as_deref().unwrap_or("-")
     );
     if !result.advisory_ids.is_empty() {
-        println!("  {:<14} {}", "advisories", result.advisory_ids.join(", "));
+        outln!("  {:<14} {}", "advisories", result.advisory_ids.join(", "));
     }
-    println!("  RTMR3 = replay of {} events", result.events.len());
+    outln!("  RTMR3 = replay of {} events", result.events.len());
     Ok(())
 }
 

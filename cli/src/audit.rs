@@ -15,35 +15,19 @@
 //! exits as above for everything it saw.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use cairn_attestation::simulator::{SimPki, SimPkiConfig};
-use cairn_attestation::{Collateral, PccsClient, Verifier};
 use cairn_kms_client::{KmsClient, KmsConnection};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::{
     audit_all, AuditOptions, AuditOutcome, AuditReport, AuditedRelease, Auditor, ChainClient,
     ChainConfig, Finding, Staleness,
 };
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 
-/// Intel's PCS, the default collateral source for `--kms-trust intel`.
-const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
-/// The simulator PKI seed the devnet uses.
-const DEFAULT_SIM_PKI_SEED: &str =
-    "4242424242424242424242424242424242424242424242424242424242424242";
-
-/// Which root a KMS's attestation is verified against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trust {
-    /// Intel's SGX root CA (collateral from `--pccs-url`).
-    Intel,
-    /// The TDX simulator's mock root (development only).
-    Simulator,
-}
+use crate::common::{kms_client, outln, KmsTrust, DEFAULT_PCCS_URL, DEFAULT_SIM_PKI_SEED};
 
 /// `cairn audit` options.
 #[derive(Debug, Args)]
@@ -92,7 +76,7 @@ pub struct AuditArgs {
     kms_auth: String,
     /// The root the KMS's attestation is verified against.
     #[arg(long, env = "CAIRN_KMS_TRUST", value_enum, default_value = "intel")]
-    kms_trust: Trust,
+    kms_trust: KmsTrust,
     /// Collateral source for --kms-trust intel.
     #[arg(long, env = "CAIRN_PCCS_URL", default_value = DEFAULT_PCCS_URL)]
     pccs_url: String,
@@ -310,16 +294,16 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
         if let Some(o) = line.as_object_mut() {
             o.insert("event".into(), event.into());
         }
-        println!("{line}");
+        outln!("{line}");
     } else {
         match event {
-            "finding" => println!(
+            "finding" => outln!(
                 "FINDING node {}: {} {}",
                 body["node"].as_str().unwrap_or("-"),
                 body["finding"]["code"].as_str().unwrap_or("?"),
                 body["finding"]["detail"].as_str().unwrap_or("")
             ),
-            "release" => println!(
+            "release" => outln!(
                 "release  node {} app {}: index {} compose {} policy block {} logged {} allowed {}",
                 body["node"].as_str().unwrap_or("?"),
                 body["release"]["app_id"].as_str().unwrap_or("?"),
@@ -329,7 +313,7 @@ fn emit(json: bool, event: &str, body: &serde_json::Value) {
                 body["release"]["logged"],
                 body["release"]["allowed"],
             ),
-            _ => println!("ERROR {}", body["error"].as_str().unwrap_or("?")),
+            _ => outln!("ERROR {}", body["error"].as_str().unwrap_or("?")),
         }
     }
 }
@@ -364,7 +348,7 @@ impl Context {
             .with_context(|| format!("connecting to the chain at {}", args.rpc_url))?;
         Ok(Context {
             chain,
-            kms: kms_client(args)?,
+            kms: audit_kms_client(args)?,
             chain_id: args.chain_id,
             kms_auth,
             app,
@@ -607,10 +591,10 @@ fn finding_row(f: &Finding) -> FindingRow {
 
 fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        outln!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "audit of chain {} KmsAuth {} from block {} to {}{}",
         r.chain_id,
         r.kms_auth,
@@ -621,7 +605,7 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             .map_or(String::new(), |a| format!(", releases of app {a}"))
     );
     for n in &r.nodes {
-        println!(
+        outln!(
             "\nnode {} ({}){}",
             n.node,
             n.url.as_deref().unwrap_or("no --kms-url"),
@@ -631,7 +615,7 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
                 "  NOT in KmsAuth's node list"
             }
         );
-        println!(
+        outln!(
             "  {} anchors, entries {}..{} read, verified size {}, {} releases, {} findings",
             n.anchors,
             n.start,
@@ -641,13 +625,19 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             n.findings.len()
         );
         if !n.releases.is_empty() {
-            println!(
+            outln!(
                 "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
-                "INDEX", "KIND", "APP", "COMPOSE", "POLICY BLOCK", "LOGGED", "ALLOWED"
+                "INDEX",
+                "KIND",
+                "APP",
+                "COMPOSE",
+                "POLICY BLOCK",
+                "LOGGED",
+                "ALLOWED"
             );
         }
         for x in &n.releases {
-            println!(
+            outln!(
                 "    {:>6}  {:<10} {:<20} {:<20} {:>12}  {:<6} {:<7}",
                 x.index,
                 x.kind,
@@ -659,16 +649,16 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             );
         }
         for f in &n.findings {
-            println!("    FINDING {}: {}", f.code, f.detail);
+            outln!("    FINDING {}: {}", f.code, f.detail);
         }
     }
     for f in &r.findings {
-        println!("\nFINDING {}: {}", f.code, f.detail);
+        outln!("\nFINDING {}: {}", f.code, f.detail);
     }
     for e in &r.errors {
-        println!("\nCOULD NOT AUDIT: {e}");
+        outln!("\nCOULD NOT AUDIT: {e}");
     }
-    println!(
+    outln!(
         "\n{}",
         match outcome(&r.findings_all, &r.errors) {
             AuditOutcome::Clean => "clean: every release logged and allowed, logs unforked",
@@ -687,26 +677,11 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-fn kms_client(args: &AuditArgs) -> anyhow::Result<KmsClient> {
-    Ok(match args.kms_trust {
-        Trust::Intel => {
-            let pccs = PccsClient::new(&args.pccs_url).context("--pccs-url")?;
-            KmsClient::with_pccs(Verifier::intel(), pccs)
-        }
-        Trust::Simulator => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .map_err(|_| anyhow!("the system clock is before 1970"))?;
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(args.sim_pki_seed.trim_start_matches("0x"), &mut seed)
-                .context("--sim-pki-seed: 32 bytes of hex")?;
-            let pki = SimPki::new(SimPkiConfig::new(seed, now)).context("simulator PKI")?;
-            let collateral = Collateral::new(pki.collateral()).context("simulator collateral")?;
-            KmsClient::new(Arc::new(
-                Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-                    .with_collateral(collateral),
-            ))
-        }
-    })
+/// The KMS client the audit verifies each node's attestation with (`--kms-trust`).
+fn audit_kms_client(args: &AuditArgs) -> anyhow::Result<KmsClient> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| anyhow!("the system clock is before 1970"))?;
+    kms_client(args.kms_trust, &args.pccs_url, &args.sim_pki_seed, now)
 }

@@ -27,7 +27,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::app::parse_b256;
-use crate::common::{fail, parse_address, refuse, ChainArgs, Global, Out, Resolved};
+use crate::common::{fail, outln, parse_address, refuse, ChainArgs, Global, Out, Resolved};
 
 /// How often a wait looks at the chain.
 const POLL: Duration = Duration::from_millis(500);
@@ -517,21 +517,21 @@ where
 
 fn print_status(out: &Out, s: &StatusOut) {
     if let Some(tx) = &s.tx_hash {
-        println!("{} (tx {tx})", out.good(s.step));
+        outln!("{} (tx {tx})", out.good(s.step));
     }
-    println!("proposal {}", out.bold(&s.proposal_id));
-    println!("  {}", s.description);
-    println!("  state      {}", s.state);
+    outln!("proposal {}", out.bold(&s.proposal_id));
+    outln!("  {}", s.description);
+    outln!("  state      {}", s.state);
     if let (Some(a), Some(b)) = (s.snapshot_block, s.deadline_block) {
-        println!("  voting     blocks {a}..={b} (head {})", s.head_block);
+        outln!("  voting     blocks {a}..={b} (head {})", s.head_block);
     }
     if let (Some(f), Some(a), Some(ab)) = (&s.votes_for, &s.votes_against, &s.votes_abstain) {
-        println!(
+        outln!(
             "  votes      for {f}, against {a}, abstain {ab}; quorum {}",
             s.quorum.as_deref().unwrap_or("-")
         );
     }
     if let Some(eta) = s.eta.filter(|e| *e > 0) {
-        println!("  eta        {eta} (head time {})", s.head_timestamp);
+        outln!("  eta        {eta} (head time {})", s.head_timestamp);
     }
 }

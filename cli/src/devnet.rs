@@ -26,6 +26,8 @@ use clap::{Args, Subcommand};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
+use crate::common::{out, outln};
+
 /// Largest state file read.
 const MAX_STATE_LEN: u64 = 64 * 1024;
 /// How long `down` waits for the script's own cleanup before killing survivors.
@@ -303,12 +305,12 @@ async fn up(dir: &Path, args: &UpArgs, json: bool) -> anyhow::Result<u8> {
         tokio::time::sleep(POLL).await;
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        outln!("{}", serde_json::to_string_pretty(&state)?);
     } else {
         // The script's own summary: where everything runs and what to try next.
         let text = read_bounded(&log_path, 1 << 20).unwrap_or_default();
         if let Some(at) = text.find("Cairn devnet is up") {
-            print!("{}", &text[at..]);
+            out!("{}", &text[at..]);
         }
         print_status(&status(&dir)?, false)?;
     }
@@ -395,24 +397,27 @@ fn status(dir: &Path) -> anyhow::Result<Status> {
 
 fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        outln!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
     let Some(state) = &s.state else {
-        println!("no devnet runs from {} (cairn devnet up)", s.dir);
+        outln!("no devnet runs from {} (cairn devnet up)", s.dir);
         return Ok(());
     };
-    println!(
+    outln!(
         "\ndevnet in {} — {}",
         s.dir,
         if s.running { "running" } else { "NOT running" }
     );
-    println!(
+    outln!(
         "  {:<28} {:>8}  {:<6} {:>6}  LISTENING",
-        "PROCESS", "PID", "ALIVE", "PORT"
+        "PROCESS",
+        "PID",
+        "ALIVE",
+        "PORT"
     );
     for p in &s.processes {
-        println!(
+        outln!(
             "  {:<28} {:>8}  {:<6} {:>6}  {}",
             p.name,
             p.pid,
@@ -427,31 +432,33 @@ fn print_status(s: &Status, json: bool) -> anyhow::Result<()> {
             }
         );
     }
-    println!(
+    outln!(
         "  RPC        {} (chain id {})",
-        state.rpc_url, state.chain_id
+        state.rpc_url,
+        state.chain_id
     );
-    println!("  KmsAuth    {}", state.kms_auth);
-    println!("  KMS        {}", state.kms_urls.join(", "));
+    outln!("  KmsAuth    {}", state.kms_auth);
+    outln!("  KMS        {}", state.kms_urls.join(", "));
     if let Some(vmm) = &state.vmm_url {
-        println!("  VMM        {vmm} (web page {vmm}/; cairn vm list)");
+        outln!("  VMM        {vmm} (web page {vmm}/; cairn vm list)");
     }
     if let Some(gw) = &state.gateway_url {
-        println!(
+        outln!(
             "  gateway    {gw} (*.{}; app {}; admin {})",
             state.base_domain.as_deref().unwrap_or("?"),
             state.gateway_app_id.as_deref().unwrap_or("?"),
             state.gateway_admin.as_deref().unwrap_or("?"),
         );
     }
-    println!(
+    outln!(
         "  demo app   {} (compose {})",
-        state.app_id, state.compose_hash
+        state.app_id,
+        state.compose_hash
     );
     if let Some(curl) = &state.curl {
-        println!("  try        {curl}");
+        outln!("  try        {curl}");
     }
-    println!("  env file   source {}", state.env_file);
+    outln!("  env file   source {}", state.env_file);
     Ok(())
 }
 
@@ -500,9 +507,9 @@ fn working_in(dir: &Path, sid: Option<u32>) -> Vec<u32> {
 async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
     let Some(state) = read_state(dir)? else {
         if json {
-            println!("{}", serde_json::json!({"stopped": [], "running": false}));
+            outln!("{}", serde_json::json!({"stopped": [], "running": false}));
         } else {
-            println!("no devnet runs from {}", dir.display());
+            outln!("no devnet runs from {}", dir.display());
         }
         return Ok(0);
     };
@@ -551,18 +558,18 @@ async fn down(dir: &Path, json: bool) -> anyhow::Result<u8> {
     }
     let stopped: Vec<&str> = state.processes.iter().map(|p| p.name.as_str()).collect();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"stopped": stopped, "killed": killed, "running": false})
         );
     } else {
-        println!(
+        outln!(
             "stopped the devnet in {}: {}",
             dir.display(),
             stopped.join(", ")
         );
         if !killed.is_empty() {
-            println!(
+            outln!(
                 "  (killed after {} s: {})",
                 STOP_GRACE.as_secs(),
                 killed.join(", ")

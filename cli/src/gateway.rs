@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use cairn_protocol::api::ErrorBody;
 
-use crate::common::{unavailable, Exit};
+use crate::common::{out, unavailable, write_stdout_report, Exit};
 use cairn_protocol::gateway::{GatewayStatus, PATH_STATUS};
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt as _, Empty, Limited};
@@ -61,12 +61,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     };
     match (result, args.json) {
         (Ok(text), _) => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
         (Err(e), true) => {
             let body = ErrorBody::new("cli", format!("{e:#}"));
-            println!("{}", serde_json::to_string(&body).unwrap_or_default());
+            write_stdout_report(&serde_json::to_string(&body).unwrap_or_default());
             Err(e)
         }
         (Err(e), false) => Err(e),

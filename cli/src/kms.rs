@@ -18,7 +18,7 @@ use cairn_tlog::{CheckpointVerifier, SignedCheckpoint};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::common::{ChainArgs, Findings, Global, Out, Resolved, TrustArgs};
+use crate::common::{outln, ChainArgs, Findings, Global, Out, Resolved, TrustArgs};
 
 /// `cairn kms`.
 #[derive(Debug, Args)]
@@ -178,30 +178,32 @@ pub async fn run(global: &Global, args: KmsArgs, out: Out) -> anyhow::Result<()>
 
 fn print_kms(out: &Out, r: &KmsOut) {
     let yes_no = |b: bool| if b { out.good("yes") } else { out.bad("no") };
-    println!("KMS {} (node {})", out.bold(&r.kms_url), r.node_address);
-    println!("  registered        {}", yes_no(r.registered));
-    println!(
+    outln!("KMS {} (node {})", out.bold(&r.kms_url), r.node_address);
+    outln!("  registered        {}", yes_no(r.registered));
+    outln!(
         "  key generation    {} (chain {})",
-        r.key_generation, r.chain_key_generation
+        r.key_generation,
+        r.chain_key_generation
     );
-    println!("  root key on chain {}", yes_no(r.root_key_matches_chain));
-    println!(
+    outln!("  root key on chain {}", yes_no(r.root_key_matches_chain));
+    outln!(
         "  log               {} entries ({})",
-        r.log_size, r.log_origin
+        r.log_size,
+        r.log_origin
     );
     match (r.anchored_size, r.anchor_age_secs) {
-        (Some(s), Some(age)) => println!(
+        (Some(s), Some(age)) => outln!(
             "  last anchor       size {s}, {age}s ago (block {})",
             r.anchored_block.unwrap_or_default()
         ),
-        _ => println!("  last anchor       {}", out.warn("none")),
+        _ => outln!("  last anchor       {}", out.warn("none")),
     }
     if let Some(i) = &r.identity {
-        println!("  app id            {}", i.app_id);
-        println!("  compose hash      {}", i.compose_hash);
-        println!("  mr_aggregated     {}", i.mr_aggregated);
-        println!("  device id         {}", i.device_id);
-        println!("  TCB status        {}", i.tcb_status);
-        println!("  root k256 key     {}", i.root_k256_public_key);
+        outln!("  app id            {}", i.app_id);
+        outln!("  compose hash      {}", i.compose_hash);
+        outln!("  mr_aggregated     {}", i.mr_aggregated);
+        outln!("  device id         {}", i.device_id);
+        outln!("  TCB status        {}", i.tcb_status);
+        outln!("  root k256 key     {}", i.root_k256_public_key);
     }
 }

@@ -124,7 +124,9 @@ async fn main() -> std::process::ExitCode {
             gateway::run(args).await
         }
         Group::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut script);
+            common::write_stdout_bytes(&script);
             Ok(())
         }
     };
@@ -135,7 +137,7 @@ async fn main() -> std::process::ExitCode {
             // A command that printed its answer and then reports findings has said it all.
             if json && !reported && !e.is::<common::Findings>() {
                 let body = serde_json::json!({"error": {"code": code.name(), "message": format!("{e:#}")}});
-                println!("{body}");
+                common::write_stdout_report(&body.to_string());
             }
             report(&e, code)
         }

@@ -272,10 +272,9 @@ impl ChainClient {
         })
     }
 
-    /// Sets the bound on the head's age that [`ChainClient::policy_block`] enforces.
-    pub fn with_max_head_age(mut self, max_head_age: Duration) -> Self {
-        self.max_head_age = max_head_age;
-        self
+    setters! {
+        /// Sets the bound on the head's age that [`ChainClient::policy_block`] enforces.
+        fn with_max_head_age(max_head_age: Duration);
     }
 
     /// The connection transactions and history queries use now (the first healthy

@@ -94,45 +94,25 @@ impl ChainConfig {
         self
     }
 
-    /// Allows plain-HTTP RPC to non-loopback hosts (see [`ChainConfig::allow_insecure_rpc`]).
-    pub fn with_allow_insecure_rpc(mut self, allow: bool) -> Self {
-        self.allow_insecure_rpc = allow;
-        self
+    setters! {
+        /// Allows plain-HTTP RPC to non-loopback hosts (see
+        /// [`ChainConfig::allow_insecure_rpc`]).
+        fn with_allow_insecure_rpc(allow_insecure_rpc: bool);
+        /// Sets the number of confirmations.
+        fn with_confirmations(confirmations: u64);
+        /// Sets the per-call timeout.
+        fn with_call_timeout(call_timeout: Duration);
+        /// Sets the read cache capacity.
+        fn with_verdict_cache_entries(verdict_cache_entries: usize);
+        /// Sets the bound on the head's age.
+        fn with_max_head_age(max_head_age: Duration);
+        /// Sets how often a [`PolicyHead`](crate::PolicyHead) advances.
+        fn with_head_poll_interval(head_poll_interval: Duration);
     }
 
     /// Trusts `root` (DER) for `https://` endpoints, in addition to the system roots.
     pub fn with_extra_root(mut self, root: CertificateDer<'static>) -> Self {
         self.extra_roots.push(root);
-        self
-    }
-
-    /// Sets the number of confirmations.
-    pub fn with_confirmations(mut self, confirmations: u64) -> Self {
-        self.confirmations = confirmations;
-        self
-    }
-
-    /// Sets the per-call timeout.
-    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
-        self.call_timeout = call_timeout;
-        self
-    }
-
-    /// Sets the read cache capacity.
-    pub fn with_verdict_cache_entries(mut self, entries: usize) -> Self {
-        self.verdict_cache_entries = entries;
-        self
-    }
-
-    /// Sets the bound on the head's age.
-    pub fn with_max_head_age(mut self, max_head_age: Duration) -> Self {
-        self.max_head_age = max_head_age;
-        self
-    }
-
-    /// Sets how often a [`PolicyHead`](crate::PolicyHead) advances.
-    pub fn with_head_poll_interval(mut self, interval: Duration) -> Self {
-        self.head_poll_interval = interval;
         self
     }
 

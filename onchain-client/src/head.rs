@@ -44,34 +44,34 @@ use crate::error::{Error, Result};
 /// A clock: seconds since the Unix epoch. Head ages are judged against it.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// The [`Clock`] of a [`HeadOptions`]; its `Debug` shows the time it reads.
+#[derive(Clone)]
+struct HeadClock(Clock);
+
+impl std::fmt::Debug for HeadClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Clock").field(&(self.0)()).finish()
+    }
+}
+
 /// Default number of recently used reads a [`PolicyHead`] keeps answered.
 pub const DEFAULT_TRACKED_READS: usize = 1024;
 /// How many reads one refresh runs at once.
 pub const REFRESH_CONCURRENCY: usize = 16;
 
 /// How a [`PolicyHead`] runs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HeadOptions {
     /// Interval between advances.
     pub poll_interval: Duration,
-    /// A head older than this (by its block timestamp at [`HeadOptions::clock`]) is an
-    /// error.
+    /// A head older than this (by its block timestamp at the clock,
+    /// [`HeadOptions::with_clock`]) is an error.
     pub max_head_age: Duration,
     /// Most recently used reads re-read at each new pinned block (least recently used
     /// ones are dropped first).
     pub max_tracked: usize,
-    /// The clock head ages are judged against.
-    pub clock: Clock,
-}
-
-impl std::fmt::Debug for HeadOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeadOptions")
-            .field("poll_interval", &self.poll_interval)
-            .field("max_head_age", &self.max_head_age)
-            .field("max_tracked", &self.max_tracked)
-            .finish_non_exhaustive()
-    }
+    /// The clock head ages are judged against ([`HeadOptions::with_clock`]).
+    clock: HeadClock,
 }
 
 impl HeadOptions {
@@ -82,20 +82,15 @@ impl HeadOptions {
             poll_interval: config.head_poll_interval,
             max_head_age: config.max_head_age,
             max_tracked: DEFAULT_TRACKED_READS,
-            clock: Arc::new(unix_now),
+            clock: HeadClock(Arc::new(unix_now)),
         }
     }
 
-    /// Judges head ages against `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Sets how many recently used reads are kept answered.
-    pub fn with_max_tracked(mut self, max_tracked: usize) -> Self {
-        self.max_tracked = max_tracked;
-        self
+    setters! {
+        /// Judges head ages against `clock` instead of the system clock.
+        fn with_clock(clock: Clock) => HeadClock;
+        /// Sets how many recently used reads are kept answered.
+        fn with_max_tracked(max_tracked: usize);
     }
 }
 
@@ -192,7 +187,7 @@ impl PolicyHead {
         let state = self.state();
         let head = state.map_err(|source| Error::PolicyHead { source })?;
         head.check_fresh(
-            (self.inner.options.clock)(),
+            (self.inner.options.clock.0)(),
             self.inner.options.max_head_age,
         )?;
         Ok(HeadView {
@@ -273,7 +268,8 @@ impl Inner {
     async fn advance(&self) -> std::result::Result<Head, Arc<Error>> {
         let _single = self.advancing.lock().await;
         let result = match self.client.head().await {
-            Ok(head) => match head.check_fresh((self.options.clock)(), self.options.max_head_age) {
+            Ok(head) => match head.check_fresh((self.options.clock.0)(), self.options.max_head_age)
+            {
                 Ok(()) => Ok(head),
                 Err(e) => Err(e),
             },

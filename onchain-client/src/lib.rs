@@ -98,6 +98,21 @@
 //! # }
 //! ```
 
+/// Builder setters that each set one field of `self` and return it, with their docs:
+/// `fn with_x(x: T);` sets `self.x = x`, and `fn with_x(x: T) => Some;` sets
+/// `self.x = Some(x)`. The parameter is named after the field it sets.
+macro_rules! setters {
+    ($($(#[$doc:meta])* fn $name:ident($field:ident: $ty:ty) $(=> $wrap:path)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $($wrap)?($field);
+                self
+            }
+        )*
+    };
+}
+
 mod app;
 pub mod audit;
 mod bindings;

@@ -1,8 +1,8 @@
 //! Output: one JSON object on stdout with `--json`, text otherwise; colours only on a
 //! terminal (never with `--json` or `NO_COLOR`); progress bars only on a terminal; the
-//! exit codes.
+//! exit codes; the one stdout handle every answer goes through ([`outln!`], [`out!`]).
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -175,6 +175,61 @@ pub fn exit_code_of(e: &anyhow::Error) -> Exit {
     Exit::Usage
 }
 
+/// Writes `args` to stdout: the one handle every command's answer goes through (by
+/// [`outln!`] and [`out!`]). A reader that has gone (`cairn vm logs | head`) ends the
+/// run at once, quietly, with exit 0: it has read all it wanted, and a command that
+/// follows a stream must not keep running for nobody. Any other write error (a full
+/// disk) ends the run with exit 2 and says so on stderr.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let result = std::io::stdout().lock().write_fmt(args);
+    if let Err(e) = result {
+        stdout_failed(&e)
+    }
+}
+
+/// [`write_stdout`] for bytes (a generated completion script).
+pub fn write_stdout_bytes(bytes: &[u8]) {
+    let result = std::io::stdout().lock().write_all(bytes);
+    if let Err(e) = result {
+        stdout_failed(&e)
+    }
+}
+
+/// Writes a failed run's JSON error line to stdout, ignoring a reader that has gone: the
+/// exit code and the stderr line still say what failed, so a closed stdout must not turn
+/// the failure into exit 0.
+pub fn write_stdout_report(line: &str) {
+    // Ignored on purpose: stderr and the exit code carry the failure.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(i32::from(Exit::Ok.code()));
+    }
+    eprintln!("error: cannot write the answer to stdout: {e}");
+    std::process::exit(i32::from(Exit::Unavailable.code()))
+}
+
+/// `println!` through [`write_stdout`]: one line of a command's answer on stdout.
+macro_rules! outln {
+    () => {
+        $crate::common::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::common::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`write_stdout`]: part of a command's answer on stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::common::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
 /// How to print: JSON or text, with or without colour.
 #[derive(Clone, Copy, Debug)]
 pub struct Out {
@@ -200,7 +255,7 @@ impl Out {
 
     /// Print `value` as the command's one JSON object.
     pub fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        outln!("{}", serde_json::to_string_pretty(value)?);
         Ok(())
     }
 

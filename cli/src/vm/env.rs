@@ -110,10 +110,7 @@ impl EnvArgs {
         let chain = ChainClient::connect(&config, None)
             .await
             .context("connecting to the chain")?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = cairn_onchain::unix_now();
         let kms = self.kms_client(now)?;
         let blob = cairn_vmm::encrypt_env(&kms, &kms_url, &chain, app_id, &vars, now)
             .await

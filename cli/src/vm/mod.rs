@@ -26,7 +26,7 @@ use cairn_protocol::vmm::{
 use cairn_vmm::{ClientError, Endpoint, VmmClient};
 use clap::{Args, Subcommand};
 
-use crate::common::{refuse, unavailable};
+use crate::common::{outln, refuse, unavailable, write_stdout_report};
 
 /// Default VMM endpoint.
 const DEFAULT_VMM: &str = "unix:/run/cairn-vmm.sock";
@@ -210,11 +210,11 @@ pub async fn run(args: VmArgs) -> anyhow::Result<()> {
         Err(e) if json => {
             // Scripts get the API's error shape on stdout, and a non-zero exit.
             if let Some(ClientError::Api { body, .. }) = e.downcast_ref::<ClientError>() {
-                println!("{}", serde_json::to_string(body)?);
+                write_stdout_report(&serde_json::to_string(body)?);
             } else {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": {"code": "client", "message": format!("{e:#}")}})
+                write_stdout_report(
+                    &serde_json::json!({"error": {"code": "client", "message": format!("{e:#}")}})
+                        .to_string(),
                 );
             }
             Err(e)
@@ -269,7 +269,7 @@ async fn execute(client: &VmmClient, cmd: VmCommand, json: bool) -> anyhow::Resu
             if json {
                 print_json(&serde_json::json!({"removed": info.id, "name": info.name}))
             } else {
-                println!("removed {} ({})", info.name, info.id);
+                outln!("removed {} ({})", info.name, info.id);
                 Ok(())
             }
         }
@@ -319,7 +319,7 @@ async fn upgrade(client: &VmmClient, u: UpgradeArgs, json: bool) -> anyhow::Resu
             if json {
                 eprintln!("{line}");
             } else {
-                println!("{line}");
+                outln!("{line}");
             }
             last = line;
         }
@@ -394,7 +394,7 @@ async fn logs(
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -403,7 +403,7 @@ fn show(info: &CvmInfo, json: bool, verb: &str) -> anyhow::Result<()> {
         return print_json(info);
     }
     if !verb.is_empty() {
-        println!("{verb} {} ({})", info.name, info.id);
+        outln!("{verb} {} ({})", info.name, info.id);
     }
     print_info(info);
     Ok(())
@@ -424,9 +424,13 @@ fn state_text(state: CvmState, reason: Option<&str>) -> String {
 }
 
 fn print_list(list: &CvmList) {
-    println!(
+    outln!(
         "{:<20} {:<16} {:<9} {:<16} {:<28} LAST EVENT",
-        "NAME", "ID", "STATE", "IMAGE", "PORTS"
+        "NAME",
+        "ID",
+        "STATE",
+        "IMAGE",
+        "PORTS"
     );
     for c in &list.cvms {
         let last = c
@@ -434,7 +438,7 @@ fn print_list(list: &CvmList) {
             .as_ref()
             .map(|e| format!("{} {}", e.event, e.payload))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<20} {:<16} {:<9} {:<16} {:<28} {}",
             c.name,
             c.id,
@@ -444,32 +448,34 @@ fn print_list(list: &CvmList) {
             last
         );
         if let Some(r) = &c.reason {
-            println!("  reason: {r}");
+            outln!("  reason: {r}");
         }
     }
 }
 
 fn print_info(i: &CvmInfo) {
-    println!("  state     {}", state_text(i.state, i.reason.as_deref()));
-    println!("  app id    0x{}", hex::encode(i.app_id));
-    println!("  compose   0x{}", hex::encode(i.compose_hash));
-    println!(
+    outln!("  state     {}", state_text(i.state, i.reason.as_deref()));
+    outln!("  app id    0x{}", hex::encode(i.app_id));
+    outln!("  compose   0x{}", hex::encode(i.compose_hash));
+    outln!(
         "  image     {} (0x{})",
         i.image,
         hex::encode(i.os_image_hash)
     );
-    println!(
+    outln!(
         "  backend   {} ({} vCPU, {} MiB)",
-        i.backend, i.vcpus, i.memory_mb
+        i.backend,
+        i.vcpus,
+        i.memory_mb
     );
     if !i.ports.is_empty() {
-        println!("  ports     {}", ports(&i.ports));
+        outln!("  ports     {}", ports(&i.ports));
     }
     if let Some(pid) = i.pid {
-        println!("  pid       {pid}");
+        outln!("  pid       {pid}");
     }
     if let Some(u) = &i.upgrade {
-        println!(
+        outln!(
             "  upgrade   to 0x{}: {}: {}",
             hex::encode(u.compose_hash),
             state_name(u.state),
@@ -477,9 +483,9 @@ fn print_info(i: &CvmInfo) {
         );
     }
     if !i.events.is_empty() {
-        println!("  boot progress (reported by the guest):");
+        outln!("  boot progress (reported by the guest):");
         for e in &i.events {
-            println!("    {} {} {}", e.at, e.event, e.payload);
+            outln!("    {} {} {}", e.at, e.event, e.payload);
         }
     }
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use cairn_e2e::{image, Devnet, CONFIRMATIONS};
 use cairn_onchain::alloy::primitives::{Address, B256};
 
-use crate::chain::{key_hex, nonce, Cli};
+use crate::chain::{field_of_each, key_hex, nonce, Cli};
 
 /// An app-compose.json in no particular key order (as a user writes it).
-const COMPOSE: &str = r#"{
+pub(crate) const COMPOSE: &str = r#"{
   "runner": "docker-compose",
   "name": "hello",
   "manifest_version": 2,
@@ -201,11 +201,9 @@ async fn app_deploy_allow_schedule_revoke_devices_and_status_in_json() {
         .run(&[("CAIRN_APP", &app_s)], &["--json", "app", "status"])
         .await
         .ok_json();
-    let listed: Vec<B256> = status["compose_hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| b256(&e["compose_hash"]))
+    let listed: Vec<B256> = field_of_each(&status["compose_hashes"], "compose_hash")
+        .into_iter()
+        .map(|h| h.parse().unwrap())
         .collect();
     assert!(listed.contains(&h1) && !listed.contains(&h2), "{listed:?}");
 

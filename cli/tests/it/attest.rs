@@ -5,7 +5,7 @@
 
 use cairn_e2e::*;
 
-use crate::chain::{cairn, Cli, Run};
+use crate::chain::{cairn, field_of_each, Cli, Run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
@@ -65,12 +65,7 @@ async fn attest_verify_shows_identities_and_refuses_tampered_evidence() {
             "{v}"
         );
         assert_eq!(v["report_data"], rd);
-        let names: Vec<&str> = v["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap())
-            .collect();
+        let names = field_of_each(&v["events"], "name");
         assert!(names.contains(&"compose-hash"), "{names:?}");
     }
     // Human output.

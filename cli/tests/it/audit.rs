@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::chain::{hermetic_cairn, run_to_end};
+use crate::chain::{field_of_each, hermetic_cairn, run_to_end};
 
 /// Run `cairn audit <args…>` hermetically: (exit code, stdout, stderr).
 async fn audit(args: &[&str]) -> (i32, String, String) {
@@ -210,12 +210,7 @@ async fn audit_is_clean_on_a_real_log_and_finds_a_forged_anchor() {
     let n = &report["nodes"][0];
     assert_eq!(n["node"], node.as_str(), "{report:#}");
     assert_eq!(n["url"], Value::Null);
-    let codes: Vec<&str> = n["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap())
-        .collect();
+    let codes = field_of_each(&n["findings"], "code");
     assert!(codes.contains(&"no_source"), "{report:#}");
     let errors = report["errors"].as_array().unwrap();
     assert!(

@@ -57,6 +57,22 @@ pub async fn run_to_end(
     )
 }
 
+/// The string `field` of each element of the JSON array `array` (an event's name, a
+/// finding's code, a compose hash); panics with the JSON when it is not one.
+pub fn field_of_each<'a>(array: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let Some(items) = array.as_array() else {
+        panic!("not an array: {array}");
+    };
+    items
+        .iter()
+        .map(|e| {
+            e[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field:?} in {e}"))
+        })
+        .collect()
+}
+
 /// One run of `cairn`.
 #[derive(Debug)]
 pub struct Run {

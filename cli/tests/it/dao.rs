@@ -6,7 +6,7 @@
 use cairn_e2e::*;
 use cairn_onchain::alloy::primitives::B256;
 
-use crate::chain::{key_hex, nonce, Cli};
+use crate::chain::{field_of_each, key_hex, nonce, Cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old_is_refused() {
@@ -102,11 +102,9 @@ async fn dao_upgrade_by_vote_from_the_cli_then_the_new_compose_boots_and_the_old
         .run(&[], &["--json", "app", "status", &app_s])
         .await
         .ok_json();
-    let hashes: Vec<B256> = app_status["compose_hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["compose_hash"].as_str().unwrap().parse().unwrap())
+    let hashes: Vec<B256> = field_of_each(&app_status["compose_hashes"], "compose_hash")
+        .into_iter()
+        .map(|h| h.parse().unwrap())
         .collect();
     assert_eq!(hashes, vec![v2.compose_hash()]);
     assert_eq!(app_status["owner"], dao.timelock().to_string());

@@ -97,3 +97,41 @@ fn a_dao_call_must_be_an_appauth_function() {
     let out = propose_call("0x12");
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than a 4-byte selector"));
 }
+
+/// `cairn … | head`: a reader that has gone before `cairn` writes ends an answer quietly
+/// with exit 0 (no panic), while a failure keeps its exit code.
+#[test]
+fn a_closed_stdout_ends_an_answer_quietly_and_keeps_a_failures_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let compose = dir.path().join("app-compose.json");
+    std::fs::write(&compose, super::app::COMPOSE).unwrap();
+    let compose = compose.to_str().unwrap();
+    let cases: [(&str, &[&str], i32); 3] = [
+        ("a completion script (bytes)", &["completions", "bash"], 0),
+        ("a text answer", &["app", "compose-hash", compose], 0),
+        (
+            "a --json usage error",
+            &["--json", "dao", "status", "allow", "0x00"],
+            2,
+        ),
+    ];
+    for (name, args, code) in cases {
+        // The read end is closed before the child starts: its first write meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_PROFILE")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run cairn");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        if code == 0 {
+            assert!(stderr.is_empty(), "{name}: not quiet: {stderr}");
+        }
+    }
+}

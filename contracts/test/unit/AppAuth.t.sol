@@ -117,15 +117,15 @@ contract AppAuthTest is CairnTestBase {
         assertTrue(listed, "listed");
         assertEq(activation, later, "activatesAt");
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH_2), "inactive before");
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "Compose hash not yet active");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), false, "Compose hash not yet active"
+        );
 
         vm.warp(later - 1);
         assertFalse(app.allowedComposeHashes(COMPOSE_HASH_2), "inactive one second before");
         vm.warp(later);
         assertTrue(app.allowedComposeHashes(COMPOSE_HASH_2), "active at activatesAt");
-        (ok, reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), true, "");
     }
 
     function test_ScheduleComposeHash_ReschedulesListedHash() public {
@@ -190,18 +190,21 @@ contract AppAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ devices
 
-    function test_AddDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.DeviceAdded(DEVICE_ID_2);
-        vm.prank(owner);
-        app.addDevice(DEVICE_ID_2);
-        assertTrue(app.allowedDeviceIds(DEVICE_ID_2), "listed");
-    }
-
-    function test_RevertIf_AddDevice_AlreadyAllowed() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthDeviceAlreadyAllowed.selector, DEVICE_ID));
-        vm.prank(owner);
-        app.addDevice(DEVICE_ID);
+    function test_DeviceAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "devices",
+                owner: owner,
+                add: app.addDevice,
+                remove: app.removeDevice,
+                isListed: app.allowedDeviceIds,
+                added: AppAuth.DeviceAdded.selector,
+                removed: AppAuth.DeviceRemoved.selector,
+                alreadyListed: AppAuth.AppAuthDeviceAlreadyAllowed.selector,
+                notListed: AppAuth.AppAuthDeviceNotAllowed.selector
+            }),
+            DEVICE_ID_2
+        );
     }
 
     function test_RevertIf_AddDevice_Zero() public {
@@ -210,56 +213,30 @@ contract AppAuthTest is CairnTestBase {
         app.addDevice(bytes32(0));
     }
 
-    function test_RemoveDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.DeviceRemoved(DEVICE_ID);
-        vm.prank(owner);
-        app.removeDevice(DEVICE_ID);
-        assertFalse(app.allowedDeviceIds(DEVICE_ID), "unlisted");
+    function test_AllowAnyDeviceFlag() public {
+        _assertFlag(
+            Flag({
+                name: "allowAnyDevice",
+                owner: owner,
+                set: app.setAllowAnyDevice,
+                get: app.allowAnyDevice,
+                changed: AppAuth.AllowAnyDeviceSet.selector,
+                unchanged: AppAuth.AppAuthAllowAnyDeviceUnchanged.selector
+            })
+        );
     }
 
-    function test_RevertIf_RemoveDevice_NotAllowed() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthDeviceNotAllowed.selector, DEVICE_ID_2));
-        vm.prank(owner);
-        app.removeDevice(DEVICE_ID_2);
-    }
-
-    function test_SetAllowAnyDevice_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.AllowAnyDeviceSet(true);
-        vm.prank(owner);
-        app.setAllowAnyDevice(true);
-        assertTrue(app.allowAnyDevice(), "set");
-        vm.expectEmit(address(app));
-        emit AppAuth.AllowAnyDeviceSet(false);
-        vm.prank(owner);
-        app.setAllowAnyDevice(false);
-        assertFalse(app.allowAnyDevice(), "cleared");
-    }
-
-    function test_RevertIf_SetAllowAnyDevice_Unchanged() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthAllowAnyDeviceUnchanged.selector, false));
-        vm.prank(owner);
-        app.setAllowAnyDevice(false);
-    }
-
-    function test_SetRequireTcbUpToDate_EmitsEvent() public {
-        vm.expectEmit(address(app));
-        emit AppAuth.RequireTcbUpToDateSet(true);
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(true);
-        assertTrue(app.requireTcbUpToDate(), "set");
-        vm.expectEmit(address(app));
-        emit AppAuth.RequireTcbUpToDateSet(false);
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(false);
-        assertFalse(app.requireTcbUpToDate(), "cleared");
-    }
-
-    function test_RevertIf_SetRequireTcbUpToDate_Unchanged() public {
-        vm.expectRevert(abi.encodeWithSelector(AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector, false));
-        vm.prank(owner);
-        app.setRequireTcbUpToDate(false);
+    function test_RequireTcbUpToDateFlag() public {
+        _assertFlag(
+            Flag({
+                name: "requireTcbUpToDate",
+                owner: owner,
+                set: app.setRequireTcbUpToDate,
+                get: app.requireTcbUpToDate,
+                changed: AppAuth.RequireTcbUpToDateSet.selector,
+                unchanged: AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector
+            })
+        );
     }
 
     // ------------------------------------------------------------------ upgrades switch
@@ -283,52 +260,49 @@ contract AppAuthTest is CairnTestBase {
     // ------------------------------------------------------------------ isAppAllowed
 
     function test_IsAppAllowed_AllowsListedHashAndDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), true, "");
     }
 
     function test_IsAppAllowed_DeniesUnlistedHash() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID), false, "Compose hash not allowed"
+        );
     }
 
     function test_IsAppAllowed_ChecksHashBeforeDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID_2));
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH_2, DEVICE_ID_2), false, "Compose hash not allowed"
+        );
     }
 
     function test_IsAppAllowed_DeniesUnlistedDevice() public view {
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2));
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(
+            app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2), false, "Device not allowed"
+        );
     }
 
     function test_IsAppAllowed_AllowAnyDeviceSkipsDeviceCheck() public {
         vm.prank(owner);
         app.setAllowAnyDevice(true);
-        (bool ok, string memory reason) = app.isAppAllowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID_2), true, "");
     }
 
     function test_IsAppAllowed_RequireTcbUpToDate() public {
         vm.prank(owner);
         app.setRequireTcbUpToDate(true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
         b.tcbStatus = "SWHardeningNeeded";
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        _assertVerdictOf(app.isAppAllowed, b, false, "TCB status is not UpToDate");
         // The device check comes before the TCB check.
         b.deviceId = DEVICE_ID_2;
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
     }
 
     function test_IsAppAllowed_IgnoresTcbWhenNotRequired() public view {
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "OutOfDate";
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
     }
 
     // ------------------------------------------------------------------ ERC-165
@@ -387,39 +361,31 @@ contract AppAuthTest is CairnTestBase {
     function testFuzz_ComposeHashAllowlist(bytes32 hash, uint32 delay) public {
         vm.assume(hash != bytes32(0) && hash != COMPOSE_HASH);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), hash, DEVICE_ID);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Compose hash not allowed");
 
         uint64 activation = uint64(block.timestamp) + delay;
         vm.prank(owner);
         app.scheduleComposeHash(hash, activation);
-        (ok, reason) = app.isAppAllowed(b);
-        if (delay == 0) _assertVerdict(ok, reason, true, "");
-        else _assertVerdict(ok, reason, false, "Compose hash not yet active");
+        _assertVerdictOf(app.isAppAllowed, b, delay == 0, delay == 0 ? "" : "Compose hash not yet active");
 
         vm.warp(activation);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
 
         vm.prank(owner);
         app.removeComposeHash(hash);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Compose hash not allowed");
     }
 
     function testFuzz_DeviceAllowlist(bytes32 device) public {
         vm.assume(device != bytes32(0) && device != DEVICE_ID);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, device);
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
         vm.prank(owner);
         app.addDevice(device);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(app.isAppAllowed, b, true, "");
         vm.prank(owner);
         app.removeDevice(device);
-        (ok, reason) = app.isAppAllowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(app.isAppAllowed, b, false, "Device not allowed");
     }
 
     function testFuzz_TcbStatusOnlyUpToDatePasses(string calldata status) public {
@@ -427,8 +393,7 @@ contract AppAuthTest is CairnTestBase {
         app.setRequireTcbUpToDate(true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = status;
-        (bool ok, string memory reason) = app.isAppAllowed(b);
-        if (keccak256(bytes(status)) == keccak256("UpToDate")) _assertVerdict(ok, reason, true, "");
-        else _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        bool upToDate = keccak256(bytes(status)) == keccak256("UpToDate");
+        _assertVerdictOf(app.isAppAllowed, b, upToDate, upToDate ? "" : "TCB status is not UpToDate");
     }
 }

@@ -8,32 +8,20 @@ import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/Own
 import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
 import {AppAuth} from "../../src/AppAuth.sol";
 import {KmsAuth} from "../../src/KmsAuth.sol";
-import {CairnTestBase} from "../utils/CairnTestBase.sol";
+import {KmsAppTestBase} from "../utils/CairnTestBase.sol";
 
-contract KmsAuthTest is CairnTestBase {
+contract KmsAuthTest is KmsAppTestBase {
     address internal owner = makeAddr("Owner");
-    address internal developer = makeAddr("Developer");
     address internal node = makeAddr("KmsNode");
     AppAuth internal appImpl;
-    KmsAuth internal kms;
-    AppAuth internal app;
 
     bytes internal constant K256 = hex"02aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
     bytes internal constant CA = hex"3059301306072a8648ce3d020106082a8648ce3d03010703420004";
 
     function setUp() public {
-        vm.warp(1_700_000_000);
         vm.roll(100);
-        appImpl = new AppAuth();
-        kms = _deployKmsAuth(owner, address(appImpl));
-        vm.prank(developer);
-        app = AppAuth(kms.deployAndRegisterApp(developer, false, false, DEVICE_ID, COMPOSE_HASH));
-        vm.prank(owner);
-        kms.addOsImageHash(OS_IMAGE);
-    }
-
-    function _allowed(IAppAuth.AppBootInfo memory b) internal view returns (bool, string memory) {
-        return kms.isAppAllowed(b);
+        _deployKmsWithApp(owner);
+        appImpl = AppAuth(kms.appAuthImplementation());
     }
 
     // ------------------------------------------------------------------ initialize
@@ -159,77 +147,55 @@ contract KmsAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ allowlists
 
-    function test_AddOsImageHash_EmitsEvent() public {
-        bytes32 h = keccak256("os-2");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.OsImageHashAdded(h);
-        vm.prank(owner);
-        kms.addOsImageHash(h);
-        assertTrue(kms.allowedOsImages(h), "allowed");
+    function test_OsImageAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "OS images",
+                owner: owner,
+                add: kms.addOsImageHash,
+                remove: kms.removeOsImageHash,
+                isListed: kms.allowedOsImages,
+                added: KmsAuth.OsImageHashAdded.selector,
+                removed: KmsAuth.OsImageHashRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthOsImageAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthOsImageNotAllowed.selector
+            }),
+            keccak256("os-2")
+        );
     }
 
-    function test_RemoveOsImageHash_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.OsImageHashRemoved(OS_IMAGE);
-        vm.prank(owner);
-        kms.removeOsImageHash(OS_IMAGE);
-        assertFalse(kms.allowedOsImages(OS_IMAGE), "removed");
+    function test_KmsAggregatedMrAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "KMS MRs",
+                owner: owner,
+                add: kms.addKmsAggregatedMr,
+                remove: kms.removeKmsAggregatedMr,
+                isListed: kms.kmsAllowedAggregatedMrs,
+                added: KmsAuth.KmsAggregatedMrAdded.selector,
+                removed: KmsAuth.KmsAggregatedMrRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector
+            }),
+            KMS_MR
+        );
     }
 
-    function test_RevertIf_OsImageHash_NoOp() public {
-        bytes32 h = keccak256("os-2");
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthOsImageAlreadyAllowed.selector, OS_IMAGE));
-        kms.addOsImageHash(OS_IMAGE);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthOsImageNotAllowed.selector, h));
-        kms.removeOsImageHash(h);
-        vm.stopPrank();
-    }
-
-    function test_AddKmsAggregatedMr_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsAggregatedMrAdded(KMS_MR);
-        vm.prank(owner);
-        kms.addKmsAggregatedMr(KMS_MR);
-        assertTrue(kms.kmsAllowedAggregatedMrs(KMS_MR), "allowed");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsAggregatedMrRemoved(KMS_MR);
-        vm.prank(owner);
-        kms.removeKmsAggregatedMr(KMS_MR);
-        assertFalse(kms.kmsAllowedAggregatedMrs(KMS_MR), "removed");
-    }
-
-    function test_RevertIf_KmsAggregatedMr_NoOp() public {
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector, KMS_MR));
-        kms.removeKmsAggregatedMr(KMS_MR);
-        kms.addKmsAggregatedMr(KMS_MR);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector, KMS_MR));
-        kms.addKmsAggregatedMr(KMS_MR);
-        vm.stopPrank();
-    }
-
-    function test_AddKmsDevice_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsDeviceAdded(KMS_DEVICE);
-        vm.prank(owner);
-        kms.addKmsDevice(KMS_DEVICE);
-        assertTrue(kms.kmsAllowedDeviceIds(KMS_DEVICE), "allowed");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.KmsDeviceRemoved(KMS_DEVICE);
-        vm.prank(owner);
-        kms.removeKmsDevice(KMS_DEVICE);
-        assertFalse(kms.kmsAllowedDeviceIds(KMS_DEVICE), "removed");
-    }
-
-    function test_RevertIf_KmsDevice_NoOp() public {
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsDeviceNotAllowed.selector, KMS_DEVICE));
-        kms.removeKmsDevice(KMS_DEVICE);
-        kms.addKmsDevice(KMS_DEVICE);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector, KMS_DEVICE));
-        kms.addKmsDevice(KMS_DEVICE);
-        vm.stopPrank();
+    function test_KmsDeviceAllowlist() public {
+        _assertAllowlist(
+            Allowlist({
+                name: "KMS devices",
+                owner: owner,
+                add: kms.addKmsDevice,
+                remove: kms.removeKmsDevice,
+                isListed: kms.kmsAllowedDeviceIds,
+                added: KmsAuth.KmsDeviceAdded.selector,
+                removed: KmsAuth.KmsDeviceRemoved.selector,
+                alreadyListed: KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector,
+                notListed: KmsAuth.KmsAuthKmsDeviceNotAllowed.selector
+            }),
+            KMS_DEVICE
+        );
     }
 
     // ------------------------------------------------------------------ nodes and gateway
@@ -282,54 +248,69 @@ contract KmsAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ TCB policy
 
-    function test_SetTcbStatusAcceptable_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.TcbStatusAcceptabilitySet("SWHardeningNeeded", true);
-        vm.prank(owner);
-        kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
-        assertTrue(kms.isTcbStatusAcceptable("SWHardeningNeeded"), "acceptable");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.TcbStatusAcceptabilitySet("UpToDate", false);
+    /// @dev An owner-managed set of strings (acceptable TCB statuses, tolerated advisories): its
+    /// setter and getter, the selector of its `(string, bool)` event and of its errors.
+    struct StringSet {
+        string name;
+        function(string memory, bool) external set;
+        function(string memory) external view returns (bool) isIn;
+        bytes32 changed;
+        bytes4 unchanged;
+        bytes4 invalid;
+    }
+
+    /// @dev `key` (not in `strings`) is put in and taken out by the owner, each time with its
+    /// event, and each time again is a no-op that reverts with `unchanged`; an empty or 129-byte key
+    /// reverts with `invalid`.
+    function _assertStringSet(StringSet memory strings, string memory key) internal {
+        string memory tooLong = string(new bytes(129));
+        vm.startPrank(owner);
+        bool[2] memory values = [true, false];
+        for (uint256 i = 0; i < values.length; ++i) {
+            vm.recordLogs();
+            strings.set(key, values[i]);
+            _assertOneLog(strings.name, address(kms), _topics(strings.changed), abi.encode(key, values[i]));
+            assertEq(strings.isIn(key), values[i], string.concat(strings.name, ": ", key));
+            vm.expectRevert(abi.encodeWithSelector(strings.unchanged, key, values[i]));
+            strings.set(key, values[i]);
+        }
+        vm.expectRevert(abi.encodeWithSelector(strings.invalid, ""));
+        strings.set("", true);
+        vm.expectRevert(abi.encodeWithSelector(strings.invalid, tooLong));
+        strings.set(tooLong, true);
+        vm.stopPrank();
+    }
+
+    function test_TcbStatusAcceptable() public {
+        _assertStringSet(
+            StringSet({
+                name: "acceptable TCB statuses",
+                set: kms.setTcbStatusAcceptable,
+                isIn: kms.isTcbStatusAcceptable,
+                changed: KmsAuth.TcbStatusAcceptabilitySet.selector,
+                unchanged: KmsAuth.KmsAuthTcbStatusUnchanged.selector,
+                invalid: KmsAuth.KmsAuthInvalidTcbStatus.selector
+            }),
+            "SWHardeningNeeded"
+        );
+        // The initial `UpToDate` is taken out like any other.
         vm.prank(owner);
         kms.setTcbStatusAcceptable("UpToDate", false);
-        assertFalse(kms.isTcbStatusAcceptable("UpToDate"), "no longer acceptable");
+        assertFalse(kms.isTcbStatusAcceptable("UpToDate"), "UpToDate no longer acceptable");
     }
 
-    function test_RevertIf_SetTcbStatusAcceptable_NoOpOrInvalid() public {
-        string memory tooLong = string(new bytes(129));
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthTcbStatusUnchanged.selector, "UpToDate", true));
-        kms.setTcbStatusAcceptable("UpToDate", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidTcbStatus.selector, ""));
-        kms.setTcbStatusAcceptable("", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidTcbStatus.selector, tooLong));
-        kms.setTcbStatusAcceptable(tooLong, true);
-        vm.stopPrank();
-    }
-
-    function test_SetAdvisoryTolerated_EmitsEvent() public {
-        vm.expectEmit(address(kms));
-        emit KmsAuth.AdvisoryToleranceSet("INTEL-SA-00837", true);
-        vm.prank(owner);
-        kms.setAdvisoryTolerated("INTEL-SA-00837", true);
-        assertTrue(kms.isAdvisoryTolerated("INTEL-SA-00837"), "tolerated");
-        vm.expectEmit(address(kms));
-        emit KmsAuth.AdvisoryToleranceSet("INTEL-SA-00837", false);
-        vm.prank(owner);
-        kms.setAdvisoryTolerated("INTEL-SA-00837", false);
-        assertFalse(kms.isAdvisoryTolerated("INTEL-SA-00837"), "not tolerated");
-    }
-
-    function test_RevertIf_SetAdvisoryTolerated_NoOpOrInvalid() public {
-        string memory tooLong = string(new bytes(129));
-        vm.startPrank(owner);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthAdvisoryUnchanged.selector, "INTEL-SA-1", false));
-        kms.setAdvisoryTolerated("INTEL-SA-1", false);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidAdvisoryId.selector, ""));
-        kms.setAdvisoryTolerated("", true);
-        vm.expectRevert(abi.encodeWithSelector(KmsAuth.KmsAuthInvalidAdvisoryId.selector, tooLong));
-        kms.setAdvisoryTolerated(tooLong, true);
-        vm.stopPrank();
+    function test_AdvisoryTolerated() public {
+        _assertStringSet(
+            StringSet({
+                name: "tolerated advisories",
+                set: kms.setAdvisoryTolerated,
+                isIn: kms.isAdvisoryTolerated,
+                changed: KmsAuth.AdvisoryToleranceSet.selector,
+                unchanged: KmsAuth.KmsAuthAdvisoryUnchanged.selector,
+                invalid: KmsAuth.KmsAuthInvalidAdvisoryId.selector
+            }),
+            "INTEL-SA-00837"
+        );
     }
 
     // ------------------------------------------------------------------ registry and factory
@@ -386,8 +367,9 @@ contract KmsAuthTest is CairnTestBase {
         vm.prank(owner);
         kms.deregisterApp(address(app));
         assertFalse(kms.isAppRegistered(address(app)), "deregistered");
-        (bool ok, string memory reason) = _allowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(
+            kms.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), false, "App not registered"
+        );
     }
 
     function test_RevertIf_DeregisterApp_NotRegistered() public {
@@ -433,8 +415,7 @@ contract KmsAuthTest is CairnTestBase {
     // ------------------------------------------------------------------ isAppAllowed
 
     function test_IsAppAllowed_AllowsWhenEveryCheckPasses() public view {
-        (bool ok, string memory reason) = _allowed(_bootInfo(address(app), COMPOSE_HASH, DEVICE_ID));
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID), true, "");
     }
 
     function test_IsAppAllowed_ChecksInOrder() public {
@@ -443,27 +424,20 @@ contract KmsAuthTest is CairnTestBase {
         b.tcbStatus = "OutOfDate";
         b.advisoryIds = new string[](1);
         b.advisoryIds[0] = "INTEL-SA-00001";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "App not registered");
         b.appId = address(app);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
         b.osImageHash = OS_IMAGE;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status not acceptable");
         b.tcbStatus = "UpToDate";
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Advisory not tolerated");
         vm.prank(owner);
         kms.setAdvisoryTolerated("INTEL-SA-00001", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Compose hash not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Compose hash not allowed");
         b.composeHash = COMPOSE_HASH;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Device not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Device not allowed");
         b.deviceId = DEVICE_ID;
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_EveryAdvisoryMustBeTolerated() public {
@@ -473,23 +447,19 @@ contract KmsAuthTest is CairnTestBase {
         b.advisoryIds = new string[](2);
         b.advisoryIds[0] = "INTEL-SA-A";
         b.advisoryIds[1] = "INTEL-SA-B";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "Advisory not tolerated");
         vm.prank(owner);
         kms.setAdvisoryTolerated("INTEL-SA-B", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_AcceptsConfiguredTcbStatus() public {
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "SWHardeningNeeded";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status not acceptable");
         vm.prank(owner);
         kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
     }
 
     function test_IsAppAllowed_PassesAppReasonThrough() public {
@@ -499,8 +469,7 @@ contract KmsAuthTest is CairnTestBase {
         kms.setTcbStatusAcceptable("SWHardeningNeeded", true);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.tcbStatus = "SWHardeningNeeded";
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "TCB status is not UpToDate");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "TCB status is not UpToDate");
     }
 
     // ------------------------------------------------------------------ isKmsAllowed
@@ -511,25 +480,19 @@ contract KmsAuthTest is CairnTestBase {
         b.tcbStatus = "OutOfDate";
         b.advisoryIds = new string[](1);
         b.advisoryIds[0] = "INTEL-SA-00001";
-        (bool ok, string memory reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS aggregated MR not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS aggregated MR not allowed");
         vm.prank(owner);
         kms.addKmsAggregatedMr(KMS_MR);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS device not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS device not allowed");
         vm.prank(owner);
         kms.addKmsDevice(KMS_DEVICE);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "OS image is not allowed");
         b.osImageHash = OS_IMAGE;
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "TCB status not acceptable");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "TCB status not acceptable");
         b.tcbStatus = "UpToDate";
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "Advisory not tolerated");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "Advisory not tolerated");
         b.advisoryIds = new string[](0);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isKmsAllowed, b, true, "");
     }
 
     // ------------------------------------------------------------------ anchoring
@@ -648,22 +611,18 @@ contract KmsAuthTest is CairnTestBase {
         vm.assume(image != OS_IMAGE);
         IAppAuth.AppBootInfo memory b = _bootInfo(address(app), COMPOSE_HASH, DEVICE_ID);
         b.osImageHash = image;
-        (bool ok, string memory reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
         vm.prank(owner);
         kms.addOsImageHash(image);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isAppAllowed, b, true, "");
         vm.prank(owner);
         kms.removeOsImageHash(image);
-        (ok, reason) = _allowed(b);
-        _assertVerdict(ok, reason, false, "OS image is not allowed");
+        _assertVerdictOf(kms.isAppAllowed, b, false, "OS image is not allowed");
     }
 
     function testFuzz_UnregisteredAppNeverAllowed(address appId, bytes32 hash, bytes32 device) public view {
         vm.assume(appId != address(app));
-        (bool ok, string memory reason) = _allowed(_bootInfo(appId, hash, device));
-        _assertVerdict(ok, reason, false, "App not registered");
+        _assertVerdictOf(kms.isAppAllowed, _bootInfo(appId, hash, device), false, "App not registered");
     }
 
     function testFuzz_KmsAllowlists(bytes32 mr, bytes32 device) public {
@@ -673,12 +632,10 @@ contract KmsAuthTest is CairnTestBase {
         kms.addKmsAggregatedMr(mr);
         kms.addKmsDevice(device);
         vm.stopPrank();
-        (bool ok, string memory reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, true, "");
+        _assertVerdictOf(kms.isKmsAllowed, b, true, "");
         vm.prank(owner);
         kms.removeKmsDevice(device);
-        (ok, reason) = kms.isKmsAllowed(b);
-        _assertVerdict(ok, reason, false, "KMS device not allowed");
+        _assertVerdictOf(kms.isKmsAllowed, b, false, "KMS device not allowed");
     }
 
     function testFuzz_AnchorSizesOnlyGrow(uint64 first, uint64 second, bytes32 r1, bytes32 r2) public {

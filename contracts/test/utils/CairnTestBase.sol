@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Test} from "forge-std/Test.sol";
+import {Test, Vm} from "forge-std/Test.sol";
 import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol";
 
 import {IAppAuth} from "../../src/interfaces/IAppAuth.sol";
@@ -66,6 +66,110 @@ abstract contract CairnTestBase is Test {
     {
         assertEq(allowed, wantAllowed, "isAllowed");
         assertEq(reason, wantReason, "reason");
+    }
+
+    /// @dev `check(b)` (an `isAppAllowed` or `isKmsAllowed`) answers `wantAllowed` with `wantReason`.
+    function _assertVerdictOf(
+        function(IAppAuth.AppBootInfo memory) external view returns (bool, string memory) check,
+        IAppAuth.AppBootInfo memory b,
+        bool wantAllowed,
+        string memory wantReason
+    ) internal view {
+        (bool allowed, string memory reason) = check(b);
+        _assertVerdict(allowed, reason, wantAllowed, wantReason);
+    }
+
+    /// @dev An owner-managed allowlist of bytes32 values (KmsAuth's OS images, KMS MRs and KMS
+    /// devices; AppAuth's devices): its functions, and the selectors of its events and errors.
+    struct Allowlist {
+        string name;
+        address owner;
+        function(bytes32) external add;
+        function(bytes32) external remove;
+        function(bytes32) external view returns (bool) isListed;
+        bytes32 added;
+        bytes32 removed;
+        bytes4 alreadyListed;
+        bytes4 notListed;
+    }
+
+    /// @dev `value` (not listed) goes through `list`'s life by its owner: removing it reverts with
+    /// `notListed`; adding it emits `added` and lists it, and adding it again reverts with
+    /// `alreadyListed`; removing it emits `removed` and unlists it, and removing it again reverts
+    /// with `notListed`.
+    function _assertAllowlist(Allowlist memory list, bytes32 value) internal {
+        vm.startPrank(list.owner);
+        vm.expectRevert(abi.encodeWithSelector(list.notListed, value));
+        list.remove(value);
+        _assertAllowlistStep(list, list.add, list.added, list.alreadyListed, value, true);
+        _assertAllowlistStep(list, list.remove, list.removed, list.notListed, value, false);
+        vm.stopPrank();
+    }
+
+    /// @dev `step(value)` emits `eventSelector` and leaves `value` listed or not; doing it again is a
+    /// no-op that reverts with `repeatError`.
+    function _assertAllowlistStep(
+        Allowlist memory list,
+        function(bytes32) external step,
+        bytes32 eventSelector,
+        bytes4 repeatError,
+        bytes32 value,
+        bool listed
+    ) internal {
+        vm.recordLogs();
+        step(value);
+        _assertOneLog(list.name, step.address, _topics(eventSelector, value), "");
+        assertEq(list.isListed(value), listed, string.concat(list.name, ": listed"));
+        vm.expectRevert(abi.encodeWithSelector(repeatError, value));
+        step(value);
+    }
+
+    /// @dev An owner-managed boolean setting (AppAuth's allow-any-device and require-TCB-up-to-date):
+    /// its setter and getter, the selector of its event (`(bool)`, not indexed) and of its no-op error.
+    struct Flag {
+        string name;
+        address owner;
+        function(bool) external set;
+        function() external view returns (bool) get;
+        bytes32 changed;
+        bytes4 unchanged;
+    }
+
+    /// @dev `flag` (false) is set and cleared by its owner, each time with its event, and each time
+    /// again is a no-op that reverts with `unchanged`.
+    function _assertFlag(Flag memory flag) internal {
+        address target = flag.set.address;
+        vm.startPrank(flag.owner);
+        bool[2] memory values = [true, false];
+        for (uint256 i = 0; i < values.length; ++i) {
+            vm.recordLogs();
+            flag.set(values[i]);
+            _assertOneLog(flag.name, target, _topics(flag.changed), abi.encode(values[i]));
+            assertEq(flag.get(), values[i], string.concat(flag.name, ": value"));
+            vm.expectRevert(abi.encodeWithSelector(flag.unchanged, values[i]));
+            flag.set(values[i]);
+        }
+        vm.stopPrank();
+    }
+
+    /// @dev The logs since `vm.recordLogs()` are one, from `emitter`, with `topics` and `data`.
+    function _assertOneLog(string memory name, address emitter, bytes32[] memory topics, bytes memory data) internal {
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, string.concat(name, ": one event"));
+        assertEq(logs[0].emitter, emitter, string.concat(name, ": emitter"));
+        assertEq(logs[0].topics, topics, string.concat(name, ": event and indexed value"));
+        assertEq(logs[0].data, data, string.concat(name, ": event data"));
+    }
+
+    function _topics(bytes32 selector) internal pure returns (bytes32[] memory topics) {
+        topics = new bytes32[](1);
+        topics[0] = selector;
+    }
+
+    function _topics(bytes32 selector, bytes32 indexed0) internal pure returns (bytes32[] memory topics) {
+        topics = new bytes32[](2);
+        topics[0] = selector;
+        topics[1] = indexed0;
     }
 }
 

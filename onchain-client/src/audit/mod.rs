@@ -111,40 +111,19 @@ impl Default for AuditOptions {
 }
 
 impl AuditOptions {
-    /// Only the releases of `app`.
-    pub fn with_app(mut self, app: Address) -> Self {
-        self.app = Some(app);
-        self
-    }
-
-    /// From block `block` on.
-    pub fn from_block(mut self, block: u64) -> Self {
-        self.from_block = block;
-        self
-    }
-
-    /// Only these nodes.
-    pub fn with_nodes(mut self, nodes: Vec<Address>) -> Self {
-        self.nodes = Some(nodes);
-        self
-    }
-
-    /// The KMS's confirmation depth.
-    pub fn with_confirmations(mut self, confirmations: u64) -> Self {
-        self.confirmations = confirmations;
-        self
-    }
-
-    /// The largest distance between a policy block's and its record's timestamps.
-    pub fn with_max_policy_age(mut self, age: Duration) -> Self {
-        self.max_policy_age = age;
-        self
-    }
-
-    /// Receipts clients hold.
-    pub fn with_receipts(mut self, receipts: Vec<Receipt>) -> Self {
-        self.receipts = receipts;
-        self
+    setters! {
+        /// Only the releases of `app`.
+        fn with_app(app: Address) => Some;
+        /// From block `from_block` on.
+        fn from_block(from_block: u64);
+        /// Only these nodes.
+        fn with_nodes(nodes: Vec<Address>) => Some;
+        /// The KMS's confirmation depth.
+        fn with_confirmations(confirmations: u64);
+        /// The largest distance between a policy block's and its record's timestamps.
+        fn with_max_policy_age(max_policy_age: Duration);
+        /// Receipts clients hold.
+        fn with_receipts(receipts: Vec<Receipt>);
     }
 
     /// Keep every checked release in the report.

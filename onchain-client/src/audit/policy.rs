@@ -7,6 +7,7 @@
 //! (query, boot info, block hash); distinct reads of a batch run concurrently.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::Hash as StdHash;
 
 use alloy::primitives::{keccak256, Address, B256};
@@ -51,6 +52,39 @@ impl<K: Eq + StdHash, V> Memo<K, V> {
     }
     fn insert(&mut self, k: K, v: V) {
         self.0.insert(k, v);
+    }
+
+    /// Reads the answers to the questions of `needed` (a key and what reading it takes)
+    /// that are not answered yet, [`CHAIN_CONCURRENCY`] at a time, and keeps them;
+    /// `reads` counts the reads (before they run).
+    async fn fill<Q, Fut>(
+        &mut self,
+        mut needed: HashMap<K, Q>,
+        reads: &mut u64,
+        read: impl Fn(K, Q) -> Fut,
+    ) -> Result<(), Error>
+    where
+        K: Copy,
+        Fut: Future<Output = Result<V, Error>>,
+    {
+        let missing: Vec<(K, Q)> = self
+            .missing(needed.keys().copied().collect())
+            .into_iter()
+            .filter_map(|k| needed.remove(&k).map(|q| (k, q)))
+            .collect();
+        *reads += missing.len() as u64;
+        let got: Vec<(K, V)> = stream::iter(missing)
+            .map(|(k, q)| {
+                let answer = read(k, q);
+                async move { answer.await.map(|v| (k, v)) }
+            })
+            .buffer_unordered(CHAIN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (k, v) in got {
+            self.insert(k, v);
+        }
+        Ok(())
     }
 }
 
@@ -218,19 +252,15 @@ impl Checker {
         stats: &mut AuditStats,
         batch: &[Candidate],
     ) -> Result<(), Error> {
-        let missing = self
-            .headers
-            .missing(batch.iter().map(|c| c.record.policy_block_number).collect());
-        stats.header_reads += missing.len() as u64;
-        let got: Vec<(u64, Option<BlockHeader>)> = stream::iter(missing)
-            .map(|n| async move { chain.block_header(n).await.map(|h| (n, h)) })
-            .buffer_unordered(CHAIN_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (n, h) in got {
-            self.headers.insert(n, h);
-        }
-        Ok(())
+        let numbers = batch
+            .iter()
+            .map(|c| (c.record.policy_block_number, ()))
+            .collect();
+        self.headers
+            .fill(numbers, &mut stats.header_reads, |n, ()| {
+                chain.block_header(n)
+            })
+            .await
     }
 
     async fn fetch_registrations(
@@ -239,28 +269,15 @@ impl Checker {
         stats: &mut AuditStats,
         jobs: &[(&Candidate, PolicyBlock, VerdictKey)],
     ) -> Result<(), Error> {
-        let blocks: HashMap<(Address, B256), PolicyBlock> = jobs
+        let blocks = jobs
             .iter()
             .map(|(c, at, _)| ((c.node, at.hash), *at))
             .collect();
-        let missing: Vec<((Address, B256), PolicyBlock)> = self
-            .registered
-            .missing(blocks.keys().copied().collect())
-            .into_iter()
-            .filter_map(|k| blocks.get(&k).map(|at| (k, *at)))
-            .collect();
-        stats.registration_calls += missing.len() as u64;
-        let got: Vec<((Address, B256), bool)> = stream::iter(missing)
-            .map(|((node, hash), at)| async move {
-                chain.is_kms_node(node, at).await.map(|r| ((node, hash), r))
+        self.registered
+            .fill(blocks, &mut stats.registration_calls, |(node, _), at| {
+                chain.is_kms_node(node, at)
             })
-            .buffer_unordered(CHAIN_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (k, r) in got {
-            self.registered.insert(k, r);
-        }
-        Ok(())
+            .await
     }
 
     async fn fetch_verdicts(
@@ -275,33 +292,24 @@ impl Checker {
                 .entry(*key)
                 .or_insert_with(|| (is_kms(&c.record), boot_info_of(&c.record), *at));
         }
-        let missing: Vec<(VerdictKey, (bool, BootInfo, PolicyBlock))> = self
-            .verdicts
-            .missing(queries.keys().copied().collect())
-            .into_iter()
-            .filter_map(|k| queries.remove(&k).map(|q| (k, q)))
-            .collect();
-        stats.policy_calls += missing.len() as u64;
-        let got: Vec<(VerdictKey, Denial)> = stream::iter(missing)
-            .map(|(key, (kms, boot, at))| async move {
-                let verdict = if kms {
-                    chain.is_kms_allowed(&boot, at).await
-                } else {
-                    chain.is_app_allowed(&boot, at).await
-                };
-                match verdict {
-                    Ok(Verdict::Allowed) => Ok((key, None)),
-                    Err(Error::Denied { check, reason }) => Ok((key, Some((check, reason)))),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(CHAIN_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (k, v) in got {
-            self.verdicts.insert(k, v);
-        }
-        Ok(())
+        self.verdicts
+            .fill(
+                queries,
+                &mut stats.policy_calls,
+                |_, (kms, boot, at)| async move {
+                    let verdict = if kms {
+                        chain.is_kms_allowed(&boot, at).await
+                    } else {
+                        chain.is_app_allowed(&boot, at).await
+                    };
+                    match verdict {
+                        Ok(Verdict::Allowed) => Ok(None),
+                        Err(Error::Denied { check, reason }) => Ok(Some((check, reason))),
+                        Err(e) => Err(e),
+                    }
+                },
+            )
+            .await
     }
 }
 

@@ -103,88 +103,24 @@ pub(super) async fn frontier_at<S: LogSource>(
 
 #[cfg(test)]
 mod tests {
-    use cairn_protocol::api::{
-        ConsistencyProofResponse, Hash32, InclusionProofResponse, LogEntriesResponse, LogEntry,
-        MAX_PROOF_HASHES,
-    };
-    use cairn_tlog::{leaf_hash, MemoryTree};
+    use cairn_protocol::api::{Hash32, MAX_PROOF_HASHES};
+    use cairn_tlog::leaf_hash;
 
-    use super::super::source::{hashes, SourceError};
+    use super::super::source::hashes;
     use super::*;
+    use crate::testing::{LogLie, MemoryLog};
 
-    /// A source over an in-memory tree whose entry `i` is the byte `i`; `flip` corrupts
-    /// every non-empty proof.
-    struct Memory {
-        tree: MemoryTree,
-        flip: bool,
-    }
-
-    impl Memory {
-        fn proof(&self, v: Vec<Hash>) -> Vec<Hash32> {
-            let mut out: Vec<Hash32> = v.into_iter().map(|h| Hash32(h.0)).collect();
-            if let (true, Some(h)) = (self.flip, out.first_mut()) {
-                h.0[0] ^= 1;
-            }
-            out
-        }
-    }
-
-    impl LogSource for Memory {
-        async fn checkpoint(&mut self) -> Result<String, SourceError> {
-            Err(SourceError("no checkpoint".into()))
-        }
-        async fn entries(
-            &mut self,
-            start: u64,
-            end: u64,
-        ) -> Result<LogEntriesResponse, SourceError> {
-            Ok(LogEntriesResponse {
-                start,
-                entries: (start..end).map(|i| LogEntry(vec![i as u8])).collect(),
-            })
-        }
-        async fn inclusion_proof(
-            &mut self,
-            index: u64,
-            size: u64,
-        ) -> Result<InclusionProofResponse, SourceError> {
-            let p = self.tree.inclusion_proof(index, size).unwrap();
-            Ok(InclusionProofResponse {
-                index,
-                size,
-                hashes: self.proof(p),
-            })
-        }
-        async fn consistency_proof(
-            &mut self,
-            first: u64,
-            second: u64,
-        ) -> Result<ConsistencyProofResponse, SourceError> {
-            let p = self.tree.consistency_proof(first, second).unwrap();
-            Ok(ConsistencyProofResponse {
-                first,
-                second,
-                hashes: self.proof(p),
-            })
-        }
-    }
-
-    fn tree(n: u8) -> MemoryTree {
-        let mut t = MemoryTree::new();
-        for i in 0..n {
-            t.push(&[i]);
-        }
-        t
+    /// A log whose entry `i` is the byte `i`, for `i < n`, that lies with `lie`.
+    fn log(n: u8, lie: LogLie) -> MemoryLog {
+        let mut log = MemoryLog::new((0..n).map(|i| vec![i]));
+        log.lie = lie;
+        log
     }
 
     #[tokio::test]
     async fn consistency_and_inclusion_accept_honest_proofs_and_reject_forged_ones() {
-        let t = tree(7);
-        let (r3, r7) = (t.root_at(3).unwrap(), t.root());
-        let mut honest = Memory {
-            tree: t,
-            flip: false,
-        };
+        let mut honest = log(7, LogLie::Honest);
+        let (r3, r7) = (honest.tree().root_at(3).unwrap(), honest.tree().root());
         consistency(&mut honest, (3, r3), (7, r7)).await.unwrap();
         consistency(&mut honest, (7, r7), (7, r7)).await.unwrap();
         consistency(&mut honest, (0, Hash::EMPTY_ROOT), (7, r7))
@@ -203,10 +139,7 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("old root does not match"), "{err}");
 
-        let mut liar = Memory {
-            tree: tree(7),
-            flip: true,
-        };
+        let mut liar = log(7, LogLie::FlipProofs);
         let err = consistency(&mut liar, (3, r3), (7, r7)).await.unwrap_err();
         assert!(err.starts_with("consistency:"), "{err}");
         let err = inclusion(&mut liar, &leaf_hash(&[5]), 5, (7, r7))
@@ -217,11 +150,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_frontier_at_a_committed_size_continues_the_tree_and_a_forged_proof_is_refused() {
-        let t = tree(20);
-        let mut honest = Memory {
-            tree: t.clone(),
-            flip: false,
-        };
+        let mut honest = log(20, LogLie::Honest);
+        let t = honest.tree().clone();
         let Ok(mut f) = frontier_at(&mut honest, (13, t.root_at(13).unwrap())).await else {
             panic!("an honest base verifies");
         };
@@ -229,10 +159,7 @@ mod tests {
             f.push_entry(&[i]);
         }
         assert_eq!(f.root(), t.root());
-        let mut liar = Memory {
-            tree: t.clone(),
-            flip: true,
-        };
+        let mut liar = log(20, LogLie::FlipProofs);
         assert!(matches!(
             frontier_at(&mut liar, (13, t.root_at(13).unwrap())).await,
             Err(BaseError::Invalid(_))

@@ -1,8 +1,10 @@
 //! Shared fixture: `cairn_onchain::testing::AnvilChain` (anvil with a deployed Cairn
 //! system) with `OS_IMAGE` allowed, and the boot info the tests ask about.
 
+use std::future::Future;
 use std::ops::Deref;
 use std::path::Path;
+use std::time::Duration;
 
 use cairn_onchain::alloy::primitives::{Address, B256};
 use cairn_onchain::alloy::providers::Provider;
@@ -12,6 +14,30 @@ use cairn_onchain::{AppAuthClient, AppParams, BootInfo, Check, Error, Result, Ve
 pub const OS_IMAGE: B256 = B256::repeat_byte(0x05);
 pub const COMPOSE: B256 = B256::repeat_byte(0xc0);
 pub const DEVICE: B256 = B256::repeat_byte(0xde);
+
+/// The deadline the test logic enforces on an operation that must end (answer or fail) by
+/// itself within its configured timeout. Far above every configured timeout: this is a
+/// hang detector, never a speed assertion.
+pub const HANG_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The output of `fut`, an operation that must end by itself; panics naming `what` when
+/// it has not ended by [`HANG_DEADLINE`].
+pub async fn ends_by_itself<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(HANG_DEADLINE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} must end by itself, not hang"))
+}
+
+/// `err` is how a read fails closed when its endpoint is gone: unreachable or timed out,
+/// and retryable.
+#[track_caller]
+pub fn assert_unreachable(err: &Error) {
+    assert!(
+        matches!(err, Error::Unreachable { .. } | Error::Timeout { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
+}
 
 /// The fixture chain (fields and methods of [`AnvilChain`] through `Deref`).
 pub struct Devnet(pub AnvilChain);

@@ -2,63 +2,14 @@
 //! forged or mismatched receipt is refused, each by its own typed error.
 
 use cairn_onchain::alloy::primitives::{Address, B256};
-use cairn_onchain::{
-    recorded_boot_info, verify_receipt, Check, LogSource, PolicyBlock, ReceiptError, SourceError,
-};
-use cairn_protocol::api::{
-    ConsistencyProofResponse, Hash32, InclusionProofResponse, LogEntriesResponse, LogEntry, Receipt,
-};
+use cairn_onchain::testing::{LogLie, MemoryLog};
+use cairn_onchain::{recorded_boot_info, verify_receipt, Check, PolicyBlock, ReceiptError};
+use cairn_protocol::api::Receipt;
 use cairn_tlog::{
-    AppBootInfo, Checkpoint, CheckpointSigner, MemoryTree, RecordVersion, ReleaseKind,
-    ReleaseRecord,
+    AppBootInfo, Checkpoint, CheckpointSigner, RecordVersion, ReleaseKind, ReleaseRecord,
 };
 
 use crate::common::{boot, devnet, Devnet, COMPOSE};
-
-/// A log held in memory; `tamper` serves a different entry than the one logged.
-struct Memory {
-    tree: MemoryTree,
-    entries: Vec<Vec<u8>>,
-    tamper: bool,
-}
-
-impl LogSource for Memory {
-    async fn checkpoint(&mut self) -> Result<String, SourceError> {
-        Err(SourceError("not used".into()))
-    }
-    async fn entries(&mut self, start: u64, end: u64) -> Result<LogEntriesResponse, SourceError> {
-        let mut entries: Vec<LogEntry> = self.entries[start as usize..end as usize]
-            .iter()
-            .map(|e| LogEntry(e.clone()))
-            .collect();
-        if self.tamper {
-            if let Some(e) = entries.first_mut() {
-                let last = e.0.len() - 1;
-                e.0[last] ^= 1;
-            }
-        }
-        Ok(LogEntriesResponse { start, entries })
-    }
-    async fn inclusion_proof(
-        &mut self,
-        index: u64,
-        size: u64,
-    ) -> Result<InclusionProofResponse, SourceError> {
-        let p = self.tree.inclusion_proof(index, size).unwrap();
-        Ok(InclusionProofResponse {
-            index,
-            size,
-            hashes: p.into_iter().map(|h| Hash32(h.0)).collect(),
-        })
-    }
-    async fn consistency_proof(
-        &mut self,
-        _: u64,
-        _: u64,
-    ) -> Result<ConsistencyProofResponse, SourceError> {
-        Err(SourceError("not used".into()))
-    }
-}
 
 fn node_key(byte: u8) -> k256::ecdsa::SigningKey {
     k256::ecdsa::SigningKey::from_bytes((&[byte; 32]).into()).unwrap()
@@ -68,7 +19,7 @@ fn node_key(byte: u8) -> k256::ecdsa::SigningKey {
 /// after `others` releases of another app; its receipt and log.
 struct Logged {
     receipt: Receipt,
-    log: Memory,
+    log: MemoryLog,
     signer: CheckpointSigner,
 }
 
@@ -104,17 +55,15 @@ fn logged(net: &Devnet, app_id: Address, at: PolicyBlock, key: u8) -> Logged {
         kms_node: signer.address(),
         timestamp: 1_700_000_000,
     };
-    let mut tree = MemoryTree::new();
-    let mut entries = Vec::new();
-    for app in [
-        Address::repeat_byte(0x99),
-        app_id,
-        Address::repeat_byte(0x98),
-    ] {
-        let bytes = record(app).encode().unwrap();
-        tree.push(&bytes);
-        entries.push(bytes);
-    }
+    let log = MemoryLog::new(
+        [
+            Address::repeat_byte(0x99),
+            app_id,
+            Address::repeat_byte(0x98),
+        ]
+        .map(|app| record(app).encode().unwrap()),
+    );
+    let tree = log.tree();
     let cp = Checkpoint::new("cairn-kms/test", tree.size(), tree.root()).unwrap();
     let receipt = Receipt {
         log_index: 1,
@@ -124,11 +73,7 @@ fn logged(net: &Devnet, app_id: Address, at: PolicyBlock, key: u8) -> Logged {
     };
     Logged {
         receipt,
-        log: Memory {
-            tree,
-            entries,
-            tamper: false,
-        },
+        log,
         signer,
     }
 }
@@ -191,7 +136,7 @@ async fn an_honest_receipt_verifies_and_every_forgery_is_refused_by_its_check() 
     );
 
     // An entry that is not the one the signed root commits to.
-    l.log.tamper = true;
+    l.log.lie = LogLie::TamperEntries;
     let err = l
         .verify(&net, app_id, ReleaseKind::AppKey)
         .await
