@@ -325,6 +325,18 @@ impl Kms {
     }
 }
 
+/// The stdout of a command (`what`) that ran to completion; a panic with its exit
+/// status and stderr when it failed.
+pub fn stdout_of_success(what: &str, out: std::process::Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// SHA-256 of the exact compose bytes, as the chain stores it.
 pub fn compose_hash(compose: &[u8]) -> B256 {
     B256::from(cairn_attestation::ids::ComposeHash::of_compose(compose).0)
