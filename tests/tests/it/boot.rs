@@ -171,19 +171,16 @@ async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_au
     net.client.remove_kms_aggregated_mr(mr).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let err = cvm.boot().await.unwrap_err();
-    match &err {
-        Error::AllKmsFailed(v) => assert!(
-            matches!(
-                &v[0].1,
-                KmsError::KmsPolicy { source, .. } if matches!(
-                    &**source,
-                    cairn_onchain::Error::Denied { check: cairn_onchain::Check::KmsMr, .. }
-                )
-            ),
-            "{err}"
+    assert!(
+        matches!(
+            err.kms_chain_error(),
+            Some(cairn_onchain::Error::Denied {
+                check: cairn_onchain::Check::KmsMr,
+                ..
+            })
         ),
-        other => panic!("{other}"),
-    }
+        "{err}"
+    );
     assert!(!cvm.app_out().exists(), "the app must not start again");
     assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
     kms.stop().await;
