@@ -7,28 +7,21 @@ use cairn_attestation::ids::{AppId, InstanceId, KeyProvider};
 use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
 use cairn_guest::{boot, Error};
 use cairn_kms_client::{Error as KmsError, Stage};
-use cairn_protocol::env::{self, EnvVar, EnvVars};
+use cairn_protocol::env::{self, EnvVars};
 use x25519_dalek::StaticSecret;
 
 use crate::hostile::Hostile;
 use crate::world::*;
 
 fn env_vars() -> EnvVars {
-    EnvVars::new(vec![
-        EnvVar {
-            key: "API_KEY".into(),
-            value: "s3cr3t-api-key".into(),
-        },
-        EnvVar {
-            key: "DROPPED".into(),
-            value: "not-allowed-value".into(),
-        },
+    env_of(&[
+        ("API_KEY", "s3cr3t-api-key"),
+        ("DROPPED", "not-allowed-value"),
     ])
-    .unwrap()
 }
 
 fn encrypted_env(s: &Share) -> Vec<u8> {
-    env::encrypt(&s.app_keys().env_public(), &s.app_id().0, &env_vars()).unwrap()
+    s.encrypt_env(&env_vars())
 }
 
 /// The boot of `s` on a fresh TD of host 1 with the cluster's KMS client.
@@ -660,15 +653,7 @@ async fn a_replaced_encrypted_env_changes_the_attested_identity() {
     // One share (so one app id, compose and instance), booted three times.
     let s = w.share("");
     let honest = encrypted_env(&s);
-    let swapped = {
-        let keys = s.app_keys();
-        let vars = env::EnvVars::new(vec![env::EnvVar {
-            key: "API_KEY".into(),
-            value: "the-hosts-value".into(),
-        }])
-        .unwrap();
-        env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap()
-    };
+    let swapped = s.encrypt_env(&env_of(&[("API_KEY", "the-hosts-value")]));
     let mut runs = Vec::new();
     for (n, blob) in [Some(&honest), Some(&swapped), None]
         .into_iter()
