@@ -110,6 +110,24 @@ pub enum Error {
     Io(String),
 }
 
+impl Error {
+    /// What the chain answered when the guest refused to trust its KMS on chain:
+    /// sys-config's chain could not be read ([`Error::Chain`]), or the first KMS asked
+    /// failed the guest's on-chain check of it (`Denied { check, reason }` when KmsAuth
+    /// does not allow it, or why the chain could not be asked). `None` for any other
+    /// failure.
+    pub fn kms_chain_error(&self) -> Option<&cairn_onchain::Error> {
+        match self {
+            Error::Chain(e) => Some(e),
+            Error::AllKmsFailed(v) => match &v.first()?.1 {
+                cairn_kms_client::Error::KmsPolicy { source, .. } => Some(source),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// `err` and its `source()` chain, joined by `": "`.
 fn with_causes(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();

@@ -142,39 +142,6 @@ async fn send(path: &std::path::Path, n: &Notification) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[tokio::test]
-    async fn reports_arrive_in_order_and_flush_waits_for_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("host-api.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let got: Arc<Mutex<Vec<Notification>>> = Arc::default();
-        let sink = Arc::clone(&got);
-        let app = axum::Router::new().route(
-            PATH_NOTIFY,
-            axum::routing::post(move |axum::Json(n): axum::Json<Notification>| {
-                let sink = Arc::clone(&sink);
-                async move {
-                    sink.lock().unwrap().push(n);
-                    hyper::StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let r = Reporter::from_url(Some(&format!("unix:{}", path.display())));
-        r.report("boot.progress", "measured app-id");
-        r.report("app.started", "process");
-        r.flush(Duration::from_secs(20)).await;
-        let got = got.lock().unwrap().clone();
-        assert_eq!(
-            got,
-            vec![
-                Notification::new("boot.progress", "measured app-id"),
-                Notification::new("app.started", "process"),
-            ]
-        );
-    }
 
     #[tokio::test]
     async fn a_missing_host_or_an_unserved_address_drops_reports_silently() {

@@ -311,13 +311,12 @@ pub async fn start(runner: Runner<'_>, env: &[EnvVar], app: &AppEnv) -> Result<A
     Ok(App { inner })
 }
 
+/// The variables a process app gets besides the decrypted env: the compose variables,
+/// and the agent socket again as `DSTACK_SIMULATOR_ENDPOINT` (where the dstack SDKs look
+/// for it).
 fn cairn_env(app: &AppEnv) -> Vec<(String, String)> {
-    let mut v = vec![(
-        "CAIRN_KEYS_DIR".to_owned(),
-        app.keys_dir.display().to_string(),
-    )];
+    let mut v = cairn_compose_vars(app);
     if let Some(s) = &app.agent_socket {
-        v.push(("CAIRN_AGENT_SOCKET".to_owned(), s.display().to_string()));
         v.push((
             "DSTACK_SIMULATOR_ENDPOINT".to_owned(),
             s.display().to_string(),

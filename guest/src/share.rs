@@ -149,63 +149,57 @@ mod tests {
         assert!(s.instance_info.is_none() && s.encrypted_env.is_none());
     }
 
+    /// The broken shares: each refused naming the file and what is wrong.
     #[test]
-    fn a_symlinked_share_file_is_refused() {
-        let d = share();
-        let outside = d.path().join("elsewhere.json");
-        std::fs::rename(d.path().join(APP_COMPOSE), &outside).unwrap();
-        std::os::unix::fs::symlink(&outside, d.path().join(APP_COMPOSE)).unwrap();
-        let e = HostShare::read(d.path()).unwrap_err();
-        assert!(
-            matches!(&e, Error::ShareFile { file, reason } if file == APP_COMPOSE && reason.contains("symlink")),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn an_oversized_share_file_is_refused_without_reading_it_all() {
-        let d = share();
-        std::fs::write(
-            d.path().join(ENCRYPTED_ENV),
-            vec![0u8; MAX_ENCRYPTED_ENV_LEN + 1],
-        )
-        .unwrap();
-        let e = HostShare::read(d.path()).unwrap_err();
-        assert!(
-            matches!(&e, Error::ShareFileTooLarge { file, max } if file == ENCRYPTED_ENV && *max == MAX_ENCRYPTED_ENV_LEN),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_directory_or_missing_compose_is_refused() {
-        let d = share();
-        std::fs::remove_file(d.path().join(APP_COMPOSE)).unwrap();
-        let e = HostShare::read(d.path()).unwrap_err();
-        assert!(
-            matches!(&e, Error::ShareFile { reason, .. } if reason == "missing"),
-            "{e}"
-        );
-        std::fs::create_dir(d.path().join(APP_COMPOSE)).unwrap();
-        let e = HostShare::read(d.path()).unwrap_err();
-        assert!(
-            matches!(&e, Error::ShareFile { reason, .. } if reason.contains("regular")),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_malformed_compose_is_a_compose_error() {
-        let d = share();
-        std::fs::write(
-            d.path().join(APP_COMPOSE),
-            r#"{"manifest_version":2,"name":"x","runner":"podman"}"#,
-        )
-        .unwrap();
-        let e = HostShare::read(d.path()).unwrap_err();
-        assert!(
-            matches!(&e, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
-            "{e}"
-        );
+    fn broken_shares_are_refused_naming_the_file_and_what_is_wrong() {
+        type Case = (&'static str, fn(&Path), fn(&Error) -> bool);
+        let cases: [Case; 5] = [
+            (
+                "a symlinked file",
+                |d| {
+                    let outside = d.join("elsewhere.json");
+                    std::fs::rename(d.join(APP_COMPOSE), &outside).unwrap();
+                    std::os::unix::fs::symlink(&outside, d.join(APP_COMPOSE)).unwrap();
+                },
+                |e| matches!(e, Error::ShareFile { file, reason } if file == APP_COMPOSE && reason.contains("symlink")),
+            ),
+            (
+                "an oversized file, refused without reading it all",
+                |d| {
+                    let oversized = vec![0u8; MAX_ENCRYPTED_ENV_LEN + 1];
+                    std::fs::write(d.join(ENCRYPTED_ENV), oversized).unwrap();
+                },
+                |e| matches!(e, Error::ShareFileTooLarge { file, max } if file == ENCRYPTED_ENV && *max == MAX_ENCRYPTED_ENV_LEN),
+            ),
+            (
+                "a missing compose",
+                |d| std::fs::remove_file(d.join(APP_COMPOSE)).unwrap(),
+                |e| matches!(e, Error::ShareFile { reason, .. } if reason == "missing"),
+            ),
+            (
+                "a directory for the compose",
+                |d| {
+                    std::fs::remove_file(d.join(APP_COMPOSE)).unwrap();
+                    std::fs::create_dir(d.join(APP_COMPOSE)).unwrap();
+                },
+                |e| matches!(e, Error::ShareFile { reason, .. } if reason.contains("regular")),
+            ),
+            (
+                "a malformed compose, a compose error",
+                |d| {
+                    let compose = r#"{"manifest_version":2,"name":"x","runner":"podman"}"#;
+                    std::fs::write(d.join(APP_COMPOSE), compose).unwrap();
+                },
+                |e| matches!(e, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
+            ),
+        ];
+        for (name, break_share, is_expected) in cases {
+            let d = share();
+            break_share(d.path());
+            match HostShare::read(d.path()) {
+                Ok(_) => panic!("{name}: the share was read"),
+                Err(e) => assert!(is_expected(&e), "{name}: {e}"),
+            }
+        }
     }
 }

@@ -211,45 +211,34 @@ async fn main() {
         .unwrap();
         p
     };
-    let cases: Vec<(&str, String, PathBuf)> = vec![
+    // Each path: its label, the URL wrk asks, and the loopback port that URL resolves to.
+    let via_gateway = |passthrough: bool, port: u16| {
+        let url = format!("https://{}:{port}/", sni(&a, Some(443), passthrough));
+        (url, port)
+    };
+    let paths = [
         (
             "direct to the app (TLS)",
-            format!("https://127.0.0.1:{app_port}/"),
-            lua(app_port),
+            (format!("https://127.0.0.1:{app_port}/"), app_port),
         ),
         (
             "gateway, terminate (TLS to the app)",
-            format!(
-                "https://{}:{}/",
-                sni(&a, Some(443), false),
-                node.proxy.port()
-            ),
-            lua(node.proxy.port()),
+            via_gateway(false, node.proxy.port()),
         ),
-        (
-            "gateway, passthrough",
-            format!(
-                "https://{}:{}/",
-                sni(&a, Some(443), true),
-                node.proxy.port()
-            ),
-            lua(node.proxy.port()),
-        ),
+        ("gateway, passthrough", via_gateway(true, node.proxy.port())),
         (
             "direct to the plain twin (HTTP)",
-            format!("http://127.0.0.1:{plain_port}/"),
-            lua(plain_port),
+            (format!("http://127.0.0.1:{plain_port}/"), plain_port),
         ),
         (
             "gateway, terminate (plain-TCP opt-in)",
-            format!(
-                "https://{}:{}/",
-                sni(&a, Some(443), false),
-                plain_node.proxy.port()
-            ),
-            lua(plain_node.proxy.port()),
+            via_gateway(false, plain_node.proxy.port()),
         ),
     ];
+    let cases: Vec<(&str, String, PathBuf)> = paths
+        .into_iter()
+        .map(|(label, (url, port))| (label, url, lua(port)))
+        .collect();
     println!("wrk -t2 -c{conns} -d{secs}s on loopback; echo app in its own process, gateway in this one\n");
     for (mode, close) in [("keep-alive", false), ("new connection per request", true)] {
         println!("### {mode}\n");

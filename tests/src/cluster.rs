@@ -306,13 +306,7 @@ async fn run_command(config: &Path, args: &[&str], log: &Path) -> Vec<u8> {
     .expect("cairn-kms command timed out")
     .expect("run cairn-kms");
     std::fs::write(log, &out.stderr).expect("write command log");
-    assert!(
-        out.status.success(),
-        "cairn-kms {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::stdout_of_success(&format!("cairn-kms {args:?}"), out)
 }
 
 /// KMS nodes running as `cairn-kms` processes, node 0 first.

@@ -48,13 +48,7 @@ fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::stdout_of_success(what, out)
 }
 
 /// An image with busybox and `agent-call` (`tests/docker/agent-call.rs`, compiled here

@@ -111,6 +111,18 @@ impl Devnet {
         }
     }
 
+    /// The start of most scenarios: a new devnet, its KMS ([`Devnet::start_kms`]) and an
+    /// app of the owner deployed with `compose`'s hash allowed (nothing allowed for
+    /// `None`).
+    pub async fn with_kms_and_app(
+        compose: Option<&[u8]>,
+    ) -> (Devnet, Kms, cairn_onchain::AppAuthClient) {
+        let net = Devnet::new().await;
+        let kms = net.start_kms().await;
+        let app = net.deploy_app(net.owner, compose).await;
+        (net, kms, app)
+    }
+
     /// Bootstrap a KMS node with [`MASTER`] on host [`KMS_HOST_SEED`], register its
     /// evidence (aggregated MR, device) and node address on chain, fund it, and serve it
     /// on `127.0.0.1:0`. Scenarios anchor by hand (`cairn_kms::anchor_once`): the node's
@@ -323,6 +335,18 @@ impl Kms {
             addr,
         }
     }
+}
+
+/// The stdout of a command (`what`) that ran to completion; a panic with its exit
+/// status and stderr when it failed.
+pub fn stdout_of_success(what: &str, out: std::process::Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// SHA-256 of the exact compose bytes, as the chain stores it.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cairn_onchain::alloy::primitives::Address;
 use cairn_protocol::env::{EnvVar, EnvVars};
-use cairn_protocol::vmm::{CvmInfo, CvmState};
+use cairn_protocol::vmm::{CreateCvmRequest, CvmInfo, CvmState};
 use cairn_vmm::{Config, Endpoint, Listeners, VmmClient};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -24,9 +24,7 @@ use crate::{kms_client, Devnet, Kms, CONFIRMATIONS, DEADLINE, PKI_SEED};
 /// A scenario's devnet with a KMS, an app of the owner deployed with `compose` allowed,
 /// and a VMM with the default images.
 pub async fn vmm_world(compose: &str) -> (Devnet, Kms, cairn_onchain::AppAuthClient, VmmNode) {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(Some(compose.as_bytes())).await;
     let vmm = VmmNode::start(&net, &kms, "").await;
     (net, kms, app, vmm)
 }
@@ -330,6 +328,12 @@ kind = "simulator"
     /// Poll until CVM `id` is `state`.
     pub async fn wait_state(&self, id: &str, state: CvmState) -> CvmInfo {
         self.wait_until(id, DEADLINE, |i| i.state == state).await
+    }
+
+    /// Create `req` and poll until it runs; the running CVM.
+    pub async fn create_running(&self, req: &CreateCvmRequest) -> CvmInfo {
+        let created = self.client().create(req).await.expect("create the CVM");
+        self.wait_state(&created.id, CvmState::Running).await
     }
 }
 

@@ -156,6 +156,16 @@ mod tests {
     use super::*;
     use std::io::Write as _;
 
+    /// A console log in a temp dir (kept while the dir lives): its path, the rotated
+    /// file's path, and the guest's append-only handle.
+    fn console() -> (tempfile::TempDir, PathBuf, PathBuf, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let cur = dir.path().join("console.log");
+        let old = dir.path().join("console.log.1");
+        let guest = open_for_guest(&cur).unwrap();
+        (dir, cur, old, guest)
+    }
+
     #[test]
     fn last_lines_counts_from_the_end() {
         assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
@@ -166,10 +176,7 @@ mod tests {
 
     #[test]
     fn rotation_bounds_the_file_and_keeps_appending() {
-        let dir = tempfile::tempdir().unwrap();
-        let cur = dir.path().join("console.log");
-        let old = dir.path().join("console.log.1");
-        let mut guest = open_for_guest(&cur).unwrap();
+        let (_dir, cur, old, mut guest) = console();
         guest.write_all(&[b'x'; 5000]).unwrap();
         assert!(rotate_if_needed(&cur, &old, 4096).unwrap());
         assert_eq!(std::fs::metadata(&cur).unwrap().len(), 0);
@@ -184,10 +191,7 @@ mod tests {
 
     #[test]
     fn a_follower_sees_appends_and_survives_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let cur = dir.path().join("console.log");
-        let old = dir.path().join("console.log.1");
-        let mut guest = open_for_guest(&cur).unwrap();
+        let (_dir, cur, old, mut guest) = console();
         guest.write_all(b"before\n").unwrap();
         let mut f = Follower::from_end(&cur);
         assert!(f.poll().unwrap().is_empty());

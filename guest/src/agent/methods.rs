@@ -182,12 +182,21 @@ pub(super) async fn quote_text(
     Ok((hex::encode(q), String::from_utf8_lossy(&log).into_owned()))
 }
 
+/// The report data of a `{"report_data": …}` request body, and [`quote_text`] for it.
+async fn quote_of_request(
+    s: &Arc<GuestState>,
+    body: &Bytes,
+) -> Result<([u8; 64], String, String), AgentFailure> {
+    let rd = report_data(&parse(body)?)?;
+    let (quote, event_log) = quote_text(s, rd).await?;
+    Ok((rd, quote, event_log))
+}
+
 pub(super) async fn get_quote(
     State(s): State<Arc<GuestState>>,
     body: Bytes,
 ) -> AgentResult<GetQuoteResponse> {
-    let rd = report_data(&parse(&body)?)?;
-    let (quote, event_log) = quote_text(&s, rd).await?;
+    let (rd, quote, event_log) = quote_of_request(&s, &body).await?;
     Ok(Json(GetQuoteResponse {
         quote,
         event_log,
@@ -200,8 +209,7 @@ pub(super) async fn attest(
     State(s): State<Arc<GuestState>>,
     body: Bytes,
 ) -> AgentResult<AttestResponse> {
-    let rd = report_data(&parse(&body)?)?;
-    let (quote, event_log) = quote_text(&s, rd).await?;
+    let (_, quote, event_log) = quote_of_request(&s, &body).await?;
     let doc = Attestation {
         version: ATTESTATION_VERSION.to_owned(),
         quote,

@@ -599,4 +599,18 @@ impl ServedAgent {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
+
+    /// Serves the agent of `share` while `client` runs against its socket, then stops
+    /// it: before the caller checks what the client did, so a failed check leaves no
+    /// server behind.
+    pub async fn during<F: std::future::Future>(
+        share: &Share,
+        state: Arc<GuestState>,
+        client: impl FnOnce(std::path::PathBuf) -> F,
+    ) -> F::Output {
+        let agent = ServedAgent::unix(share, state).await;
+        let out = client(agent.socket.clone()).await;
+        agent.stop().await;
+        out
+    }
 }

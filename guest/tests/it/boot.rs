@@ -7,28 +7,21 @@ use cairn_attestation::ids::{AppId, InstanceId, KeyProvider};
 use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
 use cairn_guest::{boot, Error};
 use cairn_kms_client::{Error as KmsError, Stage};
-use cairn_protocol::env::{self, EnvVar, EnvVars};
+use cairn_protocol::env::{self, EnvVars};
 use x25519_dalek::StaticSecret;
 
 use crate::hostile::Hostile;
 use crate::world::*;
 
 fn env_vars() -> EnvVars {
-    EnvVars::new(vec![
-        EnvVar {
-            key: "API_KEY".into(),
-            value: "s3cr3t-api-key".into(),
-        },
-        EnvVar {
-            key: "DROPPED".into(),
-            value: "not-allowed-value".into(),
-        },
+    env_of(&[
+        ("API_KEY", "s3cr3t-api-key"),
+        ("DROPPED", "not-allowed-value"),
     ])
-    .unwrap()
 }
 
 fn encrypted_env(s: &Share) -> Vec<u8> {
-    env::encrypt(&s.app_keys().env_public(), &s.app_id().0, &env_vars()).unwrap()
+    s.encrypt_env(&env_vars())
 }
 
 /// The boot of `s` on a fresh TD of host 1 with the cluster's KMS client.
@@ -205,40 +198,39 @@ async fn a_fake_kms_first_in_the_list_is_skipped_for_the_genuine_one() {
     );
 }
 
+/// A KMS whose RA-TLS certificate the guest cannot accept is refused at the handshake:
+/// no request, no key, no app.
 #[tokio::test]
-async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
-    let w = World::with_kms(Hostile::PlainCert).await;
-    let s = w.share("");
-    let err = boot_share(&s).await.unwrap_err();
-    assert!(
-        matches!(
-            only_kms_failure(&err).ratls_error(),
-            Some(RaTlsError::MissingExtension("quote"))
-        ),
-        "{err}"
-    );
-    assert_eq!(w.releases(), 0);
-    assert!(is_empty_or_missing(&s.keys_dir()));
-    assert!(!s.out().exists());
-}
-
-#[tokio::test]
-async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
-    let w = World::with_kms(Hostile::WrongUsage).await;
-    let s = w.share("");
-    let err = boot_share(&s).await.unwrap_err();
-    assert!(
-        matches!(
-            only_kms_failure(&err).ratls_error(),
-            Some(RaTlsError::WrongUsage {
-                required: Usage::KmsRpc,
-                presented: Some(Usage::AppCustom)
-            })
-        ),
-        "{err}"
-    );
-    assert_eq!(w.releases(), 0);
-    assert!(is_empty_or_missing(&s.keys_dir()));
+async fn a_kms_with_an_unacceptable_ra_tls_cert_is_refused_before_any_request() {
+    type Case = (&'static str, Hostile, fn(&RaTlsError) -> bool);
+    let cases: [Case; 2] = [
+        ("a non-attested cert", Hostile::PlainCert, |e| {
+            matches!(e, RaTlsError::MissingExtension("quote"))
+        }),
+        ("a cert without kms:rpc usage", Hostile::WrongUsage, |e| {
+            matches!(
+                e,
+                RaTlsError::WrongUsage {
+                    required: Usage::KmsRpc,
+                    presented: Some(Usage::AppCustom)
+                }
+            )
+        }),
+    ];
+    for (name, hostile, is_expected) in cases {
+        let w = World::with_kms(hostile).await;
+        let s = w.share("");
+        let err = boot_share(&s).await.unwrap_err();
+        assert!(
+            only_kms_failure(&err)
+                .ratls_error()
+                .is_some_and(is_expected),
+            "{name}: {err}"
+        );
+        assert_eq!(w.releases(), 0, "{name}");
+        assert!(is_empty_or_missing(&s.keys_dir()), "{name}");
+        assert!(!s.out().exists(), "{name}");
+    }
 }
 
 #[tokio::test]
@@ -285,73 +277,71 @@ async fn a_tampered_encrypted_env_stops_the_boot_before_keys_reach_the_disk() {
     assert!(!s.out().exists());
 }
 
+/// Shares refused before anything is measured, a KMS is asked or a key is written: each
+/// case prepares a fresh share (and its boot config) and names the error it must get.
 #[tokio::test]
-async fn a_malformed_compose_fails_before_anything_is_measured() {
+async fn refused_shares_stop_the_boot_before_anything_is_measured() {
+    type Case = (
+        &'static str,
+        fn(&Share, &mut cairn_guest::BootConfig),
+        fn(&Error) -> bool,
+    );
+    let cases: [Case; 4] = [
+        (
+            "a malformed compose (unknown runner)",
+            |s, _| {
+                s.write(
+                    "app-compose.json",
+                    br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
+                )
+            },
+            |e| matches!(e, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
+        ),
+        (
+            "an oversized encrypted env",
+            |s, _| {
+                let oversized = vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1];
+                s.write(".encrypted-env", &oversized);
+            },
+            |e| matches!(e, Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env"),
+        ),
+        (
+            "a symlinked sys-config",
+            |s, _| {
+                let real = s.dir.path().join("real-sys-config.json");
+                std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
+                std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
+            },
+            |e| matches!(e, Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink")),
+        ),
+        (
+            // A docker CLI that does not exist stands for "no engine here",
+            // deterministically (whether or not this machine has Docker).
+            "docker-compose without a Docker engine",
+            |s, cfg| {
+                s.write(
+                    "app-compose.json",
+                    br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
+                );
+                cfg.docker = s.dir.path().join("no-such-docker");
+            },
+            |e| matches!(e, Error::DockerUnavailable(m) if m.contains("No such file")),
+        ),
+    ];
     let w = World::start().await;
-    let s = w.share("");
-    s.write(
-        "app-compose.json",
-        br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
-    );
-    let tee = guest_tee(1);
-    let err = boot(as_tee(&tee), kms_client(), &s.config())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
-        "{err}"
-    );
-    assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
-    assert_eq!(w.releases(), 0);
-}
-
-#[tokio::test]
-async fn oversized_and_symlinked_share_files_are_refused() {
-    let w = World::start().await;
-    let s = w.share("");
-    s.write(
-        ".encrypted-env",
-        &vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1],
-    );
-    let err = boot_share(&s).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env"),
-        "{err}"
-    );
-
-    let s = w.share("");
-    let real = s.dir.path().join("real-sys-config.json");
-    std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
-    std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
-    let err = boot_share(&s).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink")),
-        "{err}"
-    );
-    assert_eq!(w.releases(), 0);
-}
-
-#[tokio::test]
-async fn docker_compose_without_a_docker_engine_is_a_clear_error() {
-    let w = World::start().await;
-    let s = w.share("");
-    s.write(
-        "app-compose.json",
-        br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
-    );
-    // A docker CLI that does not exist stands for "no engine here", deterministically
-    // (whether or not this machine has Docker).
-    let mut cfg = s.config();
-    cfg.docker = s.dir.path().join("no-such-docker");
-    let tee = guest_tee(1);
-    let err = boot(as_tee(&tee), kms_client(), &cfg).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::DockerUnavailable(m) if m.contains("No such file")),
-        "{err}"
-    );
-    assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
-    assert_eq!(w.releases(), 0);
-    assert!(is_empty_or_missing(&s.keys_dir()));
+    for (name, prepare, is_expected) in cases {
+        let s = w.share("");
+        let mut cfg = s.config();
+        prepare(&s, &mut cfg);
+        let tee = guest_tee(1);
+        match boot(as_tee(&tee), kms_client(), &cfg).await {
+            Ok(_) => panic!("{name}: the boot succeeded"),
+            Err(e) => assert!(is_expected(&e), "{name}: {e}"),
+        }
+        assert_eq!(tee.rtmr3().0, [0u8; 48], "{name}: nothing may be measured");
+        assert_eq!(w.releases(), 0, "{name}: no KMS may be asked");
+        assert!(is_empty_or_missing(&s.keys_dir()), "{name}: no key on disk");
+    }
 }
 
 /// Captures everything logged during a boot, at every level.
@@ -663,15 +653,7 @@ async fn a_replaced_encrypted_env_changes_the_attested_identity() {
     // One share (so one app id, compose and instance), booted three times.
     let s = w.share("");
     let honest = encrypted_env(&s);
-    let swapped = {
-        let keys = s.app_keys();
-        let vars = env::EnvVars::new(vec![env::EnvVar {
-            key: "API_KEY".into(),
-            value: "the-hosts-value".into(),
-        }])
-        .unwrap();
-        env::encrypt(&keys.env_public(), &s.app_id().0, &vars).unwrap()
-    };
+    let swapped = s.encrypt_env(&env_of(&[("API_KEY", "the-hosts-value")]));
     let mut runs = Vec::new();
     for (n, blob) in [Some(&honest), Some(&swapped), None]
         .into_iter()

@@ -18,6 +18,17 @@ fn guest_boot(s: &Share, pki_now: &str) -> tokio::process::Command {
     cmd
 }
 
+/// `cairn-guest boot --no-agent` run to completion: whether it succeeded, and its stderr.
+async fn guest_boot_without_agent(s: &Share, pki_now: &str) -> (bool, String) {
+    let out = guest_boot(s, pki_now)
+        .arg("--no-agent")
+        .output()
+        .await
+        .expect("run cairn-guest");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_boots_on_the_simulator_and_runs_the_app() {
     let w = World::start().await;
@@ -52,13 +63,8 @@ async fn the_binary_refuses_a_bad_share_with_a_clear_error_and_nonzero_exit() {
         b"{\"manifest_version\":2,\"name\":\"a\",\"runner\":\"podman\"}",
     );
     let pki_now = pki().config().now.to_string();
-    let out = guest_boot(&s, &pki_now)
-        .arg("--no-agent")
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (succeeded, stderr) = guest_boot_without_agent(&s, &pki_now).await;
+    assert!(!succeeded);
     assert!(stderr.contains("unknown runner \"podman\""), "{stderr}");
     assert!(is_empty_or_missing(&s.keys_dir()));
 }
@@ -72,13 +78,8 @@ async fn guest_and_kms_only_need_the_same_simulator_pki_seed_not_the_same_anchor
     let w = World::start().await;
     let s = w.share("");
     let earlier = (pki().config().now - 1000).to_string();
-    let out = guest_boot(&s, &earlier)
-        .arg("--no-agent")
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (succeeded, stderr) = guest_boot_without_agent(&s, &earlier).await;
+    assert!(succeeded, "{stderr}");
     assert!(s.out().exists());
 }
 

@@ -4,7 +4,6 @@
 
 use cairn_guest::runner::{AppExit, RunnerError};
 use cairn_guest::Error;
-use cairn_protocol::env::{self, EnvVar, EnvVars};
 
 use crate::world::*;
 
@@ -30,17 +29,7 @@ async fn compose_share(
     );
     w.allow(&s).await;
     if !vars.is_empty() {
-        let vars = EnvVars::new(
-            vars.iter()
-                .map(|(k, v)| EnvVar {
-                    key: (*k).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-        )
-        .unwrap();
-        let blob = env::encrypt(&s.app_keys().env_public(), &s.app_id().0, &vars).unwrap();
-        s.write(".encrypted-env", &blob);
+        s.write(".encrypted-env", &s.encrypt_env(&env_of(vars)));
     }
     s
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cairn_guest::boot;
+use cairn_guest::{boot, Reporter};
 use cairn_protocol::hostapi::{Notification, PATH_NOTIFY};
 
 use crate::world::*;
@@ -42,6 +42,24 @@ fn sys_config(s: &Share, kms_url: &str, host: &Host, port_map: serde_json::Value
             "port_map": port_map,
         }))
         .unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn reports_arrive_in_order_and_flush_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let r = Reporter::from_url(Some(&format!("unix:{}", host.path.display())));
+    r.report("boot.progress", "measured app-id");
+    r.report("app.started", "process");
+    r.flush(std::time::Duration::from_secs(20)).await;
+    let got = host.got.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![
+            Notification::new("boot.progress", "measured app-id"),
+            Notification::new("app.started", "process"),
+        ]
     );
 }
 

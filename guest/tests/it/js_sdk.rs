@@ -11,8 +11,8 @@
 
 use std::path::PathBuf;
 
-use crate::agent::{booted, ServedAgent};
-use crate::world::*;
+use crate::agent::{world_booted, ServedAgent};
+use crate::sdk::client_json;
 
 /// The SDK version `tests/it/node/package.json` pins.
 const JS_SDK_VERSION: &str = "0.5.8";
@@ -41,26 +41,16 @@ async fn node(script: &str, args: &[&str]) -> serde_json::Value {
         .output()
         .await
         .expect("node (20+) must be on PATH");
-    assert!(
-        out.status.success(),
-        "node {script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "node {script} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    client_json(&format!("node {script}"), &out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_js_sdk_makes_hundreds_of_calls_without_a_reset_connection() {
-    let w = World::start().await;
-    let (s, state, _tee) = booted(&w).await;
-    let agent = ServedAgent::unix(&s, state).await;
-    let v = node("stress.js", &[agent.socket.to_str().unwrap(), "600", "300"]).await;
-    agent.stop().await;
+    let (_w, s, state, _tee) = world_booted().await;
+    let v = ServedAgent::during(&s, state, |socket| async move {
+        node("stress.js", &[socket.to_str().unwrap(), "600", "300"]).await
+    })
+    .await;
     for phase in ["sequential", "concurrent"] {
         assert!(v[phase]["calls"].as_u64().unwrap() >= 300, "{v}");
         assert_eq!(v[phase]["failures"], 0, "{phase} calls failed: {v}");

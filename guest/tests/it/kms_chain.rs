@@ -38,20 +38,14 @@ async fn a_kms_whose_measurements_kms_auth_does_not_allow_is_refused() {
     w.net.mine(CONFIRMATIONS).await;
     let s = share_checking_the_kms(&w, w.net.chain_id());
     let err = boot_share(&s).await.unwrap_err();
-    match &err {
-        Error::AllKmsFailed(v) => assert!(
-            matches!(
-                &v[0].1,
-                KmsError::KmsPolicy { source, .. } if matches!(
-                    &**source,
-                    cairn_onchain::Error::Denied { check: Check::KmsMr, reason }
-                        if reason == "KMS aggregated MR not allowed"
-                )
-            ),
-            "{err}"
+    assert!(
+        matches!(
+            err.kms_chain_error(),
+            Some(cairn_onchain::Error::Denied { check: Check::KmsMr, reason })
+                if reason == "KMS aggregated MR not allowed"
         ),
-        other => panic!("{other}"),
-    }
+        "{err}"
+    );
     assert_eq!(
         w.releases(),
         0,
@@ -117,14 +111,9 @@ async fn the_guests_chain_rpc_lost_fails_the_boot_closed_and_the_next_boot_succe
         .await
         .unwrap_or_else(|_| panic!("the boot hung with the chain RPC {behaviour:?}"))
         .unwrap_err();
-        let chain_err = match &err {
-            Error::Chain(e) => e,
-            Error::AllKmsFailed(v) => match &v[0].1 {
-                KmsError::KmsPolicy { source, .. } => &**source,
-                other => panic!("{behaviour:?}: expected a chain failure, got {other:?}"),
-            },
-            other => panic!("{behaviour:?}: expected a chain failure, got {other:?}"),
-        };
+        let chain_err = err
+            .kms_chain_error()
+            .unwrap_or_else(|| panic!("{behaviour:?}: expected a chain failure, got {err:?}"));
         match behaviour {
             Behaviour::Stall => assert!(
                 matches!(chain_err, cairn_onchain::Error::Timeout { .. }),

@@ -14,4 +14,5 @@ mod js_sdk;
 mod kms_chain;
 mod python_sdk;
 mod rust_sdk;
+mod sdk;
 mod world;

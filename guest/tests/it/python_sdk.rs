@@ -7,74 +7,25 @@
 //! Needs `.venv/bin/python` with dstack-sdk installed (`scripts/setup.sh`); fails loudly
 //! when it is missing.
 
-use std::path::PathBuf;
-
-use cairn_guest::agent;
-
-use crate::agent::booted;
+use crate::agent::{world_booted, ServedAgent};
+use crate::sdk::*;
 use crate::world::*;
-
-/// The SDK version `scripts/setup.sh` installs.
-const DSTACK_SDK_VERSION: &str = "0.5.4";
-
-fn venv_python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup.sh (it installs dstack-sdk=={DSTACK_SDK_VERSION} into .venv)",
-        p.display()
-    );
-    p
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     let python = venv_python();
-    let w = World::start().await;
-    let (s, state, _tee) = booted(&w).await;
-    let socket = s.dir.path().join("dstack.sock");
-    let listener = agent::bind_unix(&socket).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = agent::router(state.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/sdk_client.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .arg(&socket)
-        .output()
-        .await
-        .unwrap();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_w, s, state, _tee) = world_booted().await;
+    let out = ServedAgent::during(&s, state, |socket| async move {
+        run_python_sdk_client(&python, &socket).await
+    })
+    .await;
+    let v = client_json("python", &out);
     assert_eq!(v["sdk_version"], DSTACK_SDK_VERSION);
 
     // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3
-    let mut rd = [0u8; 64];
-    rd[..15].copy_from_slice(b"dstack-sdk test");
+    let rd = python_sdk_report_data();
     assert_eq!(v["report_data"], hex::encode(rd));
-    let quote = hex::decode(v["quote"].as_str().unwrap()).unwrap();
-    let vq = verifier()
-        .verify(
-            &quote,
-            v["event_log"].as_str().unwrap().as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
-    assert_eq!(v["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    let vq = verified_sdk_quote(&v, &rd);
     assert_eq!(*vq.app_id(), s.app_id());
 
     // info

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use cairn_protocol::sig;
 
-use crate::agent::{booted, ServedAgent};
+use crate::agent::{world_booted, ServedAgent};
+use crate::sdk::{client_json, verified_sdk_quote};
 use crate::world::*;
 
 fn interop_binary() -> PathBuf {
@@ -36,21 +37,16 @@ fn interop_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let bin = interop_binary();
-    let w = World::start().await;
-    let (s, state, _tee) = booted(&w).await;
-    let agent = ServedAgent::unix(&s, state).await;
-    let out = tokio::process::Command::new(&bin)
-        .arg(&agent.socket)
-        .output()
-        .await
-        .unwrap();
-    agent.stop().await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_w, s, state, _tee) = world_booted().await;
+    let out = ServedAgent::during(&s, state, |socket| async move {
+        tokio::process::Command::new(&bin)
+            .arg(&socket)
+            .output()
+            .await
+            .expect("run the Rust SDK client")
+    })
+    .await;
+    let v = client_json("the Rust SDK client", &out);
     for (method, result) in v.as_object().unwrap() {
         assert!(
             result.get("error").is_none(),
@@ -75,12 +71,7 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let q = &v["get_quote"];
     let mut rd = [0u8; 64];
     rd[..8].copy_from_slice(b"rust-sdk");
-    let vq = verify_hex_quote(
-        q["quote"].as_str().unwrap(),
-        q["event_log"].as_str().unwrap(),
-        &rd,
-    );
-    assert_eq!(q["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    verified_sdk_quote(q, &rd);
     assert_eq!(v["info"]["app_id"], hex::encode(s.app_id().0));
     // sign/verify round trip through the SDK
     assert_eq!(v["verify"]["valid"], true);

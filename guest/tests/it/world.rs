@@ -16,6 +16,7 @@ use cairn_guest::BootConfig;
 use cairn_kms::testing::{RunningKms, TestNet};
 use cairn_kms::{AppKeys, MasterSecret, RootKeys, SecretStore, SECRETS_DIR};
 use cairn_onchain::AppAuthClient;
+use cairn_protocol::env::{EnvVar, EnvVars};
 
 pub use cairn_kms::testing::{
     checked_get_key, kms_client, pki, root_keys, verifier, CONFIRMATIONS, MASTER,
@@ -229,6 +230,21 @@ impl Share {
     pub fn app_keys(&self) -> AppKeys {
         app_keys(&self.app_id, &self.instance_id())
     }
+    /// An `.encrypted-env` of `vars` for this share's app (Cairn's format, as a deployer
+    /// encrypts it).
+    pub fn encrypt_env(&self, vars: &EnvVars) -> Vec<u8> {
+        let public = self.app_keys().env_public();
+        cairn_protocol::env::encrypt(&public, &self.app_id.0, vars).expect("encrypt the env")
+    }
+}
+
+/// Env variables of `(key, value)` pairs, in order.
+pub fn env_of(pairs: &[(&str, &str)]) -> EnvVars {
+    let vars = pairs.iter().map(|(key, value)| EnvVar {
+        key: (*key).into(),
+        value: (*value).into(),
+    });
+    EnvVars::new(vars.collect()).expect("valid env variables")
 }
 
 /// The instance id seed of every share.

@@ -145,9 +145,7 @@ pub fn node_of(kms: &Kms) -> Address {
 /// the devnet, the KMS, the app id, a policy block from before any compose hash was
 /// allowed, and the receipts of the four boots.
 pub async fn scenario() -> (Devnet, Kms, Address, PolicyBlock, Vec<Receipt>) {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let before = net.client.policy_block().await.unwrap();
     let cvms: Vec<Cvm> = (0..4u8)
         .map(|i| Cvm::new(&kms.url(), app.app_id(), 0x50 + i, "v1"))

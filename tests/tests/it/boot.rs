@@ -44,9 +44,7 @@ fn assert_denied(err: &Error, code: &str, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_onchain_root() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let app_id = app.app_id();
     let cvm = Cvm::new(&kms.url(), app_id, 0x01, "v1");
     app.add_compose_hash(cvm.compose_hash()).await.unwrap();
@@ -119,9 +117,7 @@ async fn allowed_app_boots_with_keys_env_and_an_agent_whose_keys_chain_to_the_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boot_of_a_compose_hash_never_allowed_fails_with_the_contracts_reason_and_starts_nothing() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (_net, kms, app) = Devnet::with_kms_and_app(None).await;
     let cvm = Cvm::new(&kms.url(), app.app_id(), 0x02, "v1");
 
     boot_is_denied_by_the_compose_hash(&cvm).await;
@@ -152,9 +148,7 @@ async fn reboot_after_remove_compose_hash_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_auth_revokes_it() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let cvm = Cvm::new(&kms.url(), app.app_id(), 0x04, "v1");
     cvm.check_kms_on_chain(&net);
     app.add_compose_hash(cvm.compose_hash()).await.unwrap();
@@ -171,19 +165,16 @@ async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_au
     net.client.remove_kms_aggregated_mr(mr).await.unwrap();
     net.mine(CONFIRMATIONS).await;
     let err = cvm.boot().await.unwrap_err();
-    match &err {
-        Error::AllKmsFailed(v) => assert!(
-            matches!(
-                &v[0].1,
-                KmsError::KmsPolicy { source, .. } if matches!(
-                    &**source,
-                    cairn_onchain::Error::Denied { check: cairn_onchain::Check::KmsMr, .. }
-                )
-            ),
-            "{err}"
+    assert!(
+        matches!(
+            err.kms_chain_error(),
+            Some(cairn_onchain::Error::Denied {
+                check: cairn_onchain::Check::KmsMr,
+                ..
+            })
         ),
-        other => panic!("{other}"),
-    }
+        "{err}"
+    );
     assert!(!cvm.app_out().exists(), "the app must not start again");
     assert_eq!(kms.node.log().size(), 1, "only the first release is logged");
     kms.stop().await;
@@ -191,9 +182,7 @@ async fn a_guest_checking_its_kms_on_chain_boots_and_refuses_the_kms_once_kms_au
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_key_not_signed_by_the_root_registered_on_chain_is_refused_at_deploy_time() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     // The chain now names another root (generation 2): the running KMS's signature over
     // the env key no longer verifies against what the chain says.
     net.register_other_root().await;

@@ -48,9 +48,7 @@ fn kms_derived_key(app_id: [u8; 20], path: &str) -> k256::ecdsa::SigningKey {
 async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_down_leaves_nothing(
 ) {
     let image = agent_app_image();
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let app_id = app.app_id();
     let cvm = Cvm::with_compose(
         &kms.url(),
@@ -118,9 +116,7 @@ async fn compose_app_gets_its_key_over_the_mounted_agent_socket_and_its_env_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_of_one_compose_app_on_one_host_do_not_collide() {
     let image = agent_app_image();
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let app_id = app.app_id();
     let compose = agent_app_compose("twins", &image);
     // One compose hash, two CVMs (different hosts and instance seeds).

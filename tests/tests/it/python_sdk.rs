@@ -5,27 +5,19 @@
 //!
 //! Needs `.venv/bin/python` with dstack-sdk (`scripts/setup.sh`); fails loudly without it.
 
-use std::path::PathBuf;
-
 use cairn_e2e::*;
 use cairn_kms::unix_now;
 use x509_parser::prelude::*;
 
-fn venv_python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup.sh (it installs dstack-sdk into .venv)",
-        p.display()
-    );
-    p
-}
+/// The SDK interop harness of the guest's tests: the same scenario, run the same way.
+#[path = "../../../guest/tests/it/sdk.rs"]
+mod sdk;
+
+use sdk::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
     let python = venv_python();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest/tests/it/python/sdk_client.py");
     let net = Devnet::new().await;
     let kms = net.start_kms().await;
     let (app, cvm) = net.allowed_cvm(&kms, 0x21, "v1").await;
@@ -36,33 +28,12 @@ async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
     let (st, _) = agent.call("Version", serde_json::json!({})).await;
     assert_eq!(st, hyper::StatusCode::OK);
 
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .arg(&agent.socket)
-        .output()
-        .await
-        .unwrap();
+    let out = run_python_sdk_client(&python, &agent.socket).await;
     agent.stop().await;
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = client_json("python", &out);
 
     // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3.
-    let mut rd = [0u8; 64];
-    rd[..15].copy_from_slice(b"dstack-sdk test");
-    let quote = hex::decode(v["quote"].as_str().unwrap()).unwrap();
-    let vq = verifier()
-        .verify(
-            &quote,
-            v["event_log"].as_str().unwrap().as_bytes(),
-            &rd,
-            unix_now(),
-        )
-        .unwrap();
-    assert_eq!(v["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
+    let vq = verified_sdk_quote(&v, &python_sdk_report_data());
     assert_eq!(vq.app_id().0, app_id);
 
     // info

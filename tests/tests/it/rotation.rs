@@ -150,13 +150,8 @@ fn kms_command(config: &std::path::Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("run cairn-kms");
-    assert!(
-        out.status.success(),
-        "cairn-kms {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("cairn-kms prints JSON")
+    let stdout = stdout_of_success(&format!("cairn-kms {args:?}"), out);
+    serde_json::from_slice(&stdout).expect("cairn-kms prints JSON")
 }
 
 fn hex_field(v: &serde_json::Value, field: &str) -> Vec<u8> {

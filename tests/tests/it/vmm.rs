@@ -12,7 +12,7 @@ use cairn_protocol::vmm::{
     CheckStatus, CreateCvmRequest, CvmState, PortRequest, PreflightCheck, UpgradeRequest,
     UpgradeState,
 };
-use cairn_vmm::ClientError;
+use cairn_vmm::{ClientError, VmmClient};
 use hyper::StatusCode;
 
 fn create(name: &str, app_id: Address, compose: &str, ports: &[u16]) -> CreateCvmRequest {
@@ -43,6 +43,18 @@ fn api_err(e: ClientError) -> (StatusCode, String, String) {
         ClientError::Api { status, body } => (status, body.error.code, body.error.message),
         e => panic!("not an API error: {e}"),
     }
+}
+
+/// Creating `req` is refused by the chain pre-flight: 403, the failing check's code and
+/// the contract's reason.
+async fn create_is_denied(c: &VmmClient, req: &CreateCvmRequest, code: &str, reason: &str) {
+    let (status, got_code, msg) = api_err(c.create(req).await.unwrap_err());
+    assert_eq!(
+        (status, got_code.as_str(), msg.as_str()),
+        (StatusCode::FORBIDDEN, code, reason),
+        "create {}",
+        req.name
+    );
 }
 
 fn cvm_dirs(vmm: &VmmNode) -> usize {
@@ -136,10 +148,8 @@ async fn a_deploy_through_the_vmm_boots_gets_keys_and_the_app_answers_on_its_map
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_anything_starts() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = sleeper_compose("v1");
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     // A second image the VMM knows but KmsAuth does not allow.
     let vmm = VmmNode::start(
         &net,
@@ -150,33 +160,22 @@ async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_any
     let c = vmm.client();
 
     let stranger = Address::repeat_byte(0x5a);
-    let (status, code, msg) = api_err(
-        c.create(&create("a", stranger, &compose, &[]))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (status, code.as_str(), msg.as_str()),
-        (
-            StatusCode::FORBIDDEN,
-            "denied.app_not_registered",
-            "App not registered"
-        )
-    );
-
-    let (status, code, msg) = api_err(
-        c.create(&create("b", app.app_id(), &compose, &[]))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (status, code.as_str(), msg.as_str()),
-        (
-            StatusCode::FORBIDDEN,
-            "denied.compose_hash",
-            "Compose hash not allowed"
-        )
-    );
+    let unregistered = create("a", stranger, &compose, &[]);
+    create_is_denied(
+        &c,
+        &unregistered,
+        "denied.app_not_registered",
+        "App not registered",
+    )
+    .await;
+    let unapproved = create("b", app.app_id(), &compose, &[]);
+    create_is_denied(
+        &c,
+        &unapproved,
+        "denied.compose_hash",
+        "Compose hash not allowed",
+    )
+    .await;
 
     app.add_compose_hash(compose_hash(compose.as_bytes()))
         .await
@@ -184,15 +183,13 @@ async fn unregistered_apps_unapproved_composes_and_images_are_refused_before_any
     net.mine(CONFIRMATIONS).await;
     let mut other_image = create("c", app.app_id(), &compose, &[]);
     other_image.image = "cairn-os:2.0".into();
-    let (status, code, msg) = api_err(c.create(&other_image).await.unwrap_err());
-    assert_eq!(
-        (status, code.as_str(), msg.as_str()),
-        (
-            StatusCode::FORBIDDEN,
-            "denied.os_image",
-            "OS image is not allowed"
-        )
-    );
+    create_is_denied(
+        &c,
+        &other_image,
+        "denied.os_image",
+        "OS image is not allowed",
+    )
+    .await;
 
     // A scheduled hash says when it activates.
     let later = sleeper_compose("v2");
@@ -250,12 +247,10 @@ async fn an_upgrade_waits_for_the_dao_vote_and_applies_once_the_timelock_execute
     let app = net.deploy_app(dao.timelock(), Some(v1.as_bytes())).await;
     let vmm = VmmNode::start(&net, &kms, "").await;
     let c = vmm.client();
-    let id = c
-        .create(&create("web", app.app_id(), &v1, &[8080]))
-        .await
-        .unwrap()
-        .id;
-    let running = vmm.wait_state(&id, CvmState::Running).await;
+    let running = vmm
+        .create_running(&create("web", app.app_id(), &v1, &[8080]))
+        .await;
+    let id = running.id.clone();
     let port = running.ports[0].host_port;
     assert!(app_answer(port).await.ends_with("version=v1"));
 
@@ -437,12 +432,10 @@ async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop(
     let compose = sleeper_compose("v1");
     let (_net, kms, app, vmm) = vmm_world(&compose).await;
     let c = vmm.client();
-    let id = c
-        .create(&create("sleeper", app.app_id(), &compose, &[9000]))
-        .await
-        .unwrap()
-        .id;
-    let pid = vmm.wait_state(&id, CvmState::Running).await.pid.unwrap();
+    let running = vmm
+        .create_running(&create("sleeper", app.app_id(), &compose, &[9000]))
+        .await;
+    let (id, pid) = (running.id, running.pid.unwrap());
     // guest, its app's shell, the shell's sleep
     let deadline = std::time::Instant::now() + DEADLINE;
     let members = loop {
@@ -510,9 +503,7 @@ async fn stop_and_remove_reach_the_whole_session_and_logs_follow_until_the_stop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vmm_clients_env_encryption_refuses_a_key_the_root_on_chain_did_not_sign() {
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
-    let app = net.deploy_app(net.owner, None).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(None).await;
     let vars = vmm::api_key_env("never-encrypted");
     let app_id = app.app_id();
     // A stale answer is refused too (the KMS signed "now"; we are an hour later).
@@ -555,18 +546,15 @@ async fn the_vmms_chain_rpc_lost_refuses_creates_closed_and_the_same_create_pass
     // speed assertion: an untimed call would take DEADLINE).
     let bound = Duration::from_millis(RPC_TIMEOUT_MS) + Duration::from_secs(4);
 
-    let net = Devnet::new().await;
-    let kms = net.start_kms().await;
     let compose = sleeper_compose("outage");
-    let app = net.deploy_app(net.owner, Some(compose.as_bytes())).await;
+    let (net, kms, app) = Devnet::with_kms_and_app(Some(compose.as_bytes())).await;
     let proxy = RpcProxy::start(net.anvil.endpoint_url()).await;
     let vmm = VmmNode::start_via(&net, &kms, "", proxy.url().as_str(), RPC_TIMEOUT_MS).await;
     let c = vmm.client();
     let req = create("sleeper", app.app_id(), &compose, &[]);
 
     // Before: the VMM's chain client connects and a create passes (then it is removed).
-    let before = c.create(&req).await.unwrap();
-    vmm.wait_state(&before.id, CvmState::Running).await;
+    let before = vmm.create_running(&req).await;
     c.remove(&before.id).await.unwrap();
     assert_eq!(cvm_dirs(&vmm), 0);
 

@@ -68,13 +68,7 @@ async fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> 
         .await
         .expect("chromium finished in time")
         .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("the DOM is UTF-8")
+    String::from_utf8(stdout_of_success("chromium", out)).expect("the DOM is UTF-8")
 }
 
 /// A process app that prints `LOG_XSS` to its console and runs until stopped.

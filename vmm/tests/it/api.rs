@@ -44,69 +44,88 @@ async fn bad_requests_are_4xx_naming_the_problem_and_the_vmm_keeps_serving() {
     let (status, _) = post(vec![b' '; cairn_vmm_max_body() + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let mut bad_name = request("Bad_Name");
-    bad_name.name = "Bad_Name".into();
-    let (status, code, msg) = api_err(c.create(&bad_name).await.unwrap_err());
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
+    // Requests that parse but are invalid: each refused with its status and code, the
+    // message naming what is wrong.
+    type Case = (
+        &'static str,
+        fn(&mut CreateCvmRequest),
+        StatusCode,
+        &'static str,
+        fn(&str) -> bool,
     );
-    assert!(msg.starts_with("name:"), "{msg}");
-
-    let mut big = request("big");
-    big.compose = format!(
-        r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/true"],"env":{{"PAD":"{}"}}}}}}"#,
-        "x".repeat(MAX_APP_COMPOSE_LEN)
-    );
-    let (status, code, msg) = api_err(c.create(&big).await.unwrap_err());
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(code, "bad_request.compose_too_large");
-    assert!(msg.contains(&MAX_APP_COMPOSE_LEN.to_string()), "{msg}");
-
-    let mut bad_compose = request("bad-compose");
-    bad_compose.compose = r#"{"manifest_version":99,"name":"demo","runner":"process"}"#.into();
-    let (status, _, msg) = api_err(c.create(&bad_compose).await.unwrap_err());
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("compose:"), "{msg}");
-
-    let mut unknown_image = request("img");
-    unknown_image.image = "windows:95".into();
-    let (status, code, msg) = api_err(c.create(&unknown_image).await.unwrap_err());
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request.unknown_image")
-    );
-    assert!(
-        msg.contains("windows:95") && msg.contains("cairn-os:1.0"),
-        "{msg}"
-    );
-
-    let mut cpus = request("cpus");
-    cpus.vcpus = 10_000;
-    let (status, _, msg) = api_err(c.create(&cpus).await.unwrap_err());
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("vcpus:"), "{msg}");
-
-    let mut no_kms = request("no-kms");
-    no_kms.kms_urls = None;
-    let (status, _, msg) = api_err(c.create(&no_kms).await.unwrap_err());
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("kms_urls:"), "{msg}");
-
-    let mut twice = request("twice");
-    twice.ports = vec![
-        PortRequest {
-            guest_port: 80,
-            host_port: None,
-        },
-        PortRequest {
-            guest_port: 80,
-            host_port: None,
-        },
+    let cases: [Case; 7] = [
+        (
+            "bad-name",
+            |r| r.name = "Bad_Name".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            |m| m.starts_with("name:"),
+        ),
+        (
+            "big",
+            |r| {
+                r.compose = format!(
+                    r#"{{"manifest_version":2,"name":"demo","runner":"process","process":{{"command":["/bin/true"],"env":{{"PAD":"{}"}}}}}}"#,
+                    "x".repeat(MAX_APP_COMPOSE_LEN)
+                )
+            },
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request.compose_too_large",
+            |m| m.contains(&MAX_APP_COMPOSE_LEN.to_string()),
+        ),
+        (
+            "bad-compose",
+            |r| r.compose = r#"{"manifest_version":99,"name":"demo","runner":"process"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            |m| m.starts_with("compose:"),
+        ),
+        (
+            "img",
+            |r| r.image = "windows:95".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request.unknown_image",
+            |m| m.contains("windows:95") && m.contains("cairn-os:1.0"),
+        ),
+        (
+            "cpus",
+            |r| r.vcpus = 10_000,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            |m| m.starts_with("vcpus:"),
+        ),
+        (
+            "no-kms",
+            |r| r.kms_urls = None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            |m| m.starts_with("kms_urls:"),
+        ),
+        (
+            "twice",
+            |r| {
+                let port = PortRequest {
+                    guest_port: 80,
+                    host_port: None,
+                };
+                r.ports = vec![port; 2];
+            },
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            |m| m.starts_with("ports[1].guest_port"),
+        ),
     ];
-    let (status, _, msg) = api_err(c.create(&twice).await.unwrap_err());
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("ports[1].guest_port"), "{msg}");
+    for (name, make_invalid, want_status, want_code, names_the_problem) in cases {
+        let mut req = request(name);
+        make_invalid(&mut req);
+        let (status, code, msg) = api_err(c.create(&req).await.unwrap_err());
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "{name}: {msg}"
+        );
+        assert!(names_the_problem(&msg), "{name}: {msg}");
+    }
 
     // The VMM kept serving, created nothing, left no directory.
     assert!(c.list().await.unwrap().cvms.is_empty());
