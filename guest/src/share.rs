@@ -149,57 +149,51 @@ mod tests {
         assert!(s.instance_info.is_none() && s.encrypted_env.is_none());
     }
 
-    /// The broken shares: each refused naming the file and what is wrong.
-    #[test]
-    fn broken_shares_are_refused_naming_the_file_and_what_is_wrong() {
-        type Case = (&'static str, fn(&Path), fn(&Error) -> bool);
-        let cases: [Case; 5] = [
-            (
-                "a symlinked file",
-                |d| {
-                    let outside = d.join("elsewhere.json");
-                    std::fs::rename(d.join(APP_COMPOSE), &outside).unwrap();
-                    std::os::unix::fs::symlink(&outside, d.join(APP_COMPOSE)).unwrap();
-                },
-                |e| matches!(e, Error::ShareFile { file, reason } if file == APP_COMPOSE && reason.contains("symlink")),
-            ),
-            (
-                "an oversized file, refused without reading it all",
-                |d| {
-                    let oversized = vec![0u8; MAX_ENCRYPTED_ENV_LEN + 1];
-                    std::fs::write(d.join(ENCRYPTED_ENV), oversized).unwrap();
-                },
-                |e| matches!(e, Error::ShareFileTooLarge { file, max } if file == ENCRYPTED_ENV && *max == MAX_ENCRYPTED_ENV_LEN),
-            ),
-            (
-                "a missing compose",
-                |d| std::fs::remove_file(d.join(APP_COMPOSE)).unwrap(),
-                |e| matches!(e, Error::ShareFile { reason, .. } if reason == "missing"),
-            ),
-            (
-                "a directory for the compose",
-                |d| {
-                    std::fs::remove_file(d.join(APP_COMPOSE)).unwrap();
-                    std::fs::create_dir(d.join(APP_COMPOSE)).unwrap();
-                },
-                |e| matches!(e, Error::ShareFile { reason, .. } if reason.contains("regular")),
-            ),
-            (
-                "a malformed compose, a compose error",
-                |d| {
-                    let compose = r#"{"manifest_version":2,"name":"x","runner":"podman"}"#;
-                    std::fs::write(d.join(APP_COMPOSE), compose).unwrap();
-                },
-                |e| matches!(e, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
-            ),
-        ];
-        for (name, break_share, is_expected) in cases {
-            let d = share();
-            break_share(d.path());
-            match HostShare::read(d.path()) {
-                Ok(_) => panic!("{name}: the share was read"),
-                Err(e) => assert!(is_expected(&e), "{name}: {e}"),
-            }
+    /// `break_share` applied to a complete share makes [`HostShare::read`] refuse it with
+    /// an error `is_expected` accepts (the error is printed when it does not).
+    fn assert_refused(break_share: fn(&Path), is_expected: fn(&Error) -> bool) {
+        let d = share();
+        break_share(d.path());
+        match HostShare::read(d.path()) {
+            Ok(_) => panic!("the share was read"),
+            Err(e) => assert!(is_expected(&e), "{e}"),
         }
+    }
+
+    /// The broken shares, one test each: `name: how the share is broken => the error it
+    /// must be refused with,` (each refused naming the file and what is wrong).
+    macro_rules! broken_shares_are_refused {
+        ($($name:ident: $break_share:expr => $expected:pat $(if $guard:expr)?,)+) => {$(
+            #[test]
+            fn $name() {
+                assert_refused($break_share, |e| matches!(e, $expected $(if $guard)?));
+            }
+        )+};
+    }
+
+    broken_shares_are_refused! {
+        a_symlinked_share_file_is_refused: |d| {
+            let outside = d.join("elsewhere.json");
+            std::fs::rename(d.join(APP_COMPOSE), &outside).unwrap();
+            std::os::unix::fs::symlink(&outside, d.join(APP_COMPOSE)).unwrap();
+        } => Error::ShareFile { file, reason } if file == APP_COMPOSE && reason.contains("symlink"),
+
+        an_oversized_share_file_is_refused_without_reading_it_all: |d| {
+            let oversized = vec![0u8; MAX_ENCRYPTED_ENV_LEN + 1];
+            std::fs::write(d.join(ENCRYPTED_ENV), oversized).unwrap();
+        } => Error::ShareFileTooLarge { file, max } if file == ENCRYPTED_ENV && *max == MAX_ENCRYPTED_ENV_LEN,
+
+        a_missing_compose_is_refused: |d| std::fs::remove_file(d.join(APP_COMPOSE)).unwrap()
+            => Error::ShareFile { reason, .. } if reason == "missing",
+
+        a_directory_for_the_compose_is_refused: |d| {
+            std::fs::remove_file(d.join(APP_COMPOSE)).unwrap();
+            std::fs::create_dir(d.join(APP_COMPOSE)).unwrap();
+        } => Error::ShareFile { reason, .. } if reason.contains("regular"),
+
+        a_malformed_compose_is_a_compose_error: |d| {
+            let compose = r#"{"manifest_version":2,"name":"x","runner":"podman"}"#;
+            std::fs::write(d.join(APP_COMPOSE), compose).unwrap();
+        } => Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman",
     }
 }

@@ -198,39 +198,43 @@ async fn a_fake_kms_first_in_the_list_is_skipped_for_the_genuine_one() {
     );
 }
 
-/// A KMS whose RA-TLS certificate the guest cannot accept is refused at the handshake:
-/// no request, no key, no app.
+/// A KMS whose RA-TLS certificate (from `hostile`) the guest cannot accept is refused at
+/// the handshake with an error `is_expected` accepts: no request, no key, no app.
+async fn assert_kms_cert_refused(hostile: Hostile, is_expected: fn(&RaTlsError) -> bool) {
+    let w = World::with_kms(hostile).await;
+    let s = w.share("");
+    let err = boot_share(&s).await.unwrap_err();
+    assert!(
+        only_kms_failure(&err)
+            .ratls_error()
+            .is_some_and(is_expected),
+        "{err}"
+    );
+    assert_eq!(w.releases(), 0);
+    assert!(is_empty_or_missing(&s.keys_dir()));
+    assert!(!s.out().exists());
+}
+
 #[tokio::test]
-async fn a_kms_with_an_unacceptable_ra_tls_cert_is_refused_before_any_request() {
-    type Case = (&'static str, Hostile, fn(&RaTlsError) -> bool);
-    let cases: [Case; 2] = [
-        ("a non-attested cert", Hostile::PlainCert, |e| {
-            matches!(e, RaTlsError::MissingExtension("quote"))
-        }),
-        ("a cert without kms:rpc usage", Hostile::WrongUsage, |e| {
-            matches!(
-                e,
-                RaTlsError::WrongUsage {
-                    required: Usage::KmsRpc,
-                    presented: Some(Usage::AppCustom)
-                }
-            )
-        }),
-    ];
-    for (name, hostile, is_expected) in cases {
-        let w = World::with_kms(hostile).await;
-        let s = w.share("");
-        let err = boot_share(&s).await.unwrap_err();
-        assert!(
-            only_kms_failure(&err)
-                .ratls_error()
-                .is_some_and(is_expected),
-            "{name}: {err}"
-        );
-        assert_eq!(w.releases(), 0, "{name}");
-        assert!(is_empty_or_missing(&s.keys_dir()), "{name}");
-        assert!(!s.out().exists(), "{name}");
-    }
+async fn a_kms_presenting_a_non_attested_cert_is_refused_before_any_request() {
+    assert_kms_cert_refused(Hostile::PlainCert, |e| {
+        matches!(e, RaTlsError::MissingExtension("quote"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kms_cert_without_kms_rpc_usage_is_refused() {
+    assert_kms_cert_refused(Hostile::WrongUsage, |e| {
+        matches!(
+            e,
+            RaTlsError::WrongUsage {
+                required: Usage::KmsRpc,
+                presented: Some(Usage::AppCustom)
+            }
+        )
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -277,71 +281,66 @@ async fn a_tampered_encrypted_env_stops_the_boot_before_keys_reach_the_disk() {
     assert!(!s.out().exists());
 }
 
-/// Shares refused before anything is measured, a KMS is asked or a key is written: each
-/// case prepares a fresh share (and its boot config) and names the error it must get.
-#[tokio::test]
-async fn refused_shares_stop_the_boot_before_anything_is_measured() {
-    type Case = (
-        &'static str,
-        fn(&Share, &mut cairn_guest::BootConfig),
-        fn(&Error) -> bool,
-    );
-    let cases: [Case; 4] = [
-        (
-            "a malformed compose (unknown runner)",
-            |s, _| {
-                s.write(
-                    "app-compose.json",
-                    br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
-                )
-            },
-            |e| matches!(e, Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman"),
-        ),
-        (
-            "an oversized encrypted env",
-            |s, _| {
-                let oversized = vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1];
-                s.write(".encrypted-env", &oversized);
-            },
-            |e| matches!(e, Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env"),
-        ),
-        (
-            "a symlinked sys-config",
-            |s, _| {
-                let real = s.dir.path().join("real-sys-config.json");
-                std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
-                std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
-            },
-            |e| matches!(e, Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink")),
-        ),
-        (
-            // A docker CLI that does not exist stands for "no engine here",
-            // deterministically (whether or not this machine has Docker).
-            "docker-compose without a Docker engine",
-            |s, cfg| {
-                s.write(
-                    "app-compose.json",
-                    br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
-                );
-                cfg.docker = s.dir.path().join("no-such-docker");
-            },
-            |e| matches!(e, Error::DockerUnavailable(m) if m.contains("No such file")),
-        ),
-    ];
+/// A fresh share, prepared by `prepare` (with its boot config), is refused with an error
+/// `is_expected` accepts before anything is measured, a KMS is asked or a key is written.
+async fn assert_refused_before_anything_is_measured(
+    prepare: fn(&Share, &mut cairn_guest::BootConfig),
+    is_expected: fn(&Error) -> bool,
+) {
     let w = World::start().await;
-    for (name, prepare, is_expected) in cases {
-        let s = w.share("");
-        let mut cfg = s.config();
-        prepare(&s, &mut cfg);
-        let tee = guest_tee(1);
-        match boot(as_tee(&tee), kms_client(), &cfg).await {
-            Ok(_) => panic!("{name}: the boot succeeded"),
-            Err(e) => assert!(is_expected(&e), "{name}: {e}"),
-        }
-        assert_eq!(tee.rtmr3().0, [0u8; 48], "{name}: nothing may be measured");
-        assert_eq!(w.releases(), 0, "{name}: no KMS may be asked");
-        assert!(is_empty_or_missing(&s.keys_dir()), "{name}: no key on disk");
+    let s = w.share("");
+    let mut cfg = s.config();
+    prepare(&s, &mut cfg);
+    let tee = guest_tee(1);
+    match boot(as_tee(&tee), kms_client(), &cfg).await {
+        Ok(_) => panic!("the boot succeeded"),
+        Err(e) => assert!(is_expected(&e), "{e}"),
     }
+    assert_eq!(tee.rtmr3().0, [0u8; 48], "nothing may be measured");
+    assert_eq!(w.releases(), 0, "no KMS may be asked");
+    assert!(is_empty_or_missing(&s.keys_dir()), "no key on disk");
+}
+
+/// The shares refused before anything is measured, one test each: `name: how the share
+/// (and its boot config) is prepared => the error the boot must fail with,`.
+macro_rules! refused_before_anything_is_measured {
+    ($($name:ident: $prepare:expr => $expected:pat $(if $guard:expr)?,)+) => {$(
+        #[tokio::test]
+        async fn $name() {
+            assert_refused_before_anything_is_measured($prepare, |e| {
+                matches!(e, $expected $(if $guard)?)
+            })
+            .await;
+        }
+    )+};
+}
+
+refused_before_anything_is_measured! {
+    a_malformed_compose_fails_before_anything_is_measured: |s, _| s.write(
+        "app-compose.json",
+        br#"{"manifest_version":2,"name":"demo","runner":"podman","kms_enabled":true}"#,
+    ) => Error::Compose(cairn_protocol::compose::ComposeError::UnknownRunner(r)) if r == "podman",
+
+    an_oversized_encrypted_env_is_refused: |s, _| {
+        let oversized = vec![0u8; cairn_protocol::env::MAX_ENCRYPTED_ENV_LEN + 1];
+        s.write(".encrypted-env", &oversized);
+    } => Error::ShareFileTooLarge { file, .. } if file == ".encrypted-env",
+
+    a_symlinked_sys_config_is_refused: |s, _| {
+        let real = s.dir.path().join("real-sys-config.json");
+        std::fs::rename(s.share_dir().join("sys-config.json"), &real).unwrap();
+        std::os::unix::fs::symlink(&real, s.share_dir().join("sys-config.json")).unwrap();
+    } => Error::ShareFile { file, reason } if file == "sys-config.json" && reason.contains("symlink"),
+
+    // A docker CLI that does not exist stands for "no engine here", deterministically
+    // (whether or not this machine has Docker).
+    docker_compose_without_a_docker_engine_is_a_clear_error: |s, cfg| {
+        s.write(
+            "app-compose.json",
+            br#"{"manifest_version":2,"name":"demo","runner":"docker-compose","docker_compose_file":"services: {}\n","kms_enabled":true}"#,
+        );
+        cfg.docker = s.dir.path().join("no-such-docker");
+    } => Error::DockerUnavailable(m) if m.contains("No such file"),
 }
 
 /// Captures everything logged during a boot, at every level.
