@@ -190,21 +190,34 @@ contract AppAuthTest is CairnTestBase {
 
     // ------------------------------------------------------------------ devices
 
-    function test_DeviceAllowlist() public {
-        _assertAllowlist(
-            Allowlist({
-                name: "devices",
-                owner: owner,
-                add: app.addDevice,
-                remove: app.removeDevice,
-                isListed: app.allowedDeviceIds,
-                added: AppAuth.DeviceAdded.selector,
-                removed: AppAuth.DeviceRemoved.selector,
-                alreadyListed: AppAuth.AppAuthDeviceAlreadyAllowed.selector,
-                notListed: AppAuth.AppAuthDeviceNotAllowed.selector
-            }),
-            DEVICE_ID_2
-        );
+    function _devices() internal view returns (Allowlist memory) {
+        return Allowlist({
+            name: "devices",
+            owner: owner,
+            add: app.addDevice,
+            remove: app.removeDevice,
+            isListed: app.allowedDeviceIds,
+            added: AppAuth.DeviceAdded.selector,
+            removed: AppAuth.DeviceRemoved.selector,
+            alreadyListed: AppAuth.AppAuthDeviceAlreadyAllowed.selector,
+            notListed: AppAuth.AppAuthDeviceNotAllowed.selector
+        });
+    }
+
+    function test_AddDevice_EmitsEvent() public {
+        _assertAllowlist(_devices(), DEVICE_ID_2, ListCase.Add);
+    }
+
+    function test_RevertIf_AddDevice_AlreadyAllowed() public {
+        _assertAllowlist(_devices(), DEVICE_ID, ListCase.AddListed);
+    }
+
+    function test_RemoveDevice_EmitsEvent() public {
+        _assertAllowlist(_devices(), DEVICE_ID, ListCase.Remove);
+    }
+
+    function test_RevertIf_RemoveDevice_NotAllowed() public {
+        _assertAllowlist(_devices(), DEVICE_ID_2, ListCase.RemoveUnlisted);
     }
 
     function test_RevertIf_AddDevice_Zero() public {
@@ -213,30 +226,42 @@ contract AppAuthTest is CairnTestBase {
         app.addDevice(bytes32(0));
     }
 
-    function test_AllowAnyDeviceFlag() public {
-        _assertFlag(
-            Flag({
-                name: "allowAnyDevice",
-                owner: owner,
-                set: app.setAllowAnyDevice,
-                get: app.allowAnyDevice,
-                changed: AppAuth.AllowAnyDeviceSet.selector,
-                unchanged: AppAuth.AppAuthAllowAnyDeviceUnchanged.selector
-            })
-        );
+    function _allowAnyDevice() internal view returns (Flag memory) {
+        return Flag({
+            name: "allowAnyDevice",
+            owner: owner,
+            set: app.setAllowAnyDevice,
+            get: app.allowAnyDevice,
+            changed: AppAuth.AllowAnyDeviceSet.selector,
+            unchanged: AppAuth.AppAuthAllowAnyDeviceUnchanged.selector
+        });
     }
 
-    function test_RequireTcbUpToDateFlag() public {
-        _assertFlag(
-            Flag({
-                name: "requireTcbUpToDate",
-                owner: owner,
-                set: app.setRequireTcbUpToDate,
-                get: app.requireTcbUpToDate,
-                changed: AppAuth.RequireTcbUpToDateSet.selector,
-                unchanged: AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector
-            })
-        );
+    function _requireTcbUpToDate() internal view returns (Flag memory) {
+        return Flag({
+            name: "requireTcbUpToDate",
+            owner: owner,
+            set: app.setRequireTcbUpToDate,
+            get: app.requireTcbUpToDate,
+            changed: AppAuth.RequireTcbUpToDateSet.selector,
+            unchanged: AppAuth.AppAuthRequireTcbUpToDateUnchanged.selector
+        });
+    }
+
+    function test_SetAllowAnyDevice_EmitsEvent() public {
+        _assertFlag(_allowAnyDevice(), FlagCase.SetAndClear);
+    }
+
+    function test_RevertIf_SetAllowAnyDevice_Unchanged() public {
+        _assertFlag(_allowAnyDevice(), FlagCase.Unchanged);
+    }
+
+    function test_SetRequireTcbUpToDate_EmitsEvent() public {
+        _assertFlag(_requireTcbUpToDate(), FlagCase.SetAndClear);
+    }
+
+    function test_RevertIf_SetRequireTcbUpToDate_Unchanged() public {
+        _assertFlag(_requireTcbUpToDate(), FlagCase.Unchanged);
     }
 
     // ------------------------------------------------------------------ upgrades switch

@@ -147,55 +147,81 @@ contract KmsAuthTest is KmsAppTestBase {
 
     // ------------------------------------------------------------------ allowlists
 
-    function test_OsImageAllowlist() public {
-        _assertAllowlist(
-            Allowlist({
-                name: "OS images",
-                owner: owner,
-                add: kms.addOsImageHash,
-                remove: kms.removeOsImageHash,
-                isListed: kms.allowedOsImages,
-                added: KmsAuth.OsImageHashAdded.selector,
-                removed: KmsAuth.OsImageHashRemoved.selector,
-                alreadyListed: KmsAuth.KmsAuthOsImageAlreadyAllowed.selector,
-                notListed: KmsAuth.KmsAuthOsImageNotAllowed.selector
-            }),
-            keccak256("os-2")
-        );
+    function _osImages() internal view returns (Allowlist memory) {
+        return Allowlist({
+            name: "OS images",
+            owner: owner,
+            add: kms.addOsImageHash,
+            remove: kms.removeOsImageHash,
+            isListed: kms.allowedOsImages,
+            added: KmsAuth.OsImageHashAdded.selector,
+            removed: KmsAuth.OsImageHashRemoved.selector,
+            alreadyListed: KmsAuth.KmsAuthOsImageAlreadyAllowed.selector,
+            notListed: KmsAuth.KmsAuthOsImageNotAllowed.selector
+        });
     }
 
-    function test_KmsAggregatedMrAllowlist() public {
-        _assertAllowlist(
-            Allowlist({
-                name: "KMS MRs",
-                owner: owner,
-                add: kms.addKmsAggregatedMr,
-                remove: kms.removeKmsAggregatedMr,
-                isListed: kms.kmsAllowedAggregatedMrs,
-                added: KmsAuth.KmsAggregatedMrAdded.selector,
-                removed: KmsAuth.KmsAggregatedMrRemoved.selector,
-                alreadyListed: KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector,
-                notListed: KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector
-            }),
-            KMS_MR
-        );
+    function _kmsMrs() internal view returns (Allowlist memory) {
+        return Allowlist({
+            name: "KMS MRs",
+            owner: owner,
+            add: kms.addKmsAggregatedMr,
+            remove: kms.removeKmsAggregatedMr,
+            isListed: kms.kmsAllowedAggregatedMrs,
+            added: KmsAuth.KmsAggregatedMrAdded.selector,
+            removed: KmsAuth.KmsAggregatedMrRemoved.selector,
+            alreadyListed: KmsAuth.KmsAuthKmsAggregatedMrAlreadyAllowed.selector,
+            notListed: KmsAuth.KmsAuthKmsAggregatedMrNotAllowed.selector
+        });
     }
 
-    function test_KmsDeviceAllowlist() public {
-        _assertAllowlist(
-            Allowlist({
-                name: "KMS devices",
-                owner: owner,
-                add: kms.addKmsDevice,
-                remove: kms.removeKmsDevice,
-                isListed: kms.kmsAllowedDeviceIds,
-                added: KmsAuth.KmsDeviceAdded.selector,
-                removed: KmsAuth.KmsDeviceRemoved.selector,
-                alreadyListed: KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector,
-                notListed: KmsAuth.KmsAuthKmsDeviceNotAllowed.selector
-            }),
-            KMS_DEVICE
-        );
+    function _kmsDevices() internal view returns (Allowlist memory) {
+        return Allowlist({
+            name: "KMS devices",
+            owner: owner,
+            add: kms.addKmsDevice,
+            remove: kms.removeKmsDevice,
+            isListed: kms.kmsAllowedDeviceIds,
+            added: KmsAuth.KmsDeviceAdded.selector,
+            removed: KmsAuth.KmsDeviceRemoved.selector,
+            alreadyListed: KmsAuth.KmsAuthKmsDeviceAlreadyAllowed.selector,
+            notListed: KmsAuth.KmsAuthKmsDeviceNotAllowed.selector
+        });
+    }
+
+    function test_AddOsImageHash_EmitsEvent() public {
+        _assertAllowlist(_osImages(), keccak256("os-2"), ListCase.Add);
+    }
+
+    function test_RemoveOsImageHash_EmitsEvent() public {
+        _assertAllowlist(_osImages(), OS_IMAGE, ListCase.Remove);
+    }
+
+    function test_RevertIf_OsImageHash_NoOp() public {
+        _assertAllowlist(_osImages(), OS_IMAGE, ListCase.AddListed);
+        _assertAllowlist(_osImages(), keccak256("os-2"), ListCase.RemoveUnlisted);
+    }
+
+    function test_AddKmsAggregatedMr_EmitsEvent() public {
+        _assertAllowlist(_kmsMrs(), KMS_MR, ListCase.Add);
+        _assertAllowlist(_kmsMrs(), KMS_MR, ListCase.Remove);
+    }
+
+    function test_RevertIf_KmsAggregatedMr_NoOp() public {
+        _assertAllowlist(_kmsMrs(), KMS_MR, ListCase.RemoveUnlisted);
+        _assertAllowlist(_kmsMrs(), KMS_MR, ListCase.Add);
+        _assertAllowlist(_kmsMrs(), KMS_MR, ListCase.AddListed);
+    }
+
+    function test_AddKmsDevice_EmitsEvent() public {
+        _assertAllowlist(_kmsDevices(), KMS_DEVICE, ListCase.Add);
+        _assertAllowlist(_kmsDevices(), KMS_DEVICE, ListCase.Remove);
+    }
+
+    function test_RevertIf_KmsDevice_NoOp() public {
+        _assertAllowlist(_kmsDevices(), KMS_DEVICE, ListCase.RemoveUnlisted);
+        _assertAllowlist(_kmsDevices(), KMS_DEVICE, ListCase.Add);
+        _assertAllowlist(_kmsDevices(), KMS_DEVICE, ListCase.AddListed);
     }
 
     // ------------------------------------------------------------------ nodes and gateway
@@ -259,58 +285,81 @@ contract KmsAuthTest is KmsAppTestBase {
         bytes4 invalid;
     }
 
-    /// @dev `key` (not in `strings`) is put in and taken out by the owner, each time with its
-    /// event, and each time again is a no-op that reverts with `unchanged`; an empty or 129-byte key
-    /// reverts with `invalid`.
-    function _assertStringSet(StringSet memory strings, string memory key) internal {
-        string memory tooLong = string(new bytes(129));
+    /// @dev A case of a string set's life (see `_assertStringSet`).
+    enum SetCase {
+        PutInAndTakeOut,
+        NoOpOrInvalid
+    }
+
+    /// @dev One case of `strings` by the owner, on `key`. `PutInAndTakeOut` (`key` not in
+    /// `strings`): it is put in and taken out, each time with its event, and each time again is a
+    /// no-op that reverts with `unchanged`. `NoOpOrInvalid`: setting `key` to what it is reverts
+    /// with `unchanged`, and an empty or 129-byte key reverts with `invalid`.
+    function _assertStringSet(StringSet memory strings, string memory key, SetCase which) internal {
         vm.startPrank(owner);
-        bool[2] memory values = [true, false];
-        for (uint256 i = 0; i < values.length; ++i) {
-            vm.recordLogs();
-            strings.set(key, values[i]);
-            _assertOneLog(strings.name, address(kms), _topics(strings.changed), abi.encode(key, values[i]));
-            assertEq(strings.isIn(key), values[i], string.concat(strings.name, ": ", key));
-            vm.expectRevert(abi.encodeWithSelector(strings.unchanged, key, values[i]));
-            strings.set(key, values[i]);
+        if (which == SetCase.PutInAndTakeOut) {
+            bool[2] memory values = [true, false];
+            for (uint256 i = 0; i < values.length; ++i) {
+                vm.recordLogs();
+                strings.set(key, values[i]);
+                _assertOneLog(strings.name, address(kms), _topics(strings.changed), abi.encode(key, values[i]));
+                assertEq(strings.isIn(key), values[i], string.concat(strings.name, ": ", key));
+                vm.expectRevert(abi.encodeWithSelector(strings.unchanged, key, values[i]));
+                strings.set(key, values[i]);
+            }
+        } else {
+            bool current = strings.isIn(key);
+            vm.expectRevert(abi.encodeWithSelector(strings.unchanged, key, current));
+            strings.set(key, current);
+            string memory tooLong = string(new bytes(129));
+            vm.expectRevert(abi.encodeWithSelector(strings.invalid, ""));
+            strings.set("", true);
+            vm.expectRevert(abi.encodeWithSelector(strings.invalid, tooLong));
+            strings.set(tooLong, true);
         }
-        vm.expectRevert(abi.encodeWithSelector(strings.invalid, ""));
-        strings.set("", true);
-        vm.expectRevert(abi.encodeWithSelector(strings.invalid, tooLong));
-        strings.set(tooLong, true);
         vm.stopPrank();
     }
 
-    function test_TcbStatusAcceptable() public {
-        _assertStringSet(
-            StringSet({
-                name: "acceptable TCB statuses",
-                set: kms.setTcbStatusAcceptable,
-                isIn: kms.isTcbStatusAcceptable,
-                changed: KmsAuth.TcbStatusAcceptabilitySet.selector,
-                unchanged: KmsAuth.KmsAuthTcbStatusUnchanged.selector,
-                invalid: KmsAuth.KmsAuthInvalidTcbStatus.selector
-            }),
-            "SWHardeningNeeded"
-        );
+    function _acceptableTcbStatuses() internal view returns (StringSet memory) {
+        return StringSet({
+            name: "acceptable TCB statuses",
+            set: kms.setTcbStatusAcceptable,
+            isIn: kms.isTcbStatusAcceptable,
+            changed: KmsAuth.TcbStatusAcceptabilitySet.selector,
+            unchanged: KmsAuth.KmsAuthTcbStatusUnchanged.selector,
+            invalid: KmsAuth.KmsAuthInvalidTcbStatus.selector
+        });
+    }
+
+    function _toleratedAdvisories() internal view returns (StringSet memory) {
+        return StringSet({
+            name: "tolerated advisories",
+            set: kms.setAdvisoryTolerated,
+            isIn: kms.isAdvisoryTolerated,
+            changed: KmsAuth.AdvisoryToleranceSet.selector,
+            unchanged: KmsAuth.KmsAuthAdvisoryUnchanged.selector,
+            invalid: KmsAuth.KmsAuthInvalidAdvisoryId.selector
+        });
+    }
+
+    function test_SetTcbStatusAcceptable_EmitsEvent() public {
+        _assertStringSet(_acceptableTcbStatuses(), "SWHardeningNeeded", SetCase.PutInAndTakeOut);
         // The initial `UpToDate` is taken out like any other.
         vm.prank(owner);
         kms.setTcbStatusAcceptable("UpToDate", false);
         assertFalse(kms.isTcbStatusAcceptable("UpToDate"), "UpToDate no longer acceptable");
     }
 
-    function test_AdvisoryTolerated() public {
-        _assertStringSet(
-            StringSet({
-                name: "tolerated advisories",
-                set: kms.setAdvisoryTolerated,
-                isIn: kms.isAdvisoryTolerated,
-                changed: KmsAuth.AdvisoryToleranceSet.selector,
-                unchanged: KmsAuth.KmsAuthAdvisoryUnchanged.selector,
-                invalid: KmsAuth.KmsAuthInvalidAdvisoryId.selector
-            }),
-            "INTEL-SA-00837"
-        );
+    function test_RevertIf_SetTcbStatusAcceptable_NoOpOrInvalid() public {
+        _assertStringSet(_acceptableTcbStatuses(), "UpToDate", SetCase.NoOpOrInvalid);
+    }
+
+    function test_SetAdvisoryTolerated_EmitsEvent() public {
+        _assertStringSet(_toleratedAdvisories(), "INTEL-SA-00837", SetCase.PutInAndTakeOut);
+    }
+
+    function test_RevertIf_SetAdvisoryTolerated_NoOpOrInvalid() public {
+        _assertStringSet(_toleratedAdvisories(), "INTEL-SA-1", SetCase.NoOpOrInvalid);
     }
 
     // ------------------------------------------------------------------ registry and factory

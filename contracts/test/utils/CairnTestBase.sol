@@ -93,16 +93,32 @@ abstract contract CairnTestBase is Test {
         bytes4 notListed;
     }
 
-    /// @dev `value` (not listed) goes through `list`'s life by its owner: removing it reverts with
-    /// `notListed`; adding it emits `added` and lists it, and adding it again reverts with
-    /// `alreadyListed`; removing it emits `removed` and unlists it, and removing it again reverts
-    /// with `notListed`.
-    function _assertAllowlist(Allowlist memory list, bytes32 value) internal {
+    /// @dev A case of an allowlist's life (see `_assertAllowlist`).
+    enum ListCase {
+        Add,
+        Remove,
+        AddListed,
+        RemoveUnlisted
+    }
+
+    /// @dev One case of `list`'s life by its owner, on `value`. `Add` (`value` not listed): adding it
+    /// emits `added` and lists it, and adding it again reverts with `alreadyListed`. `Remove` (`value`
+    /// listed): removing it emits `removed` and unlists it, and removing it again reverts with
+    /// `notListed`. `AddListed`: adding a listed `value` reverts with `alreadyListed`.
+    /// `RemoveUnlisted`: removing an unlisted `value` reverts with `notListed`.
+    function _assertAllowlist(Allowlist memory list, bytes32 value, ListCase which) internal {
         vm.startPrank(list.owner);
-        vm.expectRevert(abi.encodeWithSelector(list.notListed, value));
-        list.remove(value);
-        _assertAllowlistStep(list, list.add, list.added, list.alreadyListed, value, true);
-        _assertAllowlistStep(list, list.remove, list.removed, list.notListed, value, false);
+        if (which == ListCase.Add) {
+            _assertAllowlistStep(list, list.add, list.added, list.alreadyListed, value, true);
+        } else if (which == ListCase.Remove) {
+            _assertAllowlistStep(list, list.remove, list.removed, list.notListed, value, false);
+        } else if (which == ListCase.AddListed) {
+            vm.expectRevert(abi.encodeWithSelector(list.alreadyListed, value));
+            list.add(value);
+        } else {
+            vm.expectRevert(abi.encodeWithSelector(list.notListed, value));
+            list.remove(value);
+        }
         vm.stopPrank();
     }
 
@@ -135,19 +151,31 @@ abstract contract CairnTestBase is Test {
         bytes4 unchanged;
     }
 
-    /// @dev `flag` (false) is set and cleared by its owner, each time with its event, and each time
-    /// again is a no-op that reverts with `unchanged`.
-    function _assertFlag(Flag memory flag) internal {
+    /// @dev A case of a flag's life (see `_assertFlag`).
+    enum FlagCase {
+        SetAndClear,
+        Unchanged
+    }
+
+    /// @dev One case of `flag` (false) by its owner. `SetAndClear`: it is set and cleared, each time
+    /// with its event, and each time again is a no-op that reverts with `unchanged`. `Unchanged`:
+    /// clearing it as it is reverts with `unchanged`.
+    function _assertFlag(Flag memory flag, FlagCase which) internal {
         address target = flag.set.address;
         vm.startPrank(flag.owner);
-        bool[2] memory values = [true, false];
-        for (uint256 i = 0; i < values.length; ++i) {
-            vm.recordLogs();
-            flag.set(values[i]);
-            _assertOneLog(flag.name, target, _topics(flag.changed), abi.encode(values[i]));
-            assertEq(flag.get(), values[i], string.concat(flag.name, ": value"));
-            vm.expectRevert(abi.encodeWithSelector(flag.unchanged, values[i]));
-            flag.set(values[i]);
+        if (which == FlagCase.Unchanged) {
+            vm.expectRevert(abi.encodeWithSelector(flag.unchanged, false));
+            flag.set(false);
+        } else {
+            bool[2] memory values = [true, false];
+            for (uint256 i = 0; i < values.length; ++i) {
+                vm.recordLogs();
+                flag.set(values[i]);
+                _assertOneLog(flag.name, target, _topics(flag.changed), abi.encode(values[i]));
+                assertEq(flag.get(), values[i], string.concat(flag.name, ": value"));
+                vm.expectRevert(abi.encodeWithSelector(flag.unchanged, values[i]));
+                flag.set(values[i]);
+            }
         }
         vm.stopPrank();
     }
