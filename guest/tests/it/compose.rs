@@ -36,17 +36,34 @@ async fn compose_share(
 
 const SECRET: &str = "s3cr3t-api-key";
 
+/// The boot, on a fresh world, of a share whose compose runs `compose_yaml` (see
+/// [`compose_share`]), with its boot config as `adjust` leaves it. The boot must fail: the
+/// share and the error, for the caller's checks.
+async fn refused_boot(
+    compose_yaml: &str,
+    allowed: &[&str],
+    vars: &[(&str, &str)],
+    adjust: fn(&mut cairn_guest::BootConfig),
+) -> (Share, Error) {
+    let w = World::start().await;
+    let s = compose_share(&w, compose_yaml, allowed, vars).await;
+    let mut cfg = s.config();
+    adjust(&mut cfg);
+    match boot_host1(&cfg).await {
+        Ok(_) => panic!("the boot succeeded"),
+        Err(err) => (s, err),
+    }
+}
+
 #[tokio::test]
 async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_files_are_written() {
-    let w = World::start().await;
-    let s = compose_share(
-        &w,
+    let (s, err) = refused_boot(
         "services:\n  a:\n    image: cairn/busybox:local\n",
         &["COMPOSE_PROJECT_NAME"],
         &[("COMPOSE_PROJECT_NAME", "someone-elses-project")],
+        |_| {},
     )
     .await;
-    let err = boot_host1(&s.config()).await.unwrap_err();
     assert!(
         matches!(&err, Error::Runner(RunnerError::ReservedEnvName(n)) if n == "COMPOSE_PROJECT_NAME"),
         "{err:?}"
@@ -63,9 +80,7 @@ async fn env_vars_that_would_steer_the_compose_cli_are_refused_before_keys_or_fi
 
 #[tokio::test]
 async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
-    let w = World::start().await;
-    let s = compose_share(&w, "services:\n  a: [\n", &[], &[]).await;
-    let err = boot_host1(&s.config()).await.unwrap_err();
+    let (_s, err) = refused_boot("services:\n  a: [\n", &[], &[], |_| {}).await;
     assert!(
         matches!(&err, Error::Runner(RunnerError::Command { what: "compose config", stderr, .. }) if !stderr.is_empty()),
         "{err:?}"
@@ -74,16 +89,14 @@ async fn an_invalid_compose_file_is_refused_with_the_cli_error() {
 
 #[tokio::test]
 async fn compose_cli_errors_never_carry_env_values() {
-    let w = World::start().await;
     // Compose echoes the substituted value in its error ("... is not a valid float").
-    let s = compose_share(
-        &w,
+    let (_s, err) = refused_boot(
         "services:\n  a:\n    image: cairn/busybox:local\n    cpus: \"${API_KEY}\"\n",
         &["API_KEY"],
         &[("API_KEY", SECRET)],
+        |_| {},
     )
     .await;
-    let err = boot_host1(&s.config()).await.unwrap_err();
     let Error::Runner(RunnerError::Command { what, stderr, .. }) = &err else {
         panic!("expected a compose config failure, got {err:?}");
     };
@@ -95,16 +108,13 @@ async fn compose_cli_errors_never_carry_env_values() {
 
 #[tokio::test]
 async fn a_service_mounting_the_agent_socket_needs_a_served_agent() {
-    let w = World::start().await;
-    let s = compose_share(
-        &w,
+    let (_s, err) = refused_boot(
         "services:\n  app:\n    image: cairn/busybox:local\n    volumes:\n      - /var/run/dstack.sock:/var/run/dstack.sock\n",
         &[],
         &[],
-    ).await;
-    let mut cfg = s.config();
-    cfg.agent_socket = None; // --no-agent
-    let err = boot_host1(&cfg).await.unwrap_err();
+        |cfg| cfg.agent_socket = None, // --no-agent
+    )
+    .await;
     assert!(
         matches!(&err, Error::Runner(RunnerError::NoAgentForMount(svc)) if svc == "app"),
         "{err:?}"
