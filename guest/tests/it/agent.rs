@@ -154,6 +154,39 @@ pub fn verify_body(algorithm: &str, data: &str, signature: &str, public_key: &st
     )
 }
 
+/// A [`sig`] chain check of a derived key `K` (secp256k1's or ed25519's): the app key the
+/// chain recovers, or why not.
+type ChainCheck<K> = fn(
+    &[u8; 20],
+    &str,
+    &K,
+    &sig::RecoverableSignature,
+    &sig::RecoverableSignature,
+    &k256::ecdsa::VerifyingKey,
+) -> cairn_protocol::Result<k256::ecdsa::VerifyingKey>;
+
+/// The chain check `verify` of `key`, derived for `purpose` of the app `app_id`, by the
+/// hex `chain` `[app signature, KMS signature]` under the KMS root of [`root_keys`].
+fn chain_to_the_kms_root<K: ?Sized>(
+    verify: ChainCheck<K>,
+    app_id: &[u8; 20],
+    purpose: &str,
+    key: &K,
+    chain: &[String],
+) -> cairn_protocol::Result<k256::ecdsa::VerifyingKey> {
+    let chain = sig_chain(chain);
+    assert_eq!(chain.len(), 2, "[app signature, KMS signature]");
+    let root = root_keys();
+    verify(
+        app_id,
+        purpose,
+        key,
+        &chain[0],
+        &chain[1],
+        root.k256().verifying_key(),
+    )
+}
+
 /// A `GetKey` answer must be 200 with a key whose signature chain for purpose "seal"
 /// verifies to `root`; the key.
 async fn sealed_key(
@@ -226,27 +259,22 @@ async fn get_key_signature_chain_verifies_to_the_kms_root() {
         r#"{"path":"wallet/0","purpose":"eth","algorithm":"secp256k1"}"#,
     )
     .await;
-    let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(&r.key).unwrap()).unwrap();
-    let chain = sig_chain(&r.signature_chain);
-    let root = root_keys();
-    sig::verify_signature_chain(
+    let answer = serde_json::to_value(&r).unwrap();
+    let key = checked_get_key(
+        &answer,
         &s.app_id().0,
         "eth",
-        &sig::compressed(key.verifying_key()),
-        &chain[0],
-        &chain[1],
-        root.k256().verifying_key(),
-    )
-    .unwrap();
+        root_keys().k256().verifying_key(),
+    );
     // a different purpose recovers another app key, which the KMS never signed
+    let compressed = sig::compressed(key.verifying_key());
     assert!(matches!(
-        sig::verify_signature_chain(
+        chain_to_the_kms_root(
+            sig::verify_signature_chain,
             &s.app_id().0,
             "other",
-            &sig::compressed(key.verifying_key()),
-            &chain[0],
-            &chain[1],
-            root.k256().verifying_key(),
+            &compressed,
+            &r.signature_chain
         ),
         Err(cairn_protocol::Error::WrongSigner)
     ));
@@ -273,15 +301,12 @@ async fn ed25519_get_key_is_dstacks_derivation_and_its_chain_verifies_to_the_kms
     .await;
     assert_eq!(secp["key"], r.key);
     let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
-    let chain = sig_chain(&r.signature_chain);
-    let root = root_keys();
-    sig::verify_ed25519_signature_chain(
+    chain_to_the_kms_root(
+        sig::verify_ed25519_signature_chain,
         &s.app_id().0,
         "solana",
         pk.as_bytes(),
-        &chain[0],
-        &chain[1],
-        root.k256().verifying_key(),
+        &r.signature_chain,
     )
     .unwrap();
     // the app signature is over the ed25519 key, not the secp256k1 one of the same path
@@ -323,14 +348,12 @@ async fn ed25519_sign_and_verify_follow_dstack() {
         .unwrap()
         .verify_strict(b"hello", &sig)
         .unwrap();
-    let chain = sig_chain(&r.signature_chain[1..]);
-    sig::verify_ed25519_signature_chain(
+    chain_to_the_kms_root(
+        sig::verify_ed25519_signature_chain,
         &s.app_id().0,
         "signing",
         &pk,
-        &chain[0],
-        &chain[1],
-        root_keys().k256().verifying_key(),
+        &r.signature_chain[1..],
     )
     .unwrap();
     let verify = |data: &str| verify_body("ed25519", data, &r.signature, &r.public_key);
