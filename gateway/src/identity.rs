@@ -42,14 +42,11 @@ pub(crate) struct Identity {
     key_pkcs8: Zeroizing<Vec<u8>>,
 }
 
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("app_id", &hex::encode(self.app_id))
-            .field("key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(Identity {
+    app_id: bare_hex,
+    key: redacted,
+    ..
+});
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -169,13 +169,7 @@ impl CaKeys {
     }
 }
 
-impl fmt::Debug for CaKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaKeys")
-            .field("signer", &self.signer)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(CaKeys { signer, .. });
 
 /// The root keys of one key generation.
 #[derive(Clone)]

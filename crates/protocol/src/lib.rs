@@ -47,3 +47,5 @@ pub mod sysconfig;
 pub mod vmm;
 
 pub use error::{with_causes, Error, Result};
+#[doc(hidden)]
+pub use redact::bare_hex as __bare_hex;

@@ -8,7 +8,9 @@
 /// Implements `std::fmt::Debug` for a struct holding secrets, with its entries in the
 /// order listed: `field` shows the field's value, `name: redacted` shows `"<redacted>"`
 /// (the name need not be a field: it says a secret is there), `field: hex` shows the
-/// field's bytes as `0x` hex, `field: len` shows only its length. A trailing `..` marks
+/// field's bytes as `0x` hex, `field: bare_hex` as hex without the prefix (the `Debug`
+/// form of the service types that predate the macro), `field: len` shows only its
+/// length. A trailing `..` marks
 /// that some fields are left out (`finish_non_exhaustive`); fields not listed never
 /// appear.
 ///
@@ -39,7 +41,15 @@ macro_rules! redacted_debug {
     (@show $value:expr) => { &$value };
     (@show $value:expr, redacted) => { &"<redacted>" };
     (@show $value:expr, hex) => { &$crate::hex0x::encode(&$value) };
+    (@show $value:expr, bare_hex) => { &$crate::__bare_hex(&$value) };
     (@show $value:expr, len) => { &$value.len() };
+}
+
+/// `bytes` as lowercase hex without a prefix: the `bare_hex` mode of
+/// [`redacted_debug!`] (a function so that the macro's callers need no `hex` of their own).
+#[doc(hidden)]
+pub fn bare_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -49,12 +59,14 @@ mod tests {
         #[allow(dead_code)] // never read: `Debug` must not show it
         secret: [u8; 2],
         id: [u8; 2],
+        tag: [u8; 2],
         chain: Vec<&'static str>,
     }
     redacted_debug!(Secretive {
         name,
         secret: redacted,
         id: hex,
+        tag: bare_hex,
         chain: len
     });
 
@@ -71,12 +83,13 @@ mod tests {
             name: "n",
             secret: [0xaa, 0xbb],
             id: [1, 2],
+            tag: [0xc0, 0xde],
             chain: vec!["a", "b", "c"],
         };
         let shown = format!("{s:?}");
         assert_eq!(
             shown,
-            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", chain: 3 }"#
+            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", tag: "c0de", chain: 3 }"#
         );
         assert!(!shown.contains("aabb") && !shown.contains("170"), "{shown}");
         let p = Partial {
