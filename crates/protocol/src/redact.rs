@@ -10,9 +10,10 @@
 /// (the name need not be a field: it says a secret is there), `field: hex` shows the
 /// field's bytes as `0x` hex, `field: bare_hex` as hex without the prefix (the `Debug`
 /// form of the service types that predate the macro), `field: len` shows only its
-/// length. A trailing `..` marks
-/// that some fields are left out (`finish_non_exhaustive`); fields not listed never
-/// appear.
+/// length. An entry `method()` shows what `self.method()` returns instead of a field (a
+/// derived public key, a status), and takes the same modes (`method(): hex`). A trailing
+/// `..` marks that some fields are left out (`finish_non_exhaustive`); fields not listed
+/// never appear.
 ///
 /// ```
 /// struct Login { user: String, password: String }
@@ -23,17 +24,17 @@
 /// ```
 #[macro_export]
 macro_rules! redacted_debug {
-    ($ty:ident { $($field:ident $(: $how:ident)?),+ $(,)? }) => {
-        $crate::redacted_debug!(@impl $ty, finish, $($field $(: $how)?),+);
+    ($ty:ident { $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+ $(,)? }) => {
+        $crate::redacted_debug!(@impl $ty, finish, $($field $(($($arg)*))? $(: $how)?),+);
     };
-    ($ty:ident { $($field:ident $(: $how:ident)?),+ , .. }) => {
-        $crate::redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(: $how)?),+);
+    ($ty:ident { $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+ , .. }) => {
+        $crate::redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(($($arg)*))? $(: $how)?),+);
     };
-    (@impl $ty:ident, $finish:ident, $($field:ident $(: $how:ident)?),+) => {
+    (@impl $ty:ident, $finish:ident, $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), $crate::redacted_debug!(@show self.$field $(, $how)?)))+
+                    $(.field(stringify!($field), $crate::redacted_debug!(@show self.$field $(($($arg)*))? $(, $how)?)))+
                     .$finish()
             }
         }
@@ -67,8 +68,19 @@ mod tests {
         secret: redacted,
         id: hex,
         tag: bare_hex,
-        chain: len
+        chain: len,
+        first(),
+        last_id(): hex
     });
+
+    impl Secretive {
+        fn first(&self) -> Option<&str> {
+            self.chain.first().copied()
+        }
+        fn last_id(&self) -> [u8; 1] {
+            [self.id[1]]
+        }
+    }
 
     struct Partial {
         name: &'static str,
@@ -89,7 +101,7 @@ mod tests {
         let shown = format!("{s:?}");
         assert_eq!(
             shown,
-            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", tag: "c0de", chain: 3 }"#
+            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", tag: "c0de", chain: 3, first: Some("a"), last_id: "0x02" }"#
         );
         assert!(!shown.contains("aabb") && !shown.contains("170"), "{shown}");
         let p = Partial {
