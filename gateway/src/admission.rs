@@ -25,10 +25,10 @@ use cairn_protocol::compose::{compose_hash, AppCompose};
 use cairn_protocol::gateway::{RegisterRequest, RegisterResponse};
 use sha2::{Digest, Sha256};
 
-use crate::identity::unix_now;
 use crate::registry::{block_ref, Admitted, Denial, Instance, Reach};
 use crate::reject::{ApiError, Check, Dependency};
 use crate::service::Shared;
+use cairn_onchain::unix_now;
 
 /// The peer of a registration connection.
 #[derive(Clone, Debug)]

@@ -30,9 +30,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::forward::Io;
-use crate::identity::unix_now;
 use crate::registry::Instance;
 use crate::service::Shared;
+use cairn_onchain::unix_now;
 
 /// How long a verified app chain is remembered.
 pub const CHAIN_CACHE_TTL: Duration = Duration::from_secs(60);

@@ -39,15 +39,12 @@ pub struct FileSource {
     loaded: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
-impl std::fmt::Debug for FileSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSource")
-            .field("cert_file", &self.cert_file)
-            .field("key_file", &self.key_file)
-            .field("interval", &self.interval)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(FileSource {
+    cert_file,
+    key_file,
+    interval,
+    ..
+});
 
 /// Where the serving certificate comes from.
 #[derive(Debug)]

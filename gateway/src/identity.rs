@@ -16,7 +16,7 @@ use cairn_attestation::{
     parse_ra_tls_extensions, pem_to_der, verify_app_chain, CertRole, PossessionClientVerifier,
     PossessionServerVerifier, RootCa, Usage,
 };
-use cairn_onchain::BootInfo;
+use cairn_onchain::{unix_now, BootInfo};
 use cairn_protocol::agent::GetTlsKeyRequest;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -42,14 +42,11 @@ pub(crate) struct Identity {
     key_pkcs8: Zeroizing<Vec<u8>>,
 }
 
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("app_id", &hex::encode(self.app_id))
-            .field("key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(Identity {
+    app_id: bare_hex,
+    key: redacted,
+    ..
+});
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -166,12 +163,4 @@ async fn fetch(
             }
         }
     }
-}
-
-/// Seconds since the Unix epoch (0 before 1970: every validity check then fails, closed).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 
 use cairn_protocol::compose::ComposeError;
 use cairn_protocol::sysconfig::ShareFileError;
+use cairn_protocol::with_causes;
 
 /// Everything that can stop a boot or fail an agent request.
 #[derive(Debug, thiserror::Error)]
@@ -126,18 +127,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// `err` and its `source()` chain, joined by `": "`.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
 }
 
 /// `Result` with this crate's [`Error`].

@@ -55,27 +55,21 @@ pub struct PreviousSecrets {
     pub kms_signature: RecoverableSignature,
 }
 
-impl std::fmt::Debug for PreviousSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreviousSecrets")
-            .field("key_generation", &self.key_generation)
-            .field("valid_until", &self.valid_until)
-            .field("app_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(PreviousSecrets {
+    key_generation,
+    valid_until,
+    app_key: redacted,
+    ..
+});
 
-impl std::fmt::Debug for AppSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppSecrets")
-            .field("app_key", &"<redacted>")
-            .field("disk_key", &"<redacted>")
-            .field("os_image_hash", &hex::encode(self.os_image_hash))
-            .field("receipt", &self.receipt)
-            .field("kms_url", &self.kms_url)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(AppSecrets {
+    app_key: redacted,
+    disk_key: redacted,
+    os_image_hash: bare_hex,
+    receipt,
+    kms_url,
+    ..
+});
 
 /// A booted guest.
 pub struct GuestState {
@@ -106,15 +100,12 @@ pub struct GuestState {
     event_log: Mutex<EventLog>,
 }
 
-impl std::fmt::Debug for GuestState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuestState")
-            .field("app_id", &self.app_id)
-            .field("compose_hash", &hex::encode(self.compose_hash))
-            .field("secrets", &self.secrets)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(GuestState {
+    app_id,
+    compose_hash: bare_hex,
+    secrets,
+    ..
+});
 
 impl GuestState {
     /// Assemble the state at the end of a boot.

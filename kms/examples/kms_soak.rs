@@ -120,8 +120,7 @@ impl Caller {
                 Err(e) => {
                     self.conns[i] = None;
                     let retryable = e.is_retryable();
-                    // `{:#}`: the error and its sources, `: `-separated.
-                    last = format!("{url}: {:#}", anyhow::Error::new(e));
+                    last = format!("{url}: {}", cairn_protocol::with_causes(&e));
                     if !retryable {
                         break;
                     }

@@ -8,16 +8,11 @@
 //! monotonic clock instead and are not affected.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch by the system clock (0 on a clock before 1970, which
-/// fails every collateral window: fail closed).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Seconds since the Unix epoch by the system clock: the chain client's, so that the
+/// node and its policy head read one clock (0 on a clock before 1970, which fails every
+/// collateral window: fail closed).
+pub use cairn_onchain::unix_now;
 
 /// A source of "now" in seconds since the Unix epoch. Cheap to clone (shared).
 #[derive(Clone)]

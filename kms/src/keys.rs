@@ -169,13 +169,7 @@ impl CaKeys {
     }
 }
 
-impl fmt::Debug for CaKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaKeys")
-            .field("signer", &self.signer)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(CaKeys { signer, .. });
 
 /// The root keys of one key generation.
 #[derive(Clone)]
@@ -184,15 +178,11 @@ pub struct RootKeys {
     ca: CaKeys,
 }
 
-impl fmt::Debug for RootKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootKeys")
-            .field("k256", &"<redacted>")
-            .field("k256_public", &hex::encode(self.k256_public()))
-            .field("ca", &self.ca)
-            .finish()
-    }
-}
+cairn_protocol::redacted_debug!(RootKeys {
+    k256: redacted,
+    k256_public(): bare_hex,
+    ca
+});
 
 impl RootKeys {
     /// Derive the root keys (labels `root-k256` and `root-ca`) and the root CA certificate.
@@ -260,17 +250,14 @@ pub struct AppKeys {
     env_secret: StaticSecret,
 }
 
-impl fmt::Debug for AppKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppKeys")
-            .field("k256", &"<redacted>")
-            .field("k256_public", &hex::encode(self.k256_public()))
-            .field("ca", &self.ca)
-            .field("disk_key", &self.disk_key)
-            .field("env_secret", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(AppKeys {
+    k256: redacted,
+    k256_public(): bare_hex,
+    ca,
+    disk_key,
+    env_secret: redacted,
+    ..
+});
 
 impl AppKeys {
     /// Derive the keys of `(app_id, instance_id)`: `app-k256(app_id)` with the KMS

@@ -121,15 +121,11 @@ pub struct Identity {
     pub node_key: NodeKey,
 }
 
-impl fmt::Debug for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("master", &self.master)
-            .field("generation", &self.generation)
-            .field("node_key", &self.node_key)
-            .finish()
-    }
-}
+cairn_protocol::redacted_debug!(Identity {
+    master,
+    generation,
+    node_key
+});
 
 /// Every key generation a store holds, and the node key.
 #[derive(Clone)]
@@ -170,13 +166,7 @@ pub struct SecretStore {
     synced: std::sync::Mutex<Vec<PathBuf>>,
 }
 
-impl fmt::Debug for SecretStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretStore")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(SecretStore { dir, .. });
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {

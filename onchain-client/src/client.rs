@@ -155,7 +155,9 @@ impl Head {
     }
 }
 
-/// Seconds since the Unix epoch by the system clock (0 before 1970).
+/// Seconds since the Unix epoch by the system clock (0 before 1970, which fails every
+/// validity window: fail closed). The one system clock of the services (`cairn-kms`
+/// re-exports it).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

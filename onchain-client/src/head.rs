@@ -118,13 +118,7 @@ pub struct PolicyHead {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for PolicyHead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyHead")
-            .field("status", &self.status())
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(PolicyHead { status(), .. });
 
 struct Inner {
     client: Arc<ChainClient>,

@@ -72,13 +72,7 @@ pub struct Watched {
     pub wait: Wait,
 }
 
-impl std::fmt::Debug for Watched {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watched")
-            .field("process", &self.process)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(Watched { process, .. });
 
 /// Spawn `command` (program first) for the CVM in `dir`.
 pub fn spawn(

@@ -106,17 +106,6 @@ impl std::fmt::Debug for AcmeManager {
     }
 }
 
-fn chain_of_errors(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -280,10 +269,10 @@ impl AcmeManager {
             }
             Err(e) => {
                 st.status.consecutive_failures = st.status.consecutive_failures.saturating_add(1);
-                st.status.last_error = Some(chain_of_errors(e));
+                st.status.last_error = Some(cairn_protocol::with_causes(e));
                 let backoff = self.backoff(st.status.consecutive_failures);
                 st.status.next_attempt_unix = now.saturating_add(backoff.as_secs());
-                tracing::warn!(error = %chain_of_errors(e), retry_in_secs = backoff.as_secs(), "ACME issuance failed; the current certificate keeps serving");
+                tracing::warn!(error = %cairn_protocol::with_causes(e), retry_in_secs = backoff.as_secs(), "ACME issuance failed; the current certificate keeps serving");
             }
         }
         result

@@ -10,29 +10,19 @@ use cairn_protocol::api::{
     CheckpointResponse, ConsistencyProofResponse, InclusionProofResponse, LogEntriesResponse,
     PATH_LOG_CHECKPOINT, PATH_LOG_CONSISTENCY, PATH_LOG_ENTRIES, PATH_LOG_INCLUSION,
 };
+use cairn_protocol::with_causes;
 use serde::de::DeserializeOwned;
 
 use crate::connection::KmsConnection;
 
 impl KmsConnection {
     /// `GET path` for the audit: a failure becomes the audit's [`SourceError`], naming the
-    /// path and the client error.
+    /// path and the client error with its causes (the audit's error type carries text).
     async fn log_get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T, SourceError> {
         self.get(path)
             .await
-            .map_err(|e| SourceError(format!("{path}: {e}: {}", source_chain(&e))))
+            .map_err(|e| SourceError(format!("{path}: {}", with_causes(&e))))
     }
-}
-
-/// The `source()` chain of an error, joined (the audit's error type carries text).
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut next = e.source();
-    while let Some(s) = next {
-        parts.push(s.to_string());
-        next = s.source();
-    }
-    parts.join(": ")
 }
 
 impl LogSource for KmsConnection {

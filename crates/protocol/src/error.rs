@@ -1,4 +1,5 @@
-//! The crate's error type.
+//! The crate's error type, and [`with_causes`], the one way Cairn spells out an error's
+//! `source()` chain in a message.
 
 /// Errors of the signature chain and the env-var encryption.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,3 +80,37 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `err` and its `source()` chain, joined by `": "` (what `anyhow`'s `{:#}` prints), for
+/// messages that must carry the whole cause: status fields, log lines, error texts that
+/// cross a crate boundary as strings.
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn with_causes_joins_the_whole_source_chain_in_order() {
+        let e = Outer(Middle(std::io::Error::other("inner")));
+        assert_eq!(with_causes(&e), "outer: middle: inner");
+        assert_eq!(with_causes(&std::io::Error::other("alone")), "alone");
+    }
+}

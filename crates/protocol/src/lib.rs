@@ -28,7 +28,7 @@
 //!
 //! # Feature flags
 //! - `openapi`: derives `utoipa::ToSchema` on the [`vmm`] types; changes nothing else.
-//! - `error` — [`Error`].
+//! - `error` — [`Error`]; [`with_causes`], an error and its `source()` chain as one line.
 
 #[macro_use]
 mod redact;
@@ -46,4 +46,6 @@ pub mod sig;
 pub mod sysconfig;
 pub mod vmm;
 
-pub use error::{Error, Result};
+pub use error::{with_causes, Error, Result};
+#[doc(hidden)]
+pub use redact::bare_hex as __bare_hex;

@@ -8,9 +8,12 @@
 /// Implements `std::fmt::Debug` for a struct holding secrets, with its entries in the
 /// order listed: `field` shows the field's value, `name: redacted` shows `"<redacted>"`
 /// (the name need not be a field: it says a secret is there), `field: hex` shows the
-/// field's bytes as `0x` hex, `field: len` shows only its length. A trailing `..` marks
-/// that some fields are left out (`finish_non_exhaustive`); fields not listed never
-/// appear.
+/// field's bytes as `0x` hex, `field: bare_hex` as hex without the prefix (the `Debug`
+/// form of the service types that predate the macro), `field: len` shows only its
+/// length. An entry `method()` shows what `self.method()` returns instead of a field (a
+/// derived public key, a status), and takes the same modes (`method(): hex`). A trailing
+/// `..` marks that some fields are left out (`finish_non_exhaustive`); fields not listed
+/// never appear.
 ///
 /// ```
 /// struct Login { user: String, password: String }
@@ -21,17 +24,17 @@
 /// ```
 #[macro_export]
 macro_rules! redacted_debug {
-    ($ty:ident { $($field:ident $(: $how:ident)?),+ $(,)? }) => {
-        $crate::redacted_debug!(@impl $ty, finish, $($field $(: $how)?),+);
+    ($ty:ident { $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+ $(,)? }) => {
+        $crate::redacted_debug!(@impl $ty, finish, $($field $(($($arg)*))? $(: $how)?),+);
     };
-    ($ty:ident { $($field:ident $(: $how:ident)?),+ , .. }) => {
-        $crate::redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(: $how)?),+);
+    ($ty:ident { $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+ , .. }) => {
+        $crate::redacted_debug!(@impl $ty, finish_non_exhaustive, $($field $(($($arg)*))? $(: $how)?),+);
     };
-    (@impl $ty:ident, $finish:ident, $($field:ident $(: $how:ident)?),+) => {
+    (@impl $ty:ident, $finish:ident, $($field:ident $(($($arg:tt)*))? $(: $how:ident)?),+) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), $crate::redacted_debug!(@show self.$field $(, $how)?)))+
+                    $(.field(stringify!($field), $crate::redacted_debug!(@show self.$field $(($($arg)*))? $(, $how)?)))+
                     .$finish()
             }
         }
@@ -39,7 +42,15 @@ macro_rules! redacted_debug {
     (@show $value:expr) => { &$value };
     (@show $value:expr, redacted) => { &"<redacted>" };
     (@show $value:expr, hex) => { &$crate::hex0x::encode(&$value) };
+    (@show $value:expr, bare_hex) => { &$crate::__bare_hex(&$value) };
     (@show $value:expr, len) => { &$value.len() };
+}
+
+/// `bytes` as lowercase hex without a prefix: the `bare_hex` mode of
+/// [`redacted_debug!`] (a function so that the macro's callers need no `hex` of their own).
+#[doc(hidden)]
+pub fn bare_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -49,14 +60,27 @@ mod tests {
         #[allow(dead_code)] // never read: `Debug` must not show it
         secret: [u8; 2],
         id: [u8; 2],
+        tag: [u8; 2],
         chain: Vec<&'static str>,
     }
     redacted_debug!(Secretive {
         name,
         secret: redacted,
         id: hex,
-        chain: len
+        tag: bare_hex,
+        chain: len,
+        first(),
+        last_id(): hex
     });
+
+    impl Secretive {
+        fn first(&self) -> Option<&str> {
+            self.chain.first().copied()
+        }
+        fn last_id(&self) -> [u8; 1] {
+            [self.id[1]]
+        }
+    }
 
     struct Partial {
         name: &'static str,
@@ -71,12 +95,13 @@ mod tests {
             name: "n",
             secret: [0xaa, 0xbb],
             id: [1, 2],
+            tag: [0xc0, 0xde],
             chain: vec!["a", "b", "c"],
         };
         let shown = format!("{s:?}");
         assert_eq!(
             shown,
-            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", chain: 3 }"#
+            r#"Secretive { name: "n", secret: "<redacted>", id: "0x0102", tag: "c0de", chain: 3, first: Some("a"), last_id: "0x02" }"#
         );
         assert!(!shown.contains("aabb") && !shown.contains("170"), "{shown}");
         let p = Partial {

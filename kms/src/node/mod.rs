@@ -102,20 +102,17 @@ pub struct NodeOptions {
     pub clock: Clock,
 }
 
-impl std::fmt::Debug for NodeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeOptions")
-            .field("data_dir", &self.data_dir)
-            .field("chain", &self.chain)
-            .field("verifier", &self.verifier)
-            .field("os_images", &self.os_images.len())
-            .field("log_origin", &self.log_origin)
-            .field("anchor_interval", &self.anchor_interval)
-            .field("anchor_limits", &self.anchor_limits)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(NodeOptions {
+    data_dir,
+    chain,
+    verifier,
+    os_images: len,
+    log_origin,
+    anchor_interval,
+    anchor_limits,
+    clock,
+    ..
+});
 
 /// A running KMS node's state. Share as `Arc<Node>`.
 pub struct Node {

@@ -46,13 +46,7 @@ pub struct TestNet {
     nodes: Mutex<Vec<Weak<Node>>>,
 }
 
-impl std::fmt::Debug for TestNet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNet")
-            .field("chain", &self.chain)
-            .finish_non_exhaustive()
-    }
-}
+cairn_protocol::redacted_debug!(TestNet { chain, .. });
 
 impl Deref for TestNet {
     type Target = AnvilChain;

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use cairn_onchain::unix_now;
 use cairn_protocol::hostapi::{Notification, EVENT_APP_STARTED, EVENT_BOOT_ERROR};
 use cairn_protocol::vmm::{
     CvmInfo, CvmState, CvmSummary, GuestEvent, MAX_GUEST_EVENTS, MAX_STATUS_TEXT_LEN,
@@ -46,13 +47,6 @@ pub(crate) struct Cvm {
     /// Background tasks tied to this CVM (host API server, process watcher, upgrade
     /// waiter), aborted when it is removed or the VMM shuts down.
     tasks: Mutex<Vec<AbortHandle>>,
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Cvm {

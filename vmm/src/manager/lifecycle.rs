@@ -3,11 +3,12 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use cairn_onchain::unix_now;
 use cairn_protocol::sysconfig::ChainSection;
 use cairn_protocol::vmm::{CvmInfo, CvmState};
 use tokio::sync::watch;
 
-use super::cvm::{unix_now, Running};
+use super::cvm::Running;
 use super::{CvmRef, Vmm};
 use crate::backend::Launch;
 use crate::error::{Conflict, Error, Result};

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use cairn_onchain::unix_now;
 use cairn_protocol::compose::{AppCompose, MAX_APP_COMPOSE_LEN};
 use cairn_protocol::vmm::{
     is_valid_cvm_name, AppCvm, AppList, AppStatus, CheckStatus, CreateCvmRequest, CvmInfo, CvmList,
@@ -31,7 +32,7 @@ use cairn_protocol::vmm::{
 use rand_core::{OsRng, RngCore};
 use tokio::task::AbortHandle;
 
-pub(crate) use cvm::{unix_now, Cvm, CvmRef};
+pub(crate) use cvm::{Cvm, CvmRef};
 pub use upgrade::UpgradeOutcome;
 
 use crate::backend::{Backend, ProcessBackend, QemuBackend};

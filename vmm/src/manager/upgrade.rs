@@ -13,12 +13,12 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use cairn_onchain::unix_now;
 use cairn_protocol::vmm::{
     CheckStatus, CvmInfo, PreflightCheck, PreflightReport, UpgradeRequest, UpgradeState,
     UpgradeStatus, MAX_APPROVAL_TIMEOUT_SECS,
 };
 
-use super::cvm::unix_now;
 use super::{write_share, CvmRef, Vmm};
 use crate::error::{Conflict, Error, Result};
 use crate::preflight::{awaits_governance, refusal};
