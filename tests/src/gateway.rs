@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_attestation::{verify_app_chain, PossessionServerVerifier, RootCa};
+use cairn_attestation::testing::possession_client;
+use cairn_attestation::{verify_app_chain, RootCa};
 use cairn_gateway::{CertConfig, GatewayOptions, Listeners, ProxyLimits, RegistrationLimits};
 use cairn_guest::gateway::{RegisterOptions, Registrations};
 use cairn_onchain::alloy::primitives::Address;
@@ -636,13 +637,7 @@ pub async fn get_once(
 /// A client for passthrough: it accepts whatever certificate the server proves it holds
 /// (the caller then checks [`KeepAlive::server_chain`] with [`check_app_chain`]).
 pub fn passthrough_client() -> TlsConnector {
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PossessionServerVerifier::new()))
-            .with_no_client_auth();
+    let mut config = possession_client().with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TlsConnector::from(Arc::new(config))
 }

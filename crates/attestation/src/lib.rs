@@ -36,6 +36,12 @@
 //!   ([`RaTlsCertBuilder`], [`ra_tls_extensions`]), the RA-TLS rustls verifiers, the
 //!   possession-only verifiers ([`PossessionServerVerifier`], [`PossessionClientVerifier`]),
 //!   and X.509 chains under a KMS root CA ([`RootCa`], [`verify_app_chain`]).
+//! - `testing` (feature `test-utils`, public) — test support shared by the RA-TLS tests
+//!   of several crates: the wall-clock simulator PKI and its verifier, a possession-only
+//!   rustls client, a resolver presenting any certificate with any key, a served PCCS.
+//!
+//! # Features
+//! - `test-utils`: adds the public `testing` module. It changes no behaviour.
 
 mod bounded;
 mod collateral;
@@ -50,6 +56,8 @@ mod pck;
 mod ratls;
 pub mod simulator;
 mod tee;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 mod verify;
 
 pub use collateral::Collateral;

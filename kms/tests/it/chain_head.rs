@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_kms::{unix_now, Clock, Node};
-use cairn_onchain::testing::{Behaviour, RpcProxy};
+use cairn_onchain::testing::{head_advances, Behaviour, RpcProxy};
 use hyper::StatusCode;
 
 use crate::release::app_key;
@@ -38,19 +38,6 @@ async fn behind_proxies(
         .with_rpc_urls(proxies.iter().map(|p| p.url()).collect(), quorum)
         .with_call_timeout(timeout);
     (w.serve(opts, dir).await, proxies)
-}
-
-/// Waits until `node`'s policy head completed `n` more advances (started after the call).
-async fn head_advances(node: &Node, n: u64) {
-    let mut rx = node.policy_head().advances();
-    let start = *rx.borrow_and_update();
-    tokio::time::timeout(HANG_DEADLINE, async {
-        while *rx.borrow_and_update() < start + n {
-            rx.changed().await.expect("policy head alive");
-        }
-    })
-    .await
-    .expect("the policy head keeps advancing by itself");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +192,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
     // Mined on the chain only: nothing tells the node; its head advances by itself.
     w.chain.mine(CONFIRMATIONS).await;
     let t = Instant::now();
-    head_advances(&kms.node, 2).await;
+    head_advances(kms.node.policy_head(), 2, HANG_DEADLINE).await;
     let err = app_key(&mut client).await.unwrap_err();
     assert_eq!(
         (err.status, err.body.error.code.as_str()),

@@ -200,22 +200,17 @@ async fn the_log_gets_anchored_on_chain_from_the_node_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_from_a_pccs_serves_releases() {
     use cairn_attestation::simulator::SimPccs;
+    use cairn_attestation::testing::ServedPccs;
     use cairn_attestation::{PccsClient, Verifier};
     use cairn_kms::CollateralSource;
 
     let w = World::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let pccs = SimPccs::new(crate::world::pki());
-    let (stop_pccs, stopped) = tokio::sync::oneshot::channel::<()>();
-    let pccs_task = tokio::spawn(pccs.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let served = ServedPccs::start(SimPccs::new(crate::world::pki())).await;
 
     let (mut opts, dir) = w.prepare(0xA5, &crate::world::pki()).await;
     opts.verifier =
         Verifier::dangerous_with_simulator_root(crate::world::pki().root_ca_der()).into();
-    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap().into());
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(served.url()).unwrap().into());
     let kms = w.serve(opts, dir).await;
 
     let guest = w.guest(0x06);
@@ -224,8 +219,7 @@ async fn collateral_from_a_pccs_serves_releases() {
         .unwrap();
     assert_eq!(r.receipt.log_index, 0);
     kms.stop().await;
-    let _ = stop_pccs.send(());
-    pccs_task.await.unwrap().unwrap();
+    served.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use cairn_attestation::ratls_consts::{OID_EVENT_LOG, OID_QUOTE};
+use cairn_attestation::testing::{possession_client, Presents};
 use cairn_attestation::{RaTlsCert, Tee};
 use cairn_kms_client::KmsConnection;
 use cairn_protocol::api::{EnvPubkeyResponse, ErrorBody, MetaResponse, PATH_APP_KEY, PATH_META};
@@ -41,45 +42,15 @@ async fn error_of(
     (status, body)
 }
 
-/// Presents whatever certificate and key it holds, without rustls' own consistency check
-/// (what a client sending junk as its certificate does).
-#[derive(Debug)]
-struct Presents(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Presents {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// A TLS connection to `addr` presenting 5 bytes of junk as the client certificate (with
 /// a real P-256 key), then `GET /healthz`: the response bytes, or the failure.
 async fn junk_certificate_exchange(addr: std::net::SocketAddr) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let signer = rustls::crypto::ring::sign::any_ecdsa_type(
-        &rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
     let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(cairn_attestation::PossessionServerVerifier::new()))
-    .with_client_cert_resolver(Arc::new(Presents(Arc::new(
-        rustls::sign::CertifiedKey::new(vec![junk], signer),
-    ))));
+    // Presents the junk with the key, without rustls' own consistency check.
+    let config = possession_client()
+        .with_client_cert_resolver(Arc::new(Presents::new(vec![junk], key.serialize_der())));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from("cairn-kms").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))

@@ -202,21 +202,17 @@ async fn assert_behind_anchor(w: &World, dir: &std::path::Path, local: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() {
     use cairn_attestation::simulator::{SimPccs, SimPki};
+    use cairn_attestation::testing::ServedPccs;
     use cairn_attestation::{PccsClient, Verifier};
     use cairn_kms::CollateralSource;
 
     let w = World::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let pccs = SimPccs::new(pki());
-    let (stop_pccs, stopped) = tokio::sync::oneshot::channel::<()>();
-    let pccs_task = tokio::spawn(pccs.clone().serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let served = ServedPccs::start(pccs.clone()).await;
 
     let (mut opts, dir) = w.prepare(0xE7, &pki()).await;
     opts.verifier = Verifier::dangerous_with_simulator_root(pki().root_ca_der()).into();
-    opts.collateral = CollateralSource::Pccs(PccsClient::new(&url).unwrap().into());
+    opts.collateral = CollateralSource::Pccs(PccsClient::new(served.url()).unwrap().into());
     let now = Arc::new(AtomicU64::new(unix_now()));
     opts.clock = {
         let now = now.clone();
@@ -241,6 +237,5 @@ async fn own_evidence_is_reverified_with_renewed_collateral_and_keeps_serving() 
     );
     assert_eq!(kms.node.log().size(), 2);
     kms.stop().await;
-    let _ = stop_pccs.send(());
-    pccs_task.await.unwrap().unwrap();
+    served.stop().await.unwrap();
 }

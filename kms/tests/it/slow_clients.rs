@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_attestation::PossessionServerVerifier;
+use cairn_attestation::testing::possession_client;
 use cairn_kms::{Refusal, ServerLimits};
 use cairn_kms_client::{KmsClient, Timeouts};
 use cairn_protocol::api::{ErrorBody, PATH_SIGN_CERT};
@@ -33,14 +33,7 @@ struct AnyServer;
 
 impl AnyServer {
     fn config() -> Arc<rustls::ClientConfig> {
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PossessionServerVerifier::new()))
-        .with_no_client_auth();
+        let mut config = possession_client().with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
     }

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_onchain::testing::Behaviour;
+use cairn_onchain::testing::{head_advances, Behaviour};
 use cairn_onchain::{ChainClient, ChainConfig, Check, Error, HeadOptions, PolicyHead, Verdict};
 
 use crate::common::{
-    assert_denied_by, boot, devnet, ends_by_itself, proxies, quorum_config, COMPOSE,
+    assert_denied_by, boot, devnet, proxies, quorum_config, COMPOSE, HANG_DEADLINE,
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -25,18 +25,6 @@ async fn start_head(config: &ChainConfig) -> PolicyHead {
     PolicyHead::start(client, HeadOptions::new(config))
         .await
         .unwrap()
-}
-
-/// Waits until `head` has completed `n` more advances (started after this call).
-async fn advances(head: &PolicyHead, n: u64) {
-    let mut rx = head.advances();
-    let start = *rx.borrow_and_update();
-    ends_by_itself("the policy head's next advances", async {
-        while *rx.borrow_and_update() < start + n {
-            rx.changed().await.expect("policy head task alive");
-        }
-    })
-    .await;
 }
 
 fn settable_clock(now: u64) -> (Arc<AtomicU64>, cairn_onchain::Clock) {
@@ -62,7 +50,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
     );
 
     app.remove_compose_hash(COMPOSE).await.unwrap();
-    advances(&head, 2).await;
+    head_advances(&head, 2, HANG_DEADLINE).await;
     assert_eq!(
         head.view().unwrap().is_app_allowed(&b).await.unwrap(),
         Verdict::Allowed,
@@ -71,7 +59,7 @@ async fn a_revocation_takes_effect_within_confirmations_plus_one_poll() {
 
     net.mine(CONFIRMATIONS).await;
     // One advance that started after the blocks were mined.
-    advances(&head, 2).await;
+    head_advances(&head, 2, HANG_DEADLINE).await;
     let view = head.view().unwrap();
     assert!(
         view.is_app_verdict_cached(&b),
@@ -218,7 +206,7 @@ async fn a_liar_after_startup_makes_the_head_a_disagreement_not_the_old_block() 
     head.view().unwrap();
     p[1].set(Behaviour::ChangeBlockHashes);
     net.mine(1).await;
-    advances(&head, 2).await;
+    head_advances(&head, 2, HANG_DEADLINE).await;
     let err = head.view().unwrap_err();
     assert!(err.is_disagreement(), "{err:?}");
     assert!(err.is_retryable());
@@ -247,7 +235,7 @@ async fn a_read_that_failed_to_refresh_is_read_live_and_never_answered_from_an_o
             break v;
         }
         assert!(Instant::now() < deadline, "the head did not advance");
-        advances(&head, 1).await;
+        head_advances(&head, 1, HANG_DEADLINE).await;
     };
     assert!(
         !view.is_app_verdict_cached(&b),

@@ -779,15 +779,9 @@ async fn register_by_hand(
         .map(|p| rustls_pki_types::CertificateDer::from_pem_slice(p.as_bytes()).unwrap())
         .collect();
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(cairn_attestation::PossessionServerVerifier::new()))
-    .with_client_auth_cert(certs, key)
-    .unwrap();
+    let config = cairn_attestation::testing::possession_client()
+        .with_client_auth_cert(certs, key)
+        .unwrap();
     let tcp = tokio::net::TcpStream::connect(node.registration)
         .await
         .unwrap();

@@ -1,33 +1,16 @@
 //! A gateway "CVM" on the TDX simulator: its boot measured into RTMR3, quotes the real
 //! verifier accepts (with the simulator root, configured by name).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use cairn_acme::{Attestor, BoxFuture};
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
-use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
-use cairn_attestation::{Collateral, EventLog, Tee, Verifier};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimTdx};
+use cairn_attestation::{EventLog, Tee};
 use cairn_protocol::agent::GetQuoteResponse;
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub fn pki() -> Arc<SimPki> {
-    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
-    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
-        .clone()
-}
-
-/// The real verifier, trusting the simulator root.
-pub fn verifier() -> Verifier {
-    let pki = pki();
-    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-        .with_collateral(Collateral::new(pki.collateral()).unwrap())
-}
+// The mock Intel PKI (anchored at the wall clock) and the real verifier trusting its root.
+pub use cairn_attestation::testing::{sim_pki as pki, sim_verifier as verifier, unix_now};
 
 /// A booted simulated CVM of `app_id` that quotes like the guest agent's `GetQuote`.
 pub struct SimGateway {

@@ -4,32 +4,19 @@
 use std::sync::Arc;
 
 use cairn_attestation::simulator::{SimPccs, SimPki, SimPkiConfig};
+use cairn_attestation::testing::ServedPccs;
 use cairn_attestation::{Error, PccsClient};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::common::*;
-
-async fn start(pccs: SimPccs) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        pccs.serve(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (format!("http://{addr}"), tx, task)
-}
 
 #[tokio::test]
 async fn verifier_fetches_collateral_from_the_simulated_pccs_and_caches_it() {
     let pki = pki();
     let pccs = SimPccs::new(Arc::clone(&pki));
-    let (url, stop, task) = start(pccs.clone()).await;
-    let client = PccsClient::new(&url).unwrap();
+    let served = ServedPccs::start(pccs.clone()).await;
+    let url = served.url();
+    let client = PccsClient::new(url).unwrap();
     let ev = evidence();
     let v = cairn_attestation::Verifier::dangerous_with_simulator_root(pki.root_ca_der());
 
@@ -61,8 +48,7 @@ async fn verifier_fetches_collateral_from_the_simulated_pccs_and_caches_it() {
     assert!(refreshed.is_valid_at(later));
     assert_ne!(refreshed.version(), fetched.version());
 
-    let _ = stop.send(());
-    task.await.unwrap();
+    served.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -83,7 +69,8 @@ async fn unreachable_pccs_is_a_retryable_fetch_error() {
 #[tokio::test]
 async fn pccs_serves_compact_json_that_round_trips_through_serde() {
     let pki = pki();
-    let (url, stop, task) = start(SimPccs::new(Arc::clone(&pki))).await;
+    let served = ServedPccs::start(SimPccs::new(Arc::clone(&pki))).await;
+    let url = served.url();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let body = reqwest::get(format!(
         "{url}/tdx/certification/v4/tcb?fmspc={}",
@@ -101,23 +88,22 @@ async fn pccs_serves_compact_json_that_round_trips_through_serde() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let _ = stop.send(());
-    task.await.unwrap();
+    served.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn revoked_collateral_fetched_over_http_is_rejected() {
     let pki = pki_with(cairn_attestation::simulator::SimTcbStatus::Revoked);
-    let (url, stop, task) = start(SimPccs::new(Arc::clone(&pki))).await;
-    let client = PccsClient::new(&url).unwrap();
+    let served = ServedPccs::start(SimPccs::new(Arc::clone(&pki))).await;
+    let url = served.url();
+    let client = PccsClient::new(url).unwrap();
     let ev = evidence_on(&pki, 5, false);
     let err = cairn_attestation::Verifier::dangerous_with_simulator_root(pki.root_ca_der())
         .verify_with_pccs(&client, &ev.quote, &ev.log, &rd(1), NOW)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Revoked), "{err}");
-    let _ = stop.send(());
-    task.await.unwrap();
+    served.stop().await.unwrap();
 }
 
 /// A tiny HTTP/1.1 server: counts requests, records paths and answers each with

@@ -4,12 +4,12 @@
 use std::io;
 use std::sync::Arc;
 
+use cairn_attestation::testing::{possession_client, Presents};
 use cairn_attestation::{peer_end_entity, PossessionClientVerifier, PossessionServerVerifier};
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
-use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use rustls::{AlertDescription, ClientConfig, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -29,29 +29,7 @@ fn plain() -> (CertificateDer<'static>, KeyPair) {
 
 /// `cert` presented with the signing key `key` (which may not be the certified one).
 fn certified(cert: CertificateDer<'static>, key: &KeyPair) -> Arc<CertifiedKey> {
-    let signer = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
-        PrivatePkcs8KeyDer::from(key.serialize_der()),
-    ))
-    .unwrap();
-    Arc::new(CertifiedKey::new(vec![cert], signer))
-}
-
-#[derive(Debug)]
-struct Presents(Arc<CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Presents {
-    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-impl ResolvesServerCert for Presents {
-    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
+    Presents::new(vec![cert], key.serialize_der()).0
 }
 
 fn server_config(
@@ -68,11 +46,7 @@ fn server_config(
 }
 
 fn client_config(client: Option<Arc<CertifiedKey>>) -> Arc<ClientConfig> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PossessionServerVerifier::new()));
+    let builder = possession_client();
     Arc::new(match client {
         Some(c) => builder.with_client_cert_resolver(Arc::new(Presents(c))),
         None => builder.with_no_client_auth(),

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId, KeyProvider};
-use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimTdx};
+use cairn_attestation::testing::{sim_pki as pki, sim_verifier, unix_now, Presents};
 use cairn_attestation::{
     ra_tls_extensions, ra_tls_report_data, Collateral, Error, EventLog, ExtensionValues, RaTlsCert,
     RaTlsCertBuilder, RaTlsClientVerifier, RaTlsError, RaTlsServerVerifier, Tee, Usage,
@@ -18,7 +19,7 @@ use rcgen::{CertificateParams, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{AlertDescription, ClientConfig, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -30,28 +31,10 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 type Identity = VerifiedQuote;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The mock Intel PKI, built once per test binary. Unlike `common::NOW`, its collateral
-/// is anchored at the wall clock: rustls hands verifiers the current time, and
-/// `impl EvidenceVerifier for Verifier` verifies at the current time.
-fn pki() -> Arc<SimPki> {
-    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
-    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
-        .clone()
-}
-
-/// The real verifier, trusting the simulator root, with the simulator's collateral.
-fn sim_verifier() -> Verifier {
-    let pki = pki();
-    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-        .with_collateral(Collateral::new(pki.collateral()).unwrap())
-}
+// The mock Intel PKI is `pki` (built once per test binary). Unlike `common::NOW`, its
+// collateral is anchored at the wall clock: rustls hands verifiers the current time, and
+// `impl EvidenceVerifier for Verifier` verifies at the current time. `sim_verifier` is the
+// real verifier trusting its root, with its collateral.
 
 fn evidence_error(err: &RaTlsError) -> &Error {
     err.evidence_error::<Error>()
@@ -549,41 +532,20 @@ async fn client_cert_from_a_debug_td_is_rejected() {
     assert!(matches!(evidence_error(err), Error::DebugTd(_)), "{err:?}");
 }
 
-/// Presents a fixed certificate with a fixed signing key, without rustls' own check that
-/// they belong together — what a thief holding only a public certificate would do.
-#[derive(Debug)]
-struct Presents(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Presents {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 #[tokio::test]
 async fn stolen_genuine_cert_without_its_key_fails_the_handshake_signature() {
     let app = Cvm::boot(0x01, APP_COMPOSE);
     let genuine = app.cert(Usage::AppCustom);
     let thief = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let thief_key = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
-        PrivatePkcs8KeyDer::from(thief.serialize_der()),
-    ))
-    .unwrap();
-    let certified = rustls::sign::CertifiedKey::new(vec![genuine.cert_der.clone()], thief_key);
+    // The genuine certificate with the thief's key, as a thief holding only the public
+    // certificate would present it.
+    let presents = Presents::new(vec![genuine.cert_der.clone()], thief.serialize_der());
     let client = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(TLS13)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(kms_server_verifier())
-        .with_client_cert_resolver(Arc::new(Presents(Arc::new(certified))));
+        .with_client_cert_resolver(Arc::new(presents));
 
     let (_, kms_cert) = kms();
     let verifier = client_verifier(None);

@@ -133,30 +133,24 @@ async fn a_kms_quote_under_another_root_of_trust_is_refused() {
 #[tokio::test]
 async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let pccs = cairn_attestation::simulator::SimPccs::new(pki());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pccs_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pccs.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let served = cairn_attestation::testing::ServedPccs::start(pccs.clone()).await;
+    let pccs_url = served.url().to_owned();
+    // A client fetching the collateral of the KMS's quote from the PCCS (a fresh cache).
+    let pccs_client = || {
+        KmsClient::with_pccs(
+            cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
+            cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
+        )
+    };
     let root = Root::new();
     let kms = StubKms::start(kms_cert(Usage::KmsRpc, Some(&root)), |_| ok(&())).await;
-    let client = KmsClient::with_pccs(
-        cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-    );
-    let conn = client.connect(&kms.url, None).await.unwrap();
+    let conn = pccs_client().connect(&kms.url, None).await.unwrap();
     assert_eq!(conn.peer().identity().tcb_status(), "UpToDate");
     assert!(pccs.requests() > 0, "collateral was fetched");
 
     // An unreachable PCCS: a collateral error, retryable.
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    let fresh = KmsClient::with_pccs(
-        cairn_attestation::Verifier::dangerous_with_simulator_root(pki().root_ca_der()),
-        cairn_attestation::PccsClient::new(&pccs_url).unwrap(),
-    );
-    let err = fresh.connect(&kms.url, None).await.unwrap_err();
+    served.stop().await.unwrap();
+    let err = pccs_client().connect(&kms.url, None).await.unwrap_err();
     assert!(matches!(&err, Error::Collateral { .. }), "{err:?}");
     assert!(err.is_retryable());
 }

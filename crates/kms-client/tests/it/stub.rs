@@ -4,14 +4,14 @@
 //! one exists to misbehave on purpose.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_attestation::ids::{AppId, ComposeHash, InstanceId};
-use cairn_attestation::simulator::{OsImage, SimHostConfig, SimPki, SimPkiConfig, SimTdx};
+use cairn_attestation::simulator::{OsImage, SimHostConfig, SimTdx};
 use cairn_attestation::{
-    ra_tls_extensions, Collateral, EventLog, ExtensionValues, PossessionClientVerifier, RaTlsCert,
-    RaTlsCertBuilder, Usage, Verifier,
+    ra_tls_extensions, EventLog, ExtensionValues, PossessionClientVerifier, RaTlsCert,
+    RaTlsCertBuilder, Usage,
 };
 use cairn_kms_client::{KmsClient, Timeouts};
 use cairn_protocol::api::{AppKeyResponse, ErrorBody, Receipt};
@@ -26,26 +26,9 @@ use zeroize::Zeroizing;
 /// How long a test waits for anything before it fails (never slept on).
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The mock Intel PKI (collateral anchored at the wall clock).
-pub fn pki() -> Arc<SimPki> {
-    static PKI: OnceLock<Arc<SimPki>> = OnceLock::new();
-    PKI.get_or_init(|| Arc::new(SimPki::new(SimPkiConfig::new([0x42; 32], unix_now())).unwrap()))
-        .clone()
-}
-
-/// The real verifier trusting the simulator root, with its collateral.
-pub fn verifier() -> Verifier {
-    let pki = pki();
-    Verifier::dangerous_with_simulator_root(pki.root_ca_der())
-        .with_collateral(Collateral::new(pki.collateral()).unwrap())
-}
+// The mock Intel PKI (collateral anchored at the wall clock) and the real verifier
+// trusting its root, with its collateral.
+pub use cairn_attestation::testing::{sim_pki as pki, sim_verifier as verifier};
 
 /// A client of the stubs with short timeouts.
 pub fn client() -> KmsClient {
