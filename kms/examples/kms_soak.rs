@@ -1,7 +1,7 @@
 //! Soak benchmark of a 3-node KMS cluster (`scripts/bench.sh soak`; issue 14; not in CI).
 //!
 //! Three real `cairn-kms` processes on one anvil (node 0 bootstrapped, nodes 1 and 2
-//! onboarded from it: `tests/it/cluster.rs`), N callers (distinct simulated guests of one
+//! onboarded from it: `cairn_kms::testing::ProcCluster` on a `TestNet`), N callers (distinct simulated guests of one
 //! app) offering a fixed total rate of `POST /v1/app-key` for a fixed time, and node 2
 //! restarted every `restart` seconds, alternately by `kill -9` and by SIGTERM. Nodes 0
 //! and 1 run for the whole soak, so their RSS growth is the leak figure.
@@ -22,20 +22,16 @@
 //! (defaults 600 500 120 64). The `cairn-kms` binary is taken from next to the example's
 //! directory (`target/release/cairn-kms`; build it first) or from `CAIRN_KMS_BIN`.
 
-#[path = "../tests/it/world.rs"]
-#[allow(dead_code, unused_imports)]
-mod world;
-
-#[path = "../tests/it/cluster.rs"]
-#[allow(dead_code)]
-mod cluster;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_attestation::ids::AppId;
 use cairn_attestation::RaTlsCert;
+use cairn_kms::testing::{
+    image, pki, proc_client, ClusterOptions, Guest, ProcCluster, ProcNode, TestNet, CONFIRMATIONS,
+};
 use cairn_kms_client::KmsConnection;
 use cairn_onchain::alloy::primitives::Address;
 use cairn_protocol::api::{
@@ -43,14 +39,14 @@ use cairn_protocol::api::{
 };
 use hyper::Method;
 
-use cluster::{ClusterOptions, ProcCluster};
-
 /// The node restarted during the soak.
 const VICTIM: usize = 2;
 /// How often RSS, log size and anchor lag are sampled.
 const SAMPLE: Duration = Duration::from_secs(10);
 /// Block time of the soak's chain.
 const BLOCK_TIME: Duration = Duration::from_millis(250);
+/// The compose of the soak's app (allowed on any device), which every caller runs.
+const COMPOSE: &[u8] = br#"{"manifest_version":2,"name":"soak","runner":"process"}"#;
 
 /// One sample of a node: seconds into the soak, RSS (KiB, while running), log bytes,
 /// and (log size, anchored size) when the node and the chain answered.
@@ -137,7 +133,7 @@ impl Caller {
 }
 
 /// The node's log size (its latest checkpoint) and the size anchored on chain.
-async fn anchor_lag(w: &world::World, node: &cluster::ProcNode) -> Option<(u64, u64)> {
+async fn anchor_lag(w: &TestNet, node: &ProcNode) -> Option<(u64, u64)> {
     let mut c = node.public_client().await.ok()?;
     let cp: CheckpointResponse = c
         .call(Method::GET, PATH_LOG_CHECKPOINT, None::<&()>)
@@ -180,7 +176,9 @@ async fn main() {
         bin.display()
     );
 
-    let w = world::World::new().await;
+    let w = TestNet::new(Path::new(env!("CARGO_MANIFEST_DIR"))).await;
+    let app = w.deploy_app(w.owner, Some(COMPOSE)).await;
+    let app_id = AppId(app.app_id().into_array());
     let opts = ClusterOptions {
         rpc_timeout_ms: 2000,
         poll_interval_ms: 100,
@@ -191,7 +189,7 @@ async fn main() {
     let urls = cluster.urls();
     println!(
         "soak: 3 nodes, {callers} callers, offered {rate}/s for {secs}s, node {VICTIM} restarted every {restart_every}s (kill -9 / SIGTERM alternately), confirmations={}",
-        world::CONFIRMATIONS
+        CONFIRMATIONS
     );
 
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -212,13 +210,20 @@ async fn main() {
     let mut tasks = Vec::new();
     let period = Duration::from_secs_f64(callers as f64 / rate);
     for i in 0..callers {
-        let cert = Arc::new(w.guest(0x10u8.wrapping_add(i as u8)).cert());
+        let guest = Guest::boot(
+            pki(),
+            0x10u8.wrapping_add(i as u8),
+            image(),
+            app_id,
+            COMPOSE,
+        );
+        let cert = Arc::new(guest.cert());
         let mut caller = Caller {
             urls: urls.clone(),
             cert,
             home: i % urls.len(),
             conns: (0..urls.len()).map(|_| None).collect(),
-            client: cluster::client(),
+            client: proc_client(),
             stale: 0,
         };
         let releases = releases.clone();

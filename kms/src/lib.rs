@@ -41,8 +41,8 @@
 //! - `onboard` — replication (new node side).
 //! - `metrics` — Prometheus metrics.
 //! - `testing` (feature `test-utils`, public) — the test cluster and nodes serving on
-//!   free ports, honest or in disguise, for the tests and benchmarks of this and other
-//!   crates.
+//!   free ports, honest or in disguise, and clusters of real `cairn-kms` processes, for
+//!   the tests and benchmarks of this and other crates.
 //!
 //! # Feature flags
 //! - `test-utils`: adds the public [`testing`] module. It changes no behaviour.

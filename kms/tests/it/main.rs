@@ -5,9 +5,6 @@ mod anchoring;
 mod certs;
 mod chain_head;
 mod clock;
-// Also compiled into examples/kms_soak.rs, which uses the parts the tests do not.
-#[allow(dead_code)]
-mod cluster;
 mod config;
 mod denials;
 mod faults;

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_kms::testing::{ClusterOptions, FailoverClient, ProcCluster};
 use tokio::sync::watch;
 
-use crate::cluster::{ClusterOptions, FailoverClient, ProcCluster};
 use crate::faults::{audit_node, BIN, PHASE_DEADLINE};
 use crate::world::World;
 

@@ -1,16 +1,14 @@
-//! A cluster of real `cairn-kms` processes for fault tests and the soak benchmark: each
-//! node is the binary with its own TOML config, data directory and fixed port, so a test
-//! can `kill -9` it and start it again at the same URL. The first node holds the test
-//! cluster's master secret ([`MASTER`]); the others onboard from it with
+//! [`ProcCluster`]: a cluster of real `cairn-kms` processes for fault tests and the soak
+//! benchmark: each node is the binary with its own TOML config, data directory and fixed
+//! port, so a test can `kill -9` it and start it again at the same URL. The first node
+//! holds the test cluster's master secret ([`MASTER`]); the others onboard from it with
 //! `cairn-kms onboard` (mutual RA-TLS, both sides chain-checked). Every node's evidence
-//! is allowed and its address registered and funded on chain before it serves.
+//! is allowed and its address registered and funded on chain (a [`TestNet`]) before it
+//! serves.
 //!
 //! Also here: [`FailoverClient`], a caller that asks each KMS URL in turn for one release,
 //! as the guest's boot does (`cairn_guest`'s `KmsTrust::request_keys`), and keeps every
 //! receipt it got.
-//!
-//! Used by `faults/` and `examples/kms_soak.rs` (which includes this file and `world.rs`
-//! by path), so it only depends on `crate::world`.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
@@ -19,14 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_attestation::{Collateral, RaTlsCert};
-use cairn_kms::{Config, MasterSecret, SecretStore, SECRETS_DIR};
 use cairn_kms_client::{KmsClient, KmsConnection, Timeouts};
 use cairn_onchain::alloy::primitives::Address;
 use cairn_protocol::api::Receipt;
 use hyper::StatusCode;
 use tempfile::TempDir;
 
-use crate::world::{pki, verifier_for, World, CONFIRMATIONS, MASTER};
+use super::cluster::{pki, verifier_for, CONFIRMATIONS, MASTER};
+use super::net::TestNet;
+use crate::config::Config;
+use crate::kdf::MasterSecret;
+use crate::node::{LOG_DIR, SECRETS_DIR};
+use crate::store::SecretStore;
 
 /// How long a node may take to answer `/healthz` after it was started.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -40,7 +42,7 @@ pub fn free_port() -> u16 {
 /// How the nodes of a [`ProcCluster`] are configured.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
-    /// The JSON-RPC endpoint the nodes read (default: the world's anvil; a proxy in front
+    /// The JSON-RPC endpoint the nodes read (default: the [`TestNet`]'s anvil; a proxy in front
     /// of it for chain faults).
     pub rpc_url: Option<url::Url>,
     /// `chain.timeout_ms`.
@@ -165,7 +167,7 @@ impl ProcNode {
 
     /// Bytes under its data directory's `log/` (the transparency log's sled files).
     pub fn log_bytes(&self) -> u64 {
-        dir_bytes(&self.data_dir().join(cairn_kms::LOG_DIR))
+        dir_bytes(&self.data_dir().join(LOG_DIR))
     }
 
     /// The last `n` lines of its stderr (for failure messages).
@@ -178,7 +180,7 @@ impl ProcNode {
     /// A connection without a client certificate (public endpoints), the node's evidence
     /// verified.
     pub async fn public_client(&self) -> Result<KmsConnection, cairn_kms_client::Error> {
-        client().connect(&self.url(), None).await
+        proc_client().connect(&self.url(), None).await
     }
 
     /// Poll `/healthz` until the node answers 200, up to [`READY_DEADLINE`]; panics with
@@ -231,13 +233,13 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The KMS client of the cluster's callers: the world's verifier, 20 s per stage (a hang
+/// The KMS client of the cluster's callers: the cluster's [`verifier_for`] [`pki`], 20 s per stage (a hang
 /// detector; a killed node fails at once with a refused or reset connection).
-pub fn client() -> KmsClient {
+pub fn proc_client() -> KmsClient {
     KmsClient::new(verifier_for(&pki())).with_timeouts(Timeouts::uniform(Duration::from_secs(20)))
 }
 
-/// `cairn-kms` processes on the world's chain.
+/// `cairn-kms` processes on a [`TestNet`]'s chain.
 pub struct ProcCluster {
     /// The nodes, in start order (node 0 bootstrapped, the others onboarded from it).
     pub nodes: Vec<ProcNode>,
@@ -250,7 +252,7 @@ impl ProcCluster {
     /// onboarded from node 0 with `cairn-kms onboard`; each registered on chain (evidence,
     /// address, gas) and serving before this returns.
     pub async fn start(
-        w: &World,
+        w: &TestNet,
         bin: &Path,
         n: usize,
         first_host_seed: u8,
@@ -361,7 +363,7 @@ impl ProcCluster {
 }
 
 fn config_text(
-    w: &World,
+    w: &TestNet,
     rpc: &url::Url,
     opts: &ClusterOptions,
     addr: SocketAddr,
@@ -441,7 +443,7 @@ impl FailoverClient {
             urls.rotate_left(k);
         }
         Self {
-            client: client(),
+            client: proc_client(),
             urls,
             cert,
             held: Vec::new(),
