@@ -29,9 +29,14 @@
 //! - `gateway` — registering with every gateway of sys-config, again and again.
 //! - `cli` — the `cairn-guest` command line.
 //! - `error` — [`Error`].
+//! - `testing` (feature `test-utils`, public) — the dstack SDK interop harness shared by
+//!   the guest's SDK tests and the cairn-e2e `python_sdk` scenario.
 //!
 //! The KMS is reached through `cairn-kms-client` (RA-TLS, the KMS's evidence and root
 //! CA checked, timeouts); this crate only decides which KMS it trusts.
+//!
+//! # Feature flags
+//! - `test-utils`: adds the public [`testing`] module. It changes no behaviour.
 
 pub mod agent;
 pub mod boot;
@@ -44,6 +49,8 @@ mod kms_trust;
 pub mod runner;
 pub mod share;
 mod state;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use boot::{boot, BootConfig, Booted};
 pub use error::{Error, Result};

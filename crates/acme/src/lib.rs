@@ -38,6 +38,11 @@
 //! - `config` — [`AcmeConfig`], [`DnsConfig`].
 //! - `manager` — [`AcmeManager`]: issuance, renewal, backoff.
 //! - `publish` — [`acme_info_router`].
+//! - `testing` (feature `test-utils`, public) — the Pebble harness shared by this crate's
+//!   tests and the cairn-e2e gateway test.
+//!
+//! # Feature flags
+//! - `test-utils`: adds the public [`testing`] module. It changes no behaviour.
 
 mod account;
 mod agent;
@@ -52,6 +57,8 @@ mod order;
 mod persist;
 mod publish;
 mod store;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use account::AccountKey;
 pub use agent::{AgentClient, AgentEndpoint, Attestor};

@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use cairn_attestation::eventlog::RuntimeEvent;
 use cairn_attestation::ids::{AppId, InstanceId, KeyProvider};
+use cairn_attestation::testing::ServedPccs;
 use cairn_attestation::{CertRole, ChainError, RaTlsError, Usage};
 use cairn_guest::{boot, Error};
 use cairn_kms_client::{Error as KmsError, Stage};
@@ -605,12 +606,8 @@ fn pccs_client(url: &str) -> cairn_kms_client::KmsClient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
     let pccs = cairn_attestation::simulator::SimPccs::new(pki());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pccs_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pccs.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let served = ServedPccs::start(pccs.clone()).await;
+    let pccs_url = served.url().to_owned();
 
     let w = World::start().await;
     let s = w.share("");
@@ -636,8 +633,7 @@ async fn collateral_for_the_kms_quote_can_come_from_a_pccs() {
         "{err}"
     );
     assert_eq!(plain.node.log().size(), 0);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await.unwrap();
 }
 
 /// The host can encrypt other values of the allowed names to the app's public env key

@@ -11,8 +11,9 @@
 
 use std::path::PathBuf;
 
+use cairn_guest::testing::client_json;
+
 use crate::agent::{world_booted, ServedAgent};
-use crate::sdk::client_json;
 
 /// The SDK version `tests/it/node/package.json` pins.
 const JS_SDK_VERSION: &str = "0.5.8";

@@ -14,5 +14,4 @@ mod js_sdk;
 mod kms_chain;
 mod python_sdk;
 mod rust_sdk;
-mod sdk;
 mod world;

@@ -7,8 +7,9 @@
 //! Needs `.venv/bin/python` with dstack-sdk installed (`scripts/setup.sh`); fails loudly
 //! when it is missing.
 
+use cairn_guest::testing::*;
+
 use crate::agent::{world_booted, ServedAgent};
-use crate::sdk::*;
 use crate::world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +26,7 @@ async fn the_public_python_dstack_sdk_works_against_the_agent_unchanged() {
     // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3
     let rd = python_sdk_report_data();
     assert_eq!(v["report_data"], hex::encode(rd));
-    let vq = verified_sdk_quote(&v, &rd);
+    let vq = verified_sdk_quote(&v, &rd, &verifier());
     assert_eq!(*vq.app_id(), s.app_id());
 
     // info

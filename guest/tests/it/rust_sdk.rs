@@ -7,10 +7,10 @@
 
 use std::path::PathBuf;
 
+use cairn_guest::testing::{client_json, verified_sdk_quote};
 use cairn_protocol::sig;
 
 use crate::agent::{world_booted, ServedAgent};
-use crate::sdk::{client_json, verified_sdk_quote};
 use crate::world::*;
 
 fn interop_binary() -> PathBuf {
@@ -71,7 +71,7 @@ async fn the_public_rust_dstack_sdk_works_with_every_method() {
     let q = &v["get_quote"];
     let mut rd = [0u8; 64];
     rd[..8].copy_from_slice(b"rust-sdk");
-    verified_sdk_quote(q, &rd);
+    verified_sdk_quote(q, &rd, &verifier());
     assert_eq!(v["info"]["app_id"], hex::encode(s.app_id().0));
     // sign/verify round trip through the SDK
     assert_eq!(v["verify"]["valid"], true);

@@ -913,14 +913,10 @@ async fn admission_refuses_each_failed_check_by_name() {
     w.stop().await;
 }
 
-/// Pebble and pebble-challtestsrv, from cairn-acme's own test harness (one copy of it).
-#[path = "../../../crates/acme/tests/it/pebble.rs"]
-mod pebble;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_acme_certificate_source_the_gateway_serves_pebbles_wildcard_and_the_acme_document()
 {
-    let pebble = pebble::Pebble::start().await;
+    let pebble = cairn_acme::testing::Pebble::start().await;
     let mut acme = cairn_acme::AcmeConfig::new(
         &pebble.directory_url,
         BASE_DOMAIN,

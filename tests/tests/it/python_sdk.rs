@@ -6,14 +6,9 @@
 //! Needs `.venv/bin/python` with dstack-sdk (`scripts/setup.sh`); fails loudly without it.
 
 use cairn_e2e::*;
+use cairn_guest::testing::*;
 use cairn_kms::unix_now;
 use x509_parser::prelude::*;
-
-/// The SDK interop harness of the guest's tests: the same scenario, run the same way.
-#[path = "../../../guest/tests/it/sdk.rs"]
-mod sdk;
-
-use sdk::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
@@ -33,7 +28,7 @@ async fn the_public_python_dstack_sdk_works_against_a_guest_of_the_real_kms() {
     let v = client_json("python", &out);
 
     // get_quote: verifies with Cairn's verifier; the SDK's replay equals the quoted RTMR3.
-    let vq = verified_sdk_quote(&v, &python_sdk_report_data());
+    let vq = verified_sdk_quote(&v, &python_sdk_report_data(), &verifier());
     assert_eq!(vq.app_id().0, app_id);
 
     // info

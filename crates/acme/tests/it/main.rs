@@ -5,6 +5,5 @@
 
 mod cloudflare;
 mod monitor;
-mod pebble;
 mod pebble_tests;
 mod sim;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_acme::testing::Pebble;
 use cairn_acme::{
     verify_served_certificate, AccountKey, AcmeConfig, AcmeManager, AcmeParts, Attestor, BoxFuture,
     ChallTestSrvDns, Clock, DnsConfig, DnsError, DnsProvider, Error, ServingCert,
@@ -14,7 +15,6 @@ use cairn_attestation::ids::AppId;
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::pebble::Pebble;
 use crate::sim::{unix_now, verifier, BrokenAttestor, SimGateway};
 
 const BASE: &str = "gw.example.com";

@@ -18,6 +18,10 @@ const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
+/// A running Pebble (the ACME CA) and pebble-challtestsrv (its DNS server, whose TXT
+/// records the tests set through [`ChallTestSrvDns`](crate::ChallTestSrvDns)), in a
+/// temp dir; both processes are killed when this is dropped.
+#[derive(Debug)]
 pub struct Pebble {
     _dir: TempDir,
     /// `https://127.0.0.1:P/dir`.
@@ -78,6 +82,8 @@ async fn port_open(port: u16) -> bool {
 }
 
 impl Pebble {
+    /// Starts both on free loopback ports and waits (to a deadline) until they listen;
+    /// panics when the binaries are missing or they do not come up.
     pub async fn start() -> Pebble {
         require(PEBBLE);
         require(CHALLTESTSRV);

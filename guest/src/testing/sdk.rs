@@ -1,15 +1,10 @@
-//! What the dstack SDK interop tests share, in this crate and in cairn-e2e (whose
-//! `python_sdk` test includes this file by path, so that one Python scenario and one way
-//! of running it serve the guest's test and the end-to-end one): where the Python SDK
-//! is, running its scenario, reading what an SDK client printed, and checking the quote
-//! an SDK asked for.
+//! The dstack SDK interop harness: the Python SDK's venv and scenario, SDK clients'
+//! JSON output, and the quotes SDKs ask for.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cairn_attestation::VerifiedQuote;
-use cairn_kms::testing::verifier;
-use cairn_kms::unix_now;
+use cairn_attestation::{VerifiedQuote, Verifier};
 use serde_json::Value;
 
 /// The Python SDK version `scripts/setup.sh` installs.
@@ -17,10 +12,8 @@ pub const DSTACK_SDK_VERSION: &str = "0.5.4";
 
 /// The Python SDK scenario: every method of the SDK against the agent at the socket it
 /// is given, the results as one JSON object.
-const PYTHON_SDK_CLIENT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../guest/tests/it/python/sdk_client.py"
-);
+const PYTHON_SDK_CLIENT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/python/sdk_client.py");
 
 /// The report data the Python scenario asks `get_quote` for: `dstack-sdk test`, padded.
 pub fn python_sdk_report_data() -> [u8; 64] {
@@ -66,13 +59,18 @@ pub fn client_json(what: &str, out: &Output) -> Value {
 }
 
 /// The quote an SDK returned (`quote` in hex, `event_log`, and the SDK's own
-/// `replayed_rtmr3`), verified for `report_data` with the simulated PKI's verifier; the
-/// SDK's replay of the event log must equal the quoted RTMR3.
-pub fn verified_sdk_quote(q: &Value, report_data: &[u8; 64]) -> VerifiedQuote {
+/// `replayed_rtmr3`), verified now by `verifier` for `report_data`; the SDK's replay of
+/// the event log must equal the quoted RTMR3.
+pub fn verified_sdk_quote(q: &Value, report_data: &[u8; 64], verifier: &Verifier) -> VerifiedQuote {
     let quote = hex::decode(q["quote"].as_str().expect("quote is a string")).expect("hex quote");
     let event_log = q["event_log"].as_str().expect("event_log is a string");
-    let vq = verifier()
-        .verify(&quote, event_log.as_bytes(), report_data, unix_now())
+    let vq = verifier
+        .verify(
+            &quote,
+            event_log.as_bytes(),
+            report_data,
+            cairn_onchain::unix_now(),
+        )
         .expect("the SDK's quote verifies");
     assert_eq!(q["replayed_rtmr3"], vq.rtmrs()[3].to_hex());
     vq
