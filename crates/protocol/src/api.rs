@@ -80,6 +80,13 @@ impl ErrorBody {
 pub struct AppKeyRequest {
     /// Also release the same app's keys of the generation a rotation replaced.
     pub previous_generation: Option<PreviousGeneration>,
+    /// Cairn's own: the policy block at which the caller's deployer (the VMM's
+    /// pre-flight) saw this app allowed. A KMS whose policy head is behind it waits,
+    /// bounded, for its head to reach it, then judges at its own head as always; if the
+    /// head does not get there in time the answer is 503
+    /// `unavailable.policy_head_behind`, never a denial. It cannot loosen any check: it
+    /// only delays the caller's own request (docs/protocol.md, docs/security.md).
+    pub min_policy_block: Option<u64>,
 }
 
 /// How an [`AppKeyRequest`] asks for the previous generation's keys.
@@ -473,6 +480,16 @@ mod tests {
         let e =
             serde_json::from_str::<AppKeyRequest>(r#"{"previous_generation":"all"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown variant"), "{e}");
+        let r: AppKeyRequest = serde_json::from_str(r#"{"min_policy_block":42}"#).unwrap();
+        assert_eq!(r.min_policy_block, Some(42));
+        assert_eq!(r.previous_generation, None);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"min_policy_block":42}"#
+        );
+        let e =
+            serde_json::from_str::<AppKeyRequest>(r#"{"min_policy_block":-1}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid value"), "{e}");
         let r: OnboardRequest = serde_json::from_str(r#"{"key_generation":2}"#).unwrap();
         assert_eq!(r.key_generation, Some(2));
         assert_eq!(

@@ -122,6 +122,13 @@ pub struct ChainSection {
     pub kms_auth: String,
     /// Policy is read this many blocks behind head ([`DEFAULT_CONFIRMATIONS`] if absent).
     pub confirmations: Option<u64>,
+    /// Cairn's own: the policy block at which the VMM's pre-flight saw this CVM's app,
+    /// compose hash and OS image allowed. The guest sends it as
+    /// [`AppKeyRequest::min_policy_block`](crate::api::AppKeyRequest::min_policy_block)
+    /// so a KMS whose head lags waits for that block instead of refusing a deploy it has
+    /// not read yet. Untrusted like the rest of the file: it can only delay the guest's
+    /// own key request. Absent when the VMM ran no pre-flight.
+    pub min_policy_block: Option<u64>,
 }
 
 /// Confirmations of a `chain` section that does not say.
@@ -340,6 +347,18 @@ mod tests {
         let chain = c.chain.unwrap();
         assert_eq!(chain.kms_auth().unwrap(), [0xab; 20]);
         assert_eq!(chain.confirmations(), DEFAULT_CONFIRMATIONS);
+        assert_eq!(chain.min_policy_block, None);
+        // absent, it is not written (a dstack-shaped file stays as it was)
+        assert!(!serde_json::to_string(&chain).unwrap().contains("min_policy_block"));
+        let with_block = SysConfig::parse(
+            format!(
+                r#"{{"chain":{{"rpc_url":"https://r","chain_id":1,"kms_auth":"0x{}","min_policy_block":77}}}}"#,
+                "ab".repeat(20)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(with_block.chain.unwrap().min_policy_block, Some(77));
         let e = SysConfig::parse(
             br#"{"chain":{"rpc_url":"https://rpc.example","chain_id":1,"kms_auth":"0x12"}}"#,
         )
