@@ -36,6 +36,10 @@ pub(crate) struct KmsTrust {
     pub(crate) pin: Option<Vec<u8>>,
     /// KmsAuth, when sys-config names it.
     chain: Option<ChainClient>,
+    /// The block the VMM's pre-flight saw this app allowed at (sys-config
+    /// `chain.min_policy_block`), sent with the key request so that a lagging KMS waits
+    /// for it rather than refusing a fresh deploy.
+    min_policy_block: Option<u64>,
 }
 
 impl KmsTrust {
@@ -52,7 +56,16 @@ impl KmsTrust {
             None => None,
             Some(section) => Some(connect(section).await?),
         };
-        Ok(KmsTrust { pin, chain })
+        let min_policy_block = share
+            .sys_config
+            .chain
+            .as_ref()
+            .and_then(|c| c.min_policy_block);
+        Ok(KmsTrust {
+            pin,
+            chain,
+            min_policy_block,
+        })
     }
 
     /// Ask each KMS URL in turn; the first that passes every check releases the keys.
@@ -93,9 +106,11 @@ impl KmsTrust {
             tracing::info!(kms = %url, block = at.number, "KmsAuth allows the KMS");
         }
         // During a rotation's window the previous generation's keys come too (nothing
-        // otherwise): the app re-encrypts with them (docs/rotation.md).
+        // otherwise): the app re-encrypts with them (docs/rotation.md). The pre-flight's
+        // block lets a KMS whose head lags wait for the deploy instead of refusing it.
         conn.app_key_with(&cairn_protocol::api::AppKeyRequest {
             previous_generation: Some(cairn_protocol::api::PreviousGeneration::IfServed),
+            min_policy_block: self.min_policy_block,
         })
         .await
     }

@@ -19,6 +19,7 @@ async fn ask(
 ) -> Result<AppKeyResponse, ErrorAnswer> {
     let req = AppKeyRequest {
         previous_generation: previous,
+        ..AppKeyRequest::default()
     };
     node.client(Some(cert))
         .await
@@ -109,6 +110,7 @@ async fn a_voted_rotation_serves_both_generations_in_its_window_then_erases_the_
     let during = conn
         .app_key_with(&AppKeyRequest {
             previous_generation: Some(PreviousGeneration::IfServed),
+            ..AppKeyRequest::default()
         })
         .await
         .unwrap()

@@ -73,9 +73,10 @@ impl Vmm {
     }
 
     /// Spawn the guest of `cvm` (the caller holds its `op` lock and has run the
-    /// pre-flight and port checks): `sys-config.json`, the backend's command in its own
-    /// session, state `booting`.
-    pub(super) fn launch(&self, cvm: &CvmRef) -> Result<()> {
+    /// pre-flight and port checks; the pre-flight allowed it at policy block
+    /// `allowed_at`): `sys-config.json`, the backend's command in its own session, state
+    /// `booting`.
+    pub(super) fn launch(&self, cvm: &CvmRef, allowed_at: u64) -> Result<()> {
         let manifest = cvm.read(|d| d.manifest.clone());
         let image = self.image_of(&manifest)?;
         let launch = Launch {
@@ -86,12 +87,15 @@ impl Vmm {
         let mut sys = self
             .backend
             .sys_config(launch, self.config.cvm.pccs_url.as_deref());
-        // Where the guest checks its KMS on chain (`isKmsAllowed`): the VMM's chain.
+        // Where the guest checks its KMS on chain (`isKmsAllowed`): the VMM's chain; and
+        // the block the pre-flight allowed this launch at, which the guest passes to its
+        // KMS so that a KMS whose head lags waits for it (docs/vmm.md "Deploy, then boot").
         sys.chain = Some(ChainSection {
             rpc_url: self.config.chain.rpc_url.to_string(),
             chain_id: self.config.chain.chain_id,
             kms_auth: format!("{:#x}", self.config.chain.kms_auth),
             confirmations: Some(self.config.chain.confirmations),
+            min_policy_block: Some(allowed_at),
         });
         store::write_json(&cvm.dir.shared().join("sys-config.json"), &sys)?;
         let command = self.backend.command(launch)?;
@@ -144,14 +148,15 @@ impl Vmm {
                 format!("CVM {} is already {state}", cvm.id),
             ));
         }
-        self.require_allowed(
-            manifest.app_id,
-            manifest.compose_hash(),
-            manifest.os_image_hash,
-        )
-        .await?;
+        let allowed = self
+            .require_allowed(
+                manifest.app_id,
+                manifest.compose_hash(),
+                manifest.os_image_hash,
+            )
+            .await?;
         ports::check_free(&manifest.ports)?;
-        self.launch(cvm)
+        self.launch(cvm, allowed.block_number)
     }
 
     /// Stop a CVM (`POST /v1/cvms/{id}/stop`); stopping a stopped CVM is a no-op.

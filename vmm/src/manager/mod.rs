@@ -489,7 +489,8 @@ impl Vmm {
             .collect();
         let ports = crate::ports::allocate(&req.ports, self.config.cvm.port_range, &taken)?;
         // 4. The chain: would the KMS release keys to this? Refusal costs nothing.
-        self.require_allowed(app_id, compose_hash, image.os_image_hash)
+        let allowed = self
+            .require_allowed(app_id, compose_hash, image.os_image_hash)
             .await?;
         let vsock_cid = match self.backend.kind() {
             "qemu" => {
@@ -539,7 +540,7 @@ impl Vmm {
         // 6. Start (the pre-flight above is a few milliseconds old; ports were just probed).
         if req.start {
             let _op = cvm.op.lock().await;
-            self.launch(&cvm)?;
+            self.launch(&cvm, allowed.block_number)?;
         }
         Ok(cvm.info(self.backend.kind()))
     }

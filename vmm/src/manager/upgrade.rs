@@ -94,7 +94,7 @@ impl Vmm {
             .await?;
         match refusal(&report) {
             Ok(()) => {
-                self.apply(&cvm, target).await?;
+                self.apply(&cvm, target, report.block_number).await?;
                 cvm.update(|d| d.state.upgrade = None)?;
                 Ok(UpgradeOutcome::Applied(cvm.info(self.backend.kind())))
             }
@@ -121,8 +121,9 @@ impl Vmm {
     }
 
     /// Replace `cvm`'s manifest with `target` (the caller holds the `op` lock and the
-    /// chain allows `target`): stop if active, rewrite, start again if it was active.
-    async fn apply(&self, cvm: &CvmRef, target: Manifest) -> Result<()> {
+    /// chain allows `target` at policy block `allowed_at`): stop if active, rewrite,
+    /// start again if it was active.
+    async fn apply(&self, cvm: &CvmRef, target: Manifest, allowed_at: u64) -> Result<()> {
         let was_active = cvm.read(|d| d.state.state.is_active());
         if was_active {
             self.stop_locked(cvm).await?;
@@ -133,7 +134,7 @@ impl Vmm {
         tracing::info!(cvm = %cvm.id, "upgrade applied");
         if was_active {
             crate::ports::check_free(&cvm.read(|d| d.manifest.ports.clone()))?;
-            self.launch(cvm)?;
+            self.launch(cvm, allowed_at)?;
         }
         Ok(())
     }
@@ -213,7 +214,7 @@ async fn wait_for_approval(vmm: Weak<Vmm>, cvm: CvmRef) {
                         s.detail = format!("allowed at block {}; applying", report.block_number);
                         s.checked_at_block = Some(report.block_number);
                     });
-                    match v.apply(&cvm, target).await {
+                    match v.apply(&cvm, target, report.block_number).await {
                         Ok(()) => set_status(&cvm, |s| {
                             s.state = UpgradeState::Done;
                             s.detail =
