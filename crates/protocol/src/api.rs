@@ -487,8 +487,7 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"min_policy_block":42}"#
         );
-        let e =
-            serde_json::from_str::<AppKeyRequest>(r#"{"min_policy_block":-1}"#).unwrap_err();
+        let e = serde_json::from_str::<AppKeyRequest>(r#"{"min_policy_block":-1}"#).unwrap_err();
         assert!(e.to_string().contains("invalid value"), "{e}");
         let r: OnboardRequest = serde_json::from_str(r#"{"key_generation":2}"#).unwrap();
         assert_eq!(r.key_generation, Some(2));

@@ -349,7 +349,9 @@ mod tests {
         assert_eq!(chain.confirmations(), DEFAULT_CONFIRMATIONS);
         assert_eq!(chain.min_policy_block, None);
         // absent, it is not written (a dstack-shaped file stays as it was)
-        assert!(!serde_json::to_string(&chain).unwrap().contains("min_policy_block"));
+        assert!(!serde_json::to_string(&chain)
+            .unwrap()
+            .contains("min_policy_block"));
         let with_block = SysConfig::parse(
             format!(
                 r#"{{"chain":{{"rpc_url":"https://r","chain_id":1,"kms_auth":"0x{}","min_policy_block":77}}}}"#,
