@@ -19,6 +19,7 @@
 //! timeout_ms = 3000          # per RPC call
 //! max_head_age_secs = 120    # an older head is refused (503)
 //! poll_interval_ms = 1000    # the pinned block advances in the background this often
+//! head_wait_ms = 10000       # longest an app-key waits for its min_policy_block (≤ 20000)
 //!
 //! [attestation]
 //! trust = "intel"            # or "simulator" (development only; needs simulator_seed)
@@ -66,7 +67,7 @@ use crate::anchor::AnchorLimits;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::evidence::CollateralSource;
-use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL};
+use crate::node::{NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_WAIT, MAX_HEAD_WAIT};
 use crate::server::ServerLimits;
 
 /// Default listen address.
@@ -146,6 +147,10 @@ pub struct ChainSection {
     /// How often the pinned block advances in the background, milliseconds.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// Longest an `app-key` request waits for the policy block to reach its
+    /// `min_policy_block`, milliseconds (default [`crate::DEFAULT_HEAD_WAIT`], at most
+    /// [`crate::MAX_HEAD_WAIT`]; 0 answers 503 `unavailable.policy_head_behind` at once).
+    pub head_wait_ms: Option<u64>,
 }
 
 fn default_quorum() -> usize {
@@ -277,6 +282,7 @@ const ENV_KEYS: &[&str] = &[
     "chain.timeout_ms",
     "chain.max_head_age_secs",
     "chain.poll_interval_ms",
+    "chain.head_wait_ms",
     "attestation.trust",
     "attestation.simulator_seed",
     "attestation.collateral_file",
@@ -315,6 +321,7 @@ const INTEGER_KEYS: &[&str] = &[
     "chain.timeout_ms",
     "chain.max_head_age_secs",
     "chain.poll_interval_ms",
+    "chain.head_wait_ms",
     "attestation.pccs_fetches_per_minute",
     "attestation.pccs_fetch_burst",
     "log.anchor_interval_secs",
@@ -447,6 +454,12 @@ impl Config {
         if self.chain.poll_interval_ms == 0 {
             return Err(cfg_err("chain.poll_interval_ms", "must be > 0"));
         }
+        if self.head_wait() > MAX_HEAD_WAIT {
+            return Err(cfg_err(
+                "chain.head_wait_ms",
+                format!("must be at most {}", MAX_HEAD_WAIT.as_millis()),
+            ));
+        }
         self.chain_urls()?;
         if self.chain.quorum == 0 || self.chain.quorum > self.chain_urls()?.len() {
             return Err(cfg_err(
@@ -491,6 +504,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `chain.head_wait_ms`, or [`DEFAULT_HEAD_WAIT`].
+    fn head_wait(&self) -> Duration {
+        self.chain
+            .head_wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_HEAD_WAIT)
     }
 
     fn anchor_interval(&self) -> Duration {
@@ -663,6 +684,7 @@ impl Config {
             anchor_interval: self.anchor_interval(),
             anchor_limits: self.anchor_limits(),
             clock,
+            head_wait: self.head_wait(),
         })
     }
 }
@@ -894,6 +916,24 @@ simulator_host_seed = "0x0101010101010101010101010101010101010101010101010101010
         let chain = Config::parse(&text, env).unwrap().chain_config().unwrap();
         assert_eq!(chain.rpc_urls.len(), 3);
         assert_eq!(chain.quorum, 3);
+    }
+
+    #[test]
+    fn the_head_wait_defaults_to_ten_seconds_and_is_capped() {
+        assert_eq!(
+            Config::parse(BASE, []).unwrap().head_wait(),
+            DEFAULT_HEAD_WAIT
+        );
+        let env = |ms: &str| [("CAIRN_KMS_CHAIN_HEAD_WAIT_MS".to_owned(), ms.to_owned())];
+        let c = Config::parse(BASE, env("2500")).unwrap();
+        assert_eq!(c.head_wait(), Duration::from_millis(2500));
+        assert_eq!(
+            Config::parse(BASE, env("0")).unwrap().head_wait(),
+            Duration::ZERO
+        );
+        let over = (MAX_HEAD_WAIT.as_millis() + 1).to_string();
+        let e = Config::parse(BASE, env(&over)).unwrap_err();
+        assert_eq!(key_of(e), "chain.head_wait_ms");
     }
 
     #[test]

@@ -89,8 +89,9 @@ pub use crate::{
     // Metrics.
     metrics::{GaugeGuard, Metrics, Refusal, Stage, BUCKETS},
     node::{
-        install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, LEAF_VALIDITY,
-        LOG_DIR, LOG_RECOVERY_INTERVAL, MAX_CSR_ALT_NAMES, SECRETS_DIR,
+        install_crypto_provider, Node, NodeOptions, DEFAULT_ANCHOR_INTERVAL, DEFAULT_HEAD_WAIT,
+        LEAF_VALIDITY, LOG_DIR, LOG_RECOVERY_INTERVAL, MAX_CSR_ALT_NAMES, MAX_HEAD_WAIT,
+        MAX_HEAD_WAITERS, MAX_POLICY_BLOCK_LEAD, SECRETS_DIR,
     },
     // Replication (the new node's side).
     onboard::{onboard, onboard_generation, OnboardReport},

@@ -25,6 +25,12 @@
 //!   release permit is held meanwhile).
 //! - `cairn_kms_request_body_timeouts_total`: requests answered 408 because their body
 //!   stalled or was too slow.
+//! - `cairn_kms_policy_head_waits_total{outcome}`: `app-key` requests whose
+//!   `min_policy_block` was above the policy block, by outcome: `reached` (the head got
+//!   there within `chain.head_wait_ms`, then judged as usual) or `behind` (answered 503
+//!   `unavailable.policy_head_behind`: timed out, too far ahead, or too many waiting).
+//! - `cairn_kms_policy_head_waiting` (gauge): `app-key` requests waiting for the policy
+//!   head now (at most `MAX_HEAD_WAITERS`).
 //!
 //! - chain (from the policy head, [`render_chain`]): `cairn_kms_chain_head_block`,
 //!   `cairn_kms_chain_policy_block`, `cairn_kms_chain_head_age_seconds` (gauges; absent
@@ -146,6 +152,9 @@ pub struct Metrics {
     in_flight: AtomicU64,
     reading_body: AtomicU64,
     body_timeouts: AtomicU64,
+    head_waits_reached: AtomicU64,
+    head_waits_behind: AtomicU64,
+    head_waiting: AtomicU64,
 }
 
 /// Decrements a gauge when dropped (shared with the other services).
@@ -237,6 +246,18 @@ impl Metrics {
         counter fn body_timed_out;
         /// Requests answered 408 for a slow body so far.
         fn body_timeouts => body_timeouts;
+        /// Count one release that waited for the policy head and saw it reach its block.
+        counter fn head_wait_reached;
+        /// Releases whose wait for the policy head ended with the head at their block.
+        fn head_waits_reached => head_waits_reached;
+        /// Count one release answered 503 because the policy head did not reach its block.
+        counter fn head_wait_behind;
+        /// Releases answered 503 `unavailable.policy_head_behind` so far.
+        fn head_waits_behind => head_waits_behind;
+        /// Count one release waiting for the policy head until the guard drops.
+        gauge fn head_wait_started;
+        /// Releases waiting for the policy head now.
+        fn head_waiting => head_waiting;
     }
 
     /// Count one connection closed at accept.
@@ -311,10 +332,20 @@ impl Metrics {
             ("requests_in_flight", "gauge", "Requests whose headers were read and that are not answered yet.", load(&self.in_flight).to_string()),
             ("requests_reading_body", "gauge", "Requests whose body is being read (no release permit held).", load(&self.reading_body).to_string()),
             ("request_body_timeouts_total", "counter", "Requests answered 408 because their body stalled or was too slow.", load(&self.body_timeouts).to_string()),
+            ("policy_head_waiting", "gauge", "app-key requests waiting now for the policy head to reach their min_policy_block.", load(&self.head_waiting).to_string()),
         ];
         for (name, kind, help, value) in singles {
             e.single(&format!("cairn_kms_{name}"), kind, help, value);
         }
+        e.labelled(
+            "cairn_kms_policy_head_waits_total",
+            "app-key requests that waited for the policy head to reach their min_policy_block, by outcome.",
+            "outcome",
+            [
+                ("reached", self.head_waits_reached()),
+                ("behind", self.head_waits_behind()),
+            ],
+        );
         e.labelled(
             "cairn_kms_connections_refused_total",
             "Connections closed at accept, by reason.",

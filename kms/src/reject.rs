@@ -86,6 +86,10 @@ pub enum Dependency {
     /// The transparency log cannot make an entry durable (a full disk, an I/O error);
     /// it is reopened in the background until it takes entries again.
     Log,
+    /// The request's `min_policy_block` is above this node's policy block and the head
+    /// did not reach it within `chain.head_wait_ms` (or it is too far ahead of the chain's
+    /// head, or too many requests wait already). Never a denial: retry.
+    PolicyHeadBehind,
 }
 
 impl Dependency {
@@ -101,6 +105,7 @@ impl Dependency {
             Dependency::Registration => "self_check.not_registered",
             Dependency::Anchor => "unavailable.anchor",
             Dependency::Log => "unavailable.log",
+            Dependency::PolicyHeadBehind => "unavailable.policy_head_behind",
         }
     }
 }
@@ -319,6 +324,10 @@ mod tests {
             (Dependency::Registration, "self_check.not_registered"),
             (Dependency::Anchor, "unavailable.anchor"),
             (Dependency::Log, "unavailable.log"),
+            (
+                Dependency::PolicyHeadBehind,
+                "unavailable.policy_head_behind",
+            ),
         ] {
             let e = ApiError::Unavailable {
                 dependency,

@@ -69,6 +69,20 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const LOG_DIR: &str = "log";
 /// Default anchoring interval.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
+/// Default [`NodeOptions::head_wait`] (`chain.head_wait_ms`): a few poll intervals.
+pub const DEFAULT_HEAD_WAIT: Duration = Duration::from_secs(10);
+/// Largest [`NodeOptions::head_wait`]: well under the server's request timeout, so a
+/// waiting release still answers 503 itself.
+pub const MAX_HEAD_WAIT: Duration = Duration::from_secs(20);
+/// Most `app-key` requests waiting at once for the policy head to reach their
+/// `min_policy_block`; more are answered 503 `unavailable.policy_head_behind` at once, so
+/// waiters hold at most a quarter of the release permits
+/// ([`MAX_IN_FLIGHT`](crate::server::MAX_IN_FLIGHT)).
+pub const MAX_HEAD_WAITERS: usize = 64;
+/// How far past the chain head this node last read a `min_policy_block` may be and still
+/// be waited for (RPC endpoints of a VMM and a KMS may differ by a few blocks); beyond
+/// it no honest pre-flight can have seen the block, and the answer is 503 at once.
+pub const MAX_POLICY_BLOCK_LEAD: u64 = 16;
 /// How often a log that could not make an entry durable (a full disk) is reopened until
 /// it takes entries again.
 pub const LOG_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
@@ -100,6 +114,9 @@ pub struct NodeOptions {
     /// The wall clock ([`Clock::system`] outside tests): validity windows, release-record
     /// timestamps, leaf validity, the env-pubkey timestamp, the chain head's age.
     pub clock: Clock,
+    /// Longest an `app-key` release waits for the policy head to reach the request's
+    /// `min_policy_block` ([`DEFAULT_HEAD_WAIT`]; at most [`MAX_HEAD_WAIT`]).
+    pub head_wait: Duration,
 }
 
 cairn_protocol::redacted_debug!(NodeOptions {
@@ -111,6 +128,7 @@ cairn_protocol::redacted_debug!(NodeOptions {
     anchor_interval,
     anchor_limits,
     clock,
+    head_wait,
     ..
 });
 
@@ -140,6 +158,10 @@ pub struct Node {
     chain_id: u64,
     anchor_interval: Duration,
     metrics: Metrics,
+    /// See [`NodeOptions::head_wait`].
+    head_wait: Duration,
+    /// Permits of the requests waiting for the head ([`MAX_HEAD_WAITERS`]).
+    head_waiters: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Node {
@@ -175,6 +197,12 @@ impl Node {
     pub async fn open(opts: NodeOptions) -> Result<Arc<Node>> {
         install_crypto_provider();
         opts.anchor_limits.check(opts.anchor_interval)?;
+        if opts.head_wait > MAX_HEAD_WAIT {
+            return Err(Error::Config {
+                key: "chain.head_wait_ms".into(),
+                reason: format!("must be at most {} ms", MAX_HEAD_WAIT.as_millis()),
+            });
+        }
         let clock = opts.clock;
         let store = SecretStore::open(opts.data_dir.join(SECRETS_DIR))?;
         let held = store.held()?;
@@ -272,6 +300,8 @@ impl Node {
             anchor: AnchorState::new(opts.anchor_limits, anchored, Instant::now()),
             anchor_interval: opts.anchor_interval,
             metrics: Metrics::default(),
+            head_wait: opts.head_wait,
+            head_waiters: tokio::sync::Semaphore::new(MAX_HEAD_WAITERS),
         }))
     }
 

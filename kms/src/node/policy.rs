@@ -13,7 +13,7 @@ use cairn_onchain::alloy::primitives::Address;
 use cairn_onchain::HeadView;
 
 use super::keyring::Keyring;
-use super::Node;
+use super::{Node, MAX_POLICY_BLOCK_LEAD};
 use crate::evidence::{self, Attested};
 use crate::reject::{ApiError, Dependency};
 
@@ -94,6 +94,81 @@ impl Node {
     /// A failed, contradicted or stale head is an error (503), never an older block.
     pub(super) fn policy_view(&self) -> Result<HeadView<'_>, ApiError> {
         Ok(self.head.view()?)
+    }
+
+    /// The policy head's view once its pinned block is at least `min` (a request's
+    /// `min_policy_block`): at once when it already is (or `min` is `None`); otherwise
+    /// the release waits for the head's next advances, up to the node's `head_wait`,
+    /// then judges at the head's own block as always. The head advancing is what ends
+    /// the wait (no polling of the chain here). 503 `unavailable.policy_head_behind`,
+    /// naming both blocks, when the head has not reached `min` by then, at once when
+    /// `min` is more than [`MAX_POLICY_BLOCK_LEAD`] past the chain head this node last
+    /// read (no endpoint can have seen it allowed) or when
+    /// [`MAX_HEAD_WAITERS`](super::MAX_HEAD_WAITERS) requests
+    /// wait already. A client-chosen `min` can only delay its own request: it selects no
+    /// block, it is never a verdict.
+    pub(super) async fn policy_view_at_least(
+        &self,
+        min: Option<u64>,
+    ) -> Result<HeadView<'_>, ApiError> {
+        let Some(min) = min else {
+            return self.policy_view();
+        };
+        // Subscribed before the first look, so an advance in between is not missed.
+        let mut advances = self.head.advances();
+        let view = self.policy_view()?;
+        if view.block().number >= min {
+            return Ok(view);
+        }
+        let behind = |pinned: u64, why: &str| {
+            self.metrics.head_wait_behind();
+            ApiError::Unavailable {
+                dependency: Dependency::PolicyHeadBehind,
+                reason: format!(
+                    "this KMS's policy block is {pinned}, below the requested min_policy_block {min} ({why}); retry"
+                ),
+            }
+        };
+        let too_far = |head: u64| min > head.saturating_add(MAX_POLICY_BLOCK_LEAD);
+        if too_far(view.head().number) {
+            return Err(behind(
+                view.block().number,
+                "more than the allowed lead past the chain head",
+            ));
+        }
+        let Ok(_waiter) = self.head_waiters.try_acquire() else {
+            return Err(behind(
+                view.block().number,
+                "too many requests wait for the head",
+            ));
+        };
+        let _waiting = self.metrics.head_wait_started();
+        let deadline = tokio::time::Instant::now() + self.head_wait;
+        loop {
+            let waited = tokio::time::timeout_at(deadline, advances.changed()).await;
+            let view = self.policy_view()?;
+            let pinned = view.block().number;
+            if pinned >= min {
+                self.metrics.head_wait_reached();
+                return Ok(view);
+            }
+            match waited {
+                Ok(Ok(())) if !too_far(view.head().number) => continue,
+                Ok(Ok(())) => {
+                    return Err(behind(
+                        pinned,
+                        "more than the allowed lead past the chain head",
+                    ))
+                }
+                Ok(Err(_)) => return Err(behind(pinned, "the policy head stopped")),
+                Err(_) => {
+                    return Err(behind(
+                        pinned,
+                        &format!("waited {} ms", self.head_wait.as_millis()),
+                    ))
+                }
+            }
+        }
     }
 
     /// Step 4: this node itself is allowed at the view's block: its own evidence still

@@ -45,14 +45,16 @@ struct Authorized<'a> {
 impl Node {
     /// Steps 1-4 for `kind`: the caller's evidence (recorded as the span's `app_id`),
     /// the chain policy at the pinned block (the policy head's view, which later reads of
-    /// the same release use; the allow is a [`Checked`] holding the boot info the chain
-    /// judged, the only input of the release record), this node's self-check (which
+    /// the same release use — once it reaches `min_policy_block` when one is asked for,
+    /// waiting boundedly for that; the allow is a [`Checked`] holding the boot info the
+    /// chain judged, the only input of the release record), this node's self-check (which
     /// gives the keyring served at that block), the log's writability, and a slot under
     /// the bound on unanchored log entries (held until the entry is appended).
     async fn authorize(
         &self,
         kind: ReleaseKind,
         peer_cert: Option<&[u8]>,
+        min_policy_block: Option<u64>,
     ) -> Result<Authorized<'_>, ApiError> {
         let t = Instant::now();
         let evidence = evidence::attest(
@@ -73,7 +75,7 @@ impl Node {
         self.metrics.observe(Stage::Verify, t.elapsed());
 
         let t = Instant::now();
-        let view = self.policy_view()?;
+        let view = self.policy_view_at_least(min_policy_block).await?;
         let checked = Checked::allowed(Policy::View(&view), kind, evidence.boot.clone()).await?;
         let ring = self.self_check(&view).await?;
         self.metrics.observe(Stage::Chain, t.elapsed());
@@ -231,7 +233,9 @@ impl Node {
             checked,
             slot,
             ring,
-        } = self.authorize(ReleaseKind::AppKey, peer_cert).await?;
+        } = self
+            .authorize(ReleaseKind::AppKey, peer_cert, req.min_policy_block)
+            .await?;
         let at = checked.at();
         let previous = previous_generation(&ring, req.previous_generation)?;
         let gateway_app_id = self.gateway_app_id(&view).await?;
@@ -315,7 +319,9 @@ impl Node {
             slot,
             ring,
             ..
-        } = self.authorize(ReleaseKind::SignCert, peer_cert).await?;
+        } = self
+            .authorize(ReleaseKind::SignCert, peer_cert, None)
+            .await?;
         let at = checked.at();
         let csr = issue::bound_csr(&req.csr, &a)?;
         let window = issue::requested_window(self.clock.now(), req)?;
@@ -350,7 +356,7 @@ impl Node {
                 slot,
                 ring,
                 ..
-            } = self.authorize(ReleaseKind::KmsOnboard, peer_cert).await?;
+            } = self.authorize(ReleaseKind::KmsOnboard, peer_cert, None).await?;
             let at = checked.at();
             let g = match req.key_generation {
                 None => &ring.current,

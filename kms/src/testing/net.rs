@@ -29,7 +29,8 @@ use crate::evidence::CollateralSource;
 use crate::kdf::MasterSecret;
 use crate::lifecycle::own_evidence;
 use crate::node::{
-    certified_key, install_crypto_provider, CurrentCert, Node, NodeOptions, SECRETS_DIR,
+    certified_key, install_crypto_provider, CurrentCert, Node, NodeOptions, DEFAULT_HEAD_WAIT,
+    SECRETS_DIR,
 };
 use crate::server::{self, ServerLimits};
 use crate::store::SecretStore;
@@ -175,6 +176,7 @@ impl TestNet {
             anchor_interval: Duration::from_millis(200),
             anchor_limits: AnchorLimits::default(),
             clock: Clock::system(),
+            head_wait: DEFAULT_HEAD_WAIT,
         }
     }
 

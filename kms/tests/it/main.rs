@@ -9,6 +9,7 @@ mod config;
 mod denials;
 mod faults;
 mod known_answer;
+mod min_block;
 mod onboard;
 mod registration;
 mod release;
