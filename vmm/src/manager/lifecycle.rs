@@ -90,13 +90,7 @@ impl Vmm {
         // Where the guest checks its KMS on chain (`isKmsAllowed`): the VMM's chain; and
         // the block the pre-flight allowed this launch at, which the guest passes to its
         // KMS so that a KMS whose head lags waits for it (docs/vmm.md "Deploy, then boot").
-        sys.chain = Some(ChainSection {
-            rpc_url: self.config.chain.rpc_url.to_string(),
-            chain_id: self.config.chain.chain_id,
-            kms_auth: format!("{:#x}", self.config.chain.kms_auth),
-            confirmations: Some(self.config.chain.confirmations),
-            min_policy_block: Some(allowed_at),
-        });
+        sys.chain = Some(sys_chain(&self.config.chain, allowed_at));
         store::write_json(&cvm.dir.shared().join("sys-config.json"), &sys)?;
         let command = self.backend.command(launch)?;
         let spawned = supervisor::spawn(
@@ -242,5 +236,46 @@ impl Vmm {
             Ok(_) => self.metrics.operation(op, "ok"),
             Err(e) => self.metrics.operation(op, e.code()),
         }
+    }
+}
+
+/// The `chain` section of a CVM's `sys-config.json`: the VMM's chain (where the guest
+/// checks its KMS) and `allowed_at`, the policy block at which the pre-flight allowed this
+/// launch (sent by the guest as its `min_policy_block`).
+fn sys_chain(chain: &crate::config::ChainSection, allowed_at: u64) -> ChainSection {
+    ChainSection {
+        rpc_url: chain.rpc_url.to_string(),
+        chain_id: chain.chain_id,
+        kms_auth: format!("{:#x}", chain.kms_auth),
+        confirmations: Some(chain.confirmations),
+        min_policy_block: Some(allowed_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_protocol::sysconfig::SysConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_sys_config_chain_section_carries_the_preflight_block() {
+        let chain = crate::config::ChainSection {
+            rpc_url: "http://127.0.0.1:8545".parse().unwrap(),
+            chain_id: 31337,
+            kms_auth: [0xab; 20].into(),
+            confirmations: 3,
+            timeout_ms: 1000,
+        };
+        let sys = SysConfig {
+            chain: Some(sys_chain(&chain, 1234)),
+            ..SysConfig::default()
+        };
+        // What the guest reads back from the file.
+        let back = SysConfig::parse(&serde_json::to_vec(&sys).unwrap()).unwrap();
+        let section = back.chain.unwrap();
+        assert_eq!(section.min_policy_block, Some(1234));
+        assert_eq!(section.confirmations(), 3);
+        assert_eq!(section.kms_auth().unwrap(), [0xab; 20]);
     }
 }
