@@ -122,12 +122,10 @@ pub struct ChainSection {
     pub kms_auth: String,
     /// Policy is read this many blocks behind head ([`DEFAULT_CONFIRMATIONS`] if absent).
     pub confirmations: Option<u64>,
-    /// Cairn's own: the policy block at which the VMM's pre-flight saw this CVM's app,
-    /// compose hash and OS image allowed. The guest sends it as
+    /// Cairn's own: the block the VMM's pre-flight allowed this launch at, sent as
     /// [`AppKeyRequest::min_policy_block`](crate::api::AppKeyRequest::min_policy_block)
-    /// so a KMS whose head lags waits for that block instead of refusing a deploy it has
-    /// not read yet. Untrusted like the rest of the file: it can only delay the guest's
-    /// own key request. Absent when the VMM ran no pre-flight.
+    /// (a lagging KMS waits for it; it can only delay the guest's own request).
+    #[serde(default)]
     pub min_policy_block: Option<u64>,
 }
 
