@@ -125,7 +125,6 @@ pub struct ChainSection {
     /// Cairn's own: the block the VMM's pre-flight allowed this launch at, sent as
     /// [`AppKeyRequest::min_policy_block`](crate::api::AppKeyRequest::min_policy_block)
     /// (a lagging KMS waits for it; it can only delay the guest's own request).
-    #[serde(default)]
     pub min_policy_block: Option<u64>,
 }
 
