@@ -652,6 +652,9 @@ export CAIRN_RPC_URL=$rpc
 export CAIRN_CHAIN_ID=$chain_id
 export CAIRN_KMS_AUTH=$kms_auth
 export CAIRN_KMS_URL=$kms_url
+# Every KMS node (the first, then the onboarded ones), comma-separated; audit them all with
+# \`cairn audit --all --kms-url "\$CAIRN_KMS_URLS"\`.
+export CAIRN_KMS_URLS=$(IFS=,; echo "$kms_url${replica_urls[*]:+,${replica_urls[*]}}")
 export CAIRN_KMS_NODE=$node_address
 export CAIRN_APP_ID=$app_id
 export CAIRN_COMPOSE_HASH=$compose_hash
@@ -772,6 +775,11 @@ os.replace(tmp, sys.argv[1])
 PY
 
 if [ "${CAIRN_DEVNET_EXIT:-0}" = 1 ]; then
+  # The smoke run's last check: every node's log audits clean (an onboarded node's entry 0
+  # is its kms-onboard-receipt, logged before it was registered: not a finding).
+  step "auditing every KMS node: cairn audit --all --kms-url \$CAIRN_KMS_URLS"
+  (. "$dir/devnet.env" && timeout 120 "$cairn_bin" audit --all --kms-url "$CAIRN_KMS_URLS") >"$dir/audit.log" 2>&1 ||
+    { cat "$dir/audit.log" >&2; die "cairn audit of the devnet's KMS nodes was not clean (log: $dir/audit.log)"; }
   exit 0
 fi
 # Runs until Ctrl-C, or until a part dies.

@@ -147,6 +147,9 @@ struct ReleaseRow {
     allowed: bool,
     /// Re-evaluated with exactly the boot info the KMS evaluated (a version-2 record).
     exact: bool,
+    /// A release, not an onboarding receipt (the text report counts them apart).
+    #[serde(skip)]
+    is_release: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +168,8 @@ struct FindingRow {
 struct Stats {
     entries: u64,
     releases: u64,
+    /// Onboarding receipts checked (kind `kms-onboard-receipt`), not in `releases`.
+    receipts: u64,
     approximate: u64,
     policy_calls: u64,
     registration_calls: u64,
@@ -470,6 +475,7 @@ impl Context {
             stats: Stats {
                 entries: r.stats.entries,
                 releases: r.stats.releases,
+                receipts: r.stats.receipts,
                 approximate: r.stats.approximate,
                 policy_calls: r.stats.policy_calls,
                 registration_calls: r.stats.registration_calls,
@@ -495,6 +501,7 @@ fn release_row(x: &AuditedRelease) -> ReleaseRow {
         logged: x.logged,
         allowed: x.allowed,
         exact: x.exact,
+        is_release: x.record.kind.is_release(),
     }
 }
 
@@ -616,12 +623,19 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             }
         );
         outln!(
-            "  {} anchors, entries {}..{} read, verified size {}, {} releases, {} findings",
+            "  {} anchors, entries {}..{} read, verified size {}, {} releases{}, {} findings",
             n.anchors,
             n.start,
             n.start + n.entries,
             n.verified_size.map_or("none".to_owned(), |s| s.to_string()),
-            n.releases.len(),
+            n.releases.iter().filter(|x| x.is_release).count(),
+            match n.releases.iter().filter(|x| !x.is_release).count() {
+                0 => String::new(),
+                k => format!(
+                    " (and {k} onboarding receipt{})",
+                    if k == 1 { "" } else { "s" }
+                ),
+            },
             n.findings.len()
         );
         if !n.releases.is_empty() {

@@ -13,7 +13,9 @@
 //! 5. derive the root keys and require them to equal the ones registered in KmsAuth for
 //!    that generation, and A's TLS certificate to be issued by that root CA — only then
 //!    store the secret;
-//! 6. log the onboarding in B's own log (a `kms-onboard` entry naming A).
+//! 6. log the onboarding in B's own log: a `kms-onboard-receipt` entry holding A's boot
+//!    info (B received the secret and released nothing, so an audit does not ask whether
+//!    B was a registered node at that block: B registers only after onboarding).
 //!
 //! [`onboard_generation`] does the same for a node that already has an identity and
 //! needs another key generation (a rotation, docs/rotation.md): it asks A for that
@@ -152,7 +154,7 @@ async fn fetch(
     let at = chain.policy_block().await?;
     let checked = Checked::allowed(
         Policy::Block(chain, at),
-        ReleaseKind::KmsOnboard,
+        ReleaseKind::KmsOnboardReceipt,
         source_node.boot.clone(),
     )
     .await?;
@@ -175,7 +177,7 @@ async fn fetch(
     Ok((checked, source_node, resp, conn))
 }
 
-/// The `kms-onboard` entry in this node's own log: the record of the allow `checked`
+/// The `kms-onboard-receipt` entry in this node's own log: the record of the allow `checked`
 /// (the source node's boot info the chain judged) for key `generation` (the one
 /// received), sent by the holder of `source_node`.
 async fn log_onboarding(

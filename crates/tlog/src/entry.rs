@@ -107,8 +107,43 @@ pub enum ReleaseKind {
     AppKey = 0,
     /// A certificate signed by the app CA (`sign-cert`).
     SignCert = 1,
-    /// Root secrets sent to a new KMS node (`onboard`).
+    /// Root secrets sent to a new KMS node (`onboard`), logged by the sending node.
     KmsOnboard = 2,
+    /// The receiving node's own record that it received a key generation from a node
+    /// whose boot info the record holds, judged an allowed KMS (`isKmsAllowed`) at the
+    /// policy block; the logging node released nothing.
+    KmsOnboardReceipt = 3,
+}
+
+impl ReleaseKind {
+    /// The kind's name in docs/tlog.md (`app-key`, `sign-cert`, `kms-onboard`,
+    /// `kms-onboard-receipt`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReleaseKind::AppKey => "app-key",
+            ReleaseKind::SignCert => "sign-cert",
+            ReleaseKind::KmsOnboard => "kms-onboard",
+            ReleaseKind::KmsOnboardReceipt => "kms-onboard-receipt",
+        }
+    }
+
+    /// Whether the record's boot info is a KMS node's, judged by `KmsAuth.isKmsAllowed`
+    /// (otherwise an app's, judged by `isAppAllowed`).
+    pub const fn is_kms_policy(self) -> bool {
+        match self {
+            ReleaseKind::KmsOnboard | ReleaseKind::KmsOnboardReceipt => true,
+            ReleaseKind::AppKey | ReleaseKind::SignCert => false,
+        }
+    }
+
+    /// Whether the logging node released something (a key, a certificate or the root
+    /// secret); a [`ReleaseKind::KmsOnboardReceipt`] records what the node received.
+    pub const fn is_release(self) -> bool {
+        match self {
+            ReleaseKind::AppKey | ReleaseKind::SignCert | ReleaseKind::KmsOnboard => true,
+            ReleaseKind::KmsOnboardReceipt => false,
+        }
+    }
 }
 
 impl TryFrom<u8> for ReleaseKind {
@@ -119,6 +154,7 @@ impl TryFrom<u8> for ReleaseKind {
             0 => Ok(ReleaseKind::AppKey),
             1 => Ok(ReleaseKind::SignCert),
             2 => Ok(ReleaseKind::KmsOnboard),
+            3 => Ok(ReleaseKind::KmsOnboardReceipt),
             _ => Err(EntryError::UnknownKind { kind }),
         }
     }

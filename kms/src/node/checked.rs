@@ -1,7 +1,7 @@
 //! [`Checked`]: a boot info together with the block at which the chain allowed it.
 //!
 //! Only [`Checked::allowed`] makes one, and only after `KmsAuth.isAppAllowed` (or
-//! `isKmsAllowed` for onboarding) allowed that very `BootInfo` value; a release record
+//! `isKmsAllowed` for onboarding and its receipt) allowed that very `BootInfo` value; a release record
 //! is built only from a `Checked` ([`Checked::record`]), so the log records exactly
 //! what the chain judged, at the block it judged it (docs/tlog.md §4.1). The bounds a
 //! record puts on the strings (TCB status, advisory ids) are checked before the chain
@@ -72,7 +72,7 @@ impl Checked {
         recorded_boot_info(&boot)
             .validate()
             .map_err(CheckError::Unloggable)?;
-        let onboard = kind == ReleaseKind::KmsOnboard;
+        let onboard = kind.is_kms_policy();
         let at = match policy {
             Policy::View(view) => {
                 if onboard {

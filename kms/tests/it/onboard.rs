@@ -30,9 +30,23 @@ async fn an_onboarded_node_serves_the_same_keys_and_both_log_the_onboarding() {
         .serve(w.options(dir.path(), 0xD2, &pki()), dir.clone())
         .await;
     assert_eq!(b.node.address(), report.node_address);
+    // B's entry 0 is its receipt (kind 3): A's boot info, judged an allowed KMS, and
+    // logged by B, which released nothing.
     let rec = ReleaseRecord::decode(&b.node.log().entry(0).unwrap()).unwrap();
-    assert_eq!(rec.kind, ReleaseKind::KmsOnboard);
+    assert_eq!(rec.kind, ReleaseKind::KmsOnboardReceipt);
     assert_eq!(rec.kms_node.into_array(), report.node_address);
+    assert_eq!(
+        rec.boot,
+        cairn_onchain::recorded_boot_info(&a.node.own_evidence().boot)
+    );
+    assert_eq!(rec.key_generation, 1);
+    // A's entry is the release, with B's boot info.
+    let sent = ReleaseRecord::decode(&a.node.log().entry(report.source_receipt.log_index).unwrap())
+        .unwrap();
+    assert_eq!(
+        sent.boot,
+        cairn_onchain::recorded_boot_info(&b.node.own_evidence().boot)
+    );
 
     let guest = w.guest(0x31);
     let cert = guest.cert();

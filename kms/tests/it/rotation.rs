@@ -155,7 +155,7 @@ async fn a_voted_rotation_serves_both_generations_in_its_window_then_erases_the_
         ReleaseRecord::decode(&b.node.log().entry(report.local_log_index).unwrap()).unwrap();
     assert_eq!(
         (local.kind, local.key_generation),
-        (ReleaseKind::KmsOnboard, 2)
+        (ReleaseKind::KmsOnboardReceipt, 2)
     );
     let on_b = ask(&b, &cert, Some(PreviousGeneration::Required))
         .await

@@ -361,7 +361,10 @@ pub struct AuditStats {
     pub entries: u64,
     /// Releases checked against the chain (after the app filter).
     pub releases: u64,
-    /// Of those, version-1 records (approximate re-evaluation).
+    /// Onboarding receipts (`kms-onboard-receipt`: a node's record that it received a
+    /// key generation) checked against the chain; not counted in `releases`.
+    pub receipts: u64,
+    /// Of the releases and receipts, version-1 records (approximate re-evaluation).
     pub approximate: u64,
     /// `isAppAllowed` / `isKmsAllowed` calls made (one per distinct boot info and
     /// block hash).

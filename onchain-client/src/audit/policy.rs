@@ -1,6 +1,7 @@
 //! Step 3 of the audit: each release against the chain at its recorded block — the
-//! block exists with the recorded hash and is not stale, the node was registered, and
-//! the policy allowed the recorded boot info.
+//! block exists with the recorded hash and is not stale, the node was registered (for a
+//! release; a `kms-onboard-receipt` records what the node received, before it could be
+//! registered), and the policy allowed the recorded boot info.
 //!
 //! Every chain read is deduplicated for the whole audit: one header per block number,
 //! one `isKmsNode` per (node, block hash), one `isAppAllowed` / `isKmsAllowed` per
@@ -12,7 +13,7 @@ use std::hash::Hash as StdHash;
 
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::sol_types::SolValue;
-use cairn_tlog::{ReleaseKind, ReleaseRecord};
+use cairn_tlog::ReleaseRecord;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use super::finding::{AuditStats, Finding, Staleness};
@@ -102,7 +103,7 @@ pub(super) struct Candidate {
 
 /// Which policy question a record answers.
 fn is_kms(record: &ReleaseRecord) -> bool {
-    record.kind == ReleaseKind::KmsOnboard
+    record.kind.is_kms_policy()
 }
 
 type VerdictKey = (bool, B256, B256);
@@ -143,7 +144,11 @@ impl Checker {
         let mut blocks: Vec<Option<PolicyBlock>> = Vec::with_capacity(batch.len());
         for c in batch {
             let (node, index, r) = (c.node, c.index, &c.record);
-            stats.releases += 1;
+            if r.kind.is_release() {
+                stats.releases += 1;
+            } else {
+                stats.receipts += 1;
+            }
             if !r.is_exact() {
                 stats.approximate += 1;
             }
@@ -223,7 +228,10 @@ impl Checker {
             if let Some(at) = at {
                 // `jobs` holds exactly the candidates with a block, in batch order.
                 let key = keys.next();
-                if self.registered.get(&(c.node, at.hash)) == Some(&false) {
+                // Only a node that released something had to be registered then.
+                if c.record.kind.is_release()
+                    && self.registered.get(&(c.node, at.hash)) == Some(&false)
+                {
                     pending.push(Finding::UnregisteredNode {
                         node: c.node,
                         index: c.index,
@@ -271,6 +279,7 @@ impl Checker {
     ) -> Result<(), Error> {
         let blocks = jobs
             .iter()
+            .filter(|(c, _, _)| c.record.kind.is_release())
             .map(|(c, at, _)| ((c.node, at.hash), *at))
             .collect();
         self.registered

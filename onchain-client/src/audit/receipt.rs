@@ -176,7 +176,9 @@ pub async fn verify_receipt<S: LogSource>(
 
     let boot = boot_info_of(&record);
     let verdict = match kind {
-        ReleaseKind::KmsOnboard => chain.is_kms_allowed(&boot, at).await,
+        ReleaseKind::KmsOnboard | ReleaseKind::KmsOnboardReceipt => {
+            chain.is_kms_allowed(&boot, at).await
+        }
         ReleaseKind::AppKey | ReleaseKind::SignCert => chain.is_app_allowed(&boot, at).await,
     };
     match verdict {

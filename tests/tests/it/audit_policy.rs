@@ -1,8 +1,10 @@
 //! The audit re-evaluates each release against the chain at its recorded block: a
 //! release after revocation, a policy block that is too old (behind the node's earlier
 //! ones, or far from the release's time), a release by a node no longer registered, a
-//! version-1 record (approximate), identical calls made once, and follow mode finding
-//! a bad release as soon as it is logged.
+//! version-1 record (approximate), identical calls made once, follow mode finding
+//! a bad release as soon as it is logged, and a node's onboarding receipt (kind 3,
+//! logged before the node is registered: clean, unless its source was not an allowed
+//! KMS at its block).
 //!
 //! A real KMS refuses all of these releases, so they are written the way a
 //! compromised KMS would: straight into the node's own log (`Forger`), which the node
@@ -20,7 +22,7 @@ use cairn_onchain::{
     audit_all, audit_app, boot_info_of, reasons, AuditOptions, AuditOutcome, AuditReport, Auditor,
     Check, Finding, PolicyBlock, Staleness,
 };
-use cairn_tlog::{RecordVersion, ReleaseRecord};
+use cairn_tlog::{RecordVersion, ReleaseKind, ReleaseRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::node_of;
@@ -210,6 +212,113 @@ async fn a_release_by_a_node_removed_from_kmsauth_is_found_even_though_it_is_no_
     assert!(!summary.registered);
     assert_eq!(summary.verified_size, Some(2));
     finish(forger, kms).await;
+}
+
+/// A two-node cluster built as documented (docs/operator.md §5): B onboarded from A,
+/// registered after. Returns the devnet, A, B, and a [`Forger`] of B's log; both logs
+/// anchored.
+async fn onboarded_pair() -> (Devnet, Kms, Kms, Forger) {
+    let net = Devnet::new().await;
+    let mut cluster = net.start_cluster(2).await;
+    let b = cluster.nodes.pop().unwrap();
+    let a = cluster.nodes.pop().unwrap();
+    cairn_kms::anchor_once(&a.node, 0).await.unwrap();
+    let mut forger = Forger::new(&b);
+    forger.anchor().await;
+    (net, a, b, forger)
+}
+
+/// `audit_all` over the logs of `a` and `b`, keeping every checked record.
+async fn audit_pair(net: &Devnet, a: &Kms, b: &Kms) -> AuditReport {
+    let mut sources = HashMap::from([
+        (node_of(a), a.client(None).await),
+        (node_of(b), b.client(None).await),
+    ]);
+    audit_all(
+        &net.client,
+        &mut sources,
+        AuditOptions::default().collecting_releases(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onboarded_then_registered_cluster_audits_clean_over_both_logs() {
+    let (net, a, b, forger) = onboarded_pair().await;
+    let nb = node_of(&b);
+
+    // B's entry 0 is its receipt: A's boot, at a block where B was not registered yet.
+    let receipt = forger.record(0);
+    assert_eq!(receipt.kind, ReleaseKind::KmsOnboardReceipt);
+    assert_eq!(receipt.boot.device_id, a.node.own_evidence().boot.deviceId);
+    let at = PolicyBlock {
+        number: receipt.policy_block_number,
+        hash: receipt.policy_block_hash,
+    };
+    assert!(!net.client.is_kms_node(nb, at).await.unwrap());
+
+    let report = audit_pair(&net, &a, &b).await;
+    assert_eq!(report.findings, vec![]);
+    assert!(report.is_clean());
+    // A's kms-onboard is a release; B's receipt is counted apart.
+    assert_eq!((report.stats.releases, report.stats.receipts), (1, 1));
+    let kinds: HashSet<(Address, u64, ReleaseKind, bool)> = report
+        .releases
+        .iter()
+        .map(|r| (r.node, r.index, r.record.kind, r.allowed))
+        .collect();
+    assert_eq!(
+        kinds,
+        HashSet::from([
+            (node_of(&a), 0, ReleaseKind::KmsOnboard, true),
+            (nb, 0, ReleaseKind::KmsOnboardReceipt, true),
+        ])
+    );
+    drop(forger);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_from_a_source_not_allowed_at_its_block_is_not_allowed_and_a_release_by_an_unregistered_node_still_is_found(
+) {
+    let (net, a, b, mut forger) = onboarded_pair().await;
+    let nb = node_of(&b);
+    let receipt = forger.record(0);
+    let before = PolicyBlock {
+        number: receipt.policy_block_number,
+        hash: receipt.policy_block_hash,
+    };
+
+    // The same record logged as a release (kind 2) at B's pre-registration block: B
+    // released while not registered.
+    let as_release = forger
+        .append(&ReleaseRecord {
+            kind: ReleaseKind::KmsOnboard,
+            ..receipt.clone()
+        })
+        .await;
+    // A's device is removed; then B logs a receipt from A judged after that.
+    net.client
+        .remove_kms_device(a.node.own_evidence().boot.deviceId)
+        .await
+        .unwrap();
+    net.mine(CONFIRMATIONS).await;
+    let after = net.client.policy_block().await.unwrap();
+    let late = forger.append_judged_at(0, &after).await;
+    forger.anchor().await;
+
+    let report = audit_pair(&net, &a, &b).await;
+    assert_findings!(report, [
+        Finding::UnregisteredNode { node: n1, index: i1, block: b1 },
+        Finding::NotAllowed { node: n2, index: i2, block: b2, check: Check::KmsDevice, reason },
+    ] if *n1 == nb && *i1 == as_release && *b1 == before.number
+        && *n2 == nb && *i2 == late && *b2 == after.number && reason == reasons::KMS_DEVICE);
+    assert_eq!((report.stats.releases, report.stats.receipts), (2, 2));
+    drop(forger);
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

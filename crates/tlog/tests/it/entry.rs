@@ -309,6 +309,7 @@ fn every_kind_round_trips() {
         ReleaseKind::AppKey,
         ReleaseKind::SignCert,
         ReleaseKind::KmsOnboard,
+        ReleaseKind::KmsOnboardReceipt,
     ] {
         for r in [
             ReleaseRecord { kind, ..sample() },
@@ -372,10 +373,54 @@ fn dirty_padding_and_truncation_are_rejected() {
 
 #[test]
 fn unknown_kinds_are_rejected() {
+    for kind in [4u8, 5, 255] {
+        assert_eq!(
+            decode_patched(95, kind),
+            Err(EntryError::UnknownKind { kind })
+        );
+    }
+}
+
+/// Kind 3 (`kms-onboard-receipt`) is the documented vector with word 2 set to 3, and
+/// nothing else changes: the kind is one byte of the record.
+#[test]
+fn a_kms_onboard_receipt_is_the_vector_with_kind_3() {
+    let receipt = ReleaseRecord {
+        kind: ReleaseKind::KmsOnboardReceipt,
+        ..sample_v2()
+    };
+    let bytes = receipt.encode().expect("encode");
+    let mut expected = hex::decode(VECTOR_V2_HEX).expect("hex");
+    expected[95] = 3;
+    assert_eq!(bytes, expected);
+    assert_eq!(ReleaseRecord::decode(&bytes), Ok(receipt));
     assert_eq!(
-        decode_patched(95, 3),
-        Err(EntryError::UnknownKind { kind: 3 })
+        decode_patched(95, 3).map(|r| r.kind),
+        Ok(ReleaseKind::KmsOnboardReceipt)
     );
+}
+
+#[test]
+fn kind_names_and_policy_questions_are_the_documented_ones() {
+    // (kind, name, judged by isKmsAllowed, the logging node released something)
+    let cases = [
+        (ReleaseKind::AppKey, "app-key", false, true),
+        (ReleaseKind::SignCert, "sign-cert", false, true),
+        (ReleaseKind::KmsOnboard, "kms-onboard", true, true),
+        (
+            ReleaseKind::KmsOnboardReceipt,
+            "kms-onboard-receipt",
+            true,
+            false,
+        ),
+    ];
+    for (n, (kind, name, kms, release)) in cases.into_iter().enumerate() {
+        assert_eq!(ReleaseKind::try_from(n as u8), Ok(kind));
+        assert_eq!(kind as u8 as usize, n);
+        assert_eq!(kind.name(), name);
+        assert_eq!(kind.is_kms_policy(), kms, "{name}");
+        assert_eq!(kind.is_release(), release, "{name}");
+    }
 }
 
 #[test]
@@ -423,7 +468,7 @@ proptest! {
 
     #[test]
     fn any_record_round_trips(
-        kind in 0u8..3, id in any::<[u8; 20]>(), h in any::<[u8; 32]>(),
+        kind in 0u8..4, id in any::<[u8; 20]>(), h in any::<[u8; 32]>(),
         tcb in "[A-Za-z]{0,64}", generation in any::<u32>(), nums in any::<[u64; 3]>(),
         ids in proptest::collection::vec("[A-Z0-9-]{0,64}", 0..8), v2 in any::<bool>(),
     ) {
