@@ -30,6 +30,13 @@ log "chromium: the VMM web page test renders the page in it"
   die "no Chromium (${CAIRN_CHROMIUM:-chromium}): run scripts/setup.sh, which installs Debian's chromium"
 
 log "rust: tests"
+# The VMM tests run the cairn-guest binary. Left to itself, the harness builds it with
+# `cargo build -p cairn-guest`, whose feature set differs from the workspace's, so on a
+# fresh clone it rebuilds most dependencies inside the first such test, after that test's
+# anvil has mined its last block (a CI run under load saw the VMM refuse a 228 s old
+# head). The workspace test build below produces target/debug/cairn-guest before any
+# test runs: point the harness at it.
+export CAIRN_GUEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/cairn-guest"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
