@@ -113,6 +113,11 @@ async fn validate_and_finalize(
         tokio::time::sleep(req.propagation).await;
     }
 
+    // The CA validates a challenge as soon as it is marked ready, so a wrong record for
+    // one identifier can fail the order before the next identifier's challenge is
+    // marked: the CA then refuses that call, and the reason is on the failed
+    // authorization, which `diagnose` reports.
+    let mut refused = None;
     {
         let mut authzs = order.authorizations();
         while let Some(authz) = authzs.next().await {
@@ -124,10 +129,22 @@ async fn validate_and_finalize(
             let mut challenge = authz
                 .challenge(ChallengeType::Dns01)
                 .ok_or(Error::NoDns01Challenge { identifier })?;
-            challenge
-                .set_ready()
-                .await
-                .map_err(Error::acme("marking the challenge ready"))?;
+            if let Err(e) = challenge.set_ready().await {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    match refused {
+        None => {}
+        Some(instant_acme::Error::Api(problem)) => {
+            return Err(diagnose(order, "invalid".to_owned(), Some(problem_text(&problem))).await)
+        }
+        Some(source) => {
+            return Err(Error::Acme {
+                context: "marking the challenge ready",
+                source,
+            })
         }
     }
 
