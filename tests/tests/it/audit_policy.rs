@@ -223,8 +223,20 @@ async fn onboarded_pair() -> (Devnet, Kms, Kms, Forger) {
     let b = cluster.nodes.pop().unwrap();
     let a = cluster.nodes.pop().unwrap();
     cairn_kms::anchor_once(&a.node, 0).await.unwrap();
+    // B's log holds its receipt before B serves, and B's anchoring task anchors it at
+    // once (an interval's first tick): wait for that anchor rather than racing it with a
+    // second transaction from B's account (same nonce: "replacement underpriced").
+    let nb = node_of(&b).into_array();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while net.net.latest_anchor_of(nb).await.map(|a| a.tree_size) != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never anchored its receipt"
+        );
+        net.net.mine(1).await;
+    }
     let mut forger = Forger::new(&b);
-    forger.anchor().await;
+    forger.anchored = 1;
     (net, a, b, forger)
 }
 
