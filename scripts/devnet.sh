@@ -116,6 +116,9 @@ trap 'exit 130' INT TERM
 # Dies showing the end of a log. <log> <message>
 die_log() {
   [ -f "$1" ] && { printf -- '--- last lines of %s:\n' "$1" >&2; tail -n 15 "$1" >&2; }
+  # A panic's message sits above its backtrace, which fills the tail: show it too.
+  [ -f "$1" ] && grep -q 'panicked at' "$1" &&
+    { printf -- '--- the panic in %s:\n' "$1" >&2; grep -m1 -A3 'panicked at' "$1" >&2; }
   die "$2"
 }
 # Waits until a command succeeds, or dies. <seconds> <what> <pid to watch> <its log> <command...>
